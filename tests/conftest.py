@@ -1,0 +1,29 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support import real_zk  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """Real ZooKeeper must be present in CI; elsewhere its tests skip with the reason."""
+    if real_zk.available():
+        return
+    if os.environ.get("CI"):
+        raise pytest.UsageError("CI run without real ZooKeeper installed: scripts/setup.sh should have installed it")
+    skip = pytest.mark.skip(reason="real ZooKeeper 3.8 not installed (apt-get install zookeeper)")
+    for item in items:
+        if "realzk" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def real_zookeeper(tmp_path):
+    zk = real_zk.RealZooKeeper(tmp_path / "zk")
+    zk.start()
+    yield zk
+    zk.stop()
