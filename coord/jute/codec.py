@@ -1,0 +1,308 @@
+"""Jute, ZooKeeper's serialization: big-endian int/long, one-byte bool, length-prefixed buffer and
+ustring (length -1 means null), vectors with an int count (-1 means null), records as fields in order.
+
+Records are declared as field lists and compiled once, at import, into straight-line Python functions
+(consecutive fixed-width fields become one struct call): a lean hot path without hand-writing every
+record twice. Every decoder bounds-checks lengths against the bytes present, so hostile input can only
+ever raise JuteError.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Any, Callable
+
+__all__ = ["JuteError", "Record", "record", "decode", "encode"]
+
+
+class JuteError(ValueError):
+    """The bytes are not a valid encoding of the expected record."""
+
+
+_FIXED = {"int": ("i", 4), "long": ("q", 8), "bool": ("?", 1)}
+_STRUCTS: dict[str, struct.Struct] = {}
+_INT = struct.Struct(">i")
+
+
+def _struct(fmt: str) -> struct.Struct:
+    s = _STRUCTS.get(fmt)
+    if s is None:
+        s = _STRUCTS[fmt] = struct.Struct(">" + fmt)
+    return s
+
+
+def _read_buffer(b, p: int):
+    (n,) = _INT.unpack_from(b, p)
+    p += 4
+    if n < 0:
+        return None, p
+    e = p + n
+    if e > len(b):
+        raise JuteError(f"buffer length {n} exceeds the {len(b) - p} bytes left")
+    return bytes(b[p:e]), e
+
+
+def _read_ustring(b, p: int):
+    (n,) = _INT.unpack_from(b, p)
+    p += 4
+    if n < 0:
+        return None, p
+    e = p + n
+    if e > len(b):
+        raise JuteError(f"string length {n} exceeds the {len(b) - p} bytes left")
+    try:
+        return str(b[p:e], "utf-8"), e
+    except UnicodeDecodeError as exc:
+        raise JuteError(f"string is not UTF-8: {exc}") from None
+
+
+def _write_buffer(out: bytearray, v) -> None:
+    if v is None:
+        out += b"\xff\xff\xff\xff"
+    else:
+        out += _INT.pack(len(v))
+        out += v
+
+
+def _write_ustring(out: bytearray, v) -> None:
+    if v is None:
+        out += b"\xff\xff\xff\xff"
+    else:
+        e = v.encode("utf-8")
+        out += _INT.pack(len(e))
+        out += e
+
+
+_MIN_SIZE = {"int": 4, "long": 8, "bool": 1, "buffer": 4, "ustring": 4}
+
+
+def _vector_reader(elem: str) -> Callable:
+    if elem in _FIXED:
+        code, size = _FIXED[elem]
+
+        def read(b, p):
+            (n,) = _INT.unpack_from(b, p)
+            p += 4
+            if n < 0:
+                return None, p
+            if n * size > len(b) - p:
+                raise JuteError(f"vector of {n} exceeds the bytes left")
+            vals = list(_struct(code * n).unpack_from(b, p)) if n else []
+            return vals, p + n * size
+        return read
+    item = _reader_for(elem)
+    min_size = _MIN_SIZE.get(elem, 1)
+
+    def read(b, p):
+        (n,) = _INT.unpack_from(b, p)
+        p += 4
+        if n < 0:
+            return None, p
+        if n * min_size > len(b) - p:
+            raise JuteError(f"vector of {n} exceeds the bytes left")
+        vals = []
+        append = vals.append
+        for _ in range(n):
+            v, p = item(b, p)
+            append(v)
+        return vals, p
+    return read
+
+
+def _vector_writer(elem: str) -> Callable:
+    item = _writer_for(elem)
+
+    def write(out, v):
+        if v is None:
+            out += b"\xff\xff\xff\xff"
+            return
+        out += _INT.pack(len(v))
+        for x in v:
+            item(out, x)
+    return write
+
+
+def _reader_for(t: str) -> Callable:
+    if t == "buffer":
+        return _read_buffer
+    if t == "ustring":
+        return _read_ustring
+    if t.startswith("vector<"):
+        return _vector_reader(t[7:-1])
+    if t in _FIXED:
+        s = _struct(_FIXED[t][0])
+
+        def read(b, p):
+            return s.unpack_from(b, p)[0], p + s.size
+        return read
+    return RECORDS[t]._read
+
+
+def _writer_for(t: str) -> Callable:
+    if t == "buffer":
+        return _write_buffer
+    if t == "ustring":
+        return _write_ustring
+    if t.startswith("vector<"):
+        return _vector_writer(t[7:-1])
+    if t in _FIXED:
+        s = _struct(_FIXED[t][0])
+
+        def write(out, v):
+            out += s.pack(v)
+        return write
+    return RECORDS[t]._write_into
+
+
+class Record:
+    """Base of compiled records: __slots__ fields, equality by value, positional or keyword init."""
+
+    __slots__ = ()
+    FIELDS: tuple[tuple[str, str], ...] = ()
+
+    def __eq__(self, other: Any) -> bool:
+        return type(other) is type(self) and all(
+            getattr(self, f) == getattr(other, f) for f, _ in self.FIELDS)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{f}={getattr(self, f)!r}" for f, _ in self.FIELDS)
+        return f"{type(self).__name__}({inner})"
+
+    def _fields(self) -> tuple:
+        return tuple(getattr(self, f) for f, _ in self.FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def encode(self) -> bytes:
+        out = bytearray()
+        self._write_into(out, self)
+        return bytes(out)
+
+
+RECORDS: dict[str, type[Record]] = {}
+
+
+def record(name: str, fields: list[tuple[str, str]]) -> type[Record]:
+    """Compile a record class from (field, jute type) pairs, in wire order."""
+    names = [f for f, _ in fields]
+    ns: dict[str, Any] = {"JuteError": JuteError}
+    init_args = ", ".join(f"{f}=None" for f in names)
+    init_body = "".join(f"    self.{f} = {f}\n" for f in names) or "    pass\n"
+    read_lines = ["def _read(b, p):"]
+    write_lines = ["def _write_into(out, r):"]
+    i = 0
+    helper_no = 0
+    while i < len(fields):
+        f, t = fields[i]
+        if t in _FIXED:
+            group = []
+            while i < len(fields) and fields[i][1] in _FIXED:
+                group.append(fields[i])
+                i += 1
+            fmt = "".join(_FIXED[gt][0] for _, gt in group)
+            sname = f"_s{helper_no}"
+            helper_no += 1
+            ns[sname] = _struct(fmt)
+            targets = ", ".join(g for g, _ in group) + ","
+            read_lines.append(f"    {targets} = {sname}.unpack_from(b, p); p += {ns[sname].size}")
+            vals = ", ".join(f"r.{g}" for g, _ in group)
+            write_lines.append(f"    out += {sname}.pack({vals})")
+        else:
+            hname = f"_h{helper_no}"
+            helper_no += 1
+            ns[hname + "r"] = _LazyReader(t)
+            ns[hname + "w"] = _LazyWriter(t)
+            read_lines.append(f"    {f}, p = {hname}r(b, p)")
+            write_lines.append(f"    {hname}w(out, r.{f})")
+            i += 1
+    read_lines.append(f"    return _cls({', '.join(names)}), p")
+    if len(write_lines) == 1:
+        write_lines.append("    pass")
+    src = (f"def __init__(self, {init_args}):\n{init_body}" if names else "def __init__(self):\n    pass\n")
+    src += "\n".join(read_lines) + "\n" + "\n".join(write_lines) + "\n"
+    exec(compile(src, f"<jute {name}>", "exec"), ns)
+    cls = type(name, (Record,), {
+        "__slots__": tuple(names),
+        "FIELDS": tuple(fields),
+        "__init__": ns["__init__"],
+        "_read": staticmethod(ns["_read"]),
+        "_write_into": staticmethod(ns["_write_into"]),
+    })
+    ns["_cls"] = cls
+    RECORDS[name] = cls
+    return cls
+
+
+class _LazyReader:
+    """Resolves nested record/vector readers on first use (records may refer to later ones)."""
+
+    __slots__ = ("t", "fn")
+
+    def __init__(self, t: str):
+        self.t = t
+        self.fn = None
+
+    def __call__(self, b, p):
+        fn = self.fn
+        if fn is None:
+            fn = self.fn = _reader_for(self.t)
+        return fn(b, p)
+
+
+class _LazyWriter:
+    __slots__ = ("t", "fn")
+
+    def __init__(self, t: str):
+        self.t = t
+        self.fn = None
+
+    def __call__(self, out, v):
+        fn = self.fn
+        if fn is None:
+            fn = self.fn = _writer_for(self.t)
+        fn(out, v)
+
+
+def decode(cls: type[Record], data, pos: int = 0, *, exact: bool = False):
+    """Decode one record from data at pos; returns (record, next_pos). Any malformation is JuteError."""
+    try:
+        rec, p = cls._read(data, pos)
+    except struct.error as exc:
+        raise JuteError(f"{cls.__name__}: truncated ({exc})") from None
+    if exact and p != len(data):
+        raise JuteError(f"{cls.__name__}: {len(data) - p} trailing bytes")
+    return rec, p
+
+
+def encode(rec: Record, out: bytearray | None = None) -> bytearray:
+    """Append rec's encoding to out (a new bytearray if None) and return it."""
+    if out is None:
+        out = bytearray()
+    rec._write_into(out, rec)
+    return out
+
+
+def read_int(b, p: int) -> tuple[int, int]:
+    try:
+        return _INT.unpack_from(b, p)[0], p + 4
+    except struct.error:
+        raise JuteError("truncated int") from None
+
+
+def read_bool(b, p: int) -> tuple[bool, int]:
+    if p >= len(b):
+        raise JuteError("truncated bool")
+    return b[p] != 0, p + 1
+
+
+def read_buffer(b, p: int):
+    try:
+        return _read_buffer(b, p)
+    except struct.error:
+        raise JuteError("truncated buffer") from None
+
+
+def read_ustring(b, p: int):
+    try:
+        return _read_ustring(b, p)
+    except struct.error:
+        raise JuteError("truncated string") from None
