@@ -1,0 +1,2 @@
+"""coord: a ZooKeeper-compatible coordination service."""
+__version__ = "0.1.0"

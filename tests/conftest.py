@@ -27,3 +27,12 @@ def real_zookeeper(tmp_path):
     zk.start()
     yield zk
     zk.stop()
+
+
+@pytest.fixture
+def coord_server(tmp_path):
+    from tests.support.coord_server import CoordProcess
+    srv = CoordProcess(tmp_path / "coord")
+    srv.start()
+    yield srv
+    srv.stop()

@@ -1,0 +1,254 @@
+"""The asyncio shell around ServerCore: client sockets, the txn log, the clock, four-letter words.
+
+It moves bytes and performs effects in a fixed order and makes no protocol decision. After every
+input (bytes, an fsync completion, a tick) it schedules one flush for the end of the loop iteration,
+so all replies produced by one batch of inputs leave in one write per connection and all txns
+prepared by it go to the log in one batch (group commit).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+
+from coord.aio.fourletter import FourLetterWords
+from coord.aio.txnlog import TxnLog
+from coord.aio.zoocfg import ALL_4LW, ServerConfig
+from coord.core.config import CoreConfig
+from coord.core.datatree import DataTree
+from coord.core.server import ServerCore
+from coord.jute.frames import FrameSplitter, FrameTooLarge
+
+log = logging.getLogger("coord.server")
+
+_4LW = frozenset(w.encode() for w in ALL_4LW)
+TICK_S = 0.05
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def mono_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+def core_config(cfg: ServerConfig) -> CoreConfig:
+    return CoreConfig(
+        server_id=cfg.myid or 0,
+        tick_ms=cfg.tick_ms,
+        min_session_timeout_ms=cfg.min_session_timeout_ms,
+        max_session_timeout_ms=cfg.max_session_timeout_ms,
+        extended_types=cfg.extended_types,
+        super_digest=cfg.super_digest,
+        max_buffer=cfg.jute_maxbuffer,
+        container_check_interval_ms=cfg.container_check_interval_ms,
+    )
+
+
+class ClientProtocol(asyncio.Protocol):
+    __slots__ = ("server", "conn_id", "transport", "splitter", "first", "paused", "remote", "ip")
+
+    def __init__(self, server: "CoordServer", conn_id: int):
+        self.server = server
+        self.conn_id = conn_id
+        self.transport = None
+        self.splitter = FrameSplitter(server.cfg.jute_maxbuffer + 1024)
+        self.first = True
+        self.paused = False
+        self.remote = ""
+        self.ip = ""
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.ip = str(peer[0])
+        self.remote = f"{peer[0]}:{peer[1]}"
+        srv = self.server
+        limit = srv.cfg.max_client_cnxns
+        if limit > 0 and srv.per_ip[self.ip] >= limit:
+            log.warning("too many connections from %s (max %d); closing", self.ip, limit)
+            srv.rejected += 1
+            transport.abort()
+            return
+        srv.per_ip[self.ip] += 1
+        srv.protocols[self.conn_id] = self
+        srv.core.connection_made(self.conn_id, self.remote)
+
+    def data_received(self, data: bytes) -> None:
+        srv = self.server
+        if self.first:
+            self.first = False
+            if len(data) >= 4 and data[:4] in _4LW:
+                srv.four_letter(self, data[:4].decode())
+                return
+        try:
+            frames = self.splitter.feed(data)
+        except FrameTooLarge as e:
+            log.warning("closing %s: %s (jute.maxbuffer %d)", self.remote, e, srv.cfg.jute_maxbuffer)
+            srv.large_rejected += 1
+            self.transport.abort()
+            return
+        core = srv.core
+        srv.tick_clock()
+        for payload in frames:
+            core.frame(self.conn_id, payload)
+        srv.schedule_flush()
+
+    def connection_lost(self, exc) -> None:
+        srv = self.server
+        if srv.protocols.pop(self.conn_id, None) is not None:
+            srv.per_ip[self.ip] -= 1
+            srv.core.connection_lost(self.conn_id)
+            srv.schedule_flush()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+
+
+class CoordServer:
+    """One standalone coord server on an event loop."""
+
+    def __init__(self, cfg: ServerConfig):
+        self.cfg = cfg
+        self.core: ServerCore | None = None
+        self.txnlog = TxnLog(cfg.log_dir / "version-2", force_sync=cfg.force_sync,
+                             max_file_bytes=cfg.max_log_file_bytes)
+        self.protocols: dict[int, ClientProtocol] = {}
+        self.per_ip: dict[str, int] = defaultdict(int)
+        self.next_conn_id = 1
+        self.flush_scheduled = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server: asyncio.base_events.Server | None = None
+        self.tick_task: asyncio.Task | None = None
+        self.words = FourLetterWords(self)
+        self.started_mono_ms = mono_ms()
+        self.rejected = 0
+        self.large_rejected = 0
+        self.stopped = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def load(self) -> None:
+        tree = DataTree()
+        t0 = time.monotonic()
+        n = [0]
+
+        def apply(hdr, txn):
+            tree.apply(hdr, txn)
+            n[0] += 1
+        self.txnlog.recover(apply)
+        self.core = ServerCore(core_config(self.cfg), tree)
+        self.core.start(wall_ms(), mono_ms())
+        log.info("loaded %d txns to zxid 0x%x in %.2fs (%d znodes)", n[0], tree.last_zxid,
+                 time.monotonic() - t0, tree.node_count())
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        if self.core is None:
+            self.load()
+        self.txnlog.on_durable = self._on_durable
+        self.server = await self.loop.create_server(
+            self._protocol, host=self.cfg.client_port_address, port=self.cfg.client_port,
+            reuse_address=True, backlog=1024)
+        sock = self.server.sockets[0].getsockname()
+        self.port = sock[1]
+        log.info("serving on %s:%d (standalone)", sock[0], sock[1])
+        self.tick_task = self.loop.create_task(self._ticker())
+
+    def _protocol(self) -> ClientProtocol:
+        cid = self.next_conn_id
+        self.next_conn_id += 1
+        return ClientProtocol(self, cid)
+
+    async def stop(self) -> None:
+        if self.tick_task:
+            self.tick_task.cancel()
+        if self.server:
+            self.server.close()
+        for p in list(self.protocols.values()):
+            p.transport.abort()
+        while self.txnlog.syncing or self.txnlog.buffer:
+            await asyncio.sleep(0.01)
+        self.txnlog.close()
+        self.stopped.set()
+
+    # -- clock -----------------------------------------------------------------------------------
+    def tick_clock(self) -> None:
+        self.core.set_time(wall_ms(), mono_ms())
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self.tick_clock()
+            self.core.tick()
+            self.schedule_flush()
+
+    # -- effects ---------------------------------------------------------------------------------
+    def schedule_flush(self) -> None:
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        core = self.core
+        records = core.sequencer.drain_log()
+        if records:
+            if self.txnlog.failed is not None:
+                log.error("txn log failed earlier (%s); not accepting writes", self.txnlog.failed)
+            else:
+                self.txnlog.append(records)
+        out, closing = core.drain()
+        protocols = self.protocols
+        for cid, chunks in out.items():
+            p = protocols.get(cid)
+            if p is not None:
+                p.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        for cid in closing:
+            p = protocols.get(cid)
+            if p is not None:
+                p.transport.close()
+        for line in core.log_lines:
+            log.info("%s", line)
+        core.log_lines.clear()
+
+    def _on_durable(self, zxid: int) -> None:
+        self.tick_clock()
+        self.core.sequencer.on_logged(zxid)
+        self.flush()
+
+    # -- four-letter words -----------------------------------------------------------------------
+    def four_letter(self, proto: ClientProtocol, word: str) -> None:
+        self.tick_clock()
+        try:
+            text = self.words.run(word)
+        except Exception as e:  # a diagnostic must never take the server down
+            log.exception("four-letter word %s failed", word)
+            text = f"error: {e}\n"
+        proto.transport.write(text.encode())
+        proto.transport.close()
+
+    def mode(self) -> str:
+        return "read-only" if self.core.config.read_only else "standalone"
+
+    def mode_extra_lines(self) -> list[str]:
+        return []
+
+    def mode_mntr_rows(self) -> list[tuple[str, object]]:
+        return []
+
+    def fsync_count(self) -> int:
+        return self.txnlog.fsync_count
+
+
+async def serve_forever(cfg: ServerConfig) -> None:
+    srv = CoordServer(cfg)
+    await srv.start()
+    try:
+        await srv.stopped.wait()
+    finally:
+        await srv.stop()

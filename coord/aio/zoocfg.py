@@ -1,0 +1,311 @@
+"""zoo.cfg: ZooKeeper's own configuration format, read the way ZooKeeper reads it.
+
+Java-properties lines (`key=value`, `#`/`!` comments). Keys ZooKeeper takes as system properties
+(`jute.maxbuffer`, `extendedTypesEnabled`, the super digest) are accepted with or without their
+`zookeeper.` prefix. A bad value stops the start with the file and line named; an unknown key is a
+warning, never fatal (operators carry zoo.cfg files between versions).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass
+class QuorumServer:
+    sid: int
+    host: str
+    quorum_port: int
+    election_port: int
+    role: str = "participant"
+    client_host: str | None = None
+    client_port: int | None = None
+
+    def spec(self) -> str:
+        s = f"{self.host}:{self.quorum_port}:{self.election_port}:{self.role}"
+        if self.client_port is not None:
+            s += f";{self.client_host or '0.0.0.0'}:{self.client_port}"
+        return s
+
+
+@dataclass
+class ServerConfig:
+    path: str | None = None
+    tick_ms: int = 2000
+    init_limit: int = 10
+    sync_limit: int = 5
+    data_dir: Path = Path("coord-data")
+    data_log_dir: Path | None = None
+    client_port: int = 2181
+    client_port_address: str = "0.0.0.0"
+    max_client_cnxns: int = 60
+    min_session_timeout_ms: int = -1
+    max_session_timeout_ms: int = -1
+    four_letter_whitelist: set[str] = field(default_factory=lambda: set(DEFAULT_4LW))
+    extended_types: bool = False
+    super_digest: str | None = None
+    jute_maxbuffer: int = 0xFFFFF
+    force_sync: bool = True
+    snap_count: int = 100000
+    snap_retain_count: int = 3
+    purge_interval_hours: int = 0
+    pre_alloc_size_kb: int = 65536
+    servers: dict[int, QuorumServer] = field(default_factory=dict)
+    myid: int | None = None
+    standalone_enabled: bool = True
+    reconfig_enabled: bool = False
+    dynamic_config_file: str | None = None
+    read_only_enabled: bool = False
+    local_sessions_enabled: bool = False
+    local_sessions_upgrading_enabled: bool = False
+    metrics_port: int | None = None
+    admin_enable_server: bool = False
+    admin_server_port: int = 8080
+    container_check_interval_ms: int = 60000
+    max_log_file_bytes: int = 64 * 1024 * 1024
+    test_zxid_counter_limit: int | None = None
+    warnings: list[str] = field(default_factory=list)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_log_dir or self.data_dir
+
+    @property
+    def standalone(self) -> bool:
+        voters = [s for s in self.servers.values() if s.role == "participant"]
+        return not self.servers or (len(self.servers) == 1 and len(voters) == 1 and self.standalone_enabled)
+
+
+SAFE_4LW = ("ruok", "srvr", "stat", "mntr", "isro", "conf", "envi")
+ALL_4LW = ("ruok", "srvr", "stat", "mntr", "conf", "envi", "cons", "wchs", "wchc", "wchp", "dump",
+           "isro", "crst", "srst", "dirs", "gtmk", "stmk")
+DEFAULT_4LW = SAFE_4LW
+
+
+def _int(v: str, key: str) -> int:
+    try:
+        return int(v.strip())
+    except ValueError:
+        raise ValueError(f"{key} must be an integer, got {v!r}") from None
+
+
+def _bool(v: str, key: str) -> bool:
+    s = v.strip().lower()
+    if s in ("true", "yes", "1", "on"):
+        return True
+    if s in ("false", "no", "0", "off"):
+        return False
+    raise ValueError(f"{key} must be true or false, got {v!r}")
+
+
+def _port(v: str, key: str) -> int:
+    p = _int(v, key)
+    if not 0 <= p <= 65535:
+        raise ValueError(f"{key} must be a port number (0-65535), got {p}")
+    return p
+
+
+def _hostport(s: str, what: str) -> tuple[str, int]:
+    s = s.strip()
+    if s.startswith("["):
+        host, _, rest = s[1:].partition("]")
+        port = rest.lstrip(":")
+    else:
+        host, _, port = s.rpartition(":")
+    if not host or not port:
+        raise ValueError(f"{what} must be host:port, got {s!r}")
+    return host, _port(port, what)
+
+
+def parse_server_spec(sid: int, spec: str) -> QuorumServer:
+    """`host:quorumPort:electionPort[:participant|observer][;[clientHost:]clientPort]`."""
+    addr, _, client = spec.partition(";")
+    parts = addr.strip().split(":")
+    role = "participant"
+    if parts and parts[-1] in ("participant", "observer"):
+        role = parts.pop()
+    if len(parts) != 3:
+        raise ValueError(f"server.{sid} must be host:quorumPort:electionPort[:role][;clientPort], got {spec!r}")
+    host = parts[0]
+    qp = _port(parts[1], f"server.{sid} quorum port")
+    ep = _port(parts[2], f"server.{sid} election port")
+    chost = cport = None
+    if client.strip():
+        c = client.strip()
+        if ":" in c:
+            chost, cport = _hostport(c, f"server.{sid} client address")
+        else:
+            chost, cport = "0.0.0.0", _port(c, f"server.{sid} client port")
+    return QuorumServer(sid, host, qp, ep, role, chost, cport)
+
+
+KNOWN_IGNORED = {
+    "admin.commandURL", "electionAlg", "quorumListenOnAllIPs", "syncEnabled", "globalOutstandingLimit",
+    "maxCnxns", "metricsProvider.className", "metricsProvider.exportJvmInfo", "skipACL",
+    "snapshot.trust.empty", "audit.enable", "sslQuorum", "portUnification", "serverCnxnFactory",
+    "authProvider.1", "authProvider.2", "authProvider.3", "zookeeper.snapshot.compression.method",
+    "snapshot.compression.method", "digest.enabled", "fsync.warningthresholdms",
+    "zookeeper.fsync.warningthresholdms", "maxResponseCacheSize", "connectToLearnerMasterLimit",
+    "multiAddress.enabled", "tcpKeepAlive", "clientPortListenBacklog", "quorum.auth.enableSasl",
+    "cnxTimeout", "secureClientPort", "secureClientPortAddress", "peerType", "learner.asyncSending",
+    "leader.closeSocketAsync", "learner.closeSocketAsync",
+}
+
+
+def parse(text: str, path: str = "zoo.cfg") -> ServerConfig:
+    cfg = ServerConfig(path=path)
+    seen_dynamic_servers = False
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        if "=" not in line:
+            raise ConfigError(f"{path}:{lineno}: expected key=value, got {line!r}")
+        key, _, value = line.partition("=")
+        key = key.strip()
+        value = value.strip()
+        k = key[len("zookeeper."):] if key.startswith("zookeeper.") else key
+        try:
+            _apply(cfg, k, value)
+            if k.startswith("server."):
+                seen_dynamic_servers = True
+        except UnknownKey:
+            cfg.warnings.append(f"{path}:{lineno}: unknown key {key!r} ignored")
+            cfg.extra[key] = value
+        except ValueError as e:
+            raise ConfigError(f"{path}:{lineno}: {e}") from None
+    _ = seen_dynamic_servers
+    return cfg
+
+
+class UnknownKey(Exception):
+    pass
+
+
+def _apply(cfg: ServerConfig, k: str, v: str) -> None:
+    if k == "tickTime":
+        cfg.tick_ms = _int(v, k)
+        if cfg.tick_ms <= 0:
+            raise ValueError("tickTime must be positive")
+    elif k == "initLimit":
+        cfg.init_limit = _int(v, k)
+    elif k == "syncLimit":
+        cfg.sync_limit = _int(v, k)
+    elif k == "dataDir":
+        if not v:
+            raise ValueError("dataDir must not be empty")
+        cfg.data_dir = Path(v)
+    elif k == "dataLogDir":
+        cfg.data_log_dir = Path(v) if v else None
+    elif k == "clientPort":
+        cfg.client_port = _port(v, k)
+    elif k == "clientPortAddress":
+        cfg.client_port_address = v
+    elif k == "maxClientCnxns":
+        cfg.max_client_cnxns = _int(v, k)
+    elif k == "minSessionTimeout":
+        cfg.min_session_timeout_ms = _int(v, k)
+    elif k == "maxSessionTimeout":
+        cfg.max_session_timeout_ms = _int(v, k)
+    elif k == "4lw.commands.whitelist":
+        words = {w.strip() for w in v.split(",") if w.strip()}
+        if "*" in words:
+            cfg.four_letter_whitelist = set(ALL_4LW)
+        else:
+            bad = sorted(w for w in words if w not in ALL_4LW)
+            if bad:
+                raise ValueError(f"4lw.commands.whitelist: unknown command(s) {', '.join(bad)}")
+            cfg.four_letter_whitelist = words
+    elif k == "extendedTypesEnabled":
+        cfg.extended_types = _bool(v, k)
+    elif k in ("superDigest", "DigestAuthenticationProvider.superDigest"):
+        if v.count(":") != 1:
+            raise ValueError(f"{k} must be user:base64digest")
+        cfg.super_digest = v
+    elif k == "jute.maxbuffer":
+        n = int(v, 0) if v.lower().startswith("0x") else _int(v, k)
+        if n <= 0:
+            raise ValueError("jute.maxbuffer must be positive")
+        cfg.jute_maxbuffer = n
+    elif k == "forceSync":
+        cfg.force_sync = _bool(v, k)
+    elif k == "snapCount":
+        cfg.snap_count = _int(v, k)
+        if cfg.snap_count < 2:
+            raise ValueError("snapCount must be at least 2")
+    elif k == "autopurge.snapRetainCount":
+        cfg.snap_retain_count = max(3, _int(v, k))
+    elif k == "autopurge.purgeInterval":
+        cfg.purge_interval_hours = _int(v, k)
+    elif k == "preAllocSize":
+        cfg.pre_alloc_size_kb = _int(v, k)
+    elif k.startswith("server."):
+        try:
+            sid = int(k[len("server."):])
+        except ValueError:
+            raise ValueError(f"{k}: server id must be an integer") from None
+        if sid < 0:
+            raise ValueError(f"{k}: server id must not be negative")
+        cfg.servers[sid] = parse_server_spec(sid, v)
+    elif k == "standaloneEnabled":
+        cfg.standalone_enabled = _bool(v, k)
+    elif k == "reconfigEnabled":
+        cfg.reconfig_enabled = _bool(v, k)
+    elif k == "dynamicConfigFile":
+        cfg.dynamic_config_file = v
+    elif k == "readonlymode.enabled":
+        cfg.read_only_enabled = _bool(v, k)
+    elif k == "localSessionsEnabled":
+        cfg.local_sessions_enabled = _bool(v, k)
+    elif k == "localSessionsUpgradingEnabled":
+        cfg.local_sessions_upgrading_enabled = _bool(v, k)
+    elif k in ("metricsProvider.httpPort", "metricsPort"):
+        cfg.metrics_port = _port(v, k)
+    elif k == "admin.enableServer":
+        cfg.admin_enable_server = _bool(v, k)
+    elif k == "admin.serverPort":
+        cfg.admin_server_port = _port(v, k)
+    elif k in ("znode.container.checkIntervalMs", "containerCheckIntervalMs"):
+        cfg.container_check_interval_ms = _int(v, k)
+    elif k in ("coord.maxLogFileBytes",):
+        cfg.max_log_file_bytes = _int(v, k)
+    elif k in ("coord.testZxidCounterLimit",):
+        cfg.test_zxid_counter_limit = _int(v, k)
+    elif k in KNOWN_IGNORED or k.startswith("ssl.") or k.startswith("metricsProvider."):
+        return
+    else:
+        raise UnknownKey(k)
+
+
+def load(path: str | os.PathLike) -> ServerConfig:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
+    cfg = parse(text, str(p))
+    if cfg.dynamic_config_file:
+        dyn = Path(cfg.dynamic_config_file)
+        if not dyn.is_absolute():
+            dyn = p.parent / dyn
+        if dyn.exists():
+            d = parse(dyn.read_text(), str(dyn))
+            cfg.servers.update(d.servers)
+    myid_file = cfg.data_dir / "myid"
+    if cfg.servers and myid_file.exists():
+        txt = myid_file.read_text().strip()
+        try:
+            cfg.myid = int(txt)
+        except ValueError:
+            raise ConfigError(f"{myid_file}: myid must be an integer, got {txt!r}") from None
+    if cfg.servers and len(cfg.servers) > 1 and cfg.myid is None:
+        raise ConfigError(f"{myid_file}: missing; an ensemble member needs its server id in dataDir/myid")
+    if cfg.myid is not None and cfg.servers and cfg.myid not in cfg.servers:
+        raise ConfigError(f"{myid_file}: myid {cfg.myid} has no server.{cfg.myid} line in {p}")
+    return cfg

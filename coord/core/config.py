@@ -1,0 +1,30 @@
+"""Server settings the core needs (parsed from zoo.cfg by the shell; defaults as ZooKeeper's)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from coord.jute.protocol import DEFAULT_JUTE_MAXBUFFER
+
+
+@dataclass
+class CoreConfig:
+    server_id: int = 0
+    tick_ms: int = 2000
+    min_session_timeout_ms: int = -1   # -1: 2 x tickTime
+    max_session_timeout_ms: int = -1   # -1: 20 x tickTime
+    extended_types: bool = False
+    super_digest: str | None = None    # "super:<base64 sha1>"
+    max_buffer: int = DEFAULT_JUTE_MAXBUFFER
+    max_queued_per_connection: int = 1000
+    container_check_interval_ms: int = 60000
+    config_data: bytes = b""           # contents of /zookeeper/config
+    read_only: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def min_timeout(self) -> int:
+        return self.min_session_timeout_ms if self.min_session_timeout_ms > 0 else 2 * self.tick_ms
+
+    @property
+    def max_timeout(self) -> int:
+        return self.max_session_timeout_ms if self.max_session_timeout_ms > 0 else 20 * self.tick_ms

@@ -1,0 +1,414 @@
+"""The replicated state: znodes, their Stat, ephemerals by owner, containers, TTL nodes, sessions.
+
+apply(hdr, txn) is the state machine's only transition for replicated changes; it is deterministic
+(time and zxid come inside the txn header) so every server that applies the same txns in zxid order
+holds the same tree, which `digest` summarises (a sum of per-node CRCs, updated incrementally).
+
+Like ZooKeeper, a node stores `cversion` as the count of child creations (it names sequential
+children) and reports Stat.cversion as 2*cversion - numChildren, i.e. creations plus deletions.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+
+from coord.core import acl as aclmod
+from coord.core.paths import CONFIG, PROC, QUOTA, ROOT, basename, parent_of
+from coord.core.watches import WatchManager
+from coord.jute import records as R
+from coord.jute.codec import decode
+from coord.jute.protocol import Err, OpCode
+
+CONTAINER_OWNER = -(1 << 63)
+_EXTENDED_MASK = -(1 << 56)  # 0xff00000000000000 as a signed long
+TTL_MAX = (1 << 40) - 1
+_DIGEST_STAT = struct.Struct(">qqqqiiiq")
+_MASK64 = (1 << 64) - 1
+
+
+def ttl_owner(ttl: int) -> int:
+    return _EXTENDED_MASK | ttl
+
+
+def is_ttl_owner(owner: int) -> bool:
+    return owner != CONTAINER_OWNER and (owner & _EXTENDED_MASK) == _EXTENDED_MASK
+
+
+def ttl_of(owner: int) -> int:
+    return owner & TTL_MAX
+
+
+def is_session_owner(owner: int) -> bool:
+    return owner != 0 and owner != CONTAINER_OWNER and not is_ttl_owner(owner)
+
+
+class Node:
+    __slots__ = ("data", "acl", "czxid", "mzxid", "ctime", "mtime", "version", "cversion",
+                 "aversion", "owner", "pzxid", "children", "digest")
+
+    def __init__(self, data, acl, zxid, time, owner):
+        self.data = data
+        self.acl = acl
+        self.czxid = self.mzxid = self.pzxid = zxid
+        self.ctime = self.mtime = time
+        self.version = self.cversion = self.aversion = 0
+        self.owner = owner
+        self.children = None
+        self.digest = 0
+
+    def stat(self) -> R.Stat:
+        n = len(self.children) if self.children else 0
+        d = self.data
+        return R.Stat(self.czxid, self.mzxid, self.ctime, self.mtime, self.version,
+                      2 * self.cversion - n, self.aversion, self.owner,
+                      len(d) if d else 0, n, self.pzxid)
+
+    def stat_persisted(self) -> R.StatPersisted:
+        return R.StatPersisted(self.czxid, self.mzxid, self.ctime, self.mtime, self.version,
+                               self.cversion, self.aversion, self.owner, self.pzxid)
+
+
+class TxnResult:
+    __slots__ = ("err", "type", "path", "node", "multi")
+
+    def __init__(self, type_, err=0, path=None, node=None, multi=None):
+        self.type = type_
+        self.err = err
+        self.path = path
+        self.node = node
+        self.multi = multi
+
+
+class ApplyError(Exception):
+    def __init__(self, err: Err):
+        self.err = err
+
+
+_TXN_RECORD = {
+    OpCode.create: R.CreateTxn, OpCode.create2: R.CreateTxn, OpCode.createTTL: R.CreateTTLTxn,
+    OpCode.createContainer: R.CreateContainerTxn, OpCode.delete: R.DeleteTxn,
+    OpCode.deleteContainer: R.DeleteTxn, OpCode.setData: R.SetDataTxn, OpCode.reconfig: R.SetDataTxn,
+    OpCode.setACL: R.SetACLTxn, OpCode.check: R.CheckVersionTxn, OpCode.error: R.ErrorTxn,
+    OpCode.multi: R.MultiTxn, OpCode.createSession: R.CreateSessionTxn,
+    OpCode.closeSession: R.CloseSessionTxn,
+}
+TXN_RECORD = {int(k): v for k, v in _TXN_RECORD.items()}
+
+
+def decode_txn(type_: int, data: bytes):
+    cls = TXN_RECORD.get(type_)
+    if cls is None:
+        raise ValueError(f"unknown txn type {type_}")
+    if type_ == OpCode.closeSession and not data:
+        return None
+    return decode(cls, data, exact=True)[0]
+
+
+class DataTree:
+    def __init__(self, watches: WatchManager | None = None):
+        self.watches = watches
+        self.nodes: dict[str, Node] = {}
+        self.ephemerals: dict[int, set[str]] = {}
+        self.containers: set[str] = set()
+        self.ttls: set[str] = set()
+        self.sessions: dict[int, int] = {}  # session id -> timeout ms
+        self.last_zxid = 0
+        self.digest = 0
+        self.data_bytes = 0
+        root = Node(b"", aclmod.OPEN_ACL_UNSAFE, 0, 0, 0)
+        self.nodes[ROOT] = root
+        self._add_digest(ROOT, root)
+        proc = Node(b"", aclmod.OPEN_ACL_UNSAFE, 0, 0, 0)
+        self._attach(ROOT, PROC, proc)
+        self._attach(PROC, QUOTA, Node(b"", aclmod.OPEN_ACL_UNSAFE, 0, 0, 0))
+        config = Node(b"", aclmod.READ_ACL_UNSAFE, 0, 0, 0)
+        config.aversion = -1
+        self._attach(PROC, CONFIG, config)
+
+    def _attach(self, parent: str, path: str, node: Node) -> None:
+        p = self.nodes[parent]
+        if p.children is None:
+            p.children = set()
+        p.children.add(basename(path))
+        self.nodes[path] = node
+        self._add_digest(path, node)
+
+    # -- digest ---------------------------------------------------------------------------------
+    @staticmethod
+    def _node_digest(path: str, node: Node) -> int:
+        if path == CONFIG:
+            return 0  # the config node differs per member in an ensemble until reconfig commits
+        d = node.data
+        s = _DIGEST_STAT.pack(node.czxid, node.mzxid, node.ctime, node.mtime, node.version,
+                              node.cversion, node.aversion, node.owner)
+        c = zlib.crc32(path.encode(), 0)
+        c = zlib.crc32(s, c)
+        if d:
+            c = zlib.crc32(d, c)
+        return c | (node.pzxid & 0xFFFFFFFF) << 32
+
+    def _add_digest(self, path: str, node: Node) -> None:
+        node.digest = self._node_digest(path, node)
+        self.digest = (self.digest + node.digest) & _MASK64
+
+    def _update_digest(self, path: str, node: Node) -> None:
+        self.digest = (self.digest - node.digest) & _MASK64
+        self._add_digest(path, node)
+
+    def _remove_digest(self, node: Node) -> None:
+        self.digest = (self.digest - node.digest) & _MASK64
+
+    # -- reads ----------------------------------------------------------------------------------
+    def get(self, path: str) -> Node | None:
+        return self.nodes.get(path)
+
+    def node_count(self) -> int:
+        return len(self.nodes)
+
+    def ephemeral_count(self) -> int:
+        return sum(len(v) for v in self.ephemerals.values())
+
+    def all_children_number(self, path: str) -> int:
+        """Number of descendants of path (ZooKeeper counts by prefix over all nodes)."""
+        if path == ROOT:
+            return len(self.nodes) - 1
+        prefix = path + "/"
+        return sum(1 for p in self.nodes if p.startswith(prefix))
+
+    # -- transitions ----------------------------------------------------------------------------
+    def create_node(self, path: str, data, acl, owner: int, parent_cversion: int, zxid: int,
+                    time: int) -> Node:
+        parent_path = parent_of(path)
+        parent = self.nodes.get(parent_path)
+        if parent is None:
+            raise ApplyError(Err.NONODE)
+        name = basename(path)
+        children = parent.children
+        if children is None:
+            children = parent.children = set()
+        elif name in children:
+            raise ApplyError(Err.NODEEXISTS)
+        if parent_cversion == -1:
+            parent_cversion = parent.cversion + 1
+        if parent_cversion > parent.cversion:
+            parent.cversion = parent_cversion
+            parent.pzxid = zxid
+        children.add(name)
+        self._update_digest(parent_path, parent)
+        node = Node(data, aclmod.intern(acl), zxid, time, owner)
+        self.nodes[path] = node
+        self._add_digest(path, node)
+        if data:
+            self.data_bytes += len(data)
+        if owner:
+            if owner == CONTAINER_OWNER:
+                self.containers.add(path)
+            elif is_ttl_owner(owner):
+                self.ttls.add(path)
+            else:
+                eph = self.ephemerals.get(owner)
+                if eph is None:
+                    eph = self.ephemerals[owner] = set()
+                eph.add(path)
+        if self.watches is not None:
+            self.watches.node_created(path, parent_path)
+        return node
+
+    def delete_node(self, path: str, zxid: int) -> None:
+        parent_path = parent_of(path)
+        parent = self.nodes.get(parent_path)
+        node = self.nodes.get(path)
+        if parent is None or node is None:
+            raise ApplyError(Err.NONODE)
+        parent.children.discard(basename(path))
+        if zxid > parent.pzxid:
+            parent.pzxid = zxid
+        self._update_digest(parent_path, parent)
+        del self.nodes[path]
+        self._remove_digest(node)
+        if node.data:
+            self.data_bytes -= len(node.data)
+        owner = node.owner
+        if owner:
+            if owner == CONTAINER_OWNER:
+                self.containers.discard(path)
+            elif is_ttl_owner(owner):
+                self.ttls.discard(path)
+            else:
+                eph = self.ephemerals.get(owner)
+                if eph is not None:
+                    eph.discard(path)
+                    if not eph:
+                        del self.ephemerals[owner]
+        if self.watches is not None:
+            self.watches.node_deleted(path, parent_path)
+
+    def set_data(self, path: str, data, version: int, zxid: int, time: int) -> Node:
+        node = self.nodes.get(path)
+        if node is None:
+            raise ApplyError(Err.NONODE)
+        old = node.data
+        node.data = data
+        node.version = version
+        node.mzxid = zxid
+        node.mtime = time
+        self.data_bytes += (len(data) if data else 0) - (len(old) if old else 0)
+        self._update_digest(path, node)
+        if self.watches is not None:
+            self.watches.node_data_changed(path)
+        return node
+
+    def set_acl(self, path: str, acl, version: int) -> Node:
+        node = self.nodes.get(path)
+        if node is None:
+            raise ApplyError(Err.NONODE)
+        node.acl = aclmod.intern(acl)
+        node.aversion = version
+        self._update_digest(path, node)
+        return node
+
+    def kill_session(self, session_id: int, zxid: int, paths=None) -> None:
+        self.sessions.pop(session_id, None)
+        owned = self.ephemerals.pop(session_id, None) or set()
+        targets = set(owned)
+        if paths:
+            targets.update(paths)
+        for p in sorted(targets):
+            n = self.nodes.get(p)
+            if n is not None and n.owner == session_id:
+                self.delete_node(p, zxid)
+
+    # -- the state machine ------------------------------------------------------------------
+    def apply(self, hdr: R.TxnHeader, txn) -> TxnResult:
+        """Apply one committed txn; errors are results (a replayed log can hold failed txns)."""
+        t = hdr.type
+        res = TxnResult(t)
+        try:
+            self._apply(hdr, t, txn, res)
+        except ApplyError as e:
+            res.err = int(e.err)
+        if hdr.zxid > self.last_zxid:
+            self.last_zxid = hdr.zxid
+        return res
+
+    def _apply(self, hdr, t: int, txn, res: TxnResult) -> None:
+        zxid = hdr.zxid
+        if t == 1 or t == 15:  # create, create2
+            res.path = txn.path
+            res.node = self.create_node(txn.path, txn.data, _acl_tuple(txn.acl),
+                                        hdr.clientId if txn.ephemeral else 0,
+                                        txn.parentCVersion, zxid, hdr.time)
+        elif t == 5:  # setData
+            res.path = txn.path
+            res.node = self.set_data(txn.path, txn.data, txn.version, zxid, hdr.time)
+        elif t == 2 or t == 20:  # delete, deleteContainer
+            res.path = txn.path
+            self.delete_node(txn.path, zxid)
+        elif t == 14:  # multi
+            self._apply_multi(hdr, txn, res)
+        elif t == -10:  # createSession
+            self.sessions[hdr.clientId] = txn.timeOut
+        elif t == -11:  # closeSession
+            self.kill_session(hdr.clientId, zxid, txn.paths2Delete if txn is not None else None)
+        elif t == 21:  # createTTL
+            res.path = txn.path
+            res.node = self.create_node(txn.path, txn.data, _acl_tuple(txn.acl), ttl_owner(txn.ttl),
+                                        txn.parentCVersion, zxid, hdr.time)
+        elif t == 19:  # createContainer
+            res.path = txn.path
+            res.node = self.create_node(txn.path, txn.data, _acl_tuple(txn.acl), CONTAINER_OWNER,
+                                        txn.parentCVersion, zxid, hdr.time)
+        elif t == 7:  # setACL
+            res.path = txn.path
+            res.node = self.set_acl(txn.path, _acl_tuple(txn.acl), txn.version)
+        elif t == 16:  # reconfig: the new config lands in /zookeeper/config
+            res.path = txn.path
+            res.node = self.set_data(txn.path, txn.data, txn.version, zxid, hdr.time)
+        elif t == 13:  # check
+            res.path = txn.path
+        elif t == -1:  # error
+            res.err = txn.err
+        else:
+            raise ValueError(f"unknown txn type {t}")
+
+    def _apply_multi(self, hdr, txn, res: TxnResult) -> None:
+        subs = []
+        decoded = []
+        failed = False
+        for sub in txn.txns:
+            rec = decode_txn(sub.type, sub.data)
+            decoded.append((sub.type, rec))
+            if sub.type == -1:
+                failed = True
+        post_failed = False
+        for typ, rec in decoded:
+            if failed:
+                if typ == -1:
+                    post_failed = True
+                    subs.append(TxnResult(-1, rec.err))
+                else:
+                    subs.append(TxnResult(-1, int(Err.RUNTIMEINCONSISTENCY) if post_failed else 0))
+                continue
+            sub_hdr = R.TxnHeader(hdr.clientId, hdr.cxid, hdr.zxid, hdr.time, typ)
+            r = TxnResult(typ)
+            try:
+                self._apply(sub_hdr, typ, rec, r)
+            except ApplyError as e:
+                r.err = int(e.err)
+            subs.append(r)
+            if r.err and not res.err:
+                res.err = r.err
+        res.multi = subs
+
+    # -- snapshots ------------------------------------------------------------------------------
+    def iter_nodes(self):
+        """(path, node) parents before children: the order a snapshot must be written in."""
+        stack = [ROOT]
+        nodes = self.nodes
+        while stack:
+            path = stack.pop()
+            node = nodes[path]
+            yield path, node
+            if node.children:
+                prefix = "/" if path == ROOT else path + "/"
+                stack.extend(prefix + c for c in node.children)
+
+    def load_node(self, path: str, node: Node) -> None:
+        """Install a node read from a snapshot (parents first); indexes owners, keeps the digest."""
+        if path != ROOT:
+            parent = self.nodes[parent_of(path)]
+            if parent.children is None:
+                parent.children = set()
+            parent.children.add(basename(path))
+        old = self.nodes.get(path)
+        if old is not None:
+            self._remove_digest(old)
+            node.children = old.children
+        self.nodes[path] = node
+        self._add_digest(path, node)
+        if node.data:
+            self.data_bytes += len(node.data)
+        owner = node.owner
+        if owner:
+            if owner == CONTAINER_OWNER:
+                self.containers.add(path)
+            elif is_ttl_owner(owner):
+                self.ttls.add(path)
+            else:
+                self.ephemerals.setdefault(owner, set()).add(path)
+
+    def recompute_digest(self) -> int:
+        total = 0
+        for path, node in self.nodes.items():
+            total = (total + self._node_digest(path, node)) & _MASK64
+        return total
+
+
+def _acl_tuple(acl_records) -> tuple:
+    if acl_records is None:
+        return ()
+    return tuple((a.perms, a.id.scheme, a.id.id) for a in acl_records)
+
+
+def acl_records(acl: tuple) -> list:
+    return [R.ACL(p, R.Id(s, i)) for p, s, i in acl]

@@ -1,0 +1,816 @@
+"""The per-server request machine: frames from client connections in; replies, events and effects out.
+
+Theory. Each connection's replies leave in request order (the Java client drops the connection on an
+out-of-order xid). A connection therefore owns a FIFO of Pending entries: a reply already made, a
+write waiting for its txn to commit, or a read deferred until everything before it has completed (so
+a session reads its own writes). Reads with nothing queued ahead are answered at once.
+
+Every write request becomes exactly one txn, an error txn included, as in ZooKeeper: the sequencer
+(this server in standalone, the Zab leader in an ensemble) prepares it against the tree plus the
+outstanding changes, stamps zxid and time, and hands it to replication. Durability arrives as an
+input: commit() is called only for a txn that is on disk on a quorum, and it is commit() that applies
+the txn, fires watches and completes the Pending entry of the connection that asked, wherever it is.
+
+Effects leave through three outboxes that the shell (or the simulator) drains after every input:
+`out` (bytes per connection), `closing` (connections to close once their bytes are written), and the
+sequencer's own (txns to log). No socket, file or clock is touched here: time is set by the caller
+through `now_ms` (wall, for txn stamps) and `mono_ms` (for expiry).
+"""
+from __future__ import annotations
+
+import struct
+from collections import deque
+
+from coord.core import acl as aclmod
+from coord.core.config import CoreConfig
+from coord.core.datatree import DataTree, TxnResult, acl_records, is_session_owner
+from coord.core.paths import ROOT, invalid_reason
+from coord.core.prep import MULTI_OPS, Prep, PrepError
+from coord.core.sessions import SessionTracker, session_password
+from coord.core.watches import WatchManager
+from coord.jute import records as R
+from coord.jute.codec import JuteError, decode, read_bool
+from coord.jute.protocol import Err, KeeperState, OpCode, Perms, WatcherType
+
+_REPLY = struct.Struct(">iiqi")         # frame length, xid, zxid, err
+_LEN = struct.Struct(">i")
+_MULTI_END = R.MultiHeader(-1, True, -1).encode()
+_SYNC_CONNECTED = int(KeeperState.SyncConnected)
+
+# Pending entry states
+READY, WAIT_COMMIT, DEFERRED = 0, 1, 2
+
+WRITE_OPS = frozenset(int(o) for o in (
+    OpCode.create, OpCode.delete, OpCode.setData, OpCode.setACL, OpCode.check, OpCode.multi,
+    OpCode.create2, OpCode.createContainer, OpCode.createTTL, OpCode.deleteContainer,
+    OpCode.reconfig, OpCode.closeSession))
+
+REQUEST_RECORD = {
+    1: R.CreateRequest, 2: R.DeleteRequest, 3: R.ExistsRequest, 4: R.GetDataRequest,
+    5: R.SetDataRequest, 6: R.GetACLRequest, 7: R.SetACLRequest, 8: R.GetChildrenRequest,
+    9: R.SyncRequest, 12: R.GetChildren2Request, 13: R.CheckVersionRequest, 15: R.CreateRequest,
+    16: R.ReconfigRequest, 17: R.CheckWatchesRequest, 18: R.RemoveWatchesRequest,
+    19: R.CreateRequest, 21: R.CreateTTLRequest, 101: R.SetWatches, 103: R.GetEphemeralsRequest,
+    104: R.GetAllChildrenNumberRequest, 105: R.SetWatches2, 106: R.AddWatchRequest,
+}
+KNOWN_OPS = frozenset(int(o) for o in OpCode) - {0, -1, -10}
+
+
+class Pending:
+    __slots__ = ("xid", "state", "reply", "op", "req", "t0")
+
+    def __init__(self, xid, state, reply=None, op=0, req=None, t0=0):
+        self.xid = xid
+        self.state = state
+        self.reply = reply
+        self.op = op
+        self.req = req
+        self.t0 = t0
+
+
+class Connection:
+    __slots__ = ("conn_id", "remote", "session_id", "auth", "queue", "established", "closing",
+                 "client_read_only", "packets_received", "packets_sent", "last_op", "last_zxid",
+                 "last_latency", "min_latency", "max_latency", "total_latency", "completed",
+                 "connected_at", "last_cxid")
+
+    def __init__(self, conn_id: int, remote: str, now: int):
+        self.conn_id = conn_id
+        self.remote = remote
+        self.session_id = 0
+        ip = remote.rsplit(":", 1)[0].strip("[]") if remote else ""
+        self.auth: tuple = (("ip", ip),) if ip else ()
+        self.queue: deque[Pending] = deque()
+        self.established = False
+        self.closing = False
+        self.client_read_only = None
+        self.packets_received = 0
+        self.packets_sent = 0
+        self.last_op = "NA"
+        self.last_zxid = 0
+        self.last_latency = 0
+        self.min_latency = -1
+        self.max_latency = 0
+        self.total_latency = 0
+        self.completed = 0
+        self.connected_at = now
+        self.last_cxid = 0
+
+
+class Request:
+    """A write on its way to the sequencer: who asked, what, with which identities."""
+
+    __slots__ = ("session_id", "cxid", "type", "req", "auth", "origin")
+
+    def __init__(self, session_id, cxid, type_, req, auth, origin=None):
+        self.session_id = session_id
+        self.cxid = cxid
+        self.type = type_
+        self.req = req
+        self.auth = auth
+        self.origin = origin
+
+
+class ServerStats:
+    __slots__ = ("packets_received", "packets_sent", "min_latency", "max_latency", "total_latency",
+                 "completed", "outstanding")
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.packets_received = 0
+        self.packets_sent = 0
+        self.min_latency = -1
+        self.max_latency = 0
+        self.total_latency = 0
+        self.completed = 0
+        self.outstanding = 0
+
+
+class StandaloneSequencer:
+    """Prepare and stamp txns locally; they commit once the shell reports them durable."""
+
+    def __init__(self, server: "ServerCore"):
+        self.server = server
+        self.to_log: list[tuple[R.TxnHeader, object]] = []
+        self.unsynced: deque[tuple[R.TxnHeader, object]] = deque()
+
+    def submit(self, request: Request) -> None:
+        hdr, txn = self.server.prepare(request)
+        self.to_log.append((hdr, txn))
+        self.unsynced.append((hdr, txn))
+
+    def on_logged(self, zxid: int) -> None:
+        """The log is durable up to zxid: commit everything up to it, in order."""
+        q = self.unsynced
+        while q and q[0][0].zxid <= zxid:
+            hdr, txn = q.popleft()
+            self.server.commit(hdr, txn)
+
+    def drain_log(self) -> list:
+        out = self.to_log
+        self.to_log = []
+        return out
+
+    def sync(self, conn: Connection, pending: Pending) -> None:
+        pending.state = DEFERRED
+
+
+class ServerCore:
+    def __init__(self, config: CoreConfig | None = None, tree: DataTree | None = None):
+        self.config = config or CoreConfig()
+        self.watches = WatchManager()
+        self.tree = tree or DataTree()
+        self.tree.watches = self.watches
+        if self.config.config_data:
+            self.tree.nodes["/zookeeper/config"].data = self.config.config_data
+        self.prep = Prep(self.tree, extended_types=self.config.extended_types)
+        self.now_ms = 0
+        self.mono_ms = 0
+        self.sessions = SessionTracker(self.config.tick_ms, self.config.server_id)
+        self.conns: dict[int, Connection] = {}
+        self.session_conn: dict[int, int] = {}
+        self.waiting: dict[tuple[int, int], tuple[int, Pending]] = {}
+        self.connecting: dict[int, tuple[int, bool, int]] = {}
+        self.out: dict[int, list[bytes]] = {}
+        self.closing: set[int] = set()
+        self.next_zxid_counter = 0
+        self.sequencer = StandaloneSequencer(self)
+        self.stats = ServerStats()
+        self.next_container_check = 0
+        self.serving = True
+        self.mode = "standalone"
+        self.log_lines: list[str] = []
+        self._init_sessions_from_tree()
+
+    # -- time and identity --------------------------------------------------------------------
+    def set_time(self, now_ms: int, mono_ms: int) -> None:
+        self.now_ms = now_ms
+        self.mono_ms = mono_ms
+
+    def _init_sessions_from_tree(self) -> None:
+        """Sessions restored from disk get a fresh full timeout, as ZooKeeper does on load."""
+        for sid, timeout in self.tree.sessions.items():
+            self.sessions.add(sid, timeout, self.mono_ms)
+        self.next_zxid_counter = self.tree.last_zxid
+
+    def start(self, now_ms: int, mono_ms: int) -> None:
+        """The first input: seeds session ids from the clock, re-arms restored sessions' timeouts."""
+        self.set_time(now_ms, mono_ms)
+        self.sessions = SessionTracker(self.config.tick_ms, self.config.server_id, now_ms)
+        for sid, timeout in self.tree.sessions.items():
+            self.sessions.add(sid, timeout, mono_ms)
+        self.next_container_check = mono_ms + self.config.container_check_interval_ms
+
+    def next_zxid(self) -> int:
+        self.next_zxid_counter += 1
+        return self.next_zxid_counter
+
+    def log(self, msg: str) -> None:
+        self.log_lines.append(msg)
+
+    # -- outboxes -----------------------------------------------------------------------------
+    def drain(self) -> tuple[dict[int, list[bytes]], set[int]]:
+        out, closing = self.out, self.closing
+        self.out = {}
+        self.closing = set()
+        return out, closing
+
+    def _send(self, conn: Connection, data: bytes) -> None:
+        chunks = self.out.get(conn.conn_id)
+        if chunks is None:
+            self.out[conn.conn_id] = [data]
+        else:
+            chunks.append(data)
+        conn.packets_sent += 1
+        self.stats.packets_sent += 1
+
+    def _close(self, conn: Connection, why: str | None = None) -> None:
+        if why:
+            self.log(f"closing connection {conn.conn_id} ({conn.remote}): {why}")
+        conn.closing = True
+        self.closing.add(conn.conn_id)
+
+    # -- connections ----------------------------------------------------------------------------
+    def connection_made(self, conn_id: int, remote: str) -> None:
+        self.conns[conn_id] = Connection(conn_id, remote, self.mono_ms)
+
+    def connection_lost(self, conn_id: int) -> None:
+        conn = self.conns.pop(conn_id, None)
+        self.out.pop(conn_id, None)
+        self.closing.discard(conn_id)
+        if conn is None:
+            return
+        self.watches.remove_watcher(conn_id)
+        if conn.session_id and self.session_conn.get(conn.session_id) == conn_id:
+            del self.session_conn[conn.session_id]
+        for key in [k for k, (cid, _) in self.waiting.items() if cid == conn_id]:
+            del self.waiting[key]
+
+    def frame(self, conn_id: int, payload: bytes) -> None:
+        """One whole frame from a connection."""
+        conn = self.conns.get(conn_id)
+        if conn is None or conn.closing:
+            return
+        conn.packets_received += 1
+        self.stats.packets_received += 1
+        try:
+            if not conn.established:
+                if conn.session_id == 0:
+                    self._connect(conn, payload)
+                else:
+                    self._close(conn, "request before the session was established")
+                return
+            self._request(conn, payload)
+        except JuteError as e:
+            self._close(conn, f"malformed request: {e}")
+
+    # -- session establishment -------------------------------------------------------------------
+    def _connect(self, conn: Connection, payload: bytes) -> None:
+        req, p = decode(R.ConnectRequest, payload)
+        if p < len(payload):
+            conn.client_read_only, p = read_bool(payload, p)
+        else:
+            conn.client_read_only = None
+        if req.lastZxidSeen > self.tree.last_zxid:
+            self._close(conn, f"client has seen zxid 0x{req.lastZxidSeen:x}, our last is "
+                              f"0x{self.tree.last_zxid:x}; client must try another server")
+            return
+        if not self.serving:
+            self._close(conn, "not serving")
+            return
+        timeout = min(max(req.timeOut, self.config.min_timeout), self.config.max_timeout)
+        if req.sessionId == 0:
+            if self.config.read_only:
+                self._close(conn, "read-only server cannot create sessions")
+                return
+            sid = self.sessions.new_session_id()
+            conn.session_id = sid
+            self.connecting[sid] = (conn.conn_id, conn.client_read_only is not None, timeout)
+            hdr_req = Request(sid, 0, int(OpCode.createSession), R.CreateSessionTxn(timeout), conn.auth)
+            self.sequencer.submit(hdr_req)
+            return
+        sid = req.sessionId
+        s = self.sessions.get(sid)
+        valid = (s is not None and not s.closing and req.passwd == session_password(sid))
+        if not valid:
+            conn.session_id = -1
+            self.log(f"invalid session 0x{sid:x} for client {conn.remote}, probably expired")
+            self._connect_reply(conn, 0, 0, bytes(16))
+            self._close(conn)
+            return
+        old = self.session_conn.get(sid)
+        if old is not None and old != conn.conn_id and old in self.conns:
+            self._close(self.conns[old], f"session 0x{sid:x} moved to another connection")
+            self.watches.remove_watcher(old)
+        self.sessions.touch(sid, self.mono_ms)
+        conn.session_id = sid
+        self._establish(conn, sid, s.timeout_ms)
+
+    def _establish(self, conn: Connection, sid: int, timeout: int) -> None:
+        conn.established = True
+        conn.session_id = sid
+        self.session_conn[sid] = conn.conn_id
+        self._connect_reply(conn, timeout, sid, session_password(sid))
+
+    def _connect_reply(self, conn: Connection, timeout: int, sid: int, passwd: bytes) -> None:
+        body = R.ConnectResponse(0, timeout, sid, passwd).encode()
+        if conn.client_read_only is not None:
+            body += b"\x01" if self.config.read_only else b"\x00"
+        self._send(conn, _LEN.pack(len(body)) + body)
+
+    # -- requests ----------------------------------------------------------------------------------
+    def _request(self, conn: Connection, payload: bytes) -> None:
+        if len(payload) < 8:
+            raise JuteError("request shorter than its header")
+        xid, op = struct.unpack_from(">ii", payload, 0)
+        sid = conn.session_id
+        s = self.sessions.get(sid)
+        if s is not None:
+            self.sessions.touch(sid, self.mono_ms)
+        t0 = self.mono_ms
+        if op == 11:  # ping
+            self._enqueue(conn, Pending(xid, DEFERRED, op=op, t0=t0))
+            return
+        if op == 100:  # auth
+            self._auth(conn, xid, payload)
+            return
+        if op not in KNOWN_OPS or op == 102:
+            self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.UNIMPLEMENTED), op=op, t0=t0))
+            return
+        if s is None or s.closing:
+            self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.SESSIONEXPIRED), op=op, t0=t0))
+            return
+        conn.last_cxid = xid
+        if op in WRITE_OPS:
+            if self.config.read_only:
+                self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.NOTREADONLY), op=op, t0=t0))
+                return
+            try:
+                req = self._decode_write(op, payload)
+            except JuteError:
+                self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.MARSHALLINGERROR), op=op, t0=t0))
+                return
+            pending = Pending(xid, WAIT_COMMIT, op=op, t0=t0)
+            self._enqueue(conn, pending)
+            self.waiting[(sid, xid)] = (conn.conn_id, pending)
+            self.stats.outstanding += 1
+            self.sequencer.submit(Request(sid, xid, op, req, conn.auth))
+            return
+        cls = REQUEST_RECORD.get(op)
+        if cls is not None:
+            try:
+                req, p = decode(cls, payload, 8)
+            except JuteError:
+                self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.MARSHALLINGERROR), op=op, t0=t0))
+                return
+        else:
+            req = payload[8:] if op == 22 else None
+        pending = Pending(xid, DEFERRED, op=op, req=req, t0=t0)
+        if op == 9:
+            self._enqueue_sync(conn, pending)
+        else:
+            self._enqueue(conn, pending)
+
+    def _enqueue(self, conn: Connection, pending: Pending) -> None:
+        q = conn.queue
+        if not q and pending.state != WAIT_COMMIT:
+            self._complete(conn, pending)
+            return
+        q.append(pending)
+
+    def _enqueue_sync(self, conn: Connection, pending: Pending) -> None:
+        conn.queue.append(pending)
+        self.sequencer.sync(conn, pending)
+        self._flush(conn)
+
+    def _flush(self, conn: Connection) -> None:
+        q = conn.queue
+        while q:
+            head = q[0]
+            if head.state == WAIT_COMMIT:
+                return
+            q.popleft()
+            self._complete(conn, head)
+
+    def _complete(self, conn: Connection, p: Pending) -> None:
+        if p.state == DEFERRED:
+            p.reply = self._read(conn, p)
+        if p.reply is not None:
+            self._send(conn, p.reply)
+        lat = self.mono_ms - p.t0
+        conn.last_latency = lat
+        conn.total_latency += lat
+        conn.completed += 1
+        if conn.min_latency < 0 or lat < conn.min_latency:
+            conn.min_latency = lat
+        if lat > conn.max_latency:
+            conn.max_latency = lat
+        st = self.stats
+        st.total_latency += lat
+        st.completed += 1
+        if st.min_latency < 0 or lat < st.min_latency:
+            st.min_latency = lat
+        if lat > st.max_latency:
+            st.max_latency = lat
+        conn.last_zxid = self.tree.last_zxid
+        conn.last_op = _OP_NAMES.get(p.op, "NA")
+
+    def _reply(self, xid: int, err: int, body: bytes = b"") -> bytes:
+        return _REPLY.pack(16 + len(body), xid, self.tree.last_zxid, int(err)) + body
+
+    # -- auth ---------------------------------------------------------------------------------------
+    def _auth(self, conn: Connection, xid: int, payload: bytes) -> None:
+        pkt, _ = decode(R.AuthPacket, payload, 8)
+        ids = self._authenticate(pkt.scheme, pkt.auth or b"")
+        if ids is None:
+            self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.AUTHFAILED), op=100))
+            self._close(conn, f"authentication failed for scheme {pkt.scheme!r}")
+            return
+        for i in ids:
+            if i not in conn.auth:
+                conn.auth = conn.auth + (i,)
+        s = self.sessions.get(conn.session_id)
+        if s is not None:
+            s.auth = conn.auth
+        self._enqueue(conn, Pending(xid, READY, _REPLY.pack(16, xid, 0, 0), op=100))
+
+    def _authenticate(self, scheme: str, auth: bytes):
+        if scheme == "digest":
+            try:
+                text = auth.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+            if ":" not in text:
+                return None
+            ident = aclmod.digest_id(text)
+            ids = [("digest", ident)]
+            if self.config.super_digest and ident == self.config.super_digest:
+                ids.append(aclmod.SUPER)
+            return ids
+        if scheme == "ip":
+            return None
+        return None
+
+    # -- writes -----------------------------------------------------------------------------------
+    def _decode_write(self, op: int, payload: bytes):
+        if op == 14:
+            return self._decode_multi(payload, 8)
+        if op == -11:
+            return None
+        if op == 20:
+            try:
+                return R.DeleteRequest(str(payload[8:], "utf-8"), -1)
+            except UnicodeDecodeError:
+                raise JuteError("deleteContainer path is not UTF-8") from None
+        return decode(REQUEST_RECORD[op], payload, 8)[0]
+
+    @staticmethod
+    def _decode_multi(payload: bytes, p: int):
+        ops = []
+        while True:
+            h, p = decode(R.MultiHeader, payload, p)
+            if h.done:
+                return ops
+            cls = MULTI_OPS.get(h.type)
+            if cls is None:
+                raise JuteError(f"invalid op type {h.type} in multi")
+            rec, p = decode(cls, payload, p)
+            ops.append((h.type, rec))
+            if len(ops) > 100000:
+                raise JuteError("too many ops in multi")
+
+    def prepare(self, request: Request) -> tuple[R.TxnHeader, object]:
+        """Sequencer half: the request becomes one txn (an error txn if it cannot apply)."""
+        zxid = self.next_zxid()
+        now = self.now_ms
+        t = request.type
+        sid = request.session_id
+        if t == -10:
+            return R.TxnHeader(sid, 0, zxid, now, t), request.req
+        if t == -11:
+            return R.TxnHeader(sid, request.cxid, zxid, now, t), self.prep.close_session(sid, zxid)
+        if t == 14:
+            txn = self.prep.multi(request.req, sid, request.auth, zxid, now)
+            return R.TxnHeader(sid, request.cxid, zxid, now, t), txn
+        try:
+            if t == 16:
+                raise PrepError(Err.RECONFIGDISABLED)
+            txn = self.prep.op(t, request.req, sid, request.auth, zxid, now)
+            return R.TxnHeader(sid, request.cxid, zxid, now, t), txn
+        except PrepError as e:
+            return R.TxnHeader(sid, request.cxid, zxid, now, -1), R.ErrorTxn(int(e.err))
+
+    def commit(self, hdr: R.TxnHeader, txn) -> TxnResult:
+        """A txn is durable on a quorum: apply it, fire watches, complete whoever waits for it."""
+        res = self.tree.apply(hdr, txn)
+        self.prep.applied(hdr.zxid)
+        if hdr.zxid > self.next_zxid_counter:
+            self.next_zxid_counter = hdr.zxid
+        self._deliver_events()
+        sid = hdr.clientId
+        t = hdr.type
+        if t == -10:
+            self.sessions.add(sid, txn.timeOut, self.mono_ms)
+            waiting = self.connecting.pop(sid, None)
+            if waiting is not None:
+                conn = self.conns.get(waiting[0])
+                if conn is not None:
+                    self._establish(conn, sid, waiting[2])
+            return res
+        if t == -11:
+            self.sessions.remove(sid)
+        key = (sid, hdr.cxid)
+        w = self.waiting.pop(key, None)
+        if w is not None:
+            self.stats.outstanding -= 1
+            conn = self.conns.get(w[0])
+            pending = w[1]
+            if conn is not None:
+                pending.reply = self._write_reply(pending.xid, pending.op, res)
+                pending.state = READY
+                self._flush(conn)
+        if t == -11:
+            cid = self.session_conn.pop(sid, None)
+            if cid is not None and cid in self.conns:
+                self._close(self.conns[cid], f"session 0x{sid:x} closed")
+        return res
+
+    def _write_reply(self, xid: int, op: int, res: TxnResult) -> bytes:
+        if res.type == -1:
+            return self._reply(xid, res.err)
+        if res.err:
+            return self._reply(xid, res.err)
+        if op == 1:
+            return self._reply(xid, 0, R.CreateResponse(res.path).encode())
+        if op in (15, 19, 21):
+            return self._reply(xid, 0, R.Create2Response(res.path, res.node.stat()).encode())
+        if op == 5:
+            return self._reply(xid, 0, res.node.stat().encode())
+        if op == 7:
+            return self._reply(xid, 0, res.node.stat().encode())
+        if op == 14:
+            return self._reply(xid, 0, self._multi_body(res.multi))
+        return self._reply(xid, 0)
+
+    @staticmethod
+    def _multi_body(results) -> bytes:
+        out = bytearray()
+        for r in results:
+            t = r.type
+            if t == -1 or r.err:
+                err = r.err
+                out += R.MultiHeader(-1, False, err).encode()
+                out += _LEN.pack(err)
+            elif t == 1:
+                out += R.MultiHeader(t, False, 0).encode()
+                out += R.CreateResponse(r.path).encode()
+            elif t in (15, 19, 21):
+                out += R.MultiHeader(t, False, 0).encode()
+                out += R.Create2Response(r.path, r.node.stat()).encode()
+            elif t == 5:
+                out += R.MultiHeader(t, False, 0).encode()
+                out += r.node.stat().encode()
+            else:  # delete, check
+                out += R.MultiHeader(t, False, 0).encode()
+        out += _MULTI_END
+        return bytes(out)
+
+    def _deliver_events(self) -> None:
+        fired = self.watches.fired
+        if not fired:
+            return
+        self.watches.fired = []
+        for watcher, etype, path in fired:
+            conn = self.conns.get(watcher)
+            if conn is None or conn.closing:
+                continue
+            self._send(conn, self._notification(etype, path))
+
+    @staticmethod
+    def _notification(etype: int, path: str) -> bytes:
+        body = R.WatcherEvent(etype, _SYNC_CONNECTED, path).encode()
+        return _REPLY.pack(16 + len(body), -1, -1, 0) + body
+
+    # -- reads ------------------------------------------------------------------------------------
+    def _read(self, conn: Connection, p: Pending) -> bytes:
+        op = p.op
+        xid = p.xid
+        req = p.req
+        tree = self.tree
+        auth = conn.auth
+        w = conn.conn_id
+        if op == 4:
+            path = req.path
+            node = tree.nodes.get(path)
+            if node is None:
+                return self._reply(xid, Err.NONODE)
+            if node.acl is not aclmod.OPEN_ACL_UNSAFE and not aclmod.check(node.acl, Perms.READ, auth):
+                return self._reply(xid, Err.NOAUTH)
+            if req.watch:
+                self.watches.data.add(path, w)
+            d = node.data
+            if d is None:
+                body = b"\xff\xff\xff\xff" + node.stat().encode()
+            else:
+                body = _LEN.pack(len(d)) + d + node.stat().encode()
+            return self._reply(xid, 0, body)
+        if op == 3:
+            path = req.path
+            if "\0" in path:
+                return self._reply(xid, Err.BADARGUMENTS)
+            node = tree.nodes.get(path)
+            if node is not None and node.acl is not aclmod.OPEN_ACL_UNSAFE \
+                    and not aclmod.check(node.acl, Perms.READ, auth):
+                return self._reply(xid, Err.NOAUTH)
+            if req.watch:
+                self.watches.data.add(path, w)
+            if node is None:
+                return self._reply(xid, Err.NONODE)
+            return self._reply(xid, 0, node.stat().encode())
+        if op == 8 or op == 12:
+            path = req.path
+            node = tree.nodes.get(path)
+            if node is None:
+                return self._reply(xid, Err.NONODE)
+            if node.acl is not aclmod.OPEN_ACL_UNSAFE and not aclmod.check(node.acl, Perms.READ, auth):
+                return self._reply(xid, Err.NOAUTH)
+            if req.watch:
+                self.watches.child.add(path, w)
+            children = list(node.children) if node.children else []
+            if op == 8:
+                return self._reply(xid, 0, R.GetChildrenResponse(children).encode())
+            return self._reply(xid, 0, R.GetChildren2Response(children, node.stat()).encode())
+        if op == 11:
+            return _REPLY.pack(16, -2, tree.last_zxid, 0)
+        if op == 9:
+            return self._reply(xid, 0, R.SyncResponse(req.path).encode())
+        if op == 6:
+            node = tree.nodes.get(req.path)
+            if node is None:
+                return self._reply(xid, Err.NONODE)
+            if not aclmod.check(node.acl, Perms.READ | Perms.ADMIN, auth):
+                return self._reply(xid, Err.NOAUTH)
+            acl = node.acl
+            if not aclmod.check(acl, Perms.ADMIN, auth):
+                acl = aclmod.redact_digests(acl)
+            return self._reply(xid, 0, R.GetACLResponse(acl_records(acl), node.stat()).encode())
+        if op == 101 or op == 105:
+            self._set_watches(conn, req, op == 105)
+            return self._reply(-8, 0)
+        if op == 106:
+            if req.mode not in (0, 1) or invalid_reason(req.path) is not None:
+                return self._reply(xid, Err.BADARGUMENTS)
+            self.watches.add_persistent(req.path, w, req.mode == 1)
+            return self._reply(xid, 0, R.ErrorResponse(0).encode())
+        if op == 17 or op == 18:
+            return self._check_or_remove_watches(conn, xid, op, req)
+        if op == 103:
+            eph = tree.ephemerals.get(conn.session_id, ())
+            prefix = req.prefixPath
+            if prefix is None or prefix.strip() in ("", "/"):
+                found = sorted(eph)
+            else:
+                found = sorted(p for p in eph if p.startswith(prefix))
+            return self._reply(xid, 0, R.GetEphemeralsResponse(found).encode())
+        if op == 104:
+            node = tree.nodes.get(req.path)
+            if node is None:
+                return self._reply(xid, Err.NONODE)
+            if not aclmod.check(node.acl, Perms.READ, auth):
+                return self._reply(xid, Err.NOAUTH)
+            return self._reply(xid, 0, R.GetAllChildrenNumberResponse(tree.all_children_number(req.path)).encode())
+        if op == 107:
+            infos = [R.ClientInfo(s if s != "super" else "super", i) for s, i in auth]
+            return self._reply(xid, 0, R.WhoAmIResponse(infos).encode())
+        if op == 22:
+            return self._multi_read(conn, xid, req)
+        return self._reply(xid, Err.UNIMPLEMENTED)
+
+    def _multi_read(self, conn: Connection, xid: int, payload: bytes) -> bytes:
+        try:
+            ops = []
+            p = 0
+            while True:
+                h, p = decode(R.MultiHeader, payload, p)
+                if h.done:
+                    break
+                if h.type == 8:
+                    rec, p = decode(R.GetChildrenRequest, payload, p)
+                elif h.type == 4:
+                    rec, p = decode(R.GetDataRequest, payload, p)
+                else:
+                    return self._reply(xid, Err.MARSHALLINGERROR)
+                ops.append((h.type, rec))
+        except JuteError:
+            return self._reply(xid, Err.MARSHALLINGERROR)
+        out = bytearray()
+        for t, rec in ops:
+            r = self._read(conn, Pending(0, DEFERRED, op=t, req=rec))
+            err = struct.unpack_from(">i", r, 16)[0]
+            if err:
+                out += R.MultiHeader(-1, False, err).encode() + _LEN.pack(err)
+            else:
+                out += R.MultiHeader(t, False, 0).encode() + r[20:]
+        out += _MULTI_END
+        return self._reply(xid, 0, bytes(out))
+
+    def _check_or_remove_watches(self, conn: Connection, xid: int, op: int, req) -> bytes:
+        path, wtype, w = req.path, req.type, conn.conn_id
+        tables = []
+        if wtype in (WatcherType.Data, WatcherType.Any):
+            tables.append(self.watches.data)
+        if wtype in (WatcherType.Children, WatcherType.Any):
+            tables.append(self.watches.child)
+        if not tables:
+            return self._reply(xid, Err.BADARGUMENTS)
+        if op == 17:
+            found = any(t.contains(path, w) for t in tables)
+        else:
+            found = False
+            for t in tables:
+                if t.remove(path, w):
+                    found = True
+        return self._reply(xid, 0 if found else Err.NOWATCHER)
+
+    def _set_watches(self, conn: Connection, req, v2: bool) -> None:
+        tree = self.tree
+        rz = req.relativeZxid
+        w = conn.conn_id
+        events = []
+        for path in req.dataWatches or ():
+            node = tree.nodes.get(path)
+            if node is None:
+                events.append((2, path))
+            elif node.mzxid > rz:
+                events.append((3, path))
+            else:
+                self.watches.data.add(path, w)
+        for path in req.existWatches or ():
+            if path in tree.nodes:
+                events.append((1, path))
+            else:
+                self.watches.data.add(path, w)
+        for path in req.childWatches or ():
+            node = tree.nodes.get(path)
+            if node is None:
+                events.append((2, path))
+            elif node.pzxid > rz:
+                events.append((4, path))
+            else:
+                self.watches.child.add(path, w)
+        if v2:
+            for path in req.persistentWatches or ():
+                self.watches.add_persistent(path, w, False)
+            for path in req.persistentRecursiveWatches or ():
+                self.watches.add_persistent(path, w, True)
+        for etype, path in events:
+            self._send(conn, self._notification(etype, path))
+
+    # -- time-driven work ----------------------------------------------------------------------
+    def tick(self) -> None:
+        """Expire sessions and clean containers/TTLs; called by the shell every few ms."""
+        if not self.is_sequencer():
+            return
+        for sid in self.sessions.expired(self.mono_ms):
+            self.log(f"expiring session 0x{sid:x}")
+            self.sequencer.submit(Request(sid, 0, -11, None, ()))
+        if self.mono_ms >= self.next_container_check:
+            self.next_container_check = self.mono_ms + self.config.container_check_interval_ms
+            self._clean_containers()
+
+    def is_sequencer(self) -> bool:
+        return isinstance(self.sequencer, StandaloneSequencer)
+
+    def _clean_containers(self) -> None:
+        tree = self.tree
+        now = self.now_ms
+        doomed = []
+        for path in tree.containers:
+            n = tree.nodes.get(path)
+            if n is not None and not n.children and n.cversion > 0:
+                doomed.append(path)
+        if self.config.extended_types:
+            from coord.core.datatree import ttl_of
+            for path in tree.ttls:
+                n = tree.nodes.get(path)
+                if n is not None and not n.children and now - n.mtime > ttl_of(n.owner):
+                    doomed.append(path)
+        for path in sorted(doomed):
+            self.sequencer.submit(Request(0, 0, 20, R.DeleteRequest(path, -1), (aclmod.SUPER,)))
+
+    # -- introspection for four-letter words and metrics ---------------------------------------
+    def session_count(self) -> int:
+        return len(self.sessions.sessions)
+
+    def ephemeral_owner_sessions(self) -> dict[int, set[str]]:
+        return {k: v for k, v in self.tree.ephemerals.items() if is_session_owner(k)}
+
+
+_OP_NAMES = {1: "CREA", 2: "DELE", 3: "EXIS", 4: "GETD", 5: "SETD", 6: "GETA", 7: "SETA", 8: "GETC",
+             9: "SYNC", 11: "PING", 12: "GETC", 13: "CHEC", 14: "MULT", 15: "CREA", 17: "CHKW",
+             18: "REMW", 19: "CREA", 21: "CREA", 22: "MLTR", 100: "AUTH", 101: "SETW", 103: "GETE",
+             104: "GETACN", 105: "STW2", 106: "ADDW", 107: "HOMI", -11: "CLOS"}
+
+__all__ = ["ServerCore", "Connection", "Request", "StandaloneSequencer", "ROOT"]
