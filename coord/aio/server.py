@@ -48,7 +48,8 @@ def core_config(cfg: ServerConfig) -> CoreConfig:
 
 
 class ClientProtocol(asyncio.Protocol):
-    __slots__ = ("server", "conn_id", "transport", "splitter", "first", "paused", "remote", "ip")
+    __slots__ = ("server", "conn_id", "transport", "splitter", "first", "paused", "reading_paused",
+                 "remote", "ip")
 
     def __init__(self, server: "CoordServer", conn_id: int):
         self.server = server
@@ -57,6 +58,7 @@ class ClientProtocol(asyncio.Protocol):
         self.splitter = FrameSplitter(server.cfg.jute_maxbuffer + 1024)
         self.first = True
         self.paused = False
+        self.reading_paused = False
         self.remote = ""
         self.ip = ""
 
@@ -94,6 +96,12 @@ class ClientProtocol(asyncio.Protocol):
         srv.tick_clock()
         for payload in frames:
             core.frame(self.conn_id, payload)
+        conn = core.conns.get(self.conn_id)
+        if conn is not None and len(conn.queue) >= srv.max_queued and not self.reading_paused:
+            # Bounded per-connection queue: stop reading until its replies drain (as ZooKeeper throttles).
+            self.reading_paused = True
+            self.transport.pause_reading()
+            srv.throttled.add(self.conn_id)
         srv.schedule_flush()
 
     def connection_lost(self, exc) -> None:
@@ -104,10 +112,14 @@ class ClientProtocol(asyncio.Protocol):
             srv.schedule_flush()
 
     def pause_writing(self) -> None:
+        # The client is not reading its replies: stop reading its requests too.
         self.paused = True
+        self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.paused = False
+        if not self.reading_paused:
+            self.transport.resume_reading()
 
 
 class CoordServer:
@@ -129,6 +141,8 @@ class CoordServer:
         self.started_mono_ms = mono_ms()
         self.rejected = 0
         self.large_rejected = 0
+        self.max_queued = 1000
+        self.throttled: set[int] = set()
         self.stopped = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -212,6 +226,17 @@ class CoordServer:
             p = protocols.get(cid)
             if p is not None:
                 p.transport.close()
+        if self.throttled:
+            for cid in list(self.throttled):
+                p = protocols.get(cid)
+                conn = core.conns.get(cid)
+                if p is None or conn is None:
+                    self.throttled.discard(cid)
+                elif len(conn.queue) < self.max_queued // 2:
+                    self.throttled.discard(cid)
+                    p.reading_paused = False
+                    if not p.paused:
+                        p.transport.resume_reading()
         for line in core.log_lines:
             log.info("%s", line)
         core.log_lines.clear()
