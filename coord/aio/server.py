@@ -55,7 +55,7 @@ class ClientProtocol(asyncio.Protocol):
         self.server = server
         self.conn_id = conn_id
         self.transport = None
-        self.splitter = FrameSplitter(server.cfg.jute_maxbuffer + 1024)
+        self.splitter = FrameSplitter(server.cfg.jute_maxbuffer)
         self.first = True
         self.paused = False
         self.reading_paused = False
