@@ -277,9 +277,19 @@ class ControllerElection:
                 log.exception("resignation cleanup failed")
 
     def handle_controller_moved(self) -> None:
-        """Called by the controller when a fenced write found a newer epoch."""
+        """Called by the controller when a fenced write found a newer epoch. If /controller still
+        names us (the epoch moved without a new /controller, e.g. a half-done KRaft claim), give it
+        up so the candidates elect again at the current epoch instead of leaving nobody in charge."""
         self._resign()
         self.active_controller_id = self._read_active()
+        if self.active_controller_id == self.broker_id and not self.kraft_controller:
+            got = self.zk.get_data(paths.CONTROLLER)
+            if got is not None and got[1].ephemeralOwner == self.zk.session_id:
+                try:
+                    self.zk.delete(paths.CONTROLLER, got[1].version)
+                except NoNodeError:
+                    pass
+            self.active_controller_id = -1
 
     def trigger_controller_move(self) -> None:
         """On an illegal state: delete our /controller (fenced when we hold an epoch) so others elect."""

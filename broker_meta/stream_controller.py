@@ -127,8 +127,9 @@ class StreamController:
 
         self._load_brokers()
         self._load_topics()
-        self._delete_notifications(paths.ISR_CHANGE_NOTIFICATION, paths.ISR_CHANGE_PREFIX)
-        self._delete_notifications(paths.LOG_DIR_EVENT_NOTIFICATION, paths.LOG_DIR_EVENT_PREFIX)
+        # Stale notifications: the states were just read fresh; consuming them also arms the watches.
+        self._process_isr_change()
+        self._process_log_dir_events()
         self._initialize_partitions(set(self.ctx.uninitialized))
         self._on_replicas_offline(set())
         self._on_broker_startup(set(self.ctx.live_brokers), rebalance=False)
