@@ -1,0 +1,183 @@
+"""Start and stop a coord server and a real Apache ZooKeeper 3.8 (Debian package `zookeeper`) as
+local processes, for `coord bench --vs-zookeeper` (and for tests that want them from an installed
+package rather than from tests/support).
+
+Both are started from a zoo.cfg in their own work dir, on a free port of 127.0.0.1; ready means the
+`srvr` four-letter word reports a Mode (ZooKeeper answers `ruok` before it serves). ZooKeeper's JVM gets only its config dir and zookeeper.jar on
+the class path: the jar's manifest brings its own dependencies.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ZK_JAR = Path("/usr/share/java/zookeeper.jar")
+ZK_CONF_EXAMPLE = Path("/etc/zookeeper/conf_example")
+
+
+def zookeeper_available() -> bool:
+    return ZK_JAR.exists() and shutil.which("java") is not None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def four_letter(host: str, port: int, word: str, timeout: float = 2.0) -> str:
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(word.encode())
+        chunks = []
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    return b"".join(chunks).decode(errors="replace")
+
+
+class _Process:
+    name = "server"
+    log_name = "server.log"
+
+    def __init__(self, workdir: Path, client_port: int | None = None, *, force_sync: bool = False,
+                 extra_cfg: dict[str, str] | None = None):
+        self.workdir = Path(workdir)
+        self.client_port = client_port or free_port()
+        self.force_sync = force_sync
+        self.extra_cfg = dict(extra_cfg or {})
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    connect_string = target
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def _base_cfg(self) -> dict[str, str]:
+        return {
+            "tickTime": "2000",
+            "dataDir": str(self.data_dir),
+            "clientPort": str(self.client_port),
+            "clientPortAddress": "127.0.0.1",
+            "maxClientCnxns": "0",
+            "4lw.commands.whitelist": "*",
+            "forceSync": "yes" if self.force_sync else "no",
+        }
+
+    def _write_cfg(self, path: Path, extra: dict[str, str]) -> Path:
+        cfg = self._base_cfg()
+        cfg.update(extra)
+        cfg.update(self.extra_cfg)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{k}={v}\n" for k, v in cfg.items()))
+        return path
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def start(self, wait: float = 60.0) -> "_Process":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = self._command()
+        self._log = open(self.workdir / self.log_name, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self._env(),
+                                     cwd=self.workdir, start_new_session=True)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see "
+                                   f"{self.workdir / self.log_name}")
+            try:
+                if "Mode:" in four_letter("127.0.0.1", self.client_port, "srvr", 1.0):
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"{self.name} on {self.target} not serving after {wait}s")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+        if self._log:
+            self._log.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class CoordServerProcess(_Process):
+    """`python -m coord.cli serve --config zoo.cfg` with the running interpreter."""
+
+    name = "coord"
+    log_name = "coord.log"
+
+    def _command(self) -> list[str]:
+        cfg = self._write_cfg(self.workdir / "zoo.cfg", {"extendedTypesEnabled": "true"})
+        return [sys.executable, "-m", "coord.cli", "serve", "--config", str(cfg), "--log-level", "warning"]
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        src = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        return env
+
+
+class ZooKeeperProcess(_Process):
+    """Apache ZooKeeper 3.8 standalone (QuorumPeerMain with a standalone zoo.cfg)."""
+
+    name = "ZooKeeper"
+    log_name = "zookeeper.log"
+
+    def __init__(self, workdir: Path, client_port: int | None = None, *, heap_mb: int = 1024, **kw):
+        super().__init__(workdir, client_port, **kw)
+        self.heap_mb = heap_mb
+
+    def _command(self) -> list[str]:
+        if not zookeeper_available():
+            raise RuntimeError("real ZooKeeper not installed: apt-get install zookeeper")
+        conf = self.workdir / "conf"
+        cfg = self._write_cfg(conf / "zoo.cfg", {"admin.enableServer": "false",
+                                                 "initLimit": "10", "syncLimit": "5"})
+        log4j = ZK_CONF_EXAMPLE / "log4j.properties"
+        if log4j.exists():
+            shutil.copy(log4j, conf / "log4j.properties")
+        return ["java", f"-Xmx{self.heap_mb}m", f"-Xms{self.heap_mb}m",
+                "-Dzookeeper.log.dir=" + str(self.workdir), "-Dzookeeper.root.logger=WARN,CONSOLE",
+                "-cp", f"{conf}:{ZK_JAR}", "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)]
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("JAVA_TOOL_OPTIONS", None)
+        return env

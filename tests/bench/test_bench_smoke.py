@@ -1,0 +1,59 @@
+"""`coord bench` end to end, briefly: against a coord server, and the null-server self-check.
+
+A smoke test, not a timed one: it asserts the numbers are sane (every op acknowledged, no errors,
+nonzero rates and latencies), never that they are fast.
+"""
+from click.testing import CliRunner
+
+from coord.bench import phases as ph
+from coord.bench.nullserver import NullServer
+from coord.cli import main
+
+CFG = dict(connections=4, depth=8, ops=2000, data_size=100, procs=2, latency_ops=100)
+
+
+def _check(res: ph.RunResult, cfg: ph.BenchConfig) -> None:
+    per_conn = cfg.ops // cfg.connections
+    assert set(res.phases) == set(ph.THROUGHPUT_PHASES)
+    for op, p in res.phases.items():
+        assert p.errors == 0, (op, p.first_err)
+        assert p.ops == per_conn * cfg.connections, op
+        assert p.seconds > 0 and p.ops_per_s > 0, op
+    for op in ph.LATENCY_PHASES:
+        lat = res.latency[op]
+        assert len(lat.samples_ns) == cfg.latency_ops
+        assert 0 < lat.p50_ms <= lat.p99_ms
+
+
+def test_bench_against_coord(coord_server):
+    cfg = ph.BenchConfig(**CFG)
+    res = ph.run(coord_server.connect_string, cfg)
+    _check(res, cfg)
+    # the bench cleans up after itself: nothing but /zookeeper is left under the root
+    from kazoo.client import KazooClient
+    zk = KazooClient(hosts=coord_server.connect_string)
+    zk.start(timeout=10)
+    try:
+        assert zk.get_children("/") == ["zookeeper"]
+    finally:
+        zk.stop()
+
+
+def test_null_server_self_check():
+    cfg = ph.BenchConfig(**CFG)
+    with NullServer(1) as ns:
+        res = ph.run(ns.target, cfg, ph.proc_cpu_probe(ns.pids()[0]))
+    _check(res, cfg)
+    assert all(p.server_cpu_s is not None for p in res.phases.values())
+
+
+def test_cli_compare_json(coord_server):
+    t = coord_server.connect_string
+    r = CliRunner().invoke(main, ["bench", "--target", t, "--compare", t, "--ops", "800",
+                                  "--connections", "2", "--depth", "4", "--latency-ops", "20", "--json"])
+    assert r.exit_code == 0, r.output
+    import json
+    out = json.loads(r.stdout)
+    for op, ratio in out["ratios"]["throughput"].items():
+        assert ratio > 0, op
+    assert out["targets"][t]["summary"]["errors"] == 0
