@@ -125,5 +125,13 @@ def bench(target, compare, vs_zookeeper, null_server, force_sync, connections, d
         raise click.ClickException(str(e))
 
 
+def _add_ensemble() -> None:
+    from coord.ensemble import ensemble_command
+    main.add_command(ensemble_command)
+
+
+_add_ensemble()
+
+
 if __name__ == "__main__":
     main()
