@@ -13,12 +13,12 @@ import time
 from collections import defaultdict
 
 from coord.aio.fourletter import FourLetterWords
-from coord.aio.txnlog import TxnLog
+from coord.aio.datadir import RecoveryError, Storage
 from coord.aio.zoocfg import ALL_4LW, ServerConfig
 from coord.core.config import CoreConfig
-from coord.core.datatree import DataTree
 from coord.core.server import ServerCore
 from coord.jute.frames import FrameSplitter, FrameTooLarge
+from coord.jute.protocol import Err
 
 log = logging.getLogger("coord.server")
 
@@ -128,8 +128,8 @@ class CoordServer:
     def __init__(self, cfg: ServerConfig):
         self.cfg = cfg
         self.core: ServerCore | None = None
-        self.txnlog = TxnLog(cfg.log_dir / "version-2", force_sync=cfg.force_sync,
-                             max_file_bytes=cfg.max_log_file_bytes)
+        self.storage = Storage.from_config(cfg)
+        self.txnlog = self.storage.txnlog
         self.protocols: dict[int, ClientProtocol] = {}
         self.per_ip: dict[str, int] = defaultdict(int)
         self.next_conn_id = 1
@@ -147,24 +147,27 @@ class CoordServer:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def load(self) -> None:
-        tree = DataTree()
+        """Recover the tree from the data dir (coord.aio.datadir); refuse to start if untrusted."""
         t0 = time.monotonic()
-        n = [0]
-
-        def apply(hdr, txn):
-            tree.apply(hdr, txn)
-            n[0] += 1
-        self.txnlog.recover(apply)
+        try:
+            rec = self.storage.recover()
+        except RecoveryError as e:
+            log.critical("cannot start: %s", e)
+            raise SystemExit(f"coord: cannot start: {e}") from None
+        tree = rec.tree
         self.core = ServerCore(core_config(self.cfg), tree)
         self.core.start(wall_ms(), mono_ms())
-        log.info("loaded %d txns to zxid 0x%x in %.2fs (%d znodes)", n[0], tree.last_zxid,
-                 time.monotonic() - t0, tree.node_count())
+        log.info("loaded snapshot zxid 0x%x + %d logged txns to zxid 0x%x in %.2fs (%d znodes, %d sessions)",
+                 rec.snapshot_zxid, rec.replayed, tree.last_zxid, time.monotonic() - t0,
+                 tree.node_count(), len(tree.sessions))
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         if self.core is None:
             self.load()
         self.txnlog.on_durable = self._on_durable
+        self.txnlog.on_failed = self._on_log_failed
+        self.storage.start(self.loop)
         self.server = await self.loop.create_server(
             self._protocol, host=self.cfg.client_port_address, port=self.cfg.client_port,
             reuse_address=True, backlog=1024)
@@ -185,9 +188,7 @@ class CoordServer:
             self.server.close()
         for p in list(self.protocols.values()):
             p.transport.abort()
-        while self.txnlog.syncing or self.txnlog.buffer:
-            await asyncio.sleep(0.01)
-        self.txnlog.close()
+        await self.storage.close()
         self.stopped.set()
 
     # -- clock -----------------------------------------------------------------------------------
@@ -212,10 +213,7 @@ class CoordServer:
         core = self.core
         records = core.sequencer.drain_log()
         if records:
-            if self.txnlog.failed is not None:
-                log.error("txn log failed earlier (%s); not accepting writes", self.txnlog.failed)
-            else:
-                self.txnlog.append(records)
+            self.txnlog.append(records)  # failures come back through _on_log_failed
         out, closing = core.drain()
         protocols = self.protocols
         for cid, chunks in out.items():
@@ -244,6 +242,13 @@ class CoordServer:
     def _on_durable(self, zxid: int) -> None:
         self.tick_clock()
         self.core.sequencer.on_logged(zxid)
+        self.flush()
+        self.storage.logged(zxid, self.core.tree)
+
+    def _on_log_failed(self, error: OSError, first_zxid: int, last_zxid: int) -> None:
+        """The log could not make these txns durable: they did not happen; their clients get an error."""
+        self.tick_clock()
+        self.core.sequencer.on_log_failed(int(Err.SYSTEMERROR))
         self.flush()
 
     # -- four-letter words -----------------------------------------------------------------------

@@ -1,12 +1,22 @@
-"""The txn log on disk: append in batches, fsync off the event loop, recover the durable prefix.
+"""The txn log on disk: append in batches, fsync off the event loop, roll files, survive write errors.
 
-Group commit: while one fsync runs, new records accumulate; when it completes they are written and
-synced together. Durability is reported back to the core only after fsync returns (forceSync=yes),
-so no reply ever depends on bytes that a crash could lose.
+Group commit: while one write+fsync runs in a worker thread, new records accumulate; when it
+completes they are written and synced together. `on_durable(zxid)` is called only after fsync
+returns (forceSync=yes), so no reply ever depends on bytes a crash could lose; with forceSync=no the
+records are written but not synced, as ZooKeeper does. A new file (log.<first zxid hex>) is started
+at the size limit, on `roll()` (the server rolls when it starts a snapshot) and at every start; a new
+file is durable in its directory (fsync of the dir) before any record in it is reported durable.
+
+A failed write or fsync (ENOSPC, EIO) reports every record not yet durable through
+`on_failed(error, first_zxid, last_zxid)`; the caller must not acknowledge them. The file is cut back
+to its last durable byte first, so the records are gone on disk too and later appends never sit
+behind garbage; the log stays usable, and the next batch tries the disk again. If even that cut
+fails the log is `broken`: every later append fails at once, and a restart recovers from disk.
 """
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 from pathlib import Path
@@ -16,12 +26,31 @@ from coord.core import logformat
 log = logging.getLogger("coord.txnlog")
 
 
-def _fsync_dir(path: Path) -> None:
+class LogWriteError(OSError):
+    """A write to the txn log did not become durable."""
+
+
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def list_logs(log_dir: Path) -> list[tuple[int, Path]]:
+    """(first zxid, path) of every log.<hex> file, oldest first."""
+    out = []
+    try:
+        entries = os.listdir(log_dir)
+    except FileNotFoundError:
+        return []
+    for name in entries:
+        z = logformat.zxid_of_name(name, "log")
+        if z is not None and name.count(".") == 1:
+            out.append((z, Path(log_dir) / name))
+    out.sort()
+    return out
 
 
 class TxnLog:
@@ -30,111 +59,204 @@ class TxnLog:
         self.force_sync = force_sync
         self.max_file_bytes = max_file_bytes
         self.fd: int | None = None
-        self.file_bytes = 0
-        self.last_zxid = 0
+        self.path: Path | None = None
+        self.file_bytes = 0            # durable (or, forceSync=no, written) size of the current file
+        self.last_zxid = 0             # the last zxid known durable
         self.buffer = bytearray()
-        self.buffer_zxid = 0
+        self.buffer_first = 0
+        self.buffer_last = 0
         self.syncing = False
-        self.on_durable = None  # callback(zxid)
+        self.roll_pending = True
+        self.on_durable = None         # callback(zxid)
+        self.on_failed = None          # callback(error, first_zxid, last_zxid)
         self.fsync_count = 0
-        self.failed: BaseException | None = None
+        self.write_errors = 0
+        self.broken: BaseException | None = None
+        self.failed: BaseException | None = None  # the last write error (kept for diagnostics)
+        self.max_fsync_ms = 0.0
+        self._idle: asyncio.Event | None = None
 
-    # -- recovery -------------------------------------------------------------------------------
     def files(self) -> list[Path]:
-        return sorted(self.dir.glob("log.*"), key=lambda p: int(p.name.split(".", 1)[1], 16))
+        return [p for _, p in list_logs(self.dir)]
 
-    def recover(self, apply) -> int:
-        """Replay every intact record (apply(hdr, txn)); truncate a torn tail; return last zxid."""
+    def start(self, last_zxid: int) -> None:
+        """After recovery: the log is durable through last_zxid; the next append opens a new file."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        last = 0
-        files = self.files()
-        for i, f in enumerate(files):
-            data = f.read_bytes()
-            if len(data) < logformat.FILE_HEADER_SIZE:
-                if i == len(files) - 1:
-                    log.warning("%s: shorter than a log header (crash while creating it); removing", f)
-                    f.unlink()
-                    continue
-                raise RuntimeError(f"{f}: truncated log header in the middle of the log")
-            logformat.check_file_header(data)
-            end = logformat.FILE_HEADER_SIZE
-            for hdr, txn, pos in logformat.iter_records(data):
-                if hdr.zxid > last:
-                    apply(hdr, txn)
-                    last = hdr.zxid
-                end = pos
-            if end < len(data):
-                if i != len(files) - 1:
-                    raise RuntimeError(f"{f}: damaged record at offset {end} before the newest log file")
-                log.warning("%s: truncating torn tail at offset %d (%d bytes)", f, end, len(data) - end)
-                with open(f, "r+b") as fh:
-                    fh.truncate(end)
-                    os.fsync(fh.fileno())
-        self.last_zxid = last
-        return last
+        self.last_zxid = last_zxid
+        self.roll_pending = True
 
     # -- appending ------------------------------------------------------------------------------
-    def _open_new(self, first_zxid: int) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-        path = self.dir / f"log.{first_zxid:x}"
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.write(self.fd, logformat.file_header())
-        self.file_bytes = logformat.FILE_HEADER_SIZE
-        if self.force_sync:
-            os.fsync(self.fd)
-            _fsync_dir(self.dir)
+    def roll(self) -> None:
+        """Start a new file with the next batch (a snapshot was just started)."""
+        self.roll_pending = True
 
     def append(self, records) -> None:
+        """Queue [(TxnHeader, txn)] in zxid order; on_durable/on_failed report their fate."""
+        encode = logformat.encode_record
+        buf = self.buffer
         for hdr, txn in records:
-            self.buffer += logformat.encode_record(hdr, txn)
-            self.buffer_zxid = hdr.zxid
-        if not self.syncing and self.buffer:
+            if not buf:
+                self.buffer_first = hdr.zxid
+            buf += encode(hdr, txn)
+            self.buffer_last = hdr.zxid
+        if not self.syncing and buf:
+            self.syncing = True
             asyncio.get_running_loop().create_task(self._flush_loop())
 
+    def pending(self) -> bool:
+        return self.syncing or bool(self.buffer)
+
+    async def drain(self) -> None:
+        """Wait until nothing is buffered or being written."""
+        while self.pending():
+            await asyncio.sleep(0.005)
+
     async def _flush_loop(self) -> None:
-        if self.syncing:
-            return
-        self.syncing = True
         loop = asyncio.get_running_loop()
         try:
             while self.buffer:
                 data = bytes(self.buffer)
-                zxid = self.buffer_zxid
+                first, last = self.buffer_first, self.buffer_last
                 self.buffer.clear()
-                if self.fd is None or self.file_bytes >= self.max_file_bytes:
-                    first = zxid - 0  # name by the first zxid in the new file
-                    first = self._first_zxid_of(data)
-                    self._open_new(first)
-                if self.force_sync:
-                    await loop.run_in_executor(None, self._write_and_sync, data)
-                else:
-                    os.write(self.fd, data)
-                    await asyncio.sleep(0)
-                self.file_bytes += len(data)
-                self.last_zxid = zxid
+                try:
+                    if self.broken is not None:
+                        raise LogWriteError(errno.EIO, f"txn log unusable since an earlier failure: {self.broken}")
+                    roll = self.fd is None or self.roll_pending or self.file_bytes >= self.max_file_bytes
+                    if roll:
+                        self.roll_pending = False
+                    t0 = loop.time()
+                    await loop.run_in_executor(None, self._write_batch, data, first if roll else None)
+                    ms = (loop.time() - t0) * 1000
+                    if ms > self.max_fsync_ms:
+                        self.max_fsync_ms = ms
+                except OSError as e:
+                    self._fail(e, first, last)
+                    continue
+                self.last_zxid = last
                 self.fsync_count += 1
                 if self.on_durable is not None:
-                    self.on_durable(zxid)
-        except OSError as e:
-            self.failed = e
-            log.error("txn log write failed: %s; refusing further writes", e)
-            raise
+                    self.on_durable(last)
         finally:
             self.syncing = False
 
-    @staticmethod
-    def _first_zxid_of(data: bytes) -> int:
-        return int.from_bytes(data[8:16], "big", signed=True)
+    def _fail(self, e: OSError, first: int, last: int) -> None:
+        if self.buffer:  # appended meanwhile: they build on the failed ones, so they fail too
+            last = self.buffer_last
+            self.buffer.clear()
+        self.write_errors += 1
+        self.failed = e
+        log.error("txn log write failed (%s); txns 0x%x..0x%x are not durable and are rejected%s",
+                  e, first, last, "; the log is broken until restart" if self.broken else "")
+        if self.on_failed is not None:
+            self.on_failed(e, first, last)
 
-    def _write_and_sync(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            n = os.write(self.fd, view)
-            view = view[n:]
-        os.fdatasync(self.fd)
+    # -- worker thread ------------------------------------------------------------------------------
+    def _open_new(self, first_zxid: int) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        path = self.dir / logformat.log_name(first_zxid)
+        # No intact record can be in a file named after a zxid past the durable end: overwrite it.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, logformat.file_header())
+        except OSError:
+            os.close(fd)
+            self._unlink_quietly(path)
+            raise
+        self.fd = fd
+        self.path = path
+        self.file_bytes = logformat.FILE_HEADER_SIZE
+        self.new_file = True
+
+    def _unlink_quietly(self, path: Path) -> None:
+        try:
+            os.unlink(path)
+            fsync_dir(self.dir)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            self.broken = e
+
+    def _write_batch(self, data: bytes, roll_first: int | None) -> None:
+        self.new_file = False
+        if roll_first is not None:
+            self._open_new(roll_first)
+        fd = self.fd
+        durable = logformat.FILE_HEADER_SIZE if self.new_file else self.file_bytes
+        try:
+            _write_all(fd, data)
+            if self.force_sync:
+                os.fdatasync(fd)
+                if self.new_file:
+                    fsync_dir(self.dir)
+        except OSError:
+            self._cut_back(durable)
+            raise
+        self.file_bytes = durable + len(data)
+
+    def _cut_back(self, size: int) -> None:
+        try:
+            os.ftruncate(self.fd, size)
+            os.lseek(self.fd, size, os.SEEK_SET)
+            if self.force_sync:
+                os.fsync(self.fd)
+            self.file_bytes = size
+            if self.new_file:
+                # the header itself may not be durable: start the next batch in a fresh file
+                os.close(self.fd)
+                self.fd = None
+                self._unlink_quietly(self.path)
+        except OSError as e:
+            self.broken = e
+
+    # -- maintenance (blocking: run in a thread from async code) ----------------------------------
+    def truncate_after(self, zxid: int) -> None:
+        """Drop every record after zxid (Zab TRUNC); later files are removed. Not while appending."""
+        assert not self.pending(), "truncate_after while records are being written"
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        for first, path in reversed(list_logs(self.dir)):
+            if first > zxid:
+                os.unlink(path)
+                continue
+            data = path.read_bytes()
+            end = logformat.FILE_HEADER_SIZE
+            for hdr, _txn, pos in logformat.iter_records(data):
+                if hdr.zxid > zxid:
+                    break
+                end = pos
+            if end < len(data):
+                with open(path, "r+b") as fh:
+                    fh.truncate(end)
+                    os.fsync(fh.fileno())
+            break
+        fsync_dir(self.dir)
+        self.last_zxid = min(self.last_zxid, zxid)
+        self.roll_pending = True
+
+    def iter_txns(self, after_zxid: int):
+        """(TxnHeader, txn) of every intact record with zxid > after_zxid, in order (DIFF sync)."""
+        logs = list_logs(self.dir)
+        start = 0
+        for i, (first, _) in enumerate(logs):
+            if first <= after_zxid + 1:
+                start = i
+        for _, path in logs[start:]:
+            data = path.read_bytes()
+            for hdr, txn, _ in logformat.iter_records(data):
+                if hdr.zxid > after_zxid:
+                    yield hdr, txn
 
     def close(self) -> None:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]

@@ -115,6 +115,9 @@ class DataTree:
         self.last_zxid = 0
         self.digest = 0
         self.data_bytes = 0
+        # Called with (hdr, txn) before each apply; a snapshot in progress uses it to keep the
+        # state it captured (coord.core.snapformat.TreeCapture). At most one observer.
+        self.before_apply = None
         root = Node(b"", aclmod.OPEN_ACL_UNSAFE, 0, 0, 0)
         self.nodes[ROOT] = root
         self._add_digest(ROOT, root)
@@ -281,6 +284,8 @@ class DataTree:
     # -- the state machine ------------------------------------------------------------------
     def apply(self, hdr: R.TxnHeader, txn) -> TxnResult:
         """Apply one committed txn; errors are results (a replayed log can hold failed txns)."""
+        if self.before_apply is not None:
+            self.before_apply(hdr, txn)
         t = hdr.type
         res = TxnResult(t)
         try:

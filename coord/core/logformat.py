@@ -1,11 +1,17 @@
 """Txn log records: [length u32][crc32 u32][zxid i64][TxnHeader][txn], checksummed end to end.
 
-Pure bytes in, records out; the shell does the files. A reader stops at the first record that is
-short, has a bad length, or fails its checksum: everything before it is the durable prefix and the
-rest is a torn tail to truncate (never skipped over: a hole in a log is data loss).
+Pure bytes in, records out; the shell does the files (and the simulator its simulated disk). A
+reader stops at the first record that is short, has a bad length, or fails its checksum: everything
+before it is the durable prefix. What follows decides what the damage is (`scan`): if no intact
+record with a higher zxid follows, it is a torn tail (a write cut short by a crash) and is truncated;
+if one does, the log has a hole in its middle, and acknowledged txns would be lost by truncating, so
+recovery refuses instead. A log is never skipped over.
+
+A file is named log.<first zxid in hex>; its 16-byte header is magic "CDLG", version, dbid.
 """
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 
@@ -63,3 +69,69 @@ def iter_records(data, pos: int = FILE_HEADER_SIZE):
             return
         pos += 8 + length
         yield hdr, txn, pos
+
+
+# A record candidate: a length below 16 MiB and not zero, then the crc, then a non-zero zxid that
+# the TxnHeader (clientId i64, cxid i32, zxid i64) repeats 20 bytes later.
+_CANDIDATE = re.compile(rb"(?s)(?=\x00(?!\x00\x00\x00).{7}(?!\x00{8})(.{8}).{12}\1)")
+
+
+def find_intact_after(data, pos: int, after_zxid: int):
+    """(offset, zxid) of the first intact record past pos with zxid > after_zxid, or None."""
+    for m in _CANDIDATE.finditer(data, pos + 1):
+        off = m.start()
+        for hdr, _txn, _end in iter_records(data, off):
+            if hdr.zxid > after_zxid:
+                return off, hdr.zxid
+            break
+    return None
+
+
+class LogScan:
+    """What one log file holds: its intact records, where they end, and what follows them."""
+
+    __slots__ = ("records", "end", "size", "first_zxid", "last_zxid", "hole")
+
+    def __init__(self, records, end, size, hole):
+        self.records = records            # [(TxnHeader, txn, end offset)]
+        self.end = end                    # offset just past the last intact record
+        self.size = size
+        self.first_zxid = records[0][0].zxid if records else None
+        self.last_zxid = records[-1][0].zxid if records else None
+        self.hole = hole                  # None, or (offset, zxid) of an intact record past damage
+
+    @property
+    def damaged(self) -> bool:
+        return self.end < self.size
+
+
+def scan(data) -> LogScan:
+    """Check the header (ValueError if bad) and read every intact record of one log file."""
+    check_file_header(data)
+    records = list(iter_records(data))
+    end = records[-1][2] if records else FILE_HEADER_SIZE
+    hole = None
+    if end < len(data):
+        last = records[-1][0].zxid if records else -1
+        hole = find_intact_after(data, end, last)
+    return LogScan(records, end, len(data), hole)
+
+
+def zxid_follows(prev: int, zxid: int) -> bool:
+    """True if zxid may directly follow prev: the next counter, or counter 1 of a later epoch."""
+    return zxid == prev + 1 or ((zxid >> 32) > (prev >> 32) and zxid & 0xFFFFFFFF == 1)
+
+
+def log_name(first_zxid: int) -> str:
+    return f"log.{first_zxid:x}"
+
+
+def zxid_of_name(name: str, prefix: str) -> int | None:
+    """The hex zxid of `prefix.<hex>[.suffix]` names (ZooKeeper's Util.getZxidFromName), else None."""
+    parts = name.split(".")
+    if len(parts) < 2 or parts[0] != prefix:
+        return None
+    try:
+        return int(parts[1], 16)
+    except ValueError:
+        return None

@@ -153,6 +153,13 @@ class StandaloneSequencer:
         self.to_log = []
         return out
 
+    def on_log_failed(self, err: int = -1) -> None:
+        """The log could not make the unsynced txns durable (disk full, I/O error): none happened."""
+        failed = list(self.unsynced)
+        self.unsynced.clear()
+        self.to_log = []
+        self.server.abort_txns(failed, err)
+
     def sync(self, conn: Connection, pending: Pending) -> None:
         pending.state = DEFERRED
 
@@ -536,6 +543,33 @@ class ServerCore:
             if cid is not None and cid in self.conns:
                 self._close(self.conns[cid], f"session 0x{sid:x} closed")
         return res
+
+    def abort_txns(self, txns, err: int) -> None:
+        """Prepared txns that will never commit: forget their changes, reuse their zxids, and answer
+        whoever waits for them with err (never an ack: they are not durable)."""
+        self.prep.reset()
+        self.next_zxid_counter = self.tree.last_zxid
+        for hdr, _txn in txns:
+            sid = hdr.clientId
+            if hdr.type == -10:
+                waiting = self.connecting.pop(sid, None)
+                if waiting is not None and waiting[0] in self.conns:
+                    self._close(self.conns[waiting[0]], f"session 0x{sid:x} could not be logged")
+                continue
+            if hdr.type == -11:
+                s = self.sessions.get(sid)
+                if s is not None and s.closing:  # an expiry: try again after another timeout
+                    s.closing = False
+                    self.sessions.touch(sid, self.mono_ms)
+            w = self.waiting.pop((sid, hdr.cxid), None)
+            if w is not None:
+                self.stats.outstanding -= 1
+                conn = self.conns.get(w[0])
+                if conn is not None:
+                    pending = w[1]
+                    pending.reply = self._reply(pending.xid, err)
+                    pending.state = READY
+                    self._flush(conn)
 
     def _write_reply(self, xid: int, op: int, res: TxnResult) -> bytes:
         if res.type == -1:
