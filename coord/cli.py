@@ -133,5 +133,15 @@ def _add_ensemble() -> None:
 _add_ensemble()
 
 
+def _add_storage_commands() -> None:
+    from coord.bench_storage import bench_storage_command
+    from coord.datatools import data_group
+    main.add_command(data_group)
+    main.add_command(bench_storage_command)
+
+
+_add_storage_commands()
+
+
 if __name__ == "__main__":
     main()
