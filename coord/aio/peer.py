@@ -331,6 +331,12 @@ class PeerTransport:
         else:
             self.loop.create_task(self._poke(sid))
 
+    def disconnect(self, sid: int, why: str = "closed by the Zab peer") -> None:
+        """Close the link to sid (on_disconnected follows, from the event loop, not from here)."""
+        c = self.links.get(sid)
+        if c is not None and not c.closed:
+            self.loop.call_soon(c.abort, why)
+
     def _mark(self, c: _Conn) -> None:
         self.dirty.add(c)
         if not self.flush_scheduled:

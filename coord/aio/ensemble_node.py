@@ -1,0 +1,374 @@
+"""An ensemble member: the asyncio driver of one QuorumPeer (the contract is coord.core.zab.api).
+
+It is the standalone shell (CoordServer: client port, flush batching, four-letter words, storage)
+with the Zab peer in front of the core. The driver makes no protocol decision; it turns the world
+into the peer's inputs and performs the peer's effects, in order:
+
+    inputs   peer links (coord.aio.peer: connected / disconnected / one whole message), a tick every
+             TICK_MS, client frames (straight to peer.core, as standalone), and the completions of
+             disk effects (log_durable, log_truncated, snapshot_installed, epochs_persisted)
+    effects  send / connect / disconnect     -> the PeerTransport
+             append                          -> the txn log (group commit; fsync then log_durable)
+             truncate, install_snapshot,     -> one at a time, after every earlier disk effect has
+             persist_epochs                     completed, off the event loop; then the completion
+             role, log                       -> srvr/mntr and the process log
+
+Disk effects are a FIFO: appends go straight to the group-committing log while nothing else is
+queued; any other disk effect waits until every earlier append is durable (so completions arrive in
+the order the effects were emitted), and appends queued behind it wait for it. After every batch of
+inputs one flush drains the peer's effects and then the core's client output (CoordServer.flush),
+so the replies and peer messages produced by one loop iteration leave in one write per socket.
+
+Recovery at boot replays the whole log into the tree (coord.aio.datadir) and passes an empty
+DurableState.log: the api allows it (the peer treats the tree's zxid as its committed floor and a
+leader sends SNAP where it would have had to TRUNC below it). Snapshots are taken (every snapCount
+txns) only while the peer serves, so the tree they capture is committed state. A SNAP sync removes
+any local snapshot newer than the one received before writing it, then drops the log after it.
+
+A txn log that cannot write (disk full, I/O error) ends the process: a member that cannot make its
+log durable must not vote or ack, and a restart recovers from what is on disk (ZooKeeper exits too).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import deque
+
+from coord.aio.datadir import RecoveryError
+from coord.aio.epochs import EpochFileError, EpochStore
+from coord.aio.peer import PeerAddr, PeerTransport, membership_digest
+from coord.aio.server import CoordServer, core_config, mono_ms, wall_ms
+from coord.aio.zoocfg import ServerConfig
+from coord.core.server import ServerCore
+from coord.core.zab.api import DurableState, ZabConfig
+
+log = logging.getLogger("coord.ensemble")
+peer_log = logging.getLogger("coord.zab")
+
+TICK_MS = 5
+MODE_NAMES = {"leading": "leader", "following": "follower", "observing": "observer"}
+NOT_SERVING = "This ZooKeeper instance is not currently serving requests\n"
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
+           "error": logging.ERROR, "critical": logging.CRITICAL}
+
+
+def zab_config(cfg: ServerConfig) -> ZabConfig:
+    z = ZabConfig(tick_ms=cfg.tick_ms, init_limit=cfg.init_limit, sync_limit=cfg.sync_limit)
+    if cfg.test_zxid_counter_limit:
+        z.zxid_counter_limit = cfg.test_zxid_counter_limit
+    return z
+
+
+class EnsembleNode(CoordServer):
+    """One ensemble member on an event loop."""
+
+    def __init__(self, cfg: ServerConfig):
+        if cfg.myid is None or cfg.myid not in cfg.servers:
+            raise ValueError("an ensemble member needs myid and its server.N line")
+        me = cfg.servers[cfg.myid]
+        if me.client_port is not None:       # the server line's client address wins, as ZooKeeper's
+            cfg.client_port = me.client_port
+            if me.client_host:
+                cfg.client_port_address = me.client_host
+        super().__init__(cfg)
+        self.sid = cfg.myid
+        self.voters = {s: q for s, q in cfg.servers.items() if q.role == "participant"}
+        self.observers = {s: q for s, q in cfg.servers.items() if q.role == "observer"}
+        self.epochs = EpochStore(self.storage.snap_dir, sync=cfg.force_sync)
+        self.peer = None
+        self.durable_state: DurableState | None = None
+        self.transport: PeerTransport | None = None
+        self.role = "looking"
+        self.role_since_ms = mono_ms()
+        self.disk_q: deque = deque()
+        self.disk_task: asyncio.Task | None = None
+        self.fatal = asyncio.Event()
+        self.fatal_reason = ""
+        self.clock_fresh = False
+        self.installing = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def load(self) -> None:
+        from coord.core.zab.peer import QuorumPeer
+        t0 = time.monotonic()
+        try:
+            rec = self.storage.recover()
+            accepted, current = self.epochs.read()
+        except (RecoveryError, EpochFileError) as e:
+            log.critical("cannot start: %s", e)
+            raise SystemExit(f"coord: cannot start: {e}") from None
+        tree = rec.tree
+        self.core = ServerCore(core_config(self.cfg), tree)
+        self.peer = QuorumPeer(self.sid, self.voters, self.observers, self.core, zab_config(self.cfg))
+        self.durable_state = DurableState(accepted, current, rec.last_zxid, rec.snapshot_zxid)
+        log.info("server %d: snapshot zxid 0x%x + %d logged txns to zxid 0x%x in %.2fs (%d znodes); "
+                 "accepted epoch %d, current epoch %d", self.sid, rec.snapshot_zxid, rec.replayed,
+                 tree.last_zxid, time.monotonic() - t0, tree.node_count(), accepted, current)
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        if self.core is None:
+            self.load()
+        self.txnlog.on_durable = self._on_durable
+        self.txnlog.on_failed = self._on_log_failed
+        self.storage.start(self.loop)
+        cfg = self.cfg
+        addrs = {s: PeerAddr(s, q.host, q.quorum_port, q.election_port) for s, q in cfg.servers.items()}
+        idle = max(1000, cfg.tick_ms * cfg.sync_limit)
+        self.transport = PeerTransport(
+            self.sid, addrs, digest=membership_digest(self.voters, self.observers),
+            on_connected=self._peer_connected, on_disconnected=self._peer_disconnected,
+            on_message=self._peer_message,
+            listen_host="0.0.0.0" if cfg.extra.get("quorumListenOnAllIPs", "").lower() == "true" else None,
+            max_frame_bytes=self.peer.config.max_message_bytes + 1024,
+            idle_timeout_ms=idle, ping_interval_ms=max(50, min(500, idle // 8)),
+            handshake_timeout_ms=min(2000, idle))
+        await self.transport.start()
+        self.server = await self.loop.create_server(
+            self._protocol, host=cfg.client_port_address, port=cfg.client_port, reuse_address=True,
+            backlog=1024)
+        sock = self.server.sockets[0].getsockname()
+        self.port = sock[1]
+        log.info("server %d: clients on %s:%d, quorum %d, election %d; %d voters, %d observers",
+                 self.sid, sock[0], sock[1], addrs[self.sid].quorum_port, addrs[self.sid].election_port,
+                 len(self.voters), len(self.observers))
+        self.peer.start(wall_ms(), mono_ms(), self.durable_state)
+        self.flush()
+        self.tick_task = self.loop.create_task(self._ticker())
+
+    async def stop(self) -> None:
+        if self.tick_task:
+            self.tick_task.cancel()
+        if self.transport is not None:
+            await self.transport.stop()
+        if self.disk_task is not None and not self.disk_task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self.disk_task), 5)
+            except (asyncio.TimeoutError, Exception):
+                pass
+        await super().stop()
+
+    def die(self, why: str) -> None:
+        log.critical("server %d stopping: %s", self.sid, why)
+        self.fatal_reason = why
+        self.fatal.set()
+
+    # -- clock and ticks ---------------------------------------------------------------------------
+    def tick_clock(self) -> None:
+        self.core.set_time(wall_ms(), mono_ms())
+        self.clock_fresh = True
+
+    async def _ticker(self) -> None:
+        sleep = asyncio.sleep
+        while True:
+            await sleep(TICK_MS / 1000)
+            now, mono = wall_ms(), mono_ms()
+            self.peer.tick(now, mono)
+            self.flush()
+
+    # -- peer link inputs ----------------------------------------------------------------------------
+    def _fresh(self) -> None:
+        if not self.clock_fresh:
+            self.tick_clock()
+
+    def _peer_connected(self, sid: int) -> None:
+        self._fresh()
+        self.peer.peer_connected(sid)
+        self.schedule_flush()
+
+    def _peer_disconnected(self, sid: int) -> None:
+        self._fresh()
+        self.peer.peer_disconnected(sid)
+        self.schedule_flush()
+
+    def _peer_message(self, sid: int, data: bytes) -> None:
+        self._fresh()
+        self.peer.message(sid, data)
+        self.schedule_flush()
+
+    # -- effects -------------------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Perform the peer's effects in order, then write the core's client output."""
+        self.clock_fresh = False
+        peer = self.peer
+        if peer is not None:
+            for _ in range(100):
+                effects = peer.drain_effects()
+                if not effects:
+                    break
+                self._perform(effects)
+        super().flush()
+
+    def _perform(self, effects: list[tuple]) -> None:
+        tr = self.transport
+        for e in effects:
+            kind = e[0]
+            if kind == "send":
+                tr.send(e[1], e[2])
+            elif kind == "append":
+                if self.disk_q or (self.disk_task is not None and not self.disk_task.done()):
+                    self.disk_q.append(e)
+                else:
+                    self.txnlog.append(e[1])
+            elif kind in ("persist_epochs", "truncate", "install_snapshot"):
+                self.disk_q.append(e)
+                if self.disk_task is None or self.disk_task.done():
+                    self.disk_task = self.loop.create_task(self._disk_worker())
+            elif kind == "connect":
+                tr.connect(e[1])
+            elif kind == "disconnect":
+                tr.disconnect(e[1])
+            elif kind == "role":
+                self._set_role(e[1])
+            elif kind == "log":
+                peer_log.log(_LEVELS.get(e[1], logging.INFO), "%s", e[2])
+            else:
+                raise AssertionError(f"unknown effect {kind!r}")
+
+    def _set_role(self, role: str) -> None:
+        if role != self.role:
+            log.info("server %d: %s -> %s", self.sid, self.role, role)
+        self.role = role
+        self.role_since_ms = mono_ms()
+
+    async def _disk_worker(self) -> None:
+        """Perform queued disk effects one by one, each after every earlier one has completed."""
+        loop = self.loop
+        q = self.disk_q
+        try:
+            while q:
+                e = q.popleft()
+                kind = e[0]
+                if kind == "append":
+                    self.txnlog.append(e[1])
+                    continue
+                await self.txnlog.drain()       # earlier appends durable and reported first
+                if kind == "persist_epochs":
+                    _, acc, cur = e
+                    await loop.run_in_executor(None, self.epochs.write, acc, cur)
+                    self._fresh()
+                    self.peer.epochs_persisted(acc, cur)
+                elif kind == "truncate":
+                    z = e[1]
+                    await loop.run_in_executor(None, self._truncate, z)
+                    self._fresh()
+                    self.peer.log_truncated(z)
+                elif kind == "install_snapshot":
+                    _, data, z = e
+                    await self._wait_snapshot_idle()
+                    await loop.run_in_executor(None, self._install_snapshot, data, z)
+                    self._fresh()
+                    self.peer.snapshot_installed(z)
+                self.flush()
+        except OSError as err:
+            self.die(f"disk effect failed: {err}")
+        except Exception as err:   # a bug here must stop the node, not leave it half-synced
+            log.exception("disk effect failed")
+            self.die(f"disk effect failed: {err!r}")
+
+    async def _wait_snapshot_idle(self) -> None:
+        while self.storage.snapshots.in_progress:
+            await asyncio.sleep(0.005)
+
+    def _truncate(self, z: int) -> None:
+        self._remove_snapshots_after(z)
+        self.txnlog.truncate_after(z)
+        log.info("server %d: log truncated after zxid 0x%x", self.sid, z)
+
+    def _install_snapshot(self, data: bytes, z: int) -> None:
+        from coord.aio.snapshots import write_snapshot_bytes
+        self._remove_snapshots_after(z)
+        path = write_snapshot_bytes(self.storage.snap_dir, z, data)
+        self.txnlog.truncate_after(z)
+        log.info("server %d: installed snapshot %s (%d bytes) from the leader", self.sid, path.name, len(data))
+
+    def _remove_snapshots_after(self, z: int) -> None:
+        from coord.aio.snapshots import list_snapshots
+        from coord.aio.txnlog import fsync_dir
+        removed = False
+        for sz, path in list_snapshots(self.storage.snap_dir):
+            if sz > z:
+                log.warning("server %d: removing snapshot %s: it is past the leader's history (0x%x)",
+                            self.sid, path.name, z)
+                os.unlink(path)
+                removed = True
+        if removed:
+            fsync_dir(self.storage.snap_dir)
+
+    # -- log completions -------------------------------------------------------------------------
+    def _on_durable(self, zxid: int) -> None:
+        self._fresh()
+        self.peer.log_durable(zxid)
+        self.flush()
+        if self.core.serving:
+            self.storage.logged(zxid, self.core.tree)
+
+    def _on_log_failed(self, error: OSError, first_zxid: int, last_zxid: int) -> None:
+        self.die(f"the txn log cannot write ({error}); txns 0x{first_zxid:x}..0x{last_zxid:x} are not durable")
+
+    # -- four-letter words -----------------------------------------------------------------------
+    def four_letter(self, proto, word: str) -> None:
+        if not self.core.serving and word not in ("ruok", "envi", "conf", "isro"):
+            proto.transport.write(NOT_SERVING.encode())
+            proto.transport.close()
+            return
+        super().four_letter(proto, word)
+
+    def mode(self) -> str:
+        return MODE_NAMES.get(self.role, self.role)
+
+    def _info(self) -> dict:
+        try:
+            return self.peer.info()
+        except Exception:
+            return {}
+
+    def mode_extra_lines(self) -> list[str]:
+        if self.role == "leading":
+            i = self._info()
+            return [f"Proposal sizes last/min/max: {i.get('zk_last_proposal_size', -1)}/"
+                    f"{i.get('zk_min_proposal_size', -1)}/{i.get('zk_max_proposal_size', -1)}"]
+        return []
+
+    def mode_mntr_rows(self) -> list[tuple[str, object]]:
+        i = self._info()
+        rows: list[tuple[str, object]] = [
+            ("zk_peer_state", f"{self.role} - broadcast" if self.core.serving else f"{self.role} - sync"),
+            ("zk_quorum_size", len(self.voters)),
+        ]
+        if self.role == "leading":
+            learners = i.get("zk_learners", i.get("zk_followers", 0))
+            synced = i.get("zk_synced_followers", 0)
+            rows += [
+                ("zk_learners", learners),
+                ("zk_followers", i.get("zk_followers", learners)),
+                ("zk_synced_followers", synced),
+                ("zk_synced_non_voting_followers", i.get("zk_synced_non_voting_followers", 0)),
+                ("zk_synced_observers", i.get("zk_synced_observers", 0)),
+                ("zk_pending_syncs", i.get("zk_pending_syncs", 0)),
+                ("zk_leader_uptime", mono_ms() - self.role_since_ms),
+                ("zk_min_proposal_size", i.get("zk_min_proposal_size", -1)),
+                ("zk_max_proposal_size", i.get("zk_max_proposal_size", -1)),
+            ]
+        for k in ("zk_peer_epoch", "zk_accepted_epoch", "zk_current_epoch", "zk_leader"):
+            if k in i:
+                rows.append((k, i[k]))
+        tr = self.transport
+        if tr is not None:
+            rows += [("zk_peer_links", len(tr.stats()["links"])),
+                     ("zk_peer_messages_sent", tr.messages_sent),
+                     ("zk_peer_messages_received", tr.messages_received),
+                     ("zk_peer_garbage_disconnects", tr.garbage_disconnects)]
+        return rows
+
+
+async def run_member(cfg: ServerConfig) -> None:
+    node = EnsembleNode(cfg)
+    await node.start()
+    try:
+        await node.fatal.wait()
+    finally:
+        await node.stop()
+    raise SystemExit(f"coord: server {cfg.myid} stopped: {node.fatal_reason}")
