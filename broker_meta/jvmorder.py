@@ -19,6 +19,7 @@ tests/broker_meta/test_jvmorder.py.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable, Hashable, Iterable, Sequence, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -75,6 +76,19 @@ def _champ_order(keys: Sequence[K], hashes: dict, shift: int) -> list[K]:
 
 def scala_immutable_order(keys: Iterable[K], hash_fn: Callable[[K], int] = java_hash) -> list[K]:
     """Order of a Scala 2.13 immutable Map/Set built by inserting `keys` in order."""
+    if hash_fn is java_hash:
+        keys = tuple(keys)
+        if all(isinstance(k, str) for k in keys):
+            return list(_string_key_order(keys))  # znode key sets repeat: memoise
+    return _scala_immutable_order(keys, hash_fn)
+
+
+@lru_cache(maxsize=4096)
+def _string_key_order(keys: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_scala_immutable_order(keys, java_hash))
+
+
+def _scala_immutable_order(keys: Iterable[K], hash_fn: Callable[[K], int]) -> list[K]:
     seen: list[K] = list(dict.fromkeys(keys))
     if len(seen) <= 4:
         return seen

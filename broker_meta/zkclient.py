@@ -27,10 +27,12 @@ from typing import Any, Callable, Iterable, Sequence
 from kazoo.client import KazooClient
 from kazoo.exceptions import (ConnectionLoss, NodeExistsError, NoNodeError, OperationTimeoutError,
                               SessionExpiredError, ZookeeperError)
-from kazoo.protocol.serialization import CheckVersion, Create, Delete, SetData
+from kazoo.protocol.serialization import CheckVersion, Create, Delete, GetChildren, GetData, SetData, Transaction
 from kazoo.protocol.states import EventType, KazooState, ZnodeStat
 from kazoo.security import OPEN_ACL_UNSAFE
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay
+
+from .bulk import BulkChannel
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +151,7 @@ class ZkClient:
 
     def __init__(self, connect: str, session_timeout_ms: int = 18000, connection_timeout_ms: int | None = None,
                  *, create_chroot: bool = True, max_in_flight: int = 1000, name: str = "broker-meta",
-                 client_id: tuple[int, bytes] | None = None):
+                 client_id: tuple[int, bytes] | None = None, bulk: bool = True):
         self.connect = ConnectString.parse(connect)
         self.session_timeout_ms = session_timeout_ms
         self.connection_timeout_ms = connection_timeout_ms or session_timeout_ms
@@ -157,6 +159,9 @@ class ZkClient:
         self.max_in_flight = max_in_flight
         self.name = name
         self._client_id = client_id
+        self.use_bulk = bulk
+        self._bulk: BulkChannel | None = None
+        self._bulk_lock = threading.Lock()
         self.kazoo: KazooClient | None = None
         self._connected = threading.Event()
         self._closed = False
@@ -205,6 +210,9 @@ class ZkClient:
         if self._closed:
             return
         self._closed = True
+        with self._bulk_lock:
+            if self._bulk is not None:
+                self._bulk.close()
         if self.kazoo is not None:
             try:
                 self.kazoo.stop()
@@ -419,19 +427,8 @@ class ZkClient:
 
     def _transaction(self, ops: Sequence[ZkOp]):
         txn = self._k().transaction()
-        for op in ops:
-            if isinstance(op, CreateOp):
-                flags = (1 if op.ephemeral else 0) | (2 if op.sequential else 0)
-                # kazoo's builder refuses null data; Kafka creates many nodes with null data.
-                txn._add(Create(self._full(op.path), op.data, OPEN_ACL_UNSAFE, flags))
-            elif isinstance(op, SetDataOp):
-                txn._add(SetData(self._full(op.path), op.data, op.version))
-            elif isinstance(op, DeleteOp):
-                txn._add(Delete(self._full(op.path), op.version))
-            elif isinstance(op, CheckOp):
-                txn._add(CheckVersion(self._full(op.path), op.version))
-            else:
-                raise TypeError(op)
+        for record in self._records(ops):
+            txn._add(record)  # kazoo's builder refuses null data; Kafka creates many nodes with null data
         return txn
 
     @staticmethod
@@ -453,6 +450,45 @@ class ZkClient:
         return self.retry_until_connected(lambda: self._multi_result(self._transaction(ops).commit()))
 
     # pipelined batches (Kafka's handleRequests) -------------------------------------------------
+
+    def _peer(self) -> tuple[str, int] | None:
+        try:
+            return self.kazoo._connection._socket.getpeername()[:2]
+        except Exception:  # kazoo internals moved or not connected: any server will do
+            return None
+
+    def _bulk_run(self, requests: list) -> list[tuple[int, Any]]:
+        """Run watch-free requests on the pipelined side channel (see bulk.py)."""
+        with self._bulk_lock:
+            if self._closed:
+                raise ConnectionLoss("client closed")
+            if self._bulk is None:
+                self._bulk = BulkChannel(self.connect.hosts, self.connect.chroot, self.session_timeout_ms,
+                                         self.connection_timeout_ms / 1000.0, window=self.max_in_flight,
+                                         preferred=self._peer, last_zxid=lambda: self.kazoo.last_zxid if self.kazoo else 0)
+            return self._bulk.run(requests)
+
+    def _bulk_ok(self, paths_: Sequence[str] = ()) -> bool:
+        if not self.use_bulk:
+            return False
+        with self._lock:
+            return not any(p in self._data_handlers for p in paths_)
+
+    def _records(self, ops: Sequence[ZkOp]) -> list:
+        out = []
+        for op in ops:
+            if isinstance(op, CreateOp):
+                flags = (1 if op.ephemeral else 0) | (2 if op.sequential else 0)
+                out.append(Create(self._full(op.path), op.data, OPEN_ACL_UNSAFE, flags))
+            elif isinstance(op, SetDataOp):
+                out.append(SetData(self._full(op.path), op.data, op.version))
+            elif isinstance(op, DeleteOp):
+                out.append(Delete(self._full(op.path), op.version))
+            elif isinstance(op, CheckOp):
+                out.append(CheckVersion(self._full(op.path), op.version))
+            else:
+                raise TypeError(op)
+        return out
 
     def _pipelined(self, items: Sequence[Any], send: Callable[[Any], Any],
                    finish: Callable[[Any, Any], Any]) -> list[Any]:
@@ -492,6 +528,10 @@ class ZkClient:
         return results
 
     def get_data_many(self, paths: Sequence[str]) -> list[GetDataResponse]:
+        if paths and self._bulk_ok(paths):
+            return [GetDataResponse(p, err, *(resp if err == OK else (None, None)))
+                    for p, (err, resp) in zip(paths, self._bulk_run([GetData(self._full(p), None) for p in paths]))]
+
         def send(p):
             return self._k().get_async(p, watch=self._data_watch(p))
 
@@ -505,6 +545,10 @@ class ZkClient:
         return self._pipelined(paths, send, finish)
 
     def get_children_many(self, paths: Sequence[str]) -> list[tuple[str, list[str] | None]]:
+        if paths and self.use_bulk:
+            return [(p, list(resp) if err == OK else None)
+                    for p, (err, resp) in zip(paths, self._bulk_run([GetChildren(self._full(p), None) for p in paths]))]
+
         def send(p):
             return self._k().get_children_async(p)
 
@@ -518,7 +562,14 @@ class ZkClient:
         return self._pipelined(paths, send, finish)
 
     def multi_many(self, batches: Sequence[Sequence[ZkOp]]) -> list[MultiResult]:
-        """Many multis pipelined; a CONNECTIONLOSS re-sends that multi (callers check BadVersion/NodeExists)."""
+        """Many multis pipelined; a CONNECTIONLOSS re-sends that multi (callers check BadVersion/NodeExists).
+        Only session-independent writes belong here (fenced or conditional; never ephemerals)."""
+        if batches and self.use_bulk and not any(isinstance(op, CreateOp) and op.ephemeral for b in batches for op in b):
+            out = []
+            for err, resp in self._bulk_run([Transaction(self._records(ops)) for ops in batches]):
+                out.append(self._multi_result(resp) if err == OK else MultiResult(err, ()))
+            return out
+
         def send(ops):
             return self._transaction(ops).commit_async()
 
@@ -533,6 +584,9 @@ class ZkClient:
 
     def create_many(self, items: Sequence[tuple[str, bytes | None]]) -> list[int]:
         """Pipelined persistent creates -> result codes (NodeExists is the caller's to judge)."""
+        if items and self.use_bulk:
+            return [err for err, _ in self._bulk_run([Create(self._full(p), d, OPEN_ACL_UNSAFE, 0) for p, d in items])]
+
         def send(item):
             return self._k().create_async(item[0], item[1])
 
