@@ -34,6 +34,7 @@ from coord.jute.protocol import Err, KeeperState, OpCode, Perms, WatcherType
 
 _REPLY = struct.Struct(">iiqi")         # frame length, xid, zxid, err
 _LEN = struct.Struct(">i")
+_ZXID_AT = struct.Struct(">q")
 _MULTI_END = R.MultiHeader(-1, True, -1).encode()
 _SYNC_CONNECTED = int(KeeperState.SyncConnected)
 
@@ -404,6 +405,11 @@ class ServerCore:
     def _complete(self, conn: Connection, p: Pending) -> None:
         if p.state == DEFERRED:
             p.reply = self._read(conn, p)
+        elif p.reply is not None and self.tree.last_zxid > _ZXID_AT.unpack_from(p.reply, 8)[0] > 0:
+            # Made earlier (at commit, or as an immediate error) but sent only now, after replies
+            # ahead of it in the queue: stamp it with the zxid we are at, or the client would see
+            # its zxid go back (as ZooKeeper's FinalRequestProcessor, in order, never does).
+            p.reply = p.reply[:8] + _ZXID_AT.pack(self.tree.last_zxid) + p.reply[16:]
         if p.reply is not None:
             self._send(conn, p.reply)
         lat = self.mono_ms - p.t0
@@ -815,7 +821,9 @@ class ServerCore:
             self._clean_containers()
 
     def is_sequencer(self) -> bool:
-        return isinstance(self.sequencer, StandaloneSequencer)
+        """Whether this server decides session expiry: standalone always; in an ensemble, the leader
+        (its sequencer says so with `decides_expiry`)."""
+        return getattr(self.sequencer, "decides_expiry", True)
 
     def _clean_containers(self) -> None:
         tree = self.tree

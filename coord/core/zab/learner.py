@@ -1,0 +1,385 @@
+"""The learning roles: following (votes and acks) and observing (neither).
+
+Phases (self.phase) and what moves them:
+    CONNECTING     waiting for the link to the elected leader
+    INFO           FOLLOWERINFO(accepted epoch, current epoch, last zxid, tree zxid) sent
+    ACCEPTING      LEADERINFO(e) with e above anything we promised: `persist_epochs(e, current)`;
+                   ACKEPOCH(fresh) goes out only once it is durable (ZOOKEEPER-335: never two leaders'
+                   txns acked under one epoch). e equal to our promise: ACKEPOCH(not fresh) at once
+                   (the leader will not count it). e below: we go back to looking.
+    SYNC           TRUNC (never below our tree: that is committed, ZOOKEEPER-1549), SNAP chunks
+                   (installed durably by the driver before it counts, ZOOKEEPER-3642/3104), DIFF txns
+                   (appended to the log), then NEWLEADER(e, z) with z our new last zxid.
+    NEWLEADER_WAIT everything received must be durable (log_durable >= z, TRUNC done, SNAP
+                   installed), *then* current epoch := e is persisted, *then* ACKNEWLEADER
+                   (ZOOKEEPER-3911/3023/4643/4646/4785). Proposals arriving now are logged; their
+                   acks wait for ACKNEWLEADER to have gone out first (ZOOKEEPER-4685).
+    UPTODATE_WAIT  UPTODATE(e, c): apply the history up to c (everything synced is committed by now)
+                   and start serving; COMMITs seen earlier are remembered, not lost (ZOOKEEPER-4925)
+    BROADCAST      PROPOSAL -> append -> (durable) -> cumulative ACK; COMMIT -> apply in order;
+                   observers get INFORM (committed txns) instead. Writes and sync() from our clients
+                   are forwarded to the leader; PING is answered with the sessions our clients touched.
+A LEADERINFO while in BROADCAST is the leader rolling its epoch: the same steps run again, but we
+keep serving throughout (the tree only ever holds committed txns, so nothing needs undoing).
+
+Losing the leader's link, not hearing from it for syncLimit ticks (initLimit while syncing), or any
+protocol violation sends the peer back to looking.
+"""
+from __future__ import annotations
+
+from coord.core import snapformat
+from coord.core.server import DEFERRED, WAIT_COMMIT
+from coord.core.zab import messages as M
+from coord.core.zab.api import epoch_of
+from coord.core.zab.sequencer import LearnerSequencer, encode_request_body
+
+CONNECTING, INFO, ACCEPTING, SYNC, NEWLEADER_WAIT, UPTODATE_WAIT, BROADCAST = (
+    "connecting", "info", "accepting", "sync", "newleader", "uptodate-wait", "broadcast")
+MAX_PENDING_SYNCS = 100000
+
+
+class LearnerRole:
+    def __init__(self, peer, leader: int, observer: bool = False):
+        self.peer = peer
+        self.core = peer.core
+        self.cfg = peer.config
+        self.leader = leader
+        self.observer = observer
+        self.phase = CONNECTING
+        self.new_epoch = 0
+        self.last_heard = peer.mono_ms
+        self.pending_trunc: int | None = None
+        self.pending_snap: int | None = None
+        self.snap_buf: bytearray | None = None
+        self.snap_zxid = 0
+        self.snap_total = 0
+        self.newleader_zxid = 0
+        self.persisting_current = False
+        self.may_ack = False
+        self.acked = 0
+        self.commit_seen = 0
+        self.rolling = False
+        self.serving = False
+        self.next_sync_id = 1
+        self.syncs: dict[int, tuple[int, object]] = {}
+        self.reported: dict[int, int] = {}
+        self.handlers = {
+            M.LeaderInfo: self.on_leaderinfo, M.Trunc: self.on_trunc, M.Diff: self.on_diff,
+            M.Snap: self.on_snap, M.NewLeader: self.on_newleader, M.UpToDate: self.on_uptodate,
+            M.Proposal: self.on_proposal, M.Commit: self.on_commit, M.Inform: self.on_inform,
+            M.Ping: self.on_ping, M.SyncReply: self.on_syncreply,
+        }
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.leader in self.peer.links:
+            self.send_info()
+        else:
+            self.peer.want_link(self.leader)
+
+    def stop(self) -> None:
+        self.syncs.clear()
+        self.snap_buf = None
+
+    def want_links(self) -> None:
+        if self.leader not in self.peer.links:
+            self.peer.want_link(self.leader)
+
+    def on_link_up(self, sid: int) -> None:
+        if sid == self.leader and self.phase == CONNECTING:
+            self.send_info()
+
+    def on_link_down(self, sid: int) -> None:
+        if sid == self.leader:
+            self.peer.become_looking(f"lost the link to leader {sid}")
+
+    def send_info(self) -> None:
+        peer = self.peer
+        self.last_heard = peer.mono_ms
+        peer.send(self.leader, M.FollowerInfo(peer.promised_epoch, peer.peer_epoch, peer.last_zxid,
+                                              self.core.tree.last_zxid, int(self.observer), M.PROTOCOL))
+        self.phase = INFO
+
+    def tick(self) -> None:
+        peer = self.peer
+        cfg = self.cfg
+        steady = self.phase == BROADCAST and not self.rolling
+        limit = (cfg.sync_limit if steady else cfg.init_limit) * cfg.tick_ms
+        if peer.mono_ms - self.last_heard > limit:
+            peer.become_looking(f"nothing from leader {self.leader} for {limit} ms in phase {self.phase}")
+
+    def fail(self, why: str) -> None:
+        """The leader broke the protocol (or we cannot follow it): leave it."""
+        peer = self.peer
+        peer.disconnect(self.leader, why)
+        if peer.role is self:
+            peer.become_looking(why)
+
+    def step(self, sender: int, msg) -> None:
+        if sender != self.leader:
+            return                     # Zab traffic from someone we do not follow
+        self.last_heard = self.peer.mono_ms
+        fn = self.handlers.get(type(msg))
+        if fn is None:
+            self.fail(f"unexpected {M.name_of(msg)} from the leader")
+            return
+        fn(msg)
+
+    # -- discovery ------------------------------------------------------------------------------------
+    def on_leaderinfo(self, m: M.LeaderInfo) -> None:
+        peer = self.peer
+        if m.protocol != M.PROTOCOL:
+            self.fail(f"leader speaks protocol {m.protocol}")
+            return
+        if self.phase == BROADCAST:
+            self.rolling = True
+        elif self.phase != INFO:
+            self.fail(f"LEADERINFO in phase {self.phase}")
+            return
+        e = m.epoch
+        self.new_epoch = e
+        if e > peer.promised_epoch:
+            self.phase = ACCEPTING
+            peer.persist_epochs(e, peer.current_epoch)
+        elif e == peer.promised_epoch:
+            self._ack_epoch(fresh=False)
+        else:
+            self.fail(f"leader's epoch {e} is below the epoch {peer.promised_epoch} we accepted")
+
+    def _ack_epoch(self, fresh: bool) -> None:
+        peer = self.peer
+        peer.send(self.leader, M.AckEpoch(self.new_epoch, peer.peer_epoch, peer.last_zxid, int(fresh)))
+        self.phase = SYNC
+
+    def on_epochs_persisted(self) -> None:
+        peer = self.peer
+        if self.phase == ACCEPTING and peer.accepted_epoch >= self.new_epoch:
+            self._ack_epoch(fresh=True)
+        elif self.phase == NEWLEADER_WAIT and self.persisting_current and peer.current_epoch >= self.new_epoch:
+            self.persisting_current = False
+            self._ack_newleader()
+
+    # -- synchronisation --------------------------------------------------------------------------------
+    def on_trunc(self, m: M.Trunc) -> None:
+        peer = self.peer
+        h = peer.history
+        z = m.zxid
+        if self.phase != SYNC or self.snap_buf is not None:
+            self.fail(f"TRUNC in phase {self.phase}")
+            return
+        if z < h.applied_zxid or z > h.last or not (h.contains(z) or z == h.applied_zxid):
+            self.fail(f"TRUNC to 0x{z:x}: we have committed to 0x{h.applied_zxid:x} and logged to "
+                      f"0x{h.last:x}; refusing to cut committed state")
+            return
+        h.truncate(z)
+        self.pending_trunc = z
+        peer.effects.append(("truncate", z))
+
+    def on_log_truncated(self, zxid: int) -> None:
+        if self.pending_trunc is not None and zxid == self.pending_trunc:
+            self.pending_trunc = None
+            self._check_newleader_ready()
+
+    def on_diff(self, m: M.Diff) -> None:
+        if self.phase != SYNC or self.snap_buf is not None:
+            self.fail(f"DIFF in phase {self.phase}")
+            return
+        self._append(m.entries)
+
+    def _append(self, entries) -> bool:
+        peer = self.peer
+        h = peer.history
+        if entries and entries[0].zxid <= h.last:
+            self.fail(f"txn 0x{entries[0].zxid:x} is not after our last 0x{h.last:x}")
+            return False
+        for e in entries:
+            h.append(e)
+        peer.append_log(entries)
+        return True
+
+    def on_snap(self, m: M.Snap) -> None:
+        peer = self.peer
+        if self.phase != SYNC:
+            self.fail(f"SNAP in phase {self.phase}")
+            return
+        if self.serving:
+            peer.stop_serving("a snapshot sync replaces the tree")
+            self.serving = False
+            self.rolling = False
+        if m.offset == 0 and self.snap_buf is None:
+            if m.total > self.cfg.max_snapshot_bytes:
+                self.fail(f"snapshot of {m.total} bytes over the bound")
+                return
+            self.snap_buf = bytearray()
+            self.snap_total = m.total
+            self.snap_zxid = m.zxid
+        elif self.snap_buf is None or m.zxid != self.snap_zxid or m.total != self.snap_total \
+                or m.offset != len(self.snap_buf):
+            self.fail("snapshot chunk out of order")
+            return
+        self.snap_buf += m.data
+        if len(self.snap_buf) < self.snap_total:
+            return
+        data = bytes(self.snap_buf)
+        self.snap_buf = None
+        try:
+            tree, info = snapformat.load_bytes(data)
+        except Exception as e:  # noqa: BLE001 - any failure to load is the leader's bad snapshot
+            self.fail(f"snapshot does not load: {e}")
+            return
+        if info.zxid != m.zxid or tree.last_zxid != m.zxid:
+            self.fail(f"snapshot says 0x{info.zxid:x}, leader said 0x{m.zxid:x}")
+            return
+        peer.replace_tree(tree)
+        self.pending_snap = m.zxid
+        self.pending_trunc = None       # the snapshot supersedes any truncation
+        peer.effects.append(("install_snapshot", data, m.zxid))
+
+    def on_snapshot_installed(self, zxid: int) -> None:
+        if self.pending_snap is not None and zxid == self.pending_snap:
+            self.pending_snap = None
+            self._check_newleader_ready()
+
+    def on_newleader(self, m: M.NewLeader) -> None:
+        peer = self.peer
+        if self.phase != SYNC or self.snap_buf is not None:
+            self.fail(f"NEWLEADER in phase {self.phase}")
+            return
+        if m.epoch != self.new_epoch or m.zxid != peer.last_zxid:
+            self.fail(f"NEWLEADER(epoch {m.epoch}, 0x{m.zxid:x}) but we acked epoch {self.new_epoch} "
+                      f"and hold 0x{peer.last_zxid:x}")
+            return
+        self.newleader_zxid = m.zxid
+        self.phase = NEWLEADER_WAIT
+        self._check_newleader_ready()
+
+    def _check_newleader_ready(self) -> None:
+        peer = self.peer
+        if self.phase != NEWLEADER_WAIT or self.persisting_current or self.pending_trunc is not None \
+                or self.pending_snap is not None or peer.durable_zxid < self.newleader_zxid:
+            return
+        if peer.current_epoch >= self.new_epoch:
+            self._ack_newleader()
+        else:
+            self.persisting_current = True
+            peer.persist_epochs(self.new_epoch, self.new_epoch)
+
+    def _ack_newleader(self) -> None:
+        self.peer.send(self.leader, M.AckNewLeader(self.new_epoch, self.newleader_zxid))
+        self.phase = UPTODATE_WAIT
+        self.may_ack = not self.observer
+        self.acked = max(self.acked, self.newleader_zxid)
+
+    def on_uptodate(self, m: M.UpToDate) -> None:
+        peer = self.peer
+        if self.phase != UPTODATE_WAIT or m.epoch != self.new_epoch:
+            self.fail(f"UPTODATE(epoch {m.epoch}) in phase {self.phase}")
+            return
+        c = max(m.commit_zxid, self.commit_seen)
+        if c > peer.last_zxid:
+            self.fail(f"UPTODATE commits 0x{c:x} beyond our last 0x{peer.last_zxid:x}")
+            return
+        self.phase = BROADCAST
+        self.rolling = False
+        peer.commit_to(c)
+        if not self.serving:
+            self.serving = True
+            peer.start_serving(LearnerSequencer(peer, self))
+            peer.log("info", f"up to date with leader {self.leader} in epoch {self.new_epoch} at 0x{c:x}")
+
+    # -- broadcast --------------------------------------------------------------------------------------
+    def on_proposal(self, m: M.Proposal) -> None:
+        if self.observer or self.phase not in (NEWLEADER_WAIT, UPTODATE_WAIT, BROADCAST):
+            self.fail(f"PROPOSAL in phase {self.phase}")
+            return
+        for e in m.entries:
+            if epoch_of(e.zxid) != self.new_epoch:
+                self.fail(f"proposal 0x{e.zxid:x} is not of epoch {self.new_epoch}")
+                return
+        self._append(m.entries)
+
+    def on_commit(self, m: M.Commit) -> None:
+        peer = self.peer
+        if m.zxid > peer.last_zxid:
+            self.fail(f"COMMIT of 0x{m.zxid:x} beyond our last 0x{peer.last_zxid:x}")
+            return
+        if self.serving:
+            peer.commit_to(m.zxid)
+        elif m.zxid > self.commit_seen:
+            self.commit_seen = m.zxid
+
+    def on_inform(self, m: M.Inform) -> None:
+        peer = self.peer
+        if not self.observer or self.phase not in (NEWLEADER_WAIT, UPTODATE_WAIT, BROADCAST):
+            self.fail(f"INFORM in phase {self.phase}")
+            return
+        if not m.entries:
+            return
+        last = peer.last_zxid
+        new = [e for e in m.entries if e.zxid > last]
+        if new and not self._append(new):
+            return
+        z = m.entries[-1].zxid
+        if self.serving:
+            peer.commit_to(z)
+        elif z > self.commit_seen:
+            self.commit_seen = z
+
+    def on_ping(self, m: M.Ping) -> None:
+        self.peer.send(self.leader, M.Pong(self._touched() if self.serving else []))
+
+    def _touched(self) -> list[int]:
+        """Sessions whose deadline moved since the last report: their clients were active here."""
+        rep = self.reported
+        out = []
+        sessions = self.core.sessions.sessions
+        for sid, s in sessions.items():
+            if rep.get(sid) != s.deadline:
+                rep[sid] = s.deadline
+                out.append(sid)
+        if len(rep) > 2 * len(sessions) + 64:
+            for sid in [x for x in rep if x not in sessions]:
+                del rep[sid]
+        return out
+
+    def flush(self) -> None:
+        if self.may_ack:
+            peer = self.peer
+            d = min(peer.durable_zxid, peer.last_zxid)
+            if d > self.acked:
+                self.acked = d
+                peer.send(self.leader, M.Ack(d))
+
+    def on_log_durable(self) -> None:
+        self._check_newleader_ready()
+
+    # -- what our clients ask of the leader ------------------------------------------------------------
+    def forward(self, request) -> None:
+        body = encode_request_body(request.type, request.req)
+        self.peer.send(self.leader, M.Request(request.session_id, request.cxid, request.type, body,
+                                              tuple(request.auth or ())))
+
+    def forward_sync(self, conn, pending) -> None:
+        if len(self.syncs) >= MAX_PENDING_SYNCS:
+            pending.state = DEFERRED
+            self.peer.log("warn", "too many sync() calls in flight; answering one without the leader")
+            return
+        pending.state = WAIT_COMMIT
+        rid = self.next_sync_id
+        self.next_sync_id += 1
+        self.syncs[rid] = (conn.conn_id, pending)
+        self.peer.send(self.leader, M.SyncReq(rid))
+
+    def on_syncreply(self, m: M.SyncReply) -> None:
+        entry = self.syncs.pop(m.req_id, None)
+        if entry is None:
+            return
+        cid, pending = entry
+        conn = self.core.conns.get(cid)
+        if conn is not None:
+            pending.state = DEFERRED
+            self.core._flush(conn)
+
+    def info(self) -> dict:
+        return {"zk_zab_phase": self.phase, "zk_epoch": self.new_epoch, "zk_leader": self.leader,
+                "zk_pending_syncs": len(self.syncs)}

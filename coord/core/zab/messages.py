@@ -1,0 +1,374 @@
+"""Peer messages: coord's own versioned, checksummed, sequence-numbered, bounded binary format.
+
+Every message is one envelope
+
+    version u8 | type u8 | flags u16 | seq u64 | crc32 u32 | body
+
+where the crc32 covers the first 12 bytes and the body. `seq` numbers the messages a sender put on
+one link since it came up (0, 1, 2, ...): the receiver drops a replay (seq below the next expected)
+and treats a gap (seq above it: a message lost or reordered) as a broken link, because Zab needs
+FIFO links. Bodies are fixed fields (big-endian) and length-prefixed variable fields; every count is
+checked against both an explicit bound and the bytes that remain, so no input can make the decoder
+allocate more than the message it was given.
+
+`decode` never raises: bad bytes become a `DecodeError` value, which the peer answers by closing the
+link. Txns travel as "blobs" (TxnHeader then the txn record, exactly as zookeeper.jute encodes them)
+that are fully decoded at the boundary, so a txn that reaches the log or the tree has already parsed.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+
+from coord.core.datatree import decode_txn
+from coord.jute import records as R
+from coord.jute.codec import JuteError, decode as jute_decode
+
+VERSION = 1
+_ENV = struct.Struct(">BBHQ")
+_CRC = struct.Struct(">I")
+ENVELOPE_SIZE = _ENV.size + _CRC.size     # 16
+DEFAULT_MAX_MESSAGE = 64 << 20
+MAX_TXNS = 1 << 20
+MAX_AUTH = 64
+MAX_SESSIONS = 1 << 22
+PROTOCOL = 1                              # Zab protocol revision carried in FOLLOWERINFO/LEADERINFO
+
+_Q = struct.Struct(">q")
+_U64 = struct.Struct(">Q")
+_I = struct.Struct(">i")
+_U32 = struct.Struct(">I")
+_U16 = struct.Struct(">H")
+_B = struct.Struct(">B")
+
+# peer states in notifications
+LOOKING, FOLLOWING, LEADING, OBSERVING = 0, 1, 2, 3
+STATE_NAMES = {LOOKING: "looking", FOLLOWING: "following", LEADING: "leading", OBSERVING: "observing"}
+
+
+class DecodeError:
+    """Why some bytes are not a message. A value, never raised."""
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __repr__(self):
+        return f"DecodeError({self.reason!r})"
+
+    def __bool__(self):
+        return False
+
+
+class Entry:
+    """One txn as it travels and as the peer keeps it in its in-memory history."""
+    __slots__ = ("hdr", "txn", "blob")
+
+    def __init__(self, hdr: R.TxnHeader, txn, blob: bytes | None = None):
+        self.hdr = hdr
+        self.txn = txn
+        if blob is None:
+            out = bytearray()
+            hdr._write_into(out, hdr)
+            if txn is not None:
+                txn._write_into(out, txn)
+            blob = bytes(out)
+        self.blob = blob
+
+    @property
+    def zxid(self) -> int:
+        return self.hdr.zxid
+
+    def __repr__(self):
+        return f"Entry(0x{self.hdr.zxid:x} type={self.hdr.type})"
+
+
+def entry_from_blob(blob: bytes) -> Entry:
+    """Parse a txn blob; raises ValueError (JuteError is one) on anything malformed."""
+    hdr, p = jute_decode(R.TxnHeader, blob, 0)
+    txn = decode_txn(hdr.type, bytes(blob[p:]))
+    return Entry(hdr, txn, bytes(blob))
+
+
+class _Reader:
+    __slots__ = ("b", "p", "end")
+
+    def __init__(self, b, p, end):
+        self.b = b
+        self.p = p
+        self.end = end
+
+    def take(self, s: struct.Struct):
+        p = self.p
+        if p + s.size > self.end:
+            raise ValueError("truncated")
+        self.p = p + s.size
+        return s.unpack_from(self.b, p)[0]
+
+    def raw(self, n: int) -> bytes:
+        p = self.p
+        if n < 0 or p + n > self.end:
+            raise ValueError("length beyond the message")
+        self.p = p + n
+        return bytes(self.b[p:p + n])
+
+    def count(self, bound: int, min_elem: int) -> int:
+        n = self.take(_U32)
+        if n > bound or n * min_elem > self.end - self.p:
+            raise ValueError(f"count {n} over its bound")
+        return n
+
+
+def _w_bytes(out: bytearray, v: bytes) -> None:
+    out += _U32.pack(len(v))
+    out += v
+
+
+def _r_bytes(r: _Reader) -> bytes:
+    return r.raw(r.take(_U32))
+
+
+def _w_str(out: bytearray, s: str) -> None:
+    _w_bytes(out, s.encode("utf-8"))
+
+
+def _r_str(r: _Reader) -> str:
+    return _r_bytes(r).decode("utf-8")
+
+
+def _w_txns(out: bytearray, entries) -> None:
+    out += _U32.pack(len(entries))
+    for e in entries:
+        _w_bytes(out, e.blob)
+
+
+def _r_txns(r: _Reader) -> list:
+    n = r.count(MAX_TXNS, 4 + 24)
+    out = []
+    last = None
+    for _ in range(n):
+        e = entry_from_blob(_r_bytes(r))
+        if last is not None and e.hdr.zxid <= last:
+            raise ValueError("txns not in increasing zxid order")
+        last = e.hdr.zxid
+        out.append(e)
+    return out
+
+
+class Message:
+    __slots__ = ()
+    TYPE = 0
+    FIXED: struct.Struct | None = None
+    FIELDS: tuple = ()
+
+    def __repr__(self):
+        inner = ", ".join(f"{f}={_fmt(getattr(self, f))}" for f in self.__slots__)
+        return f"{type(self).__name__}({inner})"
+
+    def __eq__(self, other):
+        return type(other) is type(self) and all(getattr(self, f) == getattr(other, f) for f in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _body(self, out: bytearray) -> None:
+        out += self.FIXED.pack(*(getattr(self, f) for f in self.__slots__))
+
+    @classmethod
+    def _parse(cls, r: _Reader):
+        vals = cls.FIXED.unpack_from(r.b, r.p) if r.p + cls.FIXED.size <= r.end else None
+        if vals is None:
+            raise ValueError("truncated")
+        r.p += cls.FIXED.size
+        return cls(*vals)
+
+
+def _fmt(v):
+    if isinstance(v, int) and v > 0xFFFFFFFF:
+        return f"0x{v:x}"
+    if isinstance(v, (bytes, bytearray)):
+        return f"<{len(v)} bytes>"
+    if isinstance(v, list) and v and isinstance(v[0], Entry):
+        return "[" + ", ".join(f"0x{e.zxid:x}" for e in v) + "]"
+    return repr(v)
+
+
+def _fixed(name: str, type_: int, fmt: str, fields: tuple[str, ...]):
+    s = struct.Struct(">" + fmt)
+
+    def __init__(self, *args):
+        for f, v in zip(fields, args):
+            setattr(self, f, v)
+    return type(name, (Message,), {"__slots__": fields, "TYPE": type_, "FIXED": s, "__init__": __init__})
+
+
+Notification = _fixed("Notification", 1, "BqqqqB",
+                      ("state", "leader", "zxid", "election_epoch", "peer_epoch", "flags"))
+FollowerInfo = _fixed("FollowerInfo", 2, "qqqqBI",
+                      ("accepted_epoch", "current_epoch", "last_zxid", "tree_zxid", "observer", "protocol"))
+LeaderInfo = _fixed("LeaderInfo", 3, "qI", ("epoch", "protocol"))
+AckEpoch = _fixed("AckEpoch", 4, "qqqB", ("epoch", "current_epoch", "last_zxid", "fresh"))
+Trunc = _fixed("Trunc", 5, "q", ("zxid",))
+NewLeader = _fixed("NewLeader", 8, "qq", ("epoch", "zxid"))
+AckNewLeader = _fixed("AckNewLeader", 9, "qq", ("epoch", "zxid"))
+UpToDate = _fixed("UpToDate", 10, "qq", ("epoch", "commit_zxid"))
+Ack = _fixed("Ack", 12, "q", ("zxid",))
+Commit = _fixed("Commit", 13, "q", ("zxid",))
+Ping = _fixed("Ping", 16, "q", ("commit_zxid",))
+SyncReq = _fixed("SyncReq", 18, "Q", ("req_id",))
+SyncReply = _fixed("SyncReply", 19, "Qq", ("req_id", "zxid"))
+
+NF_NON_VOTING = 1     # notification flag: the sender is an observer (or otherwise may not vote)
+
+
+class _TxnsMessage(Message):
+    __slots__ = ("entries",)
+
+    def __init__(self, entries):
+        self.entries = entries
+
+    def _body(self, out):
+        _w_txns(out, self.entries)
+
+    @classmethod
+    def _parse(cls, r):
+        return cls(_r_txns(r))
+
+
+class Diff(_TxnsMessage):
+    """Part of a learner's sync: txns after its last zxid (or after a TRUNC/SNAP point)."""
+    __slots__ = ()
+    TYPE = 6
+
+
+class Proposal(_TxnsMessage):
+    __slots__ = ()
+    TYPE = 11
+
+
+class Inform(_TxnsMessage):
+    """Committed txns for observers (they neither log ahead nor ack)."""
+    __slots__ = ()
+    TYPE = 14
+
+
+class Snap(Message):
+    """One chunk of a snapshot (coord.core.snapformat bytes) consistent with zxid."""
+    __slots__ = ("zxid", "total", "offset", "data")
+    TYPE = 7
+    _H = struct.Struct(">qQQ")
+
+    def __init__(self, zxid, total, offset, data):
+        self.zxid = zxid
+        self.total = total
+        self.offset = offset
+        self.data = data
+
+    def _body(self, out):
+        out += self._H.pack(self.zxid, self.total, self.offset)
+        _w_bytes(out, self.data)
+
+    @classmethod
+    def _parse(cls, r):
+        z, total, off = r.take(_Q), r.take(_U64), r.take(_U64)
+        data = _r_bytes(r)
+        if off + len(data) > total:
+            raise ValueError("snapshot chunk beyond its total")
+        return cls(z, total, off, data)
+
+
+class Request(Message):
+    """A client write forwarded by a learner to the leader (createSession and closeSession included)."""
+    __slots__ = ("session_id", "cxid", "type", "body", "auth")
+    TYPE = 15
+    _H = struct.Struct(">qii")
+
+    def __init__(self, session_id, cxid, type, body, auth):
+        self.session_id = session_id
+        self.cxid = cxid
+        self.type = type
+        self.body = body
+        self.auth = auth
+
+    def _body(self, out):
+        out += self._H.pack(self.session_id, self.cxid, self.type)
+        _w_bytes(out, self.body)
+        out += _U32.pack(len(self.auth))
+        for scheme, ident in self.auth:
+            _w_str(out, scheme)
+            _w_str(out, ident)
+
+    @classmethod
+    def _parse(cls, r):
+        sid = r.take(_Q)
+        cxid = r.take(_I)
+        t = r.take(_I)
+        body = _r_bytes(r)
+        n = r.count(MAX_AUTH, 8)
+        auth = tuple((_r_str(r), _r_str(r)) for _ in range(n))
+        return cls(sid, cxid, t, body, auth)
+
+
+class Pong(Message):
+    """A learner's answer to PING: the sessions its clients touched since the last one."""
+    __slots__ = ("sessions",)
+    TYPE = 17
+
+    def __init__(self, sessions):
+        self.sessions = sessions
+
+    def _body(self, out):
+        out += _U32.pack(len(self.sessions))
+        out += struct.pack(f">{len(self.sessions)}q", *self.sessions)
+
+    @classmethod
+    def _parse(cls, r):
+        n = r.count(MAX_SESSIONS, 8)
+        raw = r.raw(8 * n)
+        return cls(list(struct.unpack(f">{n}q", raw)))
+
+
+TYPES: dict[int, type[Message]] = {c.TYPE: c for c in (
+    Notification, FollowerInfo, LeaderInfo, AckEpoch, Trunc, Diff, Snap, NewLeader, AckNewLeader,
+    UpToDate, Proposal, Ack, Commit, Inform, Request, Ping, Pong, SyncReq, SyncReply)}
+
+
+def encode(msg: Message, seq: int) -> bytes:
+    out = bytearray(_ENV.pack(VERSION, msg.TYPE, 0, seq))
+    out += b"\0\0\0\0"
+    msg._body(out)
+    crc = zlib.crc32(memoryview(out)[ENVELOPE_SIZE:], zlib.crc32(memoryview(out)[:12]))
+    _CRC.pack_into(out, 12, crc)
+    return bytes(out)
+
+
+def decode(data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE):
+    """(seq, message) or a DecodeError."""
+    n = len(data)
+    if n > max_bytes:
+        return DecodeError(f"message of {n} bytes over the bound of {max_bytes}")
+    if n < ENVELOPE_SIZE:
+        return DecodeError("shorter than the envelope")
+    version, type_, flags, seq = _ENV.unpack_from(data, 0)
+    if version != VERSION:
+        return DecodeError(f"unsupported message version {version}")
+    cls = TYPES.get(type_)
+    if cls is None:
+        return DecodeError(f"unknown message type {type_}")
+    if flags:
+        return DecodeError(f"unknown flags 0x{flags:x}")
+    mv = memoryview(data)
+    crc = zlib.crc32(mv[ENVELOPE_SIZE:], zlib.crc32(mv[:12]))
+    if crc != _CRC.unpack_from(data, 12)[0]:
+        return DecodeError("checksum mismatch")
+    r = _Reader(data, ENVELOPE_SIZE, n)
+    try:
+        msg = cls._parse(r)
+    except (ValueError, JuteError, struct.error, UnicodeDecodeError, OverflowError, MemoryError) as e:
+        return DecodeError(f"{cls.__name__}: {e}")
+    if r.p != n:
+        return DecodeError(f"{cls.__name__}: {n - r.p} trailing bytes")
+    return seq, msg
+
+
+def name_of(msg) -> str:
+    return type(msg).__name__.upper()

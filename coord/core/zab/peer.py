@@ -1,0 +1,446 @@
+"""QuorumPeer: one ensemble member as a pure state machine (the contract is coord.core.zab.api).
+
+    peer = QuorumPeer(sid, voters, observers, core, config)   # voters/observers: {sid: anything}
+    peer.start(now_ms, mono_ms, DurableState(...))
+    ... inputs: tick, peer_connected/peer_disconnected, message, epochs_persisted, log_durable,
+        log_truncated, snapshot_installed; client frames straight to peer.core ...
+    for effect in peer.drain_effects(): perform it, in order
+
+Theory (Zab 1.0). A peer is always in one of four roles, each a swapped step function:
+    looking     fast leader election (election.py) picks who should lead
+    leading     leader.py: discovery (a quorum promises a new epoch), synchronisation (a quorum
+                holds the leader's history durably and has made the epoch current), broadcast
+    following   learner.py: the mirror image, acking only what is durable
+    observing   learner.py without votes or acks
+Any failure (a lost link to the leader, a lost quorum, a timeout, a protocol violation) sends the
+peer back to looking; nothing it has made durable is ever forgotten.
+
+What the peer keeps:
+    accepted_epoch / current_epoch   as durable on disk; a new value is asked for with the
+        `persist_epochs` effect and believed only when `epochs_persisted` reports it
+    history     the log as the peer knows it (history.py): txns after the tree, committed or not,
+        plus a window of committed ones for DIFF sync
+    durable_zxid    the log is fsynced up to here (log_durable)
+    core.tree   committed state only: txns are applied when a quorum has them on disk (or, for a
+        learner, when the leader says so), never before
+    links       one per peer, with a sequence number per direction: a replay is ignored, a gap
+        (loss, reordering) closes the link; undecodable bytes close the link
+
+Serving: only a leader in broadcast and a learner after UPTODATE serve clients. Leaving service
+closes every client connection (the client library reconnects elsewhere, as with ZooKeeper), so no
+client ever waits on a request that a lost leader will never answer.
+"""
+from __future__ import annotations
+
+from coord.core.datatree import DataTree
+from coord.core.prep import Prep
+from coord.core.server import ServerCore
+from coord.core.zab import messages as M
+from coord.core.zab.api import DurableState, ZabConfig, epoch_of
+from coord.core.zab.election import Election, Vote
+from coord.core.zab.history import History
+from coord.core.zab.messages import Entry
+from coord.core.zab.quorum import Quorum
+from coord.core.zab.sequencer import IdleSequencer
+
+LOOKING, FOLLOWING, LEADING, OBSERVING = "looking", "following", "leading", "observing"
+_STATE_CODE = {LOOKING: M.LOOKING, FOLLOWING: M.FOLLOWING, LEADING: M.LEADING, OBSERVING: M.OBSERVING}
+
+
+class _Link:
+    __slots__ = ("send_seq", "recv_seq")
+
+    def __init__(self):
+        self.send_seq = 0
+        self.recv_seq = 0
+
+
+def _as_dict(x) -> dict:
+    if x is None:
+        return {}
+    if isinstance(x, dict):
+        return dict(x)
+    return {s: None for s in x}
+
+
+class PeerStats:
+    __slots__ = ("elections", "messages_in", "messages_out", "bad_messages", "proposals",
+                 "commits", "snap_syncs", "diff_syncs", "trunc_syncs", "epoch_rolls")
+
+    def __init__(self):
+        for f in self.__slots__:
+            setattr(self, f, 0)
+
+
+class QuorumPeer:
+    def __init__(self, sid: int, voters, observers, core: ServerCore, config: ZabConfig | None = None):
+        self.sid = sid
+        self.voters = _as_dict(voters)
+        self.observers = _as_dict(observers)
+        self.quorum = Quorum(self.voters, self.observers)
+        if sid not in self.quorum.members():
+            raise ValueError(f"server {sid} is neither a voter nor an observer")
+        self.is_observer = sid in self.quorum.observers
+        self.core = core
+        self.config = config or ZabConfig()
+        c = self.config
+        self.effects: list[tuple] = []
+        self.now_ms = 0
+        self.mono_ms = 0
+        self.started = False
+        self.accepted_epoch = 0
+        self.current_epoch = 0
+        self.asked_accepted = 0
+        self.asked_current = 0
+        self.persists_in_flight = 0
+        self.history = History(core.tree.last_zxid, c.history_txns, c.history_bytes)
+        self.durable_zxid = core.tree.last_zxid
+        self.links: dict[int, _Link] = {}
+        self.closing: dict[int, int] = {}
+        self.last_connect: dict[int, int] = {}
+        self.state = LOOKING
+        self.role = None
+        self.step = self.step_looking
+        self.election = Election(sid, self.quorum, finalize_ms=c.election_finalize_ms,
+                                 resend_ms=c.election_resend_ms, resend_max_ms=c.election_resend_max_ms)
+        self.vote: Vote | None = None
+        self.leader_sid: int | None = None
+        self.stats = PeerStats()
+        self.listener = None            # the simulator's checkers hook in here
+        core.serving = False
+        core.sequencer = IdleSequencer(self)
+        core.mode = "looking"
+
+    # -- derived state --------------------------------------------------------------------------
+    @property
+    def last_zxid(self) -> int:
+        return self.history.last
+
+    @property
+    def peer_epoch(self) -> int:
+        """The epoch our history belongs to. Normally current_epoch; a txn of a later epoch on disk
+        (received while syncing with that epoch's leader, the epoch not yet made current when we
+        crashed) proves we hold a prefix of that epoch's history, so it counts as that epoch."""
+        return max(self.current_epoch, epoch_of(self.last_zxid))
+
+    @property
+    def promised_epoch(self) -> int:
+        """The highest epoch we may have promised: durable or on its way to disk."""
+        return max(self.accepted_epoch, self.asked_accepted)
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def start(self, now_ms: int, mono_ms: int, durable_state: DurableState | None = None) -> None:
+        ds = durable_state or DurableState()
+        self._time(now_ms, mono_ms)
+        self.core.start(now_ms, mono_ms)
+        self.current_epoch = self.asked_current = ds.current_epoch
+        self.accepted_epoch = self.asked_accepted = max(ds.accepted_epoch, ds.current_epoch)
+        h = self.history
+        for rec in ds.log:
+            hdr, txn = rec[0], rec[1]
+            if hdr.zxid <= h.last:
+                self.log("warn", f"log record 0x{hdr.zxid:x} is not after 0x{h.last:x}; ignored")
+                continue
+            h.append(Entry(hdr, txn))
+        if ds.last_logged_zxid > h.last:
+            self.log("warn", f"the driver says the log ends at 0x{ds.last_logged_zxid:x} but gave "
+                             f"records only to 0x{h.last:x}")
+        self.durable_zxid = h.last
+        self.started = True
+        self.log("info", f"starting: accepted epoch {self.accepted_epoch}, current epoch "
+                         f"{self.current_epoch}, tree at 0x{self.core.tree.last_zxid:x}, "
+                         f"log to 0x{h.last:x} ({len(h)} txns not yet known committed)")
+        self.become_looking("start")
+
+    def tick(self, now_ms: int, mono_ms: int) -> None:
+        self._time(now_ms, mono_ms)
+        if not self.started:
+            return
+        self._want_links()
+        if self.state == LOOKING:
+            self.election.tick(mono_ms)
+            self._after_election()
+        elif self.role is not None:
+            self.role.tick()
+        self.core.tick()
+
+    def peer_connected(self, sid: int) -> None:
+        if sid == self.sid or sid not in self.quorum.members():
+            return
+        self.closing.pop(sid, None)
+        self.links[sid] = _Link()
+        if not self.started:
+            return
+        if self.state == LOOKING:
+            self.election._send(sid)
+            self._after_election()
+        elif self.role is not None:
+            self.role.on_link_up(sid)
+
+    def peer_disconnected(self, sid: int) -> None:
+        self.closing.pop(sid, None)
+        if self.links.pop(sid, None) is not None and self.role is not None:
+            self.role.on_link_down(sid)
+
+    def message(self, from_sid: int, data: bytes) -> None:
+        self.stats.messages_in += 1
+        link = self.links.get(from_sid)
+        if link is None:
+            return                           # link closed by us (or never reported): drop
+        res = M.decode(data, self.config.max_message_bytes)
+        if not res:
+            self.stats.bad_messages += 1
+            self.disconnect(from_sid, f"undecodable message: {res.reason}")
+            return
+        seq, msg = res
+        if seq != link.recv_seq:
+            if seq < link.recv_seq:
+                return                       # a replay of something we already have
+            self.stats.bad_messages += 1
+            self.disconnect(from_sid, f"message {seq} where {link.recv_seq} was due (lost or reordered)")
+            return
+        link.recv_seq += 1
+        if not self.started:
+            return
+        if type(msg) is M.Notification:
+            self.on_notification(from_sid, msg)
+        else:
+            self.step(from_sid, msg)
+
+    def epochs_persisted(self, accepted_epoch: int, current_epoch: int) -> None:
+        self.persists_in_flight = max(0, self.persists_in_flight - 1)
+        if accepted_epoch > self.accepted_epoch:
+            self.accepted_epoch = accepted_epoch
+        if current_epoch > self.current_epoch:
+            self.current_epoch = current_epoch
+        if self.role is not None:
+            self.role.on_epochs_persisted()
+
+    def log_durable(self, zxid: int) -> None:
+        if zxid > self.durable_zxid:
+            self.durable_zxid = zxid
+        if self.role is not None:
+            self.role.on_log_durable()
+
+    def log_truncated(self, zxid: int) -> None:
+        if self.durable_zxid > zxid:
+            self.durable_zxid = zxid
+        if self.role is not None:
+            self.role.on_log_truncated(zxid)
+
+    def snapshot_installed(self, zxid: int) -> None:
+        self.durable_zxid = zxid
+        if self.role is not None:
+            self.role.on_snapshot_installed(zxid)
+
+    def drain_effects(self) -> list[tuple]:
+        if self.role is not None:
+            self.role.flush()
+        self._after_election()
+        out = self.effects
+        self.effects = []
+        return out
+
+    # -- effects -----------------------------------------------------------------------------------
+    def send(self, to: int, msg) -> bool:
+        link = self.links.get(to)
+        if link is None:
+            return False
+        data = M.encode(msg, link.send_seq)
+        link.send_seq += 1
+        self.effects.append(("send", to, data))
+        self.stats.messages_out += 1
+        return True
+
+    def disconnect(self, sid: int, why: str) -> None:
+        self.log("warn", f"closing the link to {sid}: {why}")
+        self.effects.append(("disconnect", sid))
+        self.closing[sid] = self.mono_ms
+        if self.links.pop(sid, None) is not None and self.role is not None:
+            self.role.on_link_down(sid)
+
+    def want_link(self, sid: int) -> None:
+        if sid == self.sid or sid in self.links:
+            return
+        t = self.closing.get(sid)
+        if t is not None and self.mono_ms - t < self.config.reconnect_ms:
+            return
+        last = self.last_connect.get(sid)
+        if last is None or self.mono_ms - last >= self.config.reconnect_ms:
+            self.last_connect[sid] = self.mono_ms
+            self.effects.append(("connect", sid))
+
+    def persist_epochs(self, accepted: int, current: int) -> None:
+        self.asked_accepted = max(self.asked_accepted, accepted, self.accepted_epoch)
+        self.asked_current = max(self.asked_current, current, self.current_epoch)
+        assert self.asked_current <= self.asked_accepted, "current epoch ahead of accepted"
+        self.persists_in_flight += 1
+        self.effects.append(("persist_epochs", self.asked_accepted, self.asked_current))
+
+    def append_log(self, entries: list[Entry]) -> None:
+        if entries:
+            self.effects.append(("append", [(e.hdr, e.txn) for e in entries]))
+
+    def log(self, level: str, text: str) -> None:
+        self.effects.append(("log", level, f"[{self.sid}] {text}"))
+
+    def _time(self, now_ms: int, mono_ms: int) -> None:
+        self.now_ms = now_ms
+        self.mono_ms = mono_ms
+        self.core.set_time(now_ms, mono_ms)
+
+    def _want_links(self) -> None:
+        for s in self.quorum.voters:
+            if s != self.sid and s not in self.links:
+                self.want_link(s)
+        if self.role is not None:
+            self.role.want_links()
+
+    # -- roles -------------------------------------------------------------------------------------
+    def set_role(self, state: str, role) -> None:
+        if self.role is not None:
+            self.role.stop()
+        self.state = state
+        self.role = role
+        self.step = role.step if role is not None else self.step_looking
+        self.core.mode = state
+        self.effects.append(("role", state))
+
+    def become_looking(self, why: str) -> None:
+        self.stop_serving(why)
+        self.set_role(LOOKING, None)
+        self.leader_sid = None
+        self.vote = None
+        self.stats.elections += 1
+        self.log("info", f"looking ({why}); voting with epoch {self.peer_epoch}, "
+                         f"zxid 0x{self.last_zxid:x}")
+        self.election.start(self.mono_ms, self.peer_epoch, self.last_zxid)
+        self._want_links()
+        self._after_election()
+
+    def step_looking(self, sender: int, msg) -> None:
+        """Zab traffic while looking is stale (a leader we no longer follow): ignore it."""
+
+    def on_notification(self, sender: int, n: M.Notification) -> None:
+        if self.state == LOOKING:
+            self.election.on_notification(sender, n, self.mono_ms)
+            self._after_election()
+        elif n.state == M.LOOKING and self.vote is not None:
+            v = self.vote
+            flags = M.NF_NON_VOTING if self.is_observer else 0
+            self.send(sender, M.Notification(_STATE_CODE[self.state], v.leader, v.zxid,
+                                              self.election.logical_clock, v.peer_epoch, flags))
+
+    def _after_election(self) -> None:
+        el = self.election
+        if el.out:
+            out = el.out
+            el.out = []
+            for to, n in out:
+                if not self.send(to, n):
+                    self.want_link(to)
+        if self.state == LOOKING and el.decided is not None:
+            leader, vote = el.decided
+            el.decided = None
+            self.settle(leader, vote)
+
+    def settle(self, leader: int, vote: Vote) -> None:
+        from coord.core.zab.leader import LeaderRole
+        from coord.core.zab.learner import LearnerRole
+        self.vote = vote
+        self.leader_sid = leader
+        self.log("info", f"election over: {leader} leads (vote epoch {vote.peer_epoch}, "
+                         f"zxid 0x{vote.zxid:x}, round {self.election.logical_clock})")
+        if leader == self.sid:
+            if self.is_observer:
+                self.become_looking("an observer cannot lead")
+                return
+            role = LeaderRole(self)
+            self.set_role(LEADING, role)
+        else:
+            role = LearnerRole(self, leader, observer=self.is_observer)
+            self.set_role(OBSERVING if self.is_observer else FOLLOWING, role)
+        role.start()
+
+    # -- serving -----------------------------------------------------------------------------------
+    def start_serving(self, sequencer) -> None:
+        core = self.core
+        core.sequencer = sequencer
+        core.serving = True
+        self.rearm_sessions()
+
+    def stop_serving(self, why: str) -> None:
+        core = self.core
+        was = core.serving
+        core.serving = False
+        core.sequencer = IdleSequencer(self)
+        core.prep.reset()
+        core.next_zxid_counter = core.tree.last_zxid
+        core.connecting.clear()
+        if was:
+            for conn in list(core.conns.values()):
+                if not conn.closing:
+                    core._close(conn, f"server stopped serving: {why}")
+
+    def rearm_sessions(self) -> None:
+        """Make the session tracker match the tree's sessions, each with a fresh full timeout (as a
+        new ZooKeeper leader does): expiry is decided by whoever leads, from the time it leads."""
+        core = self.core
+        tracker = core.sessions
+        live = core.tree.sessions
+        for s in [s for s in tracker.sessions if s not in live]:
+            tracker.remove(s)
+        for s, timeout in live.items():
+            sess = tracker.get(s)
+            if sess is not None:
+                sess.closing = False
+            tracker.add(s, timeout, self.mono_ms)
+
+    def apply(self, entries: list[Entry]) -> None:
+        commit = self.core.commit
+        listener = self.listener
+        for e in entries:
+            commit(e.hdr, e.txn)
+            if listener is not None:
+                listener.applied(self, e)
+        self.stats.commits += len(entries)
+
+    def commit_to(self, zxid: int) -> list[Entry]:
+        """Apply every logged txn up to zxid; returns them."""
+        entries = self.history.take_unapplied(zxid)
+        if entries:
+            self.apply(entries)
+            self.history.trim()
+        return entries
+
+    def replace_tree(self, tree: DataTree) -> None:
+        """Install a tree received by SNAP; only while not serving."""
+        core = self.core
+        assert not core.serving, "replacing the tree under live clients"
+        tree.watches = core.watches
+        if core.config.config_data:
+            tree.nodes["/zookeeper/config"].data = core.config.config_data
+        core.tree = tree
+        core.prep = Prep(tree, extended_types=core.config.extended_types)
+        core.next_zxid_counter = tree.last_zxid
+        self.history.reset(tree.last_zxid)
+        if self.listener is not None:
+            self.listener.snapshot_loaded(self, tree)
+
+    # -- introspection (srvr, mntr) ----------------------------------------------------------------
+    def info(self) -> dict:
+        out = {
+            "zk_server_state": self.state,
+            "zk_peer_epoch": self.peer_epoch,
+            "zk_accepted_epoch": self.accepted_epoch,
+            "zk_current_epoch": self.current_epoch,
+            "zk_last_zxid": self.last_zxid,
+            "zk_last_applied_zxid": self.core.tree.last_zxid,
+            "zk_leader": self.leader_sid if self.leader_sid is not None else -1,
+        }
+        if self.role is not None:
+            out.update(self.role.info())
+        return out
+
+
+__all__ = ["QuorumPeer", "DurableState", "ZabConfig", "LOOKING", "FOLLOWING", "LEADING", "OBSERVING"]

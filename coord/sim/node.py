@@ -1,0 +1,242 @@
+"""One simulated server: a QuorumPeer and its ServerCore, driven exactly as the contract says.
+
+The node performs the peer's effects in order (network, disk), reports completions back as inputs,
+ticks every 10 ms of its own (skewed, drifting) clock, takes snapshots of its committed tree every
+so many txns, and carries client connections. A crash loses everything not on the simulated disk;
+a restart rebuilds the tree from the newest snapshot and hands the log after it to the peer.
+"""
+from __future__ import annotations
+
+from coord.core import snapformat
+from coord.core.config import CoreConfig
+from coord.core.server import ServerCore
+from coord.core.watches import WatchManager
+from coord.core.zab.peer import QuorumPeer
+from coord.sim.disk import SimDisk
+
+TICK_MS = 10
+
+
+class RecordingWatches(WatchManager):
+    """Watches that also note which paths each applied txn touched (for the watch checker)."""
+
+    def __init__(self):
+        super().__init__()
+        self.touched: list[tuple[str, str, str]] = []
+
+    def node_created(self, path, parent):
+        self.touched.append(("created", path, parent))
+        super().node_created(path, parent)
+
+    def node_deleted(self, path, parent):
+        self.touched.append(("deleted", path, parent))
+        super().node_deleted(path, parent)
+
+    def node_data_changed(self, path):
+        self.touched.append(("changed", path, ""))
+        super().node_data_changed(path)
+
+
+class SimNode:
+    def __init__(self, world, sid: int, voters, observers, zab_config, rng, *, skew: bool = True,
+                 disk_faults: bool = True):
+        self.world = world
+        self.sid = sid
+        self.voters = voters
+        self.observers = observers
+        self.zab_config = zab_config
+        self.rng = rng
+        self.disk = SimDisk(rng, torn_writes=disk_faults, corrupt_reads=0.05 if disk_faults else 0.0,
+                            slow=0.02 if disk_faults else 0.0)
+        self.peer: QuorumPeer | None = None
+        self.core: ServerCore | None = None
+        self.up = False
+        self.incarnation = 0
+        self.links: dict[int, int] = {}
+        self.conns: dict[int, object] = {}
+        self.conn_at: dict[int, int] = {}
+        self.rate = 1.0 + (rng.uniform(-0.03, 0.03) if skew else 0.0)
+        self.wall_offset = 1_700_000_000_000 + (rng.randint(-5000, 5000) if skew else 0)
+        self.mono_base = rng.randint(0, 10_000_000) if skew else 0
+        self.snap_every = rng.randint(20, 120)
+        self.applied_since_snap = 0
+        self.role = "down"
+        self.restarts = 0
+        self.history_txns = zab_config.history_txns
+
+    # -- clock -----------------------------------------------------------------------------------
+    def clock(self) -> tuple[int, int]:
+        t = int(self.world.now * self.rate)
+        return self.wall_offset + t, self.mono_base + t
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def boot(self) -> None:
+        tree, ds = self.disk.recover()
+        watches = RecordingWatches()
+        cc = CoreConfig(server_id=self.sid, tick_ms=self.zab_config.tick_ms)
+        core = ServerCore(cc, tree)
+        core.watches = watches
+        tree.watches = watches
+        self.core = core
+        self.peer = QuorumPeer(self.sid, self.voters, self.observers, core, self.zab_config)
+        self.peer.listener = self
+        self.up = True
+        self.incarnation += 1
+        self.links.clear()
+        self.role = "looking"
+        self.world.checker.node_booted(self, tree)
+        now, mono = self.clock()
+        self.peer.start(now, mono, ds)
+        self.pump()
+        self.world.after(TICK_MS, self._tick, self.incarnation)
+
+    def crash(self) -> None:
+        if not self.up:
+            return
+        self.up = False
+        self.incarnation += 1
+        self.role = "down"
+        self.disk.crash()
+        self.world.net.node_down(self.sid)
+        self.links.clear()
+        conns = self.conns
+        self.conns = {}
+        for cid, client in conns.items():
+            self.world.at(max(self.world.now + self.rng.randint(1, 30), self.conn_at.get(cid, 0)),
+                          client.closed, cid)
+        self.conn_at.clear()
+        self.world.checker.node_crashed(self)
+
+    def restart(self) -> None:
+        if self.up:
+            return
+        self.restarts += 1
+        self.boot()
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def _tick(self, inc: int) -> None:
+        if inc != self.incarnation:
+            return
+        now, mono = self.clock()
+        self.peer.tick(now, mono)
+        self.pump()
+        self.world.after(TICK_MS, self._tick, inc)
+
+    def link_up(self, other: int, lid: int) -> None:
+        self.links[other] = lid
+        self.peer.peer_connected(other)
+        self.pump()
+
+    def link_down(self, other: int, lid: int) -> None:
+        if self.links.get(other) != lid:
+            return
+        del self.links[other]
+        self.peer.peer_disconnected(other)
+        self.pump()
+
+    def deliver(self, frm: int, data: bytes) -> None:
+        if self.up and frm in self.links:
+            self.peer.message(frm, data)
+            self.pump()
+
+    def _disk_done(self, inc: int) -> None:
+        if inc != self.incarnation:
+            return
+        op = self.disk.complete()
+        peer = self.peer
+        kind = op[0]
+        if kind == "append":
+            peer.log_durable(op[1][-1][0].zxid)
+        elif kind == "epochs":
+            peer.epochs_persisted(op[1], op[2])
+        elif kind == "truncate":
+            peer.log_truncated(op[1])
+        elif kind == "install":
+            peer.snapshot_installed(op[2])
+        self.pump()
+
+    # -- effects ---------------------------------------------------------------------------------
+    def pump(self) -> None:
+        if not self.up:
+            return
+        w = self.world
+        net = w.net
+        for eff in self.peer.drain_effects():
+            kind = eff[0]
+            if kind == "send":
+                net.send(self.sid, eff[1], eff[2])
+            elif kind == "append":
+                self.disk.enqueue(("append", eff[1]))
+            elif kind == "persist_epochs":
+                self.disk.enqueue(("epochs", eff[1], eff[2]))
+                w.checker.epochs_asked(self, eff[1], eff[2])
+            elif kind == "connect":
+                net.connect(self.sid, eff[1])
+            elif kind == "disconnect":
+                other = eff[1]
+                if other in self.links:
+                    del self.links[other]
+                    net.close(self.sid, other, delay_other=self.rng.randint(1, 10))
+            elif kind == "truncate":
+                self.disk.enqueue(("truncate", eff[1]))
+            elif kind == "install_snapshot":
+                self.disk.enqueue(("install", eff[1], eff[2]))
+            elif kind == "role":
+                self.role = eff[1]
+                w.checker.role(self, eff[1])
+            elif kind == "log":
+                w.log(self.sid, eff[2])
+        if self.applied_since_snap >= self.snap_every:
+            self.applied_since_snap = 0
+            tree = self.core.tree
+            self.disk.enqueue(("snapshot", snapformat.encode_tree(tree), tree.last_zxid))
+        out, closing = self.core.drain()
+        at = self.conn_at
+        for cid, chunks in out.items():
+            client = self.conns.get(cid)
+            if client is not None:
+                t = at[cid] = max(w.now + self.rng.randint(1, 3), at.get(cid, 0))   # TCP: in order
+                w.at(t, client.receive, cid, b"".join(chunks))
+        for cid in closing:
+            client = self.conns.pop(cid, None)
+            self.core.connection_lost(cid)
+            if client is not None:
+                w.at(max(w.now + 1, at.pop(cid, 0)), client.closed, cid)
+        if self.disk.busy is None and self.disk.queue:
+            self.disk.next_op()
+            w.after(self.disk.latency(), self._disk_done, self.incarnation)
+
+    # -- the peer's listener (forwarded to the checkers) ----------------------------------------------
+    def applied(self, peer, entry) -> None:
+        self.applied_since_snap += 1
+        self.world.checker.applied(self, entry)
+
+    def snapshot_loaded(self, peer, tree) -> None:
+        self.world.checker.snapshot_loaded(self, tree)
+
+    def established(self, peer, epoch: int) -> None:
+        self.world.checker.established(self, epoch)
+
+    # -- clients -----------------------------------------------------------------------------------
+    def client_connect(self, client) -> int | None:
+        if not self.up:
+            return None
+        cid = self.world.next_conn_id()
+        self.conns[cid] = client
+        self.core.connection_made(cid, f"10.0.{client.cid // 256}.{client.cid % 256}:{40000 + cid % 20000}")
+        return cid
+
+    def client_frame(self, inc: int, cid: int, payload: bytes) -> None:
+        if inc != self.incarnation or cid not in self.conns:
+            return
+        now, mono = self.clock()
+        self.core.set_time(now, mono)
+        self.core.frame(cid, payload)
+        self.pump()
+
+    def client_close(self, inc: int, cid: int) -> None:
+        if inc != self.incarnation or self.conns.pop(cid, None) is None:
+            return
+        self.conn_at.pop(cid, None)
+        self.core.connection_lost(cid)
+        self.pump()

@@ -1,0 +1,360 @@
+"""The deterministic simulation: servers, clients, a network and disks on one virtual clock.
+
+One run, from one seed:
+  safety phase    `steps` events with faults: crashes and restarts (one server, or all at once),
+                  symmetric and one-way partitions, message loss, duplication, reordering and
+                  corruption, slow disks and links, torn writes, corrupt reads, clock skew and
+                  drift, clients dying or hanging. Checkers (checker.py, client.py) run as events
+                  happen; any violation stops the run.
+  liveness phase  every fault healed, every server up: within `liveness_ms` of virtual time one
+                  leader must be established with every server following it in broadcast, a probe
+                  write must commit, all servers must converge on one zxid and digest, and the
+                  sessions of dead clients must have expired with their ephemerals.
+Events are (time, sequence) ordered; every random draw comes from Rng(seed) streams, so a seed
+replays exactly: `python -m coord.sim --seed N` (plus the options printed with the failure).
+"""
+from __future__ import annotations
+
+import heapq
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from coord.core.zab.api import ZabConfig
+from coord.sim.checker import Checker, SimFailure
+from coord.sim.client import SimClient
+from coord.sim.net import Network
+from coord.sim.node import SimNode
+from coord.sim.rng import Rng
+
+
+@dataclass
+class SimOptions:
+    seed: int = 0
+    nodes: int = 3
+    observers: int = 0
+    steps: int = 20000
+    clients: int = 4
+    swarm: bool = False
+    faults: bool = True
+    liveness_ms: int = 40000
+    verbose: bool = False
+    zab: dict = field(default_factory=dict)
+
+    def replay(self) -> str:
+        cmd = f"python -m coord.sim --seed {self.seed} --nodes {self.nodes} --steps {self.steps}"
+        if self.observers:
+            cmd += f" --observers {self.observers}"
+        if self.clients != 4:
+            cmd += f" --clients {self.clients}"
+        if self.swarm:
+            cmd += " --swarm"
+        if not self.faults:
+            cmd += " --no-faults"
+        return cmd
+
+
+@dataclass
+class SimResult:
+    ok: bool
+    seed: int
+    message: str = ""
+    virtual_ms: int = 0
+    events: int = 0
+    wall_s: float = 0.0
+    stats: dict = field(default_factory=dict)
+    tail: list = field(default_factory=list)
+
+
+class World:
+    def __init__(self, opts: SimOptions):
+        self.opts = opts
+        self.rng = Rng(opts.seed)
+        self.now = 0
+        self.events: list = []
+        self.seq = 0
+        self.count = 0
+        self.conn_ids = 0
+        self.logs: deque = deque(maxlen=400)
+        self.checker = Checker(self)
+        self.net = Network(self, self.rng.stream("net"))
+        cfg = self.rng.stream("config")
+        zab = dict(tick_ms=100, init_limit=10, sync_limit=5, election_finalize_ms=30,
+                   election_resend_ms=50, election_resend_max_ms=800, reconnect_ms=50,
+                   history_txns=cfg.choice([8, 50, 1000]),
+                   zxid_counter_limit=cfg.choice([0xFFFFFFFE, 0xFFFFFFFE, 40, 150]),
+                   max_batch_bytes=cfg.choice([300, 4096, 1 << 20]),
+                   snap_chunk_bytes=cfg.choice([200, 64 << 10]))
+        zab.update(opts.zab)
+        self.zab_config = ZabConfig(**zab)
+        n = opts.nodes + opts.observers
+        voters = {s: None for s in range(1, opts.nodes + 1)}
+        observers = {s: None for s in range(opts.nodes + 1, n + 1)}
+        self.nodes = {s: SimNode(self, s, voters, observers, self.zab_config, self.rng.stream(f"node{s}"),
+                                 disk_faults=opts.faults)
+                      for s in range(1, n + 1)}
+        crng = self.rng.stream("clients")
+        self.clients = [SimClient(self, c, self.rng.stream(f"client{c}"),
+                                  crng.choice([400, 1000, 2000, 4000])) for c in range(1, opts.clients + 1)]
+        self.next_client = opts.clients + 1
+        self.faults = self.rng.stream("faults")
+        self.fault_kinds = self._choose_faults()
+        self.down_until: dict[int, int] = {}
+
+    # -- the event loop -----------------------------------------------------------------------------
+    def at(self, t: int, fn, *args) -> None:
+        self.seq += 1
+        heapq.heappush(self.events, (t, self.seq, fn, args))
+
+    def after(self, d: int, fn, *args) -> None:
+        self.at(self.now + d, fn, *args)
+
+    def step(self) -> bool:
+        if not self.events:
+            return False
+        t, _, fn, args = heapq.heappop(self.events)
+        self.now = t
+        self.count += 1
+        fn(*args)
+        return True
+
+    def up(self, sid: int) -> bool:
+        n = self.nodes.get(sid)
+        return n is not None and n.up
+
+    def node(self, sid: int) -> SimNode:
+        return self.nodes[sid]
+
+    def next_conn_id(self) -> int:
+        self.conn_ids += 1
+        return self.conn_ids
+
+    def log(self, sid: int, text: str) -> None:
+        line = f"{self.now:>8} {text}"
+        self.logs.append(line)
+        if self.opts.verbose:
+            print(line)
+
+    def note(self, text: str) -> None:
+        self.log(0, f"[sim] {text}")
+
+    # -- faults -------------------------------------------------------------------------------------
+    def _choose_faults(self) -> set[str]:
+        all_kinds = {"crash", "crash_all", "partition", "one_way", "lossy", "slow", "client_death"}
+        if not self.opts.faults:
+            return set()
+        if not self.opts.swarm:
+            return all_kinds
+        return {k for k in sorted(all_kinds) if self.faults.random() < 0.5} or {"crash"}
+
+    def schedule_fault(self) -> None:
+        if self.phase != "safety":
+            return
+        self.after(self.faults.randint(100, 1500), self.fault)
+
+    def fault(self) -> None:
+        if self.phase != "safety":
+            return
+        self.schedule_fault()
+        kinds = sorted(self.fault_kinds)
+        if not kinds:
+            return
+        r = self.faults
+        kind = r.choice(kinds)
+        sids = sorted(self.nodes)
+        if kind == "crash":
+            sid = r.choice(sids)
+            if self.nodes[sid].up:
+                self.note(f"crash {sid}")
+                self.nodes[sid].crash()
+                self.after(r.randint(50, 3000), self._restart, sid)
+        elif kind == "crash_all" and r.random() < 0.2:
+            self.note("power loss: crash all")
+            for sid in sids:
+                self.nodes[sid].crash()
+                self.after(r.randint(50, 2000), self._restart, sid)
+        elif kind == "partition":
+            k = r.randint(1, max(1, len(sids) // 2))
+            minority = set(r.sample(sids, k))
+            self.note(f"partition {sorted(minority)} | {sorted(set(sids) - minority)}")
+            self.net.partition([minority, set(sids) - minority])
+            self.after(r.randint(200, 3000), self._heal)
+        elif kind == "one_way" and len(sids) > 1:
+            a, b = r.sample(sids, 2)
+            self.note(f"one-way partition {a} -/-> {b}")
+            self.net.partition([], one_way=(a, b))
+            self.after(r.randint(200, 3000), self._heal)
+        elif kind == "lossy":
+            net = self.net
+            net.loss = r.choice([0, 0.01, 0.05])
+            net.dup = r.choice([0, 0.01, 0.05])
+            net.reorder = r.choice([0, 0.01, 0.05])
+            net.corrupt = r.choice([0, 0.005, 0.02])
+            self.note(f"lossy network: loss {net.loss} dup {net.dup} reorder {net.reorder} "
+                      f"corrupt {net.corrupt}")
+            self.after(r.randint(200, 2000), self._calm)
+        elif kind == "slow":
+            self.net.slow = 0.2
+            for n in self.nodes.values():
+                n.disk.slow = 0.3
+            self.note("slow network and disks")
+            self.after(r.randint(200, 2000), self._calm)
+        elif kind == "client_death" and r.random() < 0.3:
+            alive = [c for c in self.clients if c.dead_at is None]
+            if alive:
+                c = r.choice(alive)
+                hang = r.random() < 0.5
+                self.note(f"client {c.cid} {'hangs' if hang else 'dies'}")
+                c.die(hang)
+                nc = SimClient(self, self.next_client, self.rng.stream(f"client{self.next_client}"),
+                               r.choice([400, 1000, 2000]))
+                self.next_client += 1
+                self.clients.append(nc)
+                nc.start()
+
+    def _restart(self, sid: int) -> None:
+        n = self.nodes[sid]
+        if not n.up:
+            self.note(f"restart {sid}")
+            n.restart()
+
+    def _heal(self) -> None:
+        self.net.heal()
+
+    def _calm(self) -> None:
+        self.net.calm()
+        for n in self.nodes.values():
+            n.disk.slow = 0.02 if self.opts.faults else 0.0
+
+    # -- phases -------------------------------------------------------------------------------------
+    def run(self) -> SimResult:
+        t0 = time.perf_counter()
+        opts = self.opts
+        self.phase = "safety"
+        try:
+            for n in self.nodes.values():
+                n.boot()
+            for c in self.clients:
+                c.start()
+            self.schedule_fault()
+            while self.count < opts.steps:
+                if not self.step():
+                    break
+            self.phase = "liveness"
+            self.note("healing everything: liveness phase")
+            self.net.heal()
+            self.net.calm()
+            for sid, n in sorted(self.nodes.items()):
+                n.disk.slow = 0.0
+                if not n.up:
+                    n.restart()
+            self.liveness()
+            self.final_checks()
+            ok, msg = True, ""
+        except SimFailure as e:
+            ok, msg = False, str(e)
+        return SimResult(ok, opts.seed, msg, self.now, self.count, time.perf_counter() - t0,
+                         self.stats(), list(self.logs)[-60:])
+
+    def converged(self) -> str | None:
+        """None when the ensemble is settled and converged, else what is still missing."""
+        leaders = [n for n in self.nodes.values() if n.role == "leading"]
+        if len(leaders) != 1:
+            return f"{len(leaders)} leaders"
+        lead = leaders[0]
+        lr = lead.peer.role
+        if lr is None or lr.phase != "broadcast" or lr.rolling:
+            return "leader not in broadcast"
+        for n in self.nodes.values():
+            if n is lead:
+                continue
+            r = n.peer.role
+            if n.role not in ("following", "observing") or r is None or r.phase != "broadcast" \
+                    or r.leader != lead.sid:
+                return f"server {n.sid} is {n.role}"
+        tails = {n.core.tree.last_zxid for n in self.nodes.values()}
+        if len(tails) != 1 or lead.peer.last_zxid != lead.core.tree.last_zxid:
+            return f"servers at {sorted(hex(t) for t in tails)}"
+        return None
+
+    def liveness(self) -> None:
+        start = self.now
+        bound = start + self.opts.liveness_ms
+        probe = SimClient(self, 0, self.rng.stream("probe"), 4000)
+        probe.workload = False
+        self.clients.append(probe)
+        probe.start()
+        probe_done = False
+        while True:
+            if not self.step():
+                raise SimFailure("liveness: the event queue ran dry")
+            if self.now > bound:
+                why = self.converged() or "probe write or session expiry missing"
+                raise SimFailure(f"liveness: not converged {self.opts.liveness_ms} ms after healing: {why}")
+            if self.count % 200:
+                continue
+            if self.converged() is not None:
+                continue
+            if not probe_done:
+                if probe.ops_ok == 0 and probe.state == "connected" and not probe.inflight:
+                    probe.xid += 1
+                    from coord.jute import records as R
+                    probe.request(probe.xid, 1, R.CreateRequest(f"/probe{self.opts.seed}", b"p",
+                                                                [R.ACL(31, R.Id("world", "anyone"))], 0).encode(),
+                                  "/probe")
+                probe_done = probe.ops_ok > 0
+                continue
+            if self._dead_sessions_pending():
+                continue
+            if self.converged() is None:
+                self.note(f"converged {self.now - start} ms after healing")
+                return
+
+    def _dead_sessions_pending(self) -> bool:
+        closed = self.checker.closed
+        for c in self.clients:
+            if c.dead_at is not None and c.session_id and c.session_id not in closed:
+                return True
+        return False
+
+    def final_checks(self) -> None:
+        lead = next(n for n in self.nodes.values() if n.role == "leading")
+        tree = lead.core.tree
+        digests = {n.core.tree.digest for n in self.nodes.values()}
+        if len(digests) != 1:
+            raise SimFailure(f"converged zxid but digests differ: {digests}")
+        ck = self.checker
+        if tree.last_zxid != ck.tail:
+            raise SimFailure(f"final tree at 0x{tree.last_zxid:x} but the committed sequence ends at "
+                             f"0x{ck.tail:x}")
+        for c in self.clients:
+            if c.dead_at is not None and c.session_id:
+                if c.session_id in tree.sessions or tree.ephemerals.get(c.session_id):
+                    raise SimFailure(f"dead client {c.cid}'s session 0x{c.session_id:x} outlived it")
+        for (sid, cxid), z in ck.by_req.items():
+            if z > ck.tail:
+                raise SimFailure("acked write beyond the end of the committed sequence")
+
+    def stats(self) -> dict:
+        ck = self.checker
+        peers = [n.peer for n in self.nodes.values() if n.peer is not None]
+        return {
+            "events": self.count, "virtual_ms": self.now, "applies": ck.applies, "txns": len(ck.txn_crc),
+            "acked_writes": ck.acked, "epochs": len(ck.leaders),
+            "elections": sum(p.stats.elections for p in peers),
+            "snap_syncs": sum(p.stats.snap_syncs for p in peers),
+            "diff_syncs": sum(p.stats.diff_syncs for p in peers),
+            "trunc_syncs": sum(p.stats.trunc_syncs for p in peers),
+            "epoch_rolls": sum(p.stats.epoch_rolls for p in peers),
+            "bad_messages": sum(p.stats.bad_messages for p in peers),
+            "restarts": sum(n.restarts for n in self.nodes.values()),
+            "torn_writes": sum(n.disk.torn for n in self.nodes.values()),
+            "read_retries": sum(n.disk.read_retries for n in self.nodes.values()),
+            "sessions_expired": sum(c.expired_sessions for c in self.clients),
+            "net": dict(self.net.stats),
+            "faults": sorted(self.fault_kinds),
+        }
+
+
+def run_seed(opts: SimOptions) -> SimResult:
+    return World(opts).run()
