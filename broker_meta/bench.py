@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -38,6 +39,7 @@ class BenchConfig:
     partitions_per_topic: int = 50
     replication_factor: int = 3
     leaders_on_dead_broker: int | None = None
+    admin_threads: int = 8  # concurrent CreateTopics callers; kazoo's per-request latency dominates otherwise
 
     @classmethod
     def full_scale(cls) -> "BenchConfig":
@@ -111,14 +113,16 @@ def run_bench(target: str, cfg: BenchConfig, log: Callable[[str], None] = lambda
         n_topics = max(1, cfg.partitions // cfg.partitions_per_topic)
         metas = [BrokerMetadata(b) for b in range(1, cfg.brokers + 1)]
         log(f"{cs.hosts}: creating {n_topics} topics x {cfg.partitions_per_topic} partitions")
-        t0 = time.monotonic()
+        jobs = []
         all_tps: list[TopicPartition] = []
         for i in range(n_topics):
             name = f"bench-{i:06d}"
-            assignment = assign_replicas_to_brokers(metas, cfg.partitions_per_topic, cfg.replication_factor,
-                                                    fixed_start_index=i % cfg.brokers)
-            create_topic(admin, name, assignment=assignment)
+            jobs.append((name, assign_replicas_to_brokers(metas, cfg.partitions_per_topic, cfg.replication_factor,
+                                                          fixed_start_index=i % cfg.brokers)))
             all_tps.extend(TopicPartition(name, p) for p in range(cfg.partitions_per_topic))
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(cfg.admin_threads) as pool:
+            list(pool.map(lambda job: create_topic(admin, job[0], assignment=job[1]), jobs))
         t_admin = time.monotonic() - t0
         active = _active(nodes)
         _wait(lambda: len(active.controller.snapshot()) >= len(all_tps), timeout, "all partition states")
