@@ -126,8 +126,10 @@ def bench(target, compare, vs_zookeeper, null_server, force_sync, connections, d
 
 
 def _add_ensemble() -> None:
+    from coord.bench.ensemble import add_command as add_bench_ensemble
     from coord.ensemble import ensemble_command
     main.add_command(ensemble_command)
+    add_bench_ensemble(main)
 
 
 _add_ensemble()

@@ -1,0 +1,138 @@
+"""Orderings that a real driver produces and that the Zab peer must survive (in-process, no sockets).
+
+A small deterministic driver of three QuorumPeers: FIFO links, disk effects completed at once, a
+virtual clock advanced by hand, so a test can pin down an interleaving seen on real processes.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+
+from tests.support.ensemble import coord_ensemble_available
+
+pytestmark = pytest.mark.skipif(not coord_ensemble_available(), reason="the Zab quorum peer has not landed yet")
+
+
+class Net:
+    def __init__(self, n: int = 3, tick_ms: int = 200, init_limit: int = 10):
+        from coord.core.server import ServerCore
+        from coord.core.zab.api import DurableState, ZabConfig
+        from coord.core.zab.peer import QuorumPeer
+        self.now = 1_000_000
+        sids = list(range(1, n + 1))
+        self.cfg = ZabConfig(tick_ms=tick_ms, init_limit=init_limit, sync_limit=5)
+        self.peers = {s: QuorumPeer(s, sids, [], ServerCore(), self.cfg) for s in sids}
+        self.q: dict[tuple[int, int], deque] = {(a, b): deque() for a in sids for b in sids if a != b}
+        self.up: set[int] = set(sids)
+        self.roles: dict[int, str] = {}
+        for s, p in self.peers.items():
+            p.start(self.now, self.now, DurableState())
+        for a in sids:
+            for b in sids:
+                if a != b:
+                    self.peers[a].peer_connected(b)
+        self.pump()
+
+    def pump(self) -> None:
+        for s in list(self.up):
+            self.effects(s)
+
+    def effects(self, s: int) -> None:
+        p = self.peers[s]
+        while True:
+            out = p.drain_effects()
+            if not out:
+                return
+            for e in out:
+                k = e[0]
+                if k == "send":
+                    if e[1] in self.up:
+                        self.q[(s, e[1])].append(e[2])
+                elif k == "persist_epochs":
+                    p.epochs_persisted(e[1], e[2])
+                elif k == "append":
+                    p.log_durable(e[1][-1][0].zxid)
+                elif k == "truncate":
+                    p.log_truncated(e[1])
+                elif k == "install_snapshot":
+                    p.snapshot_installed(e[2])
+                elif k == "role":
+                    self.roles[s] = e[1]
+
+    def deliver(self, a: int, b: int) -> int:
+        n = 0
+        q = self.q[(a, b)]
+        while q and b in self.up:
+            self.peers[b].message(a, q.popleft())
+            self.effects(b)
+            n += 1
+        return n
+
+    def deliver_all(self) -> None:
+        while any(self.deliver(a, b) for (a, b) in list(self.q)):
+            pass
+
+    def tick(self, s: int, ms: int = 0) -> None:
+        self.peers[s].tick(self.now + ms, self.now + ms)
+        self.effects(s)
+
+    def advance(self, ms: int, step: int = 5) -> None:
+        for _ in range(ms // step):
+            self.now += step
+            for s in list(self.up):
+                self.tick(s)
+            self.deliver_all()
+
+    def crash(self, s: int) -> None:
+        self.up.discard(s)
+        for o in self.up:
+            self.q[(s, o)].clear()
+            self.q[(o, s)].clear()
+            self.peers[o].peer_disconnected(s)
+            self.effects(o)
+
+    def serving(self) -> set[int]:
+        return {s for s in self.up if self.peers[s].core.serving}
+
+
+RACE = ("FOLLOWERINFO sent to a peer that has not yet decided it leads is dropped (step_looking), and "
+        "the learner only resends after initLimit x tickTime; real processes hit this on every few "
+        "elections (failover of 20 s at the default tickTime)")
+
+
+def test_ensemble_forms_from_scratch():
+    net = Net()
+    net.advance(5000)
+    assert net.serving() == {1, 2, 3}
+
+
+@pytest.mark.xfail(reason=RACE, strict=False)
+def test_ensemble_forms_without_waiting_out_init_limit():
+    net = Net()
+    net.advance(1000)
+    assert net.serving() == {1, 2, 3}, f"roles {net.roles}"
+
+
+@pytest.mark.xfail(reason=RACE, strict=False)
+def test_followerinfo_that_reaches_the_leader_before_it_has_decided_is_not_lost():
+    """Seen on real processes: after the leader died, server 1 settled on 2 a few ms before 2 itself
+    did; its FOLLOWERINFO reached 2 while 2 was still looking, was ignored as stale, and 1 waited a
+    whole initLimit (20 s at the default tickTime) before looking again, with no quorum meanwhile."""
+    net = Net()
+    net.advance(1000)
+    leader = next(s for s in net.up if net.roles.get(s) == "leading")
+    net.crash(leader)
+    a, b = sorted(net.up)          # the survivors; b has the larger sid, so b will lead
+    net.deliver_all()
+    # a reaches its decision first and sends FOLLOWERINFO to b, which is still looking
+    for _ in range(40):
+        net.now += 5
+        net.tick(a)
+        net.deliver(a, b)
+        if net.roles.get(a) == "following":
+            break
+    assert net.roles.get(a) == "following"
+    assert net.roles.get(b) == "looking"
+    net.advance(2000)              # far less than initLimit x tickTime (2 s here... 10 x 200 ms)
+    assert net.serving() == {a, b}, f"roles {net.roles}"
