@@ -14,6 +14,7 @@ taking charge, not moving the old controller's own leaderships.
 """
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -152,9 +153,17 @@ def run_bench(target: str, cfg: BenchConfig, log: Callable[[str], None] = lambda
             log(f"note: broker {victim} leads {len(led)} partitions (asked for {cfg.leaders_on_dead_broker})")
         log(f"{cs.hosts}: killing broker {victim} (leader of {len(led)} partitions)")
         ctx_states = successor.controller.ctx.states
+        progressed = threading.Event()
+        successor.controller.listeners.append(lambda what, detail: progressed.set())
+
+        def moved() -> bool:
+            # woken by the controller's own progress events, so the check does not compete for the GIL
+            progressed.wait(0.05)
+            progressed.clear()
+            return all(ctx_states[tp].leader != victim for tp in led)
         t0 = time.monotonic()
         sessions[victim - 1].close()
-        _wait(lambda: all(ctx_states[tp].leader != victim for tp in led), timeout, "leaders moved", 0.001)
+        _wait(moved, timeout, "leaders moved", 0)
         t_move = time.monotonic() - t0
         after = get_partition_states(admin, led)
         if any(st is None or st.leader == victim or st.leader < 0 for st in after.values()):

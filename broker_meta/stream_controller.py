@@ -418,9 +418,12 @@ class StreamController:
         if self.config.rejoin_isr == "immediate":
             decide = {}
             for tp, st in ctx.states.items():
-                joining = [b for b in ctx.replicas(tp) if b in started]
-                if not joining:
+                if st.leader == NO_LEADER or st.leader not in live:
                     continue
+                replicas = ctx.replicas(tp)
+                if not any(b in started and b not in st.isr for b in replicas):
+                    continue  # nothing to add: skip the closure (200k partitions at failover)
+                joining = [b for b in replicas if b in started]
 
                 def fn(cur: PartitionState, joining=joining) -> PartitionState | None:
                     if cur.leader == NO_LEADER or cur.leader not in live:
