@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
+import re
 
 from coord.jute.protocol import Perms
 
@@ -36,30 +36,72 @@ def digest_id(user_password: str) -> str:
     return f"{user}:{h}"
 
 
+_JAVA_INT = re.compile(r"[+-]?[0-9]+\Z")
+
+
+def _java_int(s: str) -> int | None:
+    """Integer.parseInt, or None where it would throw."""
+    return int(s) if _JAVA_INT.match(s) else None
+
+
+def _v4_bytes(addr: str) -> list[int] | None:
+    """IPAuthenticationProvider.v4addr2Bytes: exactly four dotted 0..255 fields (IPv4 only, as 3.8)."""
+    parts = addr.split(".")
+    if len(parts) != 4:
+        return None
+    out = []
+    for p in parts:
+        v = _java_int(p)
+        if v is None or not 0 <= v <= 255:
+            return None
+        out.append(v)
+    return out
+
+
+def _ip_spec(spec: str) -> tuple[list[int], int] | None:
+    """An ip ACL id 'a.b.c.d[/bits]' as (address bytes, mask bits), or None if ZooKeeper rejects it."""
+    addr, sep, bits_s = spec.partition("/")
+    b = _v4_bytes(addr)
+    if b is None:
+        return None
+    bits = 32
+    if sep:
+        bits = _java_int(bits_s)
+        if bits is None or not 0 <= bits <= 32:
+            return None
+    return b, bits
+
+
+def _masked(b: list[int], bits: int) -> int:
+    v = (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
+    return v & ((0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF)
+
+
 def _ip_valid(spec: str) -> bool:
-    try:
-        if "/" in spec:
-            ipaddress.ip_network(spec, strict=False)
-        else:
-            ipaddress.ip_address(spec)
-        return True
-    except ValueError:
-        return False
+    return _ip_spec(spec) is not None
 
 
 def _ip_matches(spec: str, addr: str) -> bool:
-    try:
-        if "/" in spec:
-            return ipaddress.ip_address(addr) in ipaddress.ip_network(spec, strict=False)
-        return ipaddress.ip_address(addr) == ipaddress.ip_address(spec)
-    except ValueError:
+    acl = _ip_spec(spec)
+    remote = _v4_bytes(addr)
+    if acl is None or remote is None:
         return False
+    b, bits = acl
+    return _masked(b, bits) == _masked(remote, bits)
+
+
+def _java_split_colon(s: str) -> list[str]:
+    """String.split(":"): trailing empty fields are dropped."""
+    parts = s.split(":")
+    while parts and parts[-1] == "":
+        parts.pop()
+    return parts
 
 
 def id_valid(scheme: str, ident: str) -> bool:
     """ServerAuthenticationProvider.isValid for the schemes we serve."""
     if scheme == "digest":
-        return ident is not None and ident.count(":") == 1
+        return ident is not None and len(_java_split_colon(ident)) == 2
     if scheme == "ip":
         return ident is not None and _ip_valid(ident)
     if scheme == "world":
@@ -69,7 +111,33 @@ def id_valid(scheme: str, ident: str) -> bool:
     return False
 
 
-AUTHENTICATED_SCHEMES = frozenset(("digest", "super", "sasl"))
+# Schemes whose provider says isAuthenticated(); "super" has no provider in ZooKeeper (it is skipped).
+AUTHENTICATED_SCHEMES = frozenset(("digest", "sasl"))
+
+
+def _java_string_hash(s: str) -> int:
+    h = 0
+    b = s.encode("utf-16-be", errors="surrogatepass")
+    for k in range(0, len(b), 2):
+        h = (31 * h + (b[k] << 8 | b[k + 1])) & 0xFFFFFFFF
+    return h
+
+
+def auth_order(auth_ids: tuple) -> list:
+    """The caller's identities in the order ZooKeeper iterates them: a connection keeps them in a
+    ConcurrentHashMap-backed set, so whoAmI and the expansion of 'auth' ACLs follow the hash buckets
+    of Id.hashCode (insertion order within a bucket), not the order of authentication."""
+    if len(auth_ids) < 2:
+        return list(auth_ids)
+    n = 16
+    while len(auth_ids) >= n * 3 // 4:
+        n *= 2
+
+    def bucket(item):
+        scheme, ident = item[1]
+        h = (37 * (37 * 17 + _java_string_hash(scheme)) + _java_string_hash(ident or "")) & 0xFFFFFFFF
+        return ((h ^ (h >> 16)) & 0x7FFFFFFF) & (n - 1), item[0]
+    return [i for _, i in sorted(enumerate(auth_ids), key=bucket)]
 
 
 class InvalidACL(Exception):
@@ -77,7 +145,9 @@ class InvalidACL(Exception):
 
 
 def fixup(acl_records, auth_ids: tuple) -> AclTuple:
-    """PrepRequestProcessor.fixupACL: validate, dedupe, expand 'auth' to the caller's identities."""
+    """PrepRequestProcessor.fixupACL: drop duplicate entries, validate, expand 'auth' to the caller's
+    authenticated identities (in ZooKeeper's iteration order). Like ZooKeeper, the expanded list is
+    not de-duplicated again."""
     if not acl_records:
         raise InvalidACL()
     out: list[tuple[int, str, str]] = []
@@ -94,7 +164,7 @@ def fixup(acl_records, auth_ids: tuple) -> AclTuple:
             out.append(key)
         elif scheme == "auth":
             found = False
-            for s, i in auth_ids:
+            for s, i in auth_order(auth_ids):
                 if s in AUTHENTICATED_SCHEMES:
                     found = True
                     out.append((a.perms, s, i))
@@ -104,7 +174,7 @@ def fixup(acl_records, auth_ids: tuple) -> AclTuple:
             if not id_valid(scheme, ident):
                 raise InvalidACL()
             out.append(key)
-    return intern(tuple(dict.fromkeys(out)))
+    return intern(tuple(out))
 
 
 def check(acl: AclTuple, perm: int, auth_ids: tuple) -> bool:

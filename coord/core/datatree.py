@@ -59,8 +59,11 @@ class Node:
     def stat(self) -> R.Stat:
         n = len(self.children) if self.children else 0
         d = self.data
+        owner = self.owner
+        if owner < 0 and (owner == CONTAINER_OWNER or owner & _EXTENDED_MASK == _EXTENDED_MASK):
+            owner = 0  # clients see 0 for containers and TTL nodes (DataNode.getClientEphemeralOwner)
         return R.Stat(self.czxid, self.mzxid, self.ctime, self.mtime, self.version,
-                      2 * self.cversion - n, self.aversion, self.owner,
+                      2 * self.cversion - n, self.aversion, owner,
                       len(d) if d else 0, n, self.pzxid)
 
     def stat_persisted(self) -> R.StatPersisted:
@@ -214,7 +217,7 @@ class DataTree:
                     eph = self.ephemerals[owner] = set()
                 eph.add(path)
         if self.watches is not None:
-            self.watches.node_created(path, parent_path)
+            self.watches.node_created(path, parent_path, node.acl, parent.acl)
         return node
 
     def delete_node(self, path: str, zxid: int) -> None:
@@ -244,7 +247,7 @@ class DataTree:
                     if not eph:
                         del self.ephemerals[owner]
         if self.watches is not None:
-            self.watches.node_deleted(path, parent_path)
+            self.watches.node_deleted(path, parent_path, node.acl, parent.acl)
 
     def set_data(self, path: str, data, version: int, zxid: int, time: int) -> Node:
         node = self.nodes.get(path)
@@ -258,7 +261,7 @@ class DataTree:
         self.data_bytes += (len(data) if data else 0) - (len(old) if old else 0)
         self._update_digest(path, node)
         if self.watches is not None:
-            self.watches.node_data_changed(path)
+            self.watches.node_data_changed(path, node.acl)
         return node
 
     def set_acl(self, path: str, acl, version: int) -> Node:

@@ -123,8 +123,7 @@ class Prep:
             return self._create(type_, req, session_id, auth, zxid, time)
         if type_ == 2:
             path = req.path
-            parent_path = self._parent_for_delete(path)
-            self._validate(path)
+            parent_path = self._parent_for_delete(path)  # ZooKeeper does not validate the rest
             parent = self._require(parent_path)
             self._check_acl(parent.acl, Perms.DELETE, auth, path)
             node = self._require(path)
@@ -185,8 +184,9 @@ class Prep:
     def _create(self, type_: int, req, session_id: int, auth, zxid: int, time: int):
         flags = req.flags
         ttl = req.ttl if type_ == 21 else -1
-        if type_ == 19:
-            flags = 4
+        # As ZooKeeper: the opcode decides the node type (createContainer makes a container whatever
+        # the mode; create with CONTAINER mode makes a plain persistent node); the mode still decides
+        # sequential naming and the TTL checks.
         if not 0 <= flags <= 6:
             raise PrepError(Err.BADARGUMENTS, req.path)
         is_ttl = flags in (5, 6)
@@ -197,10 +197,10 @@ class Prep:
                 raise PrepError(Err.BADARGUMENTS, req.path)
         elif ttl >= 0:
             raise PrepError(Err.BADARGUMENTS, req.path)
-        if flags == 4 and type_ != 19:
-            # CreateMode.CONTAINER sent with create/create2: ZooKeeper requires createContainer.
-            raise PrepError(Err.BADARGUMENTS, req.path)
         if is_ttl and type_ != 21:
+            raise PrepError(Err.BADARGUMENTS, req.path)
+        if type_ == 21 and not is_ttl:
+            # ZooKeeper 3.8 refuses this when ttl >= 0 and crashes its server when ttl < 0.
             raise PrepError(Err.BADARGUMENTS, req.path)
         path = req.path
         if not path or path.rfind("/") < 0 or "\0" in path:

@@ -24,7 +24,7 @@ from collections import deque
 from coord.core import acl as aclmod
 from coord.core.config import CoreConfig
 from coord.core.datatree import DataTree, TxnResult, acl_records, is_session_owner
-from coord.core.paths import ROOT, invalid_reason
+from coord.core.paths import ROOT
 from coord.core.prep import MULTI_OPS, Prep, PrepError
 from coord.core.sessions import SessionTracker, session_password
 from coord.core.watches import WatchManager
@@ -40,6 +40,8 @@ _SYNC_CONNECTED = int(KeeperState.SyncConnected)
 
 # Pending entry states
 READY, WAIT_COMMIT, DEFERRED = 0, 1, 2
+# The request record of a write whose body did not decode (it becomes a MARSHALLINGERROR error txn).
+MALFORMED = R.ErrorTxn(int(Err.MARSHALLINGERROR))
 
 WRITE_OPS = frozenset(int(o) for o in (
     OpCode.create, OpCode.delete, OpCode.setData, OpCode.setACL, OpCode.check, OpCode.multi,
@@ -358,8 +360,12 @@ class ServerCore:
             try:
                 req = self._decode_write(op, payload)
             except JuteError:
-                self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.MARSHALLINGERROR), op=op, t0=t0))
-                return
+                if op == 16 or not self.is_sequencer():
+                    self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.MARSHALLINGERROR), op=op, t0=t0))
+                    return
+                # ZooKeeper's PrepRequestProcessor stamps a zxid before it decodes the body, so an
+                # undecodable write still becomes an error txn (MARSHALLINGERROR) that uses a zxid.
+                req = MALFORMED
             pending = Pending(xid, WAIT_COMMIT, op=op, t0=t0)
             self._enqueue(conn, pending)
             self.waiting[(sid, xid)] = (conn.conn_id, pending)
@@ -436,9 +442,9 @@ class ServerCore:
     # -- auth ---------------------------------------------------------------------------------------
     def _auth(self, conn: Connection, xid: int, payload: bytes) -> None:
         pkt, _ = decode(R.AuthPacket, payload, 8)
-        ids = self._authenticate(pkt.scheme, pkt.auth or b"")
+        ids = self._authenticate(conn, pkt.scheme, pkt.auth or b"")
         if ids is None:
-            self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.AUTHFAILED), op=100))
+            self._enqueue(conn, Pending(xid, READY, _REPLY.pack(16, xid, 0, int(Err.AUTHFAILED)), op=100))
             self._close(conn, f"authentication failed for scheme {pkt.scheme!r}")
             return
         for i in ids:
@@ -449,21 +455,17 @@ class ServerCore:
             s.auth = conn.auth
         self._enqueue(conn, Pending(xid, READY, _REPLY.pack(16, xid, 0, 0), op=100))
 
-    def _authenticate(self, scheme: str, auth: bytes):
+    def _authenticate(self, conn: Connection, scheme: str, auth: bytes):
+        """The identities ZooKeeper's provider for `scheme` adds, or None (AUTHFAILED: no provider)."""
         if scheme == "digest":
-            try:
-                text = auth.decode("utf-8")
-            except UnicodeDecodeError:
-                return None
-            if ":" not in text:
-                return None
-            ident = aclmod.digest_id(text)
-            ids = [("digest", ident)]
+            # DigestAuthenticationProvider takes any text (no ':' needed); super comes first.
+            ident = aclmod.digest_id(auth.decode("utf-8", errors="replace"))
             if self.config.super_digest and ident == self.config.super_digest:
-                ids.append(aclmod.SUPER)
-            return ids
+                return [aclmod.SUPER, ("digest", ident)]
+            return [("digest", ident)]
         if scheme == "ip":
-            return None
+            # IPAuthenticationProvider ignores the payload and adds the connection's address.
+            return [i for i in conn.auth if i[0] == "ip"][:1] or None
         return None
 
     # -- writes -----------------------------------------------------------------------------------
@@ -481,16 +483,35 @@ class ServerCore:
 
     @staticmethod
     def _decode_multi(payload: bytes, p: int):
+        """A multi body as ZooKeeper's MultiOperationRecord reads it: the create mode can change an
+        op's type (CONTAINER -> createContainer; createTTL without a TTL mode -> create), a TTL mode
+        without createTTL or a flag outside 0..6 on create ops fails the whole request (JuteError ->
+        MARSHALLINGERROR), and so do read ops or unknown types."""
         ops = []
         while True:
             h, p = decode(R.MultiHeader, payload, p)
             if h.done:
                 return ops
-            cls = MULTI_OPS.get(h.type)
+            t = h.type
+            cls = MULTI_OPS.get(t)
             if cls is None:
-                raise JuteError(f"invalid op type {h.type} in multi")
+                raise JuteError(f"invalid op type {t} in multi")
             rec, p = decode(cls, payload, p)
-            ops.append((h.type, rec))
+            if t in (1, 15, 19):
+                f = rec.flags
+                if not 0 <= f <= 4:
+                    raise JuteError(f"invalid create mode {f} in multi")
+                if f == 4:
+                    t = 19
+            elif t == 21:
+                f = rec.flags
+                mode = f if 0 <= f <= 6 else 0
+                if mode < 5:
+                    t = 19 if mode == 4 else 1
+                    rec = R.CreateRequest(rec.path, rec.data, rec.acl, f)
+                elif mode != f:
+                    rec = R.CreateTTLRequest(rec.path, rec.data, rec.acl, mode, rec.ttl)
+            ops.append((t, rec))
             if len(ops) > 100000:
                 raise JuteError("too many ops in multi")
 
@@ -500,6 +521,8 @@ class ServerCore:
         now = self.now_ms
         t = request.type
         sid = request.session_id
+        if request.req is MALFORMED:
+            return R.TxnHeader(sid, request.cxid, zxid, now, -1), R.ErrorTxn(int(Err.MARSHALLINGERROR))
         if t == -10:
             return R.TxnHeader(sid, 0, zxid, now, t), request.req
         if t == -11:
@@ -607,7 +630,9 @@ class ServerCore:
                 out += R.MultiHeader(t, False, 0).encode()
                 out += R.CreateResponse(r.path).encode()
             elif t in (15, 19, 21):
-                out += R.MultiHeader(t, False, 0).encode()
+                # OpResult.CreateResult with a Stat is always typed create2 on the wire; Java
+                # clients reject any other type in a multi response.
+                out += R.MultiHeader(15, False, 0).encode()
                 out += R.Create2Response(r.path, r.node.stat()).encode()
             elif t == 5:
                 out += R.MultiHeader(t, False, 0).encode()
@@ -622,9 +647,13 @@ class ServerCore:
         if not fired:
             return
         self.watches.fired = []
-        for watcher, etype, path in fired:
+        open_acl = aclmod.OPEN_ACL_UNSAFE
+        for watcher, etype, path, acl in fired:
             conn = self.conns.get(watcher)
             if conn is None or conn.closing:
+                continue
+            # NIOServerCnxn.process: an event is delivered only to a watcher that may READ the node.
+            if acl and acl is not open_acl and not aclmod.check(acl, Perms.READ, conn.auth):
                 continue
             self._send(conn, self._notification(etype, path))
 
@@ -645,7 +674,9 @@ class ServerCore:
             path = req.path
             node = tree.nodes.get(path)
             if node is None:
-                return self._reply(xid, Err.NONODE)
+                node = self._alias(path)
+                if node is None:
+                    return self._reply(xid, Err.NONODE if path is not None else Err.MARSHALLINGERROR)
             if node.acl is not aclmod.OPEN_ACL_UNSAFE and not aclmod.check(node.acl, Perms.READ, auth):
                 return self._reply(xid, Err.NOAUTH)
             if req.watch:
@@ -658,9 +689,11 @@ class ServerCore:
             return self._reply(xid, 0, body)
         if op == 3:
             path = req.path
+            if path is None:
+                return self._reply(xid, Err.MARSHALLINGERROR)
             if "\0" in path:
                 return self._reply(xid, Err.BADARGUMENTS)
-            node = tree.nodes.get(path)
+            node = tree.nodes.get(path) or self._alias(path)
             if node is not None and node.acl is not aclmod.OPEN_ACL_UNSAFE \
                     and not aclmod.check(node.acl, Perms.READ, auth):
                 return self._reply(xid, Err.NOAUTH)
@@ -673,7 +706,9 @@ class ServerCore:
             path = req.path
             node = tree.nodes.get(path)
             if node is None:
-                return self._reply(xid, Err.NONODE)
+                node = self._alias(path)
+                if node is None:
+                    return self._reply(xid, Err.NONODE if path is not None else Err.MARSHALLINGERROR)
             if node.acl is not aclmod.OPEN_ACL_UNSAFE and not aclmod.check(node.acl, Perms.READ, auth):
                 return self._reply(xid, Err.NOAUTH)
             if req.watch:
@@ -687,9 +722,9 @@ class ServerCore:
         if op == 9:
             return self._reply(xid, 0, R.SyncResponse(req.path).encode())
         if op == 6:
-            node = tree.nodes.get(req.path)
+            node = tree.nodes.get(req.path) or self._alias(req.path)
             if node is None:
-                return self._reply(xid, Err.NONODE)
+                return self._reply(xid, Err.NONODE if req.path is not None else Err.MARSHALLINGERROR)
             if not aclmod.check(node.acl, Perms.READ | Perms.ADMIN, auth):
                 return self._reply(xid, Err.NOAUTH)
             acl = node.acl
@@ -700,8 +735,10 @@ class ServerCore:
             self._set_watches(conn, req, op == 105)
             return self._reply(-8, 0)
         if op == 106:
-            if req.mode not in (0, 1) or invalid_reason(req.path) is not None:
-                return self._reply(xid, Err.BADARGUMENTS)
+            # ZooKeeper validates neither the path nor the mode here; an unknown mode fails inside its
+            # FinalRequestProcessor, which answers MARSHALLINGERROR.
+            if req.mode not in (0, 1) or req.path is None:
+                return self._reply(xid, Err.MARSHALLINGERROR)
             self.watches.add_persistent(req.path, w, req.mode == 1)
             return self._reply(xid, 0, R.ErrorResponse(0).encode())
         if op == 17 or op == 18:
@@ -715,18 +752,27 @@ class ServerCore:
                 found = sorted(p for p in eph if p.startswith(prefix))
             return self._reply(xid, 0, R.GetEphemeralsResponse(found).encode())
         if op == 104:
-            node = tree.nodes.get(req.path)
+            path = req.path
+            node = tree.nodes.get(path) or self._alias(path)
             if node is None:
-                return self._reply(xid, Err.NONODE)
+                return self._reply(xid, Err.NONODE if path is not None else Err.MARSHALLINGERROR)
             if not aclmod.check(node.acl, Perms.READ, auth):
                 return self._reply(xid, Err.NOAUTH)
-            return self._reply(xid, 0, R.GetAllChildrenNumberResponse(tree.all_children_number(req.path)).encode())
+            # ZooKeeper counts the keys under path + "/" of a map that also holds "" (root's alias).
+            n = tree.all_children_number(path) if path else tree.all_children_number(ROOT) + 1
+            return self._reply(xid, 0, R.GetAllChildrenNumberResponse(n).encode())
         if op == 107:
-            infos = [R.ClientInfo(s if s != "super" else "super", i) for s, i in auth]
+            # AuthUtil.getClientInfos: the provider's user name (digest: the part before ':').
+            infos = [R.ClientInfo(s, i.split(":", 1)[0] if s == "digest" else i)
+                     for s, i in aclmod.auth_order(auth)]
             return self._reply(xid, 0, R.WhoAmIResponse(infos).encode())
         if op == 22:
             return self._multi_read(conn, xid, req)
         return self._reply(xid, Err.UNIMPLEMENTED)
+
+    def _alias(self, path):
+        """ZooKeeper's DataTree keeps the root under "" as well as "/": reads of "" see the root."""
+        return self.tree.nodes.get(ROOT) if path == "" else None
 
     def _multi_read(self, conn: Connection, xid: int, payload: bytes) -> bytes:
         try:
@@ -764,9 +810,11 @@ class ServerCore:
         if wtype in (WatcherType.Children, WatcherType.Any):
             tables.append(self.watches.child)
         if not tables:
-            return self._reply(xid, Err.BADARGUMENTS)
+            return self._reply(xid, Err.MARSHALLINGERROR)  # WatcherType.fromInt throws in ZooKeeper
         if op == 17:
-            found = any(t.contains(path, w) for t in tables)
+            # ZooKeeper 3.8's WatchManager.containsWatcher answers whether ANY connection watches the
+            # path in that table, not only the caller; clients check locally first, so we match it.
+            found = any(bool(t.table.get(path)) for t in tables)
         else:
             found = False
             for t in tables:

@@ -5,7 +5,10 @@ both tables). Triggering a path walks the path and, only when recursive watches 
 a recursive watch fires for every event but NodeChildrenChanged anywhere below it; any other watch
 fires only on its own path, and a standard one is removed as it fires. A watcher (a connection id)
 receives one event per trigger; delete suppresses duplicates across the data and child tables.
-Fired events are appended to `fired` as (watcher, event_type, path) for the server to deliver.
+Fired events are appended to `fired` as (watcher, event_type, path, acl) for the server to deliver;
+`acl` is the ACL of the node the event is about (the parent's for NodeChildrenChanged), because
+ZooKeeper (3.8.4, CVE-2024-23944) delivers an event only to a watcher that may READ that node —
+the watch is used up either way.
 """
 from __future__ import annotations
 
@@ -113,28 +116,28 @@ class WatchManager:
     def __init__(self):
         self.data = WatchTable()
         self.child = WatchTable()
-        self.fired: list[tuple[int, int, str]] = []
+        self.fired: list[tuple[int, int, str, tuple | None]] = []
 
-    def _emit(self, watchers, etype: int, path: str) -> None:
+    def _emit(self, watchers, etype: int, path: str, acl=None) -> None:
         for w in watchers:
-            self.fired.append((w, etype, path))
+            self.fired.append((w, etype, path, acl))
 
-    def node_created(self, path: str, parent: str) -> None:
+    def node_created(self, path: str, parent: str, acl=None, parent_acl=None) -> None:
         if self.data.table or self.data.recursive:
-            self._emit(self.data.trigger(path, NodeCreated), NodeCreated, path)
+            self._emit(self.data.trigger(path, NodeCreated), NodeCreated, path, acl)
         if self.child.table:
-            self._emit(self.child.trigger(parent, NodeChildrenChanged), NodeChildrenChanged, parent)
+            self._emit(self.child.trigger(parent, NodeChildrenChanged), NodeChildrenChanged, parent, parent_acl)
 
-    def node_deleted(self, path: str, parent: str) -> None:
+    def node_deleted(self, path: str, parent: str, acl=None, parent_acl=None) -> None:
         if self.data.table or self.child.table:
             done = self.data.trigger(path, NodeDeleted)
-            self._emit(done, NodeDeleted, path)
-            self._emit(self.child.trigger(path, NodeDeleted, done), NodeDeleted, path)
-            self._emit(self.child.trigger(parent, NodeChildrenChanged), NodeChildrenChanged, parent)
+            self._emit(done, NodeDeleted, path, acl)
+            self._emit(self.child.trigger(path, NodeDeleted, done), NodeDeleted, path, acl)
+            self._emit(self.child.trigger(parent, NodeChildrenChanged), NodeChildrenChanged, parent, parent_acl)
 
-    def node_data_changed(self, path: str) -> None:
+    def node_data_changed(self, path: str, acl=None) -> None:
         if self.data.table:
-            self._emit(self.data.trigger(path, NodeDataChanged), NodeDataChanged, path)
+            self._emit(self.data.trigger(path, NodeDataChanged), NodeDataChanged, path, acl)
 
     def add_persistent(self, path: str, watcher: int, recursive: bool) -> None:
         mode = PERSISTENT_RECURSIVE if recursive else PERSISTENT

@@ -24,17 +24,17 @@ class RecordingWatches(WatchManager):
         super().__init__()
         self.touched: list[tuple[str, str, str]] = []
 
-    def node_created(self, path, parent):
+    def node_created(self, path, parent, *acls):
         self.touched.append(("created", path, parent))
-        super().node_created(path, parent)
+        super().node_created(path, parent, *acls)
 
-    def node_deleted(self, path, parent):
+    def node_deleted(self, path, parent, *acls):
         self.touched.append(("deleted", path, parent))
-        super().node_deleted(path, parent)
+        super().node_deleted(path, parent, *acls)
 
-    def node_data_changed(self, path):
+    def node_data_changed(self, path, *acls):
         self.touched.append(("changed", path, ""))
-        super().node_data_changed(path)
+        super().node_data_changed(path, *acls)
 
 
 class SimNode:

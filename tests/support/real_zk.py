@@ -45,7 +45,8 @@ class RealZooKeeper:
 
     def __init__(self, workdir: Path, client_port: int | None = None, *, force_sync: bool = False,
                  extra_cfg: dict[str, str] | None = None, myid: int | None = None,
-                 servers: dict[int, str] | None = None, heap_mb: int = 512):
+                 servers: dict[int, str] | None = None, heap_mb: int = 512,
+                 jvm_flags: list[str] | None = None):
         self.workdir = Path(workdir)
         self.client_port = client_port or free_port()
         self.force_sync = force_sync
@@ -53,6 +54,7 @@ class RealZooKeeper:
         self.myid = myid
         self.servers = servers or {}
         self.heap_mb = heap_mb
+        self.jvm_flags = list(jvm_flags or [])  # e.g. -Dznode.container.checkIntervalMs=500
         self.proc: subprocess.Popen | None = None
         self.data_dir = self.workdir / "data"
         self.conf_dir = self.workdir / "conf"
@@ -104,6 +106,7 @@ class RealZooKeeper:
         self.proc = subprocess.Popen(
             ["java", f"-Xmx{self.heap_mb}m", "-Dzookeeper.log.dir=" + str(self.workdir),
              "-Dzookeeper.root.logger=WARN,CONSOLE", "-Dzookeeper.extendedTypesEnabled=true",
+             *self.jvm_flags,
              "-cp", f"{self.conf_dir}:{ZK_JAR}",
              "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)

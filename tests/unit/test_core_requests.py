@@ -94,8 +94,13 @@ def test_persistent_and_recursive_watches():
     a.delete("/r/x")
     assert events(b.received()) == [(1, "/r/x"), (3, "/r/x"), (3, "/r"), (2, "/r/x")]
     assert events(c.received()) == [(4, "/r"), (3, "/r"), (4, "/r")]
-    # removeWatches then checkWatches says NOWATCHER.
+    # removeWatches removes only the caller's watch (a second remove finds none) ...
     assert b.call(18, R.RemoveWatchesRequest("/r", 3)).err == 0
+    assert b.call(18, R.RemoveWatchesRequest("/r", 3)).err == Err.NOWATCHER
+    # ... but checkWatches, as ZooKeeper 3.8's WatchManager.containsWatcher, answers whether ANY
+    # connection watches the path: c still does.
+    assert b.call(17, R.CheckWatchesRequest("/r", 3)).err == 0
+    assert c.call(18, R.RemoveWatchesRequest("/r", 3)).err == 0
     assert b.call(17, R.CheckWatchesRequest("/r", 3)).err == Err.NOWATCHER
 
 

@@ -68,10 +68,13 @@ def test_containers_and_ttl_owners():
     from coord.core.config import CoreConfig
     h = Harness(CoreConfig(extended_types=True, container_check_interval_ms=100))
     c = h.connect()
+    # The tree keeps the special owners; clients see 0 (DataNode.getClientEphemeralOwner).
     r = c.call(19, R.CreateRequest("/cont", b"", OPEN, 4))
-    assert r.err == 0 and r.record(R.Create2Response).stat.ephemeralOwner == CONTAINER_OWNER
+    assert r.err == 0 and r.record(R.Create2Response).stat.ephemeralOwner == 0
+    assert h.core.tree.nodes["/cont"].owner == CONTAINER_OWNER
     r = c.call(21, R.CreateTTLRequest("/ttl", b"", OPEN, 5, 500))
-    assert r.err == 0 and r.record(R.Create2Response).stat.ephemeralOwner == ttl_owner(500)
+    assert r.err == 0 and r.record(R.Create2Response).stat.ephemeralOwner == 0
+    assert h.core.tree.nodes["/ttl"].owner == ttl_owner(500)
     # TTL with a plain create mode is rejected; a TTL of 0 is rejected.
     assert c.call(21, R.CreateTTLRequest("/t2", b"", OPEN, 0, 500)).err == Err.BADARGUMENTS
     assert c.call(21, R.CreateTTLRequest("/t3", b"", OPEN, 5, 0)).err == Err.BADARGUMENTS
