@@ -753,3 +753,94 @@ def run_seed(pair, seed: int, steps: int = STEPS):
 @pytest.mark.parametrize("seed", _seeds())
 def test_random_sequences(pair, seed):
     run_seed(pair, seed)
+
+
+# -- targeted differential and 3.8.4 checks ----------------------------------------------------------------
+def _both(pair):
+    out = {}
+    for name, host, port in pair.targets:
+        out[name] = RawClient(host, port).start()
+    return out
+
+
+def test_containers_and_ttl_nodes_are_reaped(tmp_path):
+    """With a short container check interval both servers delete an emptied container and an expired
+    TTL node (firing watches), and keep a never-used container and a TTL node that has a child."""
+    pair = start_pair(tmp_path, container_check_ms=300)
+    try:
+        seen = {}
+        for name, c in _both(pair).items():
+            assert c.create("/c", b"", flags=4, op=OpCode.createContainer).err == 0
+            assert c.create("/c/x").err == 0
+            assert c.delete("/c/x").err == 0
+            assert c.create("/unused", b"", flags=4, op=OpCode.createContainer).err == 0
+            assert c.create("/t", b"", flags=5, op=OpCode.createTTL, ttl=200).err == 0
+            assert c.create("/tk", b"", flags=5, op=OpCode.createTTL, ttl=200).err == 0
+            assert c.create("/tk/kid").err == 0
+            assert c.exists("/c", True).err == 0 and c.exists("/t", True).err == 0
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and (c.exists("/c").err == 0 or c.exists("/t").err == 0):
+                time.sleep(0.1)
+            seen[name] = ({p: c.exists(p).err for p in ("/c", "/unused", "/t", "/tk")},
+                          sorted(e.key() for e in c.drain_events()))
+            c.stop()
+        assert seen["zk"][0] == {"/c": -101, "/unused": 0, "/t": -101, "/tk": 0}, seen
+        assert seen["coord"] == seen["zk"]
+    finally:
+        pair.stop()
+
+
+def test_createttl_non_ttl_mode(coord_server):
+    """createTTL with a non-TTL mode: ZooKeeper 3.8 answers BADARGUMENTS when ttl >= 0 and crashes its
+    server when ttl < 0 (CreateTTLTxn with ttl -1 throws in DataTree). coord refuses both, and lives."""
+    host, port = coord_server.connect_string.split(":")
+    c = RawClient(host, int(port)).start()
+    for flags, ttl in ((0, -1), (1, -1), (2, 5), (4, -1), (0, 1000)):
+        assert c.create(f"/x{flags}", b"", flags=flags, op=OpCode.createTTL, ttl=ttl).err == -8
+    assert c.exists("/x0").err == -101
+    assert c.create("/ok", b"", flags=5, op=OpCode.createTTL, ttl=1000).err == 0
+    c.stop()
+
+
+def test_multi_create_modes_as_zookeeper_384(coord_shared):
+    """Multi requests are read as ZooKeeper 3.8.4's MultiOperationRecord reads them (3.8.0, the
+    reference binary, differs, so this pins coord to 3.8.4 directly): the op type survives (create2
+    answers with a Stat, typed create2), CONTAINER mode makes a container, createContainer makes a
+    container whatever the mode, a TTL mode on a plain create or a flag outside 0..6 fails the whole
+    request with MARSHALLINGERROR and still uses a zxid, as every undecodable write does."""
+    host, port = coord_shared.connect_string.split(":")
+    c = RawClient(host, int(port)).start()
+    open_acl = OPEN_ACL
+    r = c.multi([(15, R.CreateRequest("/m2", b"x", open_acl, 0)),
+                 (1, R.CreateRequest("/mc", b"", open_acl, 4)),
+                 (19, R.CreateRequest("/mcc", b"", open_acl, 0)),
+                 (21, R.CreateTTLRequest("/mt", b"", open_acl, 5, 10000)),
+                 (21, R.CreateTTLRequest("/mp", b"", open_acl, 0, 10000))])
+    assert r.err == 0
+    types = [t for t, _, _ in r.value]
+    assert types == [15, 15, 15, 15, 1], r.value
+    assert r.value[0][2].stat.dataLength == 1 and r.value[0][2].stat.ephemeralOwner == 0
+    for p in ("/mc/k", "/mcc/k"):
+        assert c.create(p).err == 0 and c.delete(p).err == 0
+    assert c.exists("/mp").value.ephemeralOwner == 0
+    before = c.exists("/").zxid
+    for bad in (R.CreateRequest("/bad", b"", open_acl, 5), R.CreateRequest("/bad", b"", open_acl, 7)):
+        r = c.multi([(1, R.CreateRequest("/fine", b"", open_acl, 0)), (1, bad)])
+        assert r.err == -5 and r.zxid > before, r
+        before = r.zxid
+    r = c.call(1, b"\x00\x00\x00\x05/tru")  # a create whose body is cut short
+    assert r.err == -5 and r.zxid > before
+    assert c.exists("/fine").err == -101 and c.exists("/bad").err == -101
+    c.stop()
+
+
+def test_multi_container_result_is_create2_typed(pair):
+    """A container created inside a multi is reported with a create2-typed result (path + Stat) by
+    both servers; ZooKeeper's Java client rejects any other result type in a multi response."""
+    for name, host, port in pair.targets:
+        c = RawClient(host, port).start()
+        r = c.multi([(19, R.CreateRequest(f"/jm-{name}", b"", OPEN_ACL, 4)),
+                     (2, R.DeleteRequest(f"/jm-{name}", -1))])
+        assert r.err == 0 and [t for t, _, _ in r.value] == [15, 2], (name, r.value)
+        assert r.value[0][2].path == f"/jm-{name}" and r.value[0][2].stat.ephemeralOwner == 0
+        c.stop()
