@@ -462,3 +462,25 @@ def decode_delegation_token(data: bytes | None) -> DelegationTokenInfo | None:
                                _int(js["issueTimestamp"], "issueTimestamp"), _int(js["maxTimestamp"], "maxTimestamp"),
                                _int(js["expiryTimestamp"], "expiryTimestamp"), js["tokenId"],
                                _int(js.get("version", 3), "version"))
+
+
+# plain-string payloads --------------------------------------------------------------------------
+
+def encode_consumer_offset(offset: int) -> bytes:
+    """/consumers/<group>/offsets/<topic>/<partition> (legacy consumer): the offset as ASCII."""
+    return str(offset).encode()
+
+
+def decode_consumer_offset(data: bytes | None) -> int | None:
+    return None if data is None else int(data.decode())
+
+
+def encode_token_change(token_id: str) -> bytes:
+    """/delegation_token/token_changes/token_change_<seq>: the raw token id."""
+    return token_id.encode()
+
+
+def decode_token_change(data: bytes | None) -> str:
+    if data is None:
+        raise CodecError("token change notification without data")
+    return data.decode()

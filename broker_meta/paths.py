@@ -104,3 +104,7 @@ def delegation_token(token_id: str) -> str:
 def sequence_number(child: str, prefix: str) -> int:
     """Numeric suffix of a sequential child (`config_change_0000000042` -> 42)."""
     return int(child[child.rindex(prefix) + len(prefix):])
+
+
+def consumer_offset(group: str, topic_name: str, partition: int) -> str:
+    return f"{CONSUMERS}/{group}/offsets/{topic_name}/{partition}"

@@ -38,6 +38,8 @@ KINDS = {
     "extended_acl_change": (codec.decode_extended_acl_change, codec.encode_extended_acl_change),
     "literal_acl_change": (codec.decode_literal_acl_change, codec.encode_literal_acl_change),
     "delegation_token": (codec.decode_delegation_token, codec.encode_delegation_token),
+    "consumer_offset": (codec.decode_consumer_offset, codec.encode_consumer_offset),
+    "token_change": (codec.decode_token_change, codec.encode_token_change),
 }
 
 
@@ -50,7 +52,7 @@ def test_golden(case):
     raw = (GOLDEN / case["file"]).read_bytes()
     decode, encode = KINDS[case["kind"]]
     value = decode(raw)
-    if case["kind"] == "controller_epoch":
+    if case["kind"] in ("controller_epoch", "consumer_offset", "token_change"):
         fields = {"value": value}
     else:
         fields = dataclasses.asdict(value)
