@@ -30,7 +30,7 @@ from .topics import (RACK_AWARE_DISABLED, RACK_AWARE_ENFORCED, add_partitions, c
                      describe_topics, get_partition_states, get_topic, list_topics)
 from .zkclient import ZkClient, ZkTimeoutError
 
-console = Console()
+console = Console(log_path=False)
 err = Console(stderr=True)
 
 
