@@ -210,13 +210,15 @@ def encode_tree(tree: DataTree, *, compressed: bool = True, created_ms: int = 0)
 class TreeCapture:
     """A consistent view of a live DataTree as of its last applied zxid, for incremental writing.
 
-    Copy-on-write at the granularity of txns: the capture takes the list of paths (dict order is
-    parents first), the sessions and the digest at once, then asks the tree to call it before every
-    later apply; the first time a later txn is about to touch a captured node, a copy of the node as
-    it was is kept. `emit` then writes captured nodes in slices, from the copies where there are any.
-    Since only whole committed txns are applied, the capture never holds half a multi or anything
-    uncommitted. The encoder's digest sum must equal the captured digest at the end, which catches
-    any change the capture missed.
+    Copy-on-write at the granularity of txns, and O(1) to start: the capture notes the zxid, the
+    digest, the node count and the sessions, then asks the tree to call it before every later
+    apply. The first time a later txn is about to touch a node (the node itself, or its parent's
+    children, pzxid and cversion), a copy of the node as it was, children included, is kept.
+    `emit` walks the tree depth-first (parents first) in slices, reading each node from its copy if
+    there is one: a node without a copy is unchanged since the capture, children included, so the
+    walk only ever sees the tree as of the capture zxid. Only whole committed txns are applied, so
+    it never holds half a multi or anything uncommitted. The encoder's digest sum and node count
+    must equal the captured ones at the end, which catches any change the hook missed.
     """
 
     def __init__(self, tree: DataTree):
@@ -225,10 +227,11 @@ class TreeCapture:
         self.tree = tree
         self.zxid = tree.last_zxid
         self.digest = tree.digest
+        self.node_count = len(tree.nodes)
         self.sessions = dict(tree.sessions)
-        self.paths = list(tree.nodes)
         self.saved: dict[str, Node] = {}
-        self.pos = 0
+        self.stack = [ROOT]
+        self.emitted = 0
         tree.before_apply = self._before_apply
 
     def close(self) -> None:
@@ -239,7 +242,7 @@ class TreeCapture:
         if path not in self.saved:
             n = self.tree.nodes.get(path)
             if n is not None:
-                self.saved[path] = copy_node(n)
+                self.saved[path] = copy_node(n, children=True)
 
     def _before_apply(self, hdr, txn) -> None:
         self._touch(hdr.type, txn, hdr.clientId)
@@ -266,24 +269,31 @@ class TreeCapture:
 
     def emit(self, enc: "SnapshotEncoder", max_nodes: int) -> bool:
         """Write up to max_nodes more captured nodes; True when all are written."""
-        paths = self.paths
+        stack = self.stack
         nodes = self.tree.nodes
         saved = self.saved
         add = enc.add_node
-        end = min(self.pos + max_nodes, len(paths))
-        for i in range(self.pos, end):
-            path = paths[i]
+        n_done = 0
+        while stack and n_done < max_nodes:
+            path = stack.pop()
             n = saved.get(path) if saved else None
-            add(path, n if n is not None else nodes[path])
-        self.pos = end
-        return end == len(paths)
+            if n is None:
+                n = nodes[path]
+            add(path, n)
+            n_done += 1
+            ch = n.children
+            if ch:
+                prefix = "/" if path == ROOT else path + "/"
+                stack.extend([prefix + c for c in ch])
+        self.emitted += n_done
+        return not stack
 
     @property
     def remaining(self) -> int:
-        return len(self.paths) - self.pos
+        return self.node_count - self.emitted
 
 
-def copy_node(n: Node) -> Node:
+def copy_node(n: Node, children: bool = False) -> Node:
     c = Node.__new__(Node)
     c.data = n.data
     c.acl = n.acl
@@ -296,7 +306,7 @@ def copy_node(n: Node) -> Node:
     c.cversion = n.cversion
     c.aversion = n.aversion
     c.owner = n.owner
-    c.children = None
+    c.children = set(n.children) if children and n.children else None
     c.digest = n.digest
     return c
 
