@@ -47,7 +47,7 @@ from coord.core.zab.api import DurableState, ZabConfig
 log = logging.getLogger("coord.ensemble")
 peer_log = logging.getLogger("coord.zab")
 
-TICK_MS = 5
+TICK_MS = 10
 MODE_NAMES = {"leading": "leader", "following": "follower", "observing": "observer"}
 NOT_SERVING = "This ZooKeeper instance is not currently serving requests\n"
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import random
 import socket
+import struct
 import time
 
 import pytest
 
+from coord.bench.client import Session, recv_frame
+from coord.jute import records as R
 from tests.support.ensemble import Ensemble, coord_ensemble_available
 from tests.support.history import Workload, check
 
@@ -288,3 +291,73 @@ def test_random_fault_campaign(tmp_path, n):
         run_history(ens, scenario, clients=8, keys=6, seed=n, min_acked=500)
     finally:
         ens.stop()
+
+
+def test_observer_serves_but_does_not_vote(tmp_path):
+    from kazoo.client import KazooClient
+    ens = Ensemble(tmp_path, 3, kind="coord", observers=1)
+    try:
+        ens.start()
+        obs = ens.members[4]
+        assert obs.mode() == "observer"
+        leader = ens.wait_serving()
+        lm = ens.members[leader].mntr()
+        assert lm["zk_synced_observers"] == "1" and lm["zk_synced_followers"] == "2", lm
+        zk = KazooClient(obs.connect_string)
+        zk.start(timeout=20)
+        zk.create("/via-observer", b"o")          # forwarded to the leader, committed by voters
+        zk.sync("/via-observer")
+        assert zk.get("/via-observer")[0] == b"o"
+        zk.stop()
+        zk.close()
+        # two voters down: no quorum, even though the observer is alive
+        voters = [1, 2, 3]
+        for s in voters[:2]:
+            ens.members[s].kill()
+        time.sleep(3.0)
+        modes = ens.modes()
+        assert modes[3] is None and modes[4] is None, modes   # neither serves without a quorum of voters
+        for s in voters[:2]:
+            ens.members[s].start()
+        assert ens.wait_serving(wait=30) in (1, 2, 3)
+        assert ens.members[4].mode() == "observer"
+    finally:
+        ens.stop()
+
+
+def test_session_of_a_dead_client_expires_once_and_promptly(ens3):
+    """Kafka's broker registry depends on it: the ephemeral of a client that vanished goes away after
+    its session timeout (plus at most one timeout again if the leader changes), exactly once."""
+    from kazoo.client import KazooClient
+    ens3.start()
+    leader = ens3.wait_serving()
+    f1, f2 = [s for s in ens3.members if s != leader]
+    watcher = KazooClient(ens3.members[f2].connect_string)
+    watcher.start(timeout=20)
+    dying = Session("127.0.0.1", ens3.members[f1].client_port, timeout_ms=2000)   # a raw client
+    body = R.CreateRequest("/broker", b"1", [R.ACL(31, R.Id("world", "anyone"))], 1).encode()
+    dying.sock.sendall(struct.pack(">iii", 8 + len(body), 1, 1) + body)
+    reply = recv_frame(dying.sock)
+    assert struct.unpack_from(">iqi", reply, 0)[2] == 0
+    import threading
+    gone = []
+    ev = threading.Event()
+
+    def w(event):
+        gone.append((time.monotonic(), event.type))
+        ev.set()
+    assert watcher.exists("/broker", watch=w).ephemeralOwner == dying.session_id
+    t0 = time.monotonic()
+    dying.sock.close()                               # the client vanishes without closeSession
+    assert ev.wait(15), "ephemeral not removed"
+    elapsed = gone[0][0] - t0
+    assert gone[0][1] == "DELETED"
+    assert 1.0 <= elapsed <= 6.0, elapsed
+    time.sleep(1.0)
+    assert gone == gone[:1]
+    watcher.sync("/")
+    assert watcher.exists("/broker") is None
+    for m in ens3.members.values():
+        assert int(m.mntr()["zk_ephemerals_count"]) == 0
+    watcher.stop()
+    watcher.close()
