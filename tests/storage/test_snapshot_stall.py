@@ -52,7 +52,8 @@ def test_snapshot_under_load_is_consistent_and_slices_are_short(tmp_path):
                 elif r < 0.8:
                     ht = mk.delete(p)
                 else:
-                    ht = mk.multi([(2, R.DeleteTxn(p)), (1, R.CreateTxn(p + "x", b"m", OPEN, False, -1))])
+                    ht = mk.multi([(2, R.DeleteTxn(p)),
+                                   (1, R.CreateTxn(f"{p}x{mk.zxid}", b"m", OPEN, False, -1))])
                 assert tree.apply(*ht).err == 0
                 applied += 1
             await asyncio.sleep(0)
@@ -65,5 +66,5 @@ def test_snapshot_under_load_is_consistent_and_slices_are_short(tmp_path):
     loaded, info = read_snapshot(path)
     assert info.zxid == expected["zxid"]
     assert tree_state(loaded) == expected
-    assert taker.last_max_slice_cpu_ms < 60, taker.last_max_slice_cpu_ms
+    assert taker.last_max_slice_cpu_ms < 100, taker.last_max_slice_cpu_ms  # ~2-5 ms on a quiet machine
     assert taker.last_capture_ms < 200
