@@ -96,3 +96,60 @@ class CoordProcess:
 def start_coord(workdir: Path, **kw) -> CoordProcess:
     """Entry point other suites (broker_meta) use to run the same tests against coord."""
     return CoordProcess(Path(workdir), **kw).start()
+
+
+class _MemberHandle:
+    """A coord ensemble member in the shape of real_zk.RealZooKeeper (what shared suites expect)."""
+
+    def __init__(self, member):
+        self.member = member
+
+    @property
+    def proc(self):
+        return self.member.proc
+
+    @property
+    def connect_string(self) -> str:
+        return self.member.connect_string
+
+    @property
+    def client_port(self) -> int:
+        return self.member.client_port
+
+    def mode(self) -> str | None:
+        return self.member.mode()
+
+    def start(self):
+        self.member.start()
+        return self
+
+    def stop(self, kill: bool = False) -> None:
+        (self.member.kill if kill else self.member.stop)()
+
+
+class CoordEnsembleHandle:
+    """A running coord ensemble in the shape of real_zk.RealZooKeeperEnsemble."""
+
+    def __init__(self, ensemble):
+        self.ensemble = ensemble
+        self.members = [_MemberHandle(m) for m in ensemble.members.values()]
+
+    @property
+    def connect_string(self) -> str:
+        return self.ensemble.connect_string()
+
+    def leader(self) -> _MemberHandle:
+        lead = self.ensemble.leader()
+        return next(h for h in self.members if h.member is lead)
+
+    def stop(self) -> None:
+        self.ensemble.stop()
+
+
+def start_coord_ensemble(workdir: Path, n: int = 3, **kw) -> CoordEnsembleHandle:
+    """An n-server coord ensemble from one zoo.cfg, serving, for suites written against ZooKeeper's."""
+    from tests.support.ensemble import Ensemble
+    ens = Ensemble(Path(workdir), n, kind="coord", **kw)
+    ens.start()
+    ens.wait_serving()
+    return CoordEnsembleHandle(ens)
