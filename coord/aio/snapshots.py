@@ -183,6 +183,7 @@ class SnapshotTaker:
                 await loop.run_in_executor(self._pool, _close_and_remove, f, tmp)
             return None
         finally:
+            capture.close()  # also when cancelled: the tree must not keep calling a dead capture
             self.in_progress = False
         self.count += 1
         self.last_zxid = zxid
