@@ -11,6 +11,7 @@ import base64
 import hashlib
 import re
 
+from coord.core.javaorder import concurrent_set_order
 from coord.jute.protocol import Perms
 
 AclTuple = tuple  # tuple[tuple[int, str, str], ...]
@@ -115,29 +116,11 @@ def id_valid(scheme: str, ident: str) -> bool:
 AUTHENTICATED_SCHEMES = frozenset(("digest", "sasl"))
 
 
-def _java_string_hash(s: str) -> int:
-    h = 0
-    b = s.encode("utf-16-be", errors="surrogatepass")
-    for k in range(0, len(b), 2):
-        h = (31 * h + (b[k] << 8 | b[k + 1])) & 0xFFFFFFFF
-    return h
-
-
 def auth_order(auth_ids: tuple) -> list:
     """The caller's identities in the order ZooKeeper iterates them: a connection keeps them in a
     ConcurrentHashMap-backed set, so whoAmI and the expansion of 'auth' ACLs follow the hash buckets
     of Id.hashCode (insertion order within a bucket), not the order of authentication."""
-    if len(auth_ids) < 2:
-        return list(auth_ids)
-    n = 16
-    while len(auth_ids) >= n * 3 // 4:
-        n *= 2
-
-    def bucket(item):
-        scheme, ident = item[1]
-        h = (37 * (37 * 17 + _java_string_hash(scheme)) + _java_string_hash(ident or "")) & 0xFFFFFFFF
-        return ((h ^ (h >> 16)) & 0x7FFFFFFF) & (n - 1), item[0]
-    return [i for _, i in sorted(enumerate(auth_ids), key=bucket)]
+    return concurrent_set_order(auth_ids)
 
 
 class InvalidACL(Exception):

@@ -13,6 +13,7 @@ import struct
 import zlib
 
 from coord.core import acl as aclmod
+from coord.core.javaorder import hashset_clone_order
 from coord.core.paths import CONFIG, PROC, QUOTA, ROOT, basename, parent_of
 from coord.core.watches import WatchManager
 from coord.jute import records as R
@@ -276,10 +277,13 @@ class DataTree:
     def kill_session(self, session_id: int, zxid: int, paths=None) -> None:
         self.sessions.pop(session_id, None)
         owned = self.ephemerals.pop(session_id, None) or set()
-        targets = set(owned)
-        if paths:
-            targets.update(paths)
-        for p in sorted(targets):
+        # The txn's list first, in its order (the order ZooKeeper deletes and fires watches in), then
+        # anything else the session still owns (DataTree.killSession).
+        targets = list(paths or ())
+        listed = set(targets)
+        targets += hashset_clone_order((p, self.nodes[p].czxid) for p in owned
+                                       if p not in listed and p in self.nodes)
+        for p in targets:
             n = self.nodes.get(p)
             if n is not None and n.owner == session_id:
                 self.delete_node(p, zxid)

@@ -13,6 +13,7 @@ from collections import deque
 from coord.core import acl as aclmod
 from coord.core.datatree import (CONTAINER_OWNER, TTL_MAX, DataTree, acl_records, is_session_owner,
                                  ttl_owner)
+from coord.core.javaorder import hashset_clone_order
 from coord.core.paths import SPECIAL, CONFIG, invalid_reason, parent_of
 from coord.jute import records as R
 from coord.jute.protocol import Err, OpCode, Perms
@@ -272,20 +273,23 @@ class Prep:
     # -- sessions ---------------------------------------------------------------------------------
     def close_session(self, session_id: int, zxid: int) -> R.CloseSessionTxn:
         """The ephemerals the session will own once every outstanding txn lands, marked deleted."""
-        es = set(self.tree.ephemerals.get(session_id, ()))
+        nodes = self.tree.nodes
+        es = {p: nodes[p].czxid for p in self.tree.ephemerals.get(session_id, ()) if p in nodes}
         for c in self.changes:
             if not c.exists:
-                es.discard(c.path)
+                es.pop(c.path, None)
             elif c.owner == session_id:
-                es.add(c.path)
-        for p in sorted(es):
+                es[c.path] = c.zxid
+        # ZooKeeper deletes them in the order of a HashSet clone (and fires watches in that order).
+        order = hashset_clone_order(es.items())
+        for p in order:
             parent = self.record(parent_of(p))
             if parent is not None:
                 parent = parent.copy(zxid)
                 parent.nchildren -= 1
                 self._add(parent)
             self._add(Change(zxid, p, False))
-        return R.CloseSessionTxn(sorted(es))
+        return R.CloseSessionTxn(order)
 
 
 def header(session_id: int, cxid: int, zxid: int, time: int, type_: int) -> R.TxnHeader:

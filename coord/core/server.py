@@ -24,6 +24,7 @@ from collections import deque
 from coord.core import acl as aclmod
 from coord.core.config import CoreConfig
 from coord.core.datatree import DataTree, TxnResult, acl_records, is_session_owner
+from coord.core.javaorder import hashset_clone_order
 from coord.core.paths import ROOT
 from coord.core.prep import MULTI_OPS, Prep, PrepError
 from coord.core.sessions import SessionTracker, session_password
@@ -75,7 +76,7 @@ class Connection:
     __slots__ = ("conn_id", "remote", "session_id", "auth", "queue", "established", "closing",
                  "client_read_only", "packets_received", "packets_sent", "last_op", "last_zxid",
                  "last_latency", "min_latency", "max_latency", "total_latency", "completed",
-                 "connected_at", "last_cxid")
+                 "connected_at", "last_cxid", "close_requested")
 
     def __init__(self, conn_id: int, remote: str, now: int):
         self.conn_id = conn_id
@@ -86,6 +87,7 @@ class Connection:
         self.queue: deque[Pending] = deque()
         self.established = False
         self.closing = False
+        self.close_requested = False
         self.client_read_only = None
         self.packets_received = 0
         self.packets_sent = 0
@@ -302,6 +304,12 @@ class ServerCore:
             self.sequencer.submit(hdr_req)
             return
         sid = req.sessionId
+        # ZooKeeper closes the session's current connection before it checks the password
+        # (ZooKeeperServer.processConnectRequest, then reopenSession).
+        old = self.session_conn.get(sid)
+        if old is not None and old != conn.conn_id and old in self.conns:
+            self._close(self.conns[old], f"session 0x{sid:x} moved to another connection")
+            self.watches.remove_watcher(old)
         s = self.sessions.get(sid)
         valid = (s is not None and not s.closing and req.passwd == session_password(sid))
         if not valid:
@@ -310,13 +318,12 @@ class ServerCore:
             self._connect_reply(conn, 0, 0, bytes(16))
             self._close(conn)
             return
-        old = self.session_conn.get(sid)
-        if old is not None and old != conn.conn_id and old in self.conns:
-            self._close(self.conns[old], f"session 0x{sid:x} moved to another connection")
-            self.watches.remove_watcher(old)
+        # As ZooKeeper: the timeout negotiated on this connection governs the session from now on
+        # (every touch uses the connection's timeout); the one in the tree stays the created one.
+        s.timeout_ms = timeout
         self.sessions.touch(sid, self.mono_ms)
         conn.session_id = sid
-        self._establish(conn, sid, s.timeout_ms)
+        self._establish(conn, sid, timeout)
 
     def _establish(self, conn: Connection, sid: int, timeout: int) -> None:
         conn.established = True
@@ -334,6 +341,8 @@ class ServerCore:
     def _request(self, conn: Connection, payload: bytes) -> None:
         if len(payload) < 8:
             raise JuteError("request shorter than its header")
+        if conn.close_requested:
+            return  # ZooKeeper closes the connection right after the closeSession reply
         xid, op = struct.unpack_from(">ii", payload, 0)
         sid = conn.session_id
         s = self.sessions.get(sid)
@@ -366,6 +375,8 @@ class ServerCore:
                 # ZooKeeper's PrepRequestProcessor stamps a zxid before it decodes the body, so an
                 # undecodable write still becomes an error txn (MARSHALLINGERROR) that uses a zxid.
                 req = MALFORMED
+            if op == -11:
+                conn.close_requested = True
             pending = Pending(xid, WAIT_COMMIT, op=op, t0=t0)
             self._enqueue(conn, pending)
             self.waiting[(sid, xid)] = (conn.conn_id, pending)
@@ -744,12 +755,14 @@ class ServerCore:
         if op == 17 or op == 18:
             return self._check_or_remove_watches(conn, xid, op, req)
         if op == 103:
-            eph = tree.ephemerals.get(conn.session_id, ())
+            nodes = tree.nodes
+            eph = hashset_clone_order((p, nodes[p].czxid) for p in tree.ephemerals.get(conn.session_id, ())
+                                      if p in nodes)
             prefix = req.prefixPath
             if prefix is None or prefix.strip() in ("", "/"):
-                found = sorted(eph)
+                found = eph
             else:
-                found = sorted(p for p in eph if p.startswith(prefix))
+                found = [p for p in eph if p.startswith(prefix)]
             return self._reply(xid, 0, R.GetEphemeralsResponse(found).encode())
         if op == 104:
             path = req.path
