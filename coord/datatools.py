@@ -20,6 +20,12 @@ def _console():
     return Console(stderr=True)
 
 
+def _out():
+    from rich.console import Console
+    c = Console()
+    return c if c.is_terminal else Console(width=200)
+
+
 _TXN_NAMES = {1: "create", 2: "delete", 5: "setData", 7: "setACL", 13: "check", 14: "multi",
               15: "create2", 16: "reconfig", 19: "createContainer", 20: "deleteContainer",
               21: "createTTL", -1: "error", -10: "createSession", -11: "closeSession"}
@@ -89,7 +95,7 @@ def inspect_cmd(data_dir: Path, log_dir: Path | None, verify: bool) -> None:
     from coord.aio.txnlog import list_logs
     from coord.core import logformat, snapformat
     console = _console()
-    out = __import__("rich.console", fromlist=["Console"]).Console()
+    out = _out()
     sd = snap_dir_of(data_dir)
     if not sd.is_dir():
         sd = data_dir

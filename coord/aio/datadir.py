@@ -95,6 +95,13 @@ def _recover(snap_dir: Path, log_dir: Path, progress) -> Recovered:
     t0 = time.monotonic()
     snaps = list_snapshots(snap_dir)
     logs = list_logs(log_dir)
+    for _, p in snaps + logs:
+        with open(p, "rb") as f:
+            magic = f.read(4)
+        if magic in (b"ZKSN", b"ZKLG"):
+            raise RecoveryError(
+                f"{p} is an Apache ZooKeeper file: this is a ZooKeeper data directory. Convert it with "
+                f"`coord data import-zookeeper {snap_dir.parent} NEW_DIR` and point dataDir at NEW_DIR.")
     tree = None
     snap_zxid = 0
     snap_path = None

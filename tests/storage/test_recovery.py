@@ -274,3 +274,13 @@ def test_unfinished_snapshot_temp_files_are_removed(dd):
 def test_empty_data_dir_starts_empty(tmp_path):
     rec = do_recover(tmp_path)
     assert rec.last_zxid == 0 and set(rec.tree.nodes) == {"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"}
+
+
+def test_a_zookeeper_data_dir_is_refused_with_a_pointer_to_the_importer(tmp_path):
+    v = tmp_path / "version-2"
+    v.mkdir()
+    (v / "snapshot.0").write_bytes(b"ZKSN" + bytes(40))
+    (v / "log.1").write_bytes(b"ZKLG" + bytes(40))
+    with pytest.raises(RecoveryError, match="import-zookeeper"):
+        do_recover(tmp_path)
+    assert (v / "snapshot.0").exists(), "ZooKeeper's files are left alone"
