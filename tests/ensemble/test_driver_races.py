@@ -26,13 +26,31 @@ class Net:
         self.q: dict[tuple[int, int], deque] = {(a, b): deque() for a in sids for b in sids if a != b}
         self.up: set[int] = set(sids)
         self.roles: dict[int, str] = {}
+        self.links: set[frozenset] = set()
         for s, p in self.peers.items():
             p.start(self.now, self.now, DurableState())
         for a in sids:
             for b in sids:
-                if a != b:
-                    self.peers[a].peer_connected(b)
+                if a < b:
+                    self.link_up(a, b)
         self.pump()
+
+    def link_up(self, a: int, b: int) -> None:
+        if frozenset((a, b)) in self.links or a not in self.up or b not in self.up:
+            return
+        self.links.add(frozenset((a, b)))
+        self.peers[a].peer_connected(b)
+        self.peers[b].peer_connected(a)
+
+    def link_down(self, a: int, b: int) -> None:
+        if frozenset((a, b)) not in self.links:
+            return
+        self.links.discard(frozenset((a, b)))
+        self.q[(a, b)].clear()
+        self.q[(b, a)].clear()
+        for x, y in ((a, b), (b, a)):
+            if x in self.up:
+                self.peers[x].peer_disconnected(y)
 
     def pump(self) -> None:
         for s in list(self.up):
@@ -47,8 +65,13 @@ class Net:
             for e in out:
                 k = e[0]
                 if k == "send":
-                    if e[1] in self.up:
+                    if e[1] in self.up and frozenset((s, e[1])) in self.links:
                         self.q[(s, e[1])].append(e[2])
+                elif k == "disconnect":
+                    self.link_down(s, e[1])
+                    self.effects(e[1]) if e[1] in self.up else None
+                elif k == "connect":
+                    self.link_up(s, e[1])
                 elif k == "persist_epochs":
                     p.epochs_persisted(e[1], e[2])
                 elif k == "append":
@@ -85,11 +108,11 @@ class Net:
             self.deliver_all()
 
     def crash(self, s: int) -> None:
+        for o in list(self.up):
+            if o != s:
+                self.link_down(s, o)
         self.up.discard(s)
         for o in self.up:
-            self.q[(s, o)].clear()
-            self.q[(o, s)].clear()
-            self.peers[o].peer_disconnected(s)
             self.effects(o)
 
     def serving(self) -> set[int]:

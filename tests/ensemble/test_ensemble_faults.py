@@ -109,16 +109,16 @@ def test_kill_leader_and_followers_and_pause_under_load(ens3):
     def scenario(leader, followers):
         time.sleep(1.0)
         ens3.members[leader].kill()                 # kill -9 the leader
-        new = ens3.wait_serving(wait=30)
+        new = ens3.wait_serving(wait=60)
         time.sleep(1.0)
         ens3.members[leader].start()                # it comes back as a follower and catches up
-        ens3.wait_serving(wait=30)
+        ens3.wait_serving(wait=60)
         time.sleep(0.5)
         victim = next(s for s in ens3.members if s != new)
         ens3.members[victim].kill()                 # kill -9 a follower
         time.sleep(1.0)
         ens3.members[victim].start()
-        ens3.wait_serving(wait=30)
+        ens3.wait_serving(wait=60)
         time.sleep(0.5)
         paused = next(s for s in ens3.members if s != new)
         ens3.members[paused].pause()                # SIGSTOP a follower, then the leader
@@ -127,7 +127,7 @@ def test_kill_leader_and_followers_and_pause_under_load(ens3):
         ens3.members[new].pause()
         time.sleep(3.0)                             # longer than syncLimit: followers give up on it
         ens3.members[new].resume()
-        ens3.wait_serving(wait=30)
+        ens3.wait_serving(wait=60)
         time.sleep(1.0)
     run_history(ens3, scenario)
 
@@ -141,14 +141,14 @@ def test_partitions_between_peers(ens3p):
         proxy.isolate(leader, list(ens3p.members))  # the leader alone: the other two elect
         time.sleep(3.5)
         proxy.heal()
-        ens3p.wait_serving(wait=30)
+        ens3p.wait_serving(wait=60)
         time.sleep(1.0)
         new = ens3p.wait_serving()
         f = next(s for s in ens3p.members if s != new)
         proxy.partition_one_way(new, f)             # the leader cannot reach one follower
         time.sleep(3.0)
         proxy.heal()
-        ens3p.wait_serving(wait=30)
+        ens3p.wait_serving(wait=60)
         time.sleep(0.5)
         a, b = [s for s in ens3p.members if s != new]
         proxy.partition(a, b, mode="drop")          # followers cut from each other: no effect
@@ -195,11 +195,11 @@ def test_five_servers_survive_two_failures(tmp_path):
             time.sleep(1.0)
             ens.members[leader].kill()
             ens.members[followers[0]].kill()
-            ens.wait_serving(wait=30)
+            ens.wait_serving(wait=60)
             time.sleep(1.5)
             ens.members[leader].start()
             ens.members[followers[0]].start()
-            ens.wait_serving(wait=30)
+            ens.wait_serving(wait=60)
             time.sleep(1.0)
         run_history(ens, scenario, clients=8, keys=5)
     finally:
@@ -319,7 +319,7 @@ def test_observer_serves_but_does_not_vote(tmp_path):
         assert modes[3] is None and modes[4] is None, modes   # neither serves without a quorum of voters
         for s in voters[:2]:
             ens.members[s].start()
-        assert ens.wait_serving(wait=30) in (1, 2, 3)
+        assert ens.wait_serving(wait=60) in (1, 2, 3)
         assert ens.members[4].mode() == "observer"
     finally:
         ens.stop()

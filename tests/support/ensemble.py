@@ -155,7 +155,7 @@ class Member:
 
 class Ensemble:
     def __init__(self, workdir: Path, n: int = 3, *, kind: str = "coord", proxied: bool = False,
-                 observers: int = 0, tick_ms: int = 200, init_limit: int = 20, sync_limit: int = 10,
+                 observers: int = 0, tick_ms: int = 200, init_limit: int = 10, sync_limit: int = 10,
                  force_sync: bool = True, extra_cfg: dict | None = None, heap_mb: int = 256,
                  log_level: str = "info"):
         if kind not in ("coord", "zookeeper"):
@@ -299,9 +299,14 @@ class Ensemble:
         return ",".join([self.members[sid].connect_string] +
                         [m.connect_string for s, m in self.members.items() if s != sid])
 
-    def dump_logs(self, tail: int = 4000) -> str:
-        return "\n".join(f"--- server {s} ({self.kind}) ---\n{m.log_text()[-tail:]}"
-                         for s, m in self.members.items())
+    def dump_logs(self, lines: int = 60) -> str:
+        """The last interesting log lines of every server (client connection chatter left out)."""
+        out = []
+        for s, m in self.members.items():
+            keep = [ln for ln in m.log_text().splitlines()
+                    if "closing connection" not in ln and "expiring session" not in ln]
+            out.append(f"--- server {s} ({self.kind}) ---\n" + "\n".join(keep[-lines:]))
+        return "\n".join(out)
 
 
 def coord_ensemble_available() -> bool:
