@@ -34,6 +34,7 @@ class Worker(threading.Thread):
         self.counter_version = counter_version  # last acknowledged version of the counter node
         self.error: Exception | None = None
         self.ops = 0
+        self.loaded = threading.Event()  # set after the first acknowledged write
 
     def run(self) -> None:
         zk = client(self.cs)
@@ -66,11 +67,13 @@ class Worker(threading.Thread):
                         raise AssertionError(f"multi failed: {res}")
                     self.acked_multis.append(tag)
                 self.ops += 1
+                self.loaded.set()
         except (KazooException, OSError) as e:
             self.error = e
         except Exception as e:  # noqa: BLE001
             self.error = e
         finally:
+            self.loaded.set()
             threading.Thread(target=_stop_quietly, args=(zk,), daemon=True).start()
 
 
@@ -135,7 +138,9 @@ def crash_loop(tmp_path, seed: int, rounds: int) -> None:
                        for w in range(WORKERS)]
             for w in workers:
                 w.start()
-            time.sleep(rng.uniform(0.3, 2.0))
+            for w in workers:  # kill under load, not while clients are still connecting
+                w.loaded.wait(30)
+            time.sleep(rng.uniform(0.05, 1.5))
             srv.stop(kill=True)
             for w in workers:
                 w.join(30)
