@@ -66,39 +66,61 @@ def membership_digest(voters, observers) -> int:
     return zlib.crc32(text.encode())
 
 
-class FrameReader:
-    """Incremental frame parser with a size bound; raises FrameError on anything malformed."""
+_KINDS = frozenset((HELLO, DATA, PING))
 
-    __slots__ = ("buf", "max_frame")
+
+class FrameReader:
+    """Incremental frame parser with a size bound; raises FrameError on anything malformed.
+
+    A partial frame waits in `buf` until `need` bytes are there, so a large frame arriving in many
+    chunks is copied once, not once per chunk."""
+
+    __slots__ = ("buf", "max_frame", "need")
 
     def __init__(self, max_frame: int):
         self.buf = bytearray()
         self.max_frame = max_frame
+        self.need = 0
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         buf = self.buf
-        buf += data
+        if buf:
+            buf += data
+            if len(buf) < self.need:
+                return []
+            src = bytes(buf)
+            buf.clear()
+        else:
+            src = data
         out = []
         pos = 0
-        n = len(buf)
+        n = len(src)
+        unpack = _HDR.unpack_from
+        crc32 = zlib.crc32
+        max_frame = self.max_frame
+        need = 0
         while n - pos >= HDR_SIZE:
-            version, kind, reserved, length, crc = _HDR.unpack_from(buf, pos)
+            version, kind, reserved, length, crc = unpack(src, pos)
             if version != VERSION:
                 raise FrameError(f"unsupported peer protocol version {version}")
-            if kind not in (HELLO, DATA, PING) or reserved != 0:
+            if kind not in _KINDS or reserved != 0:
                 raise FrameError(f"bad frame kind {kind}/{reserved}")
-            if length > self.max_frame:
-                raise FrameError(f"frame of {length} bytes exceeds the bound of {self.max_frame}")
+            if length > max_frame:
+                raise FrameError(f"frame of {length} bytes exceeds the bound of {max_frame}")
             end = pos + HDR_SIZE + length
             if end > n:
+                need = HDR_SIZE + length
                 break
-            payload = bytes(buf[pos + HDR_SIZE:end])
-            if zlib.crc32(payload) != crc:
+            payload = src[pos + HDR_SIZE:end]
+            if crc32(payload) != crc:
                 raise FrameError("frame checksum mismatch")
             out.append((kind, payload))
             pos = end
-        if pos:
-            del buf[:pos]
+        if pos < n:
+            buf += src[pos:] if pos else src
+            self.need = need or HDR_SIZE
+        else:
+            self.need = 0
         return out
 
 
@@ -147,25 +169,40 @@ class _Conn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        self.last_recv_ms = self.mgr.now_ms()
-        self.mgr.bytes_received += len(data)
+        mgr = self.mgr
+        self.last_recv_ms = mgr.now_ms()
+        mgr.bytes_received += len(data)
         try:
             frames = self.reader.feed(data)
+            if not frames:
+                return
+            if self.established and mgr.links.get(self.sid) is self:
+                deliver = mgr.on_message
+                sid = self.sid
+                for kind, payload in frames:
+                    if self.closed:
+                        return
+                    if kind == DATA:
+                        mgr.messages_received += 1
+                        deliver(sid, payload)
+                    elif kind == HELLO:
+                        raise FrameError("second HELLO")
+                return
             for kind, payload in frames:
                 if self.closed:
                     return
                 if kind == DATA:
                     if not self.established:
                         raise FrameError("DATA before HELLO")
-                    self.mgr.messages_received += 1
-                    self.mgr._deliver(self, payload)
+                    mgr.messages_received += 1
+                    mgr._deliver(self, payload)
                 elif kind == HELLO:
                     self._on_hello(payload)
                 elif kind == PING:
                     if not self.established:
                         raise FrameError("PING before HELLO")
         except FrameError as e:
-            self.mgr.garbage_disconnects += 1
+            mgr.garbage_disconnects += 1
             self.abort(f"protocol error: {e}")
 
     def _on_hello(self, payload: bytes) -> None:
@@ -314,11 +351,19 @@ class PeerTransport:
         if c is None or not c.established or c.closed:
             self.messages_dropped += 1
             return False
-        if len(data) > self.max_frame:
-            raise ValueError(f"message of {len(data)} bytes exceeds the peer frame bound {self.max_frame}")
-        c.write(encode_frame(DATA, data))
+        n = len(data)
+        if n > self.max_frame:
+            raise ValueError(f"message of {n} bytes exceeds the peer frame bound {self.max_frame}")
+        pending = c.pending
+        pending.append(_HDR.pack(VERSION, DATA, 0, n, zlib.crc32(data)))
+        pending.append(data)
+        c.pending_bytes += n + HDR_SIZE
         self.messages_sent += 1
-        self._mark(c)
+        if c not in self.dirty:
+            self.dirty.add(c)
+            if not self.flush_scheduled:
+                self.flush_scheduled = True
+                self.loop.call_soon(self.flush)
         return True
 
     def connect(self, sid: int) -> None:
