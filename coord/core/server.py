@@ -537,6 +537,9 @@ class ServerCore:
         if t == -10:
             return R.TxnHeader(sid, 0, zxid, now, t), request.req
         if t == -11:
+            s = self.sessions.get(sid)
+            if s is not None:
+                s.closing = True   # nothing prepared after the close may act for this session
             return R.TxnHeader(sid, request.cxid, zxid, now, t), self.prep.close_session(sid, zxid)
         if t == 14:
             txn = self.prep.multi(request.req, sid, request.auth, zxid, now)

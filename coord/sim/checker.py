@@ -110,6 +110,8 @@ class Checker:
             elif h.type == -11 and h.clientId not in self.closed:
                 self.closed[h.clientId] = z
         self.pos[node.sid] = z
+        if node.role == "leading":
+            self._committed_durably(node, z, crc)
         if e.hdr.type == -11:
             s = e.hdr.clientId
             if tree.ephemerals.get(s) or s in tree.sessions:
@@ -121,6 +123,35 @@ class Checker:
                 if n is not None and n.owner in self.closed and self.closed[n.owner] < z:
                     self.fail(f"server {node.sid}: ephemeral {path} created at 0x{z:x} for session "
                               f"0x{n.owner:x}, closed at 0x{self.closed[n.owner]:x}")
+
+    def _committed_durably(self, leader, z: int, crc: int) -> None:
+        """A leader applies z only once z is on disk on a quorum of voters (fsynced, or inside a
+        durable snapshot): Zab's whole promise, checked against the simulated disks themselves."""
+        w = self.world
+        holders = [n.sid for n in w.nodes.values() if n.sid in w.voters
+                   and (n.disk.durable.get(z) == crc or n.disk.snap_cover >= z)]
+        if len(holders) < len(w.voters) // 2 + 1:
+            self.fail(f"leader {leader.sid} committed 0x{z:x}, durable only on {holders}")
+
+    def message_sent(self, node, msg) -> None:
+        """Promises must be on disk before they are made."""
+        from coord.core.zab import messages as M
+        a, c = node.disk.epochs
+        if type(msg) is M.AckEpoch and msg.fresh and a < msg.epoch:
+            self.fail(f"server {node.sid} sent ACKEPOCH({msg.epoch}) with accepted epoch {a} on disk")
+        if type(msg) is M.AckNewLeader:
+            if c < msg.epoch:
+                self.fail(f"server {node.sid} acked NEWLEADER({msg.epoch}) with current epoch {c} on disk")
+            self._durable_to(node, msg.zxid, "NEWLEADER")
+        if type(msg) is M.Ack:
+            self._durable_to(node, msg.zxid, "a proposal")
+        if type(msg) is M.LeaderInfo and a < msg.epoch:
+            self.fail(f"server {node.sid} proposed epoch {msg.epoch} with accepted epoch {a} on disk")
+
+    def _durable_to(self, node, z: int, what: str) -> None:
+        d = node.disk
+        if z and d.durable.get(z) is None and d.snap_cover < z:
+            self.fail(f"server {node.sid} acked {what} at 0x{z:x}, which is not on its disk")
 
     def established(self, node, epoch: int) -> None:
         who = self.leaders.setdefault(epoch, node.sid)

@@ -12,6 +12,7 @@ A read can come back corrupted (a bit flip): checksums catch it and the reader r
 from __future__ import annotations
 
 import random
+import zlib
 from collections import deque
 
 from coord.core import logformat, snapformat
@@ -31,6 +32,8 @@ class SimDisk:
         self.torn_writes = torn_writes
         self.corrupt_reads = corrupt_reads
         self.slow = slow
+        self.durable: dict[int, int] = {}        # zxid -> crc32 of the txn blob, for the checkers
+        self.snap_cover = 0                      # every committed txn up to here is in a snapshot
         self.fsyncs = 0
         self.torn = 0
         self.read_retries = 0
@@ -40,7 +43,7 @@ class SimDisk:
         r = self.rng
         if self.slow and r.random() < self.slow:
             return r.randint(20, 200)
-        return r.randint(1, 6)
+        return r.randint(2, 15)
 
     def enqueue(self, op: tuple) -> None:
         self.queue.append(op)
@@ -54,7 +57,9 @@ class SimDisk:
             records = list(op[1])
             while self.queue and self.queue[0][0] == "append":
                 records.extend(self.queue.popleft()[1])
-            op = ("append", records, b"".join(logformat.encode_record(h, t) for h, t in records))
+            encoded = [logformat.encode_record(h, t) for h, t in records]
+            op = ("append", records, b"".join(encoded), [(h.zxid, zlib.crc32(e[16:]))
+                                                          for (h, _t), e in zip(records, encoded)])
         self.busy = op
         return op
 
@@ -66,20 +71,27 @@ class SimDisk:
         if kind == "append":
             self.log += op[2]
             self.fsyncs += 1
+            for z, crc in op[3]:
+                self.durable[z] = crc
         elif kind == "epochs":
             self.epochs = (op[1], op[2])
         elif kind == "truncate":
             self._truncate_after(op[1])
         elif kind == "install":
             self.snapshots.append((op[2], op[1]))
+            self.snapshots.sort(key=lambda s: s[0])
             self._truncate_after(op[2])
+            self.snap_cover = max(self.snap_cover, op[2])
         elif kind == "snapshot":
             self.snapshots.append((op[2], op[1]))
             self.snapshots.sort(key=lambda s: s[0])
             del self.snapshots[:-3]
+            self.snap_cover = max(self.snap_cover, op[2])
         return op
 
     def _truncate_after(self, z: int) -> None:
+        for k in [k for k in self.durable if k > z]:
+            del self.durable[k]
         end = logformat.FILE_HEADER_SIZE
         for hdr, _txn, pos in logformat.iter_records(self.log):
             if hdr.zxid > z:
@@ -147,7 +159,9 @@ class SimDisk:
         data = self._read_verified(self.log, lambda b: _log_intact(b))
         records = []
         end = logformat.FILE_HEADER_SIZE
+        self.durable = {}
         for hdr, txn, pos in logformat.iter_records(data):
+            self.durable[hdr.zxid] = zlib.crc32(data[end + 16:pos])   # a torn write may have kept whole records
             end = pos
             if hdr.zxid > snap_zxid:
                 records.append((hdr, txn))

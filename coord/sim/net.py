@@ -16,6 +16,9 @@ from __future__ import annotations
 import random
 
 
+NEMESIS_TYPES = frozenset({5, 7, 8, 9})     # TRUNC, SNAP, NEWLEADER, ACKNEWLEADER (messages.py)
+
+
 class Link:
     __slots__ = ("a", "b", "lid", "last_at")
 
@@ -37,7 +40,7 @@ class Network:
         self.dup = 0.0
         self.reorder = 0.0
         self.corrupt = 0.0
-        self.delay = (1, 5)
+        self.delay = (1, 3)
         self.slow = 0.0
         self.idle_ms = 300
         self.connect_ms = (1, 5)
@@ -134,6 +137,8 @@ class Network:
         link = self.links.get(self.key(a, b))
         if link is None or link.lid != lid or (a, b) in self.blocked:
             return
+        if len(data) > 1 and data[1] in NEMESIS_TYPES:
+            self.world.nemesis_message(data[1], a, b)
         self.world.node(b).deliver(a, data)
 
     # -- partitions ------------------------------------------------------------------------------

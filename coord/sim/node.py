@@ -11,10 +11,12 @@ from coord.core import snapformat
 from coord.core.config import CoreConfig
 from coord.core.server import ServerCore
 from coord.core.watches import WatchManager
+from coord.core.zab import messages as M
 from coord.core.zab.peer import QuorumPeer
 from coord.sim.disk import SimDisk
 
 TICK_MS = 10
+CHECKED_TYPES = frozenset({3, 4, 9, 12})    # LEADERINFO, ACKEPOCH, ACKNEWLEADER, ACK (messages.py)
 
 
 class RecordingWatches(WatchManager):
@@ -164,12 +166,16 @@ class SimNode:
         for eff in self.peer.drain_effects():
             kind = eff[0]
             if kind == "send":
-                net.send(self.sid, eff[1], eff[2])
+                data = eff[2]
+                if data[1] in CHECKED_TYPES:
+                    w.checker.message_sent(self, M.decode(data)[1])
+                net.send(self.sid, eff[1], data)
             elif kind == "append":
                 self.disk.enqueue(("append", eff[1]))
             elif kind == "persist_epochs":
                 self.disk.enqueue(("epochs", eff[1], eff[2]))
                 w.checker.epochs_asked(self, eff[1], eff[2])
+                w.nemesis("persist", self.sid)
             elif kind == "connect":
                 net.connect(self.sid, eff[1])
             elif kind == "disconnect":
@@ -179,8 +185,10 @@ class SimNode:
                     net.close(self.sid, other, delay_other=self.rng.randint(1, 10))
             elif kind == "truncate":
                 self.disk.enqueue(("truncate", eff[1]))
+                w.nemesis("truncate", self.sid)
             elif kind == "install_snapshot":
                 self.disk.enqueue(("install", eff[1], eff[2]))
+                w.nemesis("install", self.sid)
             elif kind == "role":
                 self.role = eff[1]
                 w.checker.role(self, eff[1])
@@ -216,6 +224,7 @@ class SimNode:
 
     def established(self, peer, epoch: int) -> None:
         self.world.checker.established(self, epoch)
+        self.world.nemesis("established", self.sid)
 
     # -- clients -----------------------------------------------------------------------------------
     def client_connect(self, client) -> int | None:

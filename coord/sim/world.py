@@ -90,6 +90,7 @@ class World:
         n = opts.nodes + opts.observers
         voters = {s: None for s in range(1, opts.nodes + 1)}
         observers = {s: None for s in range(opts.nodes + 1, n + 1)}
+        self.voters = set(voters)
         self.nodes = {s: SimNode(self, s, voters, observers, self.zab_config, self.rng.stream(f"node{s}"),
                                  disk_faults=opts.faults)
                       for s in range(1, n + 1)}
@@ -168,7 +169,7 @@ class World:
                 self.note(f"crash {sid}")
                 self.nodes[sid].crash()
                 self.after(r.randint(50, 3000), self._restart, sid)
-        elif kind == "crash_all" and r.random() < 0.2:
+        elif kind == "crash_all" and r.random() < 0.4:
             self.note("power loss: crash all")
             for sid in sids:
                 self.nodes[sid].crash()
@@ -211,6 +212,45 @@ class World:
                 self.next_client += 1
                 self.clients.append(nc)
                 nc.start()
+
+    def nemesis(self, event: str, sid: int) -> None:
+        """Crash servers right after protocol moments where ordering bugs hide (an epoch written, a
+        truncation or snapshot install begun, an epoch established): with a slow disk in play, that
+        is exactly the window in which an early ACK or a forgotten fsync would lose a txn."""
+        if self.phase != "safety" or "crash" not in self.fault_kinds:
+            return
+        r = self.faults
+        if r.random() >= 0.15:
+            return
+        sids = sorted(self.nodes)
+        if event == "established" or r.random() < 0.3:
+            victims = r.sample(sids, r.randint(1, len(sids)))
+        else:
+            victims = [sid]
+        delay = r.randint(0, 12)
+        self.note(f"nemesis after {event} on {sid}: crash {victims} in {delay} ms")
+        for v in victims:
+            self.after(delay, self._crash, v)
+            self.after(delay + r.randint(50, 1500), self._restart, v)
+
+    def nemesis_message(self, mtype: int, frm: int, to: int) -> None:
+        """Crash around synchronisation messages: the receiver (and maybe the sender, kept down for a
+        while) right after a TRUNC, a SNAP chunk, a NEWLEADER or an ACKNEWLEADER arrives."""
+        if self.phase != "safety" or "crash" not in self.fault_kinds:
+            return
+        r = self.faults
+        if r.random() >= 0.06:
+            return
+        victims = [to] if r.random() < 0.5 else [to, frm]
+        delay = r.randint(0, 10)
+        self.note(f"nemesis after message type {mtype} {frm}->{to}: crash {victims} in {delay} ms")
+        for v in victims:
+            self.after(delay, self._crash, v)
+            self.after(delay + (r.randint(50, 500) if v == to else r.randint(500, 4000)), self._restart, v)
+
+    def _crash(self, sid: int) -> None:
+        if self.phase == "safety" and self.nodes[sid].up:
+            self.nodes[sid].crash()
 
     def _restart(self, sid: int) -> None:
         n = self.nodes[sid]

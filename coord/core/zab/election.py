@@ -103,7 +103,9 @@ class Election:
         """Only called while active (looking); the peer answers notifications itself otherwise."""
         vote = Vote(n.leader, n.zxid, n.peer_epoch)
         sender_votes = self.quorum.is_voter(sender) and not (n.flags & NF_NON_VOTING)
-        if n.state == LOOKING or n.state == OBSERVING:
+        if n.state == OBSERVING:
+            return                   # a settled observer has nothing to tell an election
+        if n.state == LOOKING:
             if not sender_votes:
                 self._send(sender)   # an observer or non-voter looking: tell it what we think
                 return
@@ -155,7 +157,7 @@ class Election:
 
     def _send(self, to: int) -> None:
         if to != self.sid:
-            self.out.append((to, self.notification(LOOKING if self.voting else OBSERVING)))
+            self.out.append((to, self.notification(LOOKING)))
 
     def _notify_all(self, now: int) -> None:
         self.next_resend = now + self.interval

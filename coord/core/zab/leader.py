@@ -126,6 +126,11 @@ class LeaderRole:
         self._maybe_choose_epoch()
 
     def stop(self) -> None:
+        """Stepping down: cut every learner loose at once (they go looking now, not after syncLimit),
+        as ZooKeeper's leader closes its LearnerHandler sockets."""
+        for sid in sorted(self.handles):
+            self.peer.disconnect(sid, "the leader is stepping down")
+        self.handles.clear()
         self.held.clear()
         self.local_syncs.clear()
         self.remote_syncs.clear()

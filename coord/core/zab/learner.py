@@ -78,6 +78,8 @@ class LearnerRole:
             self.peer.want_link(self.leader)
 
     def stop(self) -> None:
+        if self.leader in self.peer.links:
+            self.peer.disconnect(self.leader, "no longer following it")
         self.syncs.clear()
         self.snap_buf = None
 
@@ -90,7 +92,7 @@ class LearnerRole:
             self.send_info()
 
     def on_link_down(self, sid: int) -> None:
-        if sid == self.leader:
+        if sid == self.leader and self.peer.role is self:
             self.peer.become_looking(f"lost the link to leader {sid}")
 
     def send_info(self) -> None:
@@ -111,9 +113,9 @@ class LearnerRole:
     def fail(self, why: str) -> None:
         """The leader broke the protocol (or we cannot follow it): leave it."""
         peer = self.peer
-        peer.disconnect(self.leader, why)
+        peer.log("warn", f"leaving leader {self.leader}: {why}")
         if peer.role is self:
-            peer.become_looking(why)
+            peer.become_looking(why)      # stop() closes the link
 
     def step(self, sender: int, msg) -> None:
         if sender != self.leader:

@@ -161,12 +161,15 @@ class Message:
     FIXED: struct.Struct | None = None
     FIELDS: tuple = ()
 
+    def fields(self) -> tuple[str, ...]:
+        return tuple(f for c in reversed(type(self).__mro__) for f in getattr(c, "__slots__", ()))
+
     def __repr__(self):
-        inner = ", ".join(f"{f}={_fmt(getattr(self, f))}" for f in self.__slots__)
-        return f"{type(self).__name__}({inner})"
+        inner = ", ".join(f"{f}={_fmt(getattr(self, f))}" for f in self.fields())
+        return f"{type(self).__name__.upper()}({inner})"
 
     def __eq__(self, other):
-        return type(other) is type(self) and all(getattr(self, f) == getattr(other, f) for f in self.__slots__)
+        return type(other) is type(self) and all(getattr(self, f) == getattr(other, f) for f in self.fields())
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -298,8 +298,11 @@ class QuorumPeer:
 
     # -- roles -------------------------------------------------------------------------------------
     def set_role(self, state: str, role) -> None:
-        if self.role is not None:
-            self.role.stop()
+        old = self.role
+        self.role = None                # so that links it closes while stopping do not call back
+        self.step = self.step_looking
+        if old is not None:
+            old.stop()
         self.state = state
         self.role = role
         self.step = role.step if role is not None else self.step_looking
