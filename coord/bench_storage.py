@@ -29,6 +29,16 @@ from coord.jute import records as R
 
 _LEN = struct.Struct(">i")
 _REPLY = struct.Struct(">iqi")
+
+
+def _support():
+    """The process launchers of the test suite (tests/support), from a source checkout."""
+    try:
+        import tests.support.real_zk  # noqa: F401
+    except ImportError:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.support import coord_server, real_zk
+    return coord_server, real_zk
 OPEN = [R.ACL(31, R.Id("world", "anyone"))]
 
 
@@ -277,8 +287,7 @@ def _measure_stall(port: int, probe: str, write_paths: list[str], snap_dir: Path
 
 
 def run_zookeeper(ds: Path, meta: dict, work: Path, heap_mb: int, snap_count: int) -> dict:
-    from tests.support.real_zk import RealZooKeeper
-    zk = RealZooKeeper(work / "zk", force_sync=True, heap_mb=heap_mb,
+    zk = _support()[1].RealZooKeeper(work / "zk", force_sync=True, heap_mb=heap_mb,
                        extra_cfg={"snapCount": str(snap_count), "autopurge.snapRetainCount": "3"})
     shutil.rmtree(zk.workdir, ignore_errors=True)
     shutil.copytree(ds / "zk", zk.data_dir)
@@ -303,8 +312,7 @@ def _write_paths(meta) -> list[str]:
 
 
 def run_coord(ds: Path, meta: dict, work: Path, snap_count: int) -> dict:
-    from tests.support.coord_server import CoordProcess
-    c = CoordProcess(work / "coord", force_sync=True, extra_cfg={"snapCount": str(snap_count)})
+    c = _support()[0].CoordProcess(work / "coord", force_sync=True, extra_cfg={"snapCount": str(snap_count)})
     shutil.rmtree(c.workdir, ignore_errors=True)
     shutil.copytree(ds / "coord", c.data_dir)
     t0 = time.monotonic()
@@ -342,9 +350,8 @@ def bench_storage_command(nodes, txns, rounds, snap_count, zk_heap_mb, workdir, 
     """Recovery time, memory and snapshot stall vs ZooKeeper 3.8 (forceSync=yes, same machine, same run)."""
     from rich.console import Console
     from rich.table import Table
-    from tests.support.real_zk import available
     console = Console(stderr=as_json)
-    if not available():
+    if not _support()[1].available():
         raise click.ClickException("real ZooKeeper 3.8 is not installed (apt-get install zookeeper)")
     ds = workdir / f"data-{nodes}-{txns}"
     if not (ds / "meta.json").exists():
