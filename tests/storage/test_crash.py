@@ -9,7 +9,7 @@ import time
 
 import pytest
 from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException, NodeExistsError
+from kazoo.exceptions import KazooException
 from kazoo.retry import KazooRetry
 
 from tests.support.coord_server import CoordProcess
