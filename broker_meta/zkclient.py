@@ -192,15 +192,19 @@ class ZkClient:
         return self
 
     def _create_chroot(self) -> None:
-        """Kafka's createChrootIfNecessary: a short session without the chroot, exists then create."""
+        """Kafka's createChrootIfNecessary: a short session without the chroot, exists, then
+        makeSurePersistentPathExists (createRecursive with null data, parents first, NodeExists
+        tolerated; kazoo's ensure_path would write empty data instead of null)."""
         zk = KazooClient(hosts=self.connect.hosts, timeout=self.session_timeout_ms / 1000.0)
         zk.start(timeout=self.connection_timeout_ms / 1000.0)
         try:
             if zk.exists(self.connect.chroot) is None:
-                try:
-                    zk.ensure_path(self.connect.chroot)
-                except NodeExistsError:
-                    pass
+                parts = self.connect.chroot.strip("/").split("/")
+                for i in range(1, len(parts) + 1):
+                    try:
+                        zk.create("/" + "/".join(parts[:i]), None)
+                    except NodeExistsError:
+                        pass
         finally:
             zk.stop()
             zk.close()

@@ -50,11 +50,32 @@ class Target:
 def pytest_collection_modifyitems(config, items):
     for item in items:
         cs = getattr(item, "callspec", None)
-        if cs is not None and cs.params.get("zk_target") == "zookeeper":
+        if cs is not None and any(str(cs.params.get(k, "")).startswith("zookeeper")
+                                  for k in ("zk_target", "failover_target")):
             item.add_marker(pytest.mark.realzk)
 
 
+# 3-server ensembles (real ZooKeeper and coord, the same zoo.cfg values): short ticks; initLimit of 2 s
+# bounds a stalled discovery round after a leader loss; sessions up to 40 s so that brokers can outlive
+# an ensemble leader change.
+ENSEMBLE_CFG = {"tickTime": "200", "initLimit": "10", "syncLimit": "10", "maxSessionTimeout": "40000"}
+
+
 def start_target(name: str, workdir: Path) -> Target:
+    """A server to run against: "zookeeper", "coord" (standalone), or a 3-server "zookeeper-ensemble"
+    or "coord-ensemble" (connect string naming all three; the handle has .members and .leader())."""
+    if name == "zookeeper-ensemble":
+        if not real_zk.available():
+            pytest.skip("real ZooKeeper 3.8 not installed")
+        ens = real_zk.RealZooKeeperEnsemble(workdir, 3, extra_cfg=ENSEMBLE_CFG).start()
+        return Target(name, ens.connect_string, ens.stop, ens)
+    if name == "coord-ensemble":
+        mod = _coord_module()
+        if mod is None or not hasattr(mod, "start_coord_ensemble"):
+            pytest.skip("no coord ensemble support (tests.support.coord_server.start_coord_ensemble)")
+        ens = mod.start_coord_ensemble(workdir, 3, force_sync=False, tick_ms=200, init_limit=10, sync_limit=10,
+                                       extra_cfg={"maxSessionTimeout": ENSEMBLE_CFG["maxSessionTimeout"]})
+        return Target(name, ens.connect_string, ens.stop, ens)
     if name == "zookeeper":
         if not real_zk.available():
             pytest.skip("real ZooKeeper 3.8 not installed")

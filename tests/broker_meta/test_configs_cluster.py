@@ -22,6 +22,17 @@ def test_top_level_paths_have_null_data(zk):
         assert data is None, p
 
 
+def test_chroot_is_created_with_null_data(zk_clients):
+    """createChrootIfNecessary uses makeSurePersistentPathExists: every level null, not empty."""
+    zk_clients.chroot += "/nested/chroot"
+    zk_clients.connect = zk_clients.target.connect_string + zk_clients.chroot
+    zk_clients.new()
+    raw = zk_clients.raw(chroot=False)
+    parts = zk_clients.chroot.strip("/").split("/")
+    for i in range(1, len(parts) + 1):
+        assert raw.get("/" + "/".join(parts[:i]))[0] is None, parts[:i]
+
+
 def test_config_change_writes_entity_and_notification(zk):
     cluster.create_top_level_paths(zk)
     note = set_entity_config(zk, "topics", "t1", {"retention.ms": "86400000"})
