@@ -107,6 +107,8 @@ class Prep:
 
     @staticmethod
     def _parent_for_delete(path) -> str:
+        if path is None:
+            raise PrepError(Err.MARSHALLINGERROR)  # ZooKeeper: NullPointerException
         if not path or "/" not in path or "\0" in path or path in SPECIAL:
             raise PrepError(Err.BADARGUMENTS, path)
         return parent_of(path)
@@ -204,6 +206,8 @@ class Prep:
             # ZooKeeper 3.8 refuses this when ttl >= 0 and crashes its server when ttl < 0.
             raise PrepError(Err.BADARGUMENTS, req.path)
         path = req.path
+        if path is None:
+            raise PrepError(Err.MARSHALLINGERROR)  # ZooKeeper: NullPointerException
         if not path or path.rfind("/") < 0 or "\0" in path:
             raise PrepError(Err.BADARGUMENTS, path)
         parent_path = path[:path.rfind("/")] or "/"
@@ -256,6 +260,7 @@ class Prep:
             try:
                 txn = self.op(type_, req, session_id, auth, zxid, time)
             except PrepError as e:
+                unexpected = e.err == Err.MARSHALLINGERROR
                 while len(self.changes) > mark:
                     c = self.changes.pop()
                     if self.outstanding.get(c.path) is c:
@@ -263,6 +268,8 @@ class Prep:
                 for p, c in saved.items():
                     if c is not None:
                         self.outstanding[p] = c
+                if unexpected:
+                    raise  # not a KeeperException in ZooKeeper: the whole multi fails
                 txns.append(R.Txn(-1, R.ErrorTxn(int(e.err)).encode()))
                 rest = R.Txn(-1, R.ErrorTxn(int(Err.RUNTIMEINCONSISTENCY)).encode())
                 txns.extend(rest for _ in range(len(ops) - i - 1))

@@ -41,8 +41,10 @@ _SYNC_CONNECTED = int(KeeperState.SyncConnected)
 
 # Pending entry states
 READY, WAIT_COMMIT, DEFERRED = 0, 1, 2
-# The request record of a write whose body did not decode (it becomes a MARSHALLINGERROR error txn).
+# The request record of a write whose body did not decode (it becomes a MARSHALLINGERROR error txn),
+# and of a client's deleteContainer (BADARGUMENTS).
 MALFORMED = R.ErrorTxn(int(Err.MARSHALLINGERROR))
+REFUSED = R.ErrorTxn(int(Err.BADARGUMENTS))
 
 WRITE_OPS = frozenset(int(o) for o in (
     OpCode.create, OpCode.delete, OpCode.setData, OpCode.setACL, OpCode.check, OpCode.multi,
@@ -355,7 +357,14 @@ class ServerCore:
         if op == 100:  # auth
             self._auth(conn, xid, payload)
             return
-        if op not in KNOWN_OPS or op == 102:
+        if op == 102:
+            # No SASL server is configured: ZooKeeper answers a well-formed token with an empty
+            # SetSASLResponse and closes the connection on a malformed one.
+            if decode(R.GetSASLRequest, payload, 8)[0].token is None:
+                raise JuteError("null SASL token")
+            self._enqueue(conn, Pending(xid, READY, self._reply(xid, 0, b"\xff\xff\xff\xff"), op=op, t0=t0))
+            return
+        if op not in KNOWN_OPS:
             self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.UNIMPLEMENTED), op=op, t0=t0))
             return
         if s is None or s.closing:
@@ -369,12 +378,13 @@ class ServerCore:
             try:
                 req = self._decode_write(op, payload)
             except JuteError:
-                if op == 16 or not self.is_sequencer():
-                    self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.MARSHALLINGERROR), op=op, t0=t0))
+                req = MALFORMED
+            if req is MALFORMED or req is REFUSED:
+                if (op == 16 and req is MALFORMED) or not self.is_sequencer():
+                    self._enqueue(conn, Pending(xid, READY, self._reply(xid, req.err), op=op, t0=t0))
                     return
                 # ZooKeeper's PrepRequestProcessor stamps a zxid before it decodes the body, so an
-                # undecodable write still becomes an error txn (MARSHALLINGERROR) that uses a zxid.
-                req = MALFORMED
+                # undecodable (or refused) write still becomes an error txn that uses a zxid.
             if op == -11:
                 conn.close_requested = True
             pending = Pending(xid, WAIT_COMMIT, op=op, t0=t0)
@@ -486,10 +496,9 @@ class ServerCore:
         if op == -11:
             return None
         if op == 20:
-            try:
-                return R.DeleteRequest(str(payload[8:], "utf-8"), -1)
-            except UnicodeDecodeError:
-                raise JuteError("deleteContainer path is not UTF-8") from None
+            # The server's own cleanup op. ZooKeeper reads its path from the whole packet buffer,
+            # request header included, so from a client it always fails BADARGUMENTS.
+            return REFUSED
         return decode(REQUEST_RECORD[op], payload, 8)[0]
 
     @staticmethod
@@ -532,8 +541,8 @@ class ServerCore:
         now = self.now_ms
         t = request.type
         sid = request.session_id
-        if request.req is MALFORMED:
-            return R.TxnHeader(sid, request.cxid, zxid, now, -1), R.ErrorTxn(int(Err.MARSHALLINGERROR))
+        if request.req is MALFORMED or request.req is REFUSED:
+            return R.TxnHeader(sid, request.cxid, zxid, now, -1), request.req
         if t == -10:
             return R.TxnHeader(sid, 0, zxid, now, t), request.req
         if t == -11:
@@ -542,7 +551,10 @@ class ServerCore:
                 s.closing = True   # nothing prepared after the close may act for this session
             return R.TxnHeader(sid, request.cxid, zxid, now, t), self.prep.close_session(sid, zxid)
         if t == 14:
-            txn = self.prep.multi(request.req, sid, request.auth, zxid, now)
+            try:
+                txn = self.prep.multi(request.req, sid, request.auth, zxid, now)
+            except PrepError as e:  # an op ZooKeeper fails with a runtime exception, not per op
+                return R.TxnHeader(sid, request.cxid, zxid, now, -1), R.ErrorTxn(int(e.err))
             return R.TxnHeader(sid, request.cxid, zxid, now, t), txn
         try:
             if t == 16:
@@ -746,8 +758,7 @@ class ServerCore:
                 acl = aclmod.redact_digests(acl)
             return self._reply(xid, 0, R.GetACLResponse(acl_records(acl), node.stat()).encode())
         if op == 101 or op == 105:
-            self._set_watches(conn, req, op == 105)
-            return self._reply(-8, 0)
+            return self._reply(xid, self._set_watches(conn, req, op == 105))
         if op == 106:
             # ZooKeeper validates neither the path nor the mode here; an unknown mode fails inside its
             # FinalRequestProcessor, which answers MARSHALLINGERROR.
@@ -838,39 +849,52 @@ class ServerCore:
                     found = True
         return self._reply(xid, 0 if found else Err.NOWATCHER)
 
-    def _set_watches(self, conn: Connection, req, v2: bool) -> None:
-        tree = self.tree
+    def _set_watches(self, conn: Connection, req, v2: bool) -> int:
+        """DataTree.setWatches: replay by relativeZxid, list by list; a null list or path stops it
+        where ZooKeeper's loop would throw (MARSHALLINGERROR), keeping what was done before."""
+        nodes = self.tree.nodes
         rz = req.relativeZxid
         w = conn.conn_id
         events = []
-        for path in req.dataWatches or ():
-            node = tree.nodes.get(path)
-            if node is None:
-                events.append((2, path))
-            elif node.mzxid > rz:
-                events.append((3, path))
-            else:
-                self.watches.data.add(path, w)
-        for path in req.existWatches or ():
-            if path in tree.nodes:
-                events.append((1, path))
-            else:
-                self.watches.data.add(path, w)
-        for path in req.childWatches or ():
-            node = tree.nodes.get(path)
-            if node is None:
-                events.append((2, path))
-            elif node.pzxid > rz:
-                events.append((4, path))
-            else:
-                self.watches.child.add(path, w)
+        err = 0
+        lists = [req.dataWatches, req.existWatches, req.childWatches]
         if v2:
-            for path in req.persistentWatches or ():
-                self.watches.add_persistent(path, w, False)
-            for path in req.persistentRecursiveWatches or ():
-                self.watches.add_persistent(path, w, True)
+            lists += [req.persistentWatches, req.persistentRecursiveWatches]
+        for kind, paths in enumerate(lists):
+            if paths is None:
+                err = int(Err.MARSHALLINGERROR)
+                break
+            for path in paths:
+                if path is None:
+                    err = int(Err.MARSHALLINGERROR)
+                    break
+                node = nodes.get(path) or self._alias(path)
+                if kind == 0:
+                    if node is None:
+                        events.append((2, path))
+                    elif node.mzxid > rz:
+                        events.append((3, path))
+                    else:
+                        self.watches.data.add(path, w)
+                elif kind == 1:
+                    if node is not None:
+                        events.append((1, path))
+                    else:
+                        self.watches.data.add(path, w)
+                elif kind == 2:
+                    if node is None:
+                        events.append((2, path))
+                    elif node.pzxid > rz:
+                        events.append((4, path))
+                    else:
+                        self.watches.child.add(path, w)
+                else:
+                    self.watches.add_persistent(path, w, kind == 4)
+            if err:
+                break
         for etype, path in events:
             self._send(conn, self._notification(etype, path))
+        return err
 
     # -- time-driven work ----------------------------------------------------------------------
     def tick(self) -> None:

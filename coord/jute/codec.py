@@ -30,11 +30,16 @@ def _struct(fmt: str) -> struct.Struct:
     return s
 
 
+# As org.apache.jute.BinaryInputArchive: length -1 is null, any other negative length is an error
+# (checkLength), a negative vector count other than -1 is an empty vector, and malformed UTF-8 in a
+# ustring decodes with U+FFFD replacements (new String(bytes, UTF_8)) rather than failing.
 def _read_buffer(b, p: int):
     (n,) = _INT.unpack_from(b, p)
     p += 4
     if n < 0:
-        return None, p
+        if n == -1:
+            return None, p
+        raise JuteError(f"negative buffer length {n}")
     e = p + n
     if e > len(b):
         raise JuteError(f"buffer length {n} exceeds the {len(b) - p} bytes left")
@@ -45,14 +50,16 @@ def _read_ustring(b, p: int):
     (n,) = _INT.unpack_from(b, p)
     p += 4
     if n < 0:
-        return None, p
+        if n == -1:
+            return None, p
+        raise JuteError(f"negative string length {n}")
     e = p + n
     if e > len(b):
         raise JuteError(f"string length {n} exceeds the {len(b) - p} bytes left")
     try:
         return str(b[p:e], "utf-8"), e
-    except UnicodeDecodeError as exc:
-        raise JuteError(f"string is not UTF-8: {exc}") from None
+    except UnicodeDecodeError:
+        return str(b[p:e], "utf-8", "replace"), e
 
 
 def _write_buffer(out: bytearray, v) -> None:
@@ -83,7 +90,7 @@ def _vector_reader(elem: str) -> Callable:
             (n,) = _INT.unpack_from(b, p)
             p += 4
             if n < 0:
-                return None, p
+                return (None if n == -1 else []), p
             if n * size > len(b) - p:
                 raise JuteError(f"vector of {n} exceeds the bytes left")
             vals = list(_struct(code * n).unpack_from(b, p)) if n else []
@@ -96,7 +103,7 @@ def _vector_reader(elem: str) -> Callable:
         (n,) = _INT.unpack_from(b, p)
         p += 4
         if n < 0:
-            return None, p
+            return (None if n == -1 else []), p
         if n * min_size > len(b) - p:
             raise JuteError(f"vector of {n} exceeds the bytes left")
         vals = []

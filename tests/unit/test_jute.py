@@ -86,9 +86,20 @@ def test_huge_declared_lengths_are_refused_without_allocating():
             decode(R.GetChildrenResponse, payload)
 
 
-def test_invalid_utf8_is_jute_error():
+def test_invalid_utf8_decodes_with_replacements_as_java():
+    # BinaryInputArchive.readString is new String(bytes, UTF_8): malformed input becomes U+FFFD.
+    r, _ = decode(R.DeleteRequest, struct.pack(">i", 2) + b"\xff\xfe" + struct.pack(">i", 0))
+    assert r.path == "\ufffd\ufffd"
+
+
+def test_negative_lengths_as_java():
+    # -1 is null; other negative string/buffer lengths fail; other negative vector counts are empty.
     with pytest.raises(JuteError):
-        decode(R.DeleteRequest, struct.pack(">i", 2) + b"\xff\xfe" + struct.pack(">i", 0))
+        decode(R.DeleteRequest, struct.pack(">ii", -2, 0))
+    with pytest.raises(JuteError):
+        decode(R.GetDataResponse, struct.pack(">i", -5) + bytes(68))
+    assert decode(R.GetChildrenResponse, struct.pack(">i", -1))[0].children is None
+    assert decode(R.GetChildrenResponse, struct.pack(">i", -7))[0].children == []
 
 
 @given(st.lists(st.binary(max_size=50), max_size=20), st.data())
