@@ -25,9 +25,9 @@ def _env() -> dict:
 
 def run_script(hostport: str, commands: list[str], timeout: float = 60.0) -> str:
     script = "\n".join(commands + ["quit"]) + "\n"
-    p = subprocess.run([str(ZKCLI), "-server", hostport], input=script, capture_output=True, text=True,
-                       timeout=timeout, env=_env())
-    return p.stdout + p.stderr
+    p = subprocess.run([str(ZKCLI), "-server", hostport], input=script, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=timeout, env=_env())
+    return p.stdout
 
 
 def strip_noise(text: str) -> list[str]:
