@@ -10,14 +10,17 @@ and time moves only with `tick` or `stabilize`. The checkers of the simulator (c
 all along, so a script that drives the peers into losing a committed txn fails with that message.
 
 Commands
+    config KEY VALUE                 a ZabConfig field (history_txns, zxid_counter_limit, ...)
     nodes N [observers M]            an ensemble of voters 1..N (observers after them)
     start [S...] | crash S | restart S [replay]    (replay: the whole log into the tree, as a driver may)
     lead S | follow S L | look S     force a role (election only picks who tries: safety must hold anyway)
     stabilize [MS]                   deliver, fsync and tick freely for MS (default 1000) virtual ms
-    deliver A->B [N|all] | deliver all | drop A->B [N|all] | fsync S [N|all] | tick MS
+    deliver A->B [N|all|TYPE] | deliver all | drop A->B [N|all] | fsync S [N|all] | tick MS
+                                     (TYPE: deliver up to and including the next message of that type)
     partition S... | heal            cut the listed servers off from the rest (links drop) / undo
     client C S | create C PATH [DATA] [ephemeral] | set C PATH DATA | get C PATH | close C
-    inject A->B MESSAGE | garbage A->B HEX      put a crafted message / raw bytes on a link
+    disconnect C                     the client vanishes; its session must expire
+    inject A->B MESSAGE | garbage A->B HEX | flip A->B   a crafted message / raw bytes / a bit flipped
     status | queue | tree S | check  | expect S FIELD VALUE
 """
 from __future__ import annotations
@@ -84,7 +87,7 @@ class ScriptNode:
         self.peer.listener = self
         self.up = True
         self.role = "looking"
-        w.checker.node_booted(self, tree)
+        w.checker.node_booted(self, tree, dirty=replay)
         self.peer.start(w.now, w.now, ds)
 
     # listener
@@ -179,8 +182,11 @@ class ScriptWorld:
             self.out(f"  {sid}: disconnect {e[1]}")
             return
         if kind == "log":
+            text = e[2].split("] ", 1)[-1]
             if e[1] in ("warn", "error") and not stable_quiet:
-                self.out(f"  {sid}: {e[1]}: {e[2].split('] ', 1)[-1]}")
+                self.out(f"  {sid}: {e[1]}: {text}")
+            elif text.startswith(("syncing ", "rolled to", "zxid counter")):
+                self.out(f"  {sid}: {text}")
             return
         if kind == "role":
             n.role = e[1]
@@ -349,6 +355,10 @@ class ScriptWorld:
             raise ValueError(f"unknown command {op!r}")
         fn(*args)
 
+    def cmd_config(self, key, value):
+        """Set a ZabConfig field (before start)."""
+        setattr(self.zab, key, int(value, 0))
+
     def cmd_nodes(self, n, *rest):
         n = int(n)
         obs = int(rest[1]) if rest and rest[0] == "observers" else 0
@@ -394,6 +404,9 @@ class ScriptWorld:
         p = n.peer
         p.election.stop()
         p.settle(leader, Vote(leader, p.last_zxid, p.peer_epoch))
+        p.closing.pop(leader, None)          # a script does not wait out the reconnect back-off
+        p.last_connect.pop(leader, None)
+        p._want_links()
         self.pump(n)
 
     def cmd_lead(self, s):
@@ -429,6 +442,16 @@ class ScriptWorld:
                         busy = True
             return
         a, b = self._pair(spec)
+        if rest and rest[0].isalpha() and rest[0] != "all":
+            want = rest[0].upper()          # everything up to and including the next message of that type
+            q = self.queues.get((a, b), deque())
+            while q:
+                res = M.decode(q[0])
+                self.deliver_one(a, b)
+                if res and M.name_of(res[1]) == want:
+                    return
+            self.out(f"(no {want} on {a}->{b})")
+            return
         for _ in range(self._count(rest)):
             if not self.deliver_one(a, b):
                 break
@@ -483,18 +506,40 @@ class ScriptWorld:
         c = self.clients[name]
         self.client_send(c, 4, R.GetDataRequest(path, False).encode(), f"get {path}")
 
+    def cmd_disconnect(self, name):
+        """The client goes away without closing its session (which must then expire)."""
+        c = self.clients[name]
+        if c.connected and c.node.up:
+            c.node.core.connection_lost(c.conn)
+        c.connected = None
+        self.out(f"  {c.name}: gone (session {zx(c.session_id)} left to expire)")
+
     def cmd_close(self, name):
         c = self.clients[name]
         self.client_send(c, -11, b"", "write close")
 
     def cmd_inject(self, spec, *text):
         a, b = self._pair(spec)
-        msg = eval(" ".join(text), {k: getattr(M, k) for k in dir(M) if not k.startswith("_")})  # noqa: S307
+        ns = {c.__name__.upper(): c for c in M.TYPES.values()}
+        ns.update({"Entry": M.Entry, "R": R})
+        msg = eval(" ".join(text), ns)  # noqa: S307 - scripts are ours
         node = self.nodes[b]
         self.out(f"{a}->{b} (injected) {_show(msg)}")
-        link_seq = node.peer.links[a].recv_seq
-        node.peer.message(a, M.encode(msg, link_seq))
+        link = node.peer.links[a]
+        seq = link.recv_seq
+        node.peer.message(a, M.encode(msg, seq))
+        if node.peer.links.get(a) is link:
+            link.recv_seq = seq         # the real stream on the link carries on as if it were not there
         self.pump(node)
+
+    def cmd_flip(self, spec):
+        """Flip one bit in the last byte of the next message queued on the link."""
+        a, b = self._pair(spec)
+        q = self.queues[(a, b)]
+        d = bytearray(q[0])
+        d[-1] ^= 0x10
+        q[0] = bytes(d)
+        self.out(f"{a}->{b}: flipped a bit of the next message")
 
     def cmd_garbage(self, spec, hexdata):
         a, b = self._pair(spec)

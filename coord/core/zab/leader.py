@@ -312,7 +312,7 @@ class LeaderRole:
 
     def _maybe_persist_current(self) -> None:
         peer = self.peer
-        if self.phase == NEWLEADER and not self.current_asked and peer.durable_zxid >= self.newleader_zxid:
+        if self.phase == NEWLEADER and not self.current_asked and peer.durable_to >= self.newleader_zxid:
             self.current_asked = True
             peer.persist_epochs(self.new_epoch, self.new_epoch)
 
@@ -391,7 +391,7 @@ class LeaderRole:
         sid = request.session_id
         if t != -10 and t != -11 and not (t == 20 and sid == 0):
             s = core.sessions.get(sid)
-            if s is None or s.closing:
+            if (s.closing if s is not None else not core.foreign_local_session(sid)):
                 hdr = R.TxnHeader(sid, request.cxid, core.next_zxid(), core.now_ms, -1)
                 self._propose(M.Entry(hdr, R.ErrorTxn(int(Err.SESSIONEXPIRED))))
                 return
@@ -445,7 +445,7 @@ class LeaderRole:
         if not self.established:
             return
         peer = self.peer
-        acks = {self.sid: min(peer.durable_zxid, peer.last_zxid)}
+        acks = {self.sid: peer.durable_to}
         for h in self.handles.values():
             if h.synced and not h.observer:
                 acks[h.sid] = h.acked_zxid

@@ -175,7 +175,7 @@ class LearnerRole:
             return
         h.truncate(z)
         self.pending_trunc = z
-        peer.effects.append(("truncate", z))
+        peer.truncate_log(z)
 
     def on_log_truncated(self, zxid: int) -> None:
         if self.pending_trunc is not None and zxid == self.pending_trunc:
@@ -235,7 +235,7 @@ class LearnerRole:
         peer.replace_tree(tree)
         self.pending_snap = m.zxid
         self.pending_trunc = None       # the snapshot supersedes any truncation
-        peer.effects.append(("install_snapshot", data, m.zxid))
+        peer.install_snapshot(data, m.zxid)
 
     def on_snapshot_installed(self, zxid: int) -> None:
         if self.pending_snap is not None and zxid == self.pending_snap:
@@ -258,7 +258,7 @@ class LearnerRole:
     def _check_newleader_ready(self) -> None:
         peer = self.peer
         if self.phase != NEWLEADER_WAIT or self.persisting_current or self.pending_trunc is not None \
-                or self.pending_snap is not None or peer.durable_zxid < self.newleader_zxid:
+                or self.pending_snap is not None or peer.durable_to < self.newleader_zxid:
             return
         if peer.current_epoch >= self.new_epoch:
             self._ack_newleader()
@@ -347,7 +347,7 @@ class LearnerRole:
     def flush(self) -> None:
         if self.may_ack:
             peer = self.peer
-            d = min(peer.durable_zxid, peer.last_zxid)
+            d = peer.durable_to
             if d > self.acked:
                 self.acked = d
                 peer.send(self.leader, M.Ack(d))

@@ -4,7 +4,8 @@ Every message is one envelope
 
     version u8 | type u8 | flags u16 | seq u64 | crc32 u32 | body
 
-where the crc32 covers the first 12 bytes and the body. `seq` numbers the messages a sender put on
+where the crc32 covers the body and then the first 12 bytes (so a body sent on several links is
+checksummed once). `seq` numbers the messages a sender put on
 one link since it came up (0, 1, 2, ...): the receiver drops a replay (seq below the next expected)
 and treats a gap (seq above it: a message lost or reordered) as a broken link, because Zab needs
 FIFO links. Bodies are fixed fields (big-endian) and length-prefixed variable fields; every count is
@@ -156,13 +157,14 @@ def _r_txns(r: _Reader) -> list:
 
 
 class Message:
-    __slots__ = ()
+    __slots__ = ("_wire",)     # the encoded body and its crc32, made once however many links it goes to
     TYPE = 0
     FIXED: struct.Struct | None = None
     FIELDS: tuple = ()
 
     def fields(self) -> tuple[str, ...]:
-        return tuple(f for c in reversed(type(self).__mro__) for f in getattr(c, "__slots__", ()))
+        return tuple(f for c in reversed(type(self).__mro__) for f in getattr(c, "__slots__", ())
+                     if f[0] != "_")
 
     def __repr__(self):
         inner = ", ".join(f"{f}={_fmt(getattr(self, f))}" for f in self.fields())
@@ -336,12 +338,15 @@ TYPES: dict[int, type[Message]] = {c.TYPE: c for c in (
 
 
 def encode(msg: Message, seq: int) -> bytes:
-    out = bytearray(_ENV.pack(VERSION, msg.TYPE, 0, seq))
-    out += b"\0\0\0\0"
-    msg._body(out)
-    crc = zlib.crc32(memoryview(out)[ENVELOPE_SIZE:], zlib.crc32(memoryview(out)[:12]))
-    _CRC.pack_into(out, 12, crc)
-    return bytes(out)
+    wire = getattr(msg, "_wire", None)
+    if wire is None:
+        out = bytearray()
+        msg._body(out)
+        body = bytes(out)
+        wire = msg._wire = (body, zlib.crc32(body))
+    body, body_crc = wire
+    head = _ENV.pack(VERSION, msg.TYPE, 0, seq)
+    return head + _CRC.pack(zlib.crc32(head, body_crc)) + body
 
 
 def decode(data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE):
@@ -360,7 +365,7 @@ def decode(data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE):
     if flags:
         return DecodeError(f"unknown flags 0x{flags:x}")
     mv = memoryview(data)
-    crc = zlib.crc32(mv[ENVELOPE_SIZE:], zlib.crc32(mv[:12]))
+    crc = zlib.crc32(mv[:12], zlib.crc32(mv[ENVELOPE_SIZE:]))
     if crc != _CRC.unpack_from(data, 12)[0]:
         return DecodeError("checksum mismatch")
     r = _Reader(data, ENVELOPE_SIZE, n)

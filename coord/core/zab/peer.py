@@ -95,6 +95,7 @@ class QuorumPeer:
         self.persists_in_flight = 0
         self.history = History(core.tree.last_zxid, c.history_txns, c.history_bytes)
         self.durable_zxid = core.tree.last_zxid
+        self.barriers = 0                # truncations / snapshot installs not yet reported done
         self.links: dict[int, _Link] = {}
         self.closing: dict[int, int] = {}
         self.last_connect: dict[int, int] = {}
@@ -223,15 +224,24 @@ class QuorumPeer:
             self.role.on_log_durable()
 
     def log_truncated(self, zxid: int) -> None:
+        self.barriers = max(0, self.barriers - 1)
         if self.durable_zxid > zxid:
             self.durable_zxid = zxid
         if self.role is not None:
             self.role.on_log_truncated(zxid)
 
     def snapshot_installed(self, zxid: int) -> None:
+        self.barriers = max(0, self.barriers - 1)
         self.durable_zxid = zxid
         if self.role is not None:
             self.role.on_snapshot_installed(zxid)
+
+    @property
+    def durable_to(self) -> int:
+        """How far our log is known durable *as it now stands*: nothing while a truncation or a
+        snapshot install is still on its way to disk (a role that asked for one may be gone, and the
+        durable zxid then still describes the log before it)."""
+        return -1 if self.barriers else min(self.durable_zxid, self.history.last)
 
     def drain_effects(self) -> list[tuple]:
         if self.role is not None:
@@ -276,6 +286,14 @@ class QuorumPeer:
         assert self.asked_current <= self.asked_accepted, "current epoch ahead of accepted"
         self.persists_in_flight += 1
         self.effects.append(("persist_epochs", self.asked_accepted, self.asked_current))
+
+    def truncate_log(self, zxid: int) -> None:
+        self.barriers += 1
+        self.effects.append(("truncate", zxid))
+
+    def install_snapshot(self, data: bytes, zxid: int) -> None:
+        self.barriers += 1
+        self.effects.append(("install_snapshot", data, zxid))
 
     def append_log(self, entries: list[Entry]) -> None:
         if entries:

@@ -1,0 +1,163 @@
+"""Fast leader election as a pure state machine: a little network of Election objects, stepped by hand."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from coord.core.zab.election import Election, Vote, better
+from coord.core.zab.messages import FOLLOWING, LEADING, LOOKING, Notification
+from coord.core.zab.quorum import Quorum
+
+
+def test_vote_order_is_epoch_then_zxid_then_sid():
+    assert better(Vote(1, 0, 2), Vote(3, 0x500, 1))            # epoch first
+    assert better(Vote(1, 0x10, 1), Vote(3, 0x0f, 1))          # then zxid
+    assert better(Vote(3, 0x10, 1), Vote(2, 0x10, 1))          # then server id
+    assert not better(Vote(2, 0x10, 1), Vote(2, 0x10, 1))
+
+
+class Net:
+    """Elections wired together; messages wait in a list until delivered (in an order we choose)."""
+
+    def __init__(self, states: dict[int, tuple[int, int]], observers=(), seed=0):
+        self.q = Quorum(states.keys(), observers)
+        self.el = {s: Election(s, self.q, finalize_ms=50) for s in list(states) + list(observers)}
+        self.states = dict(states)
+        self.inflight: list[tuple[int, int, Notification]] = []
+        self.now = 0
+        self.rnd = random.Random(seed)
+        self.down: set[int] = set()
+
+    def start(self, sids=None):
+        for s in sids or self.el:
+            epoch, zxid = self.states.get(s, (0, 0))
+            self.el[s].start(self.now, epoch, zxid)
+            self.collect(s)
+
+    def collect(self, s):
+        e = self.el[s]
+        for to, n in e.out:
+            self.inflight.append((s, to, n))
+        e.out = []
+
+    def run(self, shuffle=False, ms=2000):
+        end = self.now + ms
+        while self.now < end and not all(e.decided for s, e in self.el.items() if s not in self.down):
+            if shuffle:
+                self.rnd.shuffle(self.inflight)
+            batch, self.inflight = self.inflight, []
+            for frm, to, n in batch:
+                if to in self.down or frm in self.down:
+                    continue
+                e = self.el[to]
+                if e.active:
+                    e.on_notification(frm, n, self.now)
+                elif e.decided and n.state == LOOKING:
+                    leader, vote = e.decided
+                    state = LEADING if leader == to else FOLLOWING
+                    self.inflight.append((to, frm, Notification(state, leader, vote.zxid, e.logical_clock,
+                                                                vote.peer_epoch, 0)))
+                self.collect(to)
+            self.now += 10
+            for s, e in self.el.items():
+                if s not in self.down:
+                    e.tick(self.now)
+                    self.collect(s)
+        return {s: e.decided[0] for s, e in self.el.items() if e.decided}
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("seed", range(5))
+def test_most_recent_history_wins(shuffle, seed):
+    net = Net({1: (2, 0x200000005), 2: (2, 0x200000009), 3: (1, 0x100000099)}, seed=seed)
+    net.start()
+    assert net.run(shuffle) == {1: 2, 2: 2, 3: 2}
+
+
+def test_ties_go_to_the_highest_sid():
+    net = Net({1: (0, 0), 2: (0, 0), 3: (0, 0), 4: (0, 0), 5: (0, 0)})
+    net.start()
+    assert set(net.run().values()) == {5}
+
+
+def test_a_quorum_decides_without_the_missing_best():
+    net = Net({1: (1, 5), 2: (1, 6), 3: (1, 9)})
+    net.down = {3}
+    net.start([1, 2])
+    assert net.run() == {1: 2, 2: 2}
+
+
+def test_no_quorum_no_decision():
+    net = Net({1: (1, 5), 2: (1, 6), 3: (1, 9), 4: (1, 1), 5: (1, 1)})
+    net.down = {3, 4, 5}
+    net.start([1, 2])
+    assert net.run(ms=5000) == {}
+    assert net.el[1].logical_clock == 1
+
+
+def test_finalize_waits_for_a_better_vote():
+    """2 and 1 agree on 2 (a quorum of 3); 3's better vote arrives inside the finalize window."""
+    net = Net({1: (1, 5), 2: (1, 6), 3: (1, 9)})
+    net.start([1, 2])
+    for _ in range(3):
+        batch, net.inflight = net.inflight, []
+        for frm, to, n in batch:
+            if to != 3:
+                net.el[to].on_notification(frm, n, net.now)
+                net.collect(to)
+    assert net.el[2].decide_at is not None and not net.el[2].decided
+    net.start([3])
+    assert net.run() == {1: 3, 2: 3, 3: 3}
+
+
+def test_a_late_server_joins_the_settled_leader():
+    net = Net({1: (1, 5), 2: (1, 6), 3: (1, 9)})
+    net.start([1, 2])
+    net.down = {3}
+    assert net.run() == {1: 2, 2: 2}
+    net.down = set()
+    net.states[3] = (1, 9)   # even with a better history it joins: the ensemble is not electing
+    net.start([3])
+    assert net.run()[3] == 2
+
+
+def test_lagging_rounds_catch_up():
+    """1 has been through three rounds already; 2 and 3 join its round and all three agree."""
+    net = Net({1: (1, 5), 2: (1, 6), 3: (1, 7)})
+    for _ in range(3):
+        net.el[1].start(0, 1, 5)
+        net.collect(1)
+    net.start([2, 3])
+    assert net.el[1].logical_clock == 3 and net.el[2].logical_clock == 1
+    assert net.run() == {1: 3, 2: 3, 3: 3}
+    assert all(e.logical_clock == 3 for e in net.el.values())
+
+
+def test_observers_never_vote_and_follow_a_settled_quorum():
+    net = Net({1: (1, 5), 2: (1, 6), 3: (1, 7)}, observers=(4,))
+    net.start()
+    decided = net.run()
+    assert decided == {1: 3, 2: 3, 3: 3, 4: 3}
+    assert net.el[4].proposal.leader == 3 and not net.el[4].voting
+
+
+def test_an_observer_alone_with_a_minority_never_decides():
+    net = Net({1: (1, 5), 2: (1, 6), 3: (1, 7)}, observers=(4,))
+    net.down = {2, 3}
+    net.start([1, 4])
+    assert net.run(ms=3000) == {}
+
+
+def test_resends_back_off():
+    q = Quorum({1, 2, 3})
+    e = Election(1, q, resend_ms=100, resend_max_ms=400)
+    e.start(0, 0, 0)
+    sent = []
+    for t in range(0, 3000, 10):
+        e.out = []
+        e.tick(t)
+        if e.out:
+            sent.append(t)
+    gaps = [b - a for a, b in zip(sent, sent[1:])]
+    assert gaps[:3] == [200, 400, 400] and set(gaps[3:]) == {400}

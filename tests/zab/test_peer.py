@@ -1,0 +1,134 @@
+"""QuorumPeer through its contract (coord.core.zab.api): construction, effects, garbage, one-server ensembles."""
+from __future__ import annotations
+
+import pytest
+
+from coord.core.config import CoreConfig
+from coord.core.server import ServerCore
+from coord.core.zab import messages as M
+from coord.core.zab.api import DurableState, ZabConfig
+from coord.core.zab.peer import QuorumPeer
+from coord.jute import records as R
+
+
+def make(sid=1, voters=(1, 2, 3), observers=(), **cfg):
+    core = ServerCore(CoreConfig(server_id=sid, tick_ms=100))
+    return QuorumPeer(sid, {v: ("host", 2888 + v) for v in voters}, {o: None for o in observers}, core,
+                      ZabConfig(tick_ms=100, **cfg))
+
+
+def kinds(effects):
+    return [e[0] for e in effects]
+
+
+def test_constructor_and_start():
+    p = make()
+    assert p.state == "looking" and not p.core.serving
+    p.start(1_000, 5_000, DurableState(accepted_epoch=3, current_epoch=2))
+    eff = p.drain_effects()
+    assert ("role", "looking") in eff
+    assert {e[1] for e in eff if e[0] == "connect"} == {2, 3}
+    assert p.accepted_epoch == 3 and p.current_epoch == 2
+    with pytest.raises(ValueError):
+        make(sid=9)
+
+
+def test_log_records_after_the_tree_are_history_not_tree():
+    p = make()
+    recs = [(R.TxnHeader(1, i, (1 << 32) | i, 0, 1), R.CreateTxn(f"/n{i}", b"", [], False, i))
+            for i in range(1, 4)]
+    p.start(0, 0, DurableState(accepted_epoch=1, current_epoch=1, log=recs))
+    assert p.last_zxid == (1 << 32) | 3 and p.core.tree.last_zxid == 0
+    assert "/n1" not in p.core.tree.nodes
+    eff = p.drain_effects()
+    n = [M.decode(e[2])[1] for e in eff if e[0] == "send"]
+    assert not n      # no links yet: nothing sent, only connect requests
+    p.peer_connected(2)
+    sent = [M.decode(e[2])[1] for e in p.drain_effects() if e[0] == "send"]
+    assert sent and sent[0].zxid == (1 << 32) | 3 and sent[0].peer_epoch == 1
+
+
+@pytest.mark.parametrize("data", [b"", b"\x01", b"junk" * 10, M.encode(M.Ack(5), 0)[:-1],
+                                  bytes([9]) + M.encode(M.Ack(5), 0)[1:]])
+def test_garbage_closes_the_link(data):
+    p = make()
+    p.start(0, 0, DurableState())
+    p.peer_connected(2)
+    p.drain_effects()
+    p.message(2, data)
+    eff = p.drain_effects()
+    assert ("disconnect", 2) in eff
+    assert 2 not in p.links and p.stats.bad_messages == 1
+    p.message(2, M.encode(M.Ack(1), 0))          # nothing more from that link until it is back
+    assert not [e for e in p.drain_effects() if e[0] == "send"]
+
+
+def test_sequence_replay_ignored_gap_closes():
+    p = make()
+    p.start(0, 0, DurableState())
+    p.peer_connected(2)
+    p.drain_effects()
+    n = M.Notification(M.LOOKING, 2, 0, 1, 0, 0)
+    p.message(2, M.encode(n, 0))
+    p.message(2, M.encode(n, 0))                 # a replay
+    assert ("disconnect", 2) not in p.drain_effects()
+    p.message(2, M.encode(n, 5))                 # a gap
+    assert ("disconnect", 2) in p.drain_effects()
+
+
+def drive_alone(p, now=0):
+    """Perform a lone server's disk effects at once (fsync succeeds instantly)."""
+    for _ in range(100):
+        eff = p.drain_effects()
+        if not eff:
+            return
+        for e in eff:
+            if e[0] == "persist_epochs":
+                p.epochs_persisted(e[1], e[2])
+            elif e[0] == "append":
+                p.log_durable(e[1][-1][0].zxid)
+
+
+def test_one_server_ensemble_leads_and_commits_after_fsync():
+    p = make(voters=(1,))
+    p.start(0, 0, DurableState())
+    drive_alone(p)
+    assert p.state == "leading" and p.core.serving and p.current_epoch == 1
+    core = p.core
+    core.connection_made(1, "10.0.0.1:1")
+    core.frame(1, R.ConnectRequest(0, 0, 4000, 0, b"\0" * 16).encode())
+    eff = p.drain_effects()
+    assert kinds(eff) == ["append"]
+    out, _ = core.drain()
+    assert not out                                # no session before the createSession is durable
+    p.log_durable(eff[0][1][-1][0].zxid)
+    out, _ = core.drain()
+    assert out[1]                                 # ConnectResponse
+    assert p.info()["zk_server_state"] == "leading"
+    assert p.info()["zk_synced_followers"] == 0
+
+
+def test_epoch_roll_keeps_a_lone_leader_serving():
+    p = make(voters=(1,), zxid_counter_limit=3)
+    p.start(0, 0, DurableState())
+    drive_alone(p)
+    core = p.core
+    core.connection_made(1, "10.0.0.1:1")
+    core.frame(1, R.ConnectRequest(0, 0, 4000, 0, b"\0" * 16).encode())
+    drive_alone(p)
+    core.drain()
+    for i in range(5):
+        core.frame(1, R.RequestHeader(i + 1, 1).encode()
+                   + R.CreateRequest(f"/n{i}", b"", [R.ACL(31, R.Id("world", "anyone"))], 0).encode())
+        drive_alone(p)
+    assert p.stats.epoch_rolls >= 1 and p.state == "leading" and core.serving
+    assert core.tree.last_zxid >> 32 >= 2
+    assert all(f"/n{i}" in core.tree.nodes for i in range(5))
+
+
+def test_observer_does_not_count():
+    p = make(sid=4, observers=(4,))
+    p.start(0, 0, DurableState())
+    p.peer_connected(1)
+    sent = [M.decode(e[2])[1] for e in p.drain_effects() if e[0] == "send"]
+    assert sent and all(n.flags & M.NF_NON_VOTING for n in sent)
