@@ -379,6 +379,11 @@ def add_command(main) -> None:
     def bench_ensemble(connections, depth, ops, data_size, procs, rounds, warmup_ops, failover_trials,
                        catchup_writes, catchup_trials, no_fsync, only, workdir, as_json) -> None:
         """Benchmark a 3-node coord ensemble against a 3-node ZooKeeper 3.8 ensemble (clients on followers)."""
+        import signal
+
+        def _terminate(signum, frame):
+            raise KeyboardInterrupt   # so that the ensembles are stopped on the way out
+        signal.signal(signal.SIGTERM, _terminate)
         parts = tuple(p.strip() for p in only.split(",") if p.strip())
         bad = [p for p in parts if p not in ("throughput", "failover", "catchup")]
         if bad:

@@ -127,12 +127,24 @@ class InvalidACL(Exception):
     pass
 
 
+_WORLD: dict[int, AclTuple] = {}
+
+
 def fixup(acl_records, auth_ids: tuple) -> AclTuple:
     """PrepRequestProcessor.fixupACL: drop duplicate entries, validate, expand 'auth' to the caller's
     authenticated identities (in ZooKeeper's iteration order). Like ZooKeeper, the expanded list is
     not de-duplicated again."""
     if not acl_records:
         raise InvalidACL()
+    if len(acl_records) == 1:  # the common case, world:anyone alone: the same result, cached
+        a = acl_records[0]
+        if a is not None and a.id is not None and a.id.scheme == "world" and a.id.id == "anyone":
+            got = _WORLD.get(a.perms)
+            if got is None:
+                got = intern(((a.perms, "world", "anyone"),))
+                if len(_WORLD) < 64:
+                    _WORLD[a.perms] = got
+            return got
     out: list[tuple[int, str, str]] = []
     seen = set()
     for a in acl_records:

@@ -25,6 +25,7 @@ _EXTENDED_MASK = -(1 << 56)  # 0xff00000000000000 as a signed long
 TTL_MAX = (1 << 40) - 1
 _DIGEST_STAT = struct.Struct(">qqqqiiiq")
 _MASK64 = (1 << 64) - 1
+_STAT = struct.Struct(">qqqqiiiqiiq")
 
 
 def ttl_owner(ttl: int) -> int:
@@ -57,15 +58,23 @@ class Node:
         self.children = None
         self.digest = 0
 
-    def stat(self) -> R.Stat:
+    def stat_values(self) -> tuple:
+        """The Stat a client sees, as the tuple of its fields in wire order."""
         n = len(self.children) if self.children else 0
         d = self.data
         owner = self.owner
         if owner < 0 and (owner == CONTAINER_OWNER or owner & _EXTENDED_MASK == _EXTENDED_MASK):
             owner = 0  # clients see 0 for containers and TTL nodes (DataNode.getClientEphemeralOwner)
-        return R.Stat(self.czxid, self.mzxid, self.ctime, self.mtime, self.version,
-                      2 * self.cversion - n, self.aversion, owner,
-                      len(d) if d else 0, n, self.pzxid)
+        return (self.czxid, self.mzxid, self.ctime, self.mtime, self.version,
+                2 * self.cversion - n, self.aversion, owner,
+                len(d) if d else 0, n, self.pzxid)
+
+    def stat(self) -> R.Stat:
+        return R.Stat(*self.stat_values())
+
+    def stat_bytes(self) -> bytes:
+        """stat().encode() in one struct call (replies on the hot path)."""
+        return _STAT.pack(*self.stat_values())
 
     def stat_persisted(self) -> R.StatPersisted:
         return R.StatPersisted(self.czxid, self.mzxid, self.ctime, self.mtime, self.version,
@@ -416,11 +425,28 @@ class DataTree:
         return total
 
 
+# acl_records() hands out one shared record list per ACL (most nodes share a handful of ACLs), and
+# _acl_tuple() maps such a list straight back. Lists stay alive in the cache, so their ids are stable.
+_ACL_RECORDS: dict[tuple, list] = {}
+_ACL_BY_LIST: dict[int, tuple] = {}
+_ACL_CACHE_MAX = 4096
+
+
 def _acl_tuple(acl_records) -> tuple:
     if acl_records is None:
         return ()
+    t = _ACL_BY_LIST.get(id(acl_records))
+    if t is not None:
+        return t
     return tuple((a.perms, a.id.scheme, a.id.id) for a in acl_records)
 
 
 def acl_records(acl: tuple) -> list:
-    return [R.ACL(p, R.Id(s, i)) for p, s, i in acl]
+    """The ACL records of an ACL tuple; shared between callers, so never mutate the list."""
+    recs = _ACL_RECORDS.get(acl)
+    if recs is None:
+        recs = [R.ACL(p, R.Id(s, i)) for p, s, i in acl]
+        if len(_ACL_RECORDS) < _ACL_CACHE_MAX:
+            _ACL_RECORDS[acl] = recs
+            _ACL_BY_LIST[id(recs)] = acl
+    return recs

@@ -42,12 +42,19 @@ def check_file_header(data: bytes) -> None:
         raise ValueError(f"unsupported txn log version {version}")
 
 
+_REC_HEAD = struct.Struct(">qqiqqi")  # zxid, then TxnHeader: clientId, cxid, zxid, time, type
+_LEN_CRC = struct.Struct(">II")
+
+
 def encode_record(hdr: R.TxnHeader, txn) -> bytes:
-    body = bytearray(_ZXID.pack(hdr.zxid))
-    hdr._write_into(body, hdr)
-    if txn is not None:
+    zxid = hdr.zxid
+    head = _REC_HEAD.pack(zxid, hdr.clientId, hdr.cxid, zxid, hdr.time, hdr.type)
+    if txn is None:
+        body = head
+    else:
+        body = bytearray(head)
         txn._write_into(body, txn)
-    return struct.pack(">II", len(body), zlib.crc32(body)) + bytes(body)
+    return _LEN_CRC.pack(len(body), zlib.crc32(body)) + body
 
 
 def iter_records(data, pos: int = FILE_HEADER_SIZE):

@@ -25,11 +25,12 @@ def invalid_reason(path) -> str | None:
         return None
     if path[-1] == "/":
         return "path must not end with /"
-    for seg in path[1:].split("/"):
-        if seg == "":
-            return "empty node name"
-        if seg == "." or seg == "..":
-            return "relative paths not allowed"
+    if "//" in path or "/." in path:  # only then can a segment be empty, "." or ".."
+        for seg in path[1:].split("/"):
+            if seg == "":
+                return "empty node name"
+            if seg == "." or seg == "..":
+                return "relative paths not allowed"
     if _BAD_CHARS.search(path):
         return "invalid character"
     return None

@@ -19,6 +19,9 @@ from coord.jute import records as R
 from coord.jute.protocol import Err, OpCode, Perms
 
 
+_CREATE, _WRITE, _DELETE = int(Perms.CREATE), int(Perms.WRITE), int(Perms.DELETE)
+
+
 class PrepError(Exception):
     def __init__(self, err: Err, path: str | None = None):
         super().__init__(f"{err.name} {path or ''}")
@@ -77,6 +80,15 @@ class Prep:
             raise PrepError(Err.NONODE, path)
         return c
 
+    @staticmethod
+    def _own(c: Change, zxid: int) -> Change:
+        """c as a Change of txn zxid: one read fresh from the tree (zxid 0, shared with no one) is
+        taken over; an outstanding one is copied."""
+        if c.zxid:
+            return c.copy(zxid)
+        c.zxid = zxid
+        return c
+
     def _add(self, c: Change) -> None:
         self.changes.append(c)
         self.outstanding[c.path] = c
@@ -128,12 +140,12 @@ class Prep:
             path = req.path
             parent_path = self._parent_for_delete(path)  # ZooKeeper does not validate the rest
             parent = self._require(parent_path)
-            self._check_acl(parent.acl, Perms.DELETE, auth, path)
+            self._check_acl(parent.acl, _DELETE, auth, path)
             node = self._require(path)
             self._version(node.version, req.version, path)
             if node.nchildren > 0:
                 raise PrepError(Err.NOTEMPTY, path)
-            parent = parent.copy(zxid)
+            parent = self._own(parent, zxid)
             parent.nchildren -= 1
             self._add(parent)
             self._add(Change(zxid, path, False))
@@ -142,9 +154,9 @@ class Prep:
             path = req.path
             self._validate(path)
             node = self._require(path)
-            self._check_acl(node.acl, Perms.WRITE, auth, path)
+            self._check_acl(node.acl, _WRITE, auth, path)
             newv = self._version(node.version, req.version, path)
-            node = node.copy(zxid)
+            node = self._own(node, zxid)
             node.version = newv
             self._add(node)
             return R.SetDataTxn(path, req.data, newv)
@@ -216,7 +228,7 @@ class Prep:
         except aclmod.InvalidACL:
             raise PrepError(Err.INVALIDACL, path) from None
         parent = self._require(parent_path)
-        self._check_acl(parent.acl, Perms.CREATE, auth, path)
+        self._check_acl(parent.acl, _CREATE, auth, path)
         if flags in (2, 3, 6):
             path = f"{path}{parent.cversion:010d}"
         self._validate(path)
@@ -235,7 +247,7 @@ class Prep:
         else:
             txn = R.CreateTxn(path, req.data, acl_records(acl), ephemeral, new_cversion)
             owner = session_id if ephemeral else 0
-        parent = parent.copy(zxid)
+        parent = self._own(parent, zxid)
         parent.nchildren += 1
         parent.cversion = new_cversion
         self._add(parent)

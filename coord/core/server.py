@@ -34,6 +34,10 @@ from coord.jute.codec import JuteError, decode, read_bool
 from coord.jute.protocol import Err, KeeperState, OpCode, Perms, WatcherType
 
 _REPLY = struct.Struct(">iiqi")         # frame length, xid, zxid, err
+_GETDATA_HDR = struct.Struct(">iiqii")  # frame length, xid, zxid, err, data length
+_CREATE_HDR = _GETDATA_HDR              # ... path length
+_HEADER = struct.Struct(">ii").unpack_from
+_READ = int(Perms.READ)
 _LEN = struct.Struct(">i")
 _ZXID_AT = struct.Struct(">q")
 _MULTI_END = R.MultiHeader(-1, True, -1).encode()
@@ -345,7 +349,7 @@ class ServerCore:
             raise JuteError("request shorter than its header")
         if conn.close_requested:
             return  # ZooKeeper closes the connection right after the closeSession reply
-        xid, op = struct.unpack_from(">ii", payload, 0)
+        xid, op = _HEADER(payload, 0)
         sid = conn.session_id
         s = self.sessions.get(sid)
         if s is not None:
@@ -393,6 +397,15 @@ class ServerCore:
             self.stats.outstanding += 1
             self.sequencer.submit(Request(sid, xid, op, req, conn.auth))
             return
+        if (op == 4 or op == 3) and not conn.queue:
+            try:
+                req = decode(R.GetDataRequest if op == 4 else R.ExistsRequest, payload, 8)[0]
+            except JuteError:
+                pass  # the general path answers it
+            else:
+                self._send(conn, self._read_op(conn, op, xid, req))
+                self._account(conn, op, 0)
+                return
         cls = REQUEST_RECORD.get(op)
         if cls is not None:
             try:
@@ -439,7 +452,9 @@ class ServerCore:
             p.reply = p.reply[:8] + _ZXID_AT.pack(self.tree.last_zxid) + p.reply[16:]
         if p.reply is not None:
             self._send(conn, p.reply)
-        lat = self.mono_ms - p.t0
+        self._account(conn, p.op, self.mono_ms - p.t0)
+
+    def _account(self, conn: Connection, op: int, lat: int) -> None:
         conn.last_latency = lat
         conn.total_latency += lat
         conn.completed += 1
@@ -455,7 +470,7 @@ class ServerCore:
         if lat > st.max_latency:
             st.max_latency = lat
         conn.last_zxid = self.tree.last_zxid
-        conn.last_op = _OP_NAMES.get(p.op, "NA")
+        conn.last_op = _OP_NAMES.get(op, "NA")
 
     def _reply(self, xid: int, err: int, body: bytes = b"") -> bytes:
         return _REPLY.pack(16 + len(body), xid, self.tree.last_zxid, int(err)) + body
@@ -632,13 +647,12 @@ class ServerCore:
         if res.err:
             return self._reply(xid, res.err)
         if op == 1:
-            return self._reply(xid, 0, R.CreateResponse(res.path).encode())
+            p = res.path.encode()
+            return _CREATE_HDR.pack(20 + len(p), xid, self.tree.last_zxid, 0, len(p)) + p
         if op in (15, 19, 21):
             return self._reply(xid, 0, R.Create2Response(res.path, res.node.stat()).encode())
-        if op == 5:
-            return self._reply(xid, 0, res.node.stat().encode())
-        if op == 7:
-            return self._reply(xid, 0, res.node.stat().encode())
+        if op == 5 or op == 7:
+            return _REPLY.pack(84, xid, self.tree.last_zxid, 0) + res.node.stat_bytes()
         if op == 14:
             return self._reply(xid, 0, self._multi_body(res.multi))
         return self._reply(xid, 0)
@@ -690,9 +704,9 @@ class ServerCore:
 
     # -- reads ------------------------------------------------------------------------------------
     def _read(self, conn: Connection, p: Pending) -> bytes:
-        op = p.op
-        xid = p.xid
-        req = p.req
+        return self._read_op(conn, p.op, p.xid, p.req)
+
+    def _read_op(self, conn: Connection, op: int, xid: int, req) -> bytes:
         tree = self.tree
         auth = conn.auth
         w = conn.conn_id
@@ -703,16 +717,15 @@ class ServerCore:
                 node = self._alias(path)
                 if node is None:
                     return self._reply(xid, Err.NONODE if path is not None else Err.MARSHALLINGERROR)
-            if node.acl is not aclmod.OPEN_ACL_UNSAFE and not aclmod.check(node.acl, Perms.READ, auth):
+            if node.acl is not aclmod.OPEN_ACL_UNSAFE and not aclmod.check(node.acl, _READ, auth):
                 return self._reply(xid, Err.NOAUTH)
             if req.watch:
                 self.watches.data.add(path, w)
             d = node.data
             if d is None:
-                body = b"\xff\xff\xff\xff" + node.stat().encode()
-            else:
-                body = _LEN.pack(len(d)) + d + node.stat().encode()
-            return self._reply(xid, 0, body)
+                return _GETDATA_HDR.pack(88, xid, tree.last_zxid, 0, -1) + node.stat_bytes()
+            return b"".join((_GETDATA_HDR.pack(88 + len(d), xid, tree.last_zxid, 0, len(d)), d,
+                             node.stat_bytes()))
         if op == 3:
             path = req.path
             if path is None:
@@ -721,13 +734,13 @@ class ServerCore:
                 return self._reply(xid, Err.BADARGUMENTS)
             node = tree.nodes.get(path) or self._alias(path)
             if node is not None and node.acl is not aclmod.OPEN_ACL_UNSAFE \
-                    and not aclmod.check(node.acl, Perms.READ, auth):
+                    and not aclmod.check(node.acl, _READ, auth):
                 return self._reply(xid, Err.NOAUTH)
             if req.watch:
                 self.watches.data.add(path, w)
             if node is None:
                 return self._reply(xid, Err.NONODE)
-            return self._reply(xid, 0, node.stat().encode())
+            return _REPLY.pack(84, xid, tree.last_zxid, 0) + node.stat_bytes()
         if op == 8 or op == 12:
             path = req.path
             node = tree.nodes.get(path)

@@ -189,12 +189,17 @@ RECORDS: dict[str, type[Record]] = {}
 
 
 def record(name: str, fields: list[tuple[str, str]]) -> type[Record]:
-    """Compile a record class from (field, jute type) pairs, in wire order."""
+    """Compile a record class from (field, jute type) pairs, in wire order.
+
+    ustring and buffer fields are read and written inline (no helper call per field); nested
+    records and vectors call their own compiled functions, bound on first use (a record may refer
+    to one declared later)."""
     names = [f for f, _ in fields]
-    ns: dict[str, Any] = {"JuteError": JuteError}
+    ns: dict[str, Any] = {"JuteError": JuteError, "_I": _INT.unpack_from, "_IP": _INT.pack,
+                          "_NULL": b"\xff\xff\xff\xff"}
     init_args = ", ".join(f"{f}=None" for f in names)
     init_body = "".join(f"    self.{f} = {f}\n" for f in names) or "    pass\n"
-    read_lines = ["def _read(b, p):"]
+    read_lines = ["def _read(b, p):", "  try:"]
     write_lines = ["def _write_into(out, r):"]
     i = 0
     helper_no = 0
@@ -208,20 +213,48 @@ def record(name: str, fields: list[tuple[str, str]]) -> type[Record]:
             fmt = "".join(_FIXED[gt][0] for _, gt in group)
             sname = f"_s{helper_no}"
             helper_no += 1
-            ns[sname] = _struct(fmt)
+            st = _struct(fmt)
+            ns[sname + "u"] = st.unpack_from
+            ns[sname + "p"] = st.pack
             targets = ", ".join(g for g, _ in group) + ","
-            read_lines.append(f"    {targets} = {sname}.unpack_from(b, p); p += {ns[sname].size}")
+            read_lines.append(f"    {targets} = {sname}u(b, p); p += {st.size}")
             vals = ", ".join(f"r.{g}" for g, _ in group)
-            write_lines.append(f"    out += {sname}.pack({vals})")
+            write_lines.append(f"    out += {sname}p({vals})")
+            continue
+        if t in ("ustring", "buffer"):
+            what = "string" if t == "ustring" else "buffer"
+            conv = 'str(b[p:e], "utf-8")' if t == "ustring" else "bytes(b[p:e])"
+            read_lines += [
+                "    n, = _I(b, p); p += 4",
+                "    if n < 0:",
+                f"      {f} = None",
+                "    else:",
+                "      e = p + n",
+                "      if e > len(b):",
+                f'        raise JuteError(f"{what} length {{n}} exceeds the {{len(b) - p}} bytes left")',
+                f"      {f} = {conv}; p = e",
+            ]
+            write_lines += [
+                f"    v = r.{f}",
+                "    if v is None:",
+                "      out += _NULL",
+                "    else:",
+                ('      v = v.encode("utf-8"); out += _IP(len(v)); out += v' if t == "ustring" else
+                 "      out += _IP(len(v)); out += v"),
+            ]
         else:
             hname = f"_h{helper_no}"
             helper_no += 1
-            ns[hname + "r"] = _LazyReader(t)
-            ns[hname + "w"] = _LazyWriter(t)
+            ns[hname + "r"] = _Bind(ns, hname + "r", t, _reader_for)
+            ns[hname + "w"] = _Bind(ns, hname + "w", t, _writer_for)
             read_lines.append(f"    {f}, p = {hname}r(b, p)")
             write_lines.append(f"    {hname}w(out, r.{f})")
-            i += 1
-    read_lines.append(f"    return _cls({', '.join(names)}), p")
+        i += 1
+    if len(read_lines) == 2:
+        read_lines.append("    pass")
+    read_lines += ["  except UnicodeDecodeError as exc:",
+                   '    raise JuteError(f"string is not UTF-8: {exc}") from None',
+                   f"  return _cls({', '.join(names)}), p"]
     if len(write_lines) == 1:
         write_lines.append("    pass")
     src = (f"def __init__(self, {init_args}):\n{init_body}" if names else "def __init__(self):\n    pass\n")
@@ -239,34 +272,21 @@ def record(name: str, fields: list[tuple[str, str]]) -> type[Record]:
     return cls
 
 
-class _LazyReader:
-    """Resolves nested record/vector readers on first use (records may refer to later ones)."""
+class _Bind:
+    """A nested record or vector codec, resolved on its first call and then bound into the compiled
+    functions' globals, so later calls go straight to it."""
 
-    __slots__ = ("t", "fn")
+    __slots__ = ("ns", "name", "t", "resolve")
 
-    def __init__(self, t: str):
+    def __init__(self, ns: dict, name: str, t: str, resolve: Callable):
+        self.ns = ns
+        self.name = name
         self.t = t
-        self.fn = None
+        self.resolve = resolve
 
-    def __call__(self, b, p):
-        fn = self.fn
-        if fn is None:
-            fn = self.fn = _reader_for(self.t)
-        return fn(b, p)
-
-
-class _LazyWriter:
-    __slots__ = ("t", "fn")
-
-    def __init__(self, t: str):
-        self.t = t
-        self.fn = None
-
-    def __call__(self, out, v):
-        fn = self.fn
-        if fn is None:
-            fn = self.fn = _writer_for(self.t)
-        fn(out, v)
+    def __call__(self, a, b):
+        fn = self.ns[self.name] = self.resolve(self.t)
+        return fn(a, b)
 
 
 def decode(cls: type[Record], data, pos: int = 0, *, exact: bool = False):

@@ -23,23 +23,37 @@ class FrameSplitter:
         self._buf = bytearray()
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Append data; return every complete payload now available (in order)."""
+        """Append data; return every complete payload now available (in order).
+
+        With nothing buffered (the usual case) frames are sliced straight out of data, and only
+        an incomplete tail is kept."""
         buf = self._buf
-        buf += data
+        if buf:
+            buf += data
+            src = buf
+        else:
+            src = data
         frames = []
         pos = 0
-        n = len(buf)
+        n = len(src)
+        unpack = _LEN.unpack_from
+        max_frame = self.max_frame
         while n - pos >= 4:
-            (length,) = _LEN.unpack_from(buf, pos)
-            if length < 0 or length > self.max_frame:
-                raise FrameTooLarge(f"frame length {length} outside [0, {self.max_frame}]")
+            (length,) = unpack(src, pos)
+            if length < 0 or length > max_frame:
+                if src is not buf:
+                    buf += memoryview(data)[pos:]
+                raise FrameTooLarge(f"frame length {length} outside [0, {max_frame}]")
             end = pos + 4 + length
             if end > n:
                 break
-            frames.append(bytes(buf[pos + 4:end]))
+            frames.append(bytes(src[pos + 4:end]))
             pos = end
-        if pos:
-            del buf[:pos]
+        if src is buf:
+            if pos:
+                del buf[:pos]
+        elif pos < n:
+            buf += memoryview(data)[pos:]
         return frames
 
     def buffered(self) -> int:
