@@ -59,6 +59,7 @@ def pytest_collection_modifyitems(config, items):
 # bounds a stalled discovery round after a leader loss; sessions up to 40 s so that brokers can outlive
 # an ensemble leader change.
 ENSEMBLE_CFG = {"tickTime": "200", "initLimit": "10", "syncLimit": "10", "maxSessionTimeout": "40000"}
+ENSEMBLE_SESSION_MS = 20000  # sessions that must outlive an ensemble leader change
 
 
 def start_target(name: str, workdir: Path) -> Target:

@@ -23,7 +23,7 @@ from broker_meta.zkclient import ZkClient
 from tests.support import real_zk
 
 from . import metadump
-from .conftest import SESSION_TIMEOUT_MS, Clients, start_target, wait_until
+from .conftest import ENSEMBLE_SESSION_MS, SESSION_TIMEOUT_MS, Clients, start_target, wait_until
 from .metadump import canonical_dump
 from .procs import BrokerProcess
 
@@ -74,7 +74,6 @@ def final_is_preferred(admin, hist):
 
 FAILOVER_TARGETS = ["zookeeper", "coord", "coord-ensemble", pytest.param("zookeeper-ensemble", marks=pytest.mark.slow)]
 GOLDEN_TREE = Path(__file__).parent / "failover_tree.json"
-ENSEMBLE_SESSION_MS = 20000  # brokers 2, 3 and the admin outlive an ensemble leader change
 
 
 @pytest.fixture(params=FAILOVER_TARGETS)

@@ -2,6 +2,8 @@
 in one cluster register, see each other, elect one controller and fail over to each other."""
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from broker_meta import codec, paths
@@ -13,7 +15,7 @@ from broker_meta.stream_controller import ControllerConfig
 from broker_meta.topics import create_topic, get_partition_states
 
 from . import javaharness
-from .conftest import SESSION_TIMEOUT_MS, wait_until
+from .conftest import ENSEMBLE_SESSION_MS, SESSION_TIMEOUT_MS, Clients, start_target, wait_until
 
 pytestmark = pytest.mark.skipif(not javaharness.available(), reason="java/javac or zookeeper.jar missing")
 
@@ -24,23 +26,24 @@ def java_classes(tmp_path_factory):
 
 
 class Mixed:
-    def __init__(self, zk_clients, java_classes, tmp_path):
+    def __init__(self, zk_clients, java_classes, tmp_path, session_timeout_ms: int = SESSION_TIMEOUT_MS):
         self.zk_clients = zk_clients
         self.classes = java_classes
         self.tmp = tmp_path
-        self.admin = zk_clients.new()
+        self.session_timeout_ms = session_timeout_ms
+        self.admin = zk_clients.new(session_timeout_ms=max(session_timeout_ms, 30000))
         self.py: dict[int, BrokerNode] = {}
         self.java: dict[int, javaharness.JavaBroker] = {}
 
     def start_java(self, broker_id: int) -> javaharness.JavaBroker:
-        j = javaharness.JavaBroker(self.classes, self.zk_clients.connect, broker_id, SESSION_TIMEOUT_MS, self.tmp)
+        j = javaharness.JavaBroker(self.classes, self.zk_clients.connect, broker_id, self.session_timeout_ms, self.tmp)
         self.java[broker_id] = j
         j.wait_event(lambda e: e["event"] == "registered")
         return j
 
     def start_py(self, broker_id: int) -> BrokerNode:
         n = BrokerNode(self.zk_clients.connect, BrokerNodeConfig(
-            broker_id, port=9000 + broker_id, session_timeout_ms=SESSION_TIMEOUT_MS,
+            broker_id, port=9000 + broker_id, session_timeout_ms=self.session_timeout_ms,
             controller=ControllerConfig(leader_imbalance_check_interval_s=3600))).start()
         self.py[broker_id] = n
         return n
@@ -88,6 +91,51 @@ def test_java_registration_is_kafka_shaped_and_seen_by_python(mixed):
 
 
 def test_java_and_python_controllers_fail_over_to_each_other(mixed):
+    java_python_failover(mixed)
+
+
+@pytest.fixture(params=["coord-ensemble", pytest.param("zookeeper-ensemble", marks=pytest.mark.slow)])
+def mixed_on_ensemble(request, java_classes, tmp_path):
+    target = start_target(request.param, tmp_path / "server")
+    clients = Clients(target, f"/bm-{uuid.uuid4().hex[:12]}")
+    m = Mixed(clients, java_classes, tmp_path, session_timeout_ms=ENSEMBLE_SESSION_MS)
+    try:
+        yield m
+    finally:
+        m.close()
+        clients.close_all()
+        target.stop()
+
+
+@pytest.mark.slow
+def test_java_and_python_fail_over_on_an_ensemble(mixed_on_ensemble):
+    """The same mixed cluster on a 3-server ensemble (clients spread over all servers), whose leader
+    is killed while Java and Python brokers run: every session survives, then the failovers go on
+    with 2 of 3 servers."""
+    m = mixed_on_ensemble
+    ens = m.zk_clients.target.handle
+
+    def kill_ensemble_leader():
+        before = ({b.broker_id: b.broker_epoch for b in live_brokers(m.admin)}, get_controller(m.admin).broker_id,
+                  get_controller_epoch(m.admin))
+        ens.leader().stop(kill=True)
+        wait_until(lambda: any(_mode(x) == "leader" for x in ens.members), timeout=60, what="a new ensemble leader")
+        wait_until(lambda: ({b.broker_id: b.broker_epoch for b in live_brokers(m.admin)},
+                            get_controller(m.admin).broker_id, get_controller_epoch(m.admin)) == before,
+                   timeout=60, what="the same sessions, controller and epoch after the leader change")
+        wait_until(lambda: m.all_led_by_live("mixed", 6), what="leaders live after the leader change")
+
+    java_python_failover(m, after_rejoin=kill_ensemble_leader)
+
+
+def _mode(member):
+    try:
+        return member.mode() if member.proc is not None else None
+    except OSError:
+        return None
+
+
+def java_python_failover(mixed, after_rejoin=lambda: None):
     j = mixed.start_java(101)
     j.wait_event(lambda e: e["event"] == "ready")  # first broker up: the Java broker leads
     mixed.start_py(1)
@@ -107,7 +155,8 @@ def test_java_and_python_controllers_fail_over_to_each_other(mixed):
     # 2. kill -9 the Java controller: after its session times out a Python broker takes over
     epoch = get_controller_epoch(mixed.admin)[0]
     mixed.java.pop(101).kill()
-    wait_until(lambda: mixed.py[2].is_controller and mixed.py[2].controller.ready.is_set(), timeout=30,
+    wait_until(lambda: mixed.py[2].is_controller and mixed.py[2].controller.ready.is_set(),
+               timeout=30 + mixed.session_timeout_ms / 1000,
                what="Python broker 2 elected")
     assert get_controller_epoch(mixed.admin)[0] == epoch + 1
     wait_until(lambda: mixed.all_led_by_live("mixed", 6), what="Python controller moved leaders off 101")
@@ -117,6 +166,7 @@ def test_java_and_python_controllers_fail_over_to_each_other(mixed):
     j = mixed.start_java(101)
     wait_until(lambda: mixed.states("mixed", 6)[TopicPartition("mixed", 2)].leader == 101, what="preferred leader 101")
     first_epoch = [e for e in j.events if e["event"] == "registered"][-1]["epoch"]
+    after_rejoin()
 
     # 4. the Java broker's session expires: it re-registers with a larger epoch (a bounce for the controller)
     mark = j.mark()

@@ -197,6 +197,41 @@ public class KafkaFlowBroker implements Watcher {
         return r;
     }
 
+    // ---- requests: Kafka's retryRequestsUntilConnected -------------------------------------------------
+    // Every request is re-sent after CONNECTIONLOSS (as KafkaZkClient does through ZooKeeperClient);
+    // the flows' checkers resolve the duplicates of non-idempotent ones: registration (ephemeralOwner
+    // rules), election (re-read /controller and /controller_epoch), fenced conditional writes.
+
+    interface ZkCall<T> { T call(ZooKeeper z) throws Exception; }
+
+    static <T> T retry(ZooKeeper z, ZkCall<T> c) throws Exception {
+        while (true) {
+            try {
+                return c.call(z);
+            } catch (KeeperException.ConnectionLossException e) {
+                Thread.sleep(100);
+            }
+        }
+    }
+
+    <T> T retry(ZkCall<T> c) throws Exception {
+        return retry(zk, c);
+    }
+
+    byte[] getData(String p, boolean w, Stat st) throws Exception { return retry(z -> z.getData(p, w, st)); }
+
+    Stat exists(String p, boolean w) throws Exception { return retry(z -> z.exists(p, w)); }
+
+    List<String> getChildren(String p, boolean w) throws Exception { return retry(z -> z.getChildren(p, w)); }
+
+    String create(String p, byte[] d, List<org.apache.zookeeper.data.ACL> acl, CreateMode m) throws Exception {
+        return retry(z -> z.create(p, d, acl, m));
+    }
+
+    List<OpResult> multi(List<Op> ops) throws Exception { return retry(z -> z.multi(ops)); }
+
+    void delete(String p, int v) throws Exception { retry(z -> { z.delete(p, v); return null; }); }
+
     // ---- session ----------------------------------------------------------------------------------
 
     @Override
@@ -232,7 +267,7 @@ public class KafkaFlowBroker implements Watcher {
         });
         up.await(30, TimeUnit.SECONDS);
         try {
-            if (z.exists(chroot, false) == null) createRecursive(z, chroot, null);
+            if (retry(z, c -> c.exists(chroot, false)) == null) createRecursive(z, chroot, null);
         } finally {
             z.close();
         }
@@ -240,13 +275,13 @@ public class KafkaFlowBroker implements Watcher {
 
     static void createRecursive(ZooKeeper z, String path, byte[] data) throws Exception {
         try {
-            z.create(path, data, ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
+            retry(z, c -> c.create(path, data, ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT));
         } catch (KeeperException.NodeExistsException e) {
             // tolerated
         } catch (KeeperException.NoNodeException e) {
             createRecursive(z, path.substring(0, path.lastIndexOf('/')), null);
             try {
-                z.create(path, data, ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
+                retry(z, c -> c.create(path, data, ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT));
             } catch (KeeperException.NodeExistsException ignored) {
                 // tolerated
             }
@@ -260,14 +295,14 @@ public class KafkaFlowBroker implements Watcher {
         String clusterId = getOrCreateClusterId();
         registerBroker();
         out("{\"event\":\"started\",\"broker\":" + brokerId + ",\"cluster_id\":\"" + clusterId + "\"}");
-        zk.exists(CONTROLLER, true);
+        exists(CONTROLLER, true);
         elect();
         watchBrokers();
     }
 
     String getOrCreateClusterId() throws Exception {
         try {
-            Map<?, ?> m = (Map<?, ?>) Json.parse(zk.getData("/cluster/id", false, null));
+            Map<?, ?> m = (Map<?, ?>) Json.parse(getData("/cluster/id", false, null));
             return (String) m.get("id");
         } catch (KeeperException.NoNodeException e) {
             UUID u = UUID.randomUUID();
@@ -275,7 +310,7 @@ public class KafkaFlowBroker implements Watcher {
             String id = Base64.getUrlEncoder().withoutPadding().encodeToString(bb.array());
             try {
                 createRecursive(zk, "/cluster", null);
-                zk.create("/cluster/id", ("{\"version\":\"1\",\"id\":\"" + id + "\"}").getBytes(StandardCharsets.UTF_8),
+                create("/cluster/id", ("{\"version\":\"1\",\"id\":\"" + id + "\"}").getBytes(StandardCharsets.UTF_8),
                     ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
                 return id;
             } catch (KeeperException.NodeExistsException again) {
@@ -289,7 +324,7 @@ public class KafkaFlowBroker implements Watcher {
         byte[] data = brokerJson();
         while (true) {
             try {
-                List<OpResult> r = zk.multi(Arrays.asList(
+                List<OpResult> r = multi(Arrays.asList(
                     Op.create(path, null, ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.EPHEMERAL),
                     Op.setData(path, data, 0)));
                 brokerEpoch = ((OpResult.SetDataResult) r.get(1)).getStat().getCzxid();
@@ -297,7 +332,7 @@ public class KafkaFlowBroker implements Watcher {
             } catch (KeeperException.NodeExistsException e) {
                 Stat st = new Stat();
                 try {
-                    zk.getData(path, false, st);
+                    getData(path, false, st);
                 } catch (KeeperException.NoNodeException gone) {
                     continue;  // went away between the two calls: run the multi again
                 }
@@ -305,7 +340,7 @@ public class KafkaFlowBroker implements Watcher {
                 long session = zk.getSessionId();
                 if (owner == currentZooKeeperSessionId && session != currentZooKeeperSessionId) {
                     out("{\"event\":\"recreate_leftover\",\"broker\":" + brokerId + ",\"owner\":\"0x" + Long.toHexString(owner) + "\"}");
-                    try { zk.delete(path, -1); } catch (KeeperException.NoNodeException ignored) { }
+                    try { delete(path, -1); } catch (KeeperException.NoNodeException ignored) { }
                     continue;
                 }
                 if (owner != session) {
@@ -335,7 +370,7 @@ public class KafkaFlowBroker implements Watcher {
             try {
                 newSession();
                 registerBroker();
-                zk.exists(CONTROLLER, true);
+                exists(CONTROLLER, true);
                 elect();
                 watchBrokers();
                 return;
@@ -350,12 +385,12 @@ public class KafkaFlowBroker implements Watcher {
 
     int getControllerId() throws Exception {
         try {
-            Map<?, ?> m = (Map<?, ?>) Json.parse(zk.getData(CONTROLLER, true, null));
+            Map<?, ?> m = (Map<?, ?>) Json.parse(getData(CONTROLLER, true, null));
             Object kraft = m.get("kraftControllerEpoch");
             if (kraft != null && ((Long) kraft) > 0) out("{\"event\":\"kraft_controller\"}");
             return ((Long) m.get("brokerid")).intValue();
         } catch (KeeperException.NoNodeException e) {
-            zk.exists(CONTROLLER, true);
+            exists(CONTROLLER, true);
             return -1;
         }
     }
@@ -366,7 +401,7 @@ public class KafkaFlowBroker implements Watcher {
 
     int[] readEpoch() throws Exception {
         Stat st = new Stat();
-        byte[] d = zk.getData(CONTROLLER_EPOCH, false, st);
+        byte[] d = getData(CONTROLLER_EPOCH, false, st);
         return new int[]{Integer.parseInt(new String(d, StandardCharsets.UTF_8)), st.getVersion()};
     }
 
@@ -382,7 +417,7 @@ public class KafkaFlowBroker implements Watcher {
                 cur = readEpoch();
             } catch (KeeperException.NoNodeException e) {
                 try {
-                    zk.create(CONTROLLER_EPOCH, "0".getBytes(StandardCharsets.UTF_8), ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
+                    create(CONTROLLER_EPOCH, "0".getBytes(StandardCharsets.UTF_8), ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
                     cur = new int[]{0, 0};
                 } catch (KeeperException.NodeExistsException again) {
                     cur = readEpoch();
@@ -391,7 +426,7 @@ public class KafkaFlowBroker implements Watcher {
             int newEpoch = cur[0] + 1;
             while (true) {
                 try {
-                    List<OpResult> r = zk.multi(Arrays.asList(
+                    List<OpResult> r = multi(Arrays.asList(
                         Op.create(CONTROLLER, controllerJson(), ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.EPHEMERAL),
                         Op.setData(CONTROLLER_EPOCH, Integer.toString(newEpoch).getBytes(StandardCharsets.UTF_8), cur[1])));
                     epoch = newEpoch;
@@ -464,7 +499,7 @@ public class KafkaFlowBroker implements Watcher {
     OpResult fenced(Op op) throws Exception {
         while (true) {
             try {
-                return zk.multi(Arrays.asList(Op.check(CONTROLLER_EPOCH, epochZkVersion), op)).get(1);
+                return multi(Arrays.asList(Op.check(CONTROLLER_EPOCH, epochZkVersion), op)).get(1);
             } catch (KeeperException e) {
                 if (e.code() == KeeperException.Code.CONNECTIONLOSS) {
                     Thread.sleep(100);
@@ -491,7 +526,7 @@ public class KafkaFlowBroker implements Watcher {
     void onBecome() throws Exception {
         out("{\"event\":\"elected\",\"broker\":" + brokerId + ",\"epoch\":" + epoch + ",\"epoch_zk_version\":" + epochZkVersion + "}");
         readBrokers();
-        zk.getChildren(TOPICS, true);
+        getChildren(TOPICS, true);
         loadTopics();
         int moved = electAndRepair(new HashSet<>(), new HashSet<>(liveBrokers.keySet()));
         out("{\"event\":\"ready\",\"broker\":" + brokerId + ",\"epoch\":" + epoch + ",\"partitions\":" + states.size()
@@ -500,8 +535,8 @@ public class KafkaFlowBroker implements Watcher {
 
     Map<Integer, Long> readBrokers() throws Exception {
         TreeMap<Integer, Long> now = new TreeMap<>();
-        for (String c : zk.getChildren(BROKER_IDS, true)) {
-            Stat st = zk.exists(BROKER_IDS + "/" + c, false);
+        for (String c : getChildren(BROKER_IDS, true)) {
+            Stat st = exists(BROKER_IDS + "/" + c, false);
             if (st != null) now.put(Integer.parseInt(c), st.getCzxid());
         }
         if (isActive()) {
@@ -536,11 +571,11 @@ public class KafkaFlowBroker implements Watcher {
 
     @SuppressWarnings("unchecked")
     void loadTopics() throws Exception {
-        for (String t : zk.getChildren(TOPICS, true)) {
+        for (String t : getChildren(TOPICS, true)) {
             if (assignments.containsKey(t)) continue;
             byte[] d;
             try {
-                d = zk.getData(TOPICS + "/" + t, true, null);
+                d = getData(TOPICS + "/" + t, true, null);
             } catch (KeeperException.NoNodeException e) {
                 continue;
             }
@@ -553,7 +588,7 @@ public class KafkaFlowBroker implements Watcher {
                 String sp = TOPICS + "/" + t + "/partitions/" + p + "/state";
                 Stat st = new Stat();
                 try {
-                    Map<String, Object> s = (Map<String, Object>) Json.parse(zk.getData(sp, false, st));
+                    Map<String, Object> s = (Map<String, Object>) Json.parse(getData(sp, false, st));
                     states.put(t + "/" + p, new PState(((Long) s.get("leader")).intValue(),
                         ((Long) s.get("leader_epoch")).intValue(), intList(s.get("isr")),
                         ((Long) s.get("controller_epoch")).intValue(), st.getVersion()));
@@ -619,7 +654,7 @@ public class KafkaFlowBroker implements Watcher {
                 if (code(r) != KeeperException.Code.BADVERSION.intValue()) break;
                 Stat st = new Stat();
                 @SuppressWarnings("unchecked")
-                Map<String, Object> s = (Map<String, Object>) Json.parse(zk.getData(sp, false, st));
+                Map<String, Object> s = (Map<String, Object>) Json.parse(getData(sp, false, st));
                 states.put(e.getKey(), new PState(((Long) s.get("leader")).intValue(), ((Long) s.get("leader_epoch")).intValue(),
                     intList(s.get("isr")), ((Long) s.get("controller_epoch")).intValue(), st.getVersion()));
             }
