@@ -43,6 +43,7 @@ from coord.aio.server import CoordServer, core_config, mono_ms, wall_ms
 from coord.aio.zoocfg import ServerConfig
 from coord.core.server import ServerCore
 from coord.core.zab.api import DurableState, ZabConfig
+from coord.core.zab.sequencer import IdleSequencer
 
 log = logging.getLogger("coord.ensemble")
 peer_log = logging.getLogger("coord.zab")
@@ -52,6 +53,12 @@ MODE_NAMES = {"leading": "leader", "following": "follower", "observing": "observ
 NOT_SERVING = "This ZooKeeper instance is not currently serving requests\n"
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
            "error": logging.ERROR, "critical": logging.CRITICAL}
+
+
+class ReadOnlySequencer(IdleSequencer):
+    """The core's sequencer while serving read-only: writes and sync never reach it (NOTREADONLY),
+    and it decides no global session's expiry (local sessions expire in the core)."""
+    decides_expiry = False
 
 
 def zab_config(cfg: ServerConfig) -> ZabConfig:
@@ -88,6 +95,11 @@ class EnsembleNode(CoordServer):
         self.fatal_reason = ""
         self.clock_fresh = False
         self.installing = 0
+        # Read-only mode (readonlymode.enabled): after a grace period of looking, serve reads to
+        # read-only clients until the peer leaves looking (QuorumPeer's ReadOnlyZooKeeperServer).
+        self.ro_enabled = cfg.read_only_enabled or os.environ.get("COORD_READONLYMODE", "") == "true"
+        self.ro_active = False
+        self.looking_since: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def load(self) -> None:
@@ -101,6 +113,7 @@ class EnsembleNode(CoordServer):
             raise SystemExit(f"coord: cannot start: {e}") from None
         tree = rec.tree
         self.core = ServerCore(core_config(self.cfg), tree)
+        self.core.config.quorum = True
         self.peer = QuorumPeer(self.sid, self.voters, self.observers, self.core, zab_config(self.cfg))
         self.durable_state = DurableState(accepted, current, rec.last_zxid, rec.snapshot_zxid)
         log.info("server %d: snapshot zxid 0x%x + %d logged txns to zxid 0x%x in %.2fs (%d znodes); "
@@ -166,6 +179,7 @@ class EnsembleNode(CoordServer):
             await sleep(TICK_MS / 1000)
             now, mono = wall_ms(), mono_ms()
             self.peer.tick(now, mono)
+            self._read_only_check()
             self.flush()
 
     # -- peer link inputs ----------------------------------------------------------------------------
@@ -176,17 +190,63 @@ class EnsembleNode(CoordServer):
     def _peer_connected(self, sid: int) -> None:
         self._fresh()
         self.peer.peer_connected(sid)
+        self._read_only_check()
         self.schedule_flush()
 
     def _peer_disconnected(self, sid: int) -> None:
         self._fresh()
         self.peer.peer_disconnected(sid)
+        self._read_only_check()
         self.schedule_flush()
 
     def _peer_message(self, sid: int, data: bytes) -> None:
         self._fresh()
         self.peer.message(sid, data)
+        if self.ro_active:
+            self._read_only_check()
         self.schedule_flush()
+
+    # -- read-only mode ------------------------------------------------------------------------------
+    def _read_only_check(self) -> None:
+        """Enter read-only service after max(2 s, tickTime) of looking; leave it the moment the peer
+        stops looking (before its new role can sync or serve), closing every read-only client."""
+        if not self.ro_enabled:
+            return
+        looking = self.peer.state == "looking"
+        now = mono_ms()
+        if not looking:
+            self.looking_since = None
+            if self.ro_active:
+                self._leave_read_only(f"the peer is {self.peer.state}")
+            return
+        if self.looking_since is None:
+            self.looking_since = now
+        core = self.core
+        if self.ro_active:
+            if not core.serving:                       # the peer shut service down itself
+                self._leave_read_only("service stopped")
+                self.looking_since = now
+            return
+        if not core.serving and now - self.looking_since >= max(2000, self.cfg.tick_ms):
+            core.config.read_only = True
+            core.sequencer = ReadOnlySequencer(self.peer)
+            core.serving = True
+            self.ro_active = True
+            log.info("server %d: no quorum for %d ms; serving read-only clients", self.sid,
+                     now - self.looking_since)
+
+    def _leave_read_only(self, why: str) -> None:
+        core = self.core
+        self.ro_active = False
+        core.config.read_only = False
+        if isinstance(core.sequencer, ReadOnlySequencer):
+            core.sequencer = IdleSequencer(self.peer)
+            core.serving = False
+        core.drop_local_sessions()
+        for conn in list(core.conns.values()):
+            if not conn.closing and conn.established:
+                core._close(conn, f"leaving read-only mode: {why}")
+        log.info("server %d: leaving read-only mode: %s", self.sid, why)
 
     # -- effects -------------------------------------------------------------------------------------
     def flush(self) -> None:
@@ -317,6 +377,8 @@ class EnsembleNode(CoordServer):
         super().four_letter(proto, word)
 
     def mode(self) -> str:
+        if self.ro_active:
+            return "read-only"
         return MODE_NAMES.get(self.role, self.role)
 
     def _info(self) -> dict:

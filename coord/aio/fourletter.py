@@ -210,7 +210,7 @@ class FourLetterWords:
             ("zk_outstanding_requests", s.outstanding),
             ("zk_znode_count", core.tree.node_count()),
             ("zk_global_sessions", core.session_count()),
-            ("zk_local_sessions", 0),
+            ("zk_local_sessions", core.local_session_count()),
             ("zk_packets_sent", s.packets_sent),
             ("zk_packets_received", s.packets_received),
             ("zk_watch_count", core.watches.count()),

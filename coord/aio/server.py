@@ -44,6 +44,9 @@ def core_config(cfg: ServerConfig) -> CoreConfig:
         super_digest=cfg.super_digest,
         max_buffer=cfg.jute_maxbuffer,
         container_check_interval_ms=cfg.container_check_interval_ms,
+        local_sessions=cfg.local_sessions_enabled,
+        local_sessions_upgrading=cfg.local_sessions_upgrading_enabled,
+        reconfig_enabled=cfg.reconfig_enabled,
     )
 
 

@@ -18,7 +18,11 @@ class CoreConfig:
     max_queued_per_connection: int = 1000
     container_check_interval_ms: int = 60000
     config_data: bytes = b""           # contents of /zookeeper/config
-    read_only: bool = False
+    read_only: bool = False            # serving as ZooKeeper's ReadOnlyZooKeeperServer
+    quorum: bool = False               # an ensemble member (local sessions and reconfig need one)
+    local_sessions: bool = False       # localSessionsEnabled
+    local_sessions_upgrading: bool = False  # localSessionsUpgradingEnabled
+    reconfig_enabled: bool = False     # reconfigEnabled
     extra: dict = field(default_factory=dict)
 
     @property

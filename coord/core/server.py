@@ -200,6 +200,9 @@ class ServerCore:
         self.serving = True
         self.mode = "standalone"
         self.log_lines: list[str] = []
+        # Sessions known only to this server (ZooKeeper's local sessions, and every session a
+        # read-only server makes): no createSession txn, expired here, never seen by the leader.
+        self.local_sessions: set[int] = set()
         self._init_sessions_from_tree()
 
     # -- time and identity --------------------------------------------------------------------
@@ -291,6 +294,10 @@ class ServerCore:
             conn.client_read_only, p = read_bool(payload, p)
         else:
             conn.client_read_only = None
+        if self.config.read_only and not conn.client_read_only:
+            # ZooKeeperServer.processConnectRequest on a ReadOnlyZooKeeperServer
+            self._close(conn, f"Refusing session request for not-read-only client {conn.remote}")
+            return
         if req.lastZxidSeen > self.tree.last_zxid:
             self._close(conn, f"client has seen zxid 0x{req.lastZxidSeen:x}, our last is "
                               f"0x{self.tree.last_zxid:x}; client must try another server")
@@ -300,8 +307,12 @@ class ServerCore:
             return
         timeout = min(max(req.timeOut, self.config.min_timeout), self.config.max_timeout)
         if req.sessionId == 0:
-            if self.config.read_only:
-                self._close(conn, "read-only server cannot create sessions")
+            if self.config.read_only or (self.config.local_sessions and self.config.quorum):
+                # A local session: known to this server only, established without a txn.
+                sid = self.sessions.new_session_id()
+                self.sessions.add(sid, timeout, self.mono_ms)
+                self.local_sessions.add(sid)
+                self._establish(conn, sid, timeout)
                 return
             sid = self.sessions.new_session_id()
             conn.session_id = sid
@@ -375,14 +386,30 @@ class ServerCore:
             self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.SESSIONEXPIRED), op=op, t0=t0))
             return
         conn.last_cxid = xid
+        if op == -11 and sid in self.local_sessions:
+            # A local session closes here, without a txn.
+            self._enqueue(conn, Pending(xid, READY, self._reply(xid, 0), op=op, t0=t0))
+            self.close_local_session(sid, "closed by the client")
+            return
+        if self.config.read_only and (op in WRITE_OPS or op == 9):
+            # ReadOnlyRequestProcessor: writes, sync and global closeSession get NOTREADONLY.
+            self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.NOTREADONLY), op=op, t0=t0))
+            return
         if op in WRITE_OPS:
-            if self.config.read_only:
-                self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.NOTREADONLY), op=op, t0=t0))
-                return
             try:
                 req = self._decode_write(op, payload)
             except JuteError:
                 req = MALFORMED
+            if sid in self.local_sessions and req is not MALFORMED and _creates_ephemeral(op, req):
+                # QuorumZooKeeperServer.checkUpgradeSession: an ephemeral needs a global session.
+                if not self.config.local_sessions_upgrading:
+                    self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.EPHEMERALONLOCALSESSION),
+                                                op=op, t0=t0))
+                    return
+                self.local_sessions.discard(sid)
+                self.log(f"upgrading session 0x{sid & 0xFFFFFFFFFFFFFFFF:x} to global")
+                self.sequencer.submit(Request(sid, 0, int(OpCode.createSession),
+                                              R.CreateSessionTxn(s.timeout_ms), conn.auth))
             if req is MALFORMED or req is REFUSED:
                 if (op == 16 and req is MALFORMED) or not self.is_sequencer():
                     self._enqueue(conn, Pending(xid, READY, self._reply(xid, req.err), op=op, t0=t0))
@@ -910,11 +937,29 @@ class ServerCore:
         return err
 
     # -- time-driven work ----------------------------------------------------------------------
+    def close_local_session(self, sid: int, why: str) -> None:
+        self.local_sessions.discard(sid)
+        self.sessions.remove(sid)
+        self.log(f"local session 0x{sid & 0xFFFFFFFFFFFFFFFF:x} {why}")
+        cid = self.session_conn.pop(sid, None)
+        if cid is not None and cid in self.conns:
+            self._close(self.conns[cid], f"session 0x{sid & 0xFFFFFFFFFFFFFFFF:x} {why}")
+
+    def drop_local_sessions(self) -> None:
+        """Leaving read-only (or any) service: local sessions die with it."""
+        for sid in list(self.local_sessions):
+            self.close_local_session(sid, "dropped")
+
     def tick(self) -> None:
         """Expire sessions and clean containers/TTLs; called by the shell every few ms."""
+        if self.local_sessions:
+            self._expire_local()
         if not self.is_sequencer():
             return
         for sid in self.sessions.expired(self.mono_ms):
+            if sid in self.local_sessions:
+                self.close_local_session(sid, "expired")
+                continue
             self.log(f"expiring session 0x{sid:x}")
             self.sequencer.submit(Request(sid, 0, -11, None, ()))
         if self.mono_ms >= self.next_container_check:
@@ -944,11 +989,35 @@ class ServerCore:
             self.sequencer.submit(Request(0, 0, 20, R.DeleteRequest(path, -1), (aclmod.SUPER,)))
 
     # -- introspection for four-letter words and metrics ---------------------------------------
+    def foreign_local_session(self, sid: int) -> bool:
+        """LeaderSessionTracker.checkSession: with local sessions on, a session the leader does not
+        know may be another server's local session (its id carries that server's id)."""
+        return self.config.local_sessions and sid != 0 and \
+            ((sid >> 56) & 0xFF) != (self.config.server_id & 0xFF)
+
+    def _expire_local(self) -> None:
+        now = self.mono_ms
+        sessions = self.sessions
+        for sid in [s for s in self.local_sessions
+                    if (x := sessions.get(s)) is None or (x.deadline and x.deadline <= now)]:
+            self.close_local_session(sid, "expired")
+
     def session_count(self) -> int:
-        return len(self.sessions.sessions)
+        return len(self.sessions.sessions) - len(self.local_sessions)
+
+    def local_session_count(self) -> int:
+        return len(self.local_sessions)
 
     def ephemeral_owner_sessions(self) -> dict[int, set[str]]:
         return {k: v for k, v in self.tree.ephemerals.items() if is_session_owner(k)}
+
+
+def _creates_ephemeral(op: int, req) -> bool:
+    if op in (1, 15):
+        return getattr(req, "flags", 0) in (1, 3)
+    if op == 14 and isinstance(req, list):
+        return any(t in (1, 15) and getattr(r, "flags", 0) in (1, 3) for t, r in req)
+    return False
 
 
 _OP_NAMES = {1: "CREA", 2: "DELE", 3: "EXIS", 4: "GETD", 5: "SETD", 6: "GETA", 7: "SETA", 8: "GETC",

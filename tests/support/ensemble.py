@@ -83,7 +83,7 @@ class Member:
                 shutil.copy(ZK_CONF_EXAMPLE / "log4j.properties", conf / "log4j.properties")
             cmd = ["java", f"-Xmx{self.ens.heap_mb}m", f"-Dzookeeper.log.dir={self.dir}",
                    "-Dzookeeper.root.logger=INFO,CONSOLE", "-Dzookeeper.extendedTypesEnabled=true",
-                   "-cp", f"{conf}:{ZK_JAR}", "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
+                   *self.ens.jvm_flags, "-cp", f"{conf}:{ZK_JAR}", "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
         self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, env=env,
                                      cwd=self.dir, start_new_session=True)
         self.paused = False
@@ -157,7 +157,7 @@ class Ensemble:
     def __init__(self, workdir: Path, n: int = 3, *, kind: str = "coord", proxied: bool = False,
                  observers: int = 0, tick_ms: int = 200, init_limit: int = 10, sync_limit: int = 10,
                  force_sync: bool = True, extra_cfg: dict | None = None, heap_mb: int = 256,
-                 log_level: str = "info"):
+                 log_level: str = "info", jvm_flags: list[str] | None = None):
         if kind not in ("coord", "zookeeper"):
             raise ValueError(kind)
         self.workdir = Path(workdir)
@@ -171,6 +171,7 @@ class Ensemble:
         self.extra_cfg = dict(extra_cfg or {})
         self.heap_mb = heap_mb
         self.log_level = log_level
+        self.jvm_flags = list(jvm_flags or [])   # real ZooKeeper only, e.g. -Dreadonlymode.enabled=true
         ports = _free_ports(3 * (n + observers))
         self.members: dict[int, Member] = {}
         for i in range(n + observers):
