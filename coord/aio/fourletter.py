@@ -21,21 +21,32 @@ def version_string() -> str:
     return f"{ZK_COMPAT_VERSION}-coord-{__version__}, built on {BUILT_ON}"
 
 
+def _java_avg(total, count) -> str:
+    """ServerStats' average latency as ZooKeeper prints it: a double rounded to 4 places."""
+    return repr(round(total / count, 4)) if count else "0.0"
+
+
 def _latency(stats) -> str:
     mn = stats.min_latency if stats.min_latency >= 0 else 0
-    avg = (stats.total_latency / stats.completed) if stats.completed else 0.0
-    return f"{mn}/{avg:.1f}/{stats.max_latency}"
+    return f"{mn}/{_java_avg(stats.total_latency, stats.completed)}/{stats.max_latency}"
 
 
-def _cons_line(conn, full: bool) -> str:
+def _cons_line(conn, full: bool, core=None) -> str:
     queued = len(conn.queue)
     base = f" /{conn.remote}[{1 if conn.established else 0}](queued={queued},recved={conn.packets_received},sent={conn.packets_sent}"
     if not full or not conn.session_id or conn.session_id < 0:
         return base + ")"
     avg = conn.total_latency // conn.completed if conn.completed else 0
     mn = conn.min_latency if conn.min_latency >= 0 else 0
-    return (base + f",sid=0x{conn.session_id & 0xFFFFFFFFFFFFFFFF:x},lop={conn.last_op},est={conn.connected_at}"
-            f",to={0},lcxid=0x{conn.last_cxid & 0xFFFFFFFF:x},lzxid=0x{conn.last_zxid:x},lresp={conn.connected_at}"
+    # As ServerCnxn.dumpConnectionInfo: est is wall-clock ms, lresp elapsed-clock ms, to the
+    # session timeout.
+    est = core.now_ms - (core.mono_ms - conn.connected_at) if core is not None else conn.connected_at
+    s = core.sessions.get(conn.session_id) if core is not None else None
+    to = s.timeout_ms if s is not None else 0
+    lresp = getattr(conn, "last_response", conn.connected_at)
+    lcxid = f",lcxid=0x{conn.last_cxid:x}" if conn.last_cxid >= 0 else ""
+    return (base + f",sid=0x{conn.session_id & 0xFFFFFFFFFFFFFFFF:x},lop={conn.last_op},est={est}"
+            f",to={to}{lcxid},lzxid=0x{conn.last_zxid & 0xFFFFFFFFFFFFFFFF:x},lresp={lresp}"
             f",llat={conn.last_latency},minlat={mn},avglat={avg},maxlat={conn.max_latency})")
 
 
@@ -87,15 +98,17 @@ class FourLetterWords:
         return f"Zookeeper version: {version_string()}\nClients:\n{clients}\n" + self._summary()
 
     def w_cons(self) -> str:
-        return "".join(_cons_line(c, True) + "\n" for c in self.core.conns.values()) + "\n"
+        return "".join(_cons_line(c, True, self.core) + "\n" for c in self.core.conns.values()) + "\n"
 
     def w_isro(self) -> str:
         return "ro" if self.core.config.read_only else "rw"
 
     def w_crst(self) -> str:
-        for c in self.core.conns.values():
+        for c in self.core.conns.values():  # ServerCnxn.resetStats
             c.packets_received = c.packets_sent = 0
             c.min_latency, c.max_latency, c.total_latency, c.completed = -1, 0, 0, 0
+            c.last_op, c.last_cxid, c.last_zxid, c.last_latency = "NA", -1, -1, 0
+            c.last_response = 0
         return "Connection stats reset.\n"
 
     def w_srst(self) -> str:
@@ -188,10 +201,23 @@ class FourLetterWords:
         for sid, paths in sorted(eph.items()):
             lines.append(f"0x{sid & 0xFFFFFFFFFFFFFFFF:x}:")
             lines += [f"\t{p}" for p in sorted(paths)]
-        lines.append("Connections dump:")
-        lines.append(f"Connections Sets (1)/({len(core.conns)}):")
+        # NIOServerCnxnFactory groups connections by the tick its expiry queue has them in: the
+        # session's deadline, or (no session yet) the sessionless-connection timeout of 10 ticks.
+        tick = core.sessions.tick_ms
+        groups: dict[int, list] = {}
         for c in core.conns.values():
-            lines.append(f"\tip: /{c.remote} sessionId: 0x{(c.session_id if c.session_id > 0 else 0) & 0xFFFFFFFFFFFFFFFF:x}")
+            s = core.sessions.get(c.session_id) if c.session_id > 0 else None
+            deadline = s.deadline if s is not None and s.deadline else \
+                (c.connected_at + 10 * tick) // tick * tick + tick
+            groups.setdefault(deadline, []).append(c)
+        lines.append("Connections dump:")
+        lines.append(f"Connections Sets ({len(groups)})/({len(core.conns)}):")
+        for deadline, conns in sorted(groups.items()):
+            when = time.strftime("%a %b %d %H:%M:%S UTC %Y",
+                                 time.gmtime((core.now_ms + deadline - core.mono_ms) / 1000))
+            lines.append(f"{len(conns)} expire at {when}:")
+            for c in conns:
+                lines.append(f"\tip: /{c.remote} sessionId: 0x{(c.session_id if c.session_id > 0 else 0) & 0xFFFFFFFFFFFFFFFF:x}")
         return "\n".join(lines) + "\n"
 
     def w_dirs(self) -> str:
@@ -200,13 +226,12 @@ class FourLetterWords:
     def w_mntr(self) -> str:
         core = self.core
         s = core.stats
-        avg = (s.total_latency / s.completed) if s.completed else 0.0
         rows = [
             ("zk_version", version_string()),
             ("zk_server_state", self.mode()),
             ("zk_ephemerals_count", core.tree.ephemeral_count()),
             ("zk_num_alive_connections", len(core.conns)),
-            ("zk_avg_latency", f"{avg:.1f}"),
+            ("zk_avg_latency", _java_avg(s.total_latency, s.completed)),
             ("zk_outstanding_requests", s.outstanding),
             ("zk_znode_count", core.tree.node_count()),
             ("zk_global_sessions", core.session_count()),

@@ -51,7 +51,7 @@ def core_config(cfg: ServerConfig) -> CoreConfig:
 
 
 class ClientProtocol(asyncio.Protocol):
-    __slots__ = ("server", "conn_id", "transport", "splitter", "first", "paused", "reading_paused",
+    __slots__ = ("server", "conn_id", "transport", "splitter", "first", "head", "paused", "reading_paused",
                  "remote", "ip")
 
     def __init__(self, server: "CoordServer", conn_id: int):
@@ -60,6 +60,7 @@ class ClientProtocol(asyncio.Protocol):
         self.transport = None
         self.splitter = FrameSplitter(server.cfg.jute_maxbuffer)
         self.first = True
+        self.head = b""
         self.paused = False
         self.reading_paused = False
         self.remote = ""
@@ -84,8 +85,14 @@ class ClientProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         srv = self.server
         if self.first:
+            # A four-letter word is the first 4 bytes of a connection, however they are segmented.
+            data = self.head + data
+            if len(data) < 4:
+                self.head = data
+                return
             self.first = False
-            if len(data) >= 4 and data[:4] in _4LW:
+            self.head = b""
+            if data[:4] in _4LW:
                 srv.four_letter(self, data[:4].decode())
                 return
         try:

@@ -84,7 +84,7 @@ class ServerConfig:
 
 SAFE_4LW = ("ruok", "srvr", "stat", "mntr", "isro", "conf", "envi")
 ALL_4LW = ("ruok", "srvr", "stat", "mntr", "conf", "envi", "cons", "wchs", "wchc", "wchp", "dump",
-           "isro", "crst", "srst", "dirs", "gtmk", "stmk")
+           "isro", "crst", "srst", "dirs", "gtmk", "stmk", "hash")
 DEFAULT_4LW = SAFE_4LW
 
 
@@ -218,10 +218,12 @@ def _apply(cfg: ServerConfig, k: str, v: str) -> None:
         if "*" in words:
             cfg.four_letter_whitelist = set(ALL_4LW)
         else:
+            # ZooKeeper ignores names it does not know (a zoo.cfg it accepts must start coord too)
+            # and always enables srvr (zkServer.sh status depends on it).
             bad = sorted(w for w in words if w not in ALL_4LW)
             if bad:
-                raise ValueError(f"4lw.commands.whitelist: unknown command(s) {', '.join(bad)}")
-            cfg.four_letter_whitelist = words
+                cfg.warnings.append(f"4lw.commands.whitelist: unknown command(s) {', '.join(bad)} ignored")
+            cfg.four_letter_whitelist = (words & set(ALL_4LW)) | {"srvr"}
     elif k == "extendedTypesEnabled":
         cfg.extended_types = _bool(v, k)
     elif k in ("superDigest", "DigestAuthenticationProvider.superDigest"):

@@ -82,7 +82,7 @@ class Connection:
     __slots__ = ("conn_id", "remote", "session_id", "auth", "queue", "established", "closing",
                  "client_read_only", "packets_received", "packets_sent", "last_op", "last_zxid",
                  "last_latency", "min_latency", "max_latency", "total_latency", "completed",
-                 "connected_at", "last_cxid", "close_requested")
+                 "connected_at", "last_cxid", "close_requested", "last_response")
 
     def __init__(self, conn_id: int, remote: str, now: int):
         self.conn_id = conn_id
@@ -106,6 +106,7 @@ class Connection:
         self.completed = 0
         self.connected_at = now
         self.last_cxid = 0
+        self.last_response = now
 
 
 class Request:
@@ -268,6 +269,7 @@ class ServerCore:
             del self.session_conn[conn.session_id]
         for key in [k for k, (cid, _) in self.waiting.items() if cid == conn_id]:
             del self.waiting[key]
+            self.stats.outstanding -= 1
 
     def frame(self, conn_id: int, payload: bytes) -> None:
         """One whole frame from a connection."""
@@ -498,6 +500,7 @@ class ServerCore:
             st.max_latency = lat
         conn.last_zxid = self.tree.last_zxid
         conn.last_op = _OP_NAMES.get(op, "NA")
+        conn.last_response = self.mono_ms
 
     def _reply(self, xid: int, err: int, body: bytes = b"") -> bytes:
         return _REPLY.pack(16 + len(body), xid, self.tree.last_zxid, int(err)) + body
@@ -507,7 +510,8 @@ class ServerCore:
         pkt, _ = decode(R.AuthPacket, payload, 8)
         ids = self._authenticate(conn, pkt.scheme, pkt.auth or b"")
         if ids is None:
-            self._enqueue(conn, Pending(xid, READY, _REPLY.pack(16, xid, 0, int(Err.AUTHFAILED)), op=100))
+            self._enqueue(conn, Pending(xid, READY, _REPLY.pack(16, xid, 0, int(Err.AUTHFAILED)), op=100,
+                                        t0=self.mono_ms))
             self._close(conn, f"authentication failed for scheme {pkt.scheme!r}")
             return
         for i in ids:
@@ -516,7 +520,7 @@ class ServerCore:
         s = self.sessions.get(conn.session_id)
         if s is not None:
             s.auth = conn.auth
-        self._enqueue(conn, Pending(xid, READY, _REPLY.pack(16, xid, 0, 0), op=100))
+        self._enqueue(conn, Pending(xid, READY, _REPLY.pack(16, xid, 0, 0), op=100, t0=self.mono_ms))
 
     def _authenticate(self, conn: Connection, scheme: str, auth: bytes):
         """The identities ZooKeeper's provider for `scheme` adds, or None (AUTHFAILED: no provider)."""

@@ -223,10 +223,13 @@ def record(name: str, fields: list[tuple[str, str]]) -> type[Record]:
             continue
         if t in ("ustring", "buffer"):
             what = "string" if t == "ustring" else "buffer"
-            conv = 'str(b[p:e], "utf-8")' if t == "ustring" else "bytes(b[p:e])"
+            # BinaryInputArchive: -1 is null, other negative lengths fail, bad UTF-8 becomes U+FFFD
+            conv = 'str(b[p:e], "utf-8", "replace")' if t == "ustring" else "bytes(b[p:e])"
             read_lines += [
                 "    n, = _I(b, p); p += 4",
                 "    if n < 0:",
+                "      if n != -1:",
+                f'        raise JuteError(f"negative {what} length {{n}}")',
                 f"      {f} = None",
                 "    else:",
                 "      e = p + n",
