@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import queue
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,11 +51,46 @@ def list_snapshots(snap_dir: Path) -> list[tuple[int, Path]]:
     return out
 
 
+def _prefetched_frames(read, flags):
+    """snapformat.iter_frames in a worker thread: file reads, checksums and zlib (which release the
+    GIL) overlap with building nodes on the calling thread."""
+    q: queue.Queue = queue.Queue(maxsize=8)
+    stop = threading.Event()
+
+    def worker():
+        try:
+            for item in snapformat.iter_frames(read, flags):
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(None)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            q.put(e)
+    t = threading.Thread(target=worker, name="snapshot-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join()
+
+
 def read_snapshot(path: Path, progress=None) -> tuple[DataTree, snapformat.SnapshotInfo]:
     """Load and verify one snapshot file (SnapshotError if it is not intact)."""
     name_zxid = logformat.zxid_of_name(path.name, PREFIX)
     with open(path, "rb", buffering=1 << 20) as f:
-        tree, info = snapformat.load(f.read, progress)
+        tree, info = snapformat.load(f.read, progress, frames=_prefetched_frames)
     if name_zxid is not None and name_zxid != info.zxid:
         raise snapformat.SnapshotError(f"holds zxid 0x{info.zxid:x}, not the 0x{name_zxid:x} of its name")
     return tree, info

@@ -412,12 +412,13 @@ def decode_nodes(raw: bytes):
     return paths, datas, stats
 
 
-def load(read, progress=None) -> tuple[DataTree, SnapshotInfo]:
+def load(read, progress=None, frames=None) -> tuple[DataTree, SnapshotInfo]:
     """Build a DataTree from snapshot bytes read with read(n); verify it completely.
 
     Per-node digests travel in the snapshot (recomputing a CRC per node is a third of the load
     time); the sum must equal the sealed tree digest, and the first node of every chunk is
     recomputed so that a change of the digest function is noticed, in which case all are.
+    `frames(read, flags)` may replace iter_frames, e.g. to read and decompress in another thread.
     """
     info = parse_header(read(HEADER_SIZE))
     tree = DataTree()
@@ -431,7 +432,6 @@ def load(read, progress=None) -> tuple[DataTree, SnapshotInfo]:
     digest = 0
     data_bytes = 0
     count = 0
-    frames = 0
     seal = None
     recompute = False
     ephemerals = tree.ephemerals
@@ -439,7 +439,9 @@ def load(read, progress=None) -> tuple[DataTree, SnapshotInfo]:
     ttls = tree.ttls
     last_ppath = None
     parent = None
-    for kind, raw in iter_frames(read, info.flags):
+    source = (frames or iter_frames)(read, info.flags)
+    frames = 0
+    for kind, raw in source:
         frames += 1
         if kind == KIND_NODES:
             paths, datas, stats = decode_nodes(raw)

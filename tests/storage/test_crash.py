@@ -15,6 +15,7 @@ from kazoo.retry import KazooRetry
 from tests.support.coord_server import CoordProcess
 
 WORKERS = 5
+OP_TIMEOUT = 8.0
 
 
 def client(cs: str, timeout: float = 10.0) -> KazooClient:
@@ -35,6 +36,7 @@ class Worker(threading.Thread):
         self.error: Exception | None = None
         self.ops = 0
         self.loaded = threading.Event()  # set after the first acknowledged write
+        self.stopper: threading.Thread | None = None
 
     def run(self) -> None:
         zk = client(self.cs)
@@ -46,23 +48,25 @@ class Worker(threading.Thread):
                 i += 1
                 tag = f"r{self.rnd}i{i}"
                 r = self.rng.random()
+                # every wait is bounded: a request queued while the server is dead never returns
                 if r < 0.4:
                     p = f"{base}/c-{tag}"
-                    zk.create(p, tag.encode())
+                    zk.create_async(p, tag.encode()).get(timeout=OP_TIMEOUT)
                     self.acked_creates.append(p)
                 elif r < 0.6:
-                    st = zk.set(f"{base}/counter", tag.encode(), version=self.counter_version)
+                    st = zk.set_async(f"{base}/counter", tag.encode(), version=self.counter_version).get(
+                        timeout=OP_TIMEOUT)
                     assert st.version == self.counter_version + 1
                     self.counter_version = st.version
                 elif r < 0.8:
-                    p = zk.create(f"{base}/seq-", tag.encode(), sequence=True)
+                    p = zk.create_async(f"{base}/seq-", tag.encode(), sequence=True).get(timeout=OP_TIMEOUT)
                     self.acked_seqs.append(p)
                 else:
                     t = zk.transaction()
                     t.create(f"{base}/ma-{tag}", b"a")
                     t.create(f"{base}/mb-{tag}", b"b")
                     t.set_data(f"{base}/mc", tag.encode())
-                    res = t.commit()
+                    res = t.commit_async().get(timeout=OP_TIMEOUT)
                     if any(isinstance(x, Exception) for x in res):
                         raise AssertionError(f"multi failed: {res}")
                     self.acked_multis.append(tag)
@@ -74,7 +78,8 @@ class Worker(threading.Thread):
             self.error = e
         finally:
             self.loaded.set()
-            threading.Thread(target=_stop_quietly, args=(zk,), daemon=True).start()
+            self.stopper = threading.Thread(target=_stop_quietly, args=(zk,), daemon=True)
+            self.stopper.start()
 
 
 def _stop_quietly(zk):
@@ -152,6 +157,8 @@ def crash_loop(tmp_path, seed: int, rounds: int) -> None:
                 st["multis"] += w.acked_multis
                 st["counter"] = w.counter_version
                 total_ops += w.ops
+            for w in workers:  # old clients gone before the restart: no late resends
+                w.stopper.join(30)
             srv.start()
             verify(srv.connect_string, state, srv.log_text)
         print(f"{total_ops} acknowledged writes over {rounds} kills")
