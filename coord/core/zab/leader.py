@@ -192,6 +192,8 @@ class LeaderRole:
         if bool(m.observer) != observer or m.protocol != M.PROTOCOL:
             self.drop(sid, f"FOLLOWERINFO says observer={m.observer} protocol={m.protocol}")
             return
+        if sid in self.handles:
+            return          # a repeat on the same link (it resends until answered); a new start needs a new link
         h = LearnerHandle(sid, observer, m.current_epoch, m.last_zxid, m.tree_zxid, peer.mono_ms)
         self.handles[sid] = h
         if self.phase == DISCOVER:

@@ -46,6 +46,7 @@ class LearnerRole:
         self.leader = leader
         self.observer = observer
         self.phase = CONNECTING
+        self.info_sent = 0
         self.new_epoch = 0
         self.last_heard = peer.mono_ms
         self.pending_trunc: int | None = None
@@ -97,7 +98,9 @@ class LearnerRole:
 
     def send_info(self) -> None:
         peer = self.peer
-        self.last_heard = peer.mono_ms
+        if self.phase == CONNECTING:
+            self.last_heard = peer.mono_ms
+        self.info_sent = peer.mono_ms
         peer.send(self.leader, M.FollowerInfo(peer.promised_epoch, peer.peer_epoch, peer.last_zxid,
                                               self.core.tree.last_zxid, int(self.observer), M.PROTOCOL))
         self.phase = INFO
@@ -105,6 +108,10 @@ class LearnerRole:
     def tick(self) -> None:
         peer = self.peer
         cfg = self.cfg
+        if self.phase == INFO and peer.mono_ms - self.info_sent >= cfg.election_resend_ms:
+            # The leader may not have known it leads when our FOLLOWERINFO came (it drops Zab traffic
+            # while looking): say it again until it answers (it ignores repeats on one link).
+            self.send_info()
         steady = self.phase == BROADCAST and not self.rolling
         limit = (cfg.sync_limit if steady else cfg.init_limit) * cfg.tick_ms
         if peer.mono_ms - self.last_heard > limit:
@@ -381,6 +388,12 @@ class LearnerRole:
         if conn is not None:
             pending.state = DEFERRED
             self.core._flush(conn)
+
+    def on_leader_notification(self, n: M.Notification) -> None:
+        """The server we chose to follow says, before it has taken us on, that it follows another:
+        the election went differently for it. Look again rather than wait out initLimit."""
+        if self.phase in (CONNECTING, INFO) and n.state in (M.FOLLOWING, M.OBSERVING) and n.leader != self.leader:
+            self.peer.become_looking(f"{self.leader} follows {n.leader}, not us")
 
     def info(self) -> dict:
         return {"zk_zab_phase": self.phase, "zk_epoch": self.new_epoch, "zk_leader": self.leader,

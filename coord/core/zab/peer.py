@@ -343,6 +343,8 @@ class QuorumPeer:
         """Zab traffic while looking is stale (a leader we no longer follow): ignore it."""
 
     def on_notification(self, sender: int, n: M.Notification) -> None:
+        if self.state != LOOKING and sender == self.leader_sid and sender != self.sid:
+            self.role.on_leader_notification(n)      # may send us back to looking
         if self.state == LOOKING:
             self.election.on_notification(sender, n, self.mono_ms)
             self._after_election()
