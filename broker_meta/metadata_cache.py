@@ -100,8 +100,8 @@ class MetadataCache:
 
     def _refresh_controller(self, notify: bool = True) -> None:
         got = self.zk.get_data(paths.CONTROLLER)
-        if got is None:
-            self.zk.exists(paths.CONTROLLER)
+        while got is None and self.zk.exists(paths.CONTROLLER) is not None:
+            got = self.zk.get_data(paths.CONTROLLER)  # created between the two reads: no event will come
         self.view.controller = codec.decode_controller(got[0], got[1].version) if got else None
         epoch = self.zk.get_data(paths.CONTROLLER_EPOCH)
         self.view.controller_epoch = codec.decode_controller_epoch(epoch[0]) if epoch else None
@@ -149,7 +149,13 @@ class MetadataCache:
             else:
                 self.view.states[tp] = None
                 if self.watch_states:  # arm a creation watch: the controller creates it soon
-                    self.zk.exists(paths.partition_state(tp.topic, tp.partition))
+                    path = paths.partition_state(tp.topic, tp.partition)
+                    while self.zk.exists(path) is not None:
+                        # created between the read and the exists: no creation event will come
+                        got = self.zk.get_data(path)
+                        if got is not None:
+                            self.view.states[tp] = codec.decode_partition_state(got[0], got[1].version)
+                            break
 
     def _on_state_event(self, e: WatchEvent) -> None:
         parts = e.path.split("/")  # /brokers/topics/<t>/partitions/<p>/state

@@ -585,7 +585,8 @@ class StreamController:
     def _process_preferred_election(self) -> None:
         got = self.zk.get_data(paths.PREFERRED_REPLICA_ELECTION)
         if got is None:
-            self.zk.exists(paths.PREFERRED_REPLICA_ELECTION)
+            if self.zk.exists(paths.PREFERRED_REPLICA_ELECTION) is not None:
+                self._enqueue("ReplicaLeaderElection", self._process_preferred_election)  # created in between: no event will come
             return
         try:
             tps = codec.decode_preferred_replica_election(got[0]).partitions if got[0] else ()
@@ -601,7 +602,8 @@ class StreamController:
         ctx = self.ctx
         got = self.zk.get_data(paths.REASSIGN_PARTITIONS)
         if got is None:
-            self.zk.exists(paths.REASSIGN_PARTITIONS)
+            if self.zk.exists(paths.REASSIGN_PARTITIONS) is not None:
+                self._enqueue("ZkPartitionReassignment", self._process_reassignment)  # created in between: no event will come
             return
         try:
             wanted = codec.decode_reassignment(got[0]).partitions if got[0] else ()
