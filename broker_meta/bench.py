@@ -77,6 +77,13 @@ def _active(nodes: list[BrokerNode]) -> BrokerNode | None:
     return None
 
 
+def _progress(node: BrokerNode) -> threading.Event:
+    """Set on every progress event of the node's controller (created, failover, states, ...)."""
+    ev = threading.Event()
+    node.controller.listeners.append(lambda what, detail: ev.set())
+    return ev
+
+
 def delete_tree(zk: ZkClient, root: str) -> None:
     """Pipelined bottom-up delete of a whole subtree (benchmark chroots are large)."""
     levels = [[root]]
@@ -121,12 +128,21 @@ def run_bench(target: str, cfg: BenchConfig, log: Callable[[str], None] = lambda
             jobs.append((name, assign_replicas_to_brokers(metas, cfg.partitions_per_topic, cfg.replication_factor,
                                                           fixed_start_index=i % cfg.brokers)))
             all_tps.extend(TopicPartition(name, p) for p in range(cfg.partitions_per_topic))
+        active = _active(nodes)
+        # Waits are woken by the controllers' own progress events and look at sizes only (copying
+        # 200,000 states every few ms would hold the GIL the measured controller needs).
+        created = _progress(active)
+
+        def all_created() -> bool:
+            created.wait(0.05)
+            created.clear()
+            ctx = active.controller.ctx
+            return ctx is not None and len(ctx.states) >= len(all_tps)
         t0 = time.monotonic()
         with ThreadPoolExecutor(cfg.admin_threads) as pool:
             list(pool.map(lambda job: create_topic(admin, job[0], assignment=job[1]), jobs))
         t_admin = time.monotonic() - t0
-        active = _active(nodes)
-        _wait(lambda: len(active.controller.snapshot()) >= len(all_tps), timeout, "all partition states")
+        _wait(all_created, timeout, "all partition states", 0)
         t_total = time.monotonic() - t0
         states = get_partition_states(admin, all_tps)
         missing = [tp for tp, st in states.items() if st is None]
@@ -135,10 +151,16 @@ def run_bench(target: str, cfg: BenchConfig, log: Callable[[str], None] = lambda
 
         log(f"{cs.hosts}: controller failover")
         successor = next(n for n in nodes if n is not active)
+        became = _progress(successor)
+
+        def successor_ready() -> bool:
+            became.wait(0.05)
+            became.clear()
+            return successor.is_controller and successor.controller.ready.is_set()
         t0 = time.monotonic()
         active.stop()
         nodes.remove(active)
-        _wait(lambda: successor.is_controller and successor.controller.ready.is_set(), timeout, "successor ready")
+        _wait(successor_ready, timeout, "successor ready", 0)
         t_failover = time.monotonic() - t0
         load_s = successor.controller.failover_seconds
         assert len(successor.controller.snapshot()) == len(all_tps)
@@ -153,8 +175,7 @@ def run_bench(target: str, cfg: BenchConfig, log: Callable[[str], None] = lambda
             log(f"note: broker {victim} leads {len(led)} partitions (asked for {cfg.leaders_on_dead_broker})")
         log(f"{cs.hosts}: killing broker {victim} (leader of {len(led)} partitions)")
         ctx_states = successor.controller.ctx.states
-        progressed = threading.Event()
-        successor.controller.listeners.append(lambda what, detail: progressed.set())
+        progressed = became
 
         def moved() -> bool:
             # woken by the controller's own progress events, so the check does not compete for the GIL

@@ -1,0 +1,146 @@
+"""Repeated `broker-meta bench` against real ZooKeeper 3.8 and coord in one run, with medians and
+ratios (the table in docs/broker_meta.md):
+
+    .venv/bin/python -m tests.broker_meta.benchrun --full --repeats 3 \
+        --targets zookeeper,coord,coord-ensemble --out /tmp/bm-bench.jsonl
+
+Each target gets a fresh server (standalone: forceSync=no, tickTime 2000; ensembles: 3 servers from
+one zoo.cfg, the same settings for both engines) that is started just before its measurement and
+stopped after, so an idle server never competes with the measured one. The order of the targets
+rotates between repeats. `--profile DIR` samples every coord server process with py-spy during its
+measurement (a separate, unmeasured diagnostic: sampling costs a little CPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from broker_meta.bench import BenchConfig, run_bench
+from tests.support import real_zk
+from tests.support.coord_server import CoordProcess
+from tests.support.ensemble import Ensemble
+
+METRICS = [("create topics: admin writes (s)", "create_admin_s"),
+           ("create topics: until every partition state exists (s)", "create_total_s"),
+           ("controller failover until the successor is ready (s)", "failover_s"),
+           ("  of which the successor's load (s)", "successor_load_s"),
+           ("move leadership off the dead broker (s)", "leader_move_s")]
+REFERENCE = {"coord": "zookeeper", "coord-ensemble": "zookeeper-ensemble"}
+
+
+class Server:
+    def __init__(self, kind: str, workdir: Path):
+        self.kind = kind
+        self.workdir = workdir
+        self.handle = None
+
+    def start(self) -> str:
+        if self.kind == "zookeeper":
+            self.handle = real_zk.RealZooKeeper(self.workdir, heap_mb=4096).start()
+            return self.handle.connect_string
+        if self.kind == "coord":
+            self.handle = CoordProcess(self.workdir, extra_cfg={"maxSessionTimeout": "60000"}).start()
+            return self.handle.connect_string
+        engine = "zookeeper" if self.kind == "zookeeper-ensemble" else "coord"
+        self.handle = Ensemble(self.workdir, 3, kind=engine, tick_ms=2000, init_limit=10, sync_limit=5,
+                               force_sync=False, heap_mb=3072, log_level="warning").start(wait=180)
+        return self.handle.connect_string()
+
+    def pids(self) -> list[int]:
+        if self.kind in ("zookeeper", "coord"):
+            return [self.handle.proc.pid]
+        return [m.proc.pid for m in self.handle.members.values() if m.proc is not None]
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            self.handle.stop()
+            self.handle = None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--full", action="store_true", help="200,000 partitions over 100 brokers, 2,000 leaders moved")
+    ap.add_argument("--partitions", type=int, default=4000)
+    ap.add_argument("--brokers", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--targets", default="zookeeper,coord")
+    ap.add_argument("--out", type=Path, default=Path("broker-meta-bench.jsonl"))
+    ap.add_argument("--profile", type=Path, default=None, help="py-spy raw profiles of coord servers go here")
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+    cfg = BenchConfig.full_scale() if args.full else BenchConfig(brokers=args.brokers, partitions=args.partitions)
+    targets = args.targets.split(",")
+    base = args.workdir or Path(tempfile.mkdtemp(prefix="bm-bench-"))
+    results: list[dict] = []
+    for rep in range(args.repeats):
+        order = targets[rep % len(targets):] + targets[:rep % len(targets)]
+        for kind in order:
+            wd = base / f"r{rep}-{kind}"
+            server = Server(kind, wd)
+            spies = []
+            try:
+                connect = server.start()
+                if args.profile is not None and kind.startswith("coord"):
+                    args.profile.mkdir(parents=True, exist_ok=True)
+                    for i, pid in enumerate(server.pids()):
+                        out = args.profile / f"r{rep}-{kind}-{i}.txt"
+                        spies.append(subprocess.Popen(
+                            [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "--rate", "50",
+                             "--nonblocking", "--format", "raw", "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                t0 = time.monotonic()
+                r = run_bench(connect, cfg, log=lambda m: print(f"  [{kind} r{rep}] {m}", flush=True),
+                              cleanup=False)  # the server and its data are discarded
+                row = {"repeat": rep, "kind": kind, "wall_s": round(time.monotonic() - t0, 1),
+                       "started": time.strftime("%H:%M:%S"), **asdict(r)}
+                try:
+                    row["load_avg"] = open("/proc/loadavg").read().split()[:3]
+                except OSError:
+                    pass
+                results.append(row)
+                with open(args.out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(json.dumps(row), flush=True)
+            except Exception as e:  # one failed measurement does not end the run
+                print(f"  [{kind} r{rep}] FAILED: {e!r}", flush=True)
+                with open(args.out, "a") as f:
+                    f.write(json.dumps({"repeat": rep, "kind": kind, "error": repr(e)}) + "\n")
+            finally:
+                for s in spies:
+                    s.send_signal(signal.SIGINT)
+                    try:
+                        s.wait(60)
+                    except subprocess.TimeoutExpired:
+                        s.kill()
+                server.stop()
+                shutil.rmtree(wd, ignore_errors=True)
+    print(summary(results))
+
+
+def summary(results: list[dict]) -> str:
+    kinds = [k for k in dict.fromkeys(r["kind"] for r in results)]
+    med = {k: {a: statistics.median([r[a] for r in results if r["kind"] == k]) for _, a in METRICS} for k in kinds}
+    n = {k: sum(1 for r in results if r["kind"] == k) for k in kinds}
+    head = ["metric"] + [f"{k} (median of {n[k]})" for k in kinds]
+    ratios = [(k, "zookeeper") for k in kinds if k.startswith("coord") and "zookeeper" in kinds]
+    ratios += [(k, REFERENCE[k]) for k in kinds if REFERENCE.get(k) in kinds and REFERENCE[k] != "zookeeper"]
+    head += [f"{a} / {b}" for a, b in ratios]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, a in METRICS:
+        cells = [label] + [f"{med[k][a]:.2f}" for k in kinds]
+        cells += [f"{med[x][a] / med[y][a]:.2f}" if med[y][a] else "" for x, y in ratios]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
