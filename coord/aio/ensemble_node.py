@@ -112,13 +112,69 @@ class EnsembleNode(CoordServer):
             log.critical("cannot start: %s", e)
             raise SystemExit(f"coord: cannot start: {e}") from None
         tree = rec.tree
-        self.core = ServerCore(core_config(self.cfg), tree)
+        cc = core_config(self.cfg)
+        cc.config_data = self._initial_config_data(tree)
+        self.written_config = cc.config_data
+        self.core = ServerCore(cc, tree)
         self.core.config.quorum = True
         self.peer = QuorumPeer(self.sid, self.voters, self.observers, self.core, zab_config(self.cfg))
         self.durable_state = DurableState(accepted, current, rec.last_zxid, rec.snapshot_zxid)
         log.info("server %d: snapshot zxid 0x%x + %d logged txns to zxid 0x%x in %.2fs (%d znodes); "
                  "accepted epoch %d, current epoch %d", self.sid, rec.snapshot_zxid, rec.replayed,
                  tree.last_zxid, time.monotonic() - t0, tree.node_count(), accepted, current)
+
+    # -- dynamic configuration -------------------------------------------------------------------
+    def _dynamic_path(self):
+        from pathlib import Path
+        d = self.cfg.dynamic_config_file
+        if not d:
+            return None
+        p = Path(d)
+        if not p.is_absolute() and self.cfg.path:
+            p = Path(self.cfg.path).parent / p
+        return p
+
+    def _initial_config_data(self, tree) -> bytes:
+        """/zookeeper/config as QuorumMaj.toString(): the servers and the dynamic file's version, or
+        the recovered tree's config when a committed reconfig there is newer (no dynamic file)."""
+        from coord.core import reconfig as rc
+        version = 0
+        node = tree.nodes.get("/zookeeper/config")
+        recovered = node.data if node is not None else None
+        try:
+            rversion = rc.parse(recovered)[1] if recovered else -1
+        except ValueError:
+            rversion = -1
+        p = self._dynamic_path()
+        if p is not None and p.exists():
+            for line in p.read_text().splitlines():
+                k, _, v = line.partition("=")
+                if k.strip() == "version":
+                    try:
+                        version = int(v.strip(), 16)
+                    except ValueError:
+                        pass
+        if rversion > version:
+            return recovered
+        return rc.render(dict(self.cfg.servers), version)
+
+    def _write_dynamic_config(self) -> None:
+        """A committed reconfig: its config goes to the dynamic config file (as ZooKeeper writes it)."""
+        data = self.core.config.config_data
+        if data == self.written_config:
+            return
+        self.written_config = data
+        p = self._dynamic_path()
+        if p is None:
+            return
+        tmp = p.with_name(f"{p.name}.tmp{os.getpid()}")
+        try:
+            tmp.write_bytes(data + b"\n")
+            os.replace(tmp, p)
+        except OSError as e:
+            log.error("server %d: cannot write the dynamic config file %s: %s", self.sid, p, e)
+            return
+        log.info("server %d: wrote the committed configuration to %s", self.sid, p)
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -260,6 +316,8 @@ class EnsembleNode(CoordServer):
                     break
                 self._perform(effects)
         super().flush()
+        if self.core is not None and self.core.config.config_data is not self.written_config:
+            self._write_dynamic_config()
 
     def _perform(self, effects: list[tuple]) -> None:
         tr = self.transport

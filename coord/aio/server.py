@@ -47,6 +47,7 @@ def core_config(cfg: ServerConfig) -> CoreConfig:
         local_sessions=cfg.local_sessions_enabled,
         local_sessions_upgrading=cfg.local_sessions_upgrading_enabled,
         reconfig_enabled=cfg.reconfig_enabled,
+        standalone_enabled=cfg.standalone_enabled,
     )
 
 

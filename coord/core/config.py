@@ -23,6 +23,7 @@ class CoreConfig:
     local_sessions: bool = False       # localSessionsEnabled
     local_sessions_upgrading: bool = False  # localSessionsUpgradingEnabled
     reconfig_enabled: bool = False     # reconfigEnabled
+    standalone_enabled: bool = True    # standaloneEnabled (a reconfig must then keep 2 voters)
     extra: dict = field(default_factory=dict)
 
     @property

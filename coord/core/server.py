@@ -204,6 +204,7 @@ class ServerCore:
         # Sessions known only to this server (ZooKeeper's local sessions, and every session a
         # read-only server makes): no createSession txn, expired here, never seen by the leader.
         self.local_sessions: set[int] = set()
+        self.reconfig_pending = 0
         self._init_sessions_from_tree()
 
     # -- time and identity --------------------------------------------------------------------
@@ -296,6 +297,10 @@ class ServerCore:
             conn.client_read_only, p = read_bool(payload, p)
         else:
             conn.client_read_only = None
+        if self.config.read_only and not conn.client_read_only:
+            # ZooKeeperServer.processConnectRequest on a ReadOnlyZooKeeperServer
+            self._close(conn, f"Refusing session request for not-read-only client {conn.remote}")
+            return
         if self.config.read_only and not conn.client_read_only:
             # ZooKeeperServer.processConnectRequest on a ReadOnlyZooKeeperServer
             self._close(conn, f"Refusing session request for not-read-only client {conn.remote}")
@@ -604,11 +609,50 @@ class ServerCore:
             return R.TxnHeader(sid, request.cxid, zxid, now, t), txn
         try:
             if t == 16:
-                raise PrepError(Err.RECONFIGDISABLED)
+                return R.TxnHeader(sid, request.cxid, zxid, now, t), self._reconfig(request, zxid)
             txn = self.prep.op(t, request.req, sid, request.auth, zxid, now)
             return R.TxnHeader(sid, request.cxid, zxid, now, t), txn
         except PrepError as e:
             return R.TxnHeader(sid, request.cxid, zxid, now, -1), R.ErrorTxn(int(e.err))
+
+    def _reconfig(self, request: Request, zxid: int) -> R.SetDataTxn:
+        """PrepRequestProcessor's `case OpCode.reconfig`, in its order of checks (coord.core.reconfig).
+        coord commits a reconfig that keeps the membership (a new version of the same config) and
+        refuses, after every check ZooKeeper makes, one that changes it (UNIMPLEMENTED)."""
+        from coord.core import reconfig as rc
+        cfg = self.config
+        if not cfg.reconfig_enabled:
+            raise PrepError(Err.RECONFIGDISABLED)
+        if not cfg.quorum:
+            raise PrepError(Err.UNIMPLEMENTED)      # standalone: ZooKeeper does not reconfigure
+        if self.reconfig_pending > self.tree.last_zxid:
+            raise PrepError(Err.RECONFIGINPROGRESS)
+        node = self.tree.nodes.get("/zookeeper/config")
+        current, version = rc.parse(node.data if node is not None else b"")
+        req = request.req
+        if req.curConfigId != -1 and req.curConfigId != version:
+            raise PrepError(Err.BADVERSION)
+        try:
+            new = rc.next_members(current, req.joiningServers, req.leavingServers, req.newMembers)
+        except rc.ReconfigError as e:
+            self.log(f"reconfig from session 0x{request.session_id & 0xFFFFFFFFFFFFFFFF:x} refused: {e}")
+            raise PrepError(e.err) from None
+        voters = rc.voters(new)
+        if len(voters) < (2 if cfg.standalone_enabled else 1):
+            raise PrepError(Err.BADARGUMENTS)
+        leader = getattr(self.sequencer, "leader", None)
+        synced = {cfg.server_id}
+        if leader is not None:
+            synced |= {h.sid for h in leader.handles.values() if h.uptodate}
+        if 2 * len(voters & synced) <= len(voters):
+            raise PrepError(Err.NEWCONFIGNOQUORUM)
+        if node is None or not aclmod.check(node.acl, Perms.WRITE, request.auth):
+            raise PrepError(Err.NOAUTH)
+        if not rc.same_membership(current, new):
+            self.log("reconfig refused: coord does not change an ensemble's membership at run time")
+            raise PrepError(Err.UNIMPLEMENTED)
+        self.reconfig_pending = zxid
+        return R.SetDataTxn("/zookeeper/config", rc.render(new, zxid), -1)
 
     def commit(self, hdr: R.TxnHeader, txn) -> TxnResult:
         """A txn is durable on a quorum: apply it, fire watches, complete whoever waits for it."""
@@ -629,6 +673,8 @@ class ServerCore:
             return res
         if t == -11:
             self.sessions.remove(sid)
+        elif t == 16:
+            self.config.config_data = txn.data   # survives a SNAP's replace_tree
         key = (sid, hdr.cxid)
         w = self.waiting.pop(key, None)
         if w is not None:
@@ -686,6 +732,9 @@ class ServerCore:
             return _REPLY.pack(84, xid, self.tree.last_zxid, 0) + res.node.stat_bytes()
         if op == 14:
             return self._reply(xid, 0, self._multi_body(res.multi))
+        if op == 16:   # FinalRequestProcessor: a GetDataResponse with the new config
+            d = res.node.data or b""
+            return self._reply(xid, 0, _LEN.pack(len(d)) + d + res.node.stat().encode())
         return self._reply(xid, 0)
 
     @staticmethod
@@ -1014,6 +1063,14 @@ class ServerCore:
 
     def ephemeral_owner_sessions(self) -> dict[int, set[str]]:
         return {k: v for k, v in self.tree.ephemerals.items() if is_session_owner(k)}
+
+
+def _creates_ephemeral(op: int, req) -> bool:
+    if op in (1, 15):
+        return getattr(req, "flags", 0) in (1, 3)
+    if op == 14 and isinstance(req, list):
+        return any(t in (1, 15) and getattr(r, "flags", 0) in (1, 3) for t, r in req)
+    return False
 
 
 def _creates_ephemeral(op: int, req) -> bool:
