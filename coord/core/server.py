@@ -301,10 +301,6 @@ class ServerCore:
             # ZooKeeperServer.processConnectRequest on a ReadOnlyZooKeeperServer
             self._close(conn, f"Refusing session request for not-read-only client {conn.remote}")
             return
-        if self.config.read_only and not conn.client_read_only:
-            # ZooKeeperServer.processConnectRequest on a ReadOnlyZooKeeperServer
-            self._close(conn, f"Refusing session request for not-read-only client {conn.remote}")
-            return
         if req.lastZxidSeen > self.tree.last_zxid:
             self._close(conn, f"client has seen zxid 0x{req.lastZxidSeen:x}, our last is "
                               f"0x{self.tree.last_zxid:x}; client must try another server")
@@ -1063,14 +1059,6 @@ class ServerCore:
 
     def ephemeral_owner_sessions(self) -> dict[int, set[str]]:
         return {k: v for k, v in self.tree.ephemerals.items() if is_session_owner(k)}
-
-
-def _creates_ephemeral(op: int, req) -> bool:
-    if op in (1, 15):
-        return getattr(req, "flags", 0) in (1, 3)
-    if op == 14 and isinstance(req, list):
-        return any(t in (1, 15) and getattr(r, "flags", 0) in (1, 3) for t, r in req)
-    return False
 
 
 def _creates_ephemeral(op: int, req) -> bool:
