@@ -165,9 +165,7 @@ def test_cli_mt_commands(pair):
     assert "Error -101 for /nothere" in text
     assert "Watcher CREATED_EVENT state = CONNECTED_STATE for path /cm/later" in text
     assert "hello" in text
-
-
-def test_cli_mt_second_session_sees_ephemerals_gone(pair):
+    # a second cli_mt, a new session: the first one's ephemerals are gone; clean up
     out = run_both(pair, [
         "ls /cm",
         "exists /cm/e",

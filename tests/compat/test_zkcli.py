@@ -68,7 +68,7 @@ def run_both(pair, commands):
 USER1 = digest_id("user1:pw1")
 
 
-def test_zkcli_main_script(pair):
+def test_zkcli_scripts(pair):
     body, events = run_both(pair, [
         'create /zc "hello"',
         'create -s /zc/seq- "s"',
@@ -131,11 +131,8 @@ def test_zkcli_main_script(pair):
     assert "digest: user1" in body
     assert events[-2:] == ["WatchedEvent state:SyncConnected type:NodeCreated path:/zc/nothere",
                            "WatchedEvent state:Closed type:None path:null"]
-
-
-def test_zkcli_second_session_acls_and_cleanup(pair):
-    """After the first script's session closed: its ephemerals are gone; ACLs hold for a client
-    without the identity, open with it, and with the super digest; deleteall removes the tree."""
+    # a second zkCli, a new session: the first one's ephemerals are gone; ACLs hold for a client
+    # without the identity, open with it; deleteall removes the tree
     body, events = run_both(pair, [
         "ls -R /zc",
         "getEphemerals",
