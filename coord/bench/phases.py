@@ -46,6 +46,14 @@ class PhaseResult:
     seconds: float
     client_cpu_s: float
     server_cpu_s: float | None = None
+    machine_cpu_s: float | None = None   # all non-idle CPU time of the machine during the phase
+
+    @property
+    def background_cpu_s(self) -> float | None:
+        """CPU used by neither the server nor the client: other load on the machine."""
+        if self.machine_cpu_s is None or self.server_cpu_s is None:
+            return None
+        return max(0.0, self.machine_cpu_s - self.server_cpu_s - self.client_cpu_s)
 
     @property
     def ops_per_s(self) -> float:
@@ -87,7 +95,8 @@ class RunResult:
             "phases": {k: {"ops": v.ops, "errors": v.errors, "first_err": v.first_err,
                            "seconds": round(v.seconds, 6), "ops_per_s": round(v.ops_per_s, 1),
                            "client_cpu_s": round(v.client_cpu_s, 4),
-                           "server_cpu_s": None if v.server_cpu_s is None else round(v.server_cpu_s, 4)}
+                           "server_cpu_s": None if v.server_cpu_s is None else round(v.server_cpu_s, 4),
+                           "machine_cpu_s": None if v.machine_cpu_s is None else round(v.machine_cpu_s, 4)}
                        for k, v in self.phases.items()},
             "latency": {k: {"n": len(v.samples_ns), "p50_ms": round(v.p50_ms, 4),
                             "p99_ms": round(v.p99_ms, 4), "mean_ms": round(v.mean_ms, 4)}
@@ -179,15 +188,18 @@ class Workers:
             pipe.send(("prepare", op, [names[i] for i in ids], data, depth))
         self._gather("ready")
         s0 = cpu_probe() if cpu_probe else None
+        m0 = machine_cpu()
         for pipe in self.pipes:
             pipe.send(("go", depth))
         res = self._gather("done")
+        m1 = machine_cpu()
         s1 = cpu_probe() if cpu_probe else None
         start = min(r[1] for r in res)
         end = max(r[2] for r in res)
         return PhaseResult(op, sum(r[3] for r in res), sum(r[4] for r in res),
                            next((r[5] for r in res if r[5]), 0), end - start, sum(r[6] for r in res),
-                           None if s0 is None or s1 is None else s1 - s0)
+                           None if s0 is None or s1 is None else s1 - s0,
+                           None if m0 is None or m1 is None else m1 - m0)
 
     def latency(self, op: str, paths: list[str], data: bytes) -> LatencyResult:
         self.pipes[0].send(("latency", op, paths, data))
@@ -275,6 +287,16 @@ def _cleanup(admin: Session, paths: list[str]) -> None:
     blob, offs = encode_batch("delete", paths, b"", admin.xid)
     admin.load(blob, offs)
     drive([admin], 64)
+
+
+def machine_cpu() -> float | None:
+    """Non-idle CPU seconds of the whole machine so far (all cores), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def proc_cpu_probe(pid: int):

@@ -29,7 +29,7 @@ def cpu_share(runs: list[RunResult], op: str, which: str) -> float | None:
         p = r.phases.get(op)
         if p is None or p.seconds <= 0:
             continue
-        v = p.client_cpu_s if which == "client" else p.server_cpu_s
+        v = {"client": p.client_cpu_s, "server": p.server_cpu_s, "background": p.background_cpu_s}[which]
         if v is None:
             return None
         vals.append(100.0 * v / p.seconds)
@@ -44,6 +44,7 @@ def summary(runs: list[RunResult]) -> dict:
         out["acknowledged"][op] = [r.phases[op].ops for r in runs]
         out.setdefault("client_cpu_pct", {})[op] = cpu_share(runs, op, "client")
         out.setdefault("server_cpu_pct", {})[op] = cpu_share(runs, op, "server")
+        out.setdefault("background_cpu_pct", {})[op] = cpu_share(runs, op, "background")
     for op in LATENCY_PHASES:
         if runs and op in runs[0].latency:
             out["latency"][op] = {"p50_ms": median_latency(runs, op, "p50_ms"),
@@ -78,10 +79,11 @@ def print_single(console: Console, name: str, runs: list[RunResult], title: str 
     t.add_column("errors", justify="right")
     t.add_column("client CPU", justify="right")
     t.add_column("server CPU", justify="right")
+    t.add_column("other load", justify="right")
     for op, v in s["throughput"].items():
         errs = sum(r.phases[op].errors for r in runs if op in r.phases)
         t.add_row(op, _fmt_rate(v), str(errs), _fmt_pct(s["client_cpu_pct"][op]),
-                  _fmt_pct(s["server_cpu_pct"][op]))
+                  _fmt_pct(s["server_cpu_pct"][op]), _fmt_pct(s["background_cpu_pct"][op]))
     for op, lat in s["latency"].items():
         t.add_row(f"{op} latency", f"p50 {_fmt_ms(lat['p50_ms'])} ms", "", f"p99 {_fmt_ms(lat['p99_ms'])} ms", "")
     console.print(t)
@@ -99,15 +101,18 @@ def print_compare(console: Console, names: tuple[str, str], runs_a: list[RunResu
     t.add_column(f"{na} CPU", justify="right")
     t.add_column(f"{nb} CPU", justify="right")
     t.add_column("client CPU", justify="right")
+    t.add_column("other load", justify="right")
     for op in a["throughput"]:
         t.add_row(f"{op} ops/s", _fmt_rate(a["throughput"][op]), _fmt_rate(b["throughput"].get(op)),
                   _ratio(a["throughput"][op], b["throughput"].get(op)),
                   _fmt_pct(a["server_cpu_pct"][op]), _fmt_pct(b["server_cpu_pct"].get(op)),
-                  f"{_fmt_pct(a['client_cpu_pct'][op])} / {_fmt_pct(b['client_cpu_pct'].get(op))}")
+                  f"{_fmt_pct(a['client_cpu_pct'][op])} / {_fmt_pct(b['client_cpu_pct'].get(op))}",
+                  f"{_fmt_pct(a['background_cpu_pct'][op])} / {_fmt_pct(b['background_cpu_pct'].get(op))}")
     for op in a["latency"]:
         for q in ("p50_ms", "p99_ms"):
             va, vb = a["latency"][op][q], b["latency"].get(op, {}).get(q)
-            t.add_row(f"{op} {q[:3]} ms", _fmt_ms(va), _fmt_ms(vb), _ratio(va, vb), "", "", "")
+            t.add_row(f"{op} {q[:3]} ms", _fmt_ms(va), _fmt_ms(vb), _ratio(va, vb), "", "", "", "")
     console.print(t)
     console.print(f"errors: {na} {a['errors']}, {nb} {b['errors']}; throughput ratio = {na}/{nb} "
-                  f"(>1: {na} faster), latency ratio = {na}/{nb} (<1: {na} faster)")
+                  f"(>1: {na} faster), latency ratio = {na}/{nb} (<1: {na} faster); CPU columns are % of "
+                  f"one core over the phase; 'other load' is machine CPU used by neither server nor client")
