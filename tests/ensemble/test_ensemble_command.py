@@ -25,6 +25,24 @@ def _base_port() -> int:
     raise RuntimeError("no port range")
 
 
+def _leader_pid(root: Path, connect: str) -> int:
+    """The pid of the server that reports Mode: leader, found through its zoo.cfg on the command line."""
+    from tests.support.real_zk import four_letter
+    for i, hp in enumerate(connect.split(","), 1):
+        host, port = hp.split(":")
+        if "Mode: leader" in four_letter(host, int(port), "srvr"):
+            cfg = str(root / ".coord" / f"s{i}" / "zoo.cfg")
+            for pid in os.listdir("/proc"):
+                if pid.isdigit():
+                    try:
+                        cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+                    except OSError:
+                        continue
+                    if cfg.encode() in cmd:
+                        return int(pid)
+    raise AssertionError("no leader process found")
+
+
 @pytest.mark.parametrize("engine", [
     pytest.param("zookeeper", marks=pytest.mark.realzk),
     "coord",
@@ -62,6 +80,20 @@ def test_ensemble_command_runs_serves_and_stops_on_ctrl_c(tmp_path, engine):
         zk = KazooClient(connect)
         zk.start(timeout=30)
         zk.create("/hello", b"world")
+        assert zk.get("/hello")[0] == b"world"
+        # a user kills one server (the leader, the worst case): the other two go on, nothing is lost
+        victim = _leader_pid(tmp_path, connect)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                zk.create("/after-kill", b"")
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        zk.sync("/")
         assert zk.get("/hello")[0] == b"world"
         zk.stop()
         zk.close()
