@@ -57,3 +57,9 @@ def test_cli_compare_json(coord_server):
     for op, ratio in out["ratios"]["throughput"].items():
         assert ratio > 0, op
     assert out["targets"][t]["summary"]["errors"] == 0
+
+
+def test_core_bench_runs():
+    from coord.bench import core
+    res = core.run(ops=800, connections=4, depth=8, out=lambda *_: None)
+    assert set(res) == set(core.PHASES) and all(v > 0 for v in res.values())

@@ -1,0 +1,101 @@
+"""In-process benchmark of the pure request machine: no sockets, no event loop, no disk.
+
+`python -m coord.bench.core [--ops K] [--connections N] [--depth D] [--profile PHASE]`
+
+It drives ServerCore exactly as the shell does, one "loop iteration" at a time: N connections each
+deliver D request frames (pre-encoded by the bench client's encoder), the sequencer's txns are
+encoded as log records (as TxnLog.append does) and reported durable, and the outboxes are drained.
+It reports CPU time (time.process_time) per op, so the numbers stay comparable on a machine that
+other work is also using, and --profile runs one phase under cProfile. This isolates the cost of the
+core from the cost of the asyncio shell and the kernel; `coord bench` measures the whole server.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import struct
+import time
+
+from coord.bench.client import encode_batch
+from coord.core import logformat
+from coord.core.config import CoreConfig
+from coord.core.server import ServerCore
+from coord.jute import records as R
+
+PHASES = ("create", "getData", "setData", "exists", "delete")
+
+
+def _durable(core: ServerCore) -> int:
+    recs = core.sequencer.drain_log()
+    if recs:
+        buf = bytearray()
+        for hdr, txn in recs:
+            buf += logformat.encode_record(hdr, txn)
+        core.sequencer.on_logged(recs[-1][0].zxid)
+    return len(recs)
+
+
+def run(ops: int = 50_000, connections: int = 8, depth: int = 32, data_size: int = 100,
+        profile: str | None = None, out=print) -> dict[str, float]:
+    """Returns CPU microseconds per op for each phase."""
+    core = ServerCore(CoreConfig())
+    core.start(1_700_000_000_000, 1000)
+    conns = list(range(1, connections + 1))
+    for c in conns:
+        core.connection_made(c, f"127.0.0.1:{5000 + c}")
+        core.frame(c, R.ConnectRequest(0, 0, 30000, 0, bytes(16)).encode() + b"\x00")
+    _durable(core)
+    core.drain()
+    root = R.CreateRequest("/b", b"", [R.ACL(31, R.Id("world", "anyone"))], 0).encode()
+    core.frame(1, struct.pack(">ii", 1, 1) + root)
+    _durable(core)
+    core.drain()
+    per = ops // connections
+    names = {c: [f"/b/c{c:03d}n{j:07d}" for j in range(per)] for c in conns}
+    data = b"x" * data_size
+    result = {}
+    for op in PHASES:
+        frames = {}
+        for c in conns:
+            blob, offs = encode_batch(op, names[c], data, 100 + per * PHASES.index(op))
+            frames[c] = [blob[offs[i] + 4:offs[i + 1]] for i in range(len(offs) - 1)]
+        prof = cProfile.Profile() if profile == op else None
+        if prof:
+            prof.enable()
+        t0 = time.process_time()
+        replies = 0
+        for base in range(0, per, depth):
+            for c in conns:
+                for f in frames[c][base:base + depth]:
+                    core.frame(c, f)
+            _durable(core)
+            out_, _closing = core.drain()
+            for chunks in out_.values():
+                replies += len(chunks)
+        dt = time.process_time() - t0
+        if prof:
+            prof.disable()
+        n = per * connections
+        if replies != n:
+            raise AssertionError(f"{op}: {replies} replies for {n} requests")
+        result[op] = dt / n * 1e6
+        out(f"{op:8s} {result[op]:7.1f} us/op CPU  ({n / dt:,.0f} ops per CPU-second)")
+        if prof:
+            pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ops", type=int, default=50_000)
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--depth", type=int, default=32)
+    ap.add_argument("--data-size", type=int, default=100)
+    ap.add_argument("--profile", choices=PHASES, default=None)
+    a = ap.parse_args()
+    run(a.ops, a.connections, a.depth, a.data_size, a.profile)
+
+
+if __name__ == "__main__":
+    main()
