@@ -35,6 +35,7 @@ class Checker:
         self.data_changes: dict[str, list[int]] = {}
         self.child_changes: dict[str, list[int]] = {}
         self.closed: dict[int, int] = {}
+        self.closed_at: dict[int, int] = {}
         self.created_sessions: dict[int, int] = {}
         self.pos: dict[int, int] = {}
         self.leaders: dict[int, int] = {}
@@ -112,6 +113,7 @@ class Checker:
                 self.created_sessions[h.clientId] = z
             elif h.type == -11 and h.clientId not in self.closed:
                 self.closed[h.clientId] = z
+                self.closed_at[h.clientId] = self.world.now
         self.pos[node.sid] = z
         if node.role == "leading":
             self._committed_durably(node, z, crc)

@@ -281,6 +281,7 @@ class World:
                 if not self.step():
                     break
             self.phase = "liveness"
+            self.healed_at = self.now
             self.note("healing everything: liveness phase")
             self.net.heal()
             self.net.calm()
@@ -371,6 +372,13 @@ class World:
             if c.dead_at is not None and c.session_id:
                 if c.session_id in tree.sessions or tree.ephemerals.get(c.session_id):
                     raise SimFailure(f"dead client {c.cid}'s session 0x{c.session_id:x} outlived it")
+                # promptly: a leader that has been in place since the heal expires it within its
+                # timeout (plus an election and tick rounding); a leader change may restart the clock once
+                due = max(c.dead_at, self.healed_at) + 2 * c.negotiated + 3000
+                at = ck.closed_at.get(c.session_id)
+                if at is not None and at > due:
+                    raise SimFailure(f"dead client {c.cid}'s session 0x{c.session_id:x} (timeout "
+                                     f"{c.negotiated} ms) expired only at {at} ms, due by {due} ms")
         for (sid, cxid), z in ck.by_req.items():
             if z > ck.tail:
                 raise SimFailure("acked write beyond the end of the committed sequence")

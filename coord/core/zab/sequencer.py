@@ -1,4 +1,4 @@
-"""The QuorumSequencer family: what ServerCore's `sequencer` is on an ensemble member.
+"""QuorumSequencer and its kinds: what ServerCore's `sequencer` is on an ensemble member.
 
 ServerCore hands every write (and every sync) to its sequencer. In standalone that is the server
 itself; in an ensemble it depends on the peer's role:
@@ -49,26 +49,35 @@ def decode_request_body(type_: int, body: bytes):
     return decode(REQUEST_RECORD[type_], body, exact=True)[0]
 
 
-class IdleSequencer:
+class QuorumSequencer:
+    """The interface ServerCore expects of its sequencer, for an ensemble member."""
     decides_expiry = False
 
     def __init__(self, peer):
         self.peer = peer
 
     def submit(self, request: Request) -> None:
+        raise NotImplementedError
+
+    def sync(self, conn: Connection, pending: Pending) -> None:
+        raise NotImplementedError
+
+    def drain_log(self) -> list:
+        return []          # the peer emits `append` effects itself
+
+    def on_logged(self, zxid: int) -> None:
+        pass               # durability reaches the peer as log_durable
+
+
+class IdleSequencer(QuorumSequencer):
+    def submit(self, request: Request) -> None:
         self.peer.log("debug", f"dropping a write from session 0x{request.session_id:x}: not serving")
 
     def sync(self, conn: Connection, pending: Pending) -> None:
         pending.state = WAIT_COMMIT   # the connection is closing; it never completes
 
-    def drain_log(self) -> list:
-        return []
 
-    def on_logged(self, zxid: int) -> None:
-        pass
-
-
-class LeaderSequencer(IdleSequencer):
+class LeaderSequencer(QuorumSequencer):
     decides_expiry = True
 
     def __init__(self, peer, leader):
@@ -82,7 +91,7 @@ class LeaderSequencer(IdleSequencer):
         self.leader.local_sync(conn, pending)
 
 
-class LearnerSequencer(IdleSequencer):
+class LearnerSequencer(QuorumSequencer):
     def __init__(self, peer, learner):
         super().__init__(peer)
         self.learner = learner
@@ -94,6 +103,6 @@ class LearnerSequencer(IdleSequencer):
         self.learner.forward_sync(conn, pending)
 
 
-__all__ = ["IdleSequencer", "LeaderSequencer", "LearnerSequencer", "encode_request_body",
+__all__ = ["QuorumSequencer", "IdleSequencer", "LeaderSequencer", "LearnerSequencer", "encode_request_body",
            "decode_request_body", "DEFERRED", "WAIT_COMMIT"]
 
