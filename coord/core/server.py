@@ -183,7 +183,9 @@ class ServerCore:
         self.tree = tree or DataTree()
         self.tree.watches = self.watches
         if self.config.config_data:
-            self.tree.nodes["/zookeeper/config"].data = self.config.config_data
+            node = self.tree.nodes["/zookeeper/config"]
+            node.data = self.config.config_data
+            node.version = -1     # ZooKeeper sets it with DataTree.setData(..., version -1, ...)
         self.prep = Prep(self.tree, extended_types=self.config.extended_types)
         self.now_ms = 0
         self.mono_ms = 0

@@ -147,3 +147,37 @@ def test_read_only_coord_global_sessions(tmp_path):
 @pytest.mark.skipif(not real_zk.available(), reason="real ZooKeeper not installed")
 def test_read_only_real_zookeeper(tmp_path):
     assert _scenario(tmp_path, "zookeeper") == EXPECTED
+
+
+@pytest.mark.skipif(not coord_ensemble_available(), reason="no Zab peer")
+def test_global_session_keeps_reading_through_partition(tmp_path):
+    """A read-only-capable client whose (global) session began before the partition resumes it on the
+    read-only member and keeps reading. Differential finding: real ZooKeeper 3.8 (without local
+    sessions) never lets such a client back in (kazoo stays CONNECTING), so this runs on coord only."""
+    ens = Ensemble(tmp_path, 3, kind="coord", force_sync=False, extra_cfg={"readonlymode.enabled": "true"})
+    c = None
+    try:
+        ens.start()
+        leader = ens.wait_serving()
+        survivor = next(s for s in ens.members if s != leader)
+        m = ens.members[survivor]
+        c = KazooClient(hosts=m.connect_string, timeout=6, read_only=True)
+        c.start(timeout=30)
+        sid = c.client_id[0]
+        c.create("/g", b"v")
+        for s, other in ens.members.items():
+            if s != survivor:
+                other.stop()
+        _wait(lambda: c.client_state == KeeperState.CONNECTED_RO, 40, "read-only reconnect")
+        assert c.client_id[0] == sid
+        assert c.get("/g")[0] == b"v"
+        with pytest.raises(NotReadOnlyCallError):
+            c.set("/g", b"w")
+    except Exception:
+        print(ens.dump_logs())
+        raise
+    finally:
+        if c is not None:
+            c.stop()
+            c.close()
+        ens.stop()

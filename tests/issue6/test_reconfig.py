@@ -78,6 +78,10 @@ def test_config_node_format(ens):
         assert servers == _expected_lines(ens)
         assert version.startswith("version=")
         int(version[len("version="):], 16)
+        assert stat.version == -1
+        # Differential finding (not asserted): on a fresh ZooKeeper ensemble with reconfigEnabled the
+        # first leader sets version to its first zxid (version=100000000, mzxid 0x100000000) and
+        # sends it with NEWLEADER; coord shows version=0 until the first committed reconfig.
         assert c.get_acls("/zookeeper/config")[0][0].perms == 1     # READ_ACL_UNSAFE
     finally:
         c.stop()
