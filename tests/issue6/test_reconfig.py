@@ -181,11 +181,13 @@ def test_committed_reconfig_same_membership(ens):
 @pytest.mark.xfail(strict=True, reason="coord does not change an ensemble's membership at run time yet: "
                    "a membership-changing reconfig passes every ZooKeeper check and then gets UNIMPLEMENTED")
 def test_membership_change_matches_zookeeper(ens):
+    if ens.kind == "zookeeper":
+        # ZooKeeper 3.8 commits this removal (seen while writing these tests); not repeated here so
+        # that the shared ZooKeeper ensemble keeps its three voters for the other tests.
+        pytest.xfail("reference only")
     sup = _client(ens, SUPER)
     try:
         assert _err(lambda: sup.reconfig(None, "3", None)) == "ok"
     finally:
         sup.stop()
         sup.close()
-    if ens.kind == "zookeeper":
-        pytest.xfail("ZooKeeper does it (this param is only the reference)")
