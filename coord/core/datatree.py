@@ -82,7 +82,7 @@ class Node:
 
 
 class TxnResult:
-    __slots__ = ("err", "type", "path", "node", "multi")
+    __slots__ = ("err", "type", "path", "node", "multi", "stat")
 
     def __init__(self, type_, err=0, path=None, node=None, multi=None):
         self.type = type_
@@ -90,6 +90,7 @@ class TxnResult:
         self.path = path
         self.node = node
         self.multi = multi
+        self.stat = None   # inside a multi: the node's Stat right after this op (later ops change it)
 
 
 class ApplyError(Exception):
@@ -376,6 +377,8 @@ class DataTree:
                 self._apply(sub_hdr, typ, rec, r)
             except ApplyError as e:
                 r.err = int(e.err)
+            if r.node is not None:
+                r.stat = r.node.stat()
             subs.append(r)
             if r.err and not res.err:
                 res.err = r.err

@@ -751,10 +751,10 @@ class ServerCore:
                 # OpResult.CreateResult with a Stat is always typed create2 on the wire; Java
                 # clients reject any other type in a multi response.
                 out += R.MultiHeader(15, False, 0).encode()
-                out += R.Create2Response(r.path, r.node.stat()).encode()
+                out += R.Create2Response(r.path, r.stat).encode()
             elif t == 5:
                 out += R.MultiHeader(t, False, 0).encode()
-                out += r.node.stat().encode()
+                out += r.stat.encode()
             else:  # delete, check
                 out += R.MultiHeader(t, False, 0).encode()
         out += _MULTI_END
@@ -930,6 +930,9 @@ class ServerCore:
         if not tables:
             return self._reply(xid, Err.MARSHALLINGERROR)  # WatcherType.fromInt throws in ZooKeeper
         if op == 17:
+            if path is None or (path and "/" not in path):
+                # its PathParentIterator cuts the path at its last '/' before it looks at anything
+                return self._reply(xid, Err.MARSHALLINGERROR)
             # ZooKeeper 3.8's WatchManager.containsWatcher answers whether ANY connection watches the
             # path in that table, not only the caller; clients check locally first, so we match it.
             found = any(bool(t.table.get(path)) for t in tables)

@@ -14,8 +14,9 @@ session. zxids are compared by rank among all zxids a run observed (equal values
 is kept); times are checked within each run (one time per zxid, never decreasing as zxids grow,
 plausible wall clock); session ids are named by slot and generation.
 
-Default run: the seeds in SEEDS. More: COMPAT_DIFF_SEEDS=100 (that many extra random seeds) or
-COMPAT_DIFF_SEED=1234 (just that one); COMPAT_DIFF_STEPS sets steps per seed.
+Default run: the seeds in SEEDS. More: COMPAT_DIFF_SEEDS=100 (that many extra seeds, from
+COMPAT_DIFF_BASE, default 1000) or COMPAT_DIFF_SEED=1234 (just that one); COMPAT_DIFF_STEPS sets
+steps per seed.
 """
 from __future__ import annotations
 
@@ -47,9 +48,10 @@ SESSION_TIMEOUT_MS = 30000
 def _seeds() -> list[int]:
     if os.environ.get("COMPAT_DIFF_SEED"):
         return [int(os.environ["COMPAT_DIFF_SEED"])]
+    # extra seeds must be the same in every xdist worker: COMPAT_DIFF_BASE picks where they start
     extra = int(os.environ.get("COMPAT_DIFF_SEEDS", "0"))
-    rng = random.Random()
-    return SEEDS + [rng.randrange(1 << 31) for _ in range(extra)]
+    base = int(os.environ.get("COMPAT_DIFF_BASE", "1000"))
+    return SEEDS + [base + i for i in range(extra)]
 
 
 # -- ACLs and identities -----------------------------------------------------------------------------
@@ -269,15 +271,20 @@ class Recorder:
                 st.aversion, owner, st.dataLength, st.numChildren, self.z(st.pzxid))
 
     def finish(self, obs):
+        """The observations, zxids still as Z; and a renderer that names them by rank."""
         rank = {v: i for i, v in enumerate(sorted(self.zxids))}
 
         def norm(x):
             if isinstance(x, Z):
                 return f"z{rank[x.v]}"
-            if isinstance(x, (list, tuple)):
-                return type(x)(norm(i) for i in x) if isinstance(x, tuple) else [norm(i) for i in x]
+            if isinstance(x, tuple):
+                return tuple(norm(i) for i in x)
+            if isinstance(x, list):
+                return [norm(i) for i in x]
+            if isinstance(x, dict):
+                return {k: norm(v) for k, v in x.items()}
             return x
-        return [norm(o) for o in obs]
+        return obs, norm
 
     def time_problems(self, t0_ms, t1_ms):
         problems = []
@@ -700,7 +707,40 @@ class Runner:
         raise AssertionError(op)
 
 
-def _version_difference(a, b) -> str | None:
+class ZxidMatch:
+    """Compares two runs' observations with their zxids as an order-preserving bijection, built as
+    the steps go: the first step where ZooKeeper's zxid pattern (which values are equal) and coord's
+    part ways is the step reported, not a later one where a rank happens to shift."""
+
+    def __init__(self):
+        self.fwd: dict[int, int] = {}
+        self.back: dict[int, int] = {}
+
+    def same(self, a, b, bind=True) -> bool:
+        if isinstance(a, Z) or isinstance(b, Z):
+            if not (isinstance(a, Z) and isinstance(b, Z)):
+                return False
+            fa, bb = self.fwd.get(a.v), self.back.get(b.v)
+            if fa is None and bb is None:
+                if bind:
+                    self.fwd[a.v], self.back[b.v] = b.v, a.v
+                return True
+            return fa == b.v and bb == a.v
+        if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+            return type(a) is type(b) and len(a) == len(b) and all(self.same(x, y, bind) for x, y in zip(a, b))
+        if isinstance(a, dict) and isinstance(b, dict):
+            return a.keys() == b.keys() and all(self.same(a[k], b[k], bind) for k in a)
+        return a == b
+
+    def order_problem(self) -> str | None:
+        pairs = sorted(self.fwd.items())
+        for (z1, c1), (z2, c2) in zip(pairs, pairs[1:]):
+            if not c1 < c2:
+                return f"zxid order differs: ZooKeeper 0x{z1:x} < 0x{z2:x} but coord 0x{c1:x} >= 0x{c2:x}"
+        return None
+
+
+def _version_difference(a, b, m: ZxidMatch) -> str | None:
     """Where the reference (Debian's ZooKeeper 3.8.0 plus security patches) and ZooKeeper 3.8.4, which
     coord follows, answer differently, name the difference; None when it is not one of them.
 
@@ -709,24 +749,29 @@ def _version_difference(a, b) -> str | None:
     """
     n, step, ra, ea = a
     _, _, rb, eb = b
-    if ea != eb:
+    if not m.same(ea, eb):
         return None
+
     def exists_acl(ra, rb):
         if ra[0] == "ok" and rb[0] == "err" and rb[1] == -102:
-            return not (len(ra) == 3 and len(rb) == 3 and ra[1] != rb[2])  # header zxids still agree
+            # raw client: the reply-header zxids must still agree
+            return not (len(ra) == 3 and len(rb) == 3) or m.same(ra[1], rb[2])
         return False
     if step[0] == "exists" and exists_acl(ra, rb):
         return "exists ACL check (3.8.4)"
     if step[0] == "pipeline" and len(ra[1]) == len(rb[1]) and ra[0] == rb[0]:
-        ok = all(x == y or (item[0] == "exists" and exists_acl(x, y))
+        ok = all(m.same(x, y, bind=False) or (item[0] == "exists" and exists_acl(x, y))
                  for item, x, y in zip(step[2], ra[1], rb[1]))
-        return "exists ACL check (3.8.4)" if ok else None
+        if ok:
+            for item, x, y in zip(step[2], ra[1], rb[1]):
+                m.same(x, y) if not (item[0] == "exists" and exists_acl(x, y)) else None
+            return "exists ACL check (3.8.4)"
     return None
 
 
-def _fmt(obs):
+def _fmt(obs, norm):
     n, step, res, events = obs
-    return f"step {n}: {step!r}\n    -> {res!r}\n    events {events!r}"
+    return f"step {n}: {step!r}\n    -> {norm(res)!r}\n    events {norm(events)!r}"
 
 
 def run_seed(pair, seed: int, steps: int = STEPS):
@@ -735,19 +780,25 @@ def run_seed(pair, seed: int, steps: int = STEPS):
     results = {}
     for name, host, port in pair.targets:
         results[name] = Runner(name, host, port, root).run(script)
-    (zk_obs, zk_time), (co_obs, co_time) = results["zk"], results["coord"]
+    ((zk_obs, zk_norm), zk_time), ((co_obs, co_norm), co_time) = results["zk"], results["coord"]
     replay = (f"COMPAT_DIFF_SEED={seed} COMPAT_DIFF_STEPS={steps} .venv/bin/python -m pytest -q "
               f"tests/compat/test_differential.py -k random_sequences")
     assert not zk_time, f"seed {seed}: real ZooKeeper's own times look wrong?! {zk_time[:5]}"
     assert not co_time, f"seed {seed}: coord's Stat times are inconsistent: {co_time[:5]}\nreplay: {replay}"
+    m = ZxidMatch()
     for a, b in zip(zk_obs, co_obs):
-        if a != b and not _version_difference(a, b):
+        if not m.same(a, b, bind=False) or not m.same(a, b):
+            if _version_difference(a, b, m):
+                continue
             i = a[0]
-            ctx = "\n".join(_fmt(o) for o in zk_obs[max(0, i - 4):i])
-            pytest.fail(f"seed {seed}: coord differs from ZooKeeper at step {i}\n"
+            ctx = "\n".join(_fmt(o, zk_norm) for o in zk_obs[max(0, i - 4):i])
+            pytest.fail(f"seed {seed}: coord differs from ZooKeeper at step {i} (zxids named by rank in each run)\n"
                         f"context (ZooKeeper):\n{ctx}\n"
-                        f"ZooKeeper: {_fmt(a)}\ncoord:     {_fmt(b)}\nreplay: {replay}", pytrace=False)
+                        f"ZooKeeper: {_fmt(a, zk_norm)}\ncoord:     {_fmt(b, co_norm)}\nreplay: {replay}",
+                        pytrace=False)
     assert len(zk_obs) == len(co_obs)
+    problem = m.order_problem()
+    assert not problem, f"seed {seed}: {problem}\nreplay: {replay}"
 
 
 @pytest.mark.parametrize("seed", _seeds())
