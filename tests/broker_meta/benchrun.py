@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import statistics
@@ -66,6 +67,46 @@ class Server:
             self.handle = None
 
 
+PHASES = (("creating", "create"), ("controller failover", "failover"), ("killing broker", "move"))
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of the processes (all their threads), from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class PhaseCpu:
+    """CPU seconds of the servers and of this (client) process per bench phase, cut at the bench's
+    own log lines, which it writes just before each phase starts."""
+
+    def __init__(self, pids: list[int]):
+        self.pids = pids
+        self.marks: list[tuple[str, float, float]] = []
+
+    def log(self, message: str) -> None:
+        for needle, phase in PHASES:
+            if needle in message:
+                self.mark(phase)
+
+    def mark(self, phase: str) -> None:
+        self.marks.append((phase, cpu_seconds(self.pids), time.process_time()))
+
+    def result(self) -> dict[str, float]:
+        self.mark("end")
+        out = {}
+        for (phase, s0, c0), (_, s1, c1) in zip(self.marks, self.marks[1:]):
+            out[f"{phase}_server_cpu_s"] = round(s1 - s0, 2)
+            out[f"{phase}_client_cpu_s"] = round(c1 - c0, 2)
+        return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true", help="200,000 partitions over 100 brokers, 2,000 leaders moved")
@@ -76,6 +117,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("broker-meta-bench.jsonl"))
     ap.add_argument("--profile", type=Path, default=None, help="py-spy raw profiles of coord servers go here")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--profile-client", action="store_true", help="also sample this (client) process with py-spy")
     args = ap.parse_args()
     cfg = BenchConfig.full_scale() if args.full else BenchConfig(brokers=args.brokers, partitions=args.partitions)
     targets = args.targets.split(",")
@@ -89,19 +131,26 @@ def main() -> None:
             spies = []
             try:
                 connect = server.start()
-                if args.profile is not None and kind.startswith("coord"):
+                if args.profile is not None:
                     args.profile.mkdir(parents=True, exist_ok=True)
-                    for i, pid in enumerate(server.pids()):
+                    sampled = list(enumerate(server.pids())) if kind.startswith("coord") else []
+                    if args.profile_client:
+                        sampled.append(("client", os.getpid()))
+                    for i, pid in sampled:
                         out = args.profile / f"r{rep}-{kind}-{i}.txt"
                         spies.append(subprocess.Popen(
                             [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "--rate", "50",
                              "--nonblocking", "--format", "raw", "-o", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
                 t0 = time.monotonic()
-                r = run_bench(connect, cfg, log=lambda m: print(f"  [{kind} r{rep}] {m}", flush=True),
-                              cleanup=False)  # the server and its data are discarded
+                cpu = PhaseCpu(server.pids())
+
+                def log(m: str) -> None:
+                    cpu.log(m)
+                    print(f"  [{kind} r{rep}] {m}", flush=True)
+                r = run_bench(connect, cfg, log=log, cleanup=False)  # the server and its data are discarded
                 row = {"repeat": rep, "kind": kind, "wall_s": round(time.monotonic() - t0, 1),
-                       "started": time.strftime("%H:%M:%S"), **asdict(r)}
+                       "started": time.strftime("%H:%M:%S"), **asdict(r), **cpu.result()}
                 try:
                     row["load_avg"] = open("/proc/loadavg").read().split()[:3]
                 except OSError:
@@ -127,15 +176,19 @@ def main() -> None:
 
 
 def summary(results: list[dict]) -> str:
+    results = [r for r in results if "error" not in r]
     kinds = [k for k in dict.fromkeys(r["kind"] for r in results)]
-    med = {k: {a: statistics.median([r[a] for r in results if r["kind"] == k]) for _, a in METRICS} for k in kinds}
     n = {k: sum(1 for r in results if r["kind"] == k) for k in kinds}
     head = ["metric"] + [f"{k} (median of {n[k]})" for k in kinds]
     ratios = [(k, "zookeeper") for k in kinds if k.startswith("coord") and "zookeeper" in kinds]
     ratios += [(k, REFERENCE[k]) for k in kinds if REFERENCE.get(k) in kinds and REFERENCE[k] != "zookeeper"]
     head += [f"{a} / {b}" for a, b in ratios]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label, a in METRICS:
+    metrics = METRICS + [(f"server CPU, {p} phase (s)", f"{p}_server_cpu_s") for _, p in PHASES] \
+        + [(f"client CPU, {p} phase (s)", f"{p}_client_cpu_s") for _, p in PHASES]
+    metrics = [(label, a) for label, a in metrics if all(a in r for r in results)]
+    med = {k: {a: statistics.median([r[a] for r in results if r["kind"] == k]) for _, a in metrics} for k in kinds}
+    for label, a in metrics:
         cells = [label] + [f"{med[k][a]:.2f}" for k in kinds]
         cells += [f"{med[x][a] / med[y][a]:.2f}" if med[y][a] else "" for x, y in ratios]
         lines.append("| " + " | ".join(cells) + " |")
@@ -143,4 +196,7 @@ def summary(results: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--summary":  # summarise an existing results file
+        print(summary([json.loads(line) for line in open(sys.argv[2]) if line.strip()]))
+    else:
+        main()
