@@ -112,7 +112,28 @@ def _vector_reader(elem: str) -> Callable:
             v, p = item(b, p)
             append(v)
         return vals, p
+    if elem == "ACL":
+        return _memoised(read)
     return read
+
+
+def _memoised(read: Callable, size: int = 4) -> Callable:
+    """A vector reader that remembers the bytes of the first few vectors it decoded (requests
+    repeat the same one or two ACLs): when the input continues with one of those byte strings, the
+    decode is the same, so its elements are reused in a new list. Bounded; misses decode as usual."""
+    memo: list[tuple[bytes, list]] = []
+
+    def read_memo(b, p):
+        for blob, vals in memo:
+            e = p + len(blob)
+            if b[p:e] == blob:
+                return list(vals), e
+        vals, e = read(b, p)
+        if vals and len(memo) < size:
+            memo.append((bytes(b[p:e]), vals))
+            return list(vals), e
+        return vals, e
+    return read_memo
 
 
 def _vector_writer(elem: str) -> Callable:
