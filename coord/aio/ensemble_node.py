@@ -399,7 +399,10 @@ class EnsembleNode(CoordServer):
         from coord.aio.snapshots import write_snapshot_bytes
         self._remove_snapshots_after(z)
         path = write_snapshot_bytes(self.storage.snap_dir, z, data)
-        self.txnlog.truncate_after(z)
+        if self.txnlog.last_zxid > z:     # otherwise no record after z exists: nothing to read or cut
+            self.txnlog.truncate_after(z)
+        else:
+            self.txnlog.roll()            # the log continues from the snapshot in a new file
         log.info("server %d: installed snapshot %s (%d bytes) from the leader", self.sid, path.name, len(data))
 
     def _remove_snapshots_after(self, z: int) -> None:
