@@ -185,7 +185,7 @@ class ScriptWorld:
             text = e[2].split("] ", 1)[-1]
             if e[1] in ("warn", "error") and not stable_quiet:
                 self.out(f"  {sid}: {e[1]}: {text}")
-            elif text.startswith(("syncing ", "rolled to", "zxid counter")):
+            elif text.startswith(("syncing ", "rolled to")) or "rolling to epoch" in text:
                 self.out(f"  {sid}: {text}")
             return
         if kind == "role":

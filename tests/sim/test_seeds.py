@@ -12,7 +12,7 @@ import pytest
 from coord.sim.world import SimOptions, run_seed
 
 STEPS = 6000
-CHUNK = 10
+CHUNK = 8
 # (label, first seed, count, options)
 SETS = [
     ("n3", 1000, 150, dict(nodes=3)),
@@ -25,6 +25,7 @@ CASES = [(label, start + i, min(CHUNK, count - i), opts)
          for label, start, count, opts in SETS for i in range(0, count, CHUNK)]
 
 
+@pytest.mark.timeout(1200)      # CPU-bound: ~0.5 s of CPU per seed, more wall on a loaded machine
 @pytest.mark.parametrize("label,first,count,opts", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
 def test_seeds(label, first, count, opts):
     failures = []

@@ -196,6 +196,12 @@ class LeaderRole:
             return          # a repeat on the same link (it resends until answered); a new start needs a new link
         h = LearnerHandle(sid, observer, m.current_epoch, m.last_zxid, m.tree_zxid, peer.mono_ms)
         self.handles[sid] = h
+        if self.phase == BROADCAST and not self.rolling and m.accepted_epoch > self.new_epoch:
+            # It promised a later epoch to some would-be leader: it must not ack ours. Rather than
+            # leave it out until the next election, move the ensemble to an epoch above its promise.
+            peer.log("info", f"learner {sid} has accepted epoch {m.accepted_epoch} > ours {self.new_epoch}")
+            self.start_roll(m.accepted_epoch + 1)
+            return
         if self.phase == DISCOVER:
             if not observer:
                 self.infos[sid] = m.accepted_epoch
@@ -525,15 +531,17 @@ class LeaderRole:
             tracker.touch(s, now)
 
     # -- epoch roll -----------------------------------------------------------------------------------
-    def start_roll(self) -> None:
+    def start_roll(self, min_epoch: int = 0) -> None:
         if self.rolling:
             return
         peer = self.peer
         self._flush_proposals()
         self.rolling = True
         peer.stats.epoch_rolls += 1
-        e = max(peer.promised_epoch, peer.current_epoch) + 1
-        peer.log("info", f"zxid counter at its limit (0x{self.core.next_zxid_counter:x}): rolling to epoch {e}")
+        e = max(peer.promised_epoch + 1, peer.current_epoch + 1, min_epoch)
+        why = (f"zxid counter at its limit (0x{self.core.next_zxid_counter:x})" if not min_epoch
+               else "a learner promised a later epoch")
+        peer.log("info", f"{why}: rolling to epoch {e}")
         self.new_epoch = e
         self.phase = ACCEPTING
         self.deadline = peer.mono_ms + self.cfg.init_limit * self.cfg.tick_ms
@@ -545,7 +553,7 @@ class LeaderRole:
         for h in list(self.handles.values()):
             if h.uptodate:
                 h.phase = H_INFO
-            else:
+            elif h.phase != H_INFO:
                 self.drop(h.sid, "epoch roll while it was still syncing")
         peer.persist_epochs(e, peer.current_epoch)
 
