@@ -403,7 +403,10 @@ class ScriptWorld:
         n = self.nodes[s]
         p = n.peer
         p.election.stop()
-        p.settle(leader, Vote(leader, p.last_zxid, p.peer_epoch))
+        lp = self.nodes[leader].peer
+        vote = lp.vote if leader != s and lp is not None and lp.vote is not None and lp.vote.leader == leader \
+            else Vote(leader, p.last_zxid, p.peer_epoch)
+        p.settle(leader, vote)       # a follower takes its leader's vote, as an election would give it
         p.closing.pop(leader, None)          # a script does not wait out the reconnect back-off
         p.last_connect.pop(leader, None)
         p._want_links()
