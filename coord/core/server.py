@@ -935,7 +935,8 @@ class ServerCore:
                 return self._reply(xid, Err.MARSHALLINGERROR)
             # ZooKeeper 3.8's WatchManager.containsWatcher answers whether ANY connection watches the
             # path in that table, not only the caller; clients check locally first, so we match it.
-            found = any(bool(t.table.get(path)) for t in tables)
+            # (and for "" its iterator yields nothing: never found)
+            found = bool(path) and any(bool(t.table.get(path)) for t in tables)
         else:
             found = False
             for t in tables:

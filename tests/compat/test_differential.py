@@ -355,12 +355,18 @@ class KazooSlot:
         if self.zk is not None:
             self.zk.stop()
             self.zk.close()
+        # kazoo fires its own NONE events at a stopping client's watchers, from its callback thread,
+        # at a time of its choosing: only the current client's events are the server's doing
+        self.gen = getattr(self, "gen", -1) + 1
+        gen = self.gen
+
+        def watcher(ev):
+            with self.lock:
+                if gen == self.gen:
+                    self.events.append((ev.type, ev.state, ev.path))
+        self.watcher = watcher
         self.zk = KazooClient(hosts=self.hosts, timeout=SESSION_TIMEOUT_MS / 1000)
         self.zk.start(timeout=15)
-
-    def watcher(self, ev):
-        with self.lock:
-            self.events.append((ev.type, ev.state, ev.path))
 
     def drain(self):
         self.zk.exists("/")
