@@ -36,3 +36,7 @@ def coord_server(tmp_path):
     srv.start()
     yield srv
     srv.stop()
+
+
+# A 3-server coord ensemble for any suite (module-scoped; `.follower_hosts` names one follower).
+from tests.support.ensemble import coord_ensemble  # noqa: E402,F401
