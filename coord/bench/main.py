@@ -122,6 +122,10 @@ def _finish(console: Console, as_json: bool, cfg: ph.BenchConfig, runs: dict[str
                                  if b["latency"].get(op) else None) for op in a["latency"]},
             "latency_p99": {op: (a["latency"][op]["p99_ms"] / b["latency"][op]["p99_ms"]
                                  if b["latency"].get(op) else None) for op in a["latency"]},
+            "ops_per_server_cpu_s": {op: (a["ops_per_server_cpu_s"][op] / b["ops_per_server_cpu_s"][op]
+                                          if a["ops_per_server_cpu_s"].get(op) and
+                                          b["ops_per_server_cpu_s"].get(op) else None)
+                                     for op in a["throughput"]},
         }
     if as_json:
         print(json.dumps(result, indent=2))
