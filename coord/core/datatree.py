@@ -9,6 +9,7 @@ children) and reports Stat.cversion as 2*cversion - numChildren, i.e. creations 
 """
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 
@@ -129,6 +130,7 @@ class DataTree:
         self.last_zxid = 0
         self.digest = 0
         self.data_bytes = 0
+        self.quota_paths: set[str] = set()   # subtrees with a zookeeper_limits node (ZooKeeper's pTrie)
         # Called with (hdr, txn) before each apply; a snapshot in progress uses it to keep the
         # state it captured (coord.core.snapformat.TreeCapture). At most one observer.
         self.before_apply = None
@@ -227,6 +229,10 @@ class DataTree:
                 if eph is None:
                     eph = self.ephemerals[owner] = set()
                 eph.add(path)
+        if parent_path.startswith(QUOTA):
+            self._quota_node_created(parent_path, name)
+        if self.quota_paths:
+            self._quota_update(path, len(data) if data else 0, 1)
         if self.watches is not None:
             self.watches.node_created(path, parent_path, node.acl, parent.acl)
         return node
@@ -257,6 +263,10 @@ class DataTree:
                     eph.discard(path)
                     if not eph:
                         del self.ephemerals[owner]
+        if self.quota_paths:
+            if basename(path) == _QUOTA_LIMIT and parent_path.startswith(PROC):
+                self.quota_paths.discard(parent_path[len(QUOTA):])
+            self._quota_update(path, -len(node.data) if node.data else 0, -1)
         if self.watches is not None:
             self.watches.node_deleted(path, parent_path, node.acl, parent.acl)
 
@@ -271,6 +281,8 @@ class DataTree:
         node.mtime = time
         self.data_bytes += (len(data) if data else 0) - (len(old) if old else 0)
         self._update_digest(path, node)
+        if self.quota_paths:
+            self._quota_update(path, (len(data) if data else 0) - (len(old) if old else 0), 0)
         if self.watches is not None:
             self.watches.node_data_changed(path, node.acl)
         return node
@@ -420,6 +432,58 @@ class DataTree:
                 self.ttls.add(path)
             else:
                 self.ephemerals.setdefault(owner, set()).add(path)
+        if basename(path) == _QUOTA_LIMIT and path.startswith(QUOTA + "/"):
+            self.quota_paths.add(parent_of(path)[len(QUOTA):])
+
+    # -- quotas (ZooKeeper's DataTree: stats kept in /zookeeper/quota<path>/zookeeper_stats) -------
+    def _quota_node_created(self, parent_path: str, name: str) -> None:
+        if name == _QUOTA_LIMIT:
+            self.quota_paths.add(parent_path[len(QUOTA):])
+        elif name == _QUOTA_STATS:
+            # updateQuotaForPath: count the subtree (itself included) and its bytes
+            top = parent_path[len(QUOTA):]
+            count = nbytes = 0
+            stack = [top]
+            while stack:
+                p = stack.pop()
+                n = self.nodes.get(p)
+                if n is None:
+                    continue
+                count += 1
+                nbytes += len(n.data) if n.data else 0
+                if n.children:
+                    stack.extend((p if p != ROOT else "") + "/" + c for c in n.children)
+            self._set_quota_stats(top, lambda st: st.update(count=count, bytes=nbytes))
+
+    def _quota_update(self, path: str, bytes_diff: int, count_diff: int) -> None:
+        """updateQuotaStat for the deepest quota root above path (the root itself never counts)."""
+        qp = self.quota_paths
+        p = path
+        while p not in qp:
+            if p == ROOT or not p:
+                return
+            p = parent_of(p)
+        if p == ROOT:
+            return
+
+        def change(st):
+            st["count"] = st.get("count", -1) + count_diff
+            st["bytes"] = st.get("bytes", -1) + bytes_diff
+        self._set_quota_stats(p, change)
+
+    def _set_quota_stats(self, top: str, change) -> None:
+        path = f"{QUOTA}{top}/{_QUOTA_STATS}"
+        node = self.nodes.get(path)
+        if node is None:
+            return
+        st = parse_stats_track(node.data)
+        if st is None:
+            return
+        change(st)
+        old = node.data
+        node.data = format_stats_track(st)
+        self.data_bytes += len(node.data) - (len(old) if old else 0)
+        self._update_digest(path, node)
 
     def recompute_digest(self) -> int:
         total = 0
@@ -433,6 +497,36 @@ class DataTree:
 _ACL_RECORDS: dict[tuple, list] = {}
 _ACL_BY_LIST: dict[int, tuple] = {}
 _ACL_CACHE_MAX = 4096
+
+
+_QUOTA_LIMIT = "zookeeper_limits"
+_QUOTA_STATS = "zookeeper_stats"
+
+
+def parse_stats_track(data) -> dict | None:
+    """org.apache.zookeeper.StatsTrack's text form: key=long pairs split on ',' or ';'."""
+    out: dict[str, int] = {}
+    try:
+        text = (data or b"").decode("utf-8", "replace")
+        for pair in re.split("[,;]+", text):
+            if not pair:
+                continue
+            kv = [x for x in pair.split("=")]
+            while kv and kv[-1] == "":
+                kv.pop()
+            out[kv[0]] = int(kv[1]) if len(kv) > 1 and kv[1] else -1
+    except (ValueError, IndexError):
+        return None
+    return out
+
+
+def format_stats_track(st: dict) -> bytes:
+    """StatsTrack.toString: count and bytes first, then '=' and the other keys sorted, ';'-separated."""
+    text = f"count={st.get('count', -1)},bytes={st.get('bytes', -1)}"
+    rest = sorted(k for k in st if k not in ("count", "bytes"))
+    if rest:
+        text += "=" + "".join(f";{k}={st[k]}" for k in rest)
+    return text.encode()
 
 
 def _acl_tuple(acl_records) -> tuple:

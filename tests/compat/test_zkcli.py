@@ -192,3 +192,28 @@ def test_zkcli_errors_and_special_nodes(pair):
         "deleteall /ok",
     ])
     assert "Node does not exist: /nope" in body
+
+
+def test_zkcli_quotas(pair):
+    """setquota/listquota/delquota: the server keeps zookeeper_stats (count and bytes of the subtree)
+    up to date on every create, delete and setData under a quota root."""
+    body, _ = run_both(pair, [
+        "create /q x",
+        "create /q/a 12345",
+        "setquota -n 5 /q",
+        "listquota /q",
+        "create /q/b y",
+        "set /q/a 1",
+        "listquota /q",
+        "get /zookeeper/quota/q/zookeeper_stats",
+        "setquota -b 100 /q/a",
+        "create /q/a/z zz",
+        "listquota /q",
+        "delete /q/b",
+        "listquota /q",
+        "delquota /q",
+        "listquota /q",
+        "deleteall /q",
+        "ls -R /zookeeper",
+    ])
+    assert "Output stat for /q count=2,bytes=6" in body and "Output stat for /q count=3,bytes=4" in body
