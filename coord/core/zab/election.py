@@ -11,8 +11,8 @@ catches up. Once the votes of a quorum of voters in our round agree with our pro
 everyone else follows (observers observe).
 
 A server that is already following or leading answers a looking one with the vote it settled on and
-its state. A looking server that finds a quorum of such settled servers naming one leader, who itself
-says it is leading, joins that leader directly (ZooKeeper's "out of election" path): that is how a
+its state. A looking server that finds a quorum of such settled servers naming one leader (their
+votes may come from different rounds), who itself says it is leading, joins that leader directly (ZooKeeper's "out of election" path): that is how a
 restarted server, or an observer, finds an ensemble that is not electing.
 
 Election decides only who *tries* to lead. Safety never depends on it: the chosen leader still needs
@@ -181,8 +181,9 @@ class Election:
     def _check_settled(self, leader: int, peer_epoch: int, election_epoch: int) -> None:
         if self.decided:
             return
-        same = [s for s, (st, v, ee) in self.settled.items()
-                if v.leader == leader and v.peer_epoch == peer_epoch]
+        # Settled servers may hold votes from different rounds (some joined this leader later, through
+        # this same path), so only the leader they name must agree; the leader itself must say it leads.
+        same = [s for s, (st, v, ee) in self.settled.items() if v.leader == leader]
         if not self.quorum.is_quorum(same):
             return
         if leader != self.sid:

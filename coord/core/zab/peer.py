@@ -169,6 +169,8 @@ class QuorumPeer:
         if sid == self.sid or sid not in self.quorum.members():
             return
         self.closing.pop(sid, None)
+        if self.links.pop(sid, None) is not None and self.role is not None:
+            self.role.on_link_down(sid)       # a new link replaces one never reported down: end that one
         self.links[sid] = _Link()
         if not self.started:
             return
