@@ -161,3 +161,16 @@ def test_resends_back_off():
             sent.append(t)
     gaps = [b - a for a, b in zip(sent, sent[1:])]
     assert gaps[:3] == [200, 400, 400] and set(gaps[3:]) == {400}
+
+
+def test_joining_settled_servers_whose_votes_come_from_different_rounds():
+    """Settled servers name the same leader with votes from different rounds: a looking server joins."""
+    q = Quorum({1, 2, 3, 4, 5})
+    e = Election(1, q)
+    e.start(0, 3, 0x300000001)
+    e.out = []
+    e.on_notification(2, Notification(FOLLOWING, 4, 0x200000009, 5, 2, 0), 10)
+    e.on_notification(3, Notification(FOLLOWING, 4, 0x300000000, 7, 3, 0), 10)
+    assert not e.decided
+    e.on_notification(4, Notification(LEADING, 4, 0x200000009, 5, 2, 0), 10)
+    assert e.decided and e.decided[0] == 4

@@ -132,3 +132,21 @@ def test_observer_does_not_count():
     p.peer_connected(1)
     sent = [M.decode(e[2])[1] for e in p.drain_effects() if e[0] == "send"]
     assert sent and all(n.flags & M.NF_NON_VOTING for n in sent)
+
+
+def test_a_new_link_ends_the_one_it_replaces():
+    """A driver may report a reconnection before the old link's loss; the peer must not keep state
+    of the old link (here: the leader's learner handle, which would swallow the new FOLLOWERINFO)."""
+    p = make(voters=(1, 2, 3))
+    p.start(0, 0, DurableState())
+    p.peer_connected(2)
+    p.drain_effects()
+    p.settle(1, __import__("coord.core.zab.election", fromlist=["Vote"]).Vote(1, 0, 0))
+    p.drain_effects()
+    info = M.FollowerInfo(0, 0, 0, 0, 0, M.PROTOCOL)
+    p.message(2, M.encode(info, 0))
+    assert 2 in p.role.handles
+    p.peer_connected(2)                       # reconnected; the loss of the old link never reported
+    assert 2 not in p.role.handles
+    p.message(2, M.encode(info, 0))
+    assert 2 in p.role.handles
