@@ -186,6 +186,10 @@ def java_python_failover(mixed, after_rejoin=lambda: None):
     wait_until(lambda: get_controller(mixed.admin) is not None, what="a controller")
     mixed.py.pop(2).stop()
     j.wait_event(lambda e: e["event"] in ("ready", "broker_change"), after=mark, timeout=30)
-    wait_until(lambda: mixed.all_led_by_live("mixed", 6), timeout=30, what="Java controller leads all")
+    try:
+        wait_until(lambda: mixed.all_led_by_live("mixed", 6), timeout=30, what="Java controller leads all")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; live {mixed.live()}, controller {get_controller(mixed.admin)}, "
+                             f"states {mixed.states('mixed', 6)}, java events {j.events[mark:]}") from None
     assert {s.leader for s in mixed.states("mixed", 6).values()} == {101}
     assert get_controller(mixed.admin).broker_id == 101

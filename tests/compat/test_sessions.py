@@ -558,7 +558,7 @@ def test_java_client_replays_watches_after_server_restart(tmp_path):
                 assert cli.wait_for(f"Created {r}/eph", 30), cli.output()
                 srv.stop()
                 srv.start()
-                assert cli.wait_for("state:SyncConnected type:None", 30, count=2), cli.output()
+                assert cli.wait_for("state:SyncConnected type:None", 30, count=2), (name, cli.output()[-15:])
                 w = RawClient(host, port).start()
                 eph = w.exists(r + "/eph").err
                 w.set_data(r + "/d", b"1")
