@@ -7,37 +7,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
-ZK_JAR = Path("/usr/share/java/zookeeper.jar")
-ZK_CONF_EXAMPLE = Path("/etc/zookeeper/conf_example")
+from coord.bench.launch import ZK_CONF_EXAMPLE, ZK_JAR, four_letter, free_port  # noqa: F401  (re-exported)
+from coord.bench.launch import zookeeper_available as available  # noqa: F401
+
 ZKCLI = Path("/usr/share/zookeeper/bin/zkCli.sh")
 CLI_MT = Path("/usr/lib/zookeeper/bin/cli_mt")
-
-
-def available() -> bool:
-    return ZK_JAR.exists() and shutil.which("java") is not None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def four_letter(host: str, port: int, word: str, timeout: float = 2.0) -> str:
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(word.encode())
-        chunks = []
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            chunks.append(b)
-    return b"".join(chunks).decode(errors="replace")
 
 
 class RealZooKeeper:
