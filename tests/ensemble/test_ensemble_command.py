@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -11,18 +12,21 @@ from pathlib import Path
 import pytest
 
 from tests.support.ensemble import coord_ensemble_available
-from tests.support.real_zk import available as realzk_available, free_port
+from tests.support.real_zk import available as realzk_available
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _base_port() -> int:
-    # a base whose client, quorum (+707) and election (+1707) ranges are all free
-    for _ in range(50):
-        base = free_port()
-        if base + 1720 < 65000:
+    """A base whose client, quorum (+707) and election (+1707) ports are all free, chosen below the
+    kernel's ephemeral range (32768+) so that other tests' outgoing connections cannot take them."""
+    from coord.ensemble import port_in_use
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(200):
+        base = rng.randrange(20000, 30000)
+        if not any(port_in_use(base + off + i) for off in (0, 707, 1707) for i in range(3)):
             return base
-    raise RuntimeError("no port range")
+    raise RuntimeError("no free port range")
 
 
 def _leader_pid(root: Path, connect: str) -> int:
