@@ -480,8 +480,8 @@ class StreamController:
             not_led = [tp for tp in tps if ctx.states[tp].leader != broker]
             if tps and len(not_led) * 100 > self.config.leader_imbalance_per_broker_percentage * len(tps):
                 targets.extend(not_led)
-        if targets:
-            self._preferred_election(targets, "leader rebalance")
+        moved = self._preferred_election(targets, "leader rebalance") if targets else 0
+        self._emit("imbalance_check", moved=moved)  # observable even when it moves nothing
 
     # topics ----------------------------------------------------------------------------------------
 

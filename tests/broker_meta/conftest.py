@@ -55,9 +55,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.realzk)
 
 
-# 3-server ensembles (real ZooKeeper and coord, the same zoo.cfg values): short ticks; initLimit of 2 s
-# bounds a stalled discovery round after a leader loss; sessions up to 40 s so that brokers can outlive
-# an ensemble leader change.
+# 3-server ensembles (real ZooKeeper and coord, the same zoo.cfg values): short ticks, the limits of
+# tests/support/ensemble.py; sessions up to 40 s so that brokers outlive an ensemble leader change
+# with a margin for reconnecting on a loaded machine.
 ENSEMBLE_CFG = {"tickTime": "200", "initLimit": "10", "syncLimit": "10", "maxSessionTimeout": "40000"}
 ENSEMBLE_SESSION_MS = 20000  # sessions that must outlive an ensemble leader change
 

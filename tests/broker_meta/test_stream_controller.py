@@ -12,7 +12,7 @@ from broker_meta.notifications import create_isr_change_notification, create_log
 from broker_meta.stream_controller import ControllerConfig
 from broker_meta.topics import create_topic, delete_topic, get_partition_states, conditional_update_state
 
-from .conftest import SESSION_TIMEOUT_MS, wait_until
+from .conftest import SESSION_TIMEOUT_MS, Clients, wait_until
 
 
 class Cluster:
@@ -189,3 +189,44 @@ def test_fenced_controller_resigns(cluster):
     wait_until(lambda: all_led_by_live(cluster.states("f", 2), {successor.broker_id}), what="leaders moved")
     moved = cluster.states("f", 2)
     assert all(s.controller_epoch == epoch + 2 for tp, s in moved.items() if s != before[tp])
+
+
+def test_periodic_rebalance_follows_the_imbalance_threshold(zk_clients):
+    """Kafka's auto leader rebalance on its own timer (no rebalance on broker join): broker a prefers
+    4 partitions and does not lead one of them (25 %); with leader.imbalance.per.broker.percentage 10
+    the next check elects a there, with 50 it leaves the leadership where it is."""
+    for pct, rebalanced in ((10, True), (50, False)):
+        clients = Clients(zk_clients.target, f"{zk_clients.chroot}-{pct}")  # nothing left from the other run
+        c = Cluster(clients, ControllerConfig(rebalance_on_broker_join=False, leader_imbalance_check_interval_s=0.5,
+                                                 leader_imbalance_per_broker_percentage=pct))
+        try:
+            for b in (1, 2, 3):
+                c.start(b)
+            ctl = c.controller()
+            a, b = 1, 2
+            topic = f"bal{pct}"
+            create_topic(c.admin, topic, assignment={0: [b, a], 1: [a, b], 2: [a, b], 3: [a, b]})
+            tp0 = TopicPartition(topic, 0)
+            wait_until(lambda: all(s is not None and s.leader == s.isr[0] for s in c.states(topic, 4).values()),
+                       what="states at their preferred leaders")
+            assert c.states(topic, 4)[tp0].leader == b
+            events: list[tuple[str, dict]] = []
+            ctl.controller.listeners.append(lambda what, detail: events.append((what, detail)))
+            # a now prefers partition 0 too, but the reassignment keeps b, a live target, as its leader
+            c.admin.create(paths.REASSIGN_PARTITIONS, codec.encode_reassignment(PartitionReassignment(((tp0, (a, b)),))))
+            wait_until(lambda: any(w == "reassigned" for w, _ in events), what="reassignment done")
+            assert c.states(topic, 4)[tp0].leader == b
+            after = next(i for i, (w, _) in enumerate(events) if w == "reassigned")
+            # two full imbalance checks after the reassignment: at least one ran on the new assignment
+            wait_until(lambda: sum(w == "imbalance_check" for w, _ in events[after:]) >= 2, timeout=30,
+                       what="two periodic imbalance checks")
+            st = c.states(topic, 4)[tp0]
+            moved = [d for w, d in events[after:] if w == "states" and d["reason"] == "leader rebalance"]
+            if rebalanced:
+                assert st.leader == a and moved == [{"reason": "leader rebalance", "count": 1}], (st, events)
+            else:
+                assert st.leader == b and not moved, (st, events)
+            assert {s.leader for t, s in c.states(topic, 4).items() if t != tp0} == {a}
+        finally:
+            c.close()
+            clients.close_all()
