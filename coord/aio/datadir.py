@@ -28,6 +28,7 @@ import gc
 import logging
 import os
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,9 +70,13 @@ class Recovered:
     actions: list[str] = field(default_factory=list)
     snapshot_s: float = 0.0
     replay_s: float = 0.0
+    # the newest replayed records (at most `keep`), and the zxid just before the first of them: an
+    # ensemble member's committed window, so that as a leader it can DIFF a learner after a restart
+    recent: list = field(default_factory=list)
+    recent_base: int = 0
 
 
-def recover(snap_dir: Path, log_dir: Path, *, progress=None, freeze_gc: bool = True) -> Recovered:
+def recover(snap_dir: Path, log_dir: Path, *, progress=None, freeze_gc: bool = True, keep: int = 0) -> Recovered:
     """Rebuild the tree from the newest valid snapshot plus the logs; see the module docstring."""
     snap_dir = Path(snap_dir)
     log_dir = Path(log_dir)
@@ -81,7 +86,7 @@ def recover(snap_dir: Path, log_dir: Path, *, progress=None, freeze_gc: bool = T
     gc_was = gc.isenabled()
     gc.disable()  # millions of new objects and no garbage: the cycle collector would only slow us
     try:
-        rec = _recover(snap_dir, log_dir, progress)
+        rec = _recover(snap_dir, log_dir, progress, keep)
     finally:
         if gc_was:
             gc.enable()
@@ -91,7 +96,7 @@ def recover(snap_dir: Path, log_dir: Path, *, progress=None, freeze_gc: bool = T
     return rec
 
 
-def _recover(snap_dir: Path, log_dir: Path, progress) -> Recovered:
+def _recover(snap_dir: Path, log_dir: Path, progress, keep: int = 0) -> Recovered:
     t0 = time.monotonic()
     snaps = list_snapshots(snap_dir)
     logs = list_logs(log_dir)
@@ -141,6 +146,8 @@ def _recover(snap_dir: Path, log_dir: Path, progress) -> Recovered:
     prev_where = f"snapshot {snap_path}" if snap_path else "an empty tree"
     apply = tree.apply
     replayed = 0
+    recent: deque = deque(maxlen=keep) if keep > 0 else None
+    recent_base = snap_zxid          # the zxid before recent[0]
     for i, (first, path) in enumerate(needed):
         newest = i == len(needed) - 1
         data = path.read_bytes()
@@ -176,6 +183,10 @@ def _recover(snap_dir: Path, log_dir: Path, progress) -> Recovered:
                     f"txns missing between zxid 0x{prev:x} ({prev_where}) and 0x{z:x} ({path}): refusing "
                     "to start from a tree older than the log; restore the missing log files or snapshot.")
             apply(hdr, txn)
+            if recent is not None:
+                if len(recent) == keep:
+                    recent_base = recent[0][0].zxid
+                recent.append((hdr, txn))
             prev = z
             replayed += 1
             prev_where = str(path)
@@ -190,6 +201,8 @@ def _recover(snap_dir: Path, log_dir: Path, progress) -> Recovered:
     tree.last_zxid = max(tree.last_zxid, prev)
     rec.last_zxid = tree.last_zxid
     rec.replayed = replayed
+    if recent:
+        rec.recent, rec.recent_base = list(recent), recent_base
     rec.snapshot_s = t_snap
     rec.replay_s = time.monotonic() - t0 - t_snap
     rec.corrupt_snapshots = [p for p, _ in corrupt]
@@ -282,8 +295,8 @@ class Storage:
         half = self.snap_count // 2
         self.threshold = half + self.rng.randrange(max(1, half))
 
-    def recover(self, progress=None) -> Recovered:
-        rec = recover(self.snap_dir, self.log_dir, progress=progress)
+    def recover(self, progress=None, keep: int = 0) -> Recovered:
+        rec = recover(self.snap_dir, self.log_dir, progress=progress, keep=keep)
         self.txnlog.start(rec.last_zxid)
         self._durable_zxid = rec.last_zxid
         self.since_snapshot = rec.replayed

@@ -21,7 +21,8 @@ so the replies and peer messages produced by one loop iteration leave in one wri
 
 Recovery at boot replays the whole log into the tree (coord.aio.datadir) and passes an empty
 DurableState.log: the api allows it (the peer treats the tree's zxid as its committed floor and a
-leader sends SNAP where it would have had to TRUNC below it). Snapshots are taken (every snapCount
+leader sends SNAP where it would have had to TRUNC below it). The newest replayed records (up to the
+history window) go in as DurableState.committed, so a restarted leader can still sync by DIFF. Snapshots are taken (every snapCount
 txns) only while the peer serves, so the tree they capture is committed state. A SNAP sync removes
 any local snapshot newer than the one received before writing it, then drops the log after it.
 
@@ -106,7 +107,8 @@ class EnsembleNode(CoordServer):
         from coord.core.zab.peer import QuorumPeer
         t0 = time.monotonic()
         try:
-            rec = self.storage.recover()
+            zc = zab_config(self.cfg)
+            rec = self.storage.recover(keep=zc.history_txns)
             accepted, current = self.epochs.read()
         except (RecoveryError, EpochFileError) as e:
             log.critical("cannot start: %s", e)
@@ -117,8 +119,9 @@ class EnsembleNode(CoordServer):
         self.written_config = cc.config_data
         self.core = ServerCore(cc, tree)
         self.core.config.quorum = True
-        self.peer = QuorumPeer(self.sid, self.voters, self.observers, self.core, zab_config(self.cfg))
-        self.durable_state = DurableState(accepted, current, rec.last_zxid, rec.snapshot_zxid)
+        self.peer = QuorumPeer(self.sid, self.voters, self.observers, self.core, zc)
+        self.durable_state = DurableState(accepted, current, rec.last_zxid, rec.snapshot_zxid,
+                                          committed=rec.recent, committed_base=rec.recent_base)
         log.info("server %d: snapshot zxid 0x%x + %d logged txns to zxid 0x%x in %.2fs (%d znodes); "
                  "accepted epoch %d, current epoch %d", self.sid, rec.snapshot_zxid, rec.replayed,
                  tree.last_zxid, time.monotonic() - t0, tree.node_count(), accepted, current)

@@ -96,6 +96,20 @@ def test_clean_recovery_is_idempotent(dd):
     assert tree_state(do_recover(d).tree) == final
     assert tree_state(do_recover(d).tree) == final
 
+def test_recover_keeps_the_newest_replayed_records(dd):
+    """`keep`: the last replayed records and the zxid before them (an ensemble member's DIFF window)."""
+    d, txns, final = dd
+    full = recover(*dirs(d), freeze_gc=False, keep=10 ** 6)
+    assert full.replayed > 5 and len(full.recent) == full.replayed
+    assert full.recent_base == full.snapshot_zxid and full.recent[-1][0].zxid == full.last_zxid
+    rec = recover(*dirs(d), freeze_gc=False, keep=5)
+    zx = [h.zxid for h, _ in txns]
+    assert [h.zxid for h, _ in rec.recent] == zx[-5:]
+    assert rec.recent_base == zx[-6]
+    assert tree_state(rec.tree) == final
+    assert do_recover(d).recent == []
+
+
 
 @pytest.mark.parametrize("cut", [1, 5, 20, 57])
 def test_torn_tail_is_truncated_to_the_last_intact_record(dd, cut, caplog):

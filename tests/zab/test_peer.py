@@ -150,3 +150,37 @@ def test_a_new_link_ends_the_one_it_replaces():
     assert 2 not in p.role.handles
     p.message(2, M.encode(info, 0))
     assert 2 in p.role.handles
+
+
+def _replayed(n, epoch=1):
+    """n create records of `epoch`, and a core whose tree has applied them (a driver that replays its log)."""
+    recs = [(R.TxnHeader(1, i, (epoch << 32) | i, 0, 1), R.CreateTxn(f"/n{i}", b"", [], False, i))
+            for i in range(1, n + 1)]
+    core = ServerCore(CoreConfig(server_id=1, tick_ms=100))
+    for hdr, txn in recs:
+        core.tree.apply(hdr, txn)
+    core.tree.last_zxid = recs[-1][0].zxid
+    return recs, core
+
+
+def test_replayed_records_seed_the_committed_window():
+    """A restarted leader whose driver replayed its log keeps the newest records for DIFF (ZooKeeper's
+    committedLog rebuilt at load), so a learner a few txns behind is not sent a SNAP."""
+    from coord.core.zab.leader import plan_sync
+    recs, core = _replayed(6)
+    p = QuorumPeer(1, {v: None for v in (1, 2, 3)}, {}, core, ZabConfig(tick_ms=100))
+    p.start(0, 0, DurableState(1, 1, recs[-1][0].zxid, 0, committed=recs[2:], committed_base=recs[1][0].zxid))
+    h = p.history
+    assert h.applied == len(h) == 4 and h.applied_zxid == h.last == (1 << 32) | 6
+    assert plan_sync(h, (1 << 32) | 2, (1 << 32) | 2) == ("diff", (1 << 32) | 2)
+    assert [e.zxid for e in h.since((1 << 32) | 4)] == [(1 << 32) | 5, (1 << 32) | 6]
+    assert plan_sync(h, (1 << 32) | 1, (1 << 32) | 1) == ("snap", 0)      # before the window
+    assert p.core.tree.last_zxid == (1 << 32) | 6 and "/n6" in p.core.tree.nodes
+
+
+def test_committed_records_not_ending_at_the_tree_are_ignored():
+    recs, core = _replayed(4)
+    p = QuorumPeer(1, {v: None for v in (1, 2, 3)}, {}, core, ZabConfig(tick_ms=100))
+    p.start(0, 0, DurableState(1, 1, recs[-1][0].zxid, 0, committed=recs[:3], committed_base=0))
+    assert len(p.history) == 0 and p.history.base == (1 << 32) | 4
+    assert any(e[0] == "log" and "ignored" in e[2] for e in p.drain_effects())

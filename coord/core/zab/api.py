@@ -67,7 +67,12 @@ class DurableState:
     `log` holds the intact log records *after* core.tree's zxid, in order, NOT applied to the tree:
     whether they are committed is unknown until a leader says so. A driver that replays the whole log
     into the tree instead (and passes log=[]) is still safe: the peer reports the tree's zxid as its
-    committed floor, and a leader that would have to TRUNC below it sends a SNAP instead.
+    committed floor, and a leader that would have to TRUNC below it sends a SNAP instead. Such a driver
+    may pass the newest records it replayed as `committed` (in order, ending at the tree's zxid) and
+    the zxid just before the first of them as `committed_base`: they seed the committed window of the
+    history, so that after a restart this peer, as leader, syncs a learner by DIFF rather than SNAP
+    (ZooKeeper's committedLog, rebuilt at load). Whatever the tree holds would be committed by this
+    peer's own leadership anyway; as a learner it never truncates below it.
     """
     accepted_epoch: int = 0
     current_epoch: int = 0
@@ -75,6 +80,8 @@ class DurableState:
     snapshot_zxid: int = 0
     extra: dict = field(default_factory=dict)
     log: list = field(default_factory=list)
+    committed: list = field(default_factory=list)
+    committed_base: int = 0
 
 
 @dataclass

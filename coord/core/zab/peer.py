@@ -137,6 +137,7 @@ class QuorumPeer:
         self.current_epoch = self.asked_current = ds.current_epoch
         self.accepted_epoch = self.asked_accepted = max(ds.accepted_epoch, ds.current_epoch)
         h = self.history
+        self._seed_committed(ds)
         for rec in ds.log:
             hdr, txn = rec[0], rec[1]
             if hdr.zxid <= h.last:
@@ -150,8 +151,27 @@ class QuorumPeer:
         self.started = True
         self.log("info", f"starting: accepted epoch {self.accepted_epoch}, current epoch "
                          f"{self.current_epoch}, tree at 0x{self.core.tree.last_zxid:x}, "
-                         f"log to 0x{h.last:x} ({len(h)} txns not yet known committed)")
+                         f"log to 0x{h.last:x} ({len(h) - h.applied} txns not yet known committed, "
+                         f"{h.applied} committed kept for DIFF)")
         self.become_looking("start")
+
+    def _seed_committed(self, ds: DurableState) -> None:
+        """The committed window the driver replayed into the tree: it must end exactly at the tree."""
+        recs = ds.committed
+        h = self.history
+        if not recs or len(h) or recs[-1][0].zxid != h.base:
+            if recs:
+                self.log("warn", f"committed records end at 0x{recs[-1][0].zxid:x}, not at the tree's "
+                                 f"0x{h.base:x}; ignored")
+            return
+        h.base = ds.committed_base
+        for rec in recs:
+            if rec[0].zxid <= h.last:
+                self.log("warn", f"committed record 0x{rec[0].zxid:x} is not after 0x{h.last:x}; ignored")
+                h.reset(self.core.tree.last_zxid)
+                return
+            h.append(Entry(rec[0], rec[1]))
+        h.applied = len(h)
 
     def tick(self, now_ms: int, mono_ms: int) -> None:
         self._time(now_ms, mono_ms)
