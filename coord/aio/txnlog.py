@@ -7,6 +7,12 @@ records are written but not synced, as ZooKeeper does. A new file (log.<first zx
 at the size limit, on `roll()` (the server rolls when it starts a snapshot) and at every start; a new
 file is durable in its directory (fsync of the dir) before any record in it is reported durable.
 
+Preallocation (preAllocSize, 64 MiB by default as ZooKeeper): a file is extended in whole blocks
+with fallocate ahead of the records, so most fdatasyncs do not change the file's size, and a full
+disk shows up as a failed preallocation ahead of time (the write then still tries the space that is
+left). Recovery reads the zero bytes after the last record as the end of the log (coord.core.logformat).
+A file is cut back to its records when it is rolled away from or closed.
+
 A failed write or fsync (ENOSPC, EIO) reports every record not yet durable through
 `on_failed(error, first_zxid, last_zxid)`; the caller must not acknowledge them. The file is cut back
 to its last durable byte first, so the records are gone on disk too and later appends never sit
@@ -54,10 +60,13 @@ def list_logs(log_dir: Path) -> list[tuple[int, Path]]:
 
 
 class TxnLog:
-    def __init__(self, log_dir: Path, *, force_sync: bool = True, max_file_bytes: int = 64 << 20):
+    def __init__(self, log_dir: Path, *, force_sync: bool = True, max_file_bytes: int = 64 << 20,
+                 pre_alloc_bytes: int = 64 << 20):
         self.dir = Path(log_dir)
         self.force_sync = force_sync
         self.max_file_bytes = max_file_bytes
+        self.pre_alloc_bytes = pre_alloc_bytes  # 0: no preallocation
+        self.allocated = 0             # size of the current file, preallocated zeros included
         self.fd: int | None = None
         self.path: Path | None = None
         self.file_bytes = 0            # durable (or, forceSync=no, written) size of the current file
@@ -156,6 +165,7 @@ class TxnLog:
     # -- worker thread ------------------------------------------------------------------------------
     def _open_new(self, first_zxid: int) -> None:
         if self.fd is not None:
+            self._trim()
             os.close(self.fd)
             self.fd = None
         path = self.dir / logformat.log_name(first_zxid)
@@ -169,8 +179,23 @@ class TxnLog:
             raise
         self.fd = fd
         self.path = path
-        self.file_bytes = logformat.FILE_HEADER_SIZE
+        self.file_bytes = self.allocated = logformat.FILE_HEADER_SIZE
         self.new_file = True
+
+    def _preallocate(self, end: int) -> None:
+        """Extend the file in pre_alloc_bytes blocks to beyond end (ZooKeeper's FilePadding)."""
+        size = self.allocated
+        while size < end + 4096:
+            size += self.pre_alloc_bytes
+        try:
+            os.posix_fallocate(self.fd, self.allocated, size - self.allocated)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                # ENOSPC and the like: no room for a whole block; let the write try what is left
+                self.allocated = max(self.allocated, os.fstat(self.fd).st_size)
+                return
+            os.ftruncate(self.fd, size)  # no fallocate on this file system: a sparse extension
+        self.allocated = size
 
     def _unlink_quietly(self, path: Path) -> None:
         try:
@@ -188,6 +213,8 @@ class TxnLog:
         fd = self.fd
         durable = logformat.FILE_HEADER_SIZE if self.new_file else self.file_bytes
         try:
+            if self.pre_alloc_bytes and durable + len(data) > self.allocated:
+                self._preallocate(durable + len(data))
             _write_all(fd, data)
             if self.force_sync:
                 os.fdatasync(fd)
@@ -201,6 +228,7 @@ class TxnLog:
     def _cut_back(self, size: int) -> None:
         try:
             os.ftruncate(self.fd, size)
+            self.allocated = size
             os.lseek(self.fd, size, os.SEEK_SET)
             if self.force_sync:
                 os.fsync(self.fd)
@@ -254,8 +282,18 @@ class TxnLog:
 
     def close(self) -> None:
         if self.fd is not None:
+            self._trim()
             os.close(self.fd)
             self.fd = None
+
+    def _trim(self) -> None:
+        """Give back the unused preallocated part of the current file (at a roll or a clean close)."""
+        if self.allocated > self.file_bytes:
+            try:
+                os.ftruncate(self.fd, self.file_bytes)
+                self.allocated = self.file_bytes
+            except OSError:
+                pass  # harmless: recovery reads the zeros as the end of the log
 
 
 def _write_all(fd: int, data: bytes) -> None:

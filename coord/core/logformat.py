@@ -2,10 +2,11 @@
 
 Pure bytes in, records out; the shell does the files (and the simulator its simulated disk). A
 reader stops at the first record that is short, has a bad length, or fails its checksum: everything
-before it is the durable prefix. What follows decides what the damage is (`scan`): if no intact
-record with a higher zxid follows, it is a torn tail (a write cut short by a crash) and is truncated;
-if one does, the log has a hole in its middle, and acknowledged txns would be lost by truncating, so
-recovery refuses instead. A log is never skipped over.
+before it is the durable prefix. What follows decides what it is (`scan`): only zero bytes up to
+the end of the file are the unused part of a preallocated file, the normal end of a log; otherwise,
+if no intact record with a higher zxid follows, it is a torn tail (a write cut short by a crash) and
+is truncated; if one does, the log has a hole in its middle, and acknowledged txns would be lost by
+truncating, so recovery refuses instead. A log is never skipped over.
 
 A file is named log.<first zxid in hex>; its 16-byte header is magic "CDLG", version, dbid.
 """
@@ -83,9 +84,9 @@ def iter_records(data, pos: int = FILE_HEADER_SIZE):
 _CANDIDATE = re.compile(rb"(?s)(?=\x00(?!\x00\x00\x00).{7}(?!\x00{8})(.{8}).{12}\1)")
 
 
-def find_intact_after(data, pos: int, after_zxid: int):
-    """(offset, zxid) of the first intact record past pos with zxid > after_zxid, or None."""
-    for m in _CANDIDATE.finditer(data, pos + 1):
+def find_intact_after(data, pos: int, after_zxid: int, endpos: int | None = None):
+    """(offset, zxid) of the first intact record starting in (pos, endpos) with zxid > after_zxid."""
+    for m in _CANDIDATE.finditer(data, pos + 1, len(data) if endpos is None else endpos):
         off = m.start()
         for hdr, _txn, _end in iter_records(data, off):
             if hdr.zxid > after_zxid:
@@ -97,19 +98,27 @@ def find_intact_after(data, pos: int, after_zxid: int):
 class LogScan:
     """What one log file holds: its intact records, where they end, and what follows them."""
 
-    __slots__ = ("records", "end", "size", "first_zxid", "last_zxid", "hole")
+    __slots__ = ("records", "end", "size", "first_zxid", "last_zxid", "hole", "content_end")
 
-    def __init__(self, records, end, size, hole):
+    def __init__(self, records, end, size, hole, content_end=None):
         self.records = records            # [(TxnHeader, txn, end offset)]
         self.end = end                    # offset just past the last intact record
         self.size = size
         self.first_zxid = records[0][0].zxid if records else None
         self.last_zxid = records[-1][0].zxid if records else None
         self.hole = hole                  # None, or (offset, zxid) of an intact record past damage
+        # past the last non-zero byte after end: end itself when only preallocated zeros follow
+        self.content_end = size if content_end is None else content_end
 
     @property
     def damaged(self) -> bool:
-        return self.end < self.size
+        """Bytes other than preallocated zeros follow the intact records."""
+        return self.content_end > self.end
+
+    @property
+    def padding(self) -> int:
+        """Zero bytes after the intact records: the unused preallocated part of the file."""
+        return self.size - self.end if not self.damaged else 0
 
 
 def scan(data) -> LogScan:
@@ -118,10 +127,13 @@ def scan(data) -> LogScan:
     records = list(iter_records(data))
     end = records[-1][2] if records else FILE_HEADER_SIZE
     hole = None
+    content_end = end
     if end < len(data):
-        last = records[-1][0].zxid if records else -1
-        hole = find_intact_after(data, end, last)
-    return LogScan(records, end, len(data), hole)
+        content_end = max(end, len(bytes(data[end:]).rstrip(b"\0")) + end)
+        if content_end > end:  # not just preallocated zeros: look for intact records past the damage
+            last = records[-1][0].zxid if records else -1
+            hole = find_intact_after(data, end, last, min(len(data), content_end + 32))
+    return LogScan(records, end, len(data), hole, content_end)
 
 
 def zxid_follows(prev: int, zxid: int) -> bool:

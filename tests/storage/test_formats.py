@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import random
+import zlib
 
 import pytest
 
 from coord.core import logformat, snapformat
 from coord.core.datatree import DataTree
+from coord.jute import records as R
 from tests.storage.helpers import TxnMaker, random_txns, tree_state
 
 
@@ -125,3 +127,47 @@ def test_zxid_follows():
     assert logformat.zxid_follows(0x1_0000_0009, 0x2_0000_0001)
     assert not logformat.zxid_follows(0x1_0000_0009, 0x2_0000_0005)
     assert logformat.zxid_follows(0, 1) and not logformat.zxid_follows(0, 2)
+
+
+def test_snapshots_written_with_zlib_still_load(monkeypatch):
+    """Snapshots from before zstd (flags COMPRESSED only) stay readable; unknown flags are not."""
+    tree, *_ = build(200)
+    monkeypatch.setattr(snapformat, "DEFAULT_FLAGS", snapformat.COMPRESSED)
+    data = snapformat.encode_tree(tree)
+    monkeypatch.undo()
+    assert snapformat.parse_header(data).flags == snapformat.COMPRESSED
+    loaded, _ = snapformat.load_bytes(data)
+    assert tree_state(loaded) == tree_state(tree)
+    assert snapformat.parse_header(snapformat.encode_tree(tree)).flags == snapformat.DEFAULT_FLAGS
+    odd = bytearray(snapformat.header(tree.last_zxid))
+    odd[6:8] = (0x80).to_bytes(2, "big")
+    odd[32:36] = zlib.crc32(bytes(odd[:32])).to_bytes(4, "big")
+    with pytest.raises(snapformat.SnapshotError, match="flags"):
+        snapformat.parse_header(bytes(odd))
+
+
+def test_batched_encoding_of_null_and_large_data_and_equal_acls():
+    """Null data, empty data, data larger than a chunk, and ACLs equal in value but distinct
+    objects all round-trip; no node frame grows far past chunk_bytes."""
+    tree = DataTree()
+    mk = TxnMaker()
+    rng = random.Random(3)
+    for ht in (mk.create("/big", b""), mk.create("/nul", None)):
+        assert tree.apply(*ht).err == 0
+    for i in range(40):
+        data = rng.randbytes(rng.choice([0, 10, 200_000, 700_000]))
+        hdr, txn = mk.create(f"/big/n{i}", data)
+        txn.acl = [R.ACL(31, R.Id("digest", f"u{i % 3}:x"))]
+        assert tree.apply(hdr, txn).err == 0
+        node = tree.nodes[f"/big/n{i}"]
+        node.acl = tuple(list(node.acl))  # equal in value, a distinct object per node
+    enc = snapformat.SnapshotEncoder(tree.last_zxid, tree.sessions, chunk_bytes=1 << 20)
+    enc.add_batch(list(tree.nodes), list(tree.nodes.values()))
+    frames = enc.finish()
+    assert enc.digest == tree.digest and enc.node_count == len(tree.nodes)
+    assert max(len(raw) for kind, raw in frames if kind == snapformat.KIND_NODES) < (1 << 20) + 800_000
+    assert len(enc.acl_index) == 5  # open, read-only (config), three digest identities: once each
+    data = snapformat.header(tree.last_zxid) + b"".join(snapformat.seal_frame(k, r) for k, r in frames)
+    loaded, _ = snapformat.load_bytes(data)
+    assert tree_state(loaded) == tree_state(tree)
+    assert loaded.nodes["/nul"].data is None

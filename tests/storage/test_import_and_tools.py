@@ -9,6 +9,7 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.security import make_acl, make_digest_acl
 
+from coord.core import logformat
 from tests.support.coord_server import ROOT, CoordProcess
 from tests.support.real_zk import RealZooKeeper
 
@@ -146,7 +147,7 @@ def test_serve_refuses_a_damaged_log_naming_it(tmp_path):
     srv.stop(kill=True)
     log = sorted((srv.data_dir / "version-2").glob("log.*"))[-1]
     data = bytearray(log.read_bytes())
-    data[len(data) // 2] ^= 0xFF
+    data[logformat.scan(data).end // 2] ^= 0xFF  # in the records, not in the preallocated zeros
     log.write_bytes(bytes(data))
     with pytest.raises(RuntimeError) as e:
         srv.start(wait=20)
