@@ -139,9 +139,13 @@ def import_zookeeper(zk_dir: Path, out_dir: Path | None = None, *, zk_log_dir: P
             res.skipped_snapshots.append(f"{p}: {e}")
             log.warning("skipping ZooKeeper snapshot %s: %s", p, e)
     if snap is None:
+        why = "".join(f"; {s}" for s in res.skipped_snapshots)
         if logs and logs[0][0] > 1:
             raise ZkFormatError(f"{snap_dir}: no valid snapshot and the logs start at zxid 0x{logs[0][0]:x}, "
-                                "not at the beginning: the tree cannot be rebuilt")
+                                f"not at the beginning: the tree cannot be rebuilt{why}")
+        if snaps and not logs:
+            raise ZkFormatError(f"{snap_dir}: no snapshot could be read and there are no logs to rebuild "
+                                f"the tree from{why}")
         tree = DataTree()
     else:
         res.snapshot, res.snapshot_zxid = snap.path, snap.zxid

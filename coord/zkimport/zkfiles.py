@@ -64,12 +64,37 @@ def _stream_bytes(path: Path) -> bytes:
         except (OSError, EOFError, zlib.error) as e:
             raise ZkFormatError(f"{path}: gzip stream broken: {e}") from None
     if path.name.endswith(".snappy"):
-        try:
-            import snappy  # type: ignore
-        except ImportError:
-            raise ZkFormatError(f"{path}: snappy-compressed snapshots need the python-snappy package") from None
-        return snappy.StreamDecompressor().decompress(raw)  # pragma: no cover
+        return _snappy_stream(path, raw)
     return raw
+
+
+_SNAPPY_MAGIC = b"\x82SNAPPY\x00"
+
+
+def _snappy_stream(path: Path, raw: bytes) -> bytes:
+    """snappy-java's SnappyOutputStream (ZooKeeper's snappy method): the magic, two version ints,
+    then blocks of (length int, raw snappy block)."""
+    try:
+        from cramjam import DecompressionError, snappy
+    except ImportError:
+        raise ZkFormatError(f"{path}: reading snappy-compressed ZooKeeper snapshots needs the cramjam "
+                            "package (pip install cramjam), or set snapshot.compression.method to gz "
+                            "or none in ZooKeeper and let it write a new snapshot") from None
+    if not raw.startswith(_SNAPPY_MAGIC) or len(raw) < 16:
+        raise ZkFormatError(f"{path}: not a snappy-java stream (no SNAPPY header)")
+    out = []
+    p = 16
+    n = len(raw)
+    try:
+        while p < n:
+            (ln,) = struct.unpack_from(">i", raw, p)
+            if ln <= 0 or p + 4 + ln > n:
+                raise ZkFormatError(f"{path}: snappy stream broken at offset {p} (block length {ln})")
+            out.append(bytes(snappy.decompress_raw(raw[p + 4:p + 4 + ln])))
+            p += 4 + ln
+    except DecompressionError as e:
+        raise ZkFormatError(f"{path}: snappy block at offset {p} does not decompress: {e}") from None
+    return b"".join(out)
 
 
 class Reader:

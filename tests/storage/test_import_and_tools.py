@@ -155,9 +155,10 @@ def test_serve_refuses_a_damaged_log_naming_it(tmp_path):
 
 
 @pytest.mark.realzk
-def test_import_gzip_compressed_zookeeper_snapshots(tmp_path):
+@pytest.mark.parametrize("method", ["gz", "snappy"])
+def test_import_compressed_zookeeper_snapshots(tmp_path, method):
     zk_srv = RealZooKeeper(tmp_path / "zk", force_sync=True,
-                           extra_cfg={"snapCount": "100", "snapshot.compression.method": "gz"})
+                           extra_cfg={"snapCount": "100", "snapshot.compression.method": method})
     zk_srv.start()
     zk = KazooClient(zk_srv.connect_string)
     zk.start(15)
@@ -167,10 +168,10 @@ def test_import_gzip_compressed_zookeeper_snapshots(tmp_path):
     zk.stop()
     zk_srv.stop()
     names = [p.name for p in (zk_srv.data_dir / "version-2").iterdir()]
-    assert any(n.endswith(".gz") for n in names), names
+    assert any(n.endswith(f".{method}") for n in names), names
     out = tmp_path / "coord" / "data"
     r = coord_cli("data", "import-zookeeper", str(zk_srv.data_dir), str(out))
-    assert "verified" in r.stdout and ".gz" in r.stdout, r.stdout
+    assert "verified" in r.stdout and f".{method}" in r.stdout, r.stdout
     srv = CoordProcess(tmp_path / "coord", force_sync=True)
     srv.start()
     c = KazooClient(srv.connect_string)
@@ -180,3 +181,22 @@ def test_import_gzip_compressed_zookeeper_snapshots(tmp_path):
     finally:
         c.stop()
         srv.stop()
+
+
+def test_unreadable_snappy_snapshot_fails_naming_the_file(tmp_path, monkeypatch):
+    """Without the snappy codec (or with a broken stream) the import stops with the file and the
+    reason, never with an empty tree."""
+    from coord.zkimport import importer
+    from coord.zkimport.zkfiles import ZkFormatError
+    zk = tmp_path / "zk" / "version-2"
+    zk.mkdir(parents=True)
+    snap = zk / "snapshot.1f.snappy"
+    snap.write_bytes(b"\x82SNAPPY\x00" + bytes(8) + b"\x00\x00\x00\x05abcde")
+    with pytest.raises(ZkFormatError, match="does not decompress") as e:
+        importer.import_zookeeper(tmp_path / "zk", tmp_path / "out")
+    assert str(snap) in str(e.value)
+    monkeypatch.setitem(sys.modules, "cramjam", None)  # as if the package were not installed
+    with pytest.raises(ZkFormatError, match="cramjam") as e:
+        importer.import_zookeeper(tmp_path / "zk", tmp_path / "out")
+    assert str(snap) in str(e.value)
+    assert not (tmp_path / "out" / "version-2").exists()
