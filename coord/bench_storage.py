@@ -299,9 +299,21 @@ def run_zookeeper(ds: Path, meta: dict, work: Path, heap_mb: int, snap_count: in
     rss = rss_mb(zk.proc.pid)
     snap_dir = zk.data_dir / "version-2"
     before = {p.name for p in snap_dir.glob("snapshot.*")}
+    took = _zk_snapshot_ms(zk)  # its start-up snapshot
     stall = _measure_stall(zk.client_port, meta["probe"], _write_paths(meta), snap_dir, before)
+    time.sleep(1.0)
+    after = _zk_snapshot_ms(zk)
+    n = after[1] - took[1]
+    stall["snapshot_write_s"] = (after[0] - took[0]) / n / 1000 if n > 0 else float("nan")
     zk.stop()
     return {"startup_s": startup, "startup_cpu_s": cpu, "rss_mb": rss, "stall": stall}
+
+
+def _zk_snapshot_ms(zk) -> tuple[float, int]:
+    """(total ms, count) of the snapshots ZooKeeper has taken (its `mntr` snapshottime summary)."""
+    out = _support()[1].four_letter(zk.host, zk.client_port, "mntr")
+    vals = dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+    return float(vals.get("zk_sum_snapshottime", "nan")), int(vals.get("zk_cnt_snapshottime", "0"))
 
 
 def _write_paths(meta) -> list[str]:
@@ -331,9 +343,18 @@ def run_coord(ds: Path, meta: dict, work: Path, snap_count: int) -> dict:
     slices_cpu = [float(m) for m in re.findall(r"longest slice [0-9.]+ ms, ([0-9.]+) ms CPU", text)]
     stall["server_longest_slice_cpu_ms"] = max(slices_cpu) if slices_cpu else float("nan")
     captures = [float(m) for m in re.findall(r"capture ([0-9.]+) ms", text)]
+    writes = re.findall(r"snapshot snapshot\.[0-9a-f]+: (\d+) nodes, \d+ sessions in ([0-9.]+)s", text)
+    stall["snapshot_write_s"] = float(writes[-1][1]) if writes else float("nan")
     stall["server_longest_slice_ms"] = max(slices) if slices else float("nan")
     stall["server_capture_ms"] = max(captures) if captures else float("nan")
     return {"startup_s": startup, "startup_cpu_s": cpu, "rss_mb": rss, "stall": stall}
+
+
+def _median(runs: list[dict]) -> float:
+    import statistics
+    vals = [x["stall"]["snapshot_write_s"] for x in runs]
+    vals = [v for v in vals if v == v]  # not NaN
+    return statistics.median(vals) if vals else float("nan")
 
 
 @click.command("bench-storage")
@@ -368,7 +389,9 @@ def bench_storage_command(nodes, txns, rounds, snap_count, zk_heap_mb, workdir, 
                    else run_coord(ds, meta, work, snap_count))
             console.print(f"  start-up {res['startup_s']:.2f}s ({res['startup_cpu_s']:.1f}s CPU), "
                           f"RSS {res['rss_mb']:.0f} MiB, "
-                          f"max getData latency during snapshot {res['stall']['max_ms']:.1f} ms")
+                          f"max getData latency during snapshot {res['stall']['max_ms']:.1f} ms, "
+                          f"snapshot written in {res['stall']['snapshot_write_s']:.2f}s, "
+                          f"load average {os.getloadavg()[0]:.1f}")
             results[name].append(res)
     best = {k: min(v, key=lambda x: x["startup_s"]) for k, v in results.items()}
     zs, cs = best["zookeeper"], best["coord"]
@@ -381,6 +404,8 @@ def bench_storage_command(nodes, txns, rounds, snap_count, zk_heap_mb, workdir, 
          max(x["stall"]["max_ms"] for x in results["coord"]), None, "reported"),
         ("p99 getData latency while snapshotting (ms)", max(x["stall"]["p99_ms"] for x in results["zookeeper"]),
          max(x["stall"]["p99_ms"] for x in results["coord"]), None, "reported"),
+        ("time to write the snapshot under write load (s), median", _median(results["zookeeper"]),
+         _median(results["coord"]), _median(results["coord"]) / _median(results["zookeeper"]), "reported"),
     ]
     out = {"nodes": nodes, "txns": txns, "results": results, "rows": [list(r) for r in rows],
            "coord_server_longest_slice_ms": max(x["stall"]["server_longest_slice_ms"] for x in results["coord"]),
