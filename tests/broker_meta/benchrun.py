@@ -7,8 +7,10 @@ ratios (the table in docs/broker_meta.md):
 Each target gets a fresh server (standalone: forceSync=no, tickTime 2000; ensembles: 3 servers from
 one zoo.cfg, the same settings for both engines) that is started just before its measurement and
 stopped after, so an idle server never competes with the measured one. The order of the targets
-rotates between repeats. `--profile DIR` samples every coord server process with py-spy during its
-measurement (a separate, unmeasured diagnostic: sampling costs a little CPU).
+rotates between repeats. Per phase it also records the CPU seconds of the servers and of this (client)
+process and how long the servers' threads waited, runnable, for a CPU (schedstat run-queue wait),
+which tells a loaded machine's queueing from work. `--profile DIR` samples every coord server process with py-spy
+during its measurement (a separate, unmeasured diagnostic: sampling costs a little CPU).
 """
 from __future__ import annotations
 
@@ -82,13 +84,26 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def runqueue_wait_seconds(pids: list[int]) -> float:
+    """Time the processes' live threads spent runnable but waiting for a CPU (/proc/<pid>/task/*/
+    schedstat; an exited thread's share is lost, so only the servers' long-lived threads are measured)."""
+    total = 0
+    for pid in pids:
+        for f in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            try:
+                total += int(f.read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return total / 1e9
+
+
 class PhaseCpu:
-    """CPU seconds of the servers and of this (client) process per bench phase, cut at the bench's
-    own log lines, which it writes just before each phase starts."""
+    """CPU seconds of the servers and of this (client) process, and the servers' run-queue waits, per
+    bench phase, cut at the bench's own log lines, which it writes just before each phase starts."""
 
     def __init__(self, pids: list[int]):
         self.pids = pids
-        self.marks: list[tuple[str, float, float]] = []
+        self.marks: list[tuple[str, float, float, float]] = []
 
     def log(self, message: str) -> None:
         for needle, phase in PHASES:
@@ -96,14 +111,15 @@ class PhaseCpu:
                 self.mark(phase)
 
     def mark(self, phase: str) -> None:
-        self.marks.append((phase, cpu_seconds(self.pids), time.process_time()))
+        self.marks.append((phase, cpu_seconds(self.pids), time.process_time(), runqueue_wait_seconds(self.pids)))
 
     def result(self) -> dict[str, float]:
         self.mark("end")
         out = {}
-        for (phase, s0, c0), (_, s1, c1) in zip(self.marks, self.marks[1:]):
+        for (phase, s0, c0, w0), (_, s1, c1, w1) in zip(self.marks, self.marks[1:]):
             out[f"{phase}_server_cpu_s"] = round(s1 - s0, 2)
             out[f"{phase}_client_cpu_s"] = round(c1 - c0, 2)
+            out[f"{phase}_server_wait_s"] = round(w1 - w0, 2)
         return out
 
 
@@ -185,7 +201,8 @@ def summary(results: list[dict]) -> str:
     head += [f"{a} / {b}" for a, b in ratios]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     metrics = METRICS + [(f"server CPU, {p} phase (s)", f"{p}_server_cpu_s") for _, p in PHASES] \
-        + [(f"client CPU, {p} phase (s)", f"{p}_client_cpu_s") for _, p in PHASES]
+        + [(f"client CPU, {p} phase (s)", f"{p}_client_cpu_s") for _, p in PHASES] \
+        + [(f"server run-queue wait, {p} phase (s)", f"{p}_server_wait_s") for _, p in PHASES]
     metrics = [(label, a) for label, a in metrics if all(a in r for r in results)]
     med = {k: {a: statistics.median([r[a] for r in results if r["kind"] == k]) for _, a in metrics} for k in kinds}
     for label, a in metrics:
