@@ -39,7 +39,29 @@ def _run(coro_factory) -> None:
         loop.close()
 
 
-@click.group()
+class _LazyGroup(click.Group):
+    """Commands whose modules are heavy (bench, ensemble, data tools) are registered on first use, so
+    `coord serve` starts without importing them (a restarted server's start counts toward catch-up)."""
+
+    registrars: list = []
+
+    def _register_all(self) -> None:
+        while self.registrars:
+            self.registrars.pop(0)()
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        if cmd is None and self.registrars:
+            self._register_all()
+            cmd = super().get_command(ctx, name)
+        return cmd
+
+    def list_commands(self, ctx):
+        self._register_all()
+        return super().list_commands(ctx)
+
+
+@click.group(cls=_LazyGroup)
 @click.version_option(__version__, prog_name="coord")
 def main() -> None:
     """coord: a ZooKeeper-compatible coordination service."""
@@ -132,7 +154,7 @@ def _add_ensemble() -> None:
     add_bench_ensemble(main)
 
 
-_add_ensemble()
+_LazyGroup.registrars.append(_add_ensemble)
 
 
 def _add_storage_commands() -> None:
@@ -142,7 +164,7 @@ def _add_storage_commands() -> None:
     main.add_command(bench_storage_command)
 
 
-_add_storage_commands()
+_LazyGroup.registrars.append(_add_storage_commands)
 
 
 if __name__ == "__main__":

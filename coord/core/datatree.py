@@ -132,7 +132,8 @@ class DataTree:
         self.data_bytes = 0
         self.quota_paths: set[str] = set()   # subtrees with a zookeeper_limits node (ZooKeeper's pTrie)
         # Called with (hdr, txn) before each apply; a snapshot in progress uses it to keep the
-        # state it captured (coord.core.snapformat.TreeCapture). At most one observer.
+        # state it captured (coord.core.snapformat.TreeCapture; several may run at once: a periodic
+        # snapshot and a SNAP sync stream).
         self.before_apply = None
         root = Node(b"", aclmod.OPEN_ACL_UNSAFE, 0, 0, 0)
         self.nodes[ROOT] = root

@@ -24,6 +24,7 @@ C-level unpacks per chunk instead of a parser call per field.
 """
 from __future__ import annotations
 
+import gc
 import struct
 import threading
 import zlib
@@ -296,6 +297,37 @@ def encode_tree(tree: DataTree, *, compressed: bool = True, created_ms: int = 0)
         seal_frame(k, raw, compressed) for k, raw in frames)
 
 
+class _ApplyHooks:
+    """DataTree.before_apply for several captures at once (it is a plain callable for one)."""
+    __slots__ = ("fns",)
+
+    def __init__(self, fns):
+        self.fns = fns
+
+    def __call__(self, hdr, txn) -> None:
+        for f in self.fns:
+            f(hdr, txn)
+
+    @staticmethod
+    def attach(tree: DataTree, fn) -> None:
+        cur = tree.before_apply
+        if cur is None:
+            tree.before_apply = fn
+        elif isinstance(cur, _ApplyHooks):
+            cur.fns = cur.fns + [fn]
+        else:
+            tree.before_apply = _ApplyHooks([cur, fn])
+
+    @staticmethod
+    def detach(tree: DataTree, fn) -> None:
+        cur = tree.before_apply
+        if cur is fn:
+            tree.before_apply = None
+        elif isinstance(cur, _ApplyHooks) and fn in cur.fns:
+            rest = [f for f in cur.fns if f is not fn]
+            tree.before_apply = rest[0] if len(rest) == 1 else _ApplyHooks(rest)
+
+
 class TreeCapture:
     """A consistent view of a live DataTree as of its last applied zxid, for incremental writing.
 
@@ -310,10 +342,11 @@ class TreeCapture:
     must equal the captured ones at the end, which catches any change the hook missed.
     """
 
-    def __init__(self, tree: DataTree):
-        if tree.before_apply is not None:
-            raise RuntimeError("another capture of this tree is in progress")
+    def __init__(self, tree: DataTree, listed: bool = False):
         self.tree = tree
+        # listed: note the paths now (O(n), a few ms per 100,000) and emit in the tree's own order,
+        # which is parents-first (a node is always inserted after its parent) and cheaper to walk
+        self.keys = list(tree.nodes) if listed else None
         self.zxid = tree.last_zxid
         self.digest = tree.digest
         self.node_count = len(tree.nodes)
@@ -324,11 +357,11 @@ class TreeCapture:
         self._prefix = ""
         self._pos = 0
         self.emitted = 0
-        tree.before_apply = self._before_apply
+        self.hook = self._before_apply
+        _ApplyHooks.attach(tree, self.hook)
 
     def close(self) -> None:
-        if self.tree.before_apply == self._before_apply:
-            self.tree.before_apply = None
+        _ApplyHooks.detach(self.tree, self.hook)
 
     def _keep(self, path: str) -> None:
         if path not in self.saved:
@@ -365,7 +398,10 @@ class TreeCapture:
         The walk goes directory by directory: a popped node's captured children become one batch
         of paths (split into max_nodes pieces across calls), looked up with C-level maps and
         handed to the encoder whole. Nodes changed since the capture are swapped for their copies.
+        A `listed` capture goes through the paths it noted instead.
         """
+        if self.keys is not None:
+            return self._emit_listed(enc, max_nodes)
         nodes = self.tree.nodes
         saved = self.saved
         stack = self.stack
@@ -399,6 +435,24 @@ class TreeCapture:
             self.emitted += len(paths)
             stack += compress(paths, map(_get_children, batch))
         return False
+
+    def _emit_listed(self, enc: "SnapshotEncoder", max_nodes: int) -> bool:
+        """The paths noted at capture, in the tree's order, a batch of max_nodes at a time."""
+        start = self.emitted
+        paths = self.keys[start:start + max_nodes]
+        batch = list(map(self.tree.nodes.get, paths))
+        saved = self.saved
+        if saved:
+            changed = saved.keys() & paths
+            if changed:
+                for i, p in enumerate(paths):
+                    if p in changed:
+                        batch[i] = saved[p]
+        if None in batch:
+            raise RuntimeError("a captured node is neither in the tree nor copied")
+        enc.add_batch(paths, batch)
+        self.emitted = start + len(paths)
+        return self.emitted == len(self.keys)
 
     @property
     def remaining(self) -> int:
@@ -523,137 +577,241 @@ def decode_nodes(raw: bytes):
     return paths, datas, stats
 
 
-def load(read, progress=None, frames=None) -> tuple[DataTree, SnapshotInfo]:
-    """Build a DataTree from snapshot bytes read with read(n); verify it completely.
+class TreeBuilder:
+    """Builds a DataTree from a snapshot's frames, one at a time, verifying it completely.
 
     Per-node digests travel in the snapshot (recomputing a CRC per node is a third of the load
     time); the sum must equal the sealed tree digest, and the first node of every chunk is
     recomputed so that a change of the digest function is noticed, in which case all are.
-    `frames(read, flags)` may replace iter_frames, e.g. to read and decompress in another thread.
     """
-    info = parse_header(read(HEADER_SIZE))
-    tree = DataTree()
-    nodes = tree.nodes
-    nodes.clear()
-    tree.digest = 0
-    tree.data_bytes = 0
-    acls: dict[int, tuple] = {}
-    node_digest = DataTree._node_digest
-    new = Node.__new__
-    digest = 0
-    data_bytes = 0
-    count = 0
-    seal = None
-    recompute = False
-    ephemerals = tree.ephemerals
-    containers = tree.containers
-    ttls = tree.ttls
-    last_ppath = None
-    parent = None
-    source = (frames or iter_frames)(read, info.flags)
-    frames = 0
-    for kind, raw in source:
-        frames += 1
+
+    def __init__(self, info: SnapshotInfo, progress=None):
+        self.info = info
+        self.progress = progress
+        tree = self.tree = DataTree()
+        tree.nodes.clear()
+        tree.digest = 0
+        tree.data_bytes = 0
+        self.acls: dict[int, tuple] = {}
+        self.digest = 0
+        self.data_bytes = 0
+        self.count = 0
+        self.frames = 0
+        self.seal = None
+        self.recompute = False
+        self.last_ppath = None
+        self.parent = None
+
+    def frame(self, kind: int, raw: bytes) -> None:
+        if self.seal is not None:
+            raise SnapshotError("bytes after the seal")
+        self.frames += 1
         if kind == KIND_NODES:
-            paths, datas, stats = decode_nodes(raw)
-            first = True
-            for path, data, st in zip(paths, datas, stats):
-                czxid, mzxid, ctime, mtime, owner, pzxid, version, cversion, aversion, ai, d = st
-                acl = acls.get(ai)
-                if acl is None:
-                    raise SnapshotError(f"{path}: undefined ACL index {ai}")
-                i = path.rfind("/")
-                if i >= 0 and path != ROOT:
-                    ppath = path[:i] or ROOT
-                    if ppath != last_ppath:
-                        parent = nodes.get(ppath)
-                        if parent is None:
-                            raise SnapshotError(f"{path}: parent missing (not parents-first)")
-                        last_ppath = ppath
-                    pc = parent.children
-                    if pc is None:
-                        parent.children = {path[i + 1:]}
-                    else:
-                        pc.add(path[i + 1:])
-                elif path != ROOT:
-                    raise SnapshotError(f"bad path {path!r}")
-                node = new(Node)
-                node.data = data
-                node.acl = acl
-                node.czxid = czxid
-                node.mzxid = mzxid if mzxid != czxid else czxid
-                node.pzxid = pzxid if pzxid != czxid else czxid
-                node.ctime = ctime
-                node.mtime = mtime if mtime != ctime else ctime
-                node.version = version
-                node.cversion = cversion
-                node.aversion = aversion
-                node.owner = owner
-                node.children = None
-                if first or recompute:
-                    first = False
-                    c = node_digest(path, node)
-                    if c != d and not recompute:
-                        recompute = True  # written by another digest function: recompute all
-                    d = c
-                node.digest = d
-                digest += d
-                nodes[path] = node
-                if data:
-                    data_bytes += len(data)
-                if owner:
-                    if owner == CONTAINER_OWNER:
-                        containers.add(path)
-                    elif is_ttl_owner(owner):
-                        ttls.add(path)
-                    else:
-                        s = ephemerals.get(owner)
-                        if s is None:
-                            ephemerals[owner] = {path}
-                        else:
-                            s.add(path)
-            count += len(paths)
-            if progress is not None:
-                progress(len(paths))
+            self._nodes(raw)
         elif kind == KIND_ACLS:
-            _decode_acls(raw, acls)
+            _decode_acls(raw, self.acls)
         elif kind == KIND_SESSIONS:
             if len(raw) % _SESSION.size:
                 raise SnapshotError("bad session frame")
             for sid, timeout in _SESSION.iter_unpack(raw):
-                tree.sessions[sid] = timeout
+                self.tree.sessions[sid] = timeout
         elif kind == KIND_SEAL:
             if len(raw) != _SEAL.size:
                 raise SnapshotError("bad seal")
-            seal = _SEAL.unpack(raw)
+            self.seal = _SEAL.unpack(raw)
         else:
             raise SnapshotError(f"unknown frame kind {kind}")
-    zxid, node_count, sealed_digest, session_count, frame_count = seal
-    if zxid != info.zxid:
-        raise SnapshotError(f"seal zxid 0x{zxid:x} differs from header zxid 0x{info.zxid:x}")
-    if node_count != count or frame_count != frames or session_count != len(tree.sessions):
-        raise SnapshotError(f"seal counts differ (nodes {count}/{node_count}, frames {frames}/{frame_count})")
-    if len(nodes) != count or ROOT not in nodes:
-        raise SnapshotError(f"{count} nodes read but the tree holds {len(nodes)} (duplicate paths?)")
-    digest &= _MASK64
-    if recompute:
-        if digest != sealed_digest:
-            raise SnapshotError(f"tree digest 0x{digest:x} differs from the sealed 0x{sealed_digest:x}")
-    elif digest != sealed_digest:
-        raise SnapshotError(f"node digests sum to 0x{digest:x}, sealed 0x{sealed_digest:x}")
-    tree.digest = digest
-    tree.data_bytes = data_bytes
-    tree.last_zxid = zxid
-    info.node_count = count
-    info.digest = sealed_digest
-    info.session_count = session_count
-    info.frames = frames
-    return tree, info
+
+    def _nodes(self, raw: bytes) -> None:
+        tree = self.tree
+        nodes = tree.nodes
+        acls = self.acls
+        node_digest = DataTree._node_digest
+        new = Node.__new__
+        digest = self.digest
+        data_bytes = self.data_bytes
+        recompute = self.recompute
+        ephemerals = tree.ephemerals
+        containers = tree.containers
+        ttls = tree.ttls
+        last_ppath = self.last_ppath
+        parent = self.parent
+        paths, datas, stats = decode_nodes(raw)
+        first = True
+        for path, data, st in zip(paths, datas, stats):
+            czxid, mzxid, ctime, mtime, owner, pzxid, version, cversion, aversion, ai, d = st
+            acl = acls.get(ai)
+            if acl is None:
+                raise SnapshotError(f"{path}: undefined ACL index {ai}")
+            i = path.rfind("/")
+            if i >= 0 and path != ROOT:
+                ppath = path[:i] or ROOT
+                if ppath != last_ppath:
+                    parent = nodes.get(ppath)
+                    if parent is None:
+                        raise SnapshotError(f"{path}: parent missing (not parents-first)")
+                    last_ppath = ppath
+                pc = parent.children
+                if pc is None:
+                    parent.children = {path[i + 1:]}
+                else:
+                    pc.add(path[i + 1:])
+            elif path != ROOT:
+                raise SnapshotError(f"bad path {path!r}")
+            node = new(Node)
+            node.data = data
+            node.acl = acl
+            node.czxid = czxid
+            node.mzxid = mzxid if mzxid != czxid else czxid
+            node.pzxid = pzxid if pzxid != czxid else czxid
+            node.ctime = ctime
+            node.mtime = mtime if mtime != ctime else ctime
+            node.version = version
+            node.cversion = cversion
+            node.aversion = aversion
+            node.owner = owner
+            node.children = None
+            if first or recompute:
+                first = False
+                c = node_digest(path, node)
+                if c != d and not recompute:
+                    recompute = True  # written by another digest function: recompute all
+                d = c
+            node.digest = d
+            digest += d
+            nodes[path] = node
+            if data:
+                data_bytes += len(data)
+            if owner:
+                if owner == CONTAINER_OWNER:
+                    containers.add(path)
+                elif is_ttl_owner(owner):
+                    ttls.add(path)
+                else:
+                    s = ephemerals.get(owner)
+                    if s is None:
+                        ephemerals[owner] = {path}
+                    else:
+                        s.add(path)
+        self.count += len(paths)
+        self.digest = digest
+        self.data_bytes = data_bytes
+        self.recompute = recompute
+        self.last_ppath = last_ppath
+        self.parent = parent
+        if self.progress is not None:
+            self.progress(len(paths))
+
+    def finish(self) -> tuple[DataTree, SnapshotInfo]:
+        seal = self.seal
+        if seal is None:
+            raise SnapshotError("truncated: no seal")
+        tree, info, nodes, count, frames = self.tree, self.info, self.tree.nodes, self.count, self.frames
+        zxid, node_count, sealed_digest, session_count, frame_count = seal
+        if zxid != info.zxid:
+            raise SnapshotError(f"seal zxid 0x{zxid:x} differs from header zxid 0x{info.zxid:x}")
+        if node_count != count or frame_count != frames or session_count != len(tree.sessions):
+            raise SnapshotError(f"seal counts differ (nodes {count}/{node_count}, frames {frames}/{frame_count})")
+        if len(nodes) != count or ROOT not in nodes:
+            raise SnapshotError(f"{count} nodes read but the tree holds {len(nodes)} (duplicate paths?)")
+        digest = self.digest & _MASK64
+        if self.recompute:
+            if digest != sealed_digest:
+                raise SnapshotError(f"tree digest 0x{digest:x} differs from the sealed 0x{sealed_digest:x}")
+        elif digest != sealed_digest:
+            raise SnapshotError(f"node digests sum to 0x{digest:x}, sealed 0x{sealed_digest:x}")
+        tree.digest = digest
+        tree.data_bytes = self.data_bytes
+        tree.last_zxid = zxid
+        info.node_count = count
+        info.digest = sealed_digest
+        info.session_count = session_count
+        info.frames = frames
+        return tree, info
+
+
+def load(read, progress=None, frames=None) -> tuple[DataTree, SnapshotInfo]:
+    """Build a DataTree from snapshot bytes read with read(n); verify it completely (TreeBuilder).
+    `frames(read, flags)` may replace iter_frames, e.g. to read and decompress in another thread."""
+    info = parse_header(read(HEADER_SIZE))
+    b = TreeBuilder(info, progress)
+    for kind, raw in (frames or iter_frames)(read, info.flags):
+        b.frame(kind, raw)
+    return b.finish()
+
+
+class SnapshotReceiver:
+    """Snapshot bytes arriving in pieces (a SNAP sync): frames are verified and built into the tree
+    as soon as each is whole, so loading overlaps the transfer; `finish()` gives the tree. The bytes
+    are kept too (`data`): they become the learner's snapshot file."""
+
+    def __init__(self):
+        self.buf = bytearray()
+        self.pos = 0
+        self.builder: TreeBuilder | None = None
+
+    def __len__(self) -> int:
+        return len(self.buf)
+
+    def feed(self, chunk: bytes) -> None:
+        was = gc.isenabled()
+        gc.disable()        # building nodes makes many objects and no garbage (see load_bytes)
+        try:
+            self._feed(chunk)
+        finally:
+            if was:
+                gc.enable()
+
+    def _feed(self, chunk: bytes) -> None:
+        buf = self.buf
+        buf += chunk
+        if self.builder is None:
+            if len(buf) < HEADER_SIZE:
+                return
+            self.builder = TreeBuilder(parse_header(bytes(buf[:HEADER_SIZE])))
+            self.pos = HEADER_SIZE
+        flags = self.builder.info.flags
+        while len(buf) - self.pos >= FRAME_HEADER_SIZE:
+            stored_len = _FRAME.unpack_from(buf, self.pos)[2]
+            end = self.pos + FRAME_HEADER_SIZE + min(stored_len, MAX_FRAME + 1)
+            if end > len(buf):
+                return
+            view = memoryview(buf)[self.pos:end]
+            p = 0
+
+            def read(n):
+                nonlocal p
+                out = view[p:p + n]
+                p += n
+                return bytes(out)
+            kind, raw = read_frame(read, flags)
+            view.release()
+            self.pos = end
+            self.builder.frame(kind, raw)
+
+    def finish(self) -> tuple[DataTree, SnapshotInfo]:
+        if self.builder is None:
+            raise SnapshotError("truncated: no header")
+        if self.pos != len(self.buf):
+            raise SnapshotError("bytes after the seal" if self.builder.seal else "truncated: frame cut short")
+        return self.builder.finish()
+
+    @property
+    def data(self) -> bytes:
+        return bytes(self.buf)
 
 
 def load_bytes(data: bytes) -> tuple[DataTree, SnapshotInfo]:
+    """`load` from memory (a SNAP sync), with the cycle collector paused: a tree is ~10^5 new objects
+    and no garbage, and a server's big live heap makes every collection they trigger expensive."""
     import io
-    return load(io.BytesIO(data).read)
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return load(io.BytesIO(data).read)
+    finally:
+        if was:
+            gc.enable()
 
 
 def scan(read) -> SnapshotInfo:

@@ -84,7 +84,8 @@ class World:
                    history_txns=cfg.choice([8, 50, 1000]),
                    zxid_counter_limit=cfg.choice([0xFFFFFFFE, 0xFFFFFFFE, 40, 150]),
                    max_batch_bytes=cfg.choice([300, 4096, 1 << 20]),
-                   snap_chunk_bytes=cfg.choice([200, 64 << 10]))
+                   snap_chunk_bytes=cfg.choice([200, 64 << 10]),
+                   snap_slice_nodes=cfg.choice([2, 25, 2048]))
         zab.update(opts.zab)
         self.zab_config = ZabConfig(**zab)
         n = opts.nodes + opts.observers

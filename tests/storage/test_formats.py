@@ -71,12 +71,14 @@ def test_a_node_whose_fields_disagree_with_its_digest_is_caught():
         snapformat.load_bytes(data)
 
 
-def test_capture_is_consistent_while_the_tree_keeps_changing():
-    """Every txn kind applied between slices; the result equals the tree as of the capture zxid."""
+@pytest.mark.parametrize("listed", [False, True])
+def test_capture_is_consistent_while_the_tree_keeps_changing(listed):
+    """Every txn kind applied between slices; the result equals the tree as of the capture zxid
+    (walking the children, or the paths listed at capture in the tree's order)."""
     for seed in range(5):
         tree, mk, _, rng = build(300, seed)
         expected = tree_state(tree)
-        cap = snapformat.TreeCapture(tree)
+        cap = snapformat.TreeCapture(tree, listed=listed)
         enc = snapformat.SnapshotEncoder(cap.zxid, cap.sessions, chunk_nodes=16)
         more = random_txns(tree, mk, 400, rng)
         while not cap.emit(enc, 7):
@@ -92,13 +94,32 @@ def test_capture_is_consistent_while_the_tree_keeps_changing():
         assert tree_state(loaded) == expected
 
 
-def test_only_one_capture_at_a_time():
-    tree, *_ = build(10)
-    cap = snapformat.TreeCapture(tree)
-    with pytest.raises(RuntimeError):
-        snapformat.TreeCapture(tree)
-    cap.close()
-    snapformat.TreeCapture(tree).close()
+def test_two_captures_at_once_each_see_their_own_zxid():
+    """A periodic snapshot and a SNAP sync stream may capture the same tree at different zxids and
+    finish in either order."""
+    for order in ((0, 1), (1, 0)):
+        tree, mk, _, rng = build(200, 7)
+        more = random_txns(tree, mk, 400, rng)
+        caps, expected = [], []
+        for _ in range(2):
+            expected.append(tree_state(tree))
+            caps.append(snapformat.TreeCapture(tree))
+            for _ in range(20):
+                next(more, None)
+        encs = [snapformat.SnapshotEncoder(c.zxid, c.sessions, chunk_nodes=16) for c in caps]
+        done = [False, False]
+        while not all(done):
+            for i in order:
+                if not done[i]:
+                    done[i] = caps[i].emit(encs[i], 5)
+                    if done[i]:
+                        caps[i].close()
+            next(more, None)
+        assert tree.before_apply is None
+        for i in range(2):
+            data = snapformat.header(caps[i].zxid) + b"".join(
+                snapformat.seal_frame(k, r) for k, r in encs[i].finish())
+            assert tree_state(snapformat.load_bytes(data)[0]) == expected[i]
 
 
 def _log_bytes(txns):
@@ -171,3 +192,32 @@ def test_batched_encoding_of_null_and_large_data_and_equal_acls():
     loaded, _ = snapformat.load_bytes(data)
     assert tree_state(loaded) == tree_state(tree)
     assert loaded.nodes["/nul"].data is None
+
+
+@pytest.mark.parametrize("step", [1, 7, 100, 4096, 1 << 20])
+def test_snapshot_received_in_pieces_builds_the_same_tree(step):
+    """SnapshotReceiver (SNAP sync) builds each frame as soon as it is whole: same tree as load_bytes,
+    and a cut or damaged stream is refused."""
+    tree, *_ = build(300, 5)
+    data = snapformat.encode_tree(tree)
+    r = snapformat.SnapshotReceiver()
+    for i in range(0, len(data), step):
+        r.feed(data[i:i + step])
+    got, info = r.finish()
+    assert r.data == data and len(r) == len(data)
+    assert tree_state(got) == tree_state(snapformat.load_bytes(data)[0]) == tree_state(tree)
+    cut = snapformat.SnapshotReceiver()
+    cut.feed(data[:-3])
+    with pytest.raises(snapformat.SnapshotError, match="truncated"):
+        cut.finish()
+    bad = bytearray(data)
+    bad[len(data) // 2] ^= 0x10
+    with pytest.raises(snapformat.SnapshotError):
+        r2 = snapformat.SnapshotReceiver()
+        for i in range(0, len(bad), step):
+            r2.feed(bytes(bad[i:i + step]))
+        r2.finish()
+    with pytest.raises(snapformat.SnapshotError):
+        extra = snapformat.SnapshotReceiver()
+        extra.feed(data + b"\0" * 20)
+        extra.finish()

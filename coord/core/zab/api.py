@@ -22,7 +22,9 @@ Construction
 
 Inputs (QuorumPeer methods)
     start(now_ms, mono_ms, durable_state)   durable_state: DurableState read from disk at boot
-    tick(now_ms, mono_ms)                    at least every 10 ms of real or virtual time
+    tick(now_ms, mono_ms)                    at least every 10 ms of real or virtual time; at once again
+                                             (after serving other input) while `peer.streaming` is
+                                             true: a leader sends a SNAP a slice per tick
     peer_connected(sid) / peer_disconnected(sid)
     message(from_sid, data: bytes)           one whole peer message
     epochs_persisted(accepted_epoch, current_epoch)
@@ -99,6 +101,7 @@ class ZabConfig:
     history_bytes: int = 64 << 20
     max_batch_bytes: int = 1 << 20       # proposals / DIFF txns per message
     snap_chunk_bytes: int = 1 << 20
+    snap_slice_nodes: int = 2048         # znodes a leader encodes per tick while streaming a SNAP
     max_message_bytes: int = 64 << 20
     max_snapshot_bytes: int = 8 << 30
     max_held_requests: int = 100000      # client writes held while the leader rolls its epoch

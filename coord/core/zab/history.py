@@ -15,7 +15,7 @@ from coord.core.zab.messages import Entry
 
 
 class History:
-    __slots__ = ("entries", "zxids", "applied", "base", "nbytes", "max_txns", "max_bytes")
+    __slots__ = ("entries", "zxids", "applied", "base", "nbytes", "max_txns", "max_bytes", "pin")
 
     def __init__(self, base: int, max_txns: int = 10000, max_bytes: int = 64 << 20):
         self.entries: list[Entry] = []
@@ -25,6 +25,7 @@ class History:
         self.nbytes = 0
         self.max_txns = max_txns
         self.max_bytes = max_bytes
+        self.pin: int | None = None      # trim never past this zxid (a SNAP stream's DIFF starts there)
 
     @property
     def last(self) -> int:
@@ -95,6 +96,8 @@ class History:
                 drop_bytes -= len(self.entries[k].blob)
                 k += 1
             over = max(over, k)
+        if self.pin is not None:
+            over = min(over, bisect_right(self.zxids, self.pin))
         if over == 0 or (over < max(1, self.max_txns // 8) and self.nbytes <= self.max_bytes):
             return                       # trim in chunks: a del from the front is O(n)
         for e in self.entries[:over]:

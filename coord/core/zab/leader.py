@@ -46,6 +46,7 @@ from coord.core.server import DEFERRED, WAIT_COMMIT, Request
 from coord.core.zab import messages as M
 from coord.core.zab.api import counter_of, zxid as make_zxid
 from coord.core.zab.sequencer import LeaderSequencer, decode_request_body
+from coord.core.zab.snapstream import SnapStream
 from coord.jute import records as R
 from coord.jute.protocol import Err
 
@@ -56,7 +57,7 @@ H_INFO, H_EPOCH_SENT, H_EPOCH_ACKED, H_SYNCING, H_SYNCED = "info", "epoch-sent",
 
 class LearnerHandle:
     __slots__ = ("sid", "observer", "phase", "current_epoch", "last_zxid", "tree_zxid", "acked_zxid",
-                 "newleader_zxid", "synced", "uptodate", "forwarding", "last_heard")
+                 "newleader_zxid", "synced", "uptodate", "forwarding", "last_heard", "stream")
 
     def __init__(self, sid, observer, current_epoch, last_zxid, tree_zxid, now):
         self.sid = sid
@@ -71,6 +72,7 @@ class LearnerHandle:
         self.uptodate = False      # has been sent UPTODATE: it serves, may forward requests
         self.forwarding = False    # receives proposals/commits (after its sync was sent)
         self.last_heard = now
+        self.stream: SnapStream | None = None   # a SNAP still being streamed to it
 
 
 def plan_sync(history, peer_last: int, peer_tree: int) -> tuple[str, int]:
@@ -130,6 +132,7 @@ class LeaderRole:
         as ZooKeeper's leader closes its LearnerHandler sockets."""
         for sid in sorted(self.handles):
             self.peer.disconnect(sid, "the leader is stepping down")
+            self._end_stream(self.handles[sid])
         self.handles.clear()
         self.held.clear()
         self.local_syncs.clear()
@@ -150,13 +153,15 @@ class LeaderRole:
 
     def drop(self, sid: int, why: str) -> None:
         self.peer.disconnect(sid, why)
-        self.handles.pop(sid, None)
+        self._end_stream(self.handles.pop(sid, None))
 
     def on_link_up(self, sid: int) -> None:
         pass
 
     def on_link_down(self, sid: int) -> None:
-        if self.handles.pop(sid, None) is not None:
+        h = self.handles.pop(sid, None)
+        if h is not None:
+            self._end_stream(h)
             self.peer.log("info", f"learner {sid} left")
 
     def want_links(self) -> None:
@@ -166,6 +171,8 @@ class LeaderRole:
         peer = self.peer
         now = peer.mono_ms
         cfg = self.cfg
+        for h in [h for h in self.handles.values() if h.stream is not None]:
+            self._pump_stream(h)            # one slice per tick: the loop serves everything else between
         if (not self.established or self.rolling) and self.phase != BROADCAST and now > self.deadline:
             peer.become_looking(f"no quorum for epoch {self.new_epoch or '?'} within initLimit")
             return
@@ -272,36 +279,64 @@ class LeaderRole:
     def start_sync(self, h: LearnerHandle) -> None:
         peer = self.peer
         self._flush_proposals()
-        history = peer.history
-        kind, point = plan_sync(history, h.last_zxid, h.tree_zxid)
-        send = peer.send
-        sid = h.sid
+        self._end_stream(h)
+        kind, point = plan_sync(peer.history, h.last_zxid, h.tree_zxid)
+        h.phase = H_SYNCING
         if kind == "snap":
-            tree = self.core.tree
-            data = snapformat.encode_tree(tree, created_ms=peer.now_ms)
-            point = tree.last_zxid
-            step = max(1, self.cfg.snap_chunk_bytes)
-            total = len(data)
-            off = 0
-            while True:
-                send(sid, M.Snap(point, total, off, data[off:off + step]))
-                off += step
-                if off >= total:
-                    break
+            # streamed a slice per flush (snapstream.py); DIFF and NEWLEADER follow the last chunk
+            h.stream = SnapStream(self.core.tree, created_ms=peer.now_ms, slice_nodes=self.cfg.snap_slice_nodes,
+                                  chunk_bytes=self.cfg.snap_chunk_bytes)
+            h.forwarding = False
+            h.newleader_zxid = 0
+            self._pin_history()
             peer.stats.snap_syncs += 1
-        elif kind == "trunc":
-            send(sid, M.Trunc(point))
+            self._pump_stream(h)
+            return
+        if kind == "trunc":
+            peer.send(h.sid, M.Trunc(point))
             peer.stats.trunc_syncs += 1
         else:
             peer.stats.diff_syncs += 1
-        for msg in self._batches(M.Diff, history.since(point)):
-            send(sid, msg)
-        send(sid, M.NewLeader(self.new_epoch, peer.last_zxid))
+        self._finish_sync(h, kind, point)
+
+    def _finish_sync(self, h: LearnerHandle, kind: str, point: int) -> None:
+        """The DIFF after `point`, then NEWLEADER; proposals follow on the link from here on."""
+        peer = self.peer
+        sid = h.sid
+        for msg in self._batches(M.Diff, peer.history.since(point)):
+            peer.send(sid, msg)
+        peer.send(sid, M.NewLeader(self.new_epoch, peer.last_zxid))
         peer.log("info", f"syncing {sid} (last 0x{h.last_zxid:x}, tree 0x{h.tree_zxid:x}) by "
                          f"{kind.upper()} 0x{point:x} to 0x{peer.last_zxid:x}")
-        h.phase = H_SYNCING
         h.newleader_zxid = peer.last_zxid
         h.forwarding = True
+
+    def _pump_stream(self, h: LearnerHandle) -> None:
+        st = h.stream
+        try:
+            chunks = st.next()
+        except ValueError as e:       # SnapshotError: a bug in keeping the captured state
+            self.peer.log("error", f"snapshot stream to {h.sid}: {e}")
+            self.drop(h.sid, "snapshot stream failed")
+            return
+        for m in chunks:
+            self.peer.send(h.sid, m)
+        if st.done:
+            h.stream = None
+            self._pin_history()
+            self._flush_proposals()          # the DIFF below covers them: none may follow it twice
+            self._finish_sync(h, "snap", st.zxid)
+
+    def _end_stream(self, h: LearnerHandle | None) -> None:
+        if h is not None and h.stream is not None:
+            h.stream.close()
+            h.stream = None
+            self._pin_history()
+
+    def _pin_history(self) -> None:
+        """Keep the history from the oldest streamed snapshot on: its DIFF must still be there."""
+        zs = [h.stream.zxid for h in self.handles.values() if h.stream is not None]
+        self.peer.history.pin = min(zs) if zs else None
 
     def _batches(self, cls, entries):
         limit = self.cfg.max_batch_bytes
@@ -413,6 +448,10 @@ class LeaderRole:
 
     def flush(self) -> None:
         self._flush_proposals()
+
+    @property
+    def streaming(self) -> bool:
+        return any(h.stream is not None for h in self.handles.values())
 
     def _flush_proposals(self) -> None:
         if not self.pending:

@@ -51,9 +51,8 @@ class LearnerRole:
         self.last_heard = peer.mono_ms
         self.pending_trunc: int | None = None
         self.pending_snap: int | None = None
-        self.snap_buf: bytearray | None = None
+        self.snap_rx: snapformat.SnapshotReceiver | None = None   # a SNAP being received
         self.snap_zxid = 0
-        self.snap_total = 0
         self.newleader_zxid = 0
         self.persisting_current = False
         self.may_ack = False
@@ -82,7 +81,7 @@ class LearnerRole:
         if self.leader in self.peer.links:
             self.peer.disconnect(self.leader, "no longer following it")
         self.syncs.clear()
-        self.snap_buf = None
+        self.snap_rx = None
 
     def want_links(self) -> None:
         if self.leader not in self.peer.links:
@@ -173,7 +172,7 @@ class LearnerRole:
         peer = self.peer
         h = peer.history
         z = m.zxid
-        if self.phase != SYNC or self.snap_buf is not None:
+        if self.phase != SYNC or self.snap_rx is not None:
             self.fail(f"TRUNC in phase {self.phase}")
             return
         if z < h.applied_zxid or z > h.last or not (h.contains(z) or z == h.applied_zxid):
@@ -190,7 +189,7 @@ class LearnerRole:
             self._check_newleader_ready()
 
     def on_diff(self, m: M.Diff) -> None:
-        if self.phase != SYNC or self.snap_buf is not None:
+        if self.phase != SYNC or self.snap_rx is not None:
             self.fail(f"DIFF in phase {self.phase}")
             return
         self._append(m.entries)
@@ -215,30 +214,34 @@ class LearnerRole:
             peer.stop_serving("a snapshot sync replaces the tree")
             self.serving = False
             self.rolling = False
-        if m.offset == 0 and self.snap_buf is None:
-            if m.total > self.cfg.max_snapshot_bytes:
-                self.fail(f"snapshot of {m.total} bytes over the bound")
-                return
-            self.snap_buf = bytearray()
-            self.snap_total = m.total
+        # Chunks are built into a tree as they arrive (the leader streams them while it encodes);
+        # `total` is 0 until the last chunk, which carries the whole length.
+        rx = self.snap_rx
+        if m.offset == 0 and rx is None:
+            rx = self.snap_rx = snapformat.SnapshotReceiver()
             self.snap_zxid = m.zxid
-        elif self.snap_buf is None or m.zxid != self.snap_zxid or m.total != self.snap_total \
-                or m.offset != len(self.snap_buf):
+        elif rx is None or m.zxid != self.snap_zxid or m.offset != len(rx):
             self.fail("snapshot chunk out of order")
             return
-        self.snap_buf += m.data
-        if len(self.snap_buf) < self.snap_total:
+        if len(rx) + len(m.data) > self.cfg.max_snapshot_bytes or (m.total and m.total > self.cfg.max_snapshot_bytes):
+            self.fail(f"snapshot of over {self.cfg.max_snapshot_bytes} bytes")
             return
-        data = bytes(self.snap_buf)
-        self.snap_buf = None
         try:
-            tree, info = snapformat.load_bytes(data)
+            rx.feed(m.data)
+            if not m.total or len(rx) < m.total:
+                return
+            self.snap_rx = None
+            if len(rx) != m.total:
+                raise snapformat.SnapshotError(f"{len(rx)} bytes where the leader said {m.total}")
+            tree, info = rx.finish()
         except Exception as e:  # noqa: BLE001 - any failure to load is the leader's bad snapshot
+            self.snap_rx = None
             self.fail(f"snapshot does not load: {e}")
             return
         if info.zxid != m.zxid or tree.last_zxid != m.zxid:
             self.fail(f"snapshot says 0x{info.zxid:x}, leader said 0x{m.zxid:x}")
             return
+        data = rx.data
         peer.replace_tree(tree)
         self.pending_snap = m.zxid
         self.pending_trunc = None       # the snapshot supersedes any truncation
@@ -251,7 +254,7 @@ class LearnerRole:
 
     def on_newleader(self, m: M.NewLeader) -> None:
         peer = self.peer
-        if self.phase != SYNC or self.snap_buf is not None:
+        if self.phase != SYNC or self.snap_rx is not None:
             self.fail(f"NEWLEADER in phase {self.phase}")
             return
         if m.epoch != self.new_epoch or m.zxid != peer.last_zxid:

@@ -257,7 +257,8 @@ class Inform(_TxnsMessage):
 
 
 class Snap(Message):
-    """One chunk of a snapshot (coord.core.snapformat bytes) consistent with zxid."""
+    """One chunk of a snapshot (coord.core.snapformat bytes) consistent with zxid. The leader streams
+    them as it encodes: `total` is 0 until the last chunk, which carries the whole length."""
     __slots__ = ("zxid", "total", "offset", "data")
     TYPE = 7
     _H = struct.Struct(">qQQ")
@@ -276,7 +277,7 @@ class Snap(Message):
     def _parse(cls, r):
         z, total, off = r.take(_Q), r.take(_U64), r.take(_U64)
         data = _r_bytes(r)
-        if off + len(data) > total:
+        if total and off + len(data) > total:
             raise ValueError("snapshot chunk beyond its total")
         return cls(z, total, off, data)
 

@@ -125,6 +125,11 @@ class QuorumPeer:
         return max(self.current_epoch, epoch_of(self.last_zxid))
 
     @property
+    def streaming(self) -> bool:
+        """A leader is streaming a SNAP (a slice per tick): the driver should tick again promptly."""
+        return bool(getattr(self.role, "streaming", False))
+
+    @property
     def promised_epoch(self) -> int:
         """The highest epoch we may have promised: durable or on its way to disk."""
         return max(self.accepted_epoch, self.asked_accepted)
