@@ -422,24 +422,18 @@ class TreeCapture:
             self._pos = pos + len(chunk)
             budget -= len(chunk)
             paths = list(map(self._prefix.__add__, chunk))
-            batch = list(map(nodes.get, paths))
-            if saved:
-                changed = saved.keys() & paths
-                if changed:
-                    for i, p in enumerate(paths):
-                        if p in changed:
-                            batch[i] = saved[p]
-            if None in batch:
-                raise RuntimeError("a captured node is neither in the tree nor copied")
-            enc.add_batch(paths, batch)
-            self.emitted += len(paths)
+            batch = self._add_captured(enc, paths)
             stack += compress(paths, map(_get_children, batch))
         return False
 
     def _emit_listed(self, enc: "SnapshotEncoder", max_nodes: int) -> bool:
         """The paths noted at capture, in the tree's order, a batch of max_nodes at a time."""
         start = self.emitted
-        paths = self.keys[start:start + max_nodes]
+        self._add_captured(enc, self.keys[start:start + max_nodes])
+        return self.emitted == len(self.keys)
+
+    def _add_captured(self, enc: "SnapshotEncoder", paths: list[str]) -> list[Node]:
+        """Encode these paths as captured (copies for the nodes changed since); returns the nodes."""
         batch = list(map(self.tree.nodes.get, paths))
         saved = self.saved
         if saved:
@@ -451,8 +445,8 @@ class TreeCapture:
         if None in batch:
             raise RuntimeError("a captured node is neither in the tree nor copied")
         enc.add_batch(paths, batch)
-        self.emitted = start + len(paths)
-        return self.emitted == len(self.keys)
+        self.emitted += len(paths)
+        return batch
 
     @property
     def remaining(self) -> int:
