@@ -243,8 +243,12 @@ def _first_get(port: int, path: str, deadline: float) -> None:
 
 
 def _measure_stall(port: int, probe: str, write_paths: list[str], snap_dir: Path, before: set,
-                   timeout: float = 300.0) -> dict:
-    """getData back to back while writes push the server into a snapshot; latencies until it is on disk."""
+                   timeout: float = 300.0, done=None) -> dict:
+    """getData back to back while writes push the server into a snapshot; latencies until it is on disk.
+
+    done() says the snapshot is complete; by default, when a new snapshot file without .tmp exists
+    (coord renames it into place at the end; ZooKeeper writes under the final name from the start,
+    so it passes its own done)."""
     import threading
     lat = []
     stop = threading.Event()
@@ -269,7 +273,7 @@ def _measure_stall(port: int, probe: str, write_paths: list[str], snap_dir: Path
         w.pipeline(5, bodies[i:i + 500])
         i = (i + 500) % max(1, len(bodies) - 500)
         new = {p.name for p in snap_dir.glob("snapshot.*")} - before
-        if new and not any(n.endswith(".tmp") for n in new):
+        if (done() if done is not None else new and not any(n.endswith(".tmp") for n in new)):
             break
     t_done = time.monotonic()
     time.sleep(0.5)
@@ -300,8 +304,8 @@ def run_zookeeper(ds: Path, meta: dict, work: Path, heap_mb: int, snap_count: in
     snap_dir = zk.data_dir / "version-2"
     before = {p.name for p in snap_dir.glob("snapshot.*")}
     took = _zk_snapshot_ms(zk)  # its start-up snapshot
-    stall = _measure_stall(zk.client_port, meta["probe"], _write_paths(meta), snap_dir, before)
-    time.sleep(1.0)
+    stall = _measure_stall(zk.client_port, meta["probe"], _write_paths(meta), snap_dir, before,
+                           done=lambda: _zk_snapshot_ms(zk)[1] > took[1])
     after = _zk_snapshot_ms(zk)
     n = after[1] - took[1]
     stall["snapshot_write_s"] = (after[0] - took[0]) / n / 1000 if n > 0 else float("nan")

@@ -188,8 +188,9 @@ class SnapshotTaker:
                     log.debug("snapshot slice of %d nodes: %.1f ms wall, %.1f ms CPU", self._nodes_per_slice, ms, cpu)
                 if ms > max_slice:
                     max_slice = ms
-                # aim each slice at slice_ms
-                ratio = self.slice_ms / ms if ms > 0 else 2.0
+                # aim each slice at slice_ms of CPU: wall time includes preemption by other
+                # processes, which would shrink the slices to a few nodes on a busy machine
+                ratio = self.slice_ms / cpu if cpu > 0 else 2.0
                 self._nodes_per_slice = max(100, min(200_000, int(self._nodes_per_slice * min(2.0, max(0.5, ratio)))))
                 while len(pending) > 8:  # bound the frames waiting for the writer
                     await pending.pop(0)
