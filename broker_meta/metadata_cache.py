@@ -2,7 +2,8 @@
 
 What a streaming node or an operator's screen needs to stay in sync without polling: data watches on
 /controller, every topic znode and every partition state; child watches on /brokers/ids and
-/brokers/topics. Each change re-reads only what changed and bumps `version`; `wait_for_change`
+/brokers/topics, or, while those do not exist yet (a cluster no broker has started on), exists
+watches that bring the cache back when the first broker creates them. Each change re-reads only what changed and bumps `version`; `wait_for_change`
 blocks until the next one. After a reconnect everything is re-read (kazoo drops watches).
 """
 from __future__ import annotations
@@ -52,6 +53,9 @@ class MetadataCache:
         zk = self.zk
         zk.register_child_handler(paths.BROKER_IDS, lambda e: self._refresh_brokers())
         zk.register_child_handler(paths.TOPICS, lambda e: self._refresh_topics())
+        # creation (exists) watches for a cluster without these paths yet
+        zk.register_data_handler(paths.BROKER_IDS, lambda e: self._refresh_brokers())
+        zk.register_data_handler(paths.TOPICS, lambda e: self._refresh_topics())
         zk.register_data_handler(paths.CONTROLLER, lambda e: self._refresh_controller())
         zk.register_state_handler(self._name, self)
         self.refresh_all()
@@ -59,8 +63,9 @@ class MetadataCache:
 
     def close(self) -> None:
         zk = self.zk
-        zk.unregister_child_handler(paths.BROKER_IDS)
-        zk.unregister_child_handler(paths.TOPICS)
+        for p in (paths.BROKER_IDS, paths.TOPICS):
+            zk.unregister_child_handler(p)
+            zk.unregister_data_handler(p)
         zk.unregister_data_handler(paths.CONTROLLER)
         for t in list(self.view.topics):
             zk.unregister_data_handler(paths.topic(t))
@@ -92,8 +97,19 @@ class MetadataCache:
             self._cond.wait_for(lambda: self.version > since, timeout)
             return self.version
 
+    def _watched_children(self, path: str) -> list[str]:
+        """The children, with a child watch; [] with a creation watch if the path does not exist yet
+        (a child watch cannot be set on a missing node)."""
+        while True:
+            kids = self.zk.get_children(path, register_watch=True)
+            if kids is not None:
+                return kids[0]
+            if self.zk.exists(path) is None:
+                return []
+            # created between the two reads: no creation event will come, read again
+
     def _refresh_brokers(self, notify: bool = True) -> None:
-        self.zk.get_children(paths.BROKER_IDS, register_watch=True)
+        self._watched_children(paths.BROKER_IDS)
         self.view.brokers = live_brokers(self.zk)
         if notify:
             self._changed()
@@ -109,8 +125,7 @@ class MetadataCache:
             self._changed()
 
     def _refresh_topics(self, notify: bool = True, reload_all: bool = False) -> None:
-        kids = self.zk.get_children(paths.TOPICS, register_watch=True)
-        names = sorted(kids[0]) if kids else []
+        names = sorted(self._watched_children(paths.TOPICS))
         for gone in set(self.view.topics) - set(names):
             self.zk.unregister_data_handler(paths.topic(gone))
             self.view.topics.pop(gone)

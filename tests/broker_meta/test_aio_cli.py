@@ -3,6 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -114,3 +120,54 @@ def test_cli_end_to_end(zk_clients):
 def test_cli_reports_connection_failure():
     result = CliRunner().invoke(main, ["brokers", "list", "--zookeeper", "127.0.0.1:1", "--session-timeout-ms", "1000"])
     assert result.exit_code != 0 and "cannot connect" in result.output
+
+
+def test_cli_watch_streams_a_view_per_change(zk_clients):
+    """`broker-meta watch --json`, run as an operator runs it (its own process): the current view,
+    then a new one after every change of brokers, controller or partition leaders."""
+    from broker_meta.broker_node import BrokerNode
+    exe = Path(sys.executable).parent / "broker-meta"
+    zk_clients.new()  # creates the chroot, as a broker would
+    proc = subprocess.Popen([str(exe), "watch", "--zookeeper", zk_clients.connect, "--json", "--duration", "180"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    printed: list[str] = []
+
+    def view_where(pred, what: str) -> dict:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            printed.append(line)
+            if line.startswith("{") and pred(view := json.loads(line)):
+                return view
+        raise AssertionError(f"watch printed no view with {what}: {printed[-5:]}")
+
+    cfg = ControllerConfig(leader_imbalance_check_interval_s=3600)
+    nodes = {}
+    try:
+        view_where(lambda v: v["brokers"] == [] and v["controller"] is None, "an empty cluster")
+        for b in (1, 2):
+            nodes[b] = BrokerNode(zk_clients.connect, BrokerNodeConfig(b, port=9200 + b, session_timeout_ms=SESSION_TIMEOUT_MS,
+                                                                      controller=cfg)).start()
+        first = view_where(lambda v: [b["id"] for b in v["brokers"]] == [1, 2] and v["controller"] in (1, 2),
+                           "brokers 1 and 2 and a controller")
+        from broker_meta.topics import create_topic
+        create_topic(zk_clients.new(), "watched", assignment={0: [1, 2], 1: [2, 1]})
+        view_where(lambda v: [(p["partition"], p["leader"]) for p in v["partitions"]] == [(0, 1), (1, 2)],
+                   "both partitions at their preferred leaders")
+        victim = 3 - first["controller"]
+        nodes.pop(victim).stop()
+        survivor = first["controller"]
+        view_where(lambda v: [b["id"] for b in v["brokers"]] == [survivor] and
+                   all(p["leader"] == survivor and p["isr"] == [survivor] for p in v["partitions"]),
+                   f"broker {victim} gone and {survivor} leading both partitions")
+        assert proc.poll() is None, "watch exited early"
+    finally:
+        for n in nodes.values():
+            n.stop()
+        proc.terminate()
+        proc.wait(30)
