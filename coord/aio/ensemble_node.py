@@ -193,7 +193,8 @@ class EnsembleNode(CoordServer):
             self.sid, addrs, digest=membership_digest(self.voters, self.observers),
             on_connected=self._peer_connected, on_disconnected=self._peer_disconnected,
             on_message=self._peer_message,
-            listen_host="0.0.0.0" if cfg.extra.get("quorumListenOnAllIPs", "").lower() == "true" else None,
+            # quorumListenOnAllIPs: every interface ("" = all, IPv4 and IPv6), as ZooKeeper binds the wildcard
+            listen_host="" if cfg.quorum_listen_on_all_ips else None,
             max_frame_bytes=self.peer.config.max_message_bytes + 1024,
             idle_timeout_ms=idle, ping_interval_ms=max(50, min(500, idle // 8)),
             handshake_timeout_ms=min(2000, idle))

@@ -61,6 +61,7 @@ class ServerConfig:
     reconfig_enabled: bool = False
     dynamic_config_file: str | None = None
     read_only_enabled: bool = False
+    quorum_listen_on_all_ips: bool = False   # peer ports bound on every address, not the server line's
     local_sessions_enabled: bool = False
     local_sessions_upgrading_enabled: bool = False
     metrics_port: int | None = None
@@ -146,7 +147,7 @@ def parse_server_spec(sid: int, spec: str) -> QuorumServer:
 
 
 KNOWN_IGNORED = {
-    "admin.commandURL", "electionAlg", "quorumListenOnAllIPs", "syncEnabled", "globalOutstandingLimit",
+    "admin.commandURL", "electionAlg", "syncEnabled", "globalOutstandingLimit",
     "maxCnxns", "metricsProvider.className", "metricsProvider.exportJvmInfo", "skipACL",
     "snapshot.trust.empty", "audit.enable", "sslQuorum", "portUnification", "serverCnxnFactory",
     "authProvider.1", "authProvider.2", "authProvider.3", "zookeeper.snapshot.compression.method",
@@ -277,6 +278,8 @@ def _apply(cfg: ServerConfig, k: str, v: str) -> None:
         cfg.container_check_interval_ms = _int(v, k)
     elif k in ("coord.maxLogFileBytes",):
         cfg.max_log_file_bytes = _int(v, k)
+    elif k == "quorumListenOnAllIPs":
+        cfg.quorum_listen_on_all_ips = _bool(v, k)
     elif k in ("coord.testZxidCounterLimit",):
         cfg.test_zxid_counter_limit = _int(v, k)
     elif k in KNOWN_IGNORED or k.startswith("ssl.") or k.startswith("metricsProvider."):

@@ -216,3 +216,32 @@ def test_hello_frame_layout():
     f = encode_hello(3, 0xABCD)
     v, kind, _, length, crc = struct.unpack(">BBHII", f[:12])
     assert (v, kind, length) == (1, HELLO, 13) and crc == zlib.crc32(f[12:])
+
+
+def test_quorum_listen_on_all_ips():
+    """quorumListenOnAllIPs=true binds the peer ports on every address, so a peer that knows this
+    server by another address of the machine (here 127.0.0.3) still reaches it; without it the
+    ports are bound to the server line's address only and that peer cannot connect."""
+    from coord.aio import zoocfg
+    cfg = zoocfg.parse("tickTime=2000\ndataDir=/tmp/x\nquorumListenOnAllIPs=true\n")
+    assert cfg.quorum_listen_on_all_ips and not cfg.warnings
+    assert not zoocfg.parse("tickTime=2000\ndataDir=/tmp/x\n").quorum_listen_on_all_ips
+
+    async def main(all_ips: bool) -> bool:
+        addrs = _addrs(2)
+        seen_by_2 = dict(addrs)
+        seen_by_2[1] = PeerAddr(1, "127.0.0.3", addrs[1].quorum_port, addrs[1].election_port)
+        a = Node(1, addrs, listen_host="" if all_ips else None)
+        b = Node(2, seen_by_2)
+        await a.t.start()
+        await b.t.start()
+        try:
+            await _until(lambda: a.t.connected(2) and b.t.connected(1), timeout=3.0)
+            return True
+        except AssertionError:
+            return False
+        finally:
+            await a.t.stop()
+            await b.t.stop()
+    assert run(main(True))
+    assert not run(main(False))
