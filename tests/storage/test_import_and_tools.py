@@ -149,8 +149,11 @@ def test_serve_refuses_a_damaged_log_naming_it(tmp_path):
     data = bytearray(log.read_bytes())
     data[logformat.scan(data).end // 2] ^= 0xFF  # in the records, not in the preallocated zeros
     log.write_bytes(bytes(data))
-    with pytest.raises(RuntimeError) as e:
-        srv.start(wait=20)
+    try:
+        with pytest.raises(RuntimeError) as e:
+            srv.start(wait=20)
+    finally:
+        srv.stop(kill=True)  # a server that wrongly started must not outlive the test
     assert str(log) in str(e.value) and "refusing to start" in str(e.value).lower()
 
 
