@@ -65,6 +65,8 @@ class Recovered:
     snapshot_path: Path | None = None
     last_zxid: int = 0
     replayed: int = 0
+    snapshot_config: bytes = b""       # /zookeeper/config as the snapshot had it (committed)
+    reconfigs: list = field(default_factory=list)   # (zxid, config data) replayed from the log
     log_files: list[Path] = field(default_factory=list)
     corrupt_snapshots: list[Path] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
@@ -126,6 +128,7 @@ def _recover(snap_dir: Path, log_dir: Path, progress, keep: int = 0) -> Recovere
     if tree is None:
         tree = DataTree()
     rec = Recovered(tree, snap_zxid, snap_path)
+    rec.snapshot_config = tree.nodes["/zookeeper/config"].data
     actions: list = []
     for path, why in corrupt:
         actions.append(("rename", path, path.with_name(path.name + ".corrupt"),
@@ -187,6 +190,8 @@ def _recover(snap_dir: Path, log_dir: Path, progress, keep: int = 0) -> Recovere
                 if len(recent) == keep:
                     recent_base = recent[0][0].zxid
                 recent.append((hdr, txn))
+            if hdr.type == 16:
+                rec.reconfigs.append((z, txn.data))
             prev = z
             replayed += 1
             prev_where = str(path)

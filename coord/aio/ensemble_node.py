@@ -115,13 +115,20 @@ class EnsembleNode(CoordServer):
             raise SystemExit(f"coord: cannot start: {e}") from None
         tree = rec.tree
         cc = core_config(self.cfg)
-        cc.config_data = self._initial_config_data(tree)
+        cc.config_data = self._initial_config_data(rec)
         self.written_config = cc.config_data
+        # The replayed log may hold a reconfig nobody committed: the tree shows the committed
+        # configuration, and the peer holds the later ones as proposed (a joint quorum) until a
+        # leader commits the history that has them.
+        from coord.core import reconfig as rc
+        tree.nodes["/zookeeper/config"].data = cc.config_data
+        pending = [(z, d) for z, d in rec.reconfigs if z > rc.version_of(cc.config_data)]
         self.core = ServerCore(cc, tree)
         self.core.config.quorum = True
         self.peer = QuorumPeer(self.sid, self.voters, self.observers, self.core, zc)
         self.durable_state = DurableState(accepted, current, rec.last_zxid, rec.snapshot_zxid,
-                                          committed=rec.recent, committed_base=rec.recent_base)
+                                          committed=rec.recent, committed_base=rec.recent_base,
+                                          extra={"pending_configs": pending})
         log.info("server %d: snapshot zxid 0x%x + %d logged txns to zxid 0x%x in %.2fs (%d znodes); "
                  "accepted epoch %d, current epoch %d", self.sid, rec.snapshot_zxid, rec.replayed,
                  tree.last_zxid, time.monotonic() - t0, tree.node_count(), accepted, current)
@@ -137,29 +144,22 @@ class EnsembleNode(CoordServer):
             p = Path(self.cfg.path).parent / p
         return p
 
-    def _initial_config_data(self, tree) -> bytes:
-        """/zookeeper/config as QuorumMaj.toString(): the servers and the dynamic file's version, or
-        the recovered tree's config when a committed reconfig there is newer (no dynamic file)."""
+    def _initial_config_data(self, rec) -> bytes:
+        """/zookeeper/config as QuorumMaj.toString(): the newest committed configuration we have,
+        from the dynamic config file (written on every commit), the snapshot, or zoo.cfg's servers."""
         from coord.core import reconfig as rc
-        version = 0
-        node = tree.nodes.get("/zookeeper/config")
-        recovered = node.data if node is not None else None
-        try:
-            rversion = rc.parse(recovered)[1] if recovered else -1
-        except ValueError:
-            rversion = -1
+        from coord.core.zab.membership import parse_config
+        best = rc.render(dict(self.cfg.servers), 0)
         p = self._dynamic_path()
         if p is not None and p.exists():
-            for line in p.read_text().splitlines():
-                k, _, v = line.partition("=")
-                if k.strip() == "version":
-                    try:
-                        version = int(v.strip(), 16)
-                    except ValueError:
-                        pass
-        if rversion > version:
-            return recovered
-        return rc.render(dict(self.cfg.servers), version)
+            data = p.read_bytes().strip()
+            if parse_config(data) is not None:
+                best = data
+            else:
+                best = rc.render(dict(self.cfg.servers), max(rc.version_of(data), 0))
+        if rc.version_of(rec.snapshot_config) > rc.version_of(best) and parse_config(rec.snapshot_config):
+            best = rec.snapshot_config
+        return best
 
     def _write_dynamic_config(self) -> None:
         """A committed reconfig: its config goes to the dynamic config file (as ZooKeeper writes it)."""
@@ -187,7 +187,8 @@ class EnsembleNode(CoordServer):
         self.txnlog.on_failed = self._on_log_failed
         self.storage.start(self.loop)
         cfg = self.cfg
-        addrs = {s: PeerAddr(s, q.host, q.quorum_port, q.election_port) for s, q in cfg.servers.items()}
+        addrs = {s: PeerAddr(s, q.host, q.quorum_port, q.election_port)
+                 for s, q in {**cfg.servers, **self.peer.voters, **self.peer.observers}.items() if q is not None}
         idle = max(1000, cfg.tick_ms * cfg.sync_limit)
         self.transport = PeerTransport(
             self.sid, addrs, digest=membership_digest(self.voters, self.observers),
@@ -195,7 +196,7 @@ class EnsembleNode(CoordServer):
             on_message=self._peer_message,
             # quorumListenOnAllIPs: every interface ("" = all, IPv4 and IPv6), as ZooKeeper binds the wildcard
             listen_host="" if cfg.quorum_listen_on_all_ips else None,
-            max_frame_bytes=self.peer.config.max_message_bytes + 1024,
+            max_frame_bytes=self.peer.config.max_message_bytes + 1024, dynamic=cfg.reconfig_enabled,
             idle_timeout_ms=idle, ping_interval_ms=max(50, min(500, idle // 8)),
             handshake_timeout_ms=min(2000, idle))
         await self.transport.start()
@@ -345,10 +346,21 @@ class EnsembleNode(CoordServer):
                 tr.disconnect(e[1])
             elif kind == "role":
                 self._set_role(e[1])
+            elif kind == "config":
+                self._set_members(e[1], e[2])
             elif kind == "log":
                 peer_log.log(_LEVELS.get(e[1], logging.INFO), "%s", e[2])
             else:
                 raise AssertionError(f"unknown effect {kind!r}")
+
+    def _set_members(self, voters: dict, observers: dict) -> None:
+        """A configuration became active: dial its servers, drop links to servers it removed."""
+        self.voters = dict(voters)
+        self.observers = dict(observers)
+        addrs = {s: PeerAddr(s, q.host, q.quorum_port, q.election_port)
+                 for s, q in {**observers, **voters}.items() if q is not None}
+        if self.transport is not None:
+            self.transport.update_peers(addrs)
 
     def _set_role(self, role: str) -> None:
         if role != self.role:

@@ -268,12 +268,17 @@ class PeerTransport:
                  listen_host: str | None = None,
                  max_frame_bytes: int = DEFAULT_MAX_FRAME, max_queue_bytes: int = DEFAULT_MAX_QUEUE,
                  idle_timeout_ms: int = 4000, ping_interval_ms: int = 250,
-                 handshake_timeout_ms: int = 2000, backoff_min_ms: int = 5, backoff_max_ms: int = 500):
+                 handshake_timeout_ms: int = 2000, backoff_min_ms: int = 5, backoff_max_ms: int = 500,
+                 dynamic: bool = False):
         if my_sid not in peers:
             raise ValueError(f"sid {my_sid} is not among the peers")
         self.sid = my_sid
         self.peers = peers
         self.digest = digest
+        # reconfigEnabled: servers join and leave at run time, so a peer we do not know yet (a
+        # joiner, which dials us: new servers take higher ids) or whose membership digest differs
+        # (its configuration is older or newer than ours) is taken on; the Zab peer decides.
+        self.dynamic = dynamic
         self.on_connected = on_connected
         self.on_disconnected = on_disconnected
         self.on_message = on_message
@@ -467,10 +472,23 @@ class PeerTransport:
             w.close()
 
     # -- events from connections ------------------------------------------------------------------
+    def update_peers(self, peers: dict[int, PeerAddr]) -> None:
+        """A new configuration: servers it names can be dialled; links to servers it dropped close."""
+        for sid in list(self.peers):
+            if sid != self.sid and sid not in peers:
+                del self.peers[sid]
+                t = self.dialers.pop(sid, None)
+                if t is not None:
+                    t.cancel()
+                self.disconnect(sid, "no longer in the configuration")
+        for sid, a in peers.items():
+            if sid != self.sid:
+                self.peers[sid] = a
+
     def _on_hello(self, c: _Conn, sid: int, digest: int, flags: int) -> None:
-        if sid == self.sid or sid not in self.peers:
+        if sid == self.sid or (sid not in self.peers and not self.dynamic):
             raise FrameError(f"HELLO from unknown sid {sid}")
-        if digest != self.digest:
+        if digest != self.digest and not self.dynamic:
             raise FrameError(f"HELLO from sid {sid} of another ensemble (membership digest "
                              f"{digest:08x}, ours {self.digest:08x})")
         if c.outbound_sid is not None:
@@ -480,7 +498,7 @@ class PeerTransport:
             self._establish(c, sid)
             return
         if flags & F_POKE:
-            if sid < self.sid:
+            if sid < self.sid and sid in self.peers:
                 c.sid = sid
                 if not self.connected(sid):
                     self._ensure_dialer(sid)

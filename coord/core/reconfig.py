@@ -45,6 +45,14 @@ def parse(data: bytes | None) -> tuple[dict[int, QuorumServer], int]:
     return members, version
 
 
+def version_of(data: bytes | None) -> int:
+    """The version of /zookeeper/config data, -1 when it has none or does not parse."""
+    try:
+        return parse(data)[1] if data else -1
+    except ValueError:
+        return -1
+
+
 def _spec(sid: int, spec: str, need_client: bool) -> QuorumServer:
     try:
         qs = parse_server_spec(sid, spec)
@@ -133,9 +141,3 @@ def next_members(current: dict[int, QuorumServer], joining: str | None, leaving:
 
 def voters(members: dict[int, QuorumServer]) -> set[int]:
     return {s for s, q in members.items() if q.role == "participant"}
-
-
-def same_membership(a: dict[int, QuorumServer], b: dict[int, QuorumServer]) -> bool:
-    """Whether two configurations name the same servers with the same specs (roles, peer and
-    client addresses): a reconfig between them changes only the version."""
-    return a.keys() == b.keys() and all(a[s].spec() == b[s].spec() for s in a)

@@ -182,10 +182,7 @@ class ServerCore:
         self.watches = WatchManager()
         self.tree = tree or DataTree()
         self.tree.watches = self.watches
-        if self.config.config_data:
-            node = self.tree.nodes["/zookeeper/config"]
-            node.data = self.config.config_data
-            node.version = -1     # ZooKeeper sets it with DataTree.setData(..., version -1, ...)
+        self.adopt_newest_config(self.tree)
         self.prep = Prep(self.tree, extended_types=self.config.extended_types)
         self.now_ms = 0
         self.mono_ms = 0
@@ -208,6 +205,27 @@ class ServerCore:
         self.local_sessions: set[int] = set()
         self.reconfig_pending = 0
         self._init_sessions_from_tree()
+
+    def adopt_newest_config(self, tree: DataTree) -> None:
+        """/zookeeper/config in `tree` becomes the newer of its own and ours (config_data): a tree
+        from a snapshot may carry a reconfig committed after the configuration we started from."""
+        if not self.config.config_data:
+            return
+        from coord.core import reconfig as rc
+        node = tree.nodes["/zookeeper/config"]
+        if node.data and rc.version_of(node.data) > rc.version_of(self.config.config_data):
+            self.config.config_data = node.data
+            return
+        node.data = self.config.config_data
+        node.version = -1     # ZooKeeper sets it with DataTree.setData(..., version -1, ...)
+
+    def set_config(self, data: bytes) -> None:
+        """A committed configuration newer than the one in /zookeeper/config (the Zab peer learnt it
+        other than by applying its reconfig txn)."""
+        from coord.core import reconfig as rc
+        if rc.version_of(data) > rc.version_of(self.config.config_data or self.tree.nodes["/zookeeper/config"].data):
+            self.config.config_data = data
+            self.tree.nodes["/zookeeper/config"].data = data
 
     # -- time and identity --------------------------------------------------------------------
     def set_time(self, now_ms: int, mono_ms: int) -> None:
@@ -615,8 +633,8 @@ class ServerCore:
 
     def _reconfig(self, request: Request, zxid: int) -> R.SetDataTxn:
         """PrepRequestProcessor's `case OpCode.reconfig`, in its order of checks (coord.core.reconfig).
-        coord commits a reconfig that keeps the membership (a new version of the same config) and
-        refuses, after every check ZooKeeper makes, one that changes it (UNIMPLEMENTED)."""
+        The txn carries the whole next configuration; the Zab peer makes it the running membership
+        when it commits (coord.core.zab.membership)."""
         from coord.core import reconfig as rc
         cfg = self.config
         if not cfg.reconfig_enabled:
@@ -646,9 +664,6 @@ class ServerCore:
             raise PrepError(Err.NEWCONFIGNOQUORUM)
         if node is None or not aclmod.check(node.acl, Perms.WRITE, request.auth):
             raise PrepError(Err.NOAUTH)
-        if not rc.same_membership(current, new):
-            self.log("reconfig refused: coord does not change an ensemble's membership at run time")
-            raise PrepError(Err.UNIMPLEMENTED)
         self.reconfig_pending = zxid
         return R.SetDataTxn("/zookeeper/config", rc.render(new, zxid), -1)
 

@@ -8,6 +8,10 @@
                                     and every snapshot loaded matches it
     no acknowledged write lost      a write is acknowledged only once its txn is in the sequence,
                                     and the sequence is never rewritten (the previous check)
+    committed means durable         a leader applies a txn only once it is on the disks of a quorum
+                                    of the voters of the configuration in force at that zxid (the
+                                    last reconfig in the sequence at or before it), and a reconfig
+                                    itself on a quorum of the old voters as well
     reads never go back             each session's reply zxids never decrease (clients check)
     ephemerals die with sessions    after a session's closeSession no server holds its ephemerals,
                                     and no ephemeral is ever created for a closed session
@@ -41,6 +45,7 @@ class Checker:
         self.leaders: dict[int, int] = {}
         self.acked = 0
         self.applies = 0
+        self.reconfigs: list[tuple[int, frozenset]] = []      # (zxid, voters) of committed reconfigs
 
     def fail(self, msg: str) -> None:
         raise SimFailure(msg)
@@ -114,6 +119,12 @@ class Checker:
             elif h.type == -11 and h.clientId not in self.closed:
                 self.closed[h.clientId] = z
                 self.closed_at[h.clientId] = self.world.now
+            elif h.type == 16:
+                from coord.core.zab.membership import parse_config
+                cfg = parse_config(e.txn.data)
+                if cfg is None:
+                    self.fail(f"server {node.sid} committed reconfig 0x{z:x} without a configuration")
+                self.reconfigs.append((z, frozenset(cfg[0])))
         self.pos[node.sid] = z
         if node.role == "leading":
             self._committed_durably(node, z, crc)
@@ -133,10 +144,30 @@ class Checker:
         """A leader applies z only once z is on disk on a quorum of voters (fsynced, or inside a
         durable snapshot): Zab's whole promise, checked against the simulated disks themselves."""
         w = self.world
-        holders = [n.sid for n in w.nodes.values() if n.sid in w.voters
-                   and (n.disk.durable.get(z) == crc or n.disk.snap_cover >= z)]
-        if len(holders) < len(w.voters) // 2 + 1:
-            self.fail(f"leader {leader.sid} committed 0x{z:x}, durable only on {holders}")
+        holders = {n.sid for n in w.nodes.values()
+                   if n.disk.durable.get(z) == crc or n.disk.snap_cover >= z}
+        for voters in self.voters_at(z):
+            if len(holders & voters) < len(voters) // 2 + 1:
+                self.fail(f"leader {leader.sid} committed 0x{z:x}, durable only on {sorted(holders)}; "
+                          f"voters {sorted(voters)}")
+
+    @property
+    def configs(self) -> list[tuple[int, frozenset]]:
+        """(zxid, voters): the world's initial voters at 0, then every committed reconfig."""
+        return [(0, frozenset(self.world.voters))] + self.reconfigs
+
+    def voters_at(self, z: int) -> list[frozenset]:
+        """The voter sets whose quorum must hold txn z."""
+        cs = self.configs
+        i = len(cs) - 1
+        while cs[i][0] > z:
+            i -= 1
+        return [cs[i][1], cs[i - 1][1]] if cs[i][0] == z and i > 0 else [cs[i][1]]
+
+    @property
+    def voters(self) -> frozenset:
+        """The voters of the newest committed configuration."""
+        return self.configs[-1][1]
 
     def message_sent(self, node, msg) -> None:
         """Promises must be on disk before they are made."""

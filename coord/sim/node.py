@@ -64,6 +64,7 @@ class SimNode:
         self.applied_since_snap = 0
         self.role = "down"
         self.restarts = 0
+        self.booted_at = 0
         self.history_txns = zab_config.history_txns
 
     # -- clock -----------------------------------------------------------------------------------
@@ -76,6 +77,8 @@ class SimNode:
         tree, ds = self.disk.recover()
         watches = RecordingWatches()
         cc = CoreConfig(server_id=self.sid, tick_ms=self.zab_config.tick_ms)
+        self.world.configure_core(self, cc)
+        self.booted_at = self.world.now
         core = ServerCore(cc, tree)
         core.watches = watches
         tree.watches = watches

@@ -38,6 +38,9 @@ class SimOptions:
     swarm: bool = False
     faults: bool = True
     liveness_ms: int = 40000
+    reconfig: bool = False      # membership changes (members.py) with `spares` servers outside at first
+    spares: int = 2
+    reconfig_plan: tuple | None = None   # members.Reconfigurer's plan (tests); None: random changes
     verbose: bool = False
     zab: dict = field(default_factory=dict)
 
@@ -51,6 +54,8 @@ class SimOptions:
             cmd += " --swarm"
         if not self.faults:
             cmd += " --no-faults"
+        if self.reconfig:
+            cmd += f" --reconfig --spares {self.spares}"
         return cmd
 
 
@@ -76,6 +81,7 @@ class World:
         self.count = 0
         self.conn_ids = 0
         self.logs: deque = deque(maxlen=400)
+        self.voters = set(range(1, opts.nodes + 1))
         self.checker = Checker(self)
         self.net = Network(self, self.rng.stream("net"))
         cfg = self.rng.stream("config")
@@ -92,9 +98,16 @@ class World:
         voters = {s: None for s in range(1, opts.nodes + 1)}
         observers = {s: None for s in range(opts.nodes + 1, n + 1)}
         self.voters = set(voters)
+        self.observers = set(observers)
+        spares = list(range(n + 1, n + 1 + opts.spares)) if opts.reconfig else []
+        self.retired: set[int] = set(spares)           # down and outside the ensemble: never restarted
         self.nodes = {s: SimNode(self, s, voters, observers, self.zab_config, self.rng.stream(f"node{s}"),
                                  disk_faults=opts.faults)
-                      for s in range(1, n + 1)}
+                      for s in range(1, n + 1 + len(spares))}
+        self.reconfigurer = None
+        if opts.reconfig:
+            from coord.sim.members import Reconfigurer
+            self.reconfigurer = Reconfigurer(self, self.rng.stream("reconfig"), spares, opts.reconfig_plan)
         crng = self.rng.stream("clients")
         self.clients = [SimClient(self, c, self.rng.stream(f"client{c}"),
                                   crng.choice([400, 1000, 2000, 4000])) for c in range(1, opts.clients + 1)]
@@ -126,6 +139,18 @@ class World:
 
     def node(self, sid: int) -> SimNode:
         return self.nodes[sid]
+
+    def configure_core(self, node, cc) -> None:
+        """Reconfig runs: every server may reconfigure (super digest) from its static config."""
+        if self.opts.reconfig:
+            from coord.sim.members import SUPER_DIGEST, config_data
+            cc.quorum = True
+            cc.reconfig_enabled = True
+            cc.super_digest = SUPER_DIGEST
+            cc.config_data = config_data(node.voters, node.observers)
+
+    def was_voter(self, sid: int) -> bool:
+        return any(sid in v for _, v in self.checker.configs)
 
     def next_conn_id(self) -> int:
         self.conn_ids += 1
@@ -255,7 +280,7 @@ class World:
 
     def _restart(self, sid: int) -> None:
         n = self.nodes[sid]
-        if not n.up:
+        if not n.up and sid not in self.retired:
             self.note(f"restart {sid}")
             n.restart()
 
@@ -273,10 +298,13 @@ class World:
         opts = self.opts
         self.phase = "safety"
         try:
-            for n in self.nodes.values():
-                n.boot()
+            for sid, n in self.nodes.items():
+                if sid not in self.retired:
+                    n.boot()
             for c in self.clients:
                 c.start()
+            if self.reconfigurer is not None:
+                self.reconfigurer.start()
             self.schedule_fault()
             while self.count < opts.steps:
                 if not self.step():
@@ -288,7 +316,7 @@ class World:
             self.net.calm()
             for sid, n in sorted(self.nodes.items()):
                 n.disk.slow = 0.0
-                if not n.up:
+                if not n.up and sid not in self.retired:
                     n.restart()
             self.liveness()
             self.final_checks()
@@ -298,23 +326,52 @@ class World:
         return SimResult(ok, opts.seed, msg, self.now, self.count, time.perf_counter() - t0,
                          self.stats(), list(self.logs)[-60:])
 
+    def members(self) -> list:
+        """The servers the ensemble is made of now: all of them, or with membership changes those of
+        the leader's configuration (every other server is retired: stopped)."""
+        if self.reconfigurer is None:
+            return list(self.nodes.values())
+        leaders = [n for n in self.nodes.values() if n.up and n.role == "leading"]
+        if len(leaders) == 1:
+            ms = leaders[0].peer.membership
+            sids = set(ms.voters) | set(ms.observers)
+        else:
+            sids = set(self.checker.voters) | self.observers
+        return [self.nodes[s] for s in sorted(sids)]
+
+    def _settle_members(self) -> None:
+        """Liveness with membership changes: members that are down start, non-members stop."""
+        members = {n.sid for n in self.members()}
+        for sid, n in sorted(self.nodes.items()):
+            if sid in members and not n.up:
+                self.retired.discard(sid)
+                self.note(f"liveness: starting member {sid}")
+                n.restart()
+            elif sid not in members and n.up and n.role != "leading":
+                self.note(f"liveness: stopping non-member {sid}")
+                n.crash()
+                self.retired.add(sid)
+
     def converged(self) -> str | None:
         """None when the ensemble is settled and converged, else what is still missing."""
-        leaders = [n for n in self.nodes.values() if n.role == "leading"]
+        leaders = [n for n in self.nodes.values() if n.up and n.role == "leading"]
         if len(leaders) != 1:
             return f"{len(leaders)} leaders"
         lead = leaders[0]
         lr = lead.peer.role
         if lr is None or lr.phase != "broadcast" or lr.rolling:
             return "leader not in broadcast"
-        for n in self.nodes.values():
+        if lead.peer.membership.pending:
+            return "a reconfig is not committed yet"
+        members = self.members()
+        for n in members:
             if n is lead:
                 continue
             r = n.peer.role
             if n.role not in ("following", "observing") or r is None or r.phase != "broadcast" \
                     or r.leader != lead.sid:
                 return f"server {n.sid} is {n.role}"
-        tails = {n.core.tree.last_zxid for n in self.nodes.values()}
+        tails = {n.core.tree.last_zxid for n in members}
         if len(tails) != 1 or lead.peer.last_zxid != lead.core.tree.last_zxid:
             return f"servers at {sorted(hex(t) for t in tails)}"
         return None
@@ -335,6 +392,8 @@ class World:
                 raise SimFailure(f"liveness: not converged {self.opts.liveness_ms} ms after healing: {why}")
             if self.count % 200:
                 continue
+            if self.reconfigurer is not None:
+                self._settle_members()
             if self.converged() is not None:
                 continue
             if not probe_done:
@@ -360,9 +419,9 @@ class World:
         return False
 
     def final_checks(self) -> None:
-        lead = next(n for n in self.nodes.values() if n.role == "leading")
+        lead = next(n for n in self.nodes.values() if n.up and n.role == "leading")
         tree = lead.core.tree
-        digests = {n.core.tree.digest for n in self.nodes.values()}
+        digests = {n.core.tree.digest for n in self.members()}
         if len(digests) != 1:
             raise SimFailure(f"converged zxid but digests differ: {digests}")
         ck = self.checker
@@ -402,6 +461,8 @@ class World:
             "sessions_expired": sum(c.expired_sessions for c in self.clients),
             "net": dict(self.net.stats),
             "faults": sorted(self.fault_kinds),
+            "reconfigs": len(ck.configs) - 1,
+            "final_voters": sorted(ck.voters),
         }
 
 

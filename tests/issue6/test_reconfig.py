@@ -4,8 +4,7 @@ BADVERSION for a stale fromConfig, BADARGUMENTS for malformed specs, NEWCONFIGNO
 committed reconfig (a new version of the same membership): its reply, the new version (the txn's
 zxid in hex), the watch on /zookeeper/config firing, and the dynamic config file.
 
-Membership changes are not made by coord yet (it answers UNIMPLEMENTED after every check ZooKeeper
-makes): test_membership_change_matches_zookeeper is a strict xfail that says so."""
+test_membership_change_matches_zookeeper removes a server and adds it back on both."""
 from __future__ import annotations
 
 import threading
@@ -13,7 +12,8 @@ import time
 
 import pytest
 from kazoo.client import KazooClient
-from kazoo.exceptions import (BadArgumentsError, BadVersionError, KazooException, NewConfigNoQuorumError,
+from kazoo.exceptions import (BadArgumentsError, BadVersionError, ConnectionLoss, KazooException,
+                              NewConfigNoQuorumError,
                               NoAuthError, ReconfigDisabledError, UnimplementedError)
 
 from coord.core.acl import digest_id
@@ -44,21 +44,25 @@ def _expected_lines(ens: Ensemble) -> list[str]:
             for s, m in sorted(ens.members.items())]
 
 
-@pytest.fixture(scope="module", params=["coord", "zookeeper"])
-def ens(request, tmp_path_factory):
+def _start(kind: str, workdir) -> Ensemble:
     extra = {"reconfigEnabled": "true", "DigestAuthenticationProvider.superDigest": digest_id(SUPER)}
-    if request.param == "coord":
+    if kind == "coord":
         # ZooKeeper takes the server lines from a dynamicConfigFile when one is named (and writes its
         # own zoo.cfg.dynamic.<version> otherwise); coord keeps them in zoo.cfg and writes the file.
         extra["dynamicConfigFile"] = "zoo.cfg.dynamic"
-    e = Ensemble(tmp_path_factory.mktemp(f"reconfig-{request.param}"), 3, kind=request.param,
-                 force_sync=False, extra_cfg=extra)
+    e = Ensemble(workdir, 3, kind=kind, force_sync=False, extra_cfg=extra)
     e.start()
     leader = e.members[e.wait_serving()]
     # ZooKeeper's isQuorumSynced counts only followers the leader has heard from in time: wait for both
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and leader.mntr().get("zk_synced_followers") != "2":
         time.sleep(0.1)
+    return e
+
+
+@pytest.fixture(scope="module", params=["coord", "zookeeper"])
+def ens(request, tmp_path_factory):
+    e = _start(request.param, tmp_path_factory.mktemp(f"reconfig-{request.param}"))
     yield e
     e.stop()
 
@@ -178,16 +182,64 @@ def test_committed_reconfig_same_membership(ens):
             c.close()
 
 
-@pytest.mark.xfail(strict=True, reason="coord does not change an ensemble's membership at run time yet: "
-                   "a membership-changing reconfig passes every ZooKeeper check and then gets UNIMPLEMENTED")
-def test_membership_change_matches_zookeeper(ens):
-    if ens.kind == "zookeeper":
-        # ZooKeeper 3.8 commits this removal (seen while writing these tests); not repeated here so
-        # that the shared ZooKeeper ensemble keeps its three voters for the other tests.
-        pytest.xfail("reference only")
-    sup = _client(ens, SUPER)
+@pytest.mark.parametrize("kind", ["coord", "zookeeper"])
+def test_membership_change_matches_zookeeper(kind, tmp_path):
+    """Remove server 3 (incremental leaving list), then add it back (joining list), on both: each
+    reconfig is answered with the new config, whose lines and version=<hex of its mzxid> are the
+    same shape on coord and ZooKeeper; the removed server comes back into service once re-added.
+    (Its own ensembles: the module's shared ones keep their membership.)"""
+    ens = _start(kind, tmp_path)
     try:
-        assert _err(lambda: sup.reconfig(None, "3", None)) == "ok"
+        _remove_and_readd(ens)
+    except Exception:
+        print(ens.dump_logs())
+        raise
+    finally:
+        ens.stop()
+
+
+def _remove_and_readd(ens):
+    lines = _expected_lines(ens)
+    sup = KazooClient(hosts=ens.members[1].connect_string, timeout=10, auth_data=[("digest", SUPER)])
+    sup.start(timeout=30)
+    try:
+        try:
+            data, stat = sup.reconfig(None, "3", None)
+        except ConnectionLoss:
+            # seen on ZooKeeper when server 3 led: its followers drop their clients before the reply
+            sup.retry(sup.sync, "/zookeeper/config")
+            data, stat = sup.retry(sup.get, "/zookeeper/config")
+        servers, version = _parse(data)
+        assert servers == lines[:2], ens.kind
+        assert version == f"version={stat.mzxid:x}"
+        # if server 3 led, the others elect a new leader now: clients reconnect
+        sup.retry(sup.sync, "/zookeeper/config")
+        assert sup.retry(sup.get, "/zookeeper/config")[0] == data
+        deadline = time.monotonic() + 60
+        while True:      # a joiner must be in sync with the leader before it counts (NEWCONFIGNOQUORUM)
+            try:
+                data, stat = sup.reconfig(lines[2], None, None)
+                break
+            except ConnectionLoss:
+                sup.retry(sup.sync, "/zookeeper/config")
+                data, stat = sup.retry(sup.get, "/zookeeper/config")
+                if _parse(data)[0] == lines:
+                    break
+            except NewConfigNoQuorumError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        servers, version = _parse(data)
+        assert servers == lines and version == f"version={stat.mzxid:x}", ens.kind
     finally:
         sup.stop()
         sup.close()
+    ens.wait_serving(wait=60)
+    deadline = time.monotonic() + 90
+    while ens.modes()[3] not in ("leader", "follower") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if ens.kind == "coord":
+        # coord's removed server asks the members it knew for newer configurations and rejoins.
+        # (ZooKeeper 3.8's came back too when run alone, but once took over a minute on a loaded
+        # machine, so it is not asserted for ZooKeeper.)
+        assert ens.modes()[3] in ("leader", "follower"), ens.modes()

@@ -1,4 +1,5 @@
-"""The simulator's fixed seed set (CI): 240 seeds across ensemble shapes and fault mixes.
+"""The simulator's fixed seed set (CI): 296 seeds across ensemble shapes, fault mixes and membership
+changes.
 
 Each seed runs a safety phase of STEPS events with faults and then a liveness phase; any invariant
 violation fails the test with the seed and its replay command. A longer sweep is one command:
@@ -20,6 +21,9 @@ SETS = [
     ("n3+obs", 3000, 20, dict(nodes=3, observers=1)),
     ("swarm", 4000, 30, dict(nodes=3, swarm=True)),
     ("n1", 5000, 10, dict(nodes=1, clients=2)),
+    # membership changes (grow, shrink, swap; incremental and newMembers) amid the same faults
+    ("reconfig", 6000, 40, dict(nodes=3, reconfig=True)),
+    ("reconfig-n5", 6500, 16, dict(nodes=5, reconfig=True)),
 ]
 CASES = [(label, start + i, min(CHUNK, count - i), opts)
          for label, start, count, opts in SETS for i in range(0, count, CHUNK)]

@@ -46,7 +46,12 @@ Effects (tuples; first field is the kind)
                                              newest snapshot, then drop every log record after zxid
                                              (the log continues from the snapshot); then
                                              snapshot_installed(zxid)
-    ("role", name)                           "looking" | "leading" | "following" | "observing", for srvr/mntr
+    ("role", name)                           "looking" | "leading" | "following" | "observing" |
+                                             "removed" (a reconfig took us out), for srvr/mntr
+    ("config", voters, observers, version)   a configuration became active (dynamic reconfiguration):
+                                             the servers to keep links to (values as given to the
+                                             constructor, or coord.aio.zoocfg.QuorumServer from a
+                                             reconfig); links to servers it no longer names may go
     ("log", level, text)
 
 Ordering the driver must keep: disk effects (append, truncate, install_snapshot, persist_epochs) are
@@ -80,7 +85,8 @@ class DurableState:
     current_epoch: int = 0
     last_logged_zxid: int = 0
     snapshot_zxid: int = 0
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)     # "pending_configs": [(zxid, config data)] of
+                                                  # reconfigs a driver replayed into the tree
     log: list = field(default_factory=list)
     committed: list = field(default_factory=list)
     committed_base: int = 0

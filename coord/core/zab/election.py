@@ -169,7 +169,7 @@ class Election:
             return
         p = self.proposal
         agree = [s for s, v in self.recv.items() if v == p]
-        if not self.quorum.is_quorum(agree):
+        if not self.quorum.is_some_quorum(agree):
             self.decide_at = None
             return
         if len(set(agree) & self.quorum.voters) == len(self.quorum.voters):
@@ -184,7 +184,7 @@ class Election:
         # Settled servers may hold votes from different rounds (some joined this leader later, through
         # this same path), so only the leader they name must agree; the leader itself must say it leads.
         same = [s for s, (st, v, ee) in self.settled.items() if v.leader == leader]
-        if not self.quorum.is_quorum(same):
+        if not self.quorum.is_some_quorum(same):
             return
         if leader != self.sid:
             lead = self.settled.get(leader)

@@ -45,6 +45,7 @@ from coord.core import snapformat
 from coord.core.server import DEFERRED, WAIT_COMMIT, Request
 from coord.core.zab import messages as M
 from coord.core.zab.api import counter_of, zxid as make_zxid
+from coord.core.zab.quorum import commit_point
 from coord.core.zab.sequencer import LeaderSequencer, decode_request_body
 from coord.core.zab.snapstream import SnapStream
 from coord.jute import records as R
@@ -94,7 +95,6 @@ class LeaderRole:
     def __init__(self, peer):
         self.peer = peer
         self.core = peer.core
-        self.quorum = peer.quorum
         self.cfg = peer.config
         self.sid = peer.sid
         self.phase = DISCOVER
@@ -121,6 +121,11 @@ class LeaderRole:
             M.AckNewLeader: self.on_acknewleader, M.Ack: self.on_ack, M.Request: self.on_request,
             M.SyncReq: self.on_syncreq, M.Pong: self.on_pong,
         }
+
+    @property
+    def quorum(self):
+        """The peer's quorum as it is now: joint while a logged reconfig is not yet committed."""
+        return self.peer.quorum
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -195,10 +200,13 @@ class LeaderRole:
     # -- discovery -------------------------------------------------------------------------------------
     def on_followerinfo(self, sid: int, m: M.FollowerInfo) -> None:
         peer = self.peer
-        observer = sid in self.quorum.observers
-        if bool(m.observer) != observer or m.protocol != M.PROTOCOL:
+        observer = bool(m.observer)
+        q = self.quorum
+        if m.protocol != M.PROTOCOL or (sid in q.members() and observer != (sid in q.observers)):
             self.drop(sid, f"FOLLOWERINFO says observer={m.observer} protocol={m.protocol}")
             return
+        # A server in none of our configurations is a joiner (ZooKeeper's non-voting follower): it
+        # syncs and follows like any learner, and its acks count once a reconfig makes it a voter.
         if sid in self.handles:
             return          # a repeat on the same link (it resends until answered); a new start needs a new link
         h = LearnerHandle(sid, observer, m.current_epoch, m.last_zxid, m.tree_zxid, peer.mono_ms)
@@ -392,9 +400,8 @@ class LeaderRole:
         self.rolling = False
         self.established = True
         z = self.newleader_zxid
-        if z > self.commit_zxid:
-            peer.commit_to(z)          # learners learn it from UPTODATE (or a later COMMIT/INFORM)
-            self.commit_zxid = z
+        peer.commit_to(z)              # learners learn it from UPTODATE (or a later COMMIT/INFORM)
+        self.commit_zxid = max(self.commit_zxid, z)
         peer.log("info", f"epoch {self.new_epoch} established with {sorted(self.newleader_acks | {self.sid})};"
                          f" committed to 0x{z:x}")
         for h in list(self.handles.values()):
@@ -443,6 +450,8 @@ class LeaderRole:
 
     def _propose(self, e: M.Entry) -> None:
         self.peer.history.append(e)
+        if e.hdr.type == 16:
+            self.peer.note_logged((e,))
         self.pending.append(e)
         self.peer.stats.proposals += 1
 
@@ -496,7 +505,8 @@ class LeaderRole:
         for h in self.handles.values():
             if h.synced and not h.observer:
                 acks[h.sid] = h.acked_zxid
-        z = self.quorum.quorum_value(acks)
+        ms = peer.membership
+        z = commit_point(ms.active, ms.pending_quorums(), acks)
         if z is None or z <= self.commit_zxid:
             return
         entries = peer.commit_to(z)
@@ -528,6 +538,14 @@ class LeaderRole:
             self.drop(sid, f"malformed forwarded request: {e}")
             return
         self.submit(Request(m.session_id, m.cxid, m.type, req, tuple(m.auth)))
+
+    def on_config(self) -> None:
+        """A reconfig committed and we still lead: a learner whose role it changed must rejoin in
+        its new role (it does so itself; we drop it so that nothing is sent to it meanwhile)."""
+        q = self.quorum
+        for h in list(self.handles.values()):
+            if h.sid in q.members() and h.observer != (h.sid in q.observers):
+                self.drop(h.sid, "a reconfig changed its role")
 
     # -- sync() ----------------------------------------------------------------------------------------
     def local_sync(self, conn, pending) -> None:

@@ -180,6 +180,7 @@ class LearnerRole:
                       f"0x{h.last:x}; refusing to cut committed state")
             return
         h.truncate(z)
+        peer.note_truncated(z)
         self.pending_trunc = z
         peer.truncate_log(z)
 
@@ -202,6 +203,7 @@ class LearnerRole:
             return False
         for e in entries:
             h.append(e)
+        peer.note_logged(entries)
         peer.append_log(entries)
         return True
 

@@ -333,9 +333,29 @@ class Pong(Message):
         return cls(list(struct.unpack(f">{n}q", raw)))
 
 
+class ConfigInfo(Message):
+    """A settled server's active (committed) configuration, told to a looking one that may have
+    missed a reconfig (ZooKeeper sends it inside its election notifications): /zookeeper/config
+    data and its version."""
+    __slots__ = ("version", "data")
+    TYPE = 20
+
+    def __init__(self, version, data):
+        self.version = version
+        self.data = data
+
+    def _body(self, out):
+        out += _Q.pack(self.version)
+        _w_bytes(out, self.data)
+
+    @classmethod
+    def _parse(cls, r):
+        return cls(r.take(_Q), _r_bytes(r))
+
+
 TYPES: dict[int, type[Message]] = {c.TYPE: c for c in (
     Notification, FollowerInfo, LeaderInfo, AckEpoch, Trunc, Diff, Snap, NewLeader, AckNewLeader,
-    UpToDate, Proposal, Ack, Commit, Inform, Request, Ping, Pong, SyncReq, SyncReply)}
+    UpToDate, Proposal, Ack, Commit, Inform, Request, Ping, Pong, SyncReq, SyncReply, ConfigInfo)}
 
 
 def encode(msg: Message, seq: int) -> bytes:

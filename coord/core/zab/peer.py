@@ -39,11 +39,12 @@ from coord.core.zab import messages as M
 from coord.core.zab.api import DurableState, ZabConfig, epoch_of
 from coord.core.zab.election import Election, Vote
 from coord.core.zab.history import History
+from coord.core.zab.membership import Membership, parse_config
 from coord.core.zab.messages import Entry
-from coord.core.zab.quorum import Quorum
 from coord.core.zab.sequencer import IdleSequencer
 
 LOOKING, FOLLOWING, LEADING, OBSERVING = "looking", "following", "leading", "observing"
+REMOVED = "removed"      # a reconfig took us out of the ensemble: no election, no service
 _STATE_CODE = {LOOKING: M.LOOKING, FOLLOWING: M.FOLLOWING, LEADING: M.LEADING, OBSERVING: M.OBSERVING}
 
 
@@ -75,12 +76,15 @@ class PeerStats:
 class QuorumPeer:
     def __init__(self, sid: int, voters, observers, core: ServerCore, config: ZabConfig | None = None):
         self.sid = sid
-        self.voters = _as_dict(voters)
-        self.observers = _as_dict(observers)
-        self.quorum = Quorum(self.voters, self.observers)
+        self.membership = Membership(_as_dict(voters), _as_dict(observers))
         if sid not in self.quorum.members():
             raise ValueError(f"server {sid} is neither a voter nor an observer")
         self.is_observer = sid in self.quorum.observers
+        self.removed = False
+        self.reconfig_followup = False    # a committed reconfig's consequences, run after this input
+        self.remove_after_reconfig = False
+        self.config_told: dict[int, int] = {}
+        self.last_config_ask = 0
         self.core = core
         self.config = config or ZabConfig()
         c = self.config
@@ -114,6 +118,19 @@ class QuorumPeer:
 
     # -- derived state --------------------------------------------------------------------------
     @property
+    def quorum(self):
+        """Quorum of the active configuration, or Joint while a logged reconfig is not committed."""
+        return self.membership.quorum
+
+    @property
+    def voters(self) -> dict:
+        return self.membership.voters
+
+    @property
+    def observers(self) -> dict:
+        return self.membership.observers
+
+    @property
     def last_zxid(self) -> int:
         return self.history.last
 
@@ -141,14 +158,21 @@ class QuorumPeer:
         self.core.start(now_ms, mono_ms)
         self.current_epoch = self.asked_current = ds.current_epoch
         self.accepted_epoch = self.asked_accepted = max(ds.accepted_epoch, ds.current_epoch)
+        self._adopt_tree_config()
         h = self.history
         self._seed_committed(ds)
+        logged = []
         for rec in ds.log:
             hdr, txn = rec[0], rec[1]
             if hdr.zxid <= h.last:
                 self.log("warn", f"log record 0x{hdr.zxid:x} is not after 0x{h.last:x}; ignored")
                 continue
-            h.append(Entry(hdr, txn))
+            e = Entry(hdr, txn)
+            h.append(e)
+            logged.append(e)
+        self.note_logged(logged)
+        for z, data in ds.extra.get("pending_configs", ()):
+            self.note_logged([Entry(_reconfig_header(z), _SetData("/zookeeper/config", data, -1))])
         if ds.last_logged_zxid > h.last:
             self.log("warn", f"the driver says the log ends at 0x{ds.last_logged_zxid:x} but gave "
                              f"records only to 0x{h.last:x}")
@@ -182,6 +206,10 @@ class QuorumPeer:
         self._time(now_ms, mono_ms)
         if not self.started:
             return
+        if self.removed:
+            self._ask_config()
+            self.core.tick()
+            return
         self._want_links()
         if self.state == LOOKING:
             self.election.tick(mono_ms)
@@ -191,13 +219,14 @@ class QuorumPeer:
         self.core.tick()
 
     def peer_connected(self, sid: int) -> None:
-        if sid == self.sid or sid not in self.quorum.members():
-            return
+        if sid == self.sid:
+            return          # anyone else may be a server joining (it follows before it is a member)
         self.closing.pop(sid, None)
         if self.links.pop(sid, None) is not None and self.role is not None:
             self.role.on_link_down(sid)       # a new link replaces one never reported down: end that one
         self.links[sid] = _Link()
-        if not self.started:
+        self.config_told.pop(sid, None)
+        if not self.started or self.removed:
             return
         if self.state == LOOKING:
             self.election._send(sid)
@@ -232,6 +261,8 @@ class QuorumPeer:
             return
         if type(msg) is M.Notification:
             self.on_notification(from_sid, msg)
+        elif type(msg) is M.ConfigInfo:
+            self.on_configinfo(from_sid, msg)
         else:
             self.step(from_sid, msg)
 
@@ -274,6 +305,9 @@ class QuorumPeer:
         if self.role is not None:
             self.role.flush()
         self._after_election()
+        if self.reconfig_followup:
+            self.reconfig_followup = False
+            self._after_reconfig()
         out = self.effects
         self.effects = []
         return out
@@ -370,6 +404,8 @@ class QuorumPeer:
         """Zab traffic while looking is stale (a leader we no longer follow): ignore it."""
 
     def on_notification(self, sender: int, n: M.Notification) -> None:
+        if self.removed:
+            return
         if self.state != LOOKING and sender == self.leader_sid and sender != self.sid:
             self.role.on_leader_notification(n)      # may send us back to looking
         if self.state == LOOKING:
@@ -380,6 +416,50 @@ class QuorumPeer:
             flags = M.NF_NON_VOTING if self.is_observer else 0
             self.send(sender, M.Notification(_STATE_CODE[self.state], v.leader, v.zxid,
                                               self.election.logical_clock, v.peer_epoch, flags))
+        if n.state == M.LOOKING:
+            self._tell_config(sender)
+
+    def _tell_config(self, sid: int) -> None:
+        """Once per link: a looking server may have missed the reconfig that made our config."""
+        ms = self.membership
+        if ms.version and self.config_told.get(sid) != ms.version:
+            node = self.core.tree.nodes.get("/zookeeper/config")
+            data = self.core.config.config_data or (node.data if node is not None else b"")
+            cfg = parse_config(data)
+            if cfg is not None and cfg[2] == ms.version and self.send(sid, M.ConfigInfo(ms.version, data)):
+                self.config_told[sid] = ms.version
+
+    def on_configinfo(self, sender: int, m: M.ConfigInfo) -> None:
+        """A newer configuration than ours, active at a peer, is committed: adopt it. Looking, we
+        start a new round among its voters."""
+        cfg = parse_config(m.data)
+        if cfg is None or cfg[2] != m.version or m.version <= self.membership.version:
+            return
+        self.log("info", f"server {sender} runs configuration 0x{m.version:x}, newer than ours "
+                         f"0x{self.membership.version:x}")
+        self._activate(*cfg, m.data)
+        if self.removed and self.membership.is_member(self.sid):
+            self.removed = False
+            self.become_looking("a newer configuration has us again")
+        elif self.state == LOOKING:
+            self.become_looking("a newer configuration")
+
+    def _ask_config(self) -> None:
+        """Removed, we take part in nothing, but we keep asking the members we know (a non-voting
+        LOOKING notification, now and then) so that a later reconfig that adds us back reaches us
+        as ConfigInfo."""
+        c = self.config
+        if self.mono_ms - self.last_config_ask < c.election_resend_max_ms:
+            return
+        self.last_config_ask = self.mono_ms
+        for s in sorted(self.voters):
+            if s == self.sid:
+                continue
+            if s in self.links:
+                self.send(s, M.Notification(M.LOOKING, self.sid, self.last_zxid, 0, self.peer_epoch,
+                                            M.NF_NON_VOTING))
+            else:
+                self.want_link(s)
 
     def _after_election(self) -> None:
         el = self.election
@@ -402,8 +482,8 @@ class QuorumPeer:
         self.log("info", f"election over: {leader} leads (vote epoch {vote.peer_epoch}, "
                          f"zxid 0x{vote.zxid:x}, round {self.election.logical_clock})")
         if leader == self.sid:
-            if self.is_observer:
-                self.become_looking("an observer cannot lead")
+            if not self.quorum.is_voter(self.sid):
+                self.become_looking("only a voter can lead")
                 return
             role = LeaderRole(self)
             self.set_role(LEADING, role)
@@ -453,6 +533,8 @@ class QuorumPeer:
             commit(e.hdr, e.txn)
             if listener is not None:
                 listener.applied(self, e)
+            if e.hdr.type == 16:
+                self._config_committed(e)
         self.stats.commits += len(entries)
 
     def commit_to(self, zxid: int) -> list[Entry]:
@@ -461,6 +543,12 @@ class QuorumPeer:
         if entries:
             self.apply(entries)
             self.history.trim()
+        ms = self.membership
+        if ms.pending and ms.pending[0][0] <= zxid:
+            # reconfigs already in the tree when we booted (a driver that replays its whole log)
+            # are committed now that the history holding them is
+            z, _, v, o, data = [p for p in ms.pending if p[0] <= zxid][-1]
+            self._commit_config(v, o, z, data)
         return entries
 
     def replace_tree(self, tree: DataTree) -> None:
@@ -468,14 +556,102 @@ class QuorumPeer:
         core = self.core
         assert not core.serving, "replacing the tree under live clients"
         tree.watches = core.watches
-        if core.config.config_data:
-            tree.nodes["/zookeeper/config"].data = core.config.config_data
+        core.adopt_newest_config(tree)
         core.tree = tree
         core.prep = Prep(tree, extended_types=core.config.extended_types)
         core.next_zxid_counter = tree.last_zxid
         self.history.reset(tree.last_zxid)
+        self.membership.reset()
+        self._adopt_tree_config()
         if self.listener is not None:
             self.listener.snapshot_loaded(self, tree)
+
+    # -- membership (dynamic reconfiguration) --------------------------------------------------------
+    def note_logged(self, entries) -> None:
+        """Entries were appended to our history: a reconfig among them makes the quorum joint."""
+        if entries and self.membership.logged(entries):
+            self._membership_changed()
+
+    def note_truncated(self, z: int) -> None:
+        self.membership.truncated(z)
+        self._membership_changed()
+
+    def _adopt_tree_config(self) -> None:
+        """The committed tree's /zookeeper/config, when a reconfig made it (version > 0) and it is
+        newer than what we run: the newest committed configuration (at boot, after a SNAP)."""
+        node = self.core.tree.nodes.get("/zookeeper/config")
+        cfg = parse_config(node.data if node is not None else None)
+        if cfg is not None and cfg[2] > self.membership.version:
+            self._activate(*cfg)
+
+    def _activate(self, voters: dict, observers: dict, version: int, data: bytes | None = None) -> None:
+        """data: the configuration's /zookeeper/config bytes when our tree does not have them yet
+        (learnt from a peer, or committed by a history replayed into the tree at boot)."""
+        self.membership.activate(voters, observers, version)
+        if data is not None:
+            self.core.set_config(data)
+        self._membership_changed()
+        self.effects.append(("config", dict(self.voters), dict(self.observers), version))
+        self.log("info", f"configuration 0x{version:x} active: voters {sorted(self.voters)}, "
+                         f"observers {sorted(self.observers)}")
+
+    def _membership_changed(self) -> None:
+        q = self.quorum
+        if self.sid in q.members():
+            self.is_observer = self.sid not in q.voters
+        self.election.quorum = q
+        self.election.voting = q.is_voter(self.sid)
+
+    def _config_committed(self, e: Entry) -> None:
+        cfg = parse_config(getattr(e.txn, "data", None))
+        if cfg is None:
+            self.log("warn", f"reconfig 0x{e.hdr.zxid:x} carries no configuration; ignored")
+            return
+        if cfg[2] < self.membership.version:
+            return          # older than a configuration a peer told us about (ConfigInfo)
+        self._commit_config(*cfg)
+
+    def _commit_config(self, voters: dict, observers: dict, version: int, data: bytes | None = None) -> None:
+        """A reconfig committed: activate it now; what it means for our role waits for the end of
+        the input (_after_reconfig). Taken out while serving means removed."""
+        was_member = self.sid in self.membership.active.members()
+        self._activate(voters, observers, version, data)
+        if was_member and not self.membership.is_member(self.sid) and self.core.serving:
+            self.remove_after_reconfig = True
+        self.reconfig_followup = True
+
+    def _after_reconfig(self) -> None:
+        """What a committed reconfig means for our role, once the input that committed it is done
+        (a leader has sent its COMMIT by then). A leader that is no longer a voter steps down; a
+        member taken out while serving stops (ZooKeeper's removed server); a learner whose role
+        changed (participant <-> observer) rejoins in its new role."""
+        if self.removed:
+            return
+        q = self.quorum                  # a later reconfig still pending may have us back
+        member = self.sid in q.members()
+        remove = self.remove_after_reconfig and not member
+        self.remove_after_reconfig = False
+        if self.state == LEADING:
+            if self.sid in q.voters:
+                self.role.on_config()
+            elif member:
+                self.become_looking("a reconfig made us an observer")
+            else:
+                self.become_removed("a reconfig removed us (the leader); the new voters elect a leader")
+        elif self.state in (FOLLOWING, OBSERVING):
+            if remove:
+                self.become_removed("a reconfig removed us from the ensemble")
+            elif member and (self.state == OBSERVING) != (self.sid in q.observers):
+                self.become_looking("a reconfig changed our role")
+
+    def become_removed(self, why: str) -> None:
+        self.stop_serving(why)
+        self.set_role(REMOVED, None)
+        self.removed = True
+        self.leader_sid = None
+        self.vote = None
+        self.election.stop()
+        self.log("info", f"not a member any more: {why}")
 
     # -- introspection (srvr, mntr) ----------------------------------------------------------------
     def info(self) -> dict:
@@ -493,4 +669,14 @@ class QuorumPeer:
         return out
 
 
-__all__ = ["QuorumPeer", "DurableState", "ZabConfig", "LOOKING", "FOLLOWING", "LEADING", "OBSERVING"]
+def _reconfig_header(z: int):
+    from coord.jute import records as R
+    return R.TxnHeader(0, 0, z, 0, 16)
+
+
+def _SetData(path: str, data: bytes, version: int):
+    from coord.jute import records as R
+    return R.SetDataTxn(path, data, version)
+
+
+__all__ = ["QuorumPeer", "DurableState", "ZabConfig", "LOOKING", "FOLLOWING", "LEADING", "OBSERVING", "REMOVED"]

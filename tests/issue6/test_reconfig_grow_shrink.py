@@ -1,0 +1,123 @@
+"""Growing a running 3-server coord ensemble to 5 and shrinking it back to 3 (removing the leader on
+the way), while clients write: the client-observed history is checked (linearizable per key, no
+acknowledged write lost, zxids in real-time order: no two leaders), every member ends with the same
+/zookeeper/config, and the clients keep working throughout (they only ever see connection losses
+that they retry)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from kazoo.client import KazooClient
+from kazoo.exceptions import ConnectionLoss, NewConfigNoQuorumError
+
+from coord.core.acl import digest_id
+from tests.support.ensemble import Ensemble, Member, _free_ports, coord_ensemble_available
+from tests.support.history import Workload, check
+
+SUPER = "super:superpw"
+pytestmark = pytest.mark.skipif(not coord_ensemble_available(), reason="no Zab peer")
+
+
+def _line(m: Member) -> str:
+    return f"server.{m.sid}=127.0.0.1:{m.quorum_port}:{m.election_port}:participant;127.0.0.1:{m.client_port}"
+
+
+def _reconfig(ens: Ensemble, joining=None, leaving=None, deadline_s: float = 90.0) -> bytes:
+    """Send a reconfig as super until it is answered; a lost reply is settled by reading the config."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        c = KazooClient(hosts=ens.connect_string(), timeout=10, auth_data=[("digest", SUPER)])
+        try:
+            c.start(timeout=30)
+            try:
+                return c.reconfig(joining, leaving, None)[0]
+            except NewConfigNoQuorumError:
+                pass                   # a joiner not yet in sync: try again shortly
+            except ConnectionLoss:
+                c.retry(c.sync, "/zookeeper/config")
+                data = c.retry(c.get, "/zookeeper/config")[0]
+                text = data.decode()
+                if (joining is None or joining in text) and \
+                        (leaving is None or f"server.{leaving}=" not in text):
+                    return data
+        finally:
+            c.stop()
+            c.close()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"reconfig joining={joining} leaving={leaving} not done in {deadline_s}s")
+        time.sleep(0.5)
+
+
+def _configs(ens: Ensemble, sids) -> dict[int, bytes]:
+    out = {}
+    for s in sids:
+        c = KazooClient(hosts=ens.members[s].connect_string, timeout=10)
+        c.start(timeout=30)
+        try:
+            c.sync("/zookeeper/config")
+            out[s] = c.get("/zookeeper/config")[0]
+        finally:
+            c.stop()
+            c.close()
+    return out
+
+
+@pytest.mark.timeout(600)
+def test_grow_3_to_5_and_shrink_back_under_load(tmp_path):
+    ens = Ensemble(tmp_path, 3, kind="coord", force_sync=False,
+                   extra_cfg={"reconfigEnabled": "true",
+                              "DigestAuthenticationProvider.superDigest": digest_id(SUPER)})
+    wl = None
+    try:
+        ens.start()
+        leader = ens.wait_serving()
+        followers = [s for s in ens.members if s != leader]
+        wl = Workload([ens.prefer(followers[i % 2]) for i in range(4)], [f"/k{i}" for i in range(4)],
+                      seed=6).start()
+        time.sleep(2)
+        # grow: two new servers started with the current ensemble plus themselves, then added
+        ports = _free_ports(6)
+        for i, sid in enumerate((4, 5)):
+            ens.members[sid] = Member(ens, sid, *ports[3 * i:3 * i + 3])
+        ens.write_configs()
+        for sid in (4, 5):
+            ens.members[sid].start()
+        data = _reconfig(ens, joining=",".join(_line(ens.members[s]) for s in (4, 5)))
+        assert all(f"server.{s}=" in data.decode() for s in (1, 2, 3, 4, 5)), data
+        time.sleep(2)
+        # shrink: the current leader first (it steps down; the others elect one), then one more
+        first = ens.wait_serving(wait=60)
+        data = _reconfig(ens, leaving=str(first))
+        assert f"server.{first}=" not in data.decode()
+        ens.members[first].stop()
+        second = next(s for s in sorted(ens.members) if s != first and s not in (4, 5)) \
+            if first in (4, 5) else 4
+        data = _reconfig(ens, leaving=str(second))
+        ens.members[second].stop()
+        gone = {first, second}
+        remaining = sorted(set(ens.members) - gone)
+        assert len(remaining) == 3
+        time.sleep(2)
+        wl.finish()
+        ens.wait_serving(sids=remaining, wait=60)
+        final = wl.final_reads(ens.connect_string(remaining))
+        rep = check(wl.history, final)
+        print(rep.summary())
+        assert not wl.errors, wl.errors[:5]
+        assert rep.ok, rep.summary() + "\n" + "\n".join(rep.anomalies()[:8])
+        assert wl.acknowledged_writes() >= 50, rep.summary()
+        configs = _configs(ens, remaining)
+        assert len(set(configs.values())) == 1, configs
+        text = next(iter(configs.values())).decode()
+        assert sorted(int(x.split("=")[0][len("server."):]) for x in text.splitlines()
+                      if x.startswith("server.")) == remaining
+        modes = ens.modes()
+        assert sorted(modes[s] for s in remaining) == ["follower", "follower", "leader"], modes
+    except BaseException:
+        if wl is not None:
+            wl.finish()
+        print(ens.dump_logs())
+        raise
+    finally:
+        ens.stop()
