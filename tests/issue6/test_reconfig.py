@@ -200,8 +200,8 @@ def test_membership_change_matches_zookeeper(kind, tmp_path):
 
 def _remove_and_readd(ens):
     lines = _expected_lines(ens)
-    sup = KazooClient(hosts=ens.members[1].connect_string, timeout=10, auth_data=[("digest", SUPER)])
-    sup.start(timeout=30)
+    sup = KazooClient(hosts=ens.connect_string([1, 2]), timeout=10, auth_data=[("digest", SUPER)])
+    sup.start(timeout=60)
     try:
         try:
             data, stat = sup.reconfig(None, "3", None)
