@@ -121,3 +121,64 @@ def test_grow_3_to_5_and_shrink_back_under_load(tmp_path):
         raise
     finally:
         ens.stop()
+
+
+@pytest.mark.timeout(600)
+def test_leader_killed_during_a_membership_change(tmp_path):
+    """kill -9 of the leader just after a reconfig that adds a server was sent: once the ensemble
+    serves again every member has the same configuration, either the old one (3 servers) or the new
+    one (4), never a mix; a second attempt then completes the change."""
+    ens = Ensemble(tmp_path, 3, kind="coord", force_sync=False,
+                   extra_cfg={"reconfigEnabled": "true",
+                              "DigestAuthenticationProvider.superDigest": digest_id(SUPER)})
+    try:
+        ens.start()
+        ports = _free_ports(3)
+        ens.members[4] = Member(ens, 4, *ports)
+        ens.write_configs()                     # the joiner's config: the ensemble plus itself
+        ens.members[4].start()
+        time.sleep(1.0)
+        m4 = ens.members.pop(4)                 # the members' own zoo.cfg stays as it was: a restarted
+        ens.write_configs()                     # member learns membership from the committed config
+        ens.members[4] = m4
+        outcomes = []
+        for delay in (0.0, 0.02):
+            leader = ens.members[ens.wait_serving(wait=60)]   # 4 may lead once it is a member
+            follower = next(m for m in ens.members.values() if m is not leader and m.sid != 4)
+            time.sleep(1.0)                     # let server 4 sync with this leader
+            sup = KazooClient(hosts=follower.connect_string, timeout=10, auth_data=[("digest", SUPER)],
+                              connection_retry={"max_tries": 0}, command_retry={"max_tries": 0})
+            sup.start(timeout=30)
+            old = sup.get("/zookeeper/config")[0].decode()
+            want = _line(ens.members[4]) if "server.4=" not in old else None
+            sup.reconfig_async(want, None if want else "4", None, -1)
+            time.sleep(delay)
+            leader.kill()
+            try:
+                sup.stop()
+                sup.close()
+            except Exception:
+                pass
+            leader.start()
+            ens.wait_serving(wait=90)
+            configs = _configs(ens, [1, 2, 3])
+            assert len(set(configs.values())) == 1, configs
+            now = next(iter(configs.values())).decode()
+            servers = sorted(x.split("=")[0] for x in now.splitlines() if x.startswith("server."))
+            old_servers = sorted(x.split("=")[0] for x in old.splitlines() if x.startswith("server."))
+            changed = servers != old_servers
+            if changed:
+                assert set(servers) ^ set(old_servers) == {"server.4"}, (old, now)
+            outcomes.append("new" if changed else "old")
+        print("outcomes", outcomes)
+        data = _reconfig(ens, joining=_line(ens.members[4]))
+        assert "server.4=" in data.decode()
+        deadline = time.monotonic() + 60
+        while ens.modes().get(4) not in ("follower", "leader") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ens.modes()[4] in ("follower", "leader"), ens.modes()
+    except BaseException:
+        print(ens.dump_logs())
+        raise
+    finally:
+        ens.stop()
