@@ -122,7 +122,7 @@ def _broker_rows(zk: ZkClient) -> list[dict]:
     return rows
 
 
-@brokers.command("list")
+@brokers.command("list", help="Live brokers: /brokers/ids/N (ephemeral) with endpoints, rack and epoch.")
 @_common
 def brokers_list(zk: ZkClient, as_json: bool) -> None:
     rows = _broker_rows(zk)
@@ -145,7 +145,7 @@ def controller() -> None:
     """The active controller, and running Python brokers/controllers."""
 
 
-@controller.command("show")
+@controller.command("show", help="The active controller (/controller) and the controller epoch (/controller_epoch).")
 @_common
 def controller_show(zk: ZkClient, as_json: bool) -> None:
     reg = get_controller(zk)
@@ -230,14 +230,15 @@ def topics() -> None:
     """Create, describe, alter, delete and list topics."""
 
 
-@topics.command("create")
-@click.option("--topic", required=True)
-@click.option("--partitions", type=int)
-@click.option("--replication-factor", type=int)
+@topics.command("create", help="Create a topic as kafka-topics --create: give --partitions and "
+                "--replication-factor, or --replica-assignment.")
+@click.option("--topic", required=True, help="topic name")
+@click.option("--partitions", type=int, help="number of partitions (with --replication-factor)")
+@click.option("--replication-factor", type=int, help="replicas per partition, placed on live brokers")
 @click.option("--replica-assignment", help="p0 brokers ':'-separated, partitions ','-separated, e.g. 1:2,2:3")
 @click.option("--config", "configs", multiple=True, help="k=v (repeatable or comma-separated)")
-@click.option("--disable-rack-aware", is_flag=True)
-@click.option("--if-not-exists", is_flag=True)
+@click.option("--disable-rack-aware", is_flag=True, help="ignore broker racks when placing replicas")
+@click.option("--if-not-exists", is_flag=True, help="succeed quietly if the topic exists")
 @_common
 def topics_create(zk: ZkClient, as_json: bool, topic: str, partitions: int | None, replication_factor: int | None,
                   replica_assignment: str | None, configs: tuple[str, ...], disable_rack_aware: bool,
@@ -263,7 +264,7 @@ def _topic_json(d) -> dict:
                            for p in d.partitions]}
 
 
-@topics.command("describe")
+@topics.command("describe", help="Partitions, replicas, leaders and ISRs of the named topics (all topics if none).")
 @click.option("--topic", "topic_names", multiple=True)
 @_common
 def topics_describe(zk: ZkClient, as_json: bool, topic_names: tuple[str, ...]) -> None:
@@ -284,7 +285,7 @@ def topics_describe(zk: ZkClient, as_json: bool, topic_names: tuple[str, ...]) -
     _emit(as_json, data, tables)
 
 
-@topics.command("alter")
+@topics.command("alter", help="Add partitions to a topic (kafka-topics --alter --partitions).")
 @click.option("--topic", required=True)
 @click.option("--partitions", type=int, required=True, help="new total partition count")
 @click.option("--replica-assignment", help="assignment of the new partitions only")
@@ -300,7 +301,7 @@ def topics_alter(zk: ZkClient, as_json: bool, topic: str, partitions: int, repli
           lambda: f"Topic {topic} now has {len(a.partitions)} partitions.")
 
 
-@topics.command("delete")
+@topics.command("delete", help="Mark a topic for deletion (/admin/delete_topics); the controller deletes it.")
 @click.option("--topic", required=True)
 @_common
 def topics_delete(zk: ZkClient, as_json: bool, topic: str) -> None:
@@ -309,7 +310,7 @@ def topics_delete(zk: ZkClient, as_json: bool, topic: str) -> None:
           lambda: f"Topic {topic} is marked for deletion.")
 
 
-@topics.command("list")
+@topics.command("list", help="Topic names under /brokers/topics.")
 @_common
 def topics_list(zk: ZkClient, as_json: bool) -> None:
     names = list_topics(zk)
@@ -323,7 +324,7 @@ def configs() -> None:
     """Entity configs under /config (topics, clients, users, brokers, ips)."""
 
 
-@configs.command("get")
+@configs.command("get", help="The config overrides of one entity (/config/TYPE/NAME).")
 @click.option("--entity-type", type=click.Choice(list(paths.CONFIG_TYPES)), required=True)
 @click.option("--entity-name", required=True)
 @_common
@@ -340,7 +341,7 @@ def configs_get(zk: ZkClient, as_json: bool, entity_type: str, entity_name: str)
     _emit(as_json, cfg, table)
 
 
-@configs.command("set")
+@configs.command("set", help="Add or delete config overrides of one entity, notifying brokers (kafka-configs --alter).")
 @click.option("--entity-type", type=click.Choice(list(paths.CONFIG_TYPES)), required=True)
 @click.option("--entity-name", required=True)
 @click.option("--add-config", "add", multiple=True, help="k=v[,k2=v2]")
@@ -360,7 +361,8 @@ def partitions() -> None:
     """Partition leadership: show, preferred election, reassignment."""
 
 
-@partitions.command("show")
+@partitions.command("show", help="Leader, ISR and epochs of every partition (state znodes), "
+                   "optionally only the unhealthy ones.")
 @click.option("--topic", "topic_names", multiple=True)
 @click.option("--unavailable", is_flag=True, help="only partitions without a live leader")
 @click.option("--under-replicated", is_flag=True, help="only partitions whose ISR is smaller than the replica set")
@@ -457,7 +459,7 @@ def cluster() -> None:
     """Cluster-wide znodes."""
 
 
-@cluster.command("id")
+@cluster.command("id", help="The cluster id (/cluster/id) that the first broker creates.")
 @click.option("--create", is_flag=True, help="create one if the cluster has none yet")
 @_common
 def cluster_id(zk: ZkClient, as_json: bool, create: bool) -> None:

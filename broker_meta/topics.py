@@ -110,8 +110,8 @@ def create_topic(zk: ZkClient, topic: str, partitions: int | None = None, replic
     # Config first, not atomic with the assignment (as Kafka): written even when empty.
     set_entity_config(zk, "topics", topic, dict(config or {}), notify=False)
     data = codec.encode_topic(result)
-    try:
-        zk.create(paths.topic(topic), data)
+    try:  # createRecursive as Kafka's createTopicAssignment: a fresh cluster has no /brokers/topics yet
+        zk.create_recursive(paths.topic(topic), data, throw_if_exists=True)
     except NodeExistsError:
         got = zk.get_data(paths.topic(topic))
         if got is None or got[0] != data:  # not our own write re-sent after a connection loss

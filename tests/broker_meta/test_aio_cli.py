@@ -117,6 +117,18 @@ def test_cli_end_to_end(zk_clients):
             n.stop()
 
 
+def test_cli_creates_a_topic_on_an_empty_cluster(zk_clients):
+    """A fresh cluster has no /brokers/topics yet (no broker ever started): an explicit assignment
+    creates the parents, as Kafka's createRecursive does, instead of a NoNode traceback."""
+    zk_clients.raw(chroot=False).ensure_path(zk_clients.chroot)
+    assert "Created topic early." in run(zk_clients, "topics", "create", "--topic", "early", "--replica-assignment", "1:2,2:3")
+    assert json.loads(run(zk_clients, "topics", "list", "--json")) == ["early"]
+    desc = json.loads(run(zk_clients, "topics", "describe", "--topic", "early", "--json"))[0]
+    assert [p["replicas"] for p in desc["partitions"]] == [[1, 2], [2, 3]]
+    out = run(zk_clients, "topics", "create", "--topic", "early", "--replica-assignment", "1:2", ok=False)
+    assert "already exists" in out
+
+
 def test_cli_reports_connection_failure():
     result = CliRunner().invoke(main, ["brokers", "list", "--zookeeper", "127.0.0.1:1", "--session-timeout-ms", "1000"])
     assert result.exit_code != 0 and "cannot connect" in result.output
