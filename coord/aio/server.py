@@ -145,6 +145,7 @@ class CoordServer:
         self.per_ip: dict[str, int] = defaultdict(int)
         self.next_conn_id = 1
         self.flush_scheduled = False
+        self.flushing = False          # inside flush's own synchronous log write
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server: asyncio.base_events.Server | None = None
         self.tick_task: asyncio.Task | None = None
@@ -224,7 +225,17 @@ class CoordServer:
         core = self.core
         records = core.sequencer.drain_log()
         if records:
-            self.txnlog.append(records)  # failures come back through _on_log_failed
+            txnlog = self.txnlog
+            if txnlog.force_sync or txnlog.pending():
+                txnlog.append(records)  # fsync in a thread; the fate comes back through the callbacks
+            else:
+                # forceSync=no: written now, and committed (through _on_durable) before this flush
+                # sends what it has, so one loop iteration takes a write from request to reply.
+                self.flushing = True
+                try:
+                    txnlog.write(records)
+                finally:
+                    self.flushing = False
         out, closing = core.drain()
         protocols = self.protocols
         for cid, chunks in out.items():
@@ -253,14 +264,16 @@ class CoordServer:
     def _on_durable(self, zxid: int) -> None:
         self.tick_clock()
         self.core.sequencer.on_logged(zxid)
-        self.flush()
+        if not self.flushing:
+            self.flush()
         self.storage.logged(zxid, self.core.tree)
 
     def _on_log_failed(self, error: OSError, first_zxid: int, last_zxid: int) -> None:
         """The log could not make these txns durable: they did not happen; their clients get an error."""
         self.tick_clock()
         self.core.sequencer.on_log_failed(int(Err.SYSTEMERROR))
-        self.flush()
+        if not self.flushing:
+            self.flush()
 
     # -- four-letter words -----------------------------------------------------------------------
     def four_letter(self, proto: ClientProtocol, word: str) -> None:

@@ -25,6 +25,7 @@ import asyncio
 import errno
 import logging
 import os
+import time
 from pathlib import Path
 
 from coord.core import logformat
@@ -101,6 +102,21 @@ class TxnLog:
 
     def append(self, records) -> None:
         """Queue [(TxnHeader, txn)] in zxid order; on_durable/on_failed report their fate."""
+        self._encode(records)
+        if not self.syncing and self.buffer:
+            self.syncing = True
+            asyncio.get_running_loop().create_task(self._flush_loop())
+
+    def write(self, records) -> None:
+        """forceSync=no with nothing in flight: write [(TxnHeader, txn)] now, on the caller's thread
+        (a write to the page cache costs less than a hop to a task and back); on_durable or on_failed
+        reports their fate before this returns."""
+        assert not self.force_sync and not self.pending(), "write() is for forceSync=no, nothing pending"
+        self._encode(records)
+        if self.buffer:
+            self._write_buffered()
+
+    def _encode(self, records) -> None:
         encode = logformat.encode_record
         buf = self.buffer
         for hdr, txn in records:
@@ -108,9 +124,6 @@ class TxnLog:
                 self.buffer_first = hdr.zxid
             buf += encode(hdr, txn)
             self.buffer_last = hdr.zxid
-        if not self.syncing and buf:
-            self.syncing = True
-            asyncio.get_running_loop().create_task(self._flush_loop())
 
     def pending(self) -> bool:
         return self.syncing or bool(self.buffer)
@@ -124,32 +137,59 @@ class TxnLog:
         loop = asyncio.get_running_loop()
         try:
             while self.buffer:
-                data = bytes(self.buffer)
-                first, last = self.buffer_first, self.buffer_last
-                self.buffer.clear()
+                if not self.force_sync:  # a write to the page cache costs less than the hop to a thread
+                    self._write_buffered()
+                    continue
+                data, first, last, roll_first = self._take_buffer()
                 try:
-                    if self.broken is not None:
-                        raise LogWriteError(errno.EIO, f"txn log unusable since an earlier failure: {self.broken}")
-                    roll = self.fd is None or self.roll_pending or self.file_bytes >= self.max_file_bytes
-                    if roll:
-                        self.roll_pending = False
+                    self._check_usable()
                     t0 = loop.time()
-                    if self.force_sync:
-                        await loop.run_in_executor(None, self._write_batch, data, first if roll else None)
-                    else:  # a write to the page cache costs less than the hop to a thread and back
-                        self._write_batch(data, first if roll else None)
-                    ms = (loop.time() - t0) * 1000
-                    if ms > self.max_fsync_ms:
-                        self.max_fsync_ms = ms
+                    await loop.run_in_executor(None, self._write_batch, data, roll_first)
+                    self._note_ms((loop.time() - t0) * 1000)
                 except OSError as e:
                     self._fail(e, first, last)
                     continue
-                self.last_zxid = last
-                self.fsync_count += 1
-                if self.on_durable is not None:
-                    self.on_durable(last)
+                self._durable(last)
         finally:
             self.syncing = False
+
+    def _write_buffered(self) -> None:
+        """Write (without fsync) everything buffered, on this thread, and report it."""
+        data, first, last, roll_first = self._take_buffer()
+        try:
+            self._check_usable()
+            t0 = time.monotonic()
+            self._write_batch(data, roll_first)
+            self._note_ms((time.monotonic() - t0) * 1000)
+        except OSError as e:
+            self._fail(e, first, last)
+            return
+        self._durable(last)
+
+    def _take_buffer(self) -> tuple[bytes, int, int, int | None]:
+        """The buffered records as one batch: (bytes, first zxid, last zxid, first zxid if the batch
+        starts a new file else None)."""
+        data = bytes(self.buffer)
+        first, last = self.buffer_first, self.buffer_last
+        self.buffer.clear()
+        roll = self.fd is None or self.roll_pending or self.file_bytes >= self.max_file_bytes
+        if roll:
+            self.roll_pending = False
+        return data, first, last, first if roll else None
+
+    def _check_usable(self) -> None:
+        if self.broken is not None:
+            raise LogWriteError(errno.EIO, f"txn log unusable since an earlier failure: {self.broken}")
+
+    def _note_ms(self, ms: float) -> None:
+        if ms > self.max_fsync_ms:
+            self.max_fsync_ms = ms
+
+    def _durable(self, last: int) -> None:
+        self.last_zxid = last
+        self.fsync_count += 1
+        if self.on_durable is not None:
+            self.on_durable(last)
 
     def _fail(self, e: OSError, first: int, last: int) -> None:
         if self.buffer:  # appended meanwhile: they build on the failed ones, so they fail too

@@ -20,7 +20,9 @@ OPEN_ACL_UNSAFE: AclTuple = ((int(Perms.ALL), "world", "anyone"),)
 READ_ACL_UNSAFE: AclTuple = ((int(Perms.READ), "world", "anyone"),)
 SUPER = ("super", "")
 
-_intern: dict[AclTuple, AclTuple] = {}
+# The two constant ACLs are interned first, so a node with an open ACL holds OPEN_ACL_UNSAFE itself
+# and the hot paths can skip check() with an identity test.
+_intern: dict[AclTuple, AclTuple] = {OPEN_ACL_UNSAFE: OPEN_ACL_UNSAFE, READ_ACL_UNSAFE: READ_ACL_UNSAFE}
 
 
 def intern(acl: AclTuple) -> AclTuple:

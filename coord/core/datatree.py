@@ -3,6 +3,9 @@
 apply(hdr, txn) is the state machine's only transition for replicated changes; it is deterministic
 (time and zxid come inside the txn header) so every server that applies the same txns in zxid order
 holds the same tree, which `digest` summarises (a sum of per-node CRCs, updated incrementally).
+A changed node's CRC is recomputed lazily: the node is marked dirty and the sum settled when it is
+read or when enough nodes are dirty, so a parent that gains many children in one batch of commits
+is hashed once, not once per child. `Node.digest` is the node's share of the sum as last settled.
 
 Like ZooKeeper, a node stores `cversion` as the count of child creations (it names sequential
 children) and reports Stat.cversion as 2*cversion - numChildren, i.e. creations plus deletions.
@@ -27,6 +30,7 @@ TTL_MAX = (1 << 40) - 1
 _DIGEST_STAT = struct.Struct(">qqqqiiiq")
 _MASK64 = (1 << 64) - 1
 _STAT = struct.Struct(">qqqqiiiqiiq")
+_DIRTY_MAX = 4096   # nodes whose digest share may be stale before the sum is settled
 
 
 def ttl_owner(ttl: int) -> int:
@@ -128,7 +132,8 @@ class DataTree:
         self.ttls: set[str] = set()
         self.sessions: dict[int, int] = {}  # session id -> timeout ms
         self.last_zxid = 0
-        self.digest = 0
+        self._digest = 0
+        self._dirty: dict[str, Node] = {}   # path -> node whose digest share must be recomputed
         self.data_bytes = 0
         self.quota_paths: set[str] = set()   # subtrees with a zookeeper_limits node (ZooKeeper's pTrie)
         # Called with (hdr, txn) before each apply; a snapshot in progress uses it to keep the
@@ -167,16 +172,46 @@ class DataTree:
             c = zlib.crc32(d, c)
         return c | (node.pzxid & 0xFFFFFFFF) << 32
 
+    @property
+    def digest(self) -> int:
+        """The sum of every node's CRC (mod 2^64); equal trees at equal zxids have equal digests."""
+        if self._dirty:
+            self._settle()
+        return self._digest
+
+    @digest.setter
+    def digest(self, value: int) -> None:
+        """Loaders that fill `nodes` directly set the sum (and every node's share) themselves."""
+        self._dirty.clear()
+        self._digest = value
+
+    def _settle(self) -> None:
+        """Recompute the share of every dirty node still in the tree."""
+        nodes = self.nodes
+        node_digest = self._node_digest
+        total = self._digest
+        for path, node in self._dirty.items():
+            if nodes.get(path) is node:
+                d = node_digest(path, node)
+                total += d - node.digest
+                node.digest = d
+        self._dirty.clear()
+        self._digest = total & _MASK64
+
     def _add_digest(self, path: str, node: Node) -> None:
-        node.digest = self._node_digest(path, node)
-        self.digest = (self.digest + node.digest) & _MASK64
+        node.digest = 0
+        self._update_digest(path, node)
 
     def _update_digest(self, path: str, node: Node) -> None:
-        self.digest = (self.digest - node.digest) & _MASK64
-        self._add_digest(path, node)
+        dirty = self._dirty
+        dirty[path] = node
+        if len(dirty) >= _DIRTY_MAX or self.before_apply is not None:
+            # while a snapshot captures the tree, every share stays current (as before laziness), so
+            # a node the capture failed to copy shows up as a digest mismatch, not as a stale share
+            self._settle()
 
     def _remove_digest(self, node: Node) -> None:
-        self.digest = (self.digest - node.digest) & _MASK64
+        self._digest = (self._digest - node.digest) & _MASK64
 
     # -- reads ----------------------------------------------------------------------------------
     def get(self, path: str) -> Node | None:
@@ -198,11 +233,13 @@ class DataTree:
     # -- transitions ----------------------------------------------------------------------------
     def create_node(self, path: str, data, acl, owner: int, parent_cversion: int, zxid: int,
                     time: int) -> Node:
-        parent_path = parent_of(path)
-        parent = self.nodes.get(parent_path)
+        i = path.rfind("/")
+        parent_path = path[:i] or ROOT
+        nodes = self.nodes
+        parent = nodes.get(parent_path)
         if parent is None:
             raise ApplyError(Err.NONODE)
-        name = basename(path)
+        name = path[i + 1:]
         children = parent.children
         if children is None:
             children = parent.children = set()
@@ -214,10 +251,11 @@ class DataTree:
             parent.cversion = parent_cversion
             parent.pzxid = zxid
         children.add(name)
-        self._update_digest(parent_path, parent)
         node = Node(data, aclmod.intern(acl), zxid, time, owner)
-        self.nodes[path] = node
-        self._add_digest(path, node)
+        nodes[path] = node
+        dirty = self._dirty
+        dirty[parent_path] = parent
+        self._update_digest(path, node)
         if data:
             self.data_bytes += len(data)
         if owner:
@@ -234,22 +272,25 @@ class DataTree:
             self._quota_node_created(parent_path, name)
         if self.quota_paths:
             self._quota_update(path, len(data) if data else 0, 1)
-        if self.watches is not None:
-            self.watches.node_created(path, parent_path, node.acl, parent.acl)
+        watches = self.watches
+        if watches is not None and watches.armed():
+            watches.node_created(path, parent_path, node.acl, parent.acl)
         return node
 
     def delete_node(self, path: str, zxid: int) -> None:
-        parent_path = parent_of(path)
-        parent = self.nodes.get(parent_path)
-        node = self.nodes.get(path)
+        i = path.rfind("/")
+        parent_path = path[:i] or ROOT
+        nodes = self.nodes
+        parent = nodes.get(parent_path)
+        node = nodes.get(path)
         if parent is None or node is None:
             raise ApplyError(Err.NONODE)
-        parent.children.discard(basename(path))
+        parent.children.discard(path[i + 1:])
         if zxid > parent.pzxid:
             parent.pzxid = zxid
+        del nodes[path]
+        self._digest = (self._digest - node.digest) & _MASK64
         self._update_digest(parent_path, parent)
-        del self.nodes[path]
-        self._remove_digest(node)
         if node.data:
             self.data_bytes -= len(node.data)
         owner = node.owner
@@ -268,8 +309,9 @@ class DataTree:
             if basename(path) == _QUOTA_LIMIT and parent_path.startswith(PROC):
                 self.quota_paths.discard(parent_path[len(QUOTA):])
             self._quota_update(path, -len(node.data) if node.data else 0, -1)
-        if self.watches is not None:
-            self.watches.node_deleted(path, parent_path, node.acl, parent.acl)
+        watches = self.watches
+        if watches is not None and watches.armed():
+            watches.node_deleted(path, parent_path, node.acl, parent.acl)
 
     def set_data(self, path: str, data, version: int, zxid: int, time: int) -> Node:
         node = self.nodes.get(path)
@@ -284,8 +326,9 @@ class DataTree:
         self._update_digest(path, node)
         if self.quota_paths:
             self._quota_update(path, (len(data) if data else 0) - (len(old) if old else 0), 0)
-        if self.watches is not None:
-            self.watches.node_data_changed(path, node.acl)
+        watches = self.watches
+        if watches is not None and watches.armed():
+            watches.node_data_changed(path, node.acl)
         return node
 
     def set_acl(self, path: str, acl, version: int) -> Node:

@@ -20,6 +20,7 @@ from coord.jute.protocol import Err, OpCode, Perms
 
 
 _CREATE, _WRITE, _DELETE = int(Perms.CREATE), int(Perms.WRITE), int(Perms.DELETE)
+_OPEN = aclmod.OPEN_ACL_UNSAFE   # every permission for everyone: no check needed
 
 
 class PrepError(Exception):
@@ -136,30 +137,61 @@ class Prep:
         """Prepare one write op; returns its txn record (and records its Changes) or raises PrepError."""
         if type_ in (1, 15, 19, 21):
             return self._create(type_, req, session_id, auth, zxid, time)
+        if type_ == 5:
+            path = req.path
+            c = self.outstanding.get(path)
+            if c is None:
+                node = self.tree.nodes.get(path)
+                if node is None:
+                    self._validate(path)  # a node in the tree has a valid path: check only a miss
+                    raise PrepError(Err.NONODE, path)
+                c = Change(zxid, path, True, node.version, node.cversion, node.aversion, node.owner,
+                           len(node.children) if node.children else 0, node.acl)
+            elif not c.exists:
+                self._validate(path)
+                raise PrepError(Err.NONODE, path)
+            else:
+                c = c.copy(zxid)
+            if c.acl is not _OPEN and not aclmod.check(c.acl, _WRITE, auth):
+                raise PrepError(Err.NOAUTH, path)
+            expected = req.version
+            if expected != -1 and expected != c.version:
+                raise PrepError(Err.BADVERSION, path)
+            c.version += 1
+            self.changes.append(c)
+            self.outstanding[path] = c
+            return R.SetDataTxn(path, req.data, c.version)
         if type_ == 2:
             path = req.path
             parent_path = self._parent_for_delete(path)  # ZooKeeper does not validate the rest
             parent = self._require(parent_path)
-            self._check_acl(parent.acl, _DELETE, auth, path)
-            node = self._require(path)
-            self._version(node.version, req.version, path)
-            if node.nchildren > 0:
+            if parent.acl is not _OPEN and not aclmod.check(parent.acl, _DELETE, auth):
+                raise PrepError(Err.NOAUTH, path)
+            c = self.outstanding.get(path)
+            if c is None:
+                node = self.tree.nodes.get(path)
+                if node is None:
+                    raise PrepError(Err.NONODE, path)
+                version, nchildren = node.version, len(node.children) if node.children else 0
+            elif c.exists:
+                version, nchildren = c.version, c.nchildren
+            else:
+                raise PrepError(Err.NONODE, path)
+            expected = req.version
+            if expected != -1 and expected != version:
+                raise PrepError(Err.BADVERSION, path)
+            if nchildren > 0:
                 raise PrepError(Err.NOTEMPTY, path)
             parent = self._own(parent, zxid)
             parent.nchildren -= 1
-            self._add(parent)
-            self._add(Change(zxid, path, False))
+            changes = self.changes
+            out = self.outstanding
+            changes.append(parent)
+            out[parent_path] = parent
+            c = Change(zxid, path, False)
+            changes.append(c)
+            out[path] = c
             return R.DeleteTxn(path)
-        if type_ == 5:
-            path = req.path
-            self._validate(path)
-            node = self._require(path)
-            self._check_acl(node.acl, _WRITE, auth, path)
-            newv = self._version(node.version, req.version, path)
-            node = self._own(node, zxid)
-            node.version = newv
-            self._add(node)
-            return R.SetDataTxn(path, req.data, newv)
         if type_ == 7:
             path = req.path
             self._validate(path)
@@ -220,23 +252,37 @@ class Prep:
         path = req.path
         if path is None:
             raise PrepError(Err.MARSHALLINGERROR)  # ZooKeeper: NullPointerException
-        if not path or path.rfind("/") < 0 or "\0" in path:
+        i = path.rfind("/")
+        if i < 0 or "\0" in path:
             raise PrepError(Err.BADARGUMENTS, path)
-        parent_path = path[:path.rfind("/")] or "/"
+        parent_path = path[:i] or "/"
         try:
             acl = aclmod.fixup(req.acl, auth)
         except aclmod.InvalidACL:
             raise PrepError(Err.INVALIDACL, path) from None
-        parent = self._require(parent_path)
-        self._check_acl(parent.acl, _CREATE, auth, path)
+        # The parent as of the newest outstanding txn (Prep.record, inlined: this is the hot path).
+        parent = self.outstanding.get(parent_path)
+        if parent is not None:
+            if not parent.exists:
+                raise PrepError(Err.NONODE, parent_path)
+            p_acl, p_cversion, p_owner = parent.acl, parent.cversion, parent.owner
+        else:
+            node = self.tree.nodes.get(parent_path)
+            if node is None:
+                raise PrepError(Err.NONODE, parent_path)
+            p_acl, p_cversion, p_owner = node.acl, node.cversion, node.owner
+        if p_acl is not _OPEN and not aclmod.check(p_acl, _CREATE, auth):
+            raise PrepError(Err.NOAUTH, path)
         if flags in (2, 3, 6):
-            path = f"{path}{parent.cversion:010d}"
-        self._validate(path)
-        if self.record(path) is not None:
+            path = f"{path}{p_cversion:010d}"
+        if invalid_reason(path) is not None:
+            raise PrepError(Err.BADARGUMENTS, path)
+        c = self.outstanding.get(path)
+        if c.exists if c is not None else path in self.tree.nodes:
             raise PrepError(Err.NODEEXISTS, path)
-        if is_session_owner(parent.owner):
+        if is_session_owner(p_owner):
             raise PrepError(Err.NOCHILDRENFOREPHEMERALS, path)
-        new_cversion = parent.cversion + 1
+        new_cversion = p_cversion + 1
         ephemeral = flags in (1, 3)
         if type_ == 19:
             txn = R.CreateContainerTxn(path, req.data, acl_records(acl), new_cversion)
@@ -247,11 +293,20 @@ class Prep:
         else:
             txn = R.CreateTxn(path, req.data, acl_records(acl), ephemeral, new_cversion)
             owner = session_id if ephemeral else 0
-        parent = self._own(parent, zxid)
-        parent.nchildren += 1
-        parent.cversion = new_cversion
-        self._add(parent)
-        self._add(Change(zxid, path, True, 0, 0, 0, owner, 0, acl))
+        if parent is not None:
+            parent = parent.copy(zxid)
+            parent.nchildren += 1
+            parent.cversion = new_cversion
+        else:
+            parent = Change(zxid, parent_path, True, node.version, new_cversion, node.aversion, p_owner,
+                            len(node.children) + 1 if node.children else 1, p_acl)
+        changes = self.changes
+        out = self.outstanding
+        changes.append(parent)
+        out[parent_path] = parent
+        c = Change(zxid, path, True, 0, 0, 0, owner, 0, acl)
+        changes.append(c)
+        out[path] = c
         return txn
 
     # -- multi ------------------------------------------------------------------------------------

@@ -64,6 +64,8 @@ REQUEST_RECORD = {
     104: R.GetAllChildrenNumberRequest, 105: R.SetWatches2, 106: R.AddWatchRequest,
 }
 KNOWN_OPS = frozenset(int(o) for o in OpCode) - {0, -1, -10}
+# Writes whose body is exactly one request record (decoded without _decode_write's dispatch).
+_ONE_RECORD_WRITES = {op: REQUEST_RECORD[op] for op in WRITE_OPS if op in REQUEST_RECORD}
 
 
 class Pending:
@@ -419,9 +421,10 @@ class ServerCore:
             self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.NOTREADONLY), op=op, t0=t0))
             return
         if op in WRITE_OPS:
+            cls = _ONE_RECORD_WRITES.get(op)
             try:
-                req = self._decode_write(op, payload)
-            except JuteError:
+                req = cls._read(payload, 8)[0] if cls is not None else self._decode_write(op, payload)
+            except (JuteError, struct.error):
                 req = MALFORMED
             if sid in self.local_sessions and req is not MALFORMED and _creates_ephemeral(op, req):
                 # QuorumZooKeeperServer.checkUpgradeSession: an ephemeral needs a global session.
@@ -441,8 +444,8 @@ class ServerCore:
                 # undecodable (or refused) write still becomes an error txn that uses a zxid.
             if op == -11:
                 conn.close_requested = True
-            pending = Pending(xid, WAIT_COMMIT, op=op, t0=t0)
-            self._enqueue(conn, pending)
+            pending = Pending(xid, WAIT_COMMIT, None, op, None, t0)
+            conn.queue.append(pending)
             self.waiting[(sid, xid)] = (conn.conn_id, pending)
             self.stats.outstanding += 1
             self.sequencer.submit(Request(sid, xid, op, req, conn.auth))
@@ -604,7 +607,7 @@ class ServerCore:
 
     def prepare(self, request: Request) -> tuple[R.TxnHeader, object]:
         """Sequencer half: the request becomes one txn (an error txn if it cannot apply)."""
-        zxid = self.next_zxid()
+        self.next_zxid_counter = zxid = self.next_zxid_counter + 1
         now = self.now_ms
         t = request.type
         sid = request.session_id
@@ -670,10 +673,12 @@ class ServerCore:
     def commit(self, hdr: R.TxnHeader, txn) -> TxnResult:
         """A txn is durable on a quorum: apply it, fire watches, complete whoever waits for it."""
         res = self.tree.apply(hdr, txn)
-        self.prep.applied(hdr.zxid)
-        if hdr.zxid > self.next_zxid_counter:
-            self.next_zxid_counter = hdr.zxid
-        self._deliver_events()
+        zxid = hdr.zxid
+        self.prep.applied(zxid)
+        if zxid > self.next_zxid_counter:
+            self.next_zxid_counter = zxid
+        if self.watches.fired:
+            self._deliver_events()
         sid = hdr.clientId
         t = hdr.type
         if t == -10:
@@ -688,16 +693,26 @@ class ServerCore:
             self.sessions.remove(sid)
         elif t == 16:
             self.config.config_data = txn.data   # survives a SNAP's replace_tree
-        key = (sid, hdr.cxid)
-        w = self.waiting.pop(key, None)
+        w = self.waiting.pop((sid, hdr.cxid), None)
         if w is not None:
             self.stats.outstanding -= 1
             conn = self.conns.get(w[0])
             pending = w[1]
             if conn is not None:
-                pending.reply = self._write_reply(pending.xid, pending.op, res)
-                pending.state = READY
-                self._flush(conn)
+                reply = self._write_reply(pending.xid, pending.op, res)
+                q = conn.queue
+                if q and q[0] is pending:
+                    # Nothing ahead of it (the usual case): it leaves now, stamped with the zxid we
+                    # are at, then whatever waited behind it.
+                    q.popleft()
+                    self._send(conn, reply)
+                    self._account(conn, pending.op, self.mono_ms - pending.t0)
+                    if q:
+                        self._flush(conn)
+                else:
+                    pending.reply = reply
+                    pending.state = READY
+                    self._flush(conn)
         if t == -11:
             cid = self.session_conn.pop(sid, None)
             if cid is not None and cid in self.conns:

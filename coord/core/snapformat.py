@@ -288,10 +288,11 @@ def encode_tree(tree: DataTree, *, compressed: bool = True, created_ms: int = 0)
     """The whole tree as snapshot bytes (for the simulator, SNAP sync, tests; the server's own
     snapshots go through the incremental writer in coord.aio.snapshots). The nodes dict is in
     creation order, so parents come before their children."""
+    digest = tree.digest  # settles every node's share of it before the nodes are read
     enc = SnapshotEncoder(tree.last_zxid, tree.sessions)
     enc.add_batch(list(tree.nodes), list(tree.nodes.values()))
     frames = enc.finish()
-    if enc.digest != tree.digest:
+    if enc.digest != digest:
         raise AssertionError("tree digest differs from the sum of its nodes' digests")
     return header(tree.last_zxid, compressed=compressed, created_ms=created_ms) + b"".join(
         seal_frame(k, raw, compressed) for k, raw in frames)

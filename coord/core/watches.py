@@ -118,6 +118,11 @@ class WatchManager:
         self.child = WatchTable()
         self.fired: list[tuple[int, int, str, tuple | None]] = []
 
+    def armed(self) -> bool:
+        """Whether the tree must report changes: only if any watch is set at all (a subclass that
+        observes every change says always)."""
+        return bool(self.data.table or self.child.table)
+
     def _emit(self, watchers, etype: int, path: str, acl=None) -> None:
         for w in watchers:
             self.fired.append((w, etype, path, acl))
