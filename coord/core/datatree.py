@@ -21,7 +21,7 @@ from coord.core.javaorder import hashset_clone_order
 from coord.core.paths import CONFIG, PROC, QUOTA, ROOT, basename, parent_of
 from coord.core.watches import WatchManager
 from coord.jute import records as R
-from coord.jute.codec import decode
+from coord.jute.codec import decode, freeze_vector
 from coord.jute.protocol import Err, OpCode
 
 CONTAINER_OWNER = -(1 << 63)
@@ -590,4 +590,5 @@ def acl_records(acl: tuple) -> list:
         if len(_ACL_RECORDS) < _ACL_CACHE_MAX:
             _ACL_RECORDS[acl] = recs
             _ACL_BY_LIST[id(recs)] = acl
+            freeze_vector(recs)   # encoded once: txns and replies copy its bytes
     return recs

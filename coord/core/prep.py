@@ -230,25 +230,26 @@ class Prep:
 
     def _create(self, type_: int, req, session_id: int, auth, zxid: int, time: int):
         flags = req.flags
-        ttl = req.ttl if type_ == 21 else -1
         # As ZooKeeper: the opcode decides the node type (createContainer makes a container whatever
         # the mode; create with CONTAINER mode makes a plain persistent node); the mode still decides
         # sequential naming and the TTL checks.
-        if not 0 <= flags <= 6:
-            raise PrepError(Err.BADARGUMENTS, req.path)
-        is_ttl = flags in (5, 6)
-        if is_ttl and not self.extended_types:
-            raise PrepError(Err.UNIMPLEMENTED, req.path)
-        if is_ttl:
-            if not 0 < ttl <= TTL_MAX:
+        if type_ == 21 or not 0 <= flags <= 4:  # otherwise no TTL is involved and every check passes
+            ttl = req.ttl if type_ == 21 else -1
+            if not 0 <= flags <= 6:
                 raise PrepError(Err.BADARGUMENTS, req.path)
-        elif ttl >= 0:
-            raise PrepError(Err.BADARGUMENTS, req.path)
-        if is_ttl and type_ != 21:
-            raise PrepError(Err.BADARGUMENTS, req.path)
-        if type_ == 21 and not is_ttl:
-            # ZooKeeper 3.8 refuses this when ttl >= 0 and crashes its server when ttl < 0.
-            raise PrepError(Err.BADARGUMENTS, req.path)
+            is_ttl = flags in (5, 6)
+            if is_ttl and not self.extended_types:
+                raise PrepError(Err.UNIMPLEMENTED, req.path)
+            if is_ttl:
+                if not 0 < ttl <= TTL_MAX:
+                    raise PrepError(Err.BADARGUMENTS, req.path)
+            elif ttl >= 0:
+                raise PrepError(Err.BADARGUMENTS, req.path)
+            if is_ttl and type_ != 21:
+                raise PrepError(Err.BADARGUMENTS, req.path)
+            if type_ == 21 and not is_ttl:
+                # ZooKeeper 3.8 refuses this when ttl >= 0 and crashes its server when ttl < 0.
+                raise PrepError(Err.BADARGUMENTS, req.path)
         path = req.path
         if path is None:
             raise PrepError(Err.MARSHALLINGERROR)  # ZooKeeper: NullPointerException

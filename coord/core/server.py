@@ -388,9 +388,9 @@ class ServerCore:
         xid, op = _HEADER(payload, 0)
         sid = conn.session_id
         s = self.sessions.get(sid)
-        if s is not None:
-            self.sessions.touch(sid, self.mono_ms)
         t0 = self.mono_ms
+        if s is not None and s.touched_ms != t0:  # touched again in the same ms: same deadline
+            self.sessions.touch(sid, t0)
         if op == 11:  # ping
             self._enqueue(conn, Pending(xid, DEFERRED, op=op, t0=t0))
             return

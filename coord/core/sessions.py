@@ -36,7 +36,7 @@ def initial_session_id(server_id: int, now_ms: int) -> int:
 
 
 class Session:
-    __slots__ = ("session_id", "timeout_ms", "deadline", "closing", "conn", "auth")
+    __slots__ = ("session_id", "timeout_ms", "deadline", "closing", "conn", "auth", "touched_ms")
 
     def __init__(self, session_id: int, timeout_ms: int):
         self.session_id = session_id
@@ -45,6 +45,7 @@ class Session:
         self.closing = False
         self.conn = None
         self.auth: tuple = ()
+        self.touched_ms = -1   # when touch() last moved (or kept) the deadline
 
 
 class SessionTracker:
@@ -75,6 +76,7 @@ class SessionTracker:
         s = self.sessions.get(session_id)
         if s is None or s.closing:
             return False
+        s.touched_ms = now_ms
         new = self._bucket(now_ms + s.timeout_ms)
         if new != s.deadline:
             if s.deadline:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Callable
 
-__all__ = ["JuteError", "Record", "record", "decode", "encode"]
+__all__ = ["JuteError", "Record", "record", "decode", "encode", "freeze_vector"]
 
 
 class JuteError(ValueError):
@@ -146,7 +146,36 @@ def _vector_writer(elem: str) -> Callable:
         out += _INT.pack(len(v))
         for x in v:
             item(out, x)
+    if elem == "ACL":
+        return _frozen_first(write)
     return write
+
+
+# Lists declared never to change (the ACL record lists the tree shares between nodes), with their
+# encoding, by id; the list itself is held here too, so its id cannot be reused while listed.
+_FROZEN: dict[int, tuple[list, bytes]] = {}
+_FROZEN_MAX = 4096
+
+
+def freeze_vector(values: list, write: Callable | None = None) -> None:
+    """Declare that `values` will never be mutated: writers of its vector type copy its encoding,
+    made once here, instead of encoding it again. Bounded; lists past the bound encode as usual."""
+    if len(_FROZEN) < _FROZEN_MAX:
+        out = bytearray()
+        (write or _vector_writer("ACL"))(out, values)
+        _FROZEN[id(values)] = (values, bytes(out))
+
+
+def _frozen_first(write: Callable) -> Callable:
+    frozen = _FROZEN
+
+    def write_frozen(out, v):
+        hit = frozen.get(id(v))
+        if hit is not None and hit[0] is v:
+            out += hit[1]
+        else:
+            write(out, v)
+    return write_frozen
 
 
 def _reader_for(t: str) -> Callable:
