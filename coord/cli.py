@@ -79,7 +79,7 @@ def serve(config_path, port, data_dir, log_level) -> None:
     _setup_logging(log_level)
     try:
         if config_path:
-            cfg = zoocfg.load(config_path)
+            cfg = zoocfg.load(config_path, data_dir)
         else:
             cfg = zoocfg.ServerConfig(client_port_address="127.0.0.1", data_dir=Path("coord-data"))
     except zoocfg.ConfigError as e:
@@ -89,7 +89,7 @@ def serve(config_path, port, data_dir, log_level) -> None:
     if port is not None:
         cfg.client_port = port
     if data_dir is not None:
-        cfg.data_dir = Path(data_dir)
+        cfg.data_dir = Path(data_dir)  # also read by load() before myid; here for the no-config case
     from coord.aio.node import run_node
     _run(lambda: run_node(cfg))
 

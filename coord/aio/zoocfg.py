@@ -288,13 +288,20 @@ def _apply(cfg: ServerConfig, k: str, v: str) -> None:
         raise UnknownKey(k)
 
 
-def load(path: str | os.PathLike) -> ServerConfig:
+def load(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> ServerConfig:
+    """Read zoo.cfg (and its dynamic file, and dataDir/myid). `data_dir` overrides dataDir before myid
+    is read; without it the file must set dataDir, as ZooKeeper insists (no silent ./coord-data)."""
     p = Path(path)
     try:
         text = p.read_text()
     except OSError as e:
         raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
     cfg = parse(text, str(p))
+    if data_dir is not None:
+        cfg.data_dir = Path(data_dir)
+    elif not any(line.strip().partition("=")[0].strip() in ("dataDir", "zookeeper.dataDir")
+                 for line in text.splitlines()):
+        raise ConfigError(f"{p}: dataDir is not set (add a dataDir=/path line, or pass --data-dir)")
     if cfg.dynamic_config_file:
         dyn = Path(cfg.dynamic_config_file)
         if not dyn.is_absolute():
