@@ -90,7 +90,7 @@ def inspect_cmd(data_dir: Path, log_dir: Path | None, verify: bool) -> None:
     """Snapshots, logs, zxid ranges, node count and digest of a coord data dir."""
     from rich.table import Table
 
-    from coord.aio.datadir import log_dir_of, snap_dir_of
+    from coord.aio.datadir import log_dir_of, snap_dir_of, zookeeper_file_message
     from coord.aio.snapshots import list_snapshots, scan_snapshot
     from coord.aio.txnlog import list_logs
     from coord.core import logformat, snapformat
@@ -103,6 +103,9 @@ def inspect_cmd(data_dir: Path, log_dir: Path | None, verify: bool) -> None:
     if not ld.is_dir():
         ld = log_dir or data_dir
     snaps = list_snapshots(sd)
+    zk_msg = zookeeper_file_message([p for _, p in snaps + list_logs(ld)], data_dir)
+    if zk_msg:
+        raise click.ClickException(zk_msg)
     t = Table(title=f"snapshots in {sd}")
     for col in ("file", "zxid", "bytes", "znodes", "sessions", "digest", "state"):
         t.add_column(col)

@@ -98,17 +98,25 @@ def recover(snap_dir: Path, log_dir: Path, *, progress=None, freeze_gc: bool = T
     return rec
 
 
+def zookeeper_file_message(files: list[Path], data_dir: Path) -> str | None:
+    """Why `files` cannot be read, if one of them is Apache ZooKeeper's (magic ZKSN/ZKLG), else None:
+    a ZooKeeper data dir given to coord is a mistake to name, not corruption to report."""
+    for p in files:
+        with open(p, "rb") as f:
+            magic = f.read(4)
+        if magic in (b"ZKSN", b"ZKLG"):
+            return (f"{p} is an Apache ZooKeeper file: this is a ZooKeeper data directory. Convert it with "
+                    f"`coord data import-zookeeper {data_dir} NEW_DIR` and point dataDir at NEW_DIR.")
+    return None
+
+
 def _recover(snap_dir: Path, log_dir: Path, progress, keep: int = 0) -> Recovered:
     t0 = time.monotonic()
     snaps = list_snapshots(snap_dir)
     logs = list_logs(log_dir)
-    for _, p in snaps + logs:
-        with open(p, "rb") as f:
-            magic = f.read(4)
-        if magic in (b"ZKSN", b"ZKLG"):
-            raise RecoveryError(
-                f"{p} is an Apache ZooKeeper file: this is a ZooKeeper data directory. Convert it with "
-                f"`coord data import-zookeeper {snap_dir.parent} NEW_DIR` and point dataDir at NEW_DIR.")
+    msg = zookeeper_file_message([p for _, p in snaps + logs], snap_dir.parent)
+    if msg:
+        raise RecoveryError(msg)
     tree = None
     snap_zxid = 0
     snap_path = None

@@ -84,6 +84,11 @@ def test_import_zookeeper_data_dir_serves_the_same_tree(tmp_path):
     assert any(f.startswith("snapshot.") and f != "snapshot.0" for f in files), files
     assert any(f.startswith("log.") for f in files), files
 
+    # inspect on ZooKeeper's own dir: not "corrupt", but what it is and how to convert it
+    wrong = coord_cli("data", "inspect", str(zk_dir), check=False)
+    assert wrong.returncode == 1 and "is an Apache ZooKeeper file" in wrong.stderr, wrong.stdout + wrong.stderr
+    assert f"coord data import-zookeeper {zk_dir} NEW_DIR" in wrong.stderr.replace("\n", ""), wrong.stderr
+
     out = tmp_path / "coord" / "data"
     r = coord_cli("data", "import-zookeeper", str(zk_dir), str(out))
     assert "verified: matches ZooKeeper's digest" in r.stdout, r.stdout + r.stderr
