@@ -208,9 +208,13 @@ async def run(servers: list[Planned], engine: str, log_level: str, wait: float, 
                           str(s.quorum_port), str(s.election_port), os.path.relpath(s.dir / "data"))
         console.print(table)
         console.print(f"[bold]connect string:[/] [bold green]{connect}[/]")
-        console.print(f"  try: [cyan]zkCli.sh -server {connect}[/]   or   "
-                      f"[cyan]python -c \"from kazoo.client import KazooClient; c=KazooClient('{connect}'); "
-                      f"c.start(); print(c.get_children('/'))\"[/]")
+        # Full paths: zkCli.sh is not on PATH (Debian) and kazoo lives in this virtualenv.
+        python = os.path.relpath(sys.executable)
+        python = sys.executable if python.startswith("..") else python
+        console.print(f"  try: [cyan]/usr/share/zookeeper/bin/zkCli.sh -server {connect}[/]\n"
+                      f"   or: [cyan]{python} -c \"from kazoo.client import KazooClient; c=KazooClient('{connect}'); "
+                      f"c.start(); print(c.get_children('/'))\"[/]\n"
+                      f"   or: [cyan]echo mntr | nc 127.0.0.1 {servers[0].client_port}[/]")
         console.print("[dim]Ctrl-C stops every server (data is kept; --fresh starts empty)[/]")
         if quiet:
             print(f"CONNECT {connect}", flush=True)

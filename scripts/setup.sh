@@ -6,6 +6,7 @@ need_apt=()
 [ -f /usr/share/java/zookeeper.jar ] && [ -x /usr/share/zookeeper/bin/zkCli.sh ] || need_apt+=(zookeeper)
 [ -x /usr/lib/zookeeper/bin/cli_mt ] || need_apt+=(zookeeper-bin)
 command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
+command -v nc >/dev/null 2>&1 || need_apt+=(netcat-openbsd)  # the README's `echo mntr | nc ...`
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
