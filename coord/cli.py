@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import sys
@@ -91,7 +92,13 @@ def serve(config_path, port, data_dir, log_level) -> None:
     if data_dir is not None:
         cfg.data_dir = Path(data_dir)  # also read by load() before myid; here for the no-config case
     from coord.aio.node import run_node
-    _run(lambda: run_node(cfg))
+    try:
+        _run(lambda: run_node(cfg))
+    except OSError as e:
+        if e.errno != errno.EADDRINUSE:
+            raise
+        # A busy port is an operator's mistake (often a `coord ensemble` still running), not a crash.
+        raise click.ClickException(f"cannot start: {e} (is another server running? see `ss -ltnp`)")
 
 
 @main.command()

@@ -59,3 +59,19 @@ def test_serve_stops_with_the_line_and_no_traceback(tmp_path):
     assert result.exit_code == 1
     assert f"Error: {p}:2: clientPort must be an integer, got 'abc'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_serve_on_a_busy_port_says_so_without_a_traceback(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        p = write(tmp_path, f"dataDir={tmp_path / 'd'}\nclientPort={port}\nclientPortAddress=127.0.0.1\n")
+        r = subprocess.run([sys.executable, "-m", "coord.cli", "serve", "--config", str(p)],
+                           capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Error: cannot start:" in r.stderr and "address already in use" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
