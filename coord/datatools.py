@@ -106,6 +106,9 @@ def inspect_cmd(data_dir: Path, log_dir: Path | None, verify: bool) -> None:
     zk_msg = zookeeper_file_message([p for _, p in snaps + list_logs(ld)], data_dir)
     if zk_msg:
         raise click.ClickException(zk_msg)
+    if not snaps and not list_logs(ld):
+        raise click.ClickException(f"no snapshot.* or log.* files in {sd}" + ("" if ld == sd else f" or {ld}")
+                                   + ": not a coord data dir (give dataDir, as in zoo.cfg)")
     t = Table(title=f"snapshots in {sd}")
     for col in ("file", "zxid", "bytes", "znodes", "sessions", "digest", "state"):
         t.add_column(col)
@@ -158,7 +161,9 @@ def inspect_cmd(data_dir: Path, log_dir: Path | None, verify: bool) -> None:
                   f"digest 0x{info.digest:016x}); logs: {total} txns, last zxid "
                   f"{'none' if last_zxid is None else hex(last_zxid)}")
     else:
-        out.print(f"no valid snapshot; logs: {total} txns, last zxid {'none' if last_zxid is None else hex(last_zxid)}")
+        why = ("no valid snapshot" if snaps else
+               "no snapshot yet (one is taken every snapCount txns; a start replays the logs)")
+        out.print(f"{why}; logs: {total} txns, last zxid {'none' if last_zxid is None else hex(last_zxid)}")
     if verify:
         import shutil
         import tempfile

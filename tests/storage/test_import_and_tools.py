@@ -130,6 +130,8 @@ def test_inspect_and_dump_log(tmp_path):
     d = srv.data_dir
     r = coord_cli("data", "inspect", str(d), "--verify")
     assert "snapshot." in r.stdout and "log." in r.stdout and "a start would load" in r.stdout, r.stdout
+    wrong = coord_cli("data", "inspect", str(tmp_path), check=False)  # the parent, not the dataDir
+    assert wrong.returncode == 1 and "not a coord data dir" in wrong.stderr, wrong.stdout + wrong.stderr
     logs = sorted((d / "version-2").glob("log.*"), key=lambda p: int(p.name[4:], 16))
     lines = []
     for p in logs:
