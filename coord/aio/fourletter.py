@@ -101,6 +101,8 @@ class FourLetterWords:
         return "".join(_cons_line(c, True, self.core) + "\n" for c in self.core.conns.values()) + "\n"
 
     def w_isro(self) -> str:
+        if not getattr(self.core, "serving", True):  # ZooKeeper's IsroCommand without a running server
+            return "null"
         return "ro" if self.core.config.read_only else "rw"
 
     def w_crst(self) -> str:

@@ -361,3 +361,28 @@ def test_session_of_a_dead_client_expires_once_and_promptly(ens3):
         assert int(m.mntr()["zk_ephemerals_count"]) == 0
     watcher.stop()
     watcher.close()
+
+
+@pytest.mark.parametrize("kind", ["coord", "zookeeper"])
+def test_a_member_without_quorum_answers_the_four_letter_words_as_zookeeper(tmp_path, kind):
+    """docs/operations.md: a member that cannot serve says so to srvr/mntr, answers ruok, and isro
+    says "null" (no running server), as ZooKeeper's own four-letter words do."""
+    if kind == "zookeeper":
+        from tests.support.real_zk import available
+        if not available():
+            pytest.skip("real ZooKeeper not installed")
+    ens = Ensemble(tmp_path, 3, kind=kind, extra_cfg={"4lw.commands.whitelist": "*"}).start()
+    try:
+        alone, *others = sorted(ens.members)
+        for sid in others:
+            ens.members[sid].kill()
+        deadline = time.monotonic() + 60
+        while "not currently serving" not in ens.members[alone].four("srvr", timeout=5):
+            assert time.monotonic() < deadline, ens.members[alone].four("srvr", timeout=5)
+            time.sleep(0.2)
+        m = ens.members[alone]
+        assert "not currently serving" in m.four("mntr", timeout=5)
+        assert m.four("ruok", timeout=5) == "imok"
+        assert m.four("isro", timeout=5) == "null"
+    finally:
+        ens.stop()
