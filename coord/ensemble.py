@@ -123,6 +123,7 @@ class Runner:
         self.procs: dict[int, asyncio.subprocess.Process] = {}
         self.pumps: list[asyncio.Task] = []
         self.stopping = False
+        self.exited: set[int] = set()  # servers that died under us (a quorum needs a majority alive)
 
     def say(self, text: str, style: str = "bold") -> None:
         self.console.print(text, style=style, highlight=False)
@@ -150,9 +151,14 @@ class Runner:
                 self.console.print(prefix + Text(line.decode(errors="replace").rstrip("\n")), highlight=False)
         rc = await p.wait()
         if not self.stopping:
-            self.say(f"server {s.sid} exited with status {rc}; the others keep running "
-                     f"(an ensemble of {len(self.servers)} survives {(len(self.servers) - 1) // 2} down)",
-                     "bold red")
+            self.exited.add(s.sid)
+            n, tolerated = len(self.servers), (len(self.servers) - 1) // 2
+            if len(self.exited) <= tolerated:
+                fate = f"the others keep running (an ensemble of {n} survives {tolerated} down)"
+            else:
+                fate = (f"{len(self.exited)} of {n} are down, more than the {tolerated} an ensemble of {n} "
+                        f"survives: the rest stop serving until a quorum is back (Ctrl-C and rerun; data is kept)")
+            self.say(f"server {s.sid} exited with status {rc}; {fate}", "bold red")
 
     async def wait_serving(self, timeout: float) -> dict[int, str]:
         deadline = time.monotonic() + timeout
