@@ -499,21 +499,33 @@ class DataTree:
                     stack.extend((p if p != ROOT else "") + "/" + c for c in n.children)
             self._set_quota_stats(top, lambda st: st.update(count=count, bytes=nbytes))
 
-    def _quota_update(self, path: str, bytes_diff: int, count_diff: int) -> None:
-        """updateQuotaStat for the deepest quota root above path (the root itself never counts)."""
+    def _quota_root(self, path: str) -> str | None:
+        """The deepest quota root above path (or path itself); the root never counts."""
         qp = self.quota_paths
         p = path
         while p not in qp:
             if p == ROOT or not p:
-                return
+                return None
             p = parent_of(p)
-        if p == ROOT:
+        return None if p == ROOT else p
+
+    def quota_stats_path(self, path: str) -> str | None:
+        """The zookeeper_stats node a change at path updates (snapshot captures must keep it too)."""
+        if not self.quota_paths:
+            return None
+        top = self._quota_root(path)
+        return None if top is None else f"{QUOTA}{top}/{_QUOTA_STATS}"
+
+    def _quota_update(self, path: str, bytes_diff: int, count_diff: int) -> None:
+        """updateQuotaStat for the deepest quota root above path (the root itself never counts)."""
+        top = self._quota_root(path)
+        if top is None:
             return
 
         def change(st):
             st["count"] = st.get("count", -1) + count_diff
             st["bytes"] = st.get("bytes", -1) + bytes_diff
-        self._set_quota_stats(p, change)
+        self._set_quota_stats(top, change)
 
     def _set_quota_stats(self, top: str, change) -> None:
         path = f"{QUOTA}{top}/{_QUOTA_STATS}"

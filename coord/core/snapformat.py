@@ -374,7 +374,13 @@ class TreeCapture:
         self._touch(hdr.type, txn, hdr.clientId)
 
     def _touch(self, t: int, txn, session_id: int) -> None:
-        keep = self._keep
+        tree = self.tree
+
+        def keep(path: str) -> None:
+            self._keep(path)
+            stats = tree.quota_stats_path(path)   # a change under a quota root updates its stats node
+            if stats is not None:
+                self._keep(stats)
         if t in (1, 15, 19, 21, 2, 20):  # creates, deletes: the node and its parent
             keep(txn.path)
             keep(parent_of(txn.path))

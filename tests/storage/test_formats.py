@@ -94,6 +94,32 @@ def test_capture_is_consistent_while_the_tree_keeps_changing(listed):
         assert tree_state(loaded) == expected
 
 
+def test_capture_keeps_the_quota_stats_that_writes_under_a_quota_root_update():
+    """Writes under a quota root also change /zookeeper/quota<root>/zookeeper_stats: the capture
+    must keep that node as it was too, or the snapshot fails its digest check."""
+    for seed in range(3):
+        tree, mk, _, rng = build(100, seed)
+        for path, data in (("/zookeeper/quota/t", b""),
+                           ("/zookeeper/quota/t/zookeeper_limits", b"count=-1,bytes=-1"),
+                           ("/zookeeper/quota/t/zookeeper_stats", b"count=0,bytes=0")):
+            tree.apply(*mk.create(path, data))
+        stats = tree.nodes["/zookeeper/quota/t/zookeeper_stats"]
+        assert stats.data != b"count=0,bytes=0"      # counted the subtree when it was made
+        expected = tree_state(tree)
+        cap = snapformat.TreeCapture(tree)
+        enc = snapformat.SnapshotEncoder(cap.zxid, cap.sessions, chunk_nodes=16)
+        more = random_txns(tree, mk, 200, rng)
+        while not cap.emit(enc, 7):
+            for _ in range(3):
+                next(more, None)
+        frames = enc.finish()
+        cap.close()
+        assert tree_state(tree) != expected          # the writes did move the stats on
+        assert enc.digest == cap.digest
+        data = snapformat.header(cap.zxid) + b"".join(snapformat.seal_frame(k, r) for k, r in frames)
+        assert tree_state(snapformat.load_bytes(data)[0]) == expected
+
+
 def test_two_captures_at_once_each_see_their_own_zxid():
     """A periodic snapshot and a SNAP sync stream may capture the same tree at different zxids and
     finish in either order."""
