@@ -6,6 +6,10 @@ each; only dataDir differs, and each dataDir holds its myid), starts every serve
 string once a leader is elected and every server serves, and stops them all on Ctrl-C. Data is kept
 between runs (`--fresh` wipes it), as a real ensemble keeps its dataDir.
 
+Membership can change while it runs: its zoo.cfg files enable reconfig and name a super digest whose
+password is kept in <dir>/super.password (mode 600), which `coord ensemble add` and `coord ensemble
+remove N` (coord/ensemble_members.py) use; each running server's pid is in its dir's coord.pid.
+
 Ports follow ZooKeeper's conventions from the base port: clients on base, base+1, ...; quorum on
 2888+i and election on 3888+i when base is 2181 (both shift with the base).
 """
@@ -47,8 +51,21 @@ def plan(n: int, base_port: int, root: Path, host: str = "127.0.0.1") -> list[Pl
             for i in range(1, n + 1)]
 
 
+def super_password(root: Path) -> str:
+    """The password of `super` for this ensemble dir, made on first use and readable by its owner only."""
+    import secrets
+    path = root / "super.password"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(18) + "\n")
+    return path.read_text().strip()
+
+
 def write_configs(servers: list[Planned], *, tick_ms: int, force_sync: bool, engine: str,
-                  host: str = "127.0.0.1") -> None:
+                  host: str = "127.0.0.1", membership: bool = False) -> None:
+    """membership: enable reconfig with a super digest (`coord ensemble add/remove`)."""
+    from coord.core.acl import digest_id
     lines = [f"server.{s.sid}={host}:{s.quorum_port}:{s.election_port};{host}:{s.client_port}" for s in servers]
     for s in servers:
         data = s.dir / "data"
@@ -69,6 +86,9 @@ def write_configs(servers: list[Planned], *, tick_ms: int, force_sync: bool, eng
         ]
         if engine == "zookeeper":
             cfg.append("reconfigEnabled=false")
+        elif membership:
+            cfg += ["reconfigEnabled=true",
+                    f"DigestAuthenticationProvider.superDigest={digest_id('super:' + super_password(s.dir.parent))}"]
         s.config.write_text("\n".join(cfg + lines) + "\n")
 
 
@@ -137,6 +157,7 @@ class Runner:
                 *server_command(s, self.engine, self.log_level), stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT, cwd=s.dir, env=env, start_new_session=True)
             self.procs[s.sid] = p
+            (s.dir / "coord.pid").write_text(f"{p.pid}\n")
             self.pumps.append(asyncio.get_running_loop().create_task(self._pump(s, p)))
 
     async def _pump(self, s: Planned, p: asyncio.subprocess.Process) -> None:
@@ -150,7 +171,9 @@ class Runner:
             if not self.quiet:
                 self.console.print(prefix + Text(line.decode(errors="replace").rstrip("\n")), highlight=False)
         rc = await p.wait()
-        if not self.stopping:
+        if not self.stopping and not (s.dir / "coord.pid").exists():
+            self.say(f"server {s.sid} stopped (removed from the ensemble by `coord ensemble remove`)")
+        elif not self.stopping:
             self.exited.add(s.sid)
             n, tolerated = len(self.servers), (len(self.servers) - 1) // 2
             if len(self.exited) <= tolerated:
@@ -174,7 +197,14 @@ class Runner:
         raise click.ClickException(f"no serving ensemble after {timeout:.0f}s (modes: {modes})")
 
     async def stop(self) -> None:
+        """Stop every server, those `coord ensemble add` started later under the same dir too."""
+        from coord.ensemble_members import member_dirs, stop_server
         self.stopping = True
+        mine = {s.sid for s in self.servers}
+        if self.servers:
+            for sid, d in member_dirs(self.servers[0].dir.parent).items():
+                if sid not in mine:
+                    await asyncio.get_running_loop().run_in_executor(None, stop_server, d)
         for p in self.procs.values():
             if p.returncode is None:
                 try:
@@ -193,6 +223,8 @@ class Runner:
                 await asyncio.wait_for(t, 2)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 pass
+        for s in self.servers:
+            (s.dir / "coord.pid").unlink(missing_ok=True)
 
 
 async def run(servers: list[Planned], engine: str, log_level: str, wait: float, quiet: bool,
@@ -234,7 +266,7 @@ async def run(servers: list[Planned], engine: str, log_level: str, wait: float, 
         console.print("[bold]stopped[/]")
 
 
-@click.command("ensemble")
+@click.group("ensemble", invoke_without_command=True)
 @click.option("-n", "--servers", "n", type=click.IntRange(1, 9), default=3, show_default=True,
               help="How many servers (an odd number survives the most failures).")
 @click.option("--base-port", type=int, default=2181, show_default=True,
@@ -250,9 +282,14 @@ async def run(servers: list[Planned], engine: str, log_level: str, wait: float, 
 @click.option("--engine", type=click.Choice(["coord", "zookeeper"]), default="coord", hidden=True,
               help="Run Apache ZooKeeper's servers instead (tests of this command; needs the zookeeper package).")
 @click.option("--exit-when-ready", is_flag=True, hidden=True)
-def ensemble_command(n, base_port, root, fresh, tick_ms, no_fsync, log_level, quiet, wait, engine,
+@click.pass_context
+def ensemble_command(ctx, n, base_port, root, fresh, tick_ms, no_fsync, log_level, quiet, wait, engine,
                      exit_when_ready) -> None:
-    """Run a local ensemble of N coord servers (separate processes) until Ctrl-C."""
+    """Run a local ensemble of N coord servers (separate processes) until Ctrl-C.
+
+    `coord ensemble add` / `coord ensemble remove N` grow and shrink it while it runs."""
+    if ctx.invoked_subcommand is not None:
+        return
     from coord.cli import _run
     root_path = Path(root).resolve()
     servers = plan(n, base_port, root_path)
@@ -264,7 +301,7 @@ def ensemble_command(n, base_port, root, fresh, tick_ms, no_fsync, log_level, qu
         for s in servers:
             shutil.rmtree(s.dir, ignore_errors=True)
     root_path.mkdir(parents=True, exist_ok=True)
-    write_configs(servers, tick_ms=tick_ms, force_sync=not no_fsync, engine=engine)
+    write_configs(servers, tick_ms=tick_ms, force_sync=not no_fsync, engine=engine, membership=True)
     rc = [0]
 
     async def main():
@@ -272,3 +309,12 @@ def ensemble_command(n, base_port, root, fresh, tick_ms, no_fsync, log_level, qu
     _run(main)
     if rc[0]:
         sys.exit(rc[0])
+
+
+def _register_membership() -> None:
+    from coord.ensemble_members import add_command, remove_command
+    ensemble_command.add_command(add_command)
+    ensemble_command.add_command(remove_command)
+
+
+_register_membership()
