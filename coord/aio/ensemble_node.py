@@ -326,7 +326,10 @@ class EnsembleNode(CoordServer):
             self._write_dynamic_config()
 
     def _perform(self, effects: list[tuple]) -> None:
+        """A new configuration takes effect on the links after the batch's sends: the COMMIT of a
+        reconfig must still reach the servers it removes (an observer learns so that it is removed)."""
         tr = self.transport
+        configs = []
         for e in effects:
             kind = e[0]
             if kind == "send":
@@ -347,11 +350,13 @@ class EnsembleNode(CoordServer):
             elif kind == "role":
                 self._set_role(e[1])
             elif kind == "config":
-                self._set_members(e[1], e[2])
+                configs.append(e)
             elif kind == "log":
                 peer_log.log(_LEVELS.get(e[1], logging.INFO), "%s", e[2])
             else:
                 raise AssertionError(f"unknown effect {kind!r}")
+        for e in configs:
+            self._set_members(e[1], e[2])
 
     def _set_members(self, voters: dict, observers: dict) -> None:
         """A configuration became active: dial its servers, drop links to servers it removed."""
