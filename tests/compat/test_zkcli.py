@@ -214,10 +214,10 @@ def test_zkcli_errors_and_special_nodes(pair):
 
 
 def test_zkcli_quotas(pair):
-    _wipe(pair, "/q")
-    _wipe(pair, "/zookeeper/quota/q")
     """setquota/listquota/delquota: the server keeps zookeeper_stats (count and bytes of the subtree)
     up to date on every create, delete and setData under a quota root."""
+    _wipe(pair, "/q")
+    _wipe(pair, "/zookeeper/quota/q")
     body, _ = run_both(pair, [
         "create /q x",
         "create /q/a 12345",
