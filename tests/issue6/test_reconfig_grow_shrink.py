@@ -49,6 +49,35 @@ def _reconfig(ens: Ensemble, joining=None, leaving=None, deadline_s: float = 90.
         time.sleep(0.5)
 
 
+def reconfig_ensemble(tmp_path, n: int = 3) -> Ensemble:
+    """A coord ensemble (not started) with reconfig on and SUPER as its super user."""
+    return Ensemble(tmp_path, n, kind="coord", force_sync=False,
+                    extra_cfg={"reconfigEnabled": "true",
+                               "DigestAuthenticationProvider.superDigest": digest_id(SUPER)})
+
+
+def super_client(m: Member) -> KazooClient:
+    """A started super client of one member that never retries (a kill must surface, not be hidden)."""
+    sup = KazooClient(hosts=m.connect_string, timeout=10, auth_data=[("digest", SUPER)],
+                      connection_retry={"max_tries": 0}, command_retry={"max_tries": 0})
+    sup.start(timeout=30)
+    return sup
+
+
+def kill_leader_after_reconfig(sup: KazooClient, leader: Member, delay: float, joining, leaving,
+                               from_config: int) -> None:
+    """Send a reconfig, kill -9 the leader `delay` seconds later, drop the client, restart the leader."""
+    sup.reconfig_async(joining, leaving, None, from_config)
+    time.sleep(delay)
+    leader.kill()
+    try:
+        sup.stop()
+        sup.close()
+    except Exception:
+        pass
+    leader.start()
+
+
 def _configs(ens: Ensemble, sids) -> dict[int, bytes]:
     out = {}
     for s in sids:
@@ -65,9 +94,7 @@ def _configs(ens: Ensemble, sids) -> dict[int, bytes]:
 
 @pytest.mark.timeout(600)
 def test_grow_3_to_5_and_shrink_back_under_load(tmp_path):
-    ens = Ensemble(tmp_path, 3, kind="coord", force_sync=False,
-                   extra_cfg={"reconfigEnabled": "true",
-                              "DigestAuthenticationProvider.superDigest": digest_id(SUPER)})
+    ens = reconfig_ensemble(tmp_path)
     wl = None
     try:
         ens.start()
@@ -128,9 +155,7 @@ def test_leader_killed_during_a_membership_change(tmp_path):
     """kill -9 of the leader just after a reconfig that adds a server was sent: once the ensemble
     serves again every member has the same configuration, either the old one (3 servers) or the new
     one (4), never a mix; a second attempt then completes the change."""
-    ens = Ensemble(tmp_path, 3, kind="coord", force_sync=False,
-                   extra_cfg={"reconfigEnabled": "true",
-                              "DigestAuthenticationProvider.superDigest": digest_id(SUPER)})
+    ens = reconfig_ensemble(tmp_path)
     try:
         ens.start()
         ports = _free_ports(3)
@@ -146,20 +171,10 @@ def test_leader_killed_during_a_membership_change(tmp_path):
             leader = ens.members[ens.wait_serving(wait=60)]   # 4 may lead once it is a member
             follower = next(m for m in ens.members.values() if m is not leader and m.sid != 4)
             time.sleep(1.0)                     # let server 4 sync with this leader
-            sup = KazooClient(hosts=follower.connect_string, timeout=10, auth_data=[("digest", SUPER)],
-                              connection_retry={"max_tries": 0}, command_retry={"max_tries": 0})
-            sup.start(timeout=30)
+            sup = super_client(follower)
             old = sup.get("/zookeeper/config")[0].decode()
             want = _line(ens.members[4]) if "server.4=" not in old else None
-            sup.reconfig_async(want, None if want else "4", None, -1)
-            time.sleep(delay)
-            leader.kill()
-            try:
-                sup.stop()
-                sup.close()
-            except Exception:
-                pass
-            leader.start()
+            kill_leader_after_reconfig(sup, leader, delay, want, None if want else "4", -1)
             ens.wait_serving(wait=90)
             configs = _configs(ens, [1, 2, 3])
             assert len(set(configs.values())) == 1, configs

@@ -8,9 +8,8 @@ import time
 import pytest
 from kazoo.client import KazooClient
 
-from coord.core.acl import digest_id
-from tests.issue6.test_reconfig_grow_shrink import SUPER, _configs, _reconfig
-from tests.support.ensemble import Ensemble, Member, _free_ports, coord_ensemble_available
+from tests.issue6.test_reconfig_grow_shrink import _configs, _reconfig, reconfig_ensemble
+from tests.support.ensemble import Member, _free_ports, coord_ensemble_available
 
 pytestmark = pytest.mark.skipif(not coord_ensemble_available(), reason="no Zab peer")
 
@@ -35,9 +34,7 @@ def _wait_mode(m: Member, want, wait: float = 60.0) -> None:
 
 @pytest.mark.timeout(240)
 def test_add_and_remove_an_observer(tmp_path):
-    ens = Ensemble(tmp_path, 3, kind="coord", force_sync=False,
-                   extra_cfg={"reconfigEnabled": "true",
-                              "DigestAuthenticationProvider.superDigest": digest_id(SUPER)})
+    ens = reconfig_ensemble(tmp_path)
     try:
         ens.start()
         before = _servers(_configs(ens, [1])[1].decode())
