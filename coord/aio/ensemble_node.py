@@ -338,7 +338,7 @@ class EnsembleNode(CoordServer):
                 if self.disk_q or (self.disk_task is not None and not self.disk_task.done()):
                     self.disk_q.append(e)
                 else:
-                    self.txnlog.append(e[1])
+                    self.txnlog.append(e[1], e[2])
             elif kind in ("persist_epochs", "truncate", "install_snapshot"):
                 self.disk_q.append(e)
                 if self.disk_task is None or self.disk_task.done():
@@ -382,7 +382,7 @@ class EnsembleNode(CoordServer):
                 e = q.popleft()
                 kind = e[0]
                 if kind == "append":
-                    self.txnlog.append(e[1])
+                    self.txnlog.append(e[1], e[2])
                     continue
                 await self.txnlog.drain()       # earlier appends durable and reported first
                 if kind == "persist_epochs":

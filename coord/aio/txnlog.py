@@ -100,9 +100,10 @@ class TxnLog:
         """Start a new file with the next batch (a snapshot was just started)."""
         self.roll_pending = True
 
-    def append(self, records) -> None:
-        """Queue [(TxnHeader, txn)] in zxid order; on_durable/on_failed report their fate."""
-        self._encode(records)
+    def append(self, records, blobs=None) -> None:
+        """Queue [(TxnHeader, txn)] in zxid order; on_durable/on_failed report their fate. blobs, if
+        given, are the records' TxnHeader + txn already encoded (in the same order)."""
+        self._encode(records, blobs)
         if not self.syncing and self.buffer:
             self.syncing = True
             asyncio.get_running_loop().create_task(self._flush_loop())
@@ -116,14 +117,21 @@ class TxnLog:
         if self.buffer:
             self._write_buffered()
 
-    def _encode(self, records) -> None:
-        encode = logformat.encode_record
+    def _encode(self, records, blobs=None) -> None:
         buf = self.buffer
-        for hdr, txn in records:
-            if not buf:
-                self.buffer_first = hdr.zxid
-            buf += encode(hdr, txn)
-            self.buffer_last = hdr.zxid
+        if not records:
+            return
+        if not buf:
+            self.buffer_first = records[0][0].zxid
+        if blobs is not None:
+            encode_blob = logformat.encode_blob
+            for (hdr, _txn), blob in zip(records, blobs):
+                buf += encode_blob(hdr.zxid, blob)
+        else:
+            encode = logformat.encode_record
+            for hdr, txn in records:
+                buf += encode(hdr, txn)
+        self.buffer_last = records[-1][0].zxid
 
     def pending(self) -> bool:
         return self.syncing or bool(self.buffer)

@@ -58,6 +58,12 @@ def encode_record(hdr: R.TxnHeader, txn) -> bytes:
     return _LEN_CRC.pack(len(body), zlib.crc32(body)) + body
 
 
+def encode_blob(zxid: int, blob) -> bytes:
+    """encode_record for a txn whose TxnHeader + txn are already encoded (a Zab entry's blob)."""
+    body = _ZXID.pack(zxid) + blob
+    return _LEN_CRC.pack(len(body), zlib.crc32(body)) + body
+
+
 def iter_records(data, pos: int = FILE_HEADER_SIZE):
     """Yield (hdr, txn, end_pos) for each intact record from pos; stop at the first damaged one."""
     n = len(data)

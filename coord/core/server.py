@@ -114,15 +114,18 @@ class Connection:
 class Request:
     """A write on its way to the sequencer: who asked, what, with which identities."""
 
-    __slots__ = ("session_id", "cxid", "type", "req", "auth", "origin")
+    __slots__ = ("session_id", "cxid", "type", "req", "auth", "origin", "frame")
 
-    def __init__(self, session_id, cxid, type_, req, auth, origin=None):
+    def __init__(self, session_id, cxid, type_, req, auth, origin=None, frame=None):
         self.session_id = session_id
         self.cxid = cxid
         self.type = type_
         self.req = req
         self.auth = auth
         self.origin = origin
+        # The client's whole frame when req is exactly its body (from byte 8): a learner forwards
+        # those bytes to the leader instead of encoding req again.
+        self.frame = frame
 
 
 class ServerStats:
@@ -422,8 +425,14 @@ class ServerCore:
             return
         if op in WRITE_OPS:
             cls = _ONE_RECORD_WRITES.get(op)
+            whole = None
             try:
-                req = cls._read(payload, 8)[0] if cls is not None else self._decode_write(op, payload)
+                if cls is not None:
+                    req, end = cls._read(payload, 8)
+                    if end == len(payload):
+                        whole = payload
+                else:
+                    req = self._decode_write(op, payload)
             except (JuteError, struct.error):
                 req = MALFORMED
             if sid in self.local_sessions and req is not MALFORMED and _creates_ephemeral(op, req):
@@ -448,7 +457,7 @@ class ServerCore:
             conn.queue.append(pending)
             self.waiting[(sid, xid)] = (conn.conn_id, pending)
             self.stats.outstanding += 1
-            self.sequencer.submit(Request(sid, xid, op, req, conn.auth))
+            self.sequencer.submit(Request(sid, xid, op, req, conn.auth, None, whole))
             return
         if (op == 4 or op == 3) and not conn.queue:
             try:

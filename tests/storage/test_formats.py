@@ -248,3 +248,17 @@ def test_snapshot_received_in_pieces_builds_the_same_tree(step):
         extra = snapformat.SnapshotReceiver()
         extra.feed(data + b"\0" * 20)
         extra.finish()
+
+
+def test_a_log_record_from_an_entry_blob_is_the_record_encoded_from_the_txn():
+    """Ensemble members log the Zab entry's blob (TxnHeader + txn as proposed) as it is: the bytes
+    must be exactly those encode_record writes, and read back to the same txns."""
+    from coord.core.zab.messages import Entry
+    _tree, _mk, txns, _rng = build(200, seed=3)
+    encoded = [logformat.encode_record(h, t) for h, t in txns]
+    from_blobs = [logformat.encode_blob(h.zxid, Entry(h, t).blob) for h, t in txns]
+    assert from_blobs == encoded
+    data = logformat.file_header() + b"".join(from_blobs)
+    back = [(h, t) for h, t, _end in logformat.iter_records(data)]
+    assert [h.zxid for h, _t in back] == [h.zxid for h, _t in txns]
+    assert back == txns

@@ -369,7 +369,8 @@ class LearnerRole:
 
     # -- what our clients ask of the leader ------------------------------------------------------------
     def forward(self, request) -> None:
-        body = encode_request_body(request.type, request.req)
+        frame = request.frame
+        body = frame[8:] if frame is not None else encode_request_body(request.type, request.req)
         self.peer.send(self.leader, M.Request(request.session_id, request.cxid, request.type, body,
                                               tuple(request.auth or ())))
 

@@ -358,7 +358,9 @@ class QuorumPeer:
 
     def append_log(self, entries: list[Entry]) -> None:
         if entries:
-            self.effects.append(("append", [(e.hdr, e.txn) for e in entries]))
+            # the entries' blobs (TxnHeader + txn, already encoded to propose or as received) let
+            # the log write them without encoding each txn again
+            self.effects.append(("append", [(e.hdr, e.txn) for e in entries], [e.blob for e in entries]))
 
     def log(self, level: str, text: str) -> None:
         self.effects.append(("log", level, f"[{self.sid}] {text}"))
