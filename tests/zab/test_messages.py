@@ -136,3 +136,27 @@ def test_random_garbage_fuzz_is_fast_and_quiet():
             blob = bytes([1, r.choice(list(M.TYPES))]) + blob[2:]
         got = M.decode(blob)
         assert isinstance(got, (tuple, M.DecodeError))
+
+
+def test_forwarded_request_identities_hostile_and_remembered():
+    """A forwarded request's identities are remembered by their encoding (decoded once per distinct
+    encoding); lengths that run past the message, or bad UTF-8, still only make a DecodeError."""
+    a = M.Request(1, 2, 1, b"body", (("ip", "10.0.0.1"),))
+    b = M.Request(1, 3, 1, b"body", (("ip", "10.0.0.1"), ("digest", "u:x")))
+    c = M.Request(1, 4, 1, b"body", (("ip", "10.0.0.2"),))
+    for _ in range(3):
+        for m in (a, b, c):
+            assert M.decode(M.encode(m, 1))[1] == m
+    good = bytearray(M.encode(a, 1))
+    auth_at = 16 + 20 + len(b"body")            # envelope, sid/cxid/type/len, body
+    for mutate in (
+        lambda raw: struct.pack_into(">I", raw, auth_at, 2),                 # one entry more than sent
+        lambda raw: struct.pack_into(">I", raw, auth_at + 4, 1000),          # scheme longer than the message
+        lambda raw: raw.__setitem__(slice(auth_at + 8, auth_at + 10), b"\xff\xfe"),  # scheme not UTF-8
+        lambda raw: struct.pack_into(">I", raw, 16 + 16, 10_000),            # body longer than the message
+    ):
+        raw = bytearray(good)
+        mutate(raw)
+        got = M.decode(_with_crc(raw))
+        assert isinstance(got, M.DecodeError), got
+    assert M.decode(bytes(good))[1] == a        # the hostile ones left nothing wrong behind

@@ -286,7 +286,7 @@ class Request(Message):
     """A client write forwarded by a learner to the leader (createSession and closeSession included)."""
     __slots__ = ("session_id", "cxid", "type", "body", "auth")
     TYPE = 15
-    _H = struct.Struct(">qii")
+    _H = struct.Struct(">qiiI")      # session id, cxid, type, body length
 
     def __init__(self, session_id, cxid, type, body, auth):
         self.session_id = session_id
@@ -296,22 +296,67 @@ class Request(Message):
         self.auth = auth
 
     def _body(self, out):
-        out += self._H.pack(self.session_id, self.cxid, self.type)
-        _w_bytes(out, self.body)
-        out += _U32.pack(len(self.auth))
-        for scheme, ident in self.auth:
-            _w_str(out, scheme)
-            _w_str(out, ident)
+        out += self._H.pack(self.session_id, self.cxid, self.type, len(self.body))
+        out += self.body
+        out += _auth_bytes(self.auth)
 
     @classmethod
     def _parse(cls, r):
-        sid = r.take(_Q)
-        cxid = r.take(_I)
-        t = r.take(_I)
-        body = _r_bytes(r)
-        n = r.count(MAX_AUTH, 8)
+        b, p = r.b, r.p
+        h = cls._H
+        if p + h.size > r.end:
+            raise ValueError("truncated")
+        sid, cxid, t, n = h.unpack_from(b, p)
+        p += h.size
+        if p + n > r.end:
+            raise ValueError("length beyond the message")
+        body = b[p:p + n]
+        if body.__class__ is not bytes:
+            body = bytes(body)
+        r.p = p + n
+        return cls(sid, cxid, t, body, _read_auth(r))
+
+
+# A connection's identities are the same on each of its writes (usually one: its ip): their
+# encoding is made once each way, both on the learner that forwards and on the leader that reads.
+_AUTH_BYTES: dict[tuple, bytes] = {}
+_AUTH_OF: dict[bytes, tuple] = {}
+_AUTH_MEMO_MAX = 4096
+
+
+def _auth_bytes(auth) -> bytes:
+    got = _AUTH_BYTES.get(auth)
+    if got is None:
+        out = bytearray(_U32.pack(len(auth)))
+        for scheme, ident in auth:
+            _w_str(out, scheme)
+            _w_str(out, ident)
+        got = bytes(out)
+        if len(_AUTH_BYTES) < _AUTH_MEMO_MAX and isinstance(auth, tuple):
+            _AUTH_BYTES[auth] = got
+    return got
+
+
+def _read_auth(r: _Reader) -> tuple:
+    b, start = r.b, r.p
+    n = r.count(MAX_AUTH, 8)
+    p, end = r.p, r.end
+    for _ in range(2 * n):      # find the entries' end without decoding them
+        if p + 4 > end:
+            raise ValueError("truncated")
+        p += 4 + _U32.unpack_from(b, p)[0]
+        if p > end:
+            raise ValueError("length beyond the message")
+    raw = b[start:p]
+    if raw.__class__ is not bytes:
+        raw = bytes(raw)
+    auth = _AUTH_OF.get(raw)
+    if auth is None:
         auth = tuple((_r_str(r), _r_str(r)) for _ in range(n))
-        return cls(sid, cxid, t, body, auth)
+        if len(_AUTH_OF) < _AUTH_MEMO_MAX:
+            _AUTH_OF[raw] = auth
+    r.p = p
+    return auth
 
 
 class Pong(Message):
