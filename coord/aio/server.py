@@ -24,6 +24,12 @@ log = logging.getLogger("coord.server")
 
 _4LW = frozenset(w.encode() for w in ALL_4LW)
 TICK_S = 0.05
+# Requests taken from one connection per turn of the loop. One read can hold thousands (a client
+# that pipelines, like a Kafka controller's batches): prepared, logged and applied as one batch, they
+# would hold every other client's request behind them for the whole batch. The rest wait, read
+# already, for the next turn, after the other connections' (ZooKeeper's selector threads likewise
+# take one request per connection per pass).
+MAX_FRAMES_PER_TURN = 64
 
 
 def wall_ms() -> int:
@@ -53,7 +59,7 @@ def core_config(cfg: ServerConfig) -> CoreConfig:
 
 class ClientProtocol(asyncio.Protocol):
     __slots__ = ("server", "conn_id", "transport", "splitter", "first", "head", "paused", "reading_paused",
-                 "remote", "ip")
+                 "remote", "ip", "backlog")
 
     def __init__(self, server: "CoordServer", conn_id: int):
         self.server = server
@@ -66,6 +72,7 @@ class ClientProtocol(asyncio.Protocol):
         self.reading_paused = False
         self.remote = ""
         self.ip = ""
+        self.backlog: list[bytes] = []   # whole frames read but not yet served (MAX_FRAMES_PER_TURN)
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -103,6 +110,24 @@ class ClientProtocol(asyncio.Protocol):
             srv.large_rejected += 1
             self.transport.abort()
             return
+        if self.backlog:
+            self.backlog += frames   # read in the same turn as the pause: served after the rest
+            return
+        self.serve(frames)
+
+    def serve(self, frames: list[bytes]) -> None:
+        """Hand up to MAX_FRAMES_PER_TURN frames to the core; keep the rest for a later turn."""
+        srv = self.server
+        if len(frames) > MAX_FRAMES_PER_TURN:
+            if not self.backlog:
+                self.transport.pause_reading()
+                srv.backlogged.add(self)
+            self.backlog = frames[MAX_FRAMES_PER_TURN:]
+            frames = frames[:MAX_FRAMES_PER_TURN]
+        elif self.backlog:
+            self.backlog = []
+            srv.backlogged.discard(self)
+            self.maybe_resume_reading()
         core = srv.core
         srv.tick_clock()
         for payload in frames:
@@ -115,8 +140,14 @@ class ClientProtocol(asyncio.Protocol):
             srv.throttled.add(self.conn_id)
         srv.schedule_flush()
 
+    def maybe_resume_reading(self) -> None:
+        if not (self.paused or self.reading_paused or self.backlog):
+            self.transport.resume_reading()
+
     def connection_lost(self, exc) -> None:
         srv = self.server
+        self.backlog = []
+        srv.backlogged.discard(self)
         if srv.protocols.pop(self.conn_id, None) is not None:
             srv.per_ip[self.ip] -= 1
             srv.core.connection_lost(self.conn_id)
@@ -129,8 +160,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.paused = False
-        if not self.reading_paused:
-            self.transport.resume_reading()
+        self.maybe_resume_reading()
 
 
 class CoordServer:
@@ -155,6 +185,8 @@ class CoordServer:
         self.large_rejected = 0
         self.max_queued = 1000
         self.throttled: set[int] = set()
+        self.backlogged: set[ClientProtocol] = set()
+        self.backlog_scheduled = False
         self.stopped = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -255,11 +287,24 @@ class CoordServer:
                 elif len(conn.queue) < self.max_queued // 2:
                     self.throttled.discard(cid)
                     p.reading_paused = False
-                    if not p.paused:
-                        p.transport.resume_reading()
+                    p.maybe_resume_reading()
+        if self.backlogged and not self.backlog_scheduled:
+            self.backlog_scheduled = True
+            self.loop.call_soon(self._serve_backlogs)
         for line in core.log_lines:
             log.info("%s", line)
         core.log_lines.clear()
+
+    def _serve_backlogs(self) -> None:
+        """A later turn: the next frames of each connection that had more than a turn's worth (one
+        held back by its queue bound waits until its replies drain)."""
+        self.backlog_scheduled = False
+        core = self.core
+        for p in list(self.backlogged):
+            conn = core.conns.get(p.conn_id)
+            if conn is not None and len(conn.queue) >= self.max_queued:
+                continue
+            p.serve(p.backlog)
 
     def _on_durable(self, zxid: int) -> None:
         self.tick_clock()
