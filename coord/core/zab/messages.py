@@ -86,9 +86,10 @@ class Entry:
 
 def entry_from_blob(blob: bytes) -> Entry:
     """Parse a txn blob; raises ValueError (JuteError is one) on anything malformed."""
+    if blob.__class__ is not bytes:
+        blob = bytes(blob)
     hdr, p = jute_decode(R.TxnHeader, blob, 0)
-    txn = decode_txn(hdr.type, bytes(blob[p:]))
-    return Entry(hdr, txn, bytes(blob))
+    return Entry(hdr, decode_txn(hdr.type, blob[p:]), blob)
 
 
 class _Reader:
@@ -145,14 +146,24 @@ def _w_txns(out: bytearray, entries) -> None:
 
 def _r_txns(r: _Reader) -> list:
     n = r.count(MAX_TXNS, 4 + 24)
+    b, p, end = r.b, r.p, r.end
+    unpack = _U32.unpack_from
     out = []
     last = None
-    for _ in range(n):
-        e = entry_from_blob(_r_bytes(r))
-        if last is not None and e.hdr.zxid <= last:
+    for _ in range(n):   # _r_bytes inlined: a follower parses every txn of every proposal
+        if p + 4 > end:
+            raise ValueError("truncated")
+        e_end = p + 4 + unpack(b, p)[0]
+        if e_end > end:
+            raise ValueError("length beyond the message")
+        e = entry_from_blob(b[p + 4:e_end])
+        p = e_end
+        z = e.hdr.zxid
+        if last is not None and z <= last:
             raise ValueError("txns not in increasing zxid order")
-        last = e.hdr.zxid
+        last = z
         out.append(e)
+    r.p = p
     return out
 
 
@@ -201,6 +212,7 @@ def _fixed(name: str, type_: int, fmt: str, fields: tuple[str, ...]):
     s = struct.Struct(">" + fmt)
 
     def __init__(self, *args):
+        self._wire = None
         for f, v in zip(fields, args):
             setattr(self, f, v)
     return type(name, (Message,), {"__slots__": fields, "TYPE": type_, "FIXED": s, "__init__": __init__})
@@ -229,6 +241,7 @@ class _TxnsMessage(Message):
     __slots__ = ("entries",)
 
     def __init__(self, entries):
+        self._wire = None
         self.entries = entries
 
     def _body(self, out):
@@ -264,6 +277,7 @@ class Snap(Message):
     _H = struct.Struct(">qQQ")
 
     def __init__(self, zxid, total, offset, data):
+        self._wire = None
         self.zxid = zxid
         self.total = total
         self.offset = offset
@@ -289,6 +303,7 @@ class Request(Message):
     _H = struct.Struct(">qiiI")      # session id, cxid, type, body length
 
     def __init__(self, session_id, cxid, type, body, auth):
+        self._wire = None
         self.session_id = session_id
         self.cxid = cxid
         self.type = type
@@ -365,6 +380,7 @@ class Pong(Message):
     TYPE = 17
 
     def __init__(self, sessions):
+        self._wire = None
         self.sessions = sessions
 
     def _body(self, out):
@@ -386,6 +402,7 @@ class ConfigInfo(Message):
     TYPE = 20
 
     def __init__(self, version, data):
+        self._wire = None
         self.version = version
         self.data = data
 
@@ -404,7 +421,7 @@ TYPES: dict[int, type[Message]] = {c.TYPE: c for c in (
 
 
 def encode(msg: Message, seq: int) -> bytes:
-    wire = getattr(msg, "_wire", None)
+    wire = msg._wire   # None until encoded once (every __init__ sets it)
     if wire is None:
         out = bytearray()
         msg._body(out)
