@@ -160,6 +160,8 @@ class ClientProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.paused = False
+        if self.backlog:
+            self.server.schedule_backlogs()
         self.maybe_resume_reading()
 
 
@@ -288,21 +290,26 @@ class CoordServer:
                     self.throttled.discard(cid)
                     p.reading_paused = False
                     p.maybe_resume_reading()
-        if self.backlogged and not self.backlog_scheduled:
-            self.backlog_scheduled = True
-            self.loop.call_soon(self._serve_backlogs)
+        if self.backlogged:
+            self.schedule_backlogs()
         for line in core.log_lines:
             log.info("%s", line)
         core.log_lines.clear()
 
+    def schedule_backlogs(self) -> None:
+        if not self.backlog_scheduled:
+            self.backlog_scheduled = True
+            self.loop.call_soon(self._serve_backlogs)
+
     def _serve_backlogs(self) -> None:
-        """A later turn: the next frames of each connection that had more than a turn's worth (one
-        held back by its queue bound waits until its replies drain)."""
+        """A later turn: the next frames of each connection that had more than a turn's worth. One
+        held back by its queue bound waits until its replies drain (the flush after them schedules
+        this again); one whose client is not reading its replies, until it does (resume_writing)."""
         self.backlog_scheduled = False
         core = self.core
         for p in list(self.backlogged):
             conn = core.conns.get(p.conn_id)
-            if conn is not None and len(conn.queue) >= self.max_queued:
+            if p.paused or (conn is not None and len(conn.queue) >= self.max_queued):
                 continue
             p.serve(p.backlog)
 
