@@ -31,7 +31,8 @@ def invalid_reason(path) -> str | None:
                 return "empty node name"
             if seg == "." or seg == "..":
                 return "relative paths not allowed"
-    if _BAD_CHARS.search(path):
+    # printable ASCII (the usual path) has none of the bad characters: skip the regex
+    if not (path.isascii() and path.isprintable()) and _BAD_CHARS.search(path):
         return "invalid character"
     return None
 

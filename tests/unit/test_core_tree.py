@@ -212,3 +212,22 @@ def test_multi_success_and_failure_shapes():
     assert c.stat("/n") is None and h.core.tree.digest == before
     # The failed multi's changes were rolled back from the overlay: /n can be created now.
     assert c.create("/n").err == 0
+
+
+def test_path_character_rule_is_pathutils_for_every_code_point():
+    """invalid_reason skips its regex for printable ASCII; every code point, placed inside a path,
+    must still be judged exactly as PathUtils' character classes judge it."""
+    import re
+
+    from coord.core.paths import invalid_reason
+    bad = re.compile("[\u0000-\u001f\u007f-\u009f\ud800-\uf8ff\ufff0-\uffff]")
+    wrong = []
+    for cp in range(0x110000):
+        ch = chr(cp)
+        if ch in "/.":
+            continue
+        p = "/a" + ch + "b"
+        want = "invalid character" if bad.search(p) else None
+        if invalid_reason(p) != want:
+            wrong.append(hex(cp))
+    assert not wrong, wrong[:10]
