@@ -279,16 +279,17 @@ class Storage:
 
     def __init__(self, data_dir: Path, data_log_dir: Path | None = None, *, force_sync: bool = True,
                  max_log_file_bytes: int = 64 << 20, snap_count: int = 100_000, retain: int = 3,
-                 purge_interval_hours: int = 0, seed: int | None = None, pre_alloc_bytes: int = 64 << 20):
+                 purge_interval_hours: int = 0, seed: int | None = None, pre_alloc_bytes: int = 64 << 20,
+                 snapshot_method: str | None = None):
         import random
 
-        from coord.aio.snapshots import SnapshotTaker
+        from coord.aio.snapshots import DEFAULT_METHOD, SnapshotTaker
         from coord.aio.txnlog import TxnLog
         self.snap_dir = snap_dir_of(data_dir)
         self.log_dir = log_dir_of(data_dir, data_log_dir)
         self.txnlog = TxnLog(self.log_dir, force_sync=force_sync, max_file_bytes=max_log_file_bytes,
                              pre_alloc_bytes=pre_alloc_bytes)
-        self.snapshots = SnapshotTaker(self.snap_dir)
+        self.snapshots = SnapshotTaker(self.snap_dir, method=snapshot_method or DEFAULT_METHOD)
         self.snap_count = max(2, snap_count)
         self.retain = max(3, retain)
         self.purge_interval_hours = purge_interval_hours
@@ -304,7 +305,8 @@ class Storage:
         return cls(cfg.data_dir, cfg.data_log_dir, force_sync=cfg.force_sync,
                    max_log_file_bytes=cfg.max_log_file_bytes, snap_count=cfg.snap_count,
                    retain=cfg.snap_retain_count, purge_interval_hours=cfg.purge_interval_hours,
-                   pre_alloc_bytes=max(0, cfg.pre_alloc_size_kb) * 1024)
+                   pre_alloc_bytes=max(0, cfg.pre_alloc_size_kb) * 1024,
+                   snapshot_method=cfg.snapshot_method)
 
     def _next_threshold(self) -> None:
         half = self.snap_count // 2
@@ -373,8 +375,12 @@ class Storage:
             await asyncio.get_running_loop().run_in_executor(None, self.purge)
 
     async def close(self) -> None:
+        import asyncio
         await self.txnlog.drain()
         self.txnlog.close()
-        for t in list(self._tasks):
+        tasks = list(self._tasks)
+        for t in tasks:
             t.cancel()
+        if tasks:  # a forked snapshot's child is killed and its tmp file removed as its task ends
+            await asyncio.gather(*tasks, return_exceptions=True)
         self.snapshots.close()

@@ -1,11 +1,53 @@
 """Snapshot files: taken from the live tree without stalling the event loop, and read back.
 
-Taking one (`SnapshotTaker.take`): a TreeCapture (coord.core.snapformat) pins the tree as of its
-last applied zxid in O(1) (copy-on-write of the nodes later txns touch), then the event loop
-serialises the captured nodes in slices of about `slice_ms`, yielding between slices, while a
-worker thread compresses the frames and writes them to `snapshot.<zxid>.tmp`. At the end the file is
-fsynced, renamed to `snapshot.<zxid hex>` and the directory fsynced; only then does it count. The
-longest time the loop spent inside the snapshot in one go is kept in `max_stall_ms`.
+Taking one (`SnapshotTaker.take`) has two methods (zoo.cfg `coord.snapshotMethod=fork|inloop`):
+
+fork (the default where os.fork exists). The loop notes the tree's last applied zxid, digest and
+node count, freezes the GC generations and forks. The child holds an OS copy-on-write image of the
+tree exactly as of that zxid, so it needs no TreeCapture: it encodes every node with the same
+SnapshotEncoder, compresses, writes `snapshot.<zxid>.tmp`, fsyncs it and writes one result line
+(node count, digest, bytes, CPU seconds) to a pipe, then `os._exit`. The parent reads the pipe with
+`loop.add_reader`, reaps the child, checks that the child's digest and node count equal the ones
+noted at the fork, and only then renames the file to `snapshot.<zxid hex>` and fsyncs the directory.
+Only the parent renames: an orphaned child (parent killed) can at most leave a `.tmp` file, which
+recovery removes, and it is killed with its parent anyway (PR_SET_PDEATHSIG on Linux). The loop is
+held only for the fork itself (page tables: ~ms per GiB of RSS) and the bookkeeping around it;
+that is `max_stall_ms`. If fork fails (ENOMEM, EAGAIN) the snapshot is taken in-loop instead.
+
+Why the child is safe although the parent has threads (the txn log's fsync worker, executors).
+fork copies only the calling thread; a lock another thread held at that moment stays held forever in
+the child. CPython re-initialises the locks it owns in the child (the GIL, the import lock,
+threading's, logging's via its at-fork hooks) and glibc's malloc locks its arenas around fork, so
+allocation is safe. Every other lock - a BufferedWriter's (the txn log's file object), the executor's
+queue and condition variables, a handler's stream lock, libuv's/uvloop's mutexes, zstd contexts
+owned by other threads - may be held, so the child touches none of them: no logging, no asyncio, no
+executor, no file objects inherited from the parent, no imports (everything it calls is imported
+by this module and snapformat at import time), no threads. It uses raw fds (os.open/os.write/
+os.fsync), a zstd compressor of its own (snapformat keeps one per thread; the child's thread has
+none or the loop thread's, which no other thread uses), struct and zlib. It also closes every
+inherited fd except its pipe at once (the listening and client sockets, the epoll fd, the log
+file), so a killed parent's port can be rebound and closed connections really close, and resets
+SIGTERM/SIGINT to their defaults (asyncio's handlers would only write to the parent's wakeup fd).
+It leaves with `os._exit`, always (try/finally), so it never returns into the parent's code, runs
+no atexit hooks and never flushes the parent's buffered files (which would duplicate log bytes).
+
+Memory. The child's pages are shared with the parent until either side writes one. The parent's
+txns copy the pages they touch; the child reads every node, and reading a Python object writes
+its refcount, so the child ends up copying nearly every page of the tree: a snapshot can cost up
+to about the tree's size again in RSS while it runs (measured in docs/storage.md). gc.freeze()
+before the fork keeps the parent's own full collections from writing every tracked object's GC
+header during the child's run; the child runs with the GC disabled. The frozen objects stay out
+of later collections for good (as recovery already does with the loaded tree): cyclic garbage that
+exists at the moment of a freeze is never collected, a bounded cost per snapshot that buys
+collections that never walk the whole tree.
+
+inloop. A TreeCapture (coord.core.snapformat) pins the tree as of its last applied zxid in O(1)
+(copy-on-write of the nodes later txns touch), then the event loop serialises the captured nodes
+in slices of about `slice_ms`, yielding between slices, while a worker thread compresses the
+frames and writes them to `snapshot.<zxid>.tmp`. At the end the file is fsynced, renamed to
+`snapshot.<zxid hex>` and the directory fsynced; only then does it count. The longest time the loop
+spent inside the snapshot in one go is kept in `max_stall_ms`. Zab's SNAP streaming to learners
+(coord.core.zab.snapstream) always uses TreeCapture.
 
 Reading one (`read_snapshot`) verifies every frame and the tree digest; recovery
 (coord.aio.datadir) walks back from the newest file to the first that loads.
@@ -13,12 +55,15 @@ Reading one (`read_snapshot`) verifies every frame and the tree digest; recovery
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
 
 from coord.aio.txnlog import fsync_dir
@@ -28,6 +73,20 @@ from coord.core.datatree import DataTree
 log = logging.getLogger("coord.snapshots")
 
 PREFIX = "snapshot"
+
+METHODS = ("fork", "inloop")
+DEFAULT_METHOD = "fork" if hasattr(os, "fork") else "inloop"
+
+try:  # the child asks to be killed with its parent (Linux); bound here, never imported in the child
+    import ctypes
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (ImportError, OSError, AttributeError):
+    _prctl = None
+_PR_SET_PDEATHSIG = 1
+_CHILD_BATCH = 4096          # nodes per add_batch in the child
+_CHILD_WRITE_BYTES = 1 << 20  # frames are written in runs of about this size
+# tests only: seconds the child waits after fsyncing its file, before it reports (kill -9 tests)
+_CHILD_DELAY_S = float(os.environ.get("COORD_TEST_SNAPSHOT_CHILD_DELAY_S", "0") or 0)
 
 
 def snapshot_name(zxid: int) -> str:
@@ -122,29 +181,191 @@ def remove_temp_files(snap_dir: Path) -> None:
 
 
 class SnapshotTaker:
-    """At most one snapshot at a time, written in slices interleaved with the event loop."""
+    """At most one snapshot at a time: in a forked child, or in slices interleaved with the loop."""
 
     def __init__(self, snap_dir: Path, *, slice_ms: float = 2.0, compressed: bool = True,
-                 fsync: bool = True):
+                 fsync: bool = True, method: str = DEFAULT_METHOD):
+        if method not in METHODS:
+            raise ValueError(f"snapshot method must be one of {', '.join(METHODS)}, got {method!r}")
+        if method == "fork" and not hasattr(os, "fork"):
+            method = "inloop"
         self.dir = Path(snap_dir)
         self.slice_ms = slice_ms
         self.compressed = compressed
         self.fsync = fsync
+        self.method = method
         self.in_progress = False
         self.count = 0
         self.failures = 0
+        self.fork_fallbacks = 0          # forks that failed, so the snapshot was taken in-loop
         self.last_zxid = -1
         self.last_path: Path | None = None
+        self.last_method = ""
         self.last_duration_s = 0.0
-        self.last_capture_ms = 0.0
+        self.last_capture_ms = 0.0       # inloop: TreeCapture; fork: the loop's time up to after fork()
+        self.last_fork_ms = 0.0          # os.fork() alone
+        self.last_child_cpu_s = 0.0      # CPU time of the forked child
+        self.last_bytes = 0
         self.last_max_slice_ms = 0.0
         self.last_max_slice_cpu_ms = 0.0  # the same, in CPU time of the loop's thread (no preemption)
         self.max_stall_ms = 0.0          # over all snapshots of this process
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="snapshot-writer")
         self._nodes_per_slice = 300
+        self._child: _Child | None = None
 
     async def take(self, tree: DataTree) -> Path | None:
         """Snapshot tree as of now; returns the file, or None if it failed (logged)."""
+        if self.in_progress:
+            return None
+        if self.method == "fork":
+            self.in_progress = True
+            try:
+                res = await self._take_forked(tree)
+            finally:
+                self.in_progress = False
+            if res is not _NO_FORK:
+                return res
+            self.fork_fallbacks += 1
+        return await self._take_inloop(tree)
+
+    async def _take_forked(self, tree: DataTree):
+        loop = asyncio.get_running_loop()
+        t_start = time.perf_counter()
+        c_start = time.thread_time()
+        zxid = tree.last_zxid
+        digest = tree.digest  # settles the nodes' digest shares: the child reads them as they are
+        node_count = len(tree.nodes)
+        session_count = len(tree.sessions)
+        final = self.dir / snapshot_name(zxid)
+        tmp = final.with_name(final.name + ".tmp")
+        created_ms = int(time.time() * 1000)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            rfd, wfd = os.pipe()
+        except OSError as e:
+            self.failures += 1
+            log.error("snapshot at zxid 0x%x failed: %s", zxid, e)
+            return None
+        parent_pid = os.getpid()
+        gc.freeze()  # the parent's collections must not write every old object's GC header
+        t_fork = time.perf_counter()
+        try:
+            pid = os.fork()
+        except OSError as e:
+            os.close(rfd)
+            os.close(wfd)
+            log.warning("snapshot at zxid 0x%x: fork failed (%s); taking it on the event loop instead", zxid, e)
+            return _NO_FORK
+        if pid == 0:  # the child: never returns
+            try:
+                _child_main(tree, zxid, str(tmp), wfd, self.compressed, self.fsync, created_ms, parent_pid)
+            finally:
+                os._exit(1)
+        fork_ms = (time.perf_counter() - t_fork) * 1000
+        os.close(wfd)
+        child = self._child = _Child(pid, rfd, tmp)
+        done = loop.create_future()
+
+        def readable() -> None:
+            try:
+                b = os.read(rfd, 4096)
+            except BlockingIOError:
+                return
+            except OSError:
+                b = b""
+            if b and sum(map(len, child.out)) < 65536:
+                child.out.append(b)
+            elif not b:
+                loop.remove_reader(rfd)
+                child.reading = False
+                if not done.done():
+                    done.set_result(None)
+        os.set_blocking(rfd, False)
+        loop.add_reader(rfd, readable)
+        child.reading = True
+        stall_ms = (time.perf_counter() - t_start) * 1000
+        stall_cpu = (time.thread_time() - c_start) * 1000
+        try:
+            await done
+            status = await loop.run_in_executor(self._pool, _reap, pid)
+            child.reaped = True
+            t0 = time.perf_counter()
+            c0 = time.thread_time()
+            line = b"".join(child.out).decode("utf-8", "replace").strip()
+            code = os.waitstatus_to_exitcode(status)
+            fields = line.split()
+            if code != 0 or len(fields) != 5 or fields[0] != "ok":
+                why = f"exit status {code}" if code >= 0 else f"killed by signal {-code}"
+                raise RuntimeError(f"snapshot child {pid} failed ({why}): {line or 'no result'}")
+            n, d, size, cpu = int(fields[1]), int(fields[2]), int(fields[3]), float(fields[4])
+            if d != digest or n != node_count:
+                raise RuntimeError(f"the child wrote {n} nodes with digest 0x{d:x}, not the {node_count} "
+                                   f"nodes with digest 0x{digest:x} noted at the fork; snapshot abandoned")
+            post_ms = (time.perf_counter() - t0) * 1000
+            post_cpu = (time.thread_time() - c0) * 1000
+            await loop.run_in_executor(self._pool, self._install_file, tmp, final)
+            child.tmp = None
+        except Exception as e:
+            self.failures += 1
+            log.error("snapshot at zxid 0x%x failed: %s", zxid, e)
+            await loop.run_in_executor(self._pool, _unlink, tmp)
+            child.tmp = None
+            return None
+        finally:
+            # also when cancelled (Storage.close): no child left running, no tmp file left behind
+            self._end_child(child)
+        self.count += 1
+        self.last_zxid = zxid
+        self.last_path = final
+        self.last_method = "fork"
+        self.last_duration_s = time.perf_counter() - t_start
+        self.last_capture_ms = stall_ms
+        self.last_fork_ms = fork_ms
+        self.last_child_cpu_s = cpu
+        self.last_bytes = size
+        self.last_max_slice_ms = max(stall_ms, post_ms)
+        self.last_max_slice_cpu_ms = max(stall_cpu, post_cpu)
+        self.max_stall_ms = max(self.max_stall_ms, self.last_max_slice_ms)
+        log.info("snapshot %s: %d nodes, %d sessions in %.2fs (forked child %d: fork %.1f ms, capture %.1f ms, "
+                 "longest slice %.1f ms, %.1f ms CPU; child %.2fs CPU, %d bytes)", final.name, n, session_count,
+                 self.last_duration_s, pid, fork_ms, stall_ms, self.last_max_slice_ms,
+                 self.last_max_slice_cpu_ms, cpu, size)
+        return final
+
+    def _end_child(self, child: "_Child") -> None:
+        """Kill (if still running) and reap the child, stop reading its pipe, remove its tmp file."""
+        if child.reading:
+            try:
+                asyncio.get_running_loop().remove_reader(child.rfd)
+            except RuntimeError:  # no running loop (close() after the loop ended)
+                pass
+            child.reading = False
+        if not child.reaped:
+            try:
+                os.kill(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                os.waitpid(child.pid, 0)
+            except ChildProcessError:  # reaped by the executor call that was cancelled
+                pass
+            child.reaped = True
+        if child.rfd >= 0:
+            os.close(child.rfd)
+            child.rfd = -1
+        if child.tmp is not None:
+            _unlink(child.tmp)
+            child.tmp = None
+        if self._child is child:
+            self._child = None
+
+    def _install_file(self, tmp: Path, final: Path) -> None:
+        """The child fsynced tmp; only now, and only here in the parent, does it get its name."""
+        os.replace(tmp, final)
+        if self.fsync:
+            fsync_dir(self.dir)
+
+    async def _take_inloop(self, tree: DataTree) -> Path | None:
         if self.in_progress:
             return None
         self.in_progress = True
@@ -226,6 +447,7 @@ class SnapshotTaker:
         self.count += 1
         self.last_zxid = zxid
         self.last_path = final
+        self.last_method = "inloop"
         self.last_duration_s = time.perf_counter() - t_start
         self.last_capture_ms = capture_ms
         self.last_max_slice_ms = max_slice
@@ -246,6 +468,9 @@ class SnapshotTaker:
             fsync_dir(self.dir)
 
     def close(self) -> None:
+        """Stop: a running child is killed and reaped and its tmp file removed, never renamed."""
+        if self._child is not None:
+            self._end_child(self._child)
         self._pool.shutdown(wait=True)
 
 
@@ -255,3 +480,131 @@ def _close_and_remove(f, tmp: Path) -> None:
     except OSError:
         pass
     tmp.unlink(missing_ok=True)
+
+
+# -- the forked path -------------------------------------------------------------------------------
+
+_NO_FORK = object()  # _take_forked's answer when fork itself failed
+
+
+class _Child:
+    __slots__ = ("pid", "rfd", "tmp", "out", "reading", "reaped")
+
+    def __init__(self, pid: int, rfd: int, tmp: Path):
+        self.pid = pid
+        self.rfd = rfd
+        self.tmp: Path | None = tmp   # None once renamed or removed
+        self.out: list[bytes] = []
+        self.reading = False
+        self.reaped = False
+
+
+def _reap(pid: int) -> int:
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except InterruptedError:
+            continue
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:  # not ours to fix here; recovery's remove_temp_files tries again at start
+        log.warning("cannot remove %s: %s", path, e)
+
+
+def _write_all(fd: int, data) -> int:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    return len(data)
+
+
+def _child_main(tree: DataTree, zxid: int, tmp: str, wfd: int, compressed: bool, fsync: bool,
+                created_ms: int, parent_pid: int) -> None:
+    """The forked child's whole life: write the snapshot, report on wfd, _exit. Never returns.
+
+    Only pre-imported, lock-free code from here on (see the module docstring)."""
+    code = 1
+    try:
+        try:
+            gc.disable()
+            _child_detach(wfd, parent_pid)
+            c0 = time.process_time()
+            n, digest, size = _write_tree_file(tree, zxid, tmp, compressed, fsync, created_ms)
+            if _CHILD_DELAY_S:
+                time.sleep(_CHILD_DELAY_S)
+            cpu = time.process_time() - c0
+            _write_all(wfd, f"ok {n} {digest} {size} {cpu:.3f}\n".encode())
+            code = 0
+        except BaseException as e:  # noqa: BLE001 - reported to the parent, which logs it
+            try:
+                msg = f"{type(e).__name__}: {e}".replace("\n", " ")
+                _write_all(wfd, f"error {msg}\n".encode("utf-8", "replace"))
+            except BaseException:  # noqa: BLE001
+                pass
+    finally:
+        os._exit(code)
+
+
+def _child_detach(wfd: int, parent_pid: int) -> None:
+    """Let go of everything the child inherited but must not hold or use."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (ValueError, OSError):
+            pass
+    try:
+        signal.set_wakeup_fd(-1)
+    except ValueError:
+        pass
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.closerange(3, wfd)
+    os.closerange(wfd + 1, 1 << 30)   # sockets, epoll, log files: a killed parent's port is free again
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died before the request took effect
+            raise RuntimeError("the parent is gone")
+
+
+def _write_tree_file(tree: DataTree, zxid: int, tmp: str, compressed: bool, fsync: bool,
+                     created_ms: int) -> tuple[int, int, int]:
+    """The whole tree (nothing changes it in the child) as snapshot bytes in tmp, fsynced.
+
+    The nodes dict is in creation order, so parents come before their children (encode_tree)."""
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        size = _write_all(fd, snapformat.header(zxid, compressed=compressed, created_ms=created_ms))
+        enc = snapformat.SnapshotEncoder(zxid, tree.sessions, chunk_nodes=4096)
+        seal = snapformat.seal_frame
+        keys = iter(tree.nodes)
+        values = iter(tree.nodes.values())
+        out: list[bytes] = []
+        pending = 0
+        while True:
+            paths = list(islice(keys, _CHILD_BATCH))
+            if paths:
+                enc.add_batch(paths, list(islice(values, len(paths))))
+                frames = enc.take()
+            else:
+                frames = enc.finish()
+            for kind, raw in frames:
+                b = seal(kind, raw, compressed)
+                out.append(b)
+                pending += len(b)
+            if pending >= _CHILD_WRITE_BYTES or not paths:
+                size += _write_all(fd, b"".join(out))
+                out.clear()
+                pending = 0
+            if not paths:
+                break
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    return enc.node_count, enc.digest, size

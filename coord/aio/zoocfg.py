@@ -55,6 +55,7 @@ class ServerConfig:
     snap_retain_count: int = 3
     purge_interval_hours: int = 0
     pre_alloc_size_kb: int = 65536
+    snapshot_method: str | None = None   # coord.snapshotMethod: fork | inloop (None: fork where possible)
     servers: dict[int, QuorumServer] = field(default_factory=dict)
     myid: int | None = None
     standalone_enabled: bool = True
@@ -276,6 +277,10 @@ def _apply(cfg: ServerConfig, k: str, v: str) -> None:
         cfg.admin_server_port = _port(v, k)
     elif k in ("znode.container.checkIntervalMs", "containerCheckIntervalMs"):
         cfg.container_check_interval_ms = _int(v, k)
+    elif k == "coord.snapshotMethod":
+        if v not in ("fork", "inloop"):
+            raise ValueError(f"{k} must be fork or inloop, got {v!r}")
+        cfg.snapshot_method = v
     elif k in ("coord.maxLogFileBytes",):
         cfg.max_log_file_bytes = _int(v, k)
     elif k == "quorumListenOnAllIPs":

@@ -1,9 +1,13 @@
 """A snapshot of a large tree taken while txns keep committing: consistent, and the event loop is
-never held for long (the slices are measured in CPU time, so a busy machine does not fail it)."""
+never held for long (the slices are measured in CPU time, so a busy machine does not fail it), by
+either method: slices of an in-loop capture, or just the fork of a forked one."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+
+import pytest
 
 from coord.aio.snapshots import SnapshotTaker, read_snapshot
 from coord.core import acl as aclmod
@@ -28,13 +32,14 @@ def big_tree(n: int) -> DataTree:
     return tree
 
 
-def test_snapshot_under_load_is_consistent_and_slices_are_short(tmp_path):
+@pytest.mark.parametrize("method", ["inloop", "fork"] if hasattr(os, "fork") else ["inloop"])
+def test_snapshot_under_load_is_consistent_and_slices_are_short(tmp_path, method):
     tree = big_tree(100_000)
     mk = TxnMaker(start_zxid=tree.last_zxid)
     rng = random.Random(9)
 
     async def run():
-        taker = SnapshotTaker(tmp_path, slice_ms=2.0)
+        taker = SnapshotTaker(tmp_path, slice_ms=2.0, method=method)
         expected = tree_state(tree)
         task = asyncio.get_running_loop().create_task(taker.take(tree))
         await asyncio.sleep(0)  # the capture happens on the task's first step
@@ -62,7 +67,7 @@ def test_snapshot_under_load_is_consistent_and_slices_are_short(tmp_path):
         return path, expected, taker, applied
 
     path, expected, taker, applied = asyncio.run(run())
-    assert path is not None and applied > 0
+    assert path is not None and applied > 0 and taker.last_method == method
     loaded, info = read_snapshot(path)
     assert info.zxid == expected["zxid"]
     assert tree_state(loaded) == expected
