@@ -207,3 +207,71 @@ def test_in_loop_method_selected_by_zoo_cfg(tmp_path):
 def test_a_bad_snapshot_method_fails_at_start_naming_the_line():
     with pytest.raises(ConfigError, match=r"zoo.cfg:2: coord.snapshotMethod must be fork or inloop"):
         parse("dataDir=/tmp/x\ncoord.snapshotMethod=thread\n")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d.name))
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                pass
+    return out
+
+
+def test_kill_9_during_a_forked_snapshot_then_restart_recovers(tmp_path, monkeypatch):
+    """The server is killed while its child has written the whole tmp file (and is held before it
+    reports): the orphan never renames it (only the parent renames), dies with its parent, and the
+    restarted server removes the tmp file and has every acknowledged write."""
+    from kazoo.client import KazooClient
+
+    from tests.support.coord_server import CoordProcess
+    delay = 3.0
+    monkeypatch.setenv("COORD_TEST_SNAPSHOT_CHILD_DELAY_S", str(delay))
+    srv = CoordProcess(tmp_path / "coord", force_sync=True, extra_cfg={"snapCount": "200"})
+    srv.start()
+    snap_dir = srv.data_dir / "version-2"
+    zk = KazooClient(hosts=srv.connect_string, timeout=10)
+    zk.start(timeout=15)
+    acked = []
+    try:
+        deadline = time.monotonic() + 60
+        while not leftovers(snap_dir):
+            assert time.monotonic() < deadline, "no forked snapshot started"
+            acked.append(zk.create(f"/n{len(acked)}", b"x"))
+        tmp_names = leftovers(snap_dir)
+        for _ in range(50):   # the loop keeps serving while the child works
+            acked.append(zk.create(f"/n{len(acked)}", b"y"))
+        kids = _children(srv.proc.pid)
+        assert kids, "the snapshot child should be running"
+        renamed_before = {p.name for p in snap_dir.glob("snapshot.*") if not p.name.endswith(".tmp")}
+        srv.stop(kill=True)
+    finally:
+        zk.stop()
+        zk.close()
+    t_kill = time.monotonic()
+    while any(_alive(k) for k in kids):
+        assert time.monotonic() - t_kill < 10, "the orphaned child outlived its parent"
+        time.sleep(0.05)
+    if snapshots._prctl is not None:   # killed with its parent, not only when it reports
+        assert time.monotonic() - t_kill < delay
+    time.sleep(delay + 0.5)   # past the moment the child would have reported
+    renamed_after = {p.name for p in snap_dir.glob("snapshot.*") if not p.name.endswith(".tmp")}
+    assert renamed_after == renamed_before
+    assert {n[:-4] for n in tmp_names}.isdisjoint(renamed_after)
+    srv.start()
+    try:
+        assert leftovers(snap_dir) == []   # no txn yet since the start, so no new snapshot either
+        zk = KazooClient(hosts=srv.connect_string, timeout=10)
+        zk.start(timeout=15)
+        try:
+            for p in acked:
+                assert zk.exists(p) is not None, f"acknowledged {p} lost"
+        finally:
+            zk.stop()
+            zk.close()
+        assert "removing unfinished snapshot" in srv.log_text()
+    finally:
+        srv.stop()
