@@ -287,7 +287,7 @@ class SnapshotTaker:
         stall_cpu = (time.thread_time() - c_start) * 1000
         try:
             await done
-            status = await loop.run_in_executor(self._pool, _reap, pid)
+            status = await _reap(pid)   # the pipe is closed: the child has exited or is exiting
             child.reaped = True
             t0 = time.perf_counter()
             c0 = time.thread_time()
@@ -499,12 +499,16 @@ class _Child:
         self.reaped = False
 
 
-def _reap(pid: int) -> int:
+async def _reap(pid: int) -> int:
+    """The child's wait status, polled on the loop (never a blocking wait in a thread, which could
+    reap it while a cancelled take kills the pid again)."""
+    delay = 0.0005
     while True:
-        try:
-            return os.waitpid(pid, 0)[1]
-        except InterruptedError:
-            continue
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        await asyncio.sleep(delay)
+        delay = min(0.05, delay * 2)
 
 
 def _unlink(path: Path) -> None:

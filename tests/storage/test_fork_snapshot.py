@@ -27,21 +27,29 @@ def leftovers(d: Path) -> list[str]:
     return sorted(p.name for p in Path(d).glob("snapshot.*.tmp"))
 
 
-def take(taker: SnapshotTaker, tree: DataTree):
+def take(taker: SnapshotTaker, tree: DataTree, loop_kind: str = "asyncio"):
     async def run():
         try:
             return await taker.take(tree)
         finally:
             taker.close()
+    if loop_kind == "uvloop":   # what `coord serve` runs on
+        uvloop = pytest.importorskip("uvloop")
+        loop = uvloop.new_event_loop()
+        try:
+            return loop.run_until_complete(run())
+        finally:
+            loop.close()
     return asyncio.run(run())
 
 
-def test_forked_snapshot_loads_with_an_equal_digest(tmp_path):
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_forked_snapshot_loads_with_an_equal_digest(tmp_path, loop_kind):
     tree = big_tree(30_000)
     tree.sessions.update({0x1234: 30000, 0x5678: 4000})
     expected = tree_state(tree)
     taker = SnapshotTaker(tmp_path, method="fork")
-    path = take(taker, tree)
+    path = take(taker, tree, loop_kind)
     assert path is not None and path.name == f"snapshot.{tree.last_zxid:x}"
     assert taker.last_method == "fork" and taker.count == 1 and taker.failures == 0
     assert taker.last_bytes == path.stat().st_size
