@@ -153,10 +153,30 @@ def test_a_child_reporting_another_digest_is_not_renamed(tmp_path, monkeypatch, 
         n, digest, size = real(*a)
         return n, digest ^ 1, size
     monkeypatch.setattr(snapshots, "_write_tree_file", lying)
+    tree = big_tree(2_000)
+    assert tree.digest and tree.digest_settled   # the parent notes a digest only if it is free
     taker = SnapshotTaker(tmp_path, method="fork")
-    assert take(taker, big_tree(2_000)) is None
+    assert take(taker, tree) is None
     assert list_snapshots(tmp_path) == [] and leftovers(tmp_path) == []
     assert "snapshot abandoned" in caplog.text
+
+
+def test_the_child_checks_its_encoder_against_its_image_of_the_tree(tmp_path, monkeypatch, caplog):
+    """With node digest shares pending at the fork the child settles them in its copy and compares."""
+    from coord.core import snapformat
+
+    class Skewed(snapformat.SnapshotEncoder):
+        def add_batch(self, paths, nodes):
+            super().add_batch(paths, nodes)
+            self.digest ^= 1
+    monkeypatch.setattr(snapformat, "SnapshotEncoder", Skewed)
+    tree = big_tree(2_000)
+    assert not tree.digest_settled
+    taker = SnapshotTaker(tmp_path, method="fork")
+    assert take(taker, tree) is None
+    assert list_snapshots(tmp_path) == [] and leftovers(tmp_path) == []
+    assert "but the tree has" in caplog.text
+    assert not tree.digest_settled   # the parent did not pay for settling
 
 
 def test_fork_failure_falls_back_to_the_event_loop(tmp_path, monkeypatch):
