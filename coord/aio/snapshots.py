@@ -294,7 +294,11 @@ class SnapshotTaker:
         stall_cpu = (time.thread_time() - c_start) * 1000
         try:
             await done
-            status = await _reap(pid)   # the pipe is closed: the child has exited or is exiting
+            try:
+                status = await _reap(pid)   # the pipe is closed: the child has exited or is exiting
+            except ChildProcessError:
+                child.reaped = True         # reaped by someone else: its pid must not be signalled
+                raise RuntimeError(f"snapshot child {pid} was reaped by another waiter; its exit status is unknown")
             child.reaped = True
             t0 = time.perf_counter()
             c0 = time.thread_time()
@@ -355,7 +359,7 @@ class SnapshotTaker:
                 pass
             try:
                 os.waitpid(child.pid, 0)
-            except ChildProcessError:  # reaped by the executor call that was cancelled
+            except ChildProcessError:
                 pass
             child.reaped = True
         if child.rfd >= 0:
