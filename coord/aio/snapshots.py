@@ -202,6 +202,11 @@ class SnapshotTaker:
         self.count = 0
         self.failures = 0
         self.fork_fallbacks = 0          # forks that failed, so the snapshot was taken in-loop
+        # A child that has not reported by then is killed and the snapshot counts as failed: a hung
+        # child (a stuck disk, a lock it inherited) would otherwise hold in_progress for ever, every
+        # later snapshot would be skipped and the log would grow without bound. A 1M-znode tree
+        # takes a child ~3 s here; the bound leaves room for trees and disks far slower.
+        self.child_timeout_s = 900.0
         self.last_zxid = -1
         self.last_path: Path | None = None
         self.last_method = ""
@@ -293,7 +298,11 @@ class SnapshotTaker:
         stall_ms = (time.perf_counter() - t_start) * 1000
         stall_cpu = (time.thread_time() - c_start) * 1000
         try:
-            await done
+            try:
+                await asyncio.wait_for(asyncio.shield(done), self.child_timeout_s)
+            except asyncio.TimeoutError:
+                raise RuntimeError(f"snapshot child {pid} did not finish within {self.child_timeout_s:g} s; "
+                                   "killed") from None
             try:
                 status = await _reap(pid)   # the pipe is closed: the child has exited or is exiting
             except ChildProcessError:

@@ -219,6 +219,30 @@ def test_stopping_during_a_snapshot_kills_the_child_and_removes_its_file(tmp_pat
     assert leftovers(st.snap_dir) == [] and list_snapshots(st.snap_dir) == []
 
 
+def test_a_hung_child_is_killed_and_the_next_snapshot_works(tmp_path, monkeypatch, caplog):
+    """A child that never reports (here: it sleeps past the bound) is killed after child_timeout_s;
+    the snapshot counts as failed, its tmp file goes, and the next snapshot is taken as usual."""
+    tree = big_tree(2_000)
+    monkeypatch.setattr(snapshots, "_CHILD_DELAY_S", 30.0)   # the child inherits it at the fork
+    taker = SnapshotTaker(tmp_path, method="fork")
+    taker.child_timeout_s = 0.5
+
+    async def run():
+        t0 = time.monotonic()
+        first = await taker.take(tree)
+        took = time.monotonic() - t0
+        monkeypatch.setattr(snapshots, "_CHILD_DELAY_S", 0.0)
+        second = await taker.take(tree)
+        taker.close()
+        return first, took, second
+    first, took, second = asyncio.run(run())
+    assert first is None and took < 10, took
+    assert taker.failures == 1 and "did not finish within 0.5 s" in caplog.text
+    assert second is not None and taker.count == 1 and not taker.in_progress
+    assert leftovers(tmp_path) == []
+    assert read_snapshot(second)[1].node_count == len(tree.nodes)
+
+
 def test_in_loop_method_selected_by_zoo_cfg(tmp_path):
     cfg = parse(f"dataDir={tmp_path}\nclientPort=2181\ncoord.snapshotMethod=inloop\n")
     assert cfg.snapshot_method == "inloop" and not cfg.warnings
