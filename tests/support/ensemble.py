@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.real_zk import ZK_CONF_EXAMPLE, ZK_JAR, four_letter, free_port
+from tests.support.real_zk import ZK_CONF_EXAMPLE, four_letter, free_port, zk_classpath
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,7 +83,7 @@ class Member:
                 shutil.copy(ZK_CONF_EXAMPLE / "log4j.properties", conf / "log4j.properties")
             cmd = ["java", f"-Xmx{self.ens.heap_mb}m", f"-Dzookeeper.log.dir={self.dir}",
                    "-Dzookeeper.root.logger=INFO,CONSOLE", "-Dzookeeper.extendedTypesEnabled=true",
-                   *self.ens.jvm_flags, "-cp", f"{conf}:{ZK_JAR}", "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
+                   *self.ens.jvm_flags, "-cp", zk_classpath(conf), "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
         self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, env=env,
                                      cwd=self.dir, start_new_session=True)
         self.paused = False

@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from coord.bench.launch import ZK_CONF_EXAMPLE, ZK_JAR, four_letter, free_port  # noqa: F401  (re-exported)
+from coord.bench.launch import ZK_CONF_EXAMPLE, ZK_JAR, four_letter, free_port, zk_classpath  # noqa: F401  (re-exported)
 from coord.bench.launch import zookeeper_available as available  # noqa: F401
 
 ZKCLI = Path("/usr/share/zookeeper/bin/zkCli.sh")
@@ -85,7 +85,7 @@ class RealZooKeeper:
             ["java", f"-Xmx{self.heap_mb}m", "-Dzookeeper.log.dir=" + str(self.workdir),
              "-Dzookeeper.root.logger=WARN,CONSOLE", "-Dzookeeper.extendedTypesEnabled=true",
              *self.jvm_flags,
-             "-cp", f"{self.conf_dir}:{ZK_JAR}",
+             "-cp", zk_classpath(self.conf_dir),
              "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         if not self.servers:
