@@ -70,7 +70,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 
-from coord.aio.txnlog import fsync_dir
+from coord.aio.txnlog import fsync_dir, write_all
 from coord.core import logformat, snapformat
 from coord.core.datatree import DataTree
 
@@ -335,18 +335,10 @@ class SnapshotTaker:
         finally:
             # also when cancelled (Storage.close): no child left running, no tmp file left behind
             self._end_child(child)
-        self.count += 1
-        self.last_zxid = zxid
-        self.last_path = final
-        self.last_method = "fork"
-        self.last_duration_s = time.perf_counter() - t_start
-        self.last_capture_ms = stall_ms
+        self._taken(zxid, final, "fork", t_start, stall_ms, max(stall_ms, post_ms), max(stall_cpu, post_cpu))
         self.last_fork_ms = fork_ms
         self.last_child_cpu_s = cpu
         self.last_bytes = size
-        self.last_max_slice_ms = max(stall_ms, post_ms)
-        self.last_max_slice_cpu_ms = max(stall_cpu, post_cpu)
-        self.max_stall_ms = max(self.max_stall_ms, self.last_max_slice_ms)
         log.info("snapshot %s: %d nodes, %d sessions in %.2fs (forked child %d: fork %.1f ms, capture %.1f ms, "
                  "longest slice %.1f ms, %.1f ms CPU; child %.2fs CPU, %d bytes)", final.name, n, session_count,
                  self.last_duration_s, pid, fork_ms, stall_ms, self.last_max_slice_ms,
@@ -379,6 +371,19 @@ class SnapshotTaker:
             child.tmp = None
         if self._child is child:
             self._child = None
+
+    def _taken(self, zxid: int, final: Path, method: str, t_start: float, capture_ms: float,
+               max_slice_ms: float, max_slice_cpu_ms: float) -> None:
+        """Count a snapshot that is now on disk under its final name, with its stall figures."""
+        self.count += 1
+        self.last_zxid = zxid
+        self.last_path = final
+        self.last_method = method
+        self.last_duration_s = time.perf_counter() - t_start
+        self.last_capture_ms = capture_ms
+        self.last_max_slice_ms = max_slice_ms
+        self.last_max_slice_cpu_ms = max_slice_cpu_ms
+        self.max_stall_ms = max(self.max_stall_ms, max_slice_ms)
 
     def _install_file(self, tmp: Path, final: Path) -> None:
         """The child fsynced tmp; only now, and only here in the parent, does it get its name."""
@@ -465,15 +470,7 @@ class SnapshotTaker:
         finally:
             capture.close()  # also when cancelled: the tree must not keep calling a dead capture
             self.in_progress = False
-        self.count += 1
-        self.last_zxid = zxid
-        self.last_path = final
-        self.last_method = "inloop"
-        self.last_duration_s = time.perf_counter() - t_start
-        self.last_capture_ms = capture_ms
-        self.last_max_slice_ms = max_slice
-        self.last_max_slice_cpu_ms = max_cpu
-        self.max_stall_ms = max(self.max_stall_ms, max_slice)
+        self._taken(zxid, final, "inloop", t_start, capture_ms, max_slice, max_cpu)
         log.info("snapshot %s: %d nodes, %d sessions in %.2fs (capture %.1f ms, longest slice %.1f ms, "
                  "%.1f ms CPU)", final.name, enc.node_count, len(capture.sessions), self.last_duration_s,
                  capture_ms, max_slice, max_cpu)
@@ -484,9 +481,7 @@ class SnapshotTaker:
         if self.fsync:
             os.fsync(f.fileno())
         f.close()
-        os.replace(tmp, final)
-        if self.fsync:
-            fsync_dir(self.dir)
+        self._install_file(tmp, final)
 
     def close(self) -> None:
         """Stop: a running child is killed and reaped and its tmp file removed, never renamed."""
@@ -541,13 +536,6 @@ def _unlink(path: Path) -> None:
         log.warning("cannot remove %s: %s", path, e)
 
 
-def _write_all(fd: int, data) -> int:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-    return len(data)
-
-
 def _child_main(tree: DataTree, zxid: int, tmp: str, wfd: int, compressed: bool, fsync: bool,
                 created_ms: int, parent_pid: int) -> None:
     """The forked child's whole life: write the snapshot, report on wfd, _exit. Never returns.
@@ -563,12 +551,12 @@ def _child_main(tree: DataTree, zxid: int, tmp: str, wfd: int, compressed: bool,
             if _CHILD_DELAY_S:
                 time.sleep(_CHILD_DELAY_S)
             cpu = time.process_time() - c0
-            _write_all(wfd, f"ok {n} {digest} {size} {cpu:.3f}\n".encode())
+            write_all(wfd, f"ok {n} {digest} {size} {cpu:.3f}\n".encode())
             code = 0
         except BaseException as e:  # noqa: BLE001 - reported to the parent, which logs it
             try:
                 msg = f"{type(e).__name__}: {e}".replace("\n", " ")
-                _write_all(wfd, f"error {msg}\n".encode("utf-8", "replace"))
+                write_all(wfd, f"error {msg}\n".encode("utf-8", "replace"))
             except BaseException:  # noqa: BLE001
                 pass
     finally:
@@ -605,7 +593,7 @@ def _write_tree_file(tree: DataTree, zxid: int, tmp: str, compressed: bool, fsyn
     image_digest = tree.digest   # settles the pending node shares, in the child's copy only
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        size = _write_all(fd, snapformat.header(zxid, compressed=compressed, created_ms=created_ms))
+        size = write_all(fd, snapformat.header(zxid, compressed=compressed, created_ms=created_ms))
         enc = snapformat.SnapshotEncoder(zxid, tree.sessions, chunk_nodes=4096)
         seal = snapformat.seal_frame
         keys = iter(tree.nodes)
@@ -624,7 +612,7 @@ def _write_tree_file(tree: DataTree, zxid: int, tmp: str, compressed: bool, fsyn
                 out.append(b)
                 pending += len(b)
             if pending >= _CHILD_WRITE_BYTES or not paths:
-                size += _write_all(fd, b"".join(out))
+                size += write_all(fd, b"".join(out))
                 out.clear()
                 pending = 0
             if not paths:

@@ -220,7 +220,7 @@ class TxnLog:
         # No intact record can be in a file named after a zxid past the durable end: overwrite it.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _write_all(fd, logformat.file_header())
+            write_all(fd, logformat.file_header())
         except OSError:
             os.close(fd)
             self._unlink_quietly(path)
@@ -263,7 +263,7 @@ class TxnLog:
         try:
             if self.pre_alloc_bytes and durable + len(data) > self.allocated:
                 self._preallocate(durable + len(data))
-            _write_all(fd, data)
+            write_all(fd, data)
             if self.force_sync:
                 os.fdatasync(fd)
                 if self.new_file:
@@ -344,8 +344,9 @@ class TxnLog:
                 pass  # harmless: recovery reads the zeros as the end of the log
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data) -> int:
+    """os.write until every byte is written (a write may be partial); returns len(data)."""
     view = memoryview(data)
     while view:
-        n = os.write(fd, view)
-        view = view[n:]
+        view = view[os.write(fd, view):]
+    return len(data)

@@ -71,6 +71,20 @@ def test_a_node_whose_fields_disagree_with_its_digest_is_caught():
         snapformat.load_bytes(data)
 
 
+def capture_while_writing(tree, mk, rng, writes: int, listed: bool = False):
+    """Capture tree, then emit it 7 nodes at a time with 3 random txns applied between slices (up
+    to `writes`); returns the closed capture, its encoder and the encoder's final frames."""
+    cap = snapformat.TreeCapture(tree, listed=listed)
+    enc = snapformat.SnapshotEncoder(cap.zxid, cap.sessions, chunk_nodes=16)
+    more = random_txns(tree, mk, writes, rng)
+    while not cap.emit(enc, 7):
+        for _ in range(3):
+            next(more, None)
+    frames = enc.finish()
+    cap.close()
+    return cap, enc, frames
+
+
 @pytest.mark.parametrize("listed", [False, True])
 def test_capture_is_consistent_while_the_tree_keeps_changing(listed):
     """Every txn kind applied between slices; the result equals the tree as of the capture zxid
@@ -78,14 +92,7 @@ def test_capture_is_consistent_while_the_tree_keeps_changing(listed):
     for seed in range(5):
         tree, mk, _, rng = build(300, seed)
         expected = tree_state(tree)
-        cap = snapformat.TreeCapture(tree, listed=listed)
-        enc = snapformat.SnapshotEncoder(cap.zxid, cap.sessions, chunk_nodes=16)
-        more = random_txns(tree, mk, 400, rng)
-        while not cap.emit(enc, 7):
-            for _ in range(3):
-                next(more, None)
-        frames = enc.finish()
-        cap.close()
+        cap, enc, frames = capture_while_writing(tree, mk, rng, 400, listed)
         assert tree.before_apply is None
         assert enc.digest == cap.digest
         data = snapformat.header(cap.zxid) + b"".join(snapformat.seal_frame(k, r) for k, r in frames)
@@ -106,14 +113,7 @@ def test_capture_keeps_the_quota_stats_that_writes_under_a_quota_root_update():
         stats = tree.nodes["/zookeeper/quota/t/zookeeper_stats"]
         assert stats.data != b"count=0,bytes=0"      # counted the subtree when it was made
         expected = tree_state(tree)
-        cap = snapformat.TreeCapture(tree)
-        enc = snapformat.SnapshotEncoder(cap.zxid, cap.sessions, chunk_nodes=16)
-        more = random_txns(tree, mk, 200, rng)
-        while not cap.emit(enc, 7):
-            for _ in range(3):
-                next(more, None)
-        frames = enc.finish()
-        cap.close()
+        cap, enc, frames = capture_while_writing(tree, mk, rng, 200)
         assert tree_state(tree) != expected          # the writes did move the stats on
         assert enc.digest == cap.digest
         data = snapformat.header(cap.zxid) + b"".join(snapformat.seal_frame(k, r) for k, r in frames)
