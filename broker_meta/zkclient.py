@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, Union
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import (ConnectionLoss, NodeExistsError, NoNodeError, OperationTimeoutError,
@@ -109,7 +109,7 @@ class CheckOp:
     version: int
 
 
-ZkOp = CreateOp | SetDataOp | DeleteOp | CheckOp
+ZkOp = Union[CreateOp, SetDataOp, DeleteOp, CheckOp]
 
 
 @dataclass(frozen=True)

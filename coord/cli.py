@@ -75,7 +75,10 @@ def main() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Override dataDir.")
 @click.option("--log-level", default="info", show_default=True)
 def serve(config_path, port, data_dir, log_level) -> None:
-    """Run one coord server."""
+    """Run one coord server (on the environment's server runtime, if it names one: see coord.runtime)."""
+    from coord.runtime import exec_server_runtime
+    if sys.argv[1:2] == ["serve"]:  # a real command line (not click's test runner inside another program)
+        exec_server_runtime(sys.argv[1:])
     from coord.aio import zoocfg
     _setup_logging(log_level)
     try:

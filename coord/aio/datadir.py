@@ -36,6 +36,7 @@ from coord.aio.snapshots import list_snapshots, read_snapshot, remove_temp_files
 from coord.aio.txnlog import fsync_dir, list_logs
 from coord.core import logformat, snapformat
 from coord.core.datatree import DataTree
+from coord import runtime
 
 log = logging.getLogger("coord.datadir")
 
@@ -94,7 +95,7 @@ def recover(snap_dir: Path, log_dir: Path, *, progress=None, freeze_gc: bool = T
             gc.enable()
     if freeze_gc:
         gc.collect()
-        gc.freeze()  # the loaded tree is long-lived: keep it out of every later collection
+        runtime.freeze_gc()  # the loaded tree is long-lived: keep it out of every later collection
     return rec
 
 

@@ -73,6 +73,7 @@ from pathlib import Path
 from coord.aio.txnlog import fsync_dir, write_all
 from coord.core import logformat, snapformat
 from coord.core.datatree import DataTree
+from coord.runtime import freeze_gc
 
 log = logging.getLogger("coord.snapshots")
 
@@ -259,7 +260,7 @@ class SnapshotTaker:
             log.error("snapshot at zxid 0x%x failed: %s", zxid, e)
             return None
         parent_pid = os.getpid()
-        gc.freeze()  # the parent's collections must not write every old object's GC header
+        freeze_gc()  # the parent's collections must not write every old object's GC header
         t_fork = time.perf_counter()
         try:
             pid = os.fork()
@@ -574,15 +575,29 @@ def _child_detach(wfd: int, parent_pid: int) -> None:
         signal.set_wakeup_fd(-1)
     except ValueError:
         pass
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.closerange(3, wfd)
-    os.closerange(wfd + 1, 1 << 30)   # sockets, epoll, log files: a killed parent's port is free again
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
         if os.getppid() != parent_pid:  # the parent died before the request took effect
             raise RuntimeError("the parent is gone")
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    # sockets, epoll, log files: a killed parent's port is free again. Only the fds that are open:
+    # PyPy's closerange calls close() on every number up to the bound (CPython uses close_range(2)),
+    # which with a high RLIMIT_NOFILE is minutes of CPU
+    for fd in _open_fds():
+        if fd > 2 and fd != wfd:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _open_fds() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc/self/fd")]  # includes listdir's own, closed by then
+    except OSError:
+        return list(range(os.sysconf("SC_OPEN_MAX")))
 
 
 def _write_tree_file(tree: DataTree, zxid: int, tmp: str, compressed: bool, fsync: bool,

@@ -1,0 +1,90 @@
+"""The interpreter a coord server runs on, and the GC policy that suits it.
+
+A server is one event loop on one core, so its throughput is the interpreter's speed at the request
+path (jute, prep, the tree). On PyPy's JIT that path runs 2-5x faster than on CPython (measured in
+docs/benchmarks.md), so an environment may name a *server runtime*: `scripts/setup.sh` builds a PyPy
+virtualenv beside the CPython one (which runs the tools, the tests and broker_meta) and records its
+interpreter in the CPython venv's `coord-server-python` file. `coord serve` started from an
+environment with such a runtime re-executes itself on it, in the same process (the pid does not
+change, so supervisors and `kill` keep working), with the same arguments and the same source tree.
+
+`COORD_SERVER_PYTHON` overrides the file: an interpreter path, or empty to serve on the interpreter
+that was started. Without either, coord serves on the interpreter it was started with; every part of
+coord runs on CPython 3.9+ and on PyPy 3.9+.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import sys
+from pathlib import Path
+
+ENV = "COORD_SERVER_PYTHON"
+RUNTIME_FILE = "coord-server-python"
+_EXECED = "COORD_SERVER_RUNTIME_EXECED"  # set across the re-exec, so it happens at most once
+
+
+def describe() -> str:
+    """E.g. 'PyPy 7.3.11 (Python 3.9.16)' or 'CPython 3.11.7', for the start-up log line."""
+    impl = platform.python_implementation()
+    if impl == "PyPy":
+        v = sys.pypy_version_info  # type: ignore[attr-defined]
+        return f"PyPy {v.major}.{v.minor}.{v.micro} (Python {platform.python_version()})"
+    return f"{impl} {platform.python_version()}"
+
+
+def server_python() -> str | None:
+    """The configured server interpreter, or None to serve on this one."""
+    if ENV in os.environ:
+        return os.environ[ENV] or None
+    f = Path(sys.prefix) / RUNTIME_FILE
+    try:
+        path = f.read_text().strip()
+    except OSError:
+        return None
+    return path or None
+
+
+def exec_server_runtime(argv: list[str]) -> None:
+    """Replace this process by `<server python> -m coord.cli <argv>` when a server runtime is
+    configured, exists, and is not this interpreter; otherwise return and serve here."""
+    target = server_python()
+    if not target or os.environ.get(_EXECED):
+        return
+    if not os.access(target, os.X_OK):
+        print(f"coord: server runtime {target} (from ${ENV} or {Path(sys.prefix) / RUNTIME_FILE}) is not "
+              "an executable; serving on this interpreter", file=sys.stderr)
+        return
+    if os.path.abspath(target) == os.path.abspath(sys.executable):
+        return
+    env = dict(os.environ)
+    env[_EXECED] = "1"
+    src = str(Path(__file__).resolve().parents[1])  # the same coord source, whatever the runtime has installed
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(target, [target, "-m", "coord.cli", *argv], env)
+
+
+# CPython's cycle collector: its full collections walk every tracked object, the whole tree included,
+# each time the survivors of younger collections reach a quarter of it. While a tree grows (creates)
+# that is a pause of tens of ms per 25% growth and ~5% of the CPU of a create, for nothing, since
+# znodes form no cycles and the request path's short-lived cycles die in the young generations
+# (measured: every collected object was found by generation 0). Younger collections run as before;
+# the oldest generation is examined a hundredth as often. PyPy's incremental generational GC has no
+# such knobs and needs none.
+GC_THRESHOLDS = (1000, 20, 1000)
+
+
+def tune_gc() -> None:
+    if hasattr(gc, "set_threshold"):
+        gc.set_threshold(*GC_THRESHOLDS)
+
+
+def freeze_gc() -> None:
+    """Move every object alive now out of CPython's collections (a loaded tree; the parent of a forked
+    snapshot, whose collections would otherwise write every old object's header and unshare its pages).
+    PyPy has no gc.freeze: there this does nothing."""
+    if hasattr(gc, "freeze"):
+        gc.freeze()
