@@ -17,8 +17,9 @@ class CoordProcess:
     """One `coord serve --config zoo.cfg` process with its own data dir and port."""
 
     def __init__(self, workdir: Path, client_port: int | None = None, *, force_sync: bool = False,
-                 extra_cfg: dict[str, str] | None = None):
+                 extra_cfg: dict[str, str] | None = None, env: dict[str, str] | None = None):
         self.workdir = Path(workdir)
+        self.extra_env = dict(env or {})
         self.client_port = client_port or free_port()
         self.force_sync = force_sync
         self.extra_cfg = dict(extra_cfg or {})
@@ -53,7 +54,7 @@ class CoordProcess:
     def start(self, wait: float = 20.0) -> "CoordProcess":
         cfg = self.write_config()
         self.log = open(self.workdir / "coord.log", "ab")
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env = dict(os.environ, PYTHONPATH=str(ROOT), **self.extra_env)
         self.proc = subprocess.Popen([sys.executable, "-m", "coord.cli", "serve", "--config", str(cfg)],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir,
                                      start_new_session=True)
