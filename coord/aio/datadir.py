@@ -86,16 +86,12 @@ def recover(snap_dir: Path, log_dir: Path, *, progress=None, freeze_gc: bool = T
     snap_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
     remove_temp_files(snap_dir)
-    gc_was = gc.isenabled()
-    gc.disable()  # millions of new objects and no garbage: the cycle collector would only slow us
-    try:
+    with runtime.cycle_collector_paused():
         rec = _recover(snap_dir, log_dir, progress, keep)
-    finally:
-        if gc_was:
-            gc.enable()
     if freeze_gc:
         gc.collect()
         runtime.freeze_gc()  # the loaded tree is long-lived: keep it out of every later collection
+        runtime.release_free_memory()  # the load's transient buffers: see release_free_memory
     return rec
 
 

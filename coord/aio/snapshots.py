@@ -73,7 +73,7 @@ from pathlib import Path
 from coord.aio.txnlog import fsync_dir, write_all
 from coord.core import logformat, snapformat
 from coord.core.datatree import DataTree
-from coord.runtime import freeze_gc
+from coord.runtime import CPYTHON, freeze_gc
 
 log = logging.getLogger("coord.snapshots")
 
@@ -545,7 +545,8 @@ def _child_main(tree: DataTree, zxid: int, tmp: str, wfd: int, compressed: bool,
     code = 1
     try:
         try:
-            gc.disable()
+            if CPYTHON:  # CPython: no cycle collection in a short-lived writer; PyPy: see cycle_collector_paused
+                gc.disable()
             _child_detach(wfd, parent_pid)
             c0 = time.process_time()
             n, digest, size = _write_tree_file(tree, zxid, tmp, compressed, fsync, created_ms)

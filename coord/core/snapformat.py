@@ -24,7 +24,6 @@ C-level unpacks per chunk instead of a parser call per field.
 """
 from __future__ import annotations
 
-import gc
 import struct
 import threading
 import zlib
@@ -34,6 +33,7 @@ from operator import attrgetter
 from coord.core import acl as aclmod
 from coord.core.datatree import CONTAINER_OWNER, DataTree, Node, is_ttl_owner
 from coord.core.paths import ROOT, parent_of
+from coord.runtime import cycle_collector_paused
 
 try:
     import zstandard
@@ -755,13 +755,8 @@ class SnapshotReceiver:
         return len(self.buf)
 
     def feed(self, chunk: bytes) -> None:
-        was = gc.isenabled()
-        gc.disable()        # building nodes makes many objects and no garbage (see load_bytes)
-        try:
+        with cycle_collector_paused():  # building nodes makes many objects and no garbage
             self._feed(chunk)
-        finally:
-            if was:
-                gc.enable()
 
     def _feed(self, chunk: bytes) -> None:
         buf = self.buf
@@ -806,13 +801,8 @@ def load_bytes(data: bytes) -> tuple[DataTree, SnapshotInfo]:
     """`load` from memory (a SNAP sync), with the cycle collector paused: a tree is ~10^5 new objects
     and no garbage, and a server's big live heap makes every collection they trigger expensive."""
     import io
-    was = gc.isenabled()
-    gc.disable()
-    try:
+    with cycle_collector_paused():
         return load(io.BytesIO(data).read)
-    finally:
-        if was:
-            gc.enable()
 
 
 def scan(read) -> SnapshotInfo:
