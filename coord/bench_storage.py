@@ -326,8 +326,11 @@ def _write_paths(meta) -> list[str]:
             if i % 5 == 0][:20000]
 
 
-def run_coord(ds: Path, meta: dict, work: Path, snap_count: int) -> dict:
-    c = _support()[0].CoordProcess(work / "coord", force_sync=True, extra_cfg={"snapCount": str(snap_count)})
+def run_coord(ds: Path, meta: dict, work: Path, snap_count: int, snapshot_method: str | None = None) -> dict:
+    cfg = {"snapCount": str(snap_count)}
+    if snapshot_method:
+        cfg["coord.snapshotMethod"] = snapshot_method
+    c = _support()[0].CoordProcess(work / "coord", force_sync=True, extra_cfg=cfg)
     shutil.rmtree(c.workdir, ignore_errors=True)
     shutil.copytree(ds / "coord", c.data_dir)
     t0 = time.monotonic()
@@ -369,8 +372,10 @@ def _median(runs: list[dict]) -> float:
 @click.option("--zk-heap-mb", default=2048, show_default=True, help="ZooKeeper's -Xmx.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("/tmp/coord-bench-storage"), show_default=True, help="Data sets are cached here.")
+@click.option("--snapshot-method", type=click.Choice(["fork", "inloop"]), default=None,
+              help="coord.snapshotMethod for coord (default: the server's default, fork).")
 @click.option("--json", "as_json", is_flag=True)
-def bench_storage_command(nodes, txns, rounds, snap_count, zk_heap_mb, workdir, as_json) -> None:
+def bench_storage_command(nodes, txns, rounds, snap_count, zk_heap_mb, workdir, snapshot_method, as_json) -> None:
     """Recovery time, memory and snapshot stall vs ZooKeeper 3.8 (forceSync=yes, same machine, same run)."""
     from rich.console import Console
     from rich.table import Table
@@ -390,7 +395,7 @@ def bench_storage_command(nodes, txns, rounds, snap_count, zk_heap_mb, workdir, 
         for name in ("zookeeper", "coord"):
             console.print(f"round {r + 1}/{rounds}: {name} ...")
             res = (run_zookeeper(ds, meta, work, zk_heap_mb, snap_count) if name == "zookeeper"
-                   else run_coord(ds, meta, work, snap_count))
+                   else run_coord(ds, meta, work, snap_count, snapshot_method))
             console.print(f"  start-up {res['startup_s']:.2f}s ({res['startup_cpu_s']:.1f}s CPU), "
                           f"RSS {res['rss_mb']:.0f} MiB, "
                           f"max getData latency during snapshot {res['stall']['max_ms']:.1f} ms, "

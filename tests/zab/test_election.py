@@ -174,3 +174,30 @@ def test_joining_settled_servers_whose_votes_come_from_different_rounds():
     assert not e.decided
     e.on_notification(4, Notification(LEADING, 4, 0x200000009, 5, 2, 0), 10)
     assert e.decided and e.decided[0] == 4
+
+
+def test_a_server_that_turns_looking_late_hears_the_better_vote_at_once():
+    """Failover: 1 notices the dead leader first and votes for itself (the better history); 2 is
+    still following, so 1's notification never reaches 2's election. When 2 starts its own round
+    with a worse vote, 1 answers it at once, without waiting for a resend (100 ms here)."""
+    q = Quorum([1, 2, 3])
+    e1, e2 = Election(1, q, finalize_ms=50), Election(2, q, finalize_ms=50)
+    for e in (e1, e2):
+        e.logical_clock = 4          # both settled in round 4 under leader 3
+    e1.start(0, 2, 0x200000009)
+    e1.out = []                      # sent to 2 while 2 was following: answered by its peer, not its election
+    e2.start(5, 2, 0x200000005)
+    for to, n in e2.out:
+        if to == 1:
+            e1.on_notification(2, n, 5)
+    e2.out = []
+    assert [(to, n.leader) for to, n in e1.out] == [(2, 1)]
+    for to, n in e1.out:
+        e2.on_notification(1, n, 5)  # 2 adopts 1 and tells everyone
+    e1.out = []
+    for to, n in e2.out:
+        if to == 1:
+            e1.on_notification(2, n, 5)
+    assert e1.out == []              # agreement is not answered: no ping-pong
+    e1.tick(55)
+    assert e1.decided == (1, Vote(1, 0x200000009, 2))

@@ -124,6 +124,12 @@ class Election:
                 self.decide_at = None
                 self._propose(vote)
                 self._notify_all(now)
+            elif vote != self.proposal:
+                # It votes worse than we do in our own round: it may have cleared our notification
+                # when it started this round (a follower only turns looking when it notices the
+                # leader is gone), so tell it again now rather than at the next resend (100 ms+).
+                # It adopts ours and answers with it, which we do not answer: no ping-pong.
+                self._send(sender)
             if sender_votes:
                 self.recv[sender] = vote
             self._check(now)
