@@ -36,6 +36,7 @@ from coord.core.zab.sequencer import LearnerSequencer, encode_request_body
 CONNECTING, INFO, ACCEPTING, SYNC, NEWLEADER_WAIT, UPTODATE_WAIT, BROADCAST = (
     "connecting", "info", "accepting", "sync", "newleader", "uptodate-wait", "broadcast")
 MAX_PENDING_SYNCS = 100000
+INFO_FIRST_RESEND_MS = 10   # the first FOLLOWERINFO repeat; doubling up to election_resend_ms
 
 
 class LearnerRole:
@@ -47,6 +48,7 @@ class LearnerRole:
         self.observer = observer
         self.phase = CONNECTING
         self.info_sent = 0
+        self.info_every = INFO_FIRST_RESEND_MS
         self.new_epoch = 0
         self.last_heard = peer.mono_ms
         self.pending_trunc: int | None = None
@@ -99,6 +101,7 @@ class LearnerRole:
         peer = self.peer
         if self.phase == CONNECTING:
             self.last_heard = peer.mono_ms
+            self.info_every = INFO_FIRST_RESEND_MS
         self.info_sent = peer.mono_ms
         peer.send(self.leader, M.FollowerInfo(peer.promised_epoch, peer.peer_epoch, peer.last_zxid,
                                               self.core.tree.last_zxid, int(self.observer), M.PROTOCOL))
@@ -107,9 +110,13 @@ class LearnerRole:
     def tick(self) -> None:
         peer = self.peer
         cfg = self.cfg
-        if self.phase == INFO and peer.mono_ms - self.info_sent >= cfg.election_resend_ms:
+        if self.phase == INFO and peer.mono_ms - self.info_sent >= self.info_every:
             # The leader may not have known it leads when our FOLLOWERINFO came (it drops Zab traffic
-            # while looking): say it again until it answers (it ignores repeats on one link).
+            # while looking): say it again until it answers (it ignores repeats on one link). It
+            # decides at most election_finalize_ms after us, so the first repeats come soon (a
+            # flat election_resend_ms was the last ~100 ms step in a measured failover), then
+            # back off to election_resend_ms.
+            self.info_every = min(self.info_every * 2, cfg.election_resend_ms)
             self.send_info()
         steady = self.phase == BROADCAST and not self.rolling
         limit = (cfg.sync_limit if steady else cfg.init_limit) * cfg.tick_ms
