@@ -40,10 +40,10 @@ txns copy the pages they touch; the child reads every node, and reading a Python
 its refcount, so the child ends up copying nearly every page of the tree: a snapshot can cost up
 to about the tree's size again in RSS while it runs (measured in docs/storage.md). gc.freeze()
 before the fork keeps the parent's own full collections from writing every tracked object's GC
-header during the child's run; the child runs with the GC disabled. The frozen objects stay out
-of later collections for good (as recovery already does with the loaded tree): cyclic garbage that
-exists at the moment of a freeze is never collected, a bounded cost per snapshot that buys
-collections that never walk the whole tree.
+header during the child's run; the child encodes with the cycle collector paused (coord.runtime).
+The frozen objects stay out of later collections for good (as recovery already does with the loaded
+tree): cyclic garbage that exists at the moment of a freeze is never collected, a bounded cost per
+snapshot that buys collections that never walk the whole tree.
 
 inloop. A TreeCapture (coord.core.snapformat) pins the tree as of its last applied zxid in O(1)
 (copy-on-write of the nodes later txns touch), then the event loop serialises the captured nodes
@@ -59,7 +59,6 @@ Reading one (`read_snapshot`) verifies every frame and the tree digest; recovery
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import queue
@@ -73,7 +72,7 @@ from pathlib import Path
 from coord.aio.txnlog import fsync_dir, write_all
 from coord.core import logformat, snapformat
 from coord.core.datatree import DataTree
-from coord.runtime import CPYTHON, freeze_gc
+from coord.runtime import cycle_collector_paused, freeze_gc
 
 log = logging.getLogger("coord.snapshots")
 
@@ -545,11 +544,10 @@ def _child_main(tree: DataTree, zxid: int, tmp: str, wfd: int, compressed: bool,
     code = 1
     try:
         try:
-            if CPYTHON:  # CPython: no cycle collection in a short-lived writer; PyPy: see cycle_collector_paused
-                gc.disable()
             _child_detach(wfd, parent_pid)
             c0 = time.process_time()
-            n, digest, size = _write_tree_file(tree, zxid, tmp, compressed, fsync, created_ms)
+            with cycle_collector_paused():
+                n, digest, size = _write_tree_file(tree, zxid, tmp, compressed, fsync, created_ms)
             if _CHILD_DELAY_S:
                 time.sleep(_CHILD_DELAY_S)
             cpu = time.process_time() - c0

@@ -131,15 +131,13 @@ def test_ensemble_forms_without_waiting_out_init_limit():
     assert net.serving() == {1, 2, 3}, f"roles {net.roles}"
 
 
-def test_an_early_followerinfo_costs_the_failover_milliseconds_not_a_resend_interval():
-    """The same race, timed: once the leader has decided, the follower's next FOLLOWERINFO comes within
-    a few ms (its repeats start at 10 ms and back off), not election_resend_ms (100 ms) after the
-    first. Measured on real processes, the flat 100 ms was the last step left in a failover."""
+def _follower_decides_before_its_leader() -> tuple[Net, int, int]:
+    """The leader dies; survivor a settles on b and sends FOLLOWERINFO while b is still looking."""
     net = Net()
     net.advance(1000)
     leader = next(s for s in net.up if net.roles.get(s) == "leading")
     net.crash(leader)
-    a, b = sorted(net.up)
+    a, b = sorted(net.up)          # the survivors; b has the larger sid, so b will lead
     net.deliver_all()
     for _ in range(40):
         net.now += 5
@@ -147,7 +145,16 @@ def test_an_early_followerinfo_costs_the_failover_milliseconds_not_a_resend_inte
         net.deliver(a, b)
         if net.roles.get(a) == "following":
             break
-    assert net.roles.get(a) == "following" and net.roles.get(b) == "looking"
+    assert net.roles.get(a) == "following"
+    assert net.roles.get(b) == "looking"
+    return net, a, b
+
+
+def test_an_early_followerinfo_costs_the_failover_milliseconds_not_a_resend_interval():
+    """The same race, timed: once the leader has decided, the follower's next FOLLOWERINFO comes within
+    a few ms (its repeats start at 10 ms and back off), not election_resend_ms (100 ms) after the
+    first. Measured on real processes, the flat 100 ms was the last step left in a failover."""
+    net, a, b = _follower_decides_before_its_leader()
     started = net.now
     while net.roles.get(b) != "leading":       # b finishes its finalize wait and leads
         net.advance(5)
@@ -164,20 +171,6 @@ def test_followerinfo_that_reaches_the_leader_before_it_has_decided_is_not_lost(
     did; its FOLLOWERINFO reached 2 while 2 was still looking, was ignored as stale, and 1 waited a
     whole initLimit (20 s at the default tickTime) before looking again, with no quorum meanwhile
     (fixed in the peer by cc047c0: the learner resends FOLLOWERINFO until the leader answers)."""
-    net = Net()
-    net.advance(1000)
-    leader = next(s for s in net.up if net.roles.get(s) == "leading")
-    net.crash(leader)
-    a, b = sorted(net.up)          # the survivors; b has the larger sid, so b will lead
-    net.deliver_all()
-    # a reaches its decision first and sends FOLLOWERINFO to b, which is still looking
-    for _ in range(40):
-        net.now += 5
-        net.tick(a)
-        net.deliver(a, b)
-        if net.roles.get(a) == "following":
-            break
-    assert net.roles.get(a) == "following"
-    assert net.roles.get(b) == "looking"
+    net, a, b = _follower_decides_before_its_leader()
     net.advance(2000)              # far less than initLimit x tickTime (2 s here... 10 x 200 ms)
     assert net.serving() == {a, b}, f"roles {net.roles}"
