@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+import statistics
 import shutil
 import socket
 import struct
@@ -289,7 +291,7 @@ def _measure_stall(port: int, probe: str, write_paths: list[str], snap_dir: Path
             "window_s": t_done - t_start, "snapshot": sorted(new)}
 
 
-def run_zookeeper(ds: Path, meta: dict, work: Path, heap_mb: int, snap_count: int) -> dict:
+def run_zookeeper(ds: Path, meta: dict, work: Path, heap_mb: int, snap_count: int, snapshots: int = 1) -> dict:
     zk = _support()[1].RealZooKeeper(work / "zk", force_sync=True, heap_mb=heap_mb,
                        extra_cfg={"snapCount": str(snap_count), "autopurge.snapRetainCount": "3"})
     shutil.rmtree(zk.workdir, ignore_errors=True)
@@ -305,8 +307,9 @@ def run_zookeeper(ds: Path, meta: dict, work: Path, heap_mb: int, snap_count: in
     before = {p.name for p in snap_dir.glob("snapshot.*")}
     took = _zk_snapshot_ms(zk)  # its start-up snapshot
     stall = _measure_stall(zk.client_port, meta["probe"], _write_paths(meta), snap_dir, before,
-                           done=lambda: _zk_snapshot_ms(zk)[1] > took[1])
+                           done=lambda: _zk_snapshot_ms(zk)[1] >= took[1] + snapshots)
     after = _zk_snapshot_ms(zk)
+    stall["rss_after_mb"] = rss_mb(zk.proc.pid)
     n = after[1] - took[1]
     stall["snapshot_write_s"] = (after[0] - took[0]) / n / 1000 if n > 0 else float("nan")
     zk.stop()
@@ -326,10 +329,13 @@ def _write_paths(meta) -> list[str]:
             if i % 5 == 0][:20000]
 
 
-def run_coord(ds: Path, meta: dict, work: Path, snap_count: int, snapshot_method: str | None = None) -> dict:
+def run_coord(ds: Path, meta: dict, work: Path, snap_count: int, snapshot_method: str | None = None,
+              snapshots: int = 1, collapse_huge_pages: bool = True) -> dict:
     cfg = {"snapCount": str(snap_count)}
     if snapshot_method:
         cfg["coord.snapshotMethod"] = snapshot_method
+    if not collapse_huge_pages:
+        cfg["coord.collapseHugePages"] = "false"
     c = _support()[0].CoordProcess(work / "coord", force_sync=True, extra_cfg=cfg)
     shutil.rmtree(c.workdir, ignore_errors=True)
     shutil.copytree(ds / "coord", c.data_dir)
@@ -342,23 +348,29 @@ def run_coord(ds: Path, meta: dict, work: Path, snap_count: int, snapshot_method
     rss = rss_mb(c.proc.pid)
     snap_dir = c.data_dir / "version-2"
     before = {p.name for p in snap_dir.glob("snapshot.*")}
-    stall = _measure_stall(c.client_port, meta["probe"], _write_paths(meta), snap_dir, before)
+    stall = _measure_stall(c.client_port, meta["probe"], _write_paths(meta), snap_dir, before,
+                           done=lambda: len(_SNAPSHOT_LINE.findall(c.log_text())) >= snapshots)
+    stall["rss_after_mb"] = rss_mb(c.proc.pid)
     text = c.log_text()
     c.stop()
-    import re
     slices = [float(m) for m in re.findall(r"longest slice ([0-9.]+) ms", text)]
     slices_cpu = [float(m) for m in re.findall(r"longest slice [0-9.]+ ms, ([0-9.]+) ms CPU", text)]
     stall["server_longest_slice_cpu_ms"] = max(slices_cpu) if slices_cpu else float("nan")
     captures = [float(m) for m in re.findall(r"capture ([0-9.]+) ms", text)]
     writes = re.findall(r"snapshot snapshot\.[0-9a-f]+: (\d+) nodes, \d+ sessions in ([0-9.]+)s", text)
-    stall["snapshot_write_s"] = float(writes[-1][1]) if writes else float("nan")
+    stall["snapshot_write_s"] = statistics.median(float(w[1]) for w in writes) if writes else float("nan")
     stall["server_longest_slice_ms"] = max(slices) if slices else float("nan")
     stall["server_capture_ms"] = max(captures) if captures else float("nan")
+    stall["server_captures_ms"] = captures
+    stall["server_forks_ms"] = [float(m) for m in re.findall(r"fork ([0-9.]+) ms, capture", text)]
+    stall["huge_page_passes"] = re.findall(r"huge pages: (\d+ of \d+ 2 MiB ranges[^,]*),.*?([0-9.]+s)$", text, re.M)
     return {"startup_s": startup, "startup_cpu_s": cpu, "rss_mb": rss, "stall": stall}
 
 
+_SNAPSHOT_LINE = re.compile(r"snapshot snapshot\.[0-9a-f]+: \d+ nodes")
+
+
 def _median(runs: list[dict]) -> float:
-    import statistics
     vals = [x["stall"]["snapshot_write_s"] for x in runs]
     vals = [v for v in vals if v == v]  # not NaN
     return statistics.median(vals) if vals else float("nan")
@@ -374,8 +386,13 @@ def _median(runs: list[dict]) -> float:
               default=Path("/tmp/coord-bench-storage"), show_default=True, help="Data sets are cached here.")
 @click.option("--snapshot-method", type=click.Choice(["fork", "inloop"]), default=None,
               help="coord.snapshotMethod for coord (default: the server's default, fork).")
+@click.option("--snapshots", default=3, show_default=True,
+              help="snapshots each server takes in the stall phase (the first fork is not the steady state).")
+@click.option("--collapse-huge-pages/--no-collapse-huge-pages", default=True, show_default=True,
+              help="coord.collapseHugePages for coord (huge pages keep the fork short).")
 @click.option("--json", "as_json", is_flag=True)
-def bench_storage_command(nodes, txns, rounds, snap_count, zk_heap_mb, workdir, snapshot_method, as_json) -> None:
+def bench_storage_command(nodes, txns, rounds, snap_count, zk_heap_mb, workdir, snapshot_method, snapshots,
+                          collapse_huge_pages, as_json) -> None:
     """Recovery time, memory and snapshot stall vs ZooKeeper 3.8 (forceSync=yes, same machine, same run)."""
     from rich.console import Console
     from rich.table import Table
@@ -394,13 +411,17 @@ def bench_storage_command(nodes, txns, rounds, snap_count, zk_heap_mb, workdir, 
     for r in range(rounds):
         for name in ("zookeeper", "coord"):
             console.print(f"round {r + 1}/{rounds}: {name} ...")
-            res = (run_zookeeper(ds, meta, work, zk_heap_mb, snap_count) if name == "zookeeper"
-                   else run_coord(ds, meta, work, snap_count, snapshot_method))
+            res = (run_zookeeper(ds, meta, work, zk_heap_mb, snap_count, snapshots) if name == "zookeeper"
+                   else run_coord(ds, meta, work, snap_count, snapshot_method, snapshots, collapse_huge_pages))
             console.print(f"  start-up {res['startup_s']:.2f}s ({res['startup_cpu_s']:.1f}s CPU), "
                           f"RSS {res['rss_mb']:.0f} MiB, "
                           f"max getData latency during snapshot {res['stall']['max_ms']:.1f} ms, "
-                          f"snapshot written in {res['stall']['snapshot_write_s']:.2f}s, "
+                          f"snapshot written in {res['stall']['snapshot_write_s']:.2f}s (median), "
+                          f"RSS after the write phase {res['stall']['rss_after_mb']:.0f} MiB, "
                           f"load average {os.getloadavg()[0]:.1f}")
+            if name == "coord":
+                console.print(f"  per snapshot: loop held {res['stall']['server_captures_ms']} ms, of which fork() "
+                              f"{res['stall']['server_forks_ms']} ms; huge-page passes {res['stall']['huge_page_passes']}")
             results[name].append(res)
     best = {k: min(v, key=lambda x: x["startup_s"]) for k, v in results.items()}
     zs, cs = best["zookeeper"], best["coord"]
@@ -413,6 +434,8 @@ def bench_storage_command(nodes, txns, rounds, snap_count, zk_heap_mb, workdir, 
          max(x["stall"]["max_ms"] for x in results["coord"]), None, "reported"),
         ("p99 getData latency while snapshotting (ms)", max(x["stall"]["p99_ms"] for x in results["zookeeper"]),
          max(x["stall"]["p99_ms"] for x in results["coord"]), None, "reported"),
+        ("resident memory after the write phase (MiB)", max(x["stall"]["rss_after_mb"] for x in results["zookeeper"]),
+         max(x["stall"]["rss_after_mb"] for x in results["coord"]), None, "reported"),
         ("time to write the snapshot under write load (s), median", _median(results["zookeeper"]),
          _median(results["coord"]), _median(results["coord"]) / _median(results["zookeeper"]), "reported"),
     ]

@@ -401,6 +401,7 @@ class EnsembleNode(CoordServer):
                     await loop.run_in_executor(None, self._install_snapshot, data, z)
                     self._fresh()
                     self.peer.snapshot_installed(z)
+                    self.storage.snapshots.tree_loaded()   # a whole new tree: huge pages before a fork
                 self.flush()
         except OSError as err:
             self.die(f"disk effect failed: {err}")

@@ -56,6 +56,7 @@ class ServerConfig:
     purge_interval_hours: int = 0
     pre_alloc_size_kb: int = 65536
     snapshot_method: str | None = None   # coord.snapshotMethod: fork | inloop (None: fork where possible)
+    collapse_huge_pages: bool = True     # coord.collapseHugePages: keep the heap in huge pages (short forks)
     servers: dict[int, QuorumServer] = field(default_factory=dict)
     myid: int | None = None
     standalone_enabled: bool = True
@@ -281,6 +282,8 @@ def _apply(cfg: ServerConfig, k: str, v: str) -> None:
         if v not in ("fork", "inloop"):
             raise ValueError(f"{k} must be fork or inloop, got {v!r}")
         cfg.snapshot_method = v
+    elif k == "coord.collapseHugePages":
+        cfg.collapse_huge_pages = _bool(v, k)
     elif k in ("coord.maxLogFileBytes",):
         cfg.max_log_file_bytes = _int(v, k)
     elif k == "quorumListenOnAllIPs":
