@@ -85,15 +85,18 @@ def anonymous_ranges(maps_text: str) -> list[tuple[int, int]]:
 
 
 class PassResult:
-    __slots__ = ("ranges", "collapsed", "sparse", "ineligible", "busy", "no_memory", "stopped", "seconds")
+    __slots__ = ("ranges", "collapsed", "sparse", "sparse_resident", "ineligible", "busy", "no_memory", "stopped",
+                 "seconds")
 
     def __init__(self):
         self.ranges = self.collapsed = self.sparse = self.ineligible = self.busy = self.no_memory = 0
+        self.sparse_resident = 0   # small pages in memory in the sparse ranges (what their forks copy)
         self.stopped = False
         self.seconds = 0.0
 
     def __repr__(self):
-        return (f"{self.collapsed} of {self.ranges} 2 MiB ranges in huge pages, {self.sparse} left sparse, "
+        return (f"{self.collapsed} of {self.ranges} 2 MiB ranges in huge pages, {self.sparse} left sparse "
+                f"({self.sparse_resident * PAGE >> 20} MiB resident in them), "
                 f"{self.ineligible} ineligible, "
                 f"{self.busy} busy, {self.no_memory} without a free huge page{', stopped' if self.stopped else ''}, "
                 f"{self.seconds:.2f}s")
@@ -196,8 +199,10 @@ class HeapCollapser:
                     res.seconds = time.perf_counter() - t0
                     return res
                 res.ranges += 1
-                if resident_pages(addr, vec) < MIN_RESIDENT:
+                resident = resident_pages(addr, vec)
+                if resident < MIN_RESIDENT:
                     res.sparse += 1
+                    res.sparse_resident += resident
                     continue
                 if _madvise(addr, HUGE, MADV_COLLAPSE) == 0:
                     res.collapsed += 1
