@@ -57,10 +57,10 @@ except (ImportError, OSError, AttributeError):
 
 
 def resident_pages(addr: int, vec) -> int:
-    """How many of the 512 small pages of the 2 MiB range at addr are in memory (mincore); 512 if
-    mincore cannot tell."""
+    """How many of the 512 small pages of the 2 MiB range at addr are in memory (mincore); -1 if
+    the range is no longer (wholly) mapped."""
     if _mincore(addr, HUGE, vec) != 0:
-        return HUGE // PAGE
+        return -1
     return sum(b & 1 for b in bytes(vec))
 
 
@@ -200,6 +200,9 @@ class HeapCollapser:
                     return res
                 res.ranges += 1
                 resident = resident_pages(addr, vec)
+                if resident < 0:      # unmapped since /proc/self/maps was read
+                    res.ineligible += 1
+                    continue
                 if resident < MIN_RESIDENT:
                     res.sparse += 1
                     res.sparse_resident += resident

@@ -193,3 +193,28 @@ def test_a_due_snapshot_waits_for_the_huge_page_pass_then_forks(tmp_path):
         return held, waited, started
     held, waited, started = asyncio.run(run())
     assert held >= 40 and waited >= 1 and started
+
+
+@pytest.mark.skipif(not hugepages.available(), reason="needs Linux's mincore and /proc/self/maps")
+def test_residency_decides_which_ranges_are_dense_enough_to_collapse():
+    """mincore says how much of a range is in memory: an untouched one is left alone (collapsing it
+    would make 2 MiB resident), a written one is dense, an unmapped one is skipped."""
+    import ctypes
+    import mmap
+    m = mmap.mmap(-1, 4 * hugepages.HUGE)
+    buf = (ctypes.c_ubyte * len(m)).from_buffer(m)
+    base = ctypes.addressof(buf)
+    start = (base + hugepages.HUGE - 1) & ~(hugepages.HUGE - 1)
+    vec = (ctypes.c_ubyte * 512)()
+    try:
+        assert hugepages.resident_pages(start, vec) == 0
+        for off in range(0, hugepages.HUGE // 2, hugepages.PAGE):
+            buf[start - base + off] = 1
+        assert hugepages.resident_pages(start, vec) == 256 < hugepages.MIN_RESIDENT
+        for off in range(hugepages.HUGE // 2, hugepages.HUGE, hugepages.PAGE):
+            buf[start - base + off] = 1
+        assert hugepages.resident_pages(start, vec) == 512
+    finally:
+        del buf
+        m.close()
+    assert hugepages.resident_pages(start, vec) == -1
