@@ -191,7 +191,7 @@ class SnapshotTaker:
     """At most one snapshot at a time: in a forked child, or in slices interleaved with the loop."""
 
     def __init__(self, snap_dir: Path, *, slice_ms: float = 2.0, compressed: bool = True,
-                 fsync: bool = True, method: str = DEFAULT_METHOD, collapse_huge_pages: bool = True):
+                 fsync: bool = True, method: str = DEFAULT_METHOD, collapse_huge_pages: bool = False):
         if method not in METHODS:
             raise ValueError(f"snapshot method must be one of {', '.join(METHODS)}, got {method!r}")
         if method == "fork" and not hasattr(os, "fork"):

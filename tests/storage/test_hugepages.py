@@ -60,6 +60,9 @@ def test_collapse_is_off_by_config_and_a_bad_value_names_the_line(tmp_path):
     assert cfg.collapse_huge_pages is False and not cfg.warnings
     from coord.aio.datadir import Storage
     assert not Storage.from_config(cfg).snapshots.huge_pages.enabled
+    if hugepages.available():   # a server's default: on (a Storage built by hand: off, see its docstring)
+        assert Storage.from_config(parse(f"dataDir={tmp_path}\n")).snapshots.huge_pages.enabled
+        assert not Storage(tmp_path).snapshots.huge_pages.enabled
     assert not Storage.from_config(parse(f"dataDir={tmp_path}\ncoord.snapshotMethod=inloop\n")).snapshots.huge_pages.enabled
     with pytest.raises(ConfigError, match=r"zoo.cfg:2: coord.collapseHugePages"):
         parse(f"dataDir={tmp_path}\ncoord.collapseHugePages=sometimes\n")
@@ -146,7 +149,8 @@ def test_a_due_snapshot_waits_for_the_huge_page_pass_then_forks(tmp_path):
     keep = [bytearray(64 * MIB) for _ in range(2)]  # noqa: F841 - ranges for the pass to walk
 
     async def run():
-        st = Storage(tmp_path, force_sync=False, snap_count=40, seed=3, snapshot_method="fork")
+        st = Storage(tmp_path, force_sync=False, snap_count=40, seed=3, snapshot_method="fork",
+                     collapse_huge_pages=True)
         st.recover()
         st.snapshots.huge_pages.stop(wait=60)   # the pass after recovery: not this test's
         st.snapshots.huge_pages.pause_s = 0.01  # ~1 s per pass over the 128 MiB above
