@@ -272,6 +272,9 @@ class Storage:
     Snapshots are taken every snapCount txns, randomised per server as ZooKeeper does (the first
     after snapCount/2 + random(snapCount/2) txns) so that the members of an ensemble do not all
     snapshot at once; the log rolls to a new file when one starts, and retention runs after each.
+    collapse_huge_pages (coord.aio.hugepages) is on for a server (zoo.cfg's default, from_config) and
+    off for a Storage built by hand: a due snapshot waits for a running huge-page pass, which a caller
+    counting txns to snapshots (tests, tools) would see as a changed schedule.
     """
 
     def __init__(self, data_dir: Path, data_log_dir: Path | None = None, *, force_sync: bool = True,
@@ -300,9 +303,6 @@ class Storage:
         self._durable_zxid = 0
         self._tasks: set = set()
         self._next_threshold()
-        # collapse_huge_pages is off unless asked for (a server's zoo.cfg default is on): it moves a due
-        # snapshot to the first commit after a background pass, which a caller counting txns to
-        # snapshots (tests, tools) would see as a changed schedule
 
     @classmethod
     def from_config(cls, cfg) -> "Storage":
