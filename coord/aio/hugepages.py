@@ -39,6 +39,9 @@ PAGE = 4096
 # fills the holes (MADV_COLLAPSE ignores khugepaged's max_ptes_none), which would grow RSS by up to
 # 2 MiB per sparse range; a sparse range costs the fork only its few entries anyway
 MIN_RESIDENT = 448
+# below this RSS a fork copies few enough entries (~2.5 ms at 128 MiB here) that a pass is not worth its
+# CPU: test servers and small trees skip it
+MIN_RSS_MIB = 128
 _GIVE_UP_ENOMEM = 16   # consecutive ranges without a free huge page: memory is fragmented, stop the pass
 
 try:
@@ -105,9 +108,11 @@ class PassResult:
 class HeapCollapser:
     """At most one background pass at a time; see the module docstring."""
 
-    def __init__(self, enabled: bool = True, pause_s: float = 0.001):
+    def __init__(self, enabled: bool = True, pause_s: float = 0.001, min_rss_mib: int = MIN_RSS_MIB):
         self.enabled = enabled and _madvise is not None and sys.platform.startswith("linux")
         self.pause_s = pause_s
+        self.min_rss_mib = min_rss_mib
+        self.small = 0   # starts skipped because the process was below min_rss_mib
         self.supported: bool | None = None   # None until a pass has tried
         self.passes = 0
         self.last: PassResult | None = None
@@ -131,6 +136,9 @@ class HeapCollapser:
         """Begin a pass in the background unless the kernel cannot collapse; if one is running, another
         whole pass follows it (ranges it already did may have been split again since)."""
         if not self.enabled or self.supported is False:
+            return False
+        if rss_mib() < self.min_rss_mib:
+            self.small += 1
             return False
         with self._lock:
             self._stop.clear()
@@ -227,6 +235,15 @@ class HeapCollapser:
                     time.sleep(self.pause_s)
         res.seconds = time.perf_counter() - t0
         return res
+
+
+def rss_mib() -> int:
+    """This process's resident size (MiB; 0 where /proc cannot say)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def huge_pages_mib() -> int | None:

@@ -222,3 +222,9 @@ def test_residency_decides_which_ranges_are_dense_enough_to_collapse():
         del buf
         m.close()
     assert hugepages.resident_pages(start, vec) == -1
+
+
+def test_a_small_process_skips_the_pass():
+    """Below min_rss_mib the fork is already short: no thread, no pass."""
+    h = HeapCollapser(min_rss_mib=1 << 30)
+    assert not h.start() and not h.running and h.small == (1 if h.enabled else 0) and h.passes == 0
