@@ -117,6 +117,15 @@ def freeze_gc() -> None:
         gc.freeze()
 
 
+def rss_mib() -> int:
+    """This process's resident size in MiB (0 where /proc cannot say): `envi` and the huge-page floor."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def release_free_memory() -> None:
     """Hand the C heap's free pages back to the OS (glibc's malloc_trim). After recovery: PyPy frees
     the load's transient buffers (decompressed frames, dict and set storage outgrown while the tree

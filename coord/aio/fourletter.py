@@ -12,6 +12,7 @@ import time
 
 from coord import __version__
 from coord.aio.zoocfg import ServerConfig
+from coord.runtime import rss_mib
 
 ZK_COMPAT_VERSION = "3.8.4"
 BUILT_ON = "2026-11-25 00:00 UTC"
@@ -158,9 +159,9 @@ class FourLetterWords:
             f"user.name={_user()}",
             f"user.home={os.path.expanduser('~')}",
             f"user.dir={os.getcwd()}",
-            f"os.memory.free={_rss_mb()}MB",
-            f"os.memory.max={_rss_mb()}MB",
-            f"os.memory.total={_rss_mb()}MB",
+            f"os.memory.free={rss_mib()}MB",
+            f"os.memory.max={rss_mib()}MB",
+            f"os.memory.total={rss_mib()}MB",
             f"coord.version={__version__}",
         ]
         return "\n".join(lines) + "\n"
@@ -275,15 +276,6 @@ def _user() -> str:
         return pwd.getpwuid(os.getuid()).pw_name
     except Exception:
         return str(os.getuid())
-
-
-def _rss_mb() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
-    except (OSError, ValueError):
-        return 0
 
 
 def _open_fds() -> int:

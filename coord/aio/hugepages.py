@@ -30,6 +30,8 @@ import sys
 import threading
 import time
 
+from coord.runtime import rss_mib
+
 log = logging.getLogger("coord.hugepages")
 
 MADV_COLLAPSE = 25
@@ -109,7 +111,7 @@ class HeapCollapser:
     """At most one background pass at a time; see the module docstring."""
 
     def __init__(self, enabled: bool = True, pause_s: float = 0.001, min_rss_mib: int = MIN_RSS_MIB):
-        self.enabled = enabled and _madvise is not None and sys.platform.startswith("linux")
+        self.enabled = enabled and available()
         self.pause_s = pause_s
         self.min_rss_mib = min_rss_mib
         self.small = 0   # starts skipped because the process was below min_rss_mib
@@ -235,15 +237,6 @@ class HeapCollapser:
                     time.sleep(self.pause_s)
         res.seconds = time.perf_counter() - t0
         return res
-
-
-def rss_mib() -> int:
-    """This process's resident size (MiB; 0 where /proc cannot say)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def huge_pages_mib() -> int | None:
