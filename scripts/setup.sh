@@ -7,6 +7,7 @@ need_apt=()
 [ -x /usr/lib/zookeeper/bin/cli_mt ] || need_apt+=(zookeeper-bin)
 command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
 command -v nc >/dev/null 2>&1 || need_apt+=(netcat-openbsd)  # the README's `echo mntr | nc ...`
+command -v mvn >/dev/null 2>&1 || need_apt+=(maven)  # Kafka from Maven Central (kafka/pom.xml)
 # The servers' runtime: PyPy runs coord's request path 2-5x faster than CPython (coord/runtime.py).
 command -v pypy3 >/dev/null 2>&1 && pypy3 -c 'import venv, ensurepip' 2>/dev/null \
   && ls /usr/include/pypy3*/Python.h >/dev/null 2>&1 || need_apt+=(pypy3 pypy3-venv pypy3-dev)
@@ -43,4 +44,18 @@ if command -v pypy3 >/dev/null 2>&1; then
   echo "$PWD/.venv-pypy/bin/python" > .venv/coord-server-python
 else
   rm -f .venv/coord-server-python
+fi
+# Real Kafka 3.9 brokers (`coord kafka up`, tests/kafka): kafka/pom.xml's jars from Maven Central, copied
+# once into .cache/kafka-libs-<hash of the pom> (coord/kafka/libs.py finds them there).
+kafka_libs=.cache/kafka-libs-$(sha1sum kafka/pom.xml | cut -c1-12)
+if [ ! -f "$kafka_libs/.complete" ]; then
+  if command -v mvn >/dev/null 2>&1 && rm -rf "$kafka_libs" && mvn -q -B -f kafka/pom.xml \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$PWD/$kafka_libs"; then
+    touch "$kafka_libs/.complete"
+  elif [ -n "${CI:-}" ]; then
+    echo "setup: could not fetch Kafka from Maven Central (kafka/pom.xml); needs mvn and the registry" >&2
+    exit 1
+  else
+    echo "setup: no Kafka libs (needs mvn and Maven Central): tests/kafka will skip" >&2
+  fi
 fi
