@@ -721,12 +721,32 @@ class ServerCore:
                 else:
                     pending.reply = reply
                     pending.state = READY
+                    self._release_syncs_before(q, pending)
                     self._flush(conn)
         if t == -11:
             cid = self.session_conn.pop(sid, None)
             if cid is not None and cid in self.conns:
-                self._close(self.conns[cid], f"session 0x{sid:x} closed")
+                conn = self.conns[cid]
+                if conn.queue:              # closed by expiry with sync()s waiting: answer them now
+                    self._release_syncs_before(conn.queue, None)
+                    self._flush(conn)
+                self._close(conn, f"session 0x{sid:x} closed")
         return res
+
+    @staticmethod
+    def _release_syncs_before(q: deque, pending: Pending | None) -> None:
+        """A txn of this session has committed (one of its writes, or its closeSession) while
+        sync()s it sent earlier still wait: they are satisfied (each waits for the proposals the
+        leader had when it arrived, and this txn was proposed after them), so they answer now, at
+        this zxid, in order. Left waiting for their own completion (the end of a commit batch, or a
+        SyncReply that follows it), they would answer at a later zxid; once the session is closed,
+        that is after changes whose watch events its closing connection never gets (seed 92717;
+        tests/zab/scripts/sync_answered_before_its_session_closes.txt)."""
+        for p in q:
+            if p is pending:
+                return
+            if p.state == WAIT_COMMIT and p.op == 9:
+                p.state = DEFERRED
 
     def abort_txns(self, txns, err: int) -> None:
         """Prepared txns that will never commit: forget their changes, reuse their zxids, and answer

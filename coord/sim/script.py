@@ -19,6 +19,7 @@ Commands
                                      (TYPE: deliver up to and including the next message of that type)
     partition S... | heal            cut the listed servers off from the rest (links drop) / undo
     client C S | create C PATH [DATA] [ephemeral] | set C PATH DATA | get C PATH | close C
+    watch C PATH | sync C            getData with a watch (no reply may then pass its event) / sync()
     disconnect C                     the client vanishes; its session must expire
     inject A->B MESSAGE | garbage A->B HEX | flip A->B   a crafted message / raw bytes / a bit flipped
     status | queue | tree S | check  | expect S FIELD VALUE
@@ -112,6 +113,7 @@ class Client:
         self.pending: deque = deque()
         self.buf = b""
         self.connected = False
+        self.watches: dict[str, int] = {}      # data watches set: path -> zxid of the reply that set it
 
 
 class ScriptWorld:
@@ -326,9 +328,18 @@ class ScriptWorld:
             hdr, q = decode(R.ReplyHeader, frame)
             if hdr.xid == -1:
                 ev = decode(R.WatcherEvent, frame, q)[0]
+                c.watches.pop(ev.path, None)
                 self.out(f"  {c.name}: event {ev.type} {ev.path}")
                 continue
             what = c.pending.popleft() if c.pending else "?"
+            # As the simulator's clients check: no reply may reflect a change before its watch event.
+            for path, reg in c.watches.items():
+                z = self.checker.first_change(path, reg, False)
+                if z is not None and z <= hdr.zxid:
+                    raise SimFailure(f"{c.name}: reply to {what} at {zx(hdr.zxid)} before the watch event "
+                                     f"on {path} for {zx(z)}")
+            if what.startswith("get+watch ") and hdr.err == 0:
+                c.watches.setdefault(what.split(" ", 1)[1], hdr.zxid)
             if hdr.err == 0 and what.startswith("write"):
                 self.checker.write_acked(c.session_id, hdr.xid, hdr.zxid, what)
             extra = ""
@@ -508,6 +519,15 @@ class ScriptWorld:
     def cmd_get(self, name, path):
         c = self.clients[name]
         self.client_send(c, 4, R.GetDataRequest(path, False).encode(), f"get {path}")
+
+    def cmd_watch(self, name, path):
+        """getData with a watch."""
+        c = self.clients[name]
+        self.client_send(c, 4, R.GetDataRequest(path, True).encode(), f"get+watch {path}")
+
+    def cmd_sync(self, name):
+        c = self.clients[name]
+        self.client_send(c, 9, R.SyncRequest("/").encode(), "sync")
 
     def cmd_disconnect(self, name):
         """The client goes away without closing its session (which must then expire)."""

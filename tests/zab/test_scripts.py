@@ -29,5 +29,6 @@ def test_script(path: Path):
 def test_every_pitfall_has_a_script():
     names = " ".join(p.stem for p in SCRIPTS)
     for key in ("zk335", "zk1154", "zk1264_1282", "zk1549", "zk3104", "zk3642", "zk3911_3023", "zk4643",
-                "zk4646_4685", "zk4785", "zk4925", "zk5010", "zk1277"):
+                "zk4646_4685", "zk4785", "zk4925", "zk5010", "zk1277",
+                "sync_answered_before_its_session_closes"):
         assert key in names, key
