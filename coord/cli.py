@@ -104,6 +104,23 @@ def serve(config_path, port, data_dir, log_level) -> None:
         raise click.ClickException(f"cannot start: {e} (is another server running? see `ss -ltnp`)")
 
 
+@main.command("container-entrypoint", context_settings={"ignore_unknown_options": True})
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def container_entrypoint(command) -> None:
+    """Start as the ZooKeeper Docker images do: their variables -> zoo.cfg and myid, a ZooKeeper data
+    volume taken over on first start, then exec `coord serve` (or COMMAND). See docs/docker.md."""
+    from coord.container.entrypoint import main as entrypoint_main
+    entrypoint_main(list(command))
+
+
+@main.command("container-healthcheck")
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for the answer.")
+def container_healthcheck(timeout) -> None:
+    """Exit 0 if the container's server answers ruok (no quorum needed: fit for readiness probes)."""
+    from coord.container.entrypoint import healthcheck
+    raise SystemExit(healthcheck(timeout))
+
+
 @main.command()
 @click.option("--target", default=None, metavar="HOST:PORT", help="Server to measure.")
 @click.option("--compare", default=None, metavar="HOST:PORT",
@@ -175,6 +192,14 @@ def _add_storage_commands() -> None:
 
 
 _LazyGroup.registrars.append(_add_storage_commands)
+
+
+def _add_kafka_commands() -> None:
+    from coord.kafka.cli import kafka_group
+    main.add_command(kafka_group)
+
+
+_LazyGroup.registrars.append(_add_kafka_commands)
 
 
 if __name__ == "__main__":
