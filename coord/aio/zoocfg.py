@@ -328,4 +328,10 @@ def load(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> 
         raise ConfigError(f"{myid_file}: missing; an ensemble member needs its server id in dataDir/myid")
     if cfg.myid is not None and cfg.servers and cfg.myid not in cfg.servers:
         raise ConfigError(f"{myid_file}: myid {cfg.myid} has no server.{cfg.myid} line in {p}")
+    me = cfg.servers.get(cfg.myid if cfg.myid is not None else next(iter(cfg.servers), None))
+    if cfg.standalone and me is not None and me.client_port is not None:
+        # A lone `server.1=host:p:p;clientPort` line names the client port, as in ZooKeeper (the official
+        # Docker image writes no clientPort line).
+        cfg.client_port = me.client_port
+        cfg.client_port_address = me.client_host or cfg.client_port_address
     return cfg
