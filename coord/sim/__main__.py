@@ -1,5 +1,8 @@
 """python -m coord.sim --seed N [--swarm] [--steps K] [--nodes 1|3|5] [--observers M] [--seeds A-B]
-[--reconfig [--spares S]]"""
+[--reconfig [--spares S]]
+
+python -m coord.sim --sweep A-B [--steps K] [--jobs N]: every seed in a configuration of its own
+(coord/sim/sweep.py), a summary per configuration and every failing seed's replay command."""
 from __future__ import annotations
 
 import argparse
@@ -19,7 +22,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m coord.sim", description=__doc__)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--seeds", default=None, help="a sweep: A-B (inclusive) or A,B,C")
-    ap.add_argument("--steps", type=int, default=20000, help="events in the safety phase")
+    ap.add_argument("--sweep", default=None, metavar="A-B",
+                    help="a mixed sweep: each seed in its own configuration (shape, observers, reconfig, swarm)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="events in the safety phase (default 20000; 6000 for --sweep, as CI runs them)")
     ap.add_argument("--nodes", type=int, default=3, choices=(1, 3, 5))
     ap.add_argument("--observers", type=int, default=0)
     ap.add_argument("--clients", type=int, default=4)
@@ -31,6 +37,10 @@ def main(argv=None) -> int:
     ap.add_argument("-v", "--verbose", action="store_true", help="print every server's log")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
+    if a.sweep:
+        return _sweep(a)
+    if a.steps is None:
+        a.steps = 20000
     if a.seeds:
         if "-" in a.seeds:
             lo, hi = (int(x) for x in a.seeds.split("-", 1))
@@ -59,6 +69,21 @@ def main(argv=None) -> int:
     if len(seeds) > 1:
         print(f"{len(seeds) - failures}/{len(seeds)} seeds passed in {time.perf_counter() - t0:.1f}s")
     return 1 if failures else 0
+
+
+def _sweep(a) -> int:
+    from coord.sim.sweep import sweep
+    lo, hi = (int(x) for x in a.sweep.split("-", 1))
+    every = max(1, (hi - lo + 1) // 20)
+
+    def progress(done: int, total: int) -> None:
+        if done % every == 0 or done == total:
+            print(f"  {done}/{total}", file=sys.stderr, flush=True)
+
+    report = sweep(range(lo, hi + 1), steps=a.steps or 6000, jobs=a.jobs,
+                   progress=progress)
+    print(report.render())
+    return 1 if report.failures else 0
 
 
 def _report(r, o: SimOptions, as_json: bool, single: bool) -> int:
