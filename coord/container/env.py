@@ -472,35 +472,64 @@ def _log_level(var: str, value: str) -> str:
 
 
 def _jvm_options(var: str, value: str, notes: list[str]) -> list[tuple[str, str]]:
+    """`-Dzookeeper.<key>=v` (and other -D properties coord's zoo.cfg parser acts on, such as the JAAS
+    file) become zoo.cfg keys; other JVM options are noted and have no effect."""
     out = []
     for tok in value.split():
-        if tok.startswith("-Dzookeeper."):
-            key, eq, v = tok[len("-Dzookeeper."):].partition("=")
-            if not eq or not key:
-                raise EnvError(f"{var}: {tok} sets no value")
-            out.append((key, v))
-        elif tok.startswith("-Djava.security.auth.login.config"):
-            raise EnvError(f"{var}: {tok.partition('=')[0]}: SASL (JAAS) is not served by coord yet")
-        else:
-            notes.append(f"{var}: {tok} is a JVM option; coord runs no JVM, so it has no effect")
+        if tok.startswith("-D"):
+            prop, eq, v = tok[2:].partition("=")
+            key = prop[len("zookeeper."):] if prop.startswith("zookeeper.") else prop
+            why = unsupported(key, v)
+            if why:
+                raise EnvError(f"{var}: {tok.partition('=')[0]}: {why}")
+            if prop.startswith("zookeeper.") or _acted_on(key, v):
+                if not eq or not key:
+                    raise EnvError(f"{var}: {tok} sets no value")
+                out.append((key, v))
+                continue
+        notes.append(f"{var}: {tok} is a JVM option; coord runs no JVM, so it has no effect")
     return out
 
 
+# Settings that ask for a feature (key, or prefix ending in "."). They stop the start while coord's
+# zoo.cfg parser ignores them (a server silently without its TLS or SASL is worse than none), and pass
+# by themselves once the parser acts on them.
+FEATURE_KEYS = (
+    ("secureClientPort", "TLS on the client port"),
+    ("secureClientPortAddress", "TLS on the client port"),
+    ("sslQuorum", "TLS on the quorum ports"),
+    ("client.secure", "TLS on the client port"),
+    ("authProvider.", "SASL or x509 authentication"),
+    ("quorum.auth.enableSasl", "SASL quorum authentication"),
+    ("sessionRequireClientSASLAuth", "SASL client authentication"),
+    ("enforce.auth.enabled", "enforced authentication"),
+    ("java.security.auth.login.config", "SASL (a JAAS file)"),
+    ("metricsProvider.className", "Prometheus metrics"),
+)
+
+
+def _acted_on(key: str, value: str) -> bool:
+    """Whether coord's zoo.cfg parser turns `key=value` into a setting (not unknown, not ignored)."""
+    try:
+        cfg = zoocfg.parse(f"{key}={value}\n", "-")
+    except zoocfg.ConfigError:
+        return True  # it is a key coord reads; _check reports the bad value
+    if cfg.extra:
+        return False
+    cfg.warnings = []
+    return cfg != zoocfg.ServerConfig(path="-")
+
+
 def unsupported(key: str, value: str) -> str | None:
-    """Why a zoo.cfg setting asks for something coord does not serve yet (None: it does, or it is inert).
-    Remove entries here as TLS, SASL and metrics arrive."""
+    """Why a zoo.cfg setting asks for something this coord does not serve (None: it does, or it asks
+    for nothing)."""
     k = key[len("zookeeper."):] if key.startswith("zookeeper.") else key
     v = value.strip().lower()
-    if k in ("secureClientPort", "secureClientPortAddress"):
-        return "TLS on the client port is not served by coord yet"
-    if k in ("sslQuorum", "client.secure") and v in _YES:
-        return "TLS is not served by coord yet"
-    if k in ("quorum.auth.enableSasl", "sessionRequireClientSASLAuth", "enforce.auth.enabled") and v in _YES:
-        return "SASL authentication is not served by coord yet"
-    if k.startswith("authProvider.") and ("sasl" in v or "x509" in v):
-        return "SASL and x509 authentication are not served by coord yet"
-    if k == "metricsProvider.className":
-        return "Prometheus metrics are not served by coord yet"
+    for name, what in FEATURE_KEYS:
+        if k == name or (name.endswith(".") and k.startswith(name)):
+            if v in ("", "false", "no", "0") or (name == "authProvider." and "sasl" not in v and "x509" not in v):
+                return None
+            return None if _acted_on(k, value) else f"{what}: not served by this coord yet"
     return None
 
 
