@@ -8,7 +8,9 @@ prepared by it go to the log in one batch (group commit).
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import os
 import time
 from collections import defaultdict
 
@@ -16,6 +18,7 @@ from coord.aio.fourletter import FourLetterWords
 from coord.aio.datadir import RecoveryError, Storage
 from coord.aio.zoocfg import ALL_4LW, ServerConfig
 from coord.core.config import CoreConfig
+from coord.core.sasl import SaslConfig
 from coord.core.server import ServerCore
 from coord.jute.frames import FrameSplitter, FrameTooLarge
 from coord.jute.protocol import Err
@@ -54,7 +57,19 @@ def core_config(cfg: ServerConfig) -> CoreConfig:
         local_sessions_upgrading=cfg.local_sessions_upgrading_enabled,
         reconfig_enabled=cfg.reconfig_enabled,
         standalone_enabled=cfg.standalone_enabled,
+        sasl=sasl_config(cfg),
     )
+
+
+def sasl_config(cfg: ServerConfig) -> SaslConfig | None:
+    """The core's SASL settings from zoo.cfg and the JAAS file (None: no SASL server)."""
+    if cfg.sasl_users is None:
+        return None
+    return SaslConfig(users=dict(cfg.sasl_users), super_users=frozenset(cfg.sasl_super_users.values()),
+                      super_password=cfg.sasl_super_password, remove_host=cfg.kerberos_remove_host,
+                      remove_realm=cfg.kerberos_remove_realm,
+                      allow_failed_clients=cfg.allow_sasl_failed_clients,
+                      nonce=lambda: base64.b64encode(os.urandom(30)))
 
 
 class ClientProtocol(asyncio.Protocol):

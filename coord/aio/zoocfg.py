@@ -72,6 +72,17 @@ class ServerConfig:
     container_check_interval_ms: int = 60000
     max_log_file_bytes: int = 64 * 1024 * 1024
     test_zxid_counter_limit: int | None = None
+    # Security (docs/security.md). The JAAS file comes from -Djava.security.auth.login.config in
+    # SERVER_JVMFLAGS / JVMFLAGS, as ZooKeeper's scripts pass it, or from this same key in zoo.cfg.
+    jaas_config: str | None = None
+    sasl_server_section: str | None = None      # sasl.serverconfig (None: "Server", not set by hand)
+    sasl_users: dict[str, str] | None = None    # the JAAS section's user_<name> (None: SASL is off)
+    auth_providers: dict[str, str] = field(default_factory=dict)   # authProvider.<suffix> -> class
+    sasl_super_users: dict[str, str] = field(default_factory=dict)  # superUser[.N] -> SASL id
+    sasl_super_password: str | None = None      # SASLAuthenticationProvider.superPassword
+    kerberos_remove_host: bool = False          # kerberos.removeHostFromPrincipal
+    kerberos_remove_realm: bool = False         # kerberos.removeRealmFromPrincipal
+    allow_sasl_failed_clients: bool = False     # allowSaslFailedClients
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -152,7 +163,7 @@ KNOWN_IGNORED = {
     "admin.commandURL", "electionAlg", "syncEnabled", "globalOutstandingLimit",
     "maxCnxns", "metricsProvider.className", "metricsProvider.exportJvmInfo", "skipACL",
     "snapshot.trust.empty", "audit.enable", "sslQuorum", "portUnification", "serverCnxnFactory",
-    "authProvider.1", "authProvider.2", "authProvider.3", "zookeeper.snapshot.compression.method",
+    "zookeeper.snapshot.compression.method", "requireClientAuthScheme", "jaasLoginRenew",
     "snapshot.compression.method", "digest.enabled", "fsync.warningthresholdms",
     "zookeeper.fsync.warningthresholdms", "maxResponseCacheSize", "connectToLearnerMasterLimit",
     "multiAddress.enabled", "tcpKeepAlive", "clientPortListenBacklog", "quorum.auth.enableSasl",
@@ -290,10 +301,100 @@ def _apply(cfg: ServerConfig, k: str, v: str) -> None:
         cfg.quorum_listen_on_all_ips = _bool(v, k)
     elif k in ("coord.testZxidCounterLimit",):
         cfg.test_zxid_counter_limit = _int(v, k)
+    elif _apply_security(cfg, k, v):
+        return
     elif k in KNOWN_IGNORED or k.startswith("ssl.") or k.startswith("metricsProvider."):
         return
     else:
         raise UnknownKey(k)
+
+
+_AUTH_PROVIDERS = {
+    "org.apache.zookeeper.server.auth.SASLAuthenticationProvider": "sasl",
+    "org.apache.zookeeper.server.auth.X509AuthenticationProvider": "x509",
+    "org.apache.zookeeper.server.auth.DigestAuthenticationProvider": "digest",
+    "org.apache.zookeeper.server.auth.IPAuthenticationProvider": "ip",
+    "org.apache.zookeeper.server.auth.EnsembleAuthenticationProvider": "ensemble",
+}
+
+
+def _exact_true(v: str, key: str) -> bool:
+    """ZooKeeper enables these only for the exact string "true"; anything but true/false is a typo."""
+    if v not in ("true", "false"):
+        raise ValueError(f"{key} must be true or false (ZooKeeper reads only the exact string \"true\"), got {v!r}")
+    return v == "true"
+
+
+def _apply_security(cfg: ServerConfig, k: str, v: str) -> bool:
+    """The SASL keys (zoo.cfg names, or their zookeeper.* property names); False if not one."""
+    if k == "java.security.auth.login.config":
+        if not v:
+            raise ValueError(f"{k} must name a JAAS file")
+        cfg.jaas_config = v
+    elif k == "sasl.serverconfig":
+        if not v:
+            raise ValueError(f"{k} must name a JAAS section")
+        cfg.sasl_server_section = v
+    elif k.startswith("authProvider."):
+        if v not in _AUTH_PROVIDERS:
+            raise ValueError(f"{k}: unknown authentication provider {v!r} (coord serves "
+                             f"{', '.join(sorted(_AUTH_PROVIDERS))})")
+        cfg.auth_providers[k[len("authProvider."):]] = v
+    elif k == "superUser" or k.startswith("superUser."):
+        cfg.sasl_super_users[k] = v
+    elif k == "SASLAuthenticationProvider.superPassword":
+        cfg.sasl_super_password = v
+    elif k == "kerberos.removeHostFromPrincipal":
+        cfg.kerberos_remove_host = _exact_true(v, k)
+    elif k == "kerberos.removeRealmFromPrincipal":
+        cfg.kerberos_remove_realm = _exact_true(v, k)
+    elif k == "allowSaslFailedClients":
+        cfg.allow_sasl_failed_clients = _bool(v, k)
+    else:
+        return False
+    return True
+
+
+JVM_FLAG_VARS = ("SERVER_JVMFLAGS", "JVMFLAGS")   # zkServer.sh runs java $SERVER_JVMFLAGS $JVMFLAGS
+
+
+def jvm_properties(environ) -> list[tuple[str, str, str]]:
+    """The -Dname=value system properties in SERVER_JVMFLAGS and JVMFLAGS, in command-line order
+    (a later one wins, as in the JVM): (variable, name, value)."""
+    import shlex
+    out = []
+    for var in JVM_FLAG_VARS:
+        text = environ.get(var, "")
+        try:
+            words = shlex.split(text)
+        except ValueError as e:
+            raise ConfigError(f"{var}: cannot split {text!r}: {e}") from None
+        for w in words:
+            if w.startswith("-D"):
+                name, _, value = w[2:].partition("=")
+                out.append((var, name, value))
+    return out
+
+
+def apply_jvm_properties(cfg: ServerConfig, environ, file_keys: set[str]) -> None:
+    """System properties a ZooKeeper server would take from its JVM flags: the JAAS file, and
+    zookeeper.<key> for the keys this parser knows. A key the zoo.cfg sets itself wins (ZooKeeper
+    sets the property from zoo.cfg after the JVM started)."""
+    for var, name, value in jvm_properties(environ):
+        if name == "java.security.auth.login.config":
+            k = name
+        elif name.startswith("zookeeper."):
+            k = name[len("zookeeper."):]
+        else:
+            continue
+        if k in file_keys:
+            continue
+        try:
+            _apply(cfg, k, value)
+        except UnknownKey:
+            continue
+        except ValueError as e:
+            raise ConfigError(f"{var}: -D{name}: {e}") from None
 
 
 def load(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> ServerConfig:
@@ -305,6 +406,19 @@ def load(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> 
     except OSError as e:
         raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
     cfg = parse(text, str(p))
+    file_keys = set()
+    for line in text.splitlines():
+        key = line.strip().partition("=")[0].strip()
+        file_keys.add(key[len("zookeeper."):] if key.startswith("zookeeper.") else key)
+    apply_jvm_properties(cfg, os.environ, file_keys)
+    from coord.aio.jaas import JaasError, server_users
+    try:
+        cfg.sasl_users = server_users(cfg.jaas_config, cfg.sasl_server_section)
+    except JaasError as e:
+        raise ConfigError(str(e)) from None
+    if cfg.jaas_config and cfg.sasl_users is None:
+        cfg.warnings.append(f"JAAS file {cfg.jaas_config} has no {cfg.sasl_server_section or 'Server'} "
+                            "section: SASL is off")
     if data_dir is not None:
         cfg.data_dir = Path(data_dir)
     elif not any(line.strip().partition("=")[0].strip() in ("dataDir", "zookeeper.dataDir")

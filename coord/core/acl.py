@@ -1,4 +1,4 @@
-"""ACLs and authentication schemes: world, auth, digest, ip, super (superDigest).
+"""ACLs and authentication schemes: world, auth, digest, ip, super (superDigest), sasl, x509.
 
 An ACL is held in the tree as a tuple of (perms, scheme, id) triples, interned so equal lists share
 one object (ZooKeeper's ReferenceCountedACLCache, without the counting). A session's identities are a
@@ -12,6 +12,8 @@ import hashlib
 import re
 
 from coord.core.javaorder import concurrent_set_order
+from coord.core.sasl import kerberos_valid
+from coord.core.x509name import dn_valid
 from coord.jute.protocol import Perms
 
 AclTuple = tuple  # tuple[tuple[int, str, str], ...]
@@ -111,11 +113,15 @@ def id_valid(scheme: str, ident: str) -> bool:
         return ident == "anyone"
     if scheme == "super":
         return True
+    if scheme == "sasl":   # SASLAuthenticationProvider: new KerberosName(id) must not throw
+        return ident is not None and kerberos_valid(ident)
+    if scheme == "x509":   # X509AuthenticationProvider: new X500Principal(id) must parse
+        return ident is not None and dn_valid(ident)
     return False
 
 
 # Schemes whose provider says isAuthenticated(); "super" has no provider in ZooKeeper (it is skipped).
-AUTHENTICATED_SCHEMES = frozenset(("digest", "sasl"))
+AUTHENTICATED_SCHEMES = frozenset(("digest", "sasl", "x509"))
 
 
 def auth_order(auth_ids: tuple) -> list:
@@ -191,8 +197,8 @@ def check(acl: AclTuple, perm: int, auth_ids: tuple) -> bool:
                 if scheme == "ip":
                     if _ip_matches(ident, i):
                         return True
-                elif i == ident:
-                    return True
+                elif i == ident or (scheme == "sasl" and i == "super"):
+                    return True   # SASLAuthenticationProvider.matches: sasl:super matches every sasl id
     return False
 
 

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from coord.jute.protocol import DEFAULT_JUTE_MAXBUFFER
+
+if TYPE_CHECKING:
+    from coord.core.sasl import SaslConfig
 
 
 @dataclass
@@ -24,6 +28,7 @@ class CoreConfig:
     local_sessions_upgrading: bool = False  # localSessionsUpgradingEnabled
     reconfig_enabled: bool = False     # reconfigEnabled
     standalone_enabled: bool = True    # standaloneEnabled (a reconfig must then keep 2 voters)
+    sasl: "SaslConfig | None" = None   # a JAAS Server section: SASL on the client port (coord.core.sasl)
     extra: dict = field(default_factory=dict)
 
     @property

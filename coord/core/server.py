@@ -27,6 +27,7 @@ from coord.core.datatree import DataTree, TxnResult, acl_records, is_session_own
 from coord.core.javaorder import hashset_clone_order
 from coord.core.paths import ROOT
 from coord.core.prep import MULTI_OPS, Prep, PrepError
+from coord.core.sasl import SaslExchange
 from coord.core.sessions import SessionTracker, session_password
 from coord.core.watches import WatchManager
 from coord.jute import records as R
@@ -84,7 +85,7 @@ class Connection:
     __slots__ = ("conn_id", "remote", "session_id", "auth", "queue", "established", "closing",
                  "client_read_only", "packets_received", "packets_sent", "last_op", "last_zxid",
                  "last_latency", "min_latency", "max_latency", "total_latency", "completed",
-                 "connected_at", "last_cxid", "close_requested", "last_response")
+                 "connected_at", "last_cxid", "close_requested", "last_response", "sasl")
 
     def __init__(self, conn_id: int, remote: str, now: int):
         self.conn_id = conn_id
@@ -109,6 +110,7 @@ class Connection:
         self.connected_at = now
         self.last_cxid = 0
         self.last_response = now
+        self.sasl = None   # the connection's SaslExchange, from its first SASL packet
 
 
 class Request:
@@ -400,13 +402,8 @@ class ServerCore:
         if op == 100:  # auth
             self._auth(conn, xid, payload)
             return
-        if op == 102:
-            # No SASL server is configured: ZooKeeper answers a well-formed token with an empty
-            # SetSASLResponse and closes the connection on a malformed one.
-            if decode(R.GetSASLRequest, payload, 8)[0].token is None:
-                raise JuteError("null SASL token")
-            self._enqueue(conn, Pending(xid, READY, self._reply(xid, 0, b"\xff\xff\xff\xff"), op=op, t0=t0))
-            return
+        if op == 102:  # sasl (coord.core.sasl)
+            return self._sasl(conn, xid, payload)
         if op not in KNOWN_OPS:
             self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.UNIMPLEMENTED), op=op, t0=t0))
             return
@@ -547,13 +544,38 @@ class ServerCore:
                                         t0=self.mono_ms))
             self._close(conn, f"authentication failed for scheme {pkt.scheme!r}")
             return
+        self._grant(conn, ids)
+        self._enqueue(conn, Pending(xid, READY, _REPLY.pack(16, xid, 0, 0), op=100, t0=self.mono_ms))
+
+    def _grant(self, conn: Connection, ids) -> None:
+        """The connection (and its session's later requests) gains these identities."""
         for i in ids:
             if i not in conn.auth:
                 conn.auth = conn.auth + (i,)
         s = self.sessions.get(conn.session_id)
         if s is not None:
             s.auth = conn.auth
-        self._enqueue(conn, Pending(xid, READY, _REPLY.pack(16, xid, 0, 0), op=100, t0=self.mono_ms))
+
+    def _sasl(self, conn: Connection, xid: int, payload: bytes) -> None:
+        """processSasl: the token through the connection's exchange; the reply's zxid is 0 and its
+        body a SetSASLResponse even on failure (the Java client reads a null token as failure)."""
+        token = decode(R.GetSASLRequest, payload, 8)[0].token
+        if token is None:
+            raise JuteError("null SASL token")
+        if conn.sasl is None:
+            conn.sasl = SaslExchange(self.config.sasl)
+        r = conn.sasl.respond(token)
+        if r.log:
+            self.log(f"session 0x{conn.session_id & 0xFFFFFFFFFFFFFFFF:x} ({conn.remote}): {r.log}")
+        if not r.reply:
+            self._close(conn)
+            return
+        self._grant(conn, r.ids)
+        body = R.SetSASLResponse(r.token).encode()
+        self._enqueue(conn, Pending(xid, READY, _REPLY.pack(16 + len(body), xid, 0, r.err) + body, op=102,
+                                    t0=self.mono_ms))
+        if r.close:
+            self._close(conn)
 
     def _authenticate(self, conn: Connection, scheme: str, auth: bytes):
         """The identities ZooKeeper's provider for `scheme` adds, or None (AUTHFAILED: no provider)."""

@@ -1,0 +1,59 @@
+"""Fixtures for the security suite: real ZooKeeper 3.8 and coord configured identically for SASL.
+
+Both read the same JAAS file the way ZooKeeper users pass it: the real server through its JVM flag
+-Djava.security.auth.login.config, coord through SERVER_JVMFLAGS in its environment (as zkServer.sh
+and the container images pass it). Both get the same zoo.cfg keys.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.compat.conftest import Pair
+from tests.support.coord_server import CoordProcess
+from tests.support.real_zk import RealZooKeeper
+
+SASL_PROVIDER = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
+USERS = {"super": "super_secret", "jaasuser": "jaas_password", "other": "other_password"}
+
+
+def write_jaas(path: Path, client: tuple[str, str] | None = None, server_users=USERS) -> Path:
+    lines = ["Server {", "    org.apache.zookeeper.server.auth.DigestLoginModule required"]
+    lines += [f'    user_{u}="{p}"' for u, p in server_users.items()]
+    lines[-1] += ";"
+    lines.append("};")
+    if client is not None:
+        lines += ["Client {", "    org.apache.zookeeper.server.auth.DigestLoginModule required",
+                  f'    username="{client[0]}"', f'    password="{client[1]}";', "};"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def start_sasl_pair(workdir: Path, jaas: Path | None, extra_cfg: dict | None = None,
+                    jvm_props: dict | None = None) -> Pair:
+    """A real ZooKeeper and a coord with the same zoo.cfg keys, JAAS file and -D properties."""
+    workdir = Path(workdir)
+    cfg = {"authProvider.1": SASL_PROVIDER}
+    cfg.update(extra_cfg or {})
+    props = dict(jvm_props or {})
+    if jaas is not None:
+        props["java.security.auth.login.config"] = str(jaas)
+    flags = [f"-D{k}={v}" for k, v in props.items()]
+    zk = RealZooKeeper(workdir / "zk", extra_cfg=cfg, jvm_flags=flags)
+    coord = CoordProcess(workdir / "coord", extra_cfg=cfg, env={"SERVER_JVMFLAGS": " ".join(flags)})
+    try:
+        zk.start()
+        coord.start()
+    except Exception:
+        Pair(zk, coord).stop()
+        raise
+    return Pair(zk, coord)
+
+
+@pytest.fixture(scope="module")
+def sasl_pair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sasl")
+    p = start_sasl_pair(d, write_jaas(d / "jaas.conf"), jvm_props={"zookeeper.superUser": "super"})
+    yield p
+    p.stop()
