@@ -421,6 +421,10 @@ class ServerCore:
             self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.NOTREADONLY), op=op, t0=t0))
             return
         if op in WRITE_OPS:
+            if (sid, xid) in self.waiting:
+                # A commit finds whom to answer by (session, xid): a second write under an xid still
+                # outstanding would take the first one's result (a client never reuses one).
+                raise JuteError(f"xid {xid} reused while a write with it is outstanding")
             cls = _ONE_RECORD_WRITES.get(op)
             whole = None
             try:
