@@ -1,0 +1,118 @@
+"""Continuous produce/consume with confluent-kafka, and the check that nothing acknowledged was lost.
+
+The producer is idempotent with acks=all and writes a sequence number to partition seq % partitions;
+the consumer is assigned every partition (no group: a rebalance would legitimately re-deliver) and
+reads from the start. The check: per partition, what was consumed has increasing offsets, no value
+twice, and holds every acknowledged (offset, value) pair; so every acked message was consumed exactly
+once, in order.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+
+class ContinuousLoad:
+    def __init__(self, bootstrap: str, topic: str, partitions: int, rate: float = 100.0):
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.partitions = partitions
+        self.interval = 1.0 / rate
+        self.acked: dict[int, list[tuple[int, int]]] = defaultdict(list)    # partition -> (offset, seq)
+        self.ack_times: list[float] = []
+        self.failed: list[str] = []
+        self.consumed: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        self._stop_producing = threading.Event()
+        self._stop_consuming = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.sent = 0
+
+    def _on_delivery(self, err, msg) -> None:
+        if err is not None:
+            self.failed.append(str(err))
+        else:
+            self.acked[msg.partition()].append((msg.offset(), int(msg.value())))
+            self.ack_times.append(time.monotonic())
+
+    def _produce(self) -> None:
+        p = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True,
+                      "linger.ms": 5, "delivery.timeout.ms": 120000, "log_level": 3})
+        seq = 0
+        while not self._stop_producing.is_set():
+            p.produce(self.topic, str(seq).encode(), partition=seq % self.partitions,
+                      on_delivery=self._on_delivery)
+            seq += 1
+            self.sent = seq
+            p.poll(self.interval)
+        left = p.flush(150)
+        if left:
+            self.failed.append(f"{left} messages still unacknowledged after flush")
+
+    def _consume(self) -> None:
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"load-{self.topic}",
+                      "enable.auto.commit": False, "log_level": 3})
+        c.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(self.partitions)])
+        try:
+            while not self._stop_consuming.is_set():
+                m = c.poll(0.2)
+                if m is None or m.error():
+                    continue
+                self.consumed[m.partition()].append((m.offset(), int(m.value())))
+        finally:
+            c.close()
+
+    def start(self) -> "ContinuousLoad":
+        for target in (self._consume, self._produce):
+            t = threading.Thread(target=target, daemon=True, name=f"{target.__name__}-{self.topic}")
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def acked_count(self) -> int:
+        return sum(len(v) for v in self.acked.values())
+
+    def wait_acked(self, more_than: int, wait: float = 60.0) -> None:
+        deadline = time.monotonic() + wait
+        while self.acked_count() <= more_than:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no acks past {more_than} in {wait}s (failed: {self.failed[-3:]})")
+            time.sleep(0.1)
+
+    def stop(self, wait: float = 90.0) -> None:
+        """Stop producing, wait for every ack, then until the consumer has caught up with them."""
+        self._stop_producing.set()
+        self._threads[1].join(180)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and not self._caught_up():
+            time.sleep(0.2)
+        self._stop_consuming.set()
+        self._threads[0].join(30)
+
+    def _caught_up(self) -> bool:
+        for p, acks in self.acked.items():
+            if acks and (not self.consumed[p] or self.consumed[p][-1][0] < max(o for o, _ in acks)):
+                return False
+        return True
+
+    def max_ack_gap(self) -> float:
+        """The longest time without an acknowledgement (the produce outage a fault caused)."""
+        t = sorted(self.ack_times)
+        return max((b - a for a, b in zip(t, t[1:])), default=0.0)
+
+    def check(self) -> int:
+        """Assert exactly-once, in-order consumption of every acked message; the number checked."""
+        assert self.acked_count() > 0, "nothing was acknowledged"
+        for p in range(self.partitions):
+            got = self.consumed[p]
+            offsets = [o for o, _ in got]
+            assert offsets == sorted(set(offsets)), f"partition {p}: offsets not strictly increasing"
+            values = [v for _, v in got]
+            assert len(values) == len(set(values)), f"partition {p}: a value consumed twice"
+            seen = dict(got)
+            missing = [(o, v) for o, v in self.acked[p] if seen.get(o) != v]
+            assert not missing, f"partition {p}: {len(missing)} acked messages not consumed, e.g. {missing[:5]}"
+            assert all(v % self.partitions == p for v in values), f"partition {p}: a foreign value"
+        return self.acked_count()
