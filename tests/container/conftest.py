@@ -1,0 +1,59 @@
+"""`coord container-entrypoint` as a container runs it: a process whose environment holds the image's
+variables (and nothing else of ours), its files in a temp dir standing in for the volumes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.coord_server import ROOT, CoordProcess
+from tests.support.real_zk import four_letter
+
+
+def image_env(extra: dict[str, str]) -> dict[str, str]:
+    """The test runner's environment without any ZooKeeper-image variable, plus `extra`."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ZOO_", "ZOOKEEPER_", "ALLOW_", "KAFKA_")) and k not in ("JVMFLAGS", "SERVER_JVMFLAGS")}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def run_entrypoint(env: dict[str, str], *args: str, python: str = sys.executable, timeout: float = 60,
+                   **kw) -> subprocess.CompletedProcess:
+    """Run the entrypoint to its end (for starts that are to fail, or commands other than serve)."""
+    return subprocess.run([python, "-m", "coord.cli", "container-entrypoint", *args], env=image_env(env),
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT, **kw)
+
+
+class EntrypointProcess(CoordProcess):
+    """A server started by the entrypoint from `env`, answering on `client_port` (which env must name)."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], client_port: int):
+        super().__init__(workdir, client_port, env=env)
+
+    def start(self, wait: float = 60.0) -> "EntrypointProcess":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log = open(self.workdir / "coord.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "coord.cli", "container-entrypoint"],
+                                     env=image_env(self.extra_env), stdout=self.log, stderr=subprocess.STDOUT,
+                                     cwd=self.workdir, start_new_session=True)
+        self.wait_imok(wait)
+        return self
+
+    def wait_imok(self, wait: float) -> None:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"entrypoint exited with {self.proc.returncode}: {self.log_text()[-3000:]}")
+            try:
+                out = four_letter("127.0.0.1", self.client_port, "ruok", 1.0)
+                if out == "imok" or "not in the whitelist" in out:   # serving (ruok may be off)
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"entrypoint's server on {self.connect_string} not serving after {wait}s: "
+                           f"{self.log_text()[-3000:]}")
