@@ -328,10 +328,14 @@ class World:
 
     def members(self) -> list:
         """The servers the ensemble is made of now: all of them, or with membership changes those of
-        the leader's configuration (every other server is retired: stopped)."""
+        the established leader's configuration, or the newest committed one while no leader is
+        established (every other server is retired: stopped). A leader still in discovery may run
+        an older configuration than the committed one (it has not learnt the commit yet): following
+        it, the driver would swap members back and forth as such leaders come and go."""
         if self.reconfigurer is None:
             return list(self.nodes.values())
-        leaders = [n for n in self.nodes.values() if n.up and n.role == "leading"]
+        leaders = [n for n in self.nodes.values() if n.up and n.role == "leading"
+                   and getattr(n.peer.role, "established", False)]
         if len(leaders) == 1:
             ms = leaders[0].peer.membership
             sids = set(ms.voters) | set(ms.observers)
@@ -400,7 +404,9 @@ class World:
                 if probe.ops_ok == 0 and probe.state == "connected" and not probe.inflight:
                     probe.xid += 1
                     from coord.jute import records as R
-                    probe.request(probe.xid, 1, R.CreateRequest(f"/probe{self.opts.seed}", b"p",
+                    # A path per attempt: an attempt whose reply was lost with its connection may
+                    # have succeeded, and the same path again would answer NODEEXISTS for ever.
+                    probe.request(probe.xid, 1, R.CreateRequest(f"/probe{self.opts.seed}-{probe.xid}", b"p",
                                                                 [R.ACL(31, R.Id("world", "anyone"))], 0).encode(),
                                   "/probe")
                 probe_done = probe.ops_ok > 0

@@ -201,3 +201,23 @@ def test_a_server_that_turns_looking_late_hears_the_better_vote_at_once():
     assert e1.out == []              # agreement is not answered: no ping-pong
     e1.tick(55)
     assert e1.decided == (1, Vote(1, 0x200000009, 2))
+
+
+def test_a_proposed_configuration_does_not_let_its_quorum_alone_decide():
+    """Active voters [1, 2, 3], a reconfig to [2, 3, 5] proposed but not known committed: deciding
+    needs a quorum of both (ZooKeeper's hasAllQuorums). With a quorum of either sufficing, server 2
+    decided on itself with 5's vote while 3 led, then 3 with 5's vote while 2 led, and neither ever
+    established (sweep seed 986213080)."""
+    from coord.core.zab.quorum import Joint
+    joint = Joint([Quorum([1, 2, 3]), Quorum([2, 3, 5])])
+    e2 = Election(2, joint, finalize_ms=50)
+    e2.start(0, 5, 0x400000002)
+    # 5 (voter of the proposed configuration only) has adopted 2's vote; 3 leads elsewhere.
+    e2.on_notification(5, Notification(LOOKING, 2, 0x400000002, e2.logical_clock, 5, 0), 1)
+    e2.on_notification(3, Notification(LEADING, 3, 0x400000002, e2.logical_clock - 1, 5, 0), 2)
+    e2.tick(500)
+    assert e2.decided is None
+    # Once 3 looks in the same round it wins on its id, and 2 and 3 together are a quorum of both.
+    e2.on_notification(3, Notification(LOOKING, 3, 0x400000002, e2.logical_clock, 5, 0), 600)
+    e2.tick(700)
+    assert e2.decided is not None and e2.decided[0] == 3

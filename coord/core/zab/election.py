@@ -175,7 +175,10 @@ class Election:
             return
         p = self.proposal
         agree = [s for s, v in self.recv.items() if v == p]
-        if not self.quorum.is_some_quorum(agree):
+        # A quorum of every configuration we know of, the active one and each proposed one (as
+        # ZooKeeper's hasAllQuorums): a quorum of just one of them lets two servers, each agreed on
+        # by one side's quorum, decide for themselves in turn and neither ever establish.
+        if not self.quorum.is_quorum(agree):
             self.decide_at = None
             return
         if len(set(agree) & self.quorum.voters) == len(self.quorum.voters):
