@@ -1,11 +1,16 @@
 """Fuzz target: bytes on a peer link become a FrameError/DecodeError, or exactly the message sent.
 
-Input: a flags byte, then the byte stream of one peer link, read by coord.aio.peer.FrameReader in
-fuzz-chosen pieces; HELLO payloads are checked as the link checks them, DATA payloads go to
-coord.core.zab.messages.decode. Flag bit 0 re-seals the checksums (the link frame's and the
-message envelope's) after the fuzzer's changes, so that the message parsers behind them are
-reached; bits 1-3 choose the piece size. Checked:
+Input: a flags byte, then the byte stream of one peer link, in fuzz-chosen pieces, read twice: by a
+bare coord.aio.peer.FrameReader (every DATA payload to coord.core.zab.messages.decode), and by a
+link (coord.aio.peer._Conn of a PeerTransport, sid 2 of {1, 2, 3}, on a stand-in loop and
+transport) that is accepted on the quorum port, accepted on the election port, dialled to sid 1,
+or accepted with reconfigEnabled (flag bits 4-5), which checks the HELLO handshake and delivers
+DATA to the Zab peer. Flag bit 0 re-seals the checksums (the link frame's and the message
+envelope's) after the fuzzer's changes, so that the parsers behind them are reached; bits 1-3
+choose the piece size. Checked:
 - FrameReader raises only FrameError, and only ever returns frames of a known kind within its bound;
+- the link never raises (bad bytes abort the connection), and hands the Zab peer messages only
+  while it is established, open and the peer's current link;
 - decode never raises; what it accepts re-encodes to exactly the bytes it was given, and every txn
   it carries, encoded from what was parsed, parses back to the same (what a follower applies is
   what it reads back from its log).
@@ -15,7 +20,8 @@ from __future__ import annotations
 import struct
 import zlib
 
-from coord.aio.peer import DATA, HDR_SIZE, HELLO, PING, FrameError, FrameReader, encode_frame, encode_hello
+from coord.aio.peer import (DATA, F_POKE, HDR_SIZE, HELLO, PING, FrameError, FrameReader, PeerAddr, PeerTransport,
+                            _Conn, encode_frame, encode_hello, membership_digest)
 from coord.core.zab import messages as M
 from coord.fuzz import files, history
 
@@ -69,6 +75,79 @@ def _parsed(blob: bytes) -> tuple:
     return e.hdr, e.txn
 
 
+PEERS = {s: PeerAddr(s, "127.0.0.1", 2880 + s, 3880 + s) for s in (1, 2, 3)}
+DIGEST = membership_digest([1, 2, 3], [])
+MY_SID = 2
+# (outbound sid, port, dynamic) of the link the stream arrives on
+LINKS = ((None, "quorum", False), (None, "election", False), (1, "quorum", False), (None, "quorum", True))
+
+
+class _Handle:
+    def cancel(self) -> None:
+        pass
+
+    def done(self) -> bool:
+        return False
+
+
+class _Loop:
+    """What PeerTransport asks of its event loop, without one: time stands still, nothing runs later."""
+
+    def time(self) -> float:
+        return 1000.0
+
+    def call_later(self, delay, fn, *args) -> _Handle:
+        return _Handle()
+
+    def create_task(self, coro) -> _Handle:
+        coro.close()
+        return _Handle()
+
+
+class _Transport:
+    def __init__(self):
+        self.closed = False
+
+    def get_extra_info(self, name, default=None):
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def write(self, data) -> None:
+        if self.closed:
+            raise Broken("the link wrote to a closed transport")
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def _link(flags: int):
+    outbound, via, dynamic = LINKS[(flags >> 4) & 3]
+    holder = []
+
+    def on_message(sid: int, payload: bytes) -> None:
+        c = holder[0]
+        if not c.established or c.closed or mgr.links.get(sid) is not c or sid != c.sid:
+            raise Broken(f"a message from sid {sid} delivered on a link that is not its established one")
+        _check_message(payload)
+
+    mgr = PeerTransport(MY_SID, dict(PEERS), digest=DIGEST, on_connected=lambda sid: None,
+                        on_disconnected=lambda sid: None, on_message=on_message, max_frame_bytes=MAX_FRAME,
+                        dynamic=dynamic)
+    mgr.loop = _Loop()
+    mgr.running = True
+    c = _Conn(mgr, outbound, via)
+    holder.append(c)
+    if outbound is not None:
+        mgr.links[outbound] = c
+    c.connection_made(_Transport())
+    return c
+
+
 def test_one_input(data: bytes) -> None:
     if not data:
         return
@@ -76,8 +155,12 @@ def test_one_input(data: bytes) -> None:
     stream = data[1:]
     if flags & 1:
         stream = reseal(stream)
-    reader = FrameReader(MAX_FRAME)
     piece = PIECES[(flags >> 1) & 7]
+    with files.quiet():
+        link = _link(flags)
+        for pos in range(0, len(stream), piece):
+            link.data_received(stream[pos:pos + piece])
+    reader = FrameReader(MAX_FRAME)
     for pos in range(0, len(stream), piece):
         try:
             got = reader.feed(stream[pos:pos + piece])
@@ -123,12 +206,21 @@ def sample_messages() -> list:
 
 def seeds() -> dict[str, bytes]:
     msgs = sample_messages()
-    hello = encode_hello(3, 0x12345678)
-    out = {"hello-ping": bytes([0]) + hello + encode_frame(PING)}
+    data = b"".join(encode_frame(DATA, M.encode(m, seq)) for seq, m in enumerate(msgs))
+    out = {
+        "hello-ping": bytes([0]) + encode_hello(3, DIGEST) + encode_frame(PING),
+        "hello-other-ensemble": bytes([0]) + encode_hello(3, DIGEST ^ 1),
+        "hello-lower-sid-dials": bytes([0]) + encode_hello(1, DIGEST),
+        "poke-on-election-port": bytes([1 << 4]) + encode_hello(1, DIGEST, F_POKE),
+        "dialled-answer-and-data": bytes([2 << 4]) + encode_hello(1, DIGEST) + data[:2000],
+        "dynamic-joiner": bytes([3 << 4]) + encode_hello(7, 0) + encode_frame(PING),
+        "data-before-hello": bytes([0]) + data[:300],
+        "second-hello": bytes([0]) + encode_hello(3, DIGEST) * 2,
+    }
     for seq, m in enumerate(msgs):
-        out[f"{seq:02d}-{M.name_of(m).lower()}"] = bytes([0]) + encode_frame(DATA, M.encode(m, seq))
-    link = hello + b"".join(encode_frame(DATA, M.encode(m, seq)) for seq, m in enumerate(msgs))
-    out["whole-link"] = bytes([0]) + link
-    out["whole-link-in-pieces"] = bytes([3 << 1]) + link
+        out[f"{seq:02d}-{M.name_of(m).lower()}"] = bytes([0]) + encode_hello(3, DIGEST) + encode_frame(
+            DATA, M.encode(m, seq))
+    out["whole-link"] = bytes([0]) + encode_hello(3, DIGEST) + data
+    out["whole-link-in-pieces"] = bytes([3 << 1]) + encode_hello(3, DIGEST) + data
     out["resealed-truncated-diff"] = bytes([1]) + encode_frame(DATA, M.encode(msgs[5], 0)[:-7])
     return out
