@@ -9,6 +9,8 @@ well-behaved session is open too (watches and ephemerals for the first one's wri
 - nothing raises (FrameTooLarge is the splitter's way to say "close": the shell closes);
 - every byte the core sends is whole length-prefixed frames, none over the frame bound, and nothing
   is sent to a connection after the core asked to close it;
+- in a session, replies come in request order, one per request (a prefix of the requests, as the
+  connection may close): the Java client drops a connection on an out-of-order xid;
 - the tree stays consistent: its running digest equals a recomputation, parent and child links and
   the ephemeral index agree, and every session that owns an ephemeral exists.
 """
@@ -37,13 +39,27 @@ class _Port:
         self.now = history.NOW_MS
         self.core.start(self.now, self.now)
         self.closed: set[int] = set()
+        self.ordered: set[int] = set()             # connections whose reply order is checked
+        self.asked: dict[int, list[int]] = {}      # the xids their replies must carry, in order
+        self.answered: dict[int, list[int]] = {}
 
     def open(self, cid: int) -> None:
         self.core.connection_made(cid, f"127.0.0.{cid}:4000{cid}")
 
     def frame(self, cid: int, payload: bytes) -> None:
-        if cid not in self.closed:
-            self.core.frame(cid, payload)
+        conn = self.core.conns.get(cid)
+        if cid in self.closed or conn is None:
+            return
+        if cid in self.ordered and not conn.closing and len(payload) >= 8:
+            xid, op = struct.unpack_from(">ii", payload)
+            if xid != -1:                          # -1 is a notification's xid
+                self.asked[cid].append(-2 if op == 11 else xid)
+        self.core.frame(cid, payload)
+
+    def check_order(self, cid: int) -> None:
+        asked, got = self.asked.get(cid, []), self.answered.get(cid, [])
+        if got != asked[:len(got)]:
+            raise Broken(f"replies {got[:20]} to requests {asked[:20]}: not one per request in order")
 
     def settle(self, advance_ms: int = 0) -> None:
         core = self.core
@@ -59,21 +75,28 @@ class _Port:
         for cid, chunks in out.items():
             if cid in self.closed:
                 raise Broken(f"bytes sent to connection {cid} after it was closed")
-            _check_frames(b"".join(chunks))
+            xids = _check_frames(b"".join(chunks))
+            if cid in self.ordered:
+                self.answered.setdefault(cid, []).extend(x for x in xids if x != -1)
         for cid in closing:
             self.closed.add(cid)
             core.connection_lost(cid)
 
 
-def _check_frames(buf: bytes) -> None:
+def _check_frames(buf: bytes) -> list[int]:
+    """The xid of each frame (its first 4 bytes) once the frames check."""
     p = 0
+    xids = []
     while p < len(buf):
         if p + 4 > len(buf):
             raise Broken(f"a reply cut short: {len(buf) - p} bytes of a length prefix")
         (n,) = struct.unpack_from(">i", buf, p)
         if n < 0 or n > MAX_FRAME + 1024 or p + 4 + n > len(buf):
             raise Broken(f"a reply frame of length {n} at {p} in {len(buf)} bytes sent")
+        if n >= 4:
+            xids.append(struct.unpack_from(">i", buf, p + 4)[0])
         p += 4 + n
+    return xids
 
 
 def _check_tree(core: ServerCore) -> None:
@@ -108,6 +131,8 @@ def test_one_input(data: bytes) -> None:
         port.settle()
     if flags & 1:
         _establish(port, FUZZ_CONN)
+        port.ordered.add(FUZZ_CONN)
+        port.asked[FUZZ_CONN] = []
     else:
         port.open(FUZZ_CONN)
     splitter = FrameSplitter(MAX_FRAME)
@@ -125,6 +150,7 @@ def test_one_input(data: bytes) -> None:
         if FUZZ_CONN in port.closed:
             break
     port.settle(advance_ms=60_000)   # expire what the client left: its ephemerals and watches go
+    port.check_order(FUZZ_CONN)
     _check_tree(port.core)
 
 
