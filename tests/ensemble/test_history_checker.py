@@ -212,3 +212,56 @@ def test_search_bound_gives_unknown_not_pass():
     ops.append(op(99, "read", 50, 51, result=(b"nope", 0)))
     r = check_key(ops, max_states=500)
     assert r.verdict == "unknown"
+
+
+# -- sequential appends ------------------------------------------------------------------------------
+Q = "/q/a-"
+
+
+def app(client, call, ret, seq, status="ok", zxid=None):
+    path = f"/q/a-{seq:010d}" if status == "ok" else None
+    return op(client, "append", call, ret, status, value=b"x", result=path, key=Q,
+              czxid=zxid, mzxid=zxid, error=None if status == "ok" else "ConnectionLoss")
+
+
+def _appends_ok():
+    # 0 and 1 overlap (either order); 2 starts after both ended; an indeterminate one in between
+    return [app(1, 0, 10, 1, zxid=0x101), app(2, 5, 12, 0, zxid=0x100), app(3, 11, INF, None, "info"),
+            app(1, 20, 25, 3, zxid=0x103), app(2, 26, 30, 4, zxid=0x104)]
+
+
+def test_sequential_appends_pass_and_join_zxid_order():
+    ops = _appends_ok()
+    present = {o.result for o in ops if o.status == "ok"} | {"/q/a-0000000002"}  # the info one landed
+    rep = check(H(*ops), appended=present)
+    assert rep.ok, rep.anomalies()
+    assert rep.keys == []                          # appends are not in the per-path model
+
+
+def test_duplicate_sequence_number_is_an_anomaly():
+    ops = _appends_ok()
+    ops[4] = app(2, 26, 30, 3, zxid=0x104)
+    rep = check(H(*ops))
+    assert not rep.ok and any("two acknowledged appends got 3" in a for a in rep.appends)
+
+
+def test_lost_acknowledged_append_is_an_anomaly():
+    ops = _appends_ok()
+    present = {o.result for o in ops if o.status == "ok"} - {"/q/a-0000000003"}
+    rep = check(H(*ops), appended=present)
+    assert [a for a in rep.appends if "lost append" in a and "0000000003" in a], rep.appends
+
+
+def test_append_out_of_real_time_order_is_an_anomaly():
+    ops = _appends_ok()
+    ops[3] = app(1, 20, 25, 5, zxid=0x103)         # finished before #4 (seq 4) began, yet larger
+    rep = check(H(*ops), appended={o.result for o in ops if o.status == "ok"})
+    assert [a for a in rep.appends if "out of real-time order" in a], rep.appends
+    assert not rep.order                           # the zxids are in order: only the append check sees it
+
+
+def test_append_zxids_are_in_the_zxid_order_check():
+    ops = _appends_ok()
+    ops[4] = app(2, 26, 30, 4, zxid=0x102)         # acknowledged after 0x103's append answered
+    rep = check(H(*ops))
+    assert rep.order and not rep.appends

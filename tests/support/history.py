@@ -22,7 +22,11 @@ Independent checks that give clearer diagnostics than "not linearizable":
   no delete could have removed (generations are told apart by czxid, versions within them);
 - zxid order across all paths: acknowledged writes have distinct zxids, and a write that finished
   before another began has the smaller zxid (a split brain shows up here first);
-- per-session monotonic reads: the mzxid a session observes on a path never goes back.
+- per-session monotonic reads: the mzxid a session observes on a path never goes back;
+- sequential appends (`append`: a PERSISTENT_SEQUENTIAL create under one parent, the queue recipe):
+  acknowledged sequence numbers are unique, every acknowledged append is among the parent's children
+  at the end, and an append that finished before another began has the smaller number. Appends are
+  not in the per-path model (each makes a new node); their zxids join the zxid-order check.
 """
 from __future__ import annotations
 
@@ -38,14 +42,14 @@ INF = float("inf")
 class Op:
     id: int
     client: object
-    kind: str                 # create | set | delete | read | read_local
+    kind: str                 # create | set | delete | read | read_local | append
     key: str
     value: object = None      # value written (create/set)
     version: int = -1         # expected version (set/delete), -1 = any
     call: int = 0
     ret: float = INF
     status: str = "pending"   # ok | fail | info | pending
-    result: object = None     # read ok: (value, version) or None; set ok: new version
+    result: object = None     # read ok: (value, version) or None; set ok: new version; append ok: path
     error: str | None = None
     czxid: int | None = None
     mzxid: int | None = None
@@ -60,8 +64,8 @@ class Op:
         out = f"{self.status} {self.error}" if self.error else self.status
         if self.status == "ok" and self.kind.startswith("read"):
             out += f" -> {self.result}"
-        elif self.status == "ok" and self.kind == "set":
-            out += f" -> v{self.result}"
+        elif self.status == "ok" and self.kind in ("set", "append"):
+            out += f" -> v{self.result}" if self.kind == "set" else f" -> {self.result}"
         ret = "inf" if self.ret == INF else f"{self.ret / 1e6:.3f}ms"
         return (f"#{self.id} c{self.client} {self.kind}({self.key}{', ' + arg if arg else ''}) "
                 f"[{self.call / 1e6:.3f}ms..{ret}] {out}")
@@ -254,7 +258,7 @@ def lost_writes(ops: list[Op], final: dict) -> list[str]:
 
 def zxid_order(ops: list[Op]) -> list[str]:
     """Acknowledged writes: distinct zxids, and real-time order implies zxid order."""
-    writes = [o for o in ops if o.kind in ("create", "set") and o.status == "ok" and o.mzxid is not None]
+    writes = [o for o in ops if o.kind in ("create", "set", "append") and o.status == "ok" and o.mzxid is not None]
     out = []
     seen: dict[int, Op] = {}
     for w in writes:
@@ -297,6 +301,42 @@ def monotonic_reads(ops: list[Op]) -> list[str]:
     return out
 
 
+def seq_number(path: str) -> int:
+    """The 10-digit counter ZooKeeper appends to a sequential node's name."""
+    return int(path[-10:])
+
+
+def sequential_appends(ops: list[Op], appended: set[str] | None = None) -> list[str]:
+    """Acknowledged appends: unique sequence numbers per parent, present at the end (if `appended`,
+    the children listed after the run, is given), and real-time order implies sequence order."""
+    acked = [o for o in ops if o.kind == "append" and o.status == "ok"]
+    out = []
+    by_parent: dict[str, list[Op]] = {}
+    for a in acked:
+        by_parent.setdefault(a.key.rsplit("/", 1)[0], []).append(a)
+    for parent, apps in by_parent.items():
+        seen: dict[int, Op] = {}
+        for a in apps:
+            other = seen.get(seq_number(a.result))
+            if other is not None:
+                out.append(f"two acknowledged appends got {seq_number(a.result)} under {parent}: {other} / {a}")
+            seen[seq_number(a.result)] = a
+            if appended is not None and a.result not in appended:
+                out.append(f"lost append: {a} ({a.result} not among {parent}'s children at the end)")
+        done = sorted(apps, key=lambda o: o.ret)
+        j, prev = 0, None
+        for a in sorted(apps, key=lambda o: o.call):
+            while j < len(done) and done[j].ret < a.call:
+                if prev is None or seq_number(done[j].result) > seq_number(prev.result):
+                    prev = done[j]
+                j += 1
+            if prev is not None and seq_number(a.result) <= seq_number(prev.result):
+                out.append(f"append out of real-time order under {parent}: {prev} answered before {a} began")
+                if len(out) > 20:
+                    return out
+    return out
+
+
 @dataclass
 class Report:
     keys: list[KeyResult] = field(default_factory=list)
@@ -304,15 +344,16 @@ class Report:
     order: list[str] = field(default_factory=list)
     monotonic: list[str] = field(default_factory=list)
     counts: dict = field(default_factory=dict)
+    appends: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return (all(k.verdict == "linearizable" for k in self.keys) and not self.lost and not self.order
-                and not self.monotonic)
+                and not self.monotonic and not self.appends)
 
     def anomalies(self) -> list[str]:
         out = [k.detail for k in self.keys if k.verdict != "linearizable"]
-        return out + self.lost + self.order + self.monotonic
+        return out + self.lost + self.order + self.monotonic + self.appends
 
     def summary(self) -> str:
         c = self.counts
@@ -320,11 +361,14 @@ class Report:
         return (f"{c.get('ops', 0)} ops ({c.get('ok', 0)} ok, {c.get('fail', 0)} fail, {c.get('info', 0)} "
                 f"indeterminate) on {len(self.keys)} paths: {v['linearizable']} linearizable, "
                 f"{v['violation']} violations, {v['unknown']} unknown; {len(self.lost)} lost writes, "
-                f"{len(self.order)} zxid-order and {len(self.monotonic)} monotonic-read anomalies")
+                f"{len(self.order)} zxid-order, {len(self.monotonic)} monotonic-read and {len(self.appends)} "
+                f"sequential-append anomalies")
 
 
 def check(history: History | list[Op], final: dict | None = None, init: dict | None = None,
-          max_states: int = 2_000_000) -> Report:
+          max_states: int = 2_000_000, appended: set[str] | None = None) -> Report:
+    """appended: the full paths of the appends' parents' children, listed after the run (None: the
+    presence check of acknowledged appends is skipped)."""
     ops = history.ops if isinstance(history, History) else history
     for o in ops:
         if o.status == "pending":      # never answered (the client was torn down): may have happened
@@ -335,13 +379,16 @@ def check(history: History | list[Op], final: dict | None = None, init: dict | N
         rep.counts[s] = sum(1 for o in ops if o.status == s)
     by_key: dict[str, list[Op]] = {}
     for o in ops:
-        by_key.setdefault(o.key, []).append(o)
+        if o.kind != "append":
+            by_key.setdefault(o.key, []).append(o)
     for key in sorted(by_key):
         rep.keys.append(check_key(by_key[key], (init or {}).get(key, ABSENT), max_states))
     if final is not None:
         rep.lost = lost_writes(ops, final)
     rep.order = zxid_order(ops)
     rep.monotonic = monotonic_reads(ops)
+    if appended is not None or any(o.kind == "append" for o in ops):
+        rep.appends = sequential_appends(ops, appended)
     return rep
 
 
@@ -369,8 +416,11 @@ class Workload:
 
     def __init__(self, hosts: list[str], keys: list[str], history: History | None = None, *,
                  seed: int = 0, op_timeout: float = 5.0, session_timeout: float = 6.0,
-                 local_read_ratio: float = 0.15, pause_s: float = 0.0):
+                 local_read_ratio: float = 0.15, pause_s: float = 0.0, append_ratio: float = 0.0,
+                 append_parent: str = "/q"):
         self.hosts = hosts
+        self.append_ratio = append_ratio      # share of ops that are sequential appends under append_parent
+        self.append_parent = append_parent
         self.keys = keys
         self.history = history or History()
         self.seed = seed
@@ -392,6 +442,8 @@ class Workload:
                             command_retry=None)
             c.start(timeout=30)
             self.clients.append(c)
+        if self.append_ratio:
+            self.clients[0].ensure_path(self.append_parent)
         for i, c in enumerate(self.clients):
             t = threading.Thread(target=self._run, args=(i, c), name=f"workload-{i}", daemon=True)
             self.threads.append(t)
@@ -410,7 +462,15 @@ class Workload:
             n += 1
             value = f"{i}-{n}".encode()
             try:
-                if r < 0.2:
+                if self.append_ratio and rnd.random() < self.append_ratio:
+                    op = h.invoke(i, "append", self.append_parent + "/a-", value)
+                    try:
+                        path, st = c.create_async(op.key, value, sequence=True,
+                                                  include_data=True).get(timeout=T)
+                        h.ok(op, path, st.czxid, st.mzxid)
+                    except Exception as e:
+                        self._failed(op, e)
+                elif r < 0.2:
                     op = h.invoke(i, "create", key, value)
                     try:
                         path, st = c.create_async(key, value, include_data=True).get(timeout=T)
@@ -504,5 +564,20 @@ class Workload:
             c.close()
         return final
 
+    def final_appended(self, hosts: str, timeout: float = 60.0) -> set[str]:
+        """The full paths of append_parent's children, through sync() from a fresh session."""
+        from kazoo.client import KazooClient
+        c = KazooClient(hosts=hosts, timeout=10)
+        c.start(timeout=timeout)
+        try:
+            c.sync(self.append_parent)
+            return {f"{self.append_parent}/{n}" for n in c.get_children(self.append_parent)}
+        finally:
+            c.stop()
+            c.close()
+
     def acknowledged_writes(self) -> int:
         return sum(1 for o in self.history.ops if o.kind in ("create", "set", "delete") and o.status == "ok")
+
+    def acknowledged_appends(self) -> int:
+        return sum(1 for o in self.history.ops if o.kind == "append" and o.status == "ok")
