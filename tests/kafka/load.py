@@ -39,7 +39,7 @@ class ContinuousLoad:
 
     def _produce(self) -> None:
         p = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True,
-                      "linger.ms": 5, "delivery.timeout.ms": 120000, "log_level": 3})
+                      "linger.ms": 5, "delivery.timeout.ms": 120000, "log_level": 2})
         seq = 0
         while not self._stop_producing.is_set():
             p.produce(self.topic, str(seq).encode(), partition=seq % self.partitions,
@@ -53,7 +53,7 @@ class ContinuousLoad:
 
     def _consume(self) -> None:
         c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"load-{self.topic}",
-                      "enable.auto.commit": False, "log_level": 3})
+                      "enable.auto.commit": False, "log_level": 2})
         c.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(self.partitions)])
         try:
             while not self._stop_consuming.is_set():
