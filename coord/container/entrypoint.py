@@ -171,15 +171,20 @@ def healthcheck(timeout_s: float = 5.0) -> int:
     except (cenv.EnvError, StartError, zoocfg.ConfigError) as e:
         print(f"unhealthy: {e}", file=sys.stderr)
         return 1
-    host = "127.0.0.1" if cfg.client_port_address in ("0.0.0.0", "", "::") else cfg.client_port_address
+    host, port = cfg.client_port_address, cfg.client_port
+    me = cfg.servers.get(cfg.myid) if cfg.myid is not None else None
+    if me is not None and me.client_port is not None:   # an ensemble member's own `;[host:]port`
+        host, port = me.client_host or host, me.client_port
+    host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
     try:
-        out = four_letter(host, cfg.client_port, "ruok", timeout_s)
+        out = four_letter(host, port, "ruok", timeout_s)
         if "not in the whitelist" in out:
-            out = "imok" if "Mode:" in four_letter(host, cfg.client_port, "srvr", timeout_s) else out
+            # srvr answers (with "not currently serving" while there is no quorum): the server runs
+            out = "imok" if four_letter(host, port, "srvr", timeout_s).strip() else out
     except OSError as e:
-        print(f"unhealthy: {host}:{cfg.client_port}: {e}", file=sys.stderr)
+        print(f"unhealthy: {host}:{port}: {e}", file=sys.stderr)
         return 1
     if out.strip() != "imok":
-        print(f"unhealthy: {host}:{cfg.client_port} answered {out.strip()[:80]!r} to ruok", file=sys.stderr)
+        print(f"unhealthy: {host}:{port} answered {out.strip()[:80]!r} to ruok", file=sys.stderr)
         return 1
     return 0

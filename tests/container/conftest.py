@@ -57,3 +57,19 @@ class EntrypointProcess(CoordProcess):
             time.sleep(0.1)
         raise TimeoutError(f"entrypoint's server on {self.connect_string} not serving after {wait}s: "
                            f"{self.log_text()[-3000:]}")
+
+
+def wait_modes(members, wait: float = 60.0) -> list[str]:
+    """Each member's `Mode:` once there is a leader and two followers (or whatever it is at `wait`)."""
+    deadline = time.monotonic() + wait
+    while True:
+        modes = []
+        for m in members:
+            try:
+                out = four_letter("127.0.0.1", m.client_port, "srvr", 1.0)
+            except OSError:
+                out = ""
+            modes.append(next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Mode:")), ""))
+        if sorted(modes) == ["follower", "follower", "leader"] or time.monotonic() > deadline:
+            return modes
+        time.sleep(0.2)

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -112,13 +111,6 @@ def test_bitnami_variables_start_a_server_and_the_healthcheck_falls_back_to_srvr
         srv.stop()
 
 
-def _try_4lw(port: int, word: str) -> str:
-    try:
-        return four_letter("127.0.0.1", port, word, 1.0)
-    except OSError:
-        return ""
-
-
 def test_a_variable_it_cannot_honour_stops_the_start_and_writes_nothing(tmp_path):
     r = run_entrypoint(official_env(tmp_path, free_port(), ZOO_TICK_TIME="soon"))
     assert r.returncode == 2
@@ -175,44 +167,6 @@ def test_real_zookeeper_reads_the_generated_zoo_cfg_as_coord_does(tmp_path):
         assert conf["zk"][key] == conf["coord"][key], key
     assert (conf["zk"]["clientPort"], conf["coord"]["clientPort"]) == (str(ports["zk"]), str(ports["coord"]))
     assert conf["coord"]["tickTime"] == "1500"
-
-
-def test_three_servers_from_the_canonical_compose_variables(tmp_path):
-    """docker-library's compose.yaml as processes: ZOO_MY_ID and the same ZOO_SERVERS on each."""
-    ports = [(free_port(), free_port(), free_port()) for _ in range(3)]
-    servers = " ".join(f"server.{i}=127.0.0.1:{q}:{e};{c}" for i, (c, q, e) in enumerate(ports, 1))
-    members = [EntrypointProcess(tmp_path / f"zoo{i}/run", {
-        "ZOO_MY_ID": str(i), "ZOO_SERVERS": servers, "ZOO_4LW_COMMANDS_WHITELIST": "*",
-        "ZOO_CONF_DIR": str(tmp_path / f"zoo{i}/conf"), "ZOO_DATA_DIR": str(tmp_path / f"zoo{i}/data"),
-        "ZOO_DATA_LOG_DIR": str(tmp_path / f"zoo{i}/datalog")}, c) for i, (c, _, _) in enumerate(ports, 1)]
-    try:
-        for m in members:
-            m.start()
-        modes = _wait_modes(members)
-        assert sorted(modes) == ["follower", "follower", "leader"]
-        zk = kazoo(members[0].connect_string)
-        zk.create("/compose", b"v")
-        zk.stop()
-        follower = members[modes.index("follower")]
-        follower.stop(kill=True)
-        follower.start()
-        zk = kazoo(follower.connect_string)
-        zk.sync("/compose")
-        assert zk.get("/compose")[0] == b"v"
-        zk.stop()
-    finally:
-        for m in members:
-            m.stop()
-
-
-def _wait_modes(members, wait: float = 60.0) -> list[str]:
-    deadline = time.monotonic() + wait
-    while True:
-        modes = [next((l.split(":", 1)[1].strip() for l in _try_4lw(m.client_port, "srvr").splitlines()
-                       if l.startswith("Mode:")), "") for m in members]
-        if sorted(modes) == ["follower", "follower", "leader"] or time.monotonic() > deadline:
-            return modes
-        time.sleep(0.2)
 
 
 # -- taking a ZooKeeper volume over ----------------------------------------------------------------
