@@ -59,4 +59,6 @@ if [ ! -f "$kafka_libs/.complete" ]; then
     echo "setup: no Kafka libs (needs mvn and Maven Central): tests/kafka will skip" >&2
   fi
 fi
-[ -f "$kafka_libs/.complete" ] && echo "setup: Kafka $(cd "$kafka_libs" && ls kafka_2.13-*.jar | sed 's/kafka_2.13-//; s/.jar$//') from Maven Central; the brokers embed ZooKeeper client $(cd "$kafka_libs" && ls zookeeper-[0-9]*.jar | sed 's/zookeeper-//; s/.jar$//')"
+if [ -f "$kafka_libs/.complete" ]; then
+  echo "setup: Kafka $(cd "$kafka_libs" && ls kafka_2.13-*.jar | sed 's/kafka_2.13-//; s/.jar$//') from Maven Central; the brokers embed ZooKeeper client $(cd "$kafka_libs" && ls zookeeper-[0-9]*.jar | sed 's/zookeeper-//; s/.jar$//')"
+fi
