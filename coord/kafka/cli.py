@@ -150,6 +150,8 @@ def tool_command(name, args) -> None:
     """Run one of Kafka's tools (kafka-NAME.sh) from the same jars, e.g. `topics --list --bootstrap-server ...`."""
     _require_libs()
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"coord-kafka-tools-{os.getuid()}"
+    if name == "zookeeper-shell":  # zookeeper-shell.sh's own first argument
+        args = ("-server", *args)
     cmd = tools.tool_command(TOOLS[name], list(args), workdir)
     env = dict(os.environ)
     env.pop("JAVA_TOOL_OPTIONS", None)
