@@ -38,7 +38,7 @@ if command -v pypy3 >/dev/null 2>&1; then
   if [ ! -f "$pstamp" ]; then
     .venv-pypy/bin/pip install -q --upgrade pip
     .venv-pypy/bin/pip install -q --prefer-binary -e .  # --prefer-binary: an older wheel, not a Rust build
-    .venv-pypy/bin/python -c 'import zstandard, cramjam' || { echo "setup: PyPy venv incomplete" >&2; exit 1; }
+    .venv-pypy/bin/python -c 'import zstandard, cramjam, cryptography, jks' || { echo "setup: PyPy venv incomplete" >&2; exit 1; }
     touch "$pstamp"
   fi
   echo "$PWD/.venv-pypy/bin/python" > .venv/coord-server-python

@@ -14,6 +14,7 @@ import os
 import time
 from collections import defaultdict
 
+from coord.aio import tls
 from coord.aio.fourletter import FourLetterWords
 from coord.aio.datadir import RecoveryError, Storage
 from coord.aio.zoocfg import ALL_4LW, ServerConfig
@@ -103,7 +104,7 @@ class ClientProtocol(asyncio.Protocol):
             return
         srv.per_ip[self.ip] += 1
         srv.protocols[self.conn_id] = self
-        srv.core.connection_made(self.conn_id, self.remote)
+        srv.core.connection_made(self.conn_id, self.remote, transport.get_extra_info("identities") or ())
 
     def data_received(self, data: bytes) -> None:
         srv = self.server
@@ -195,6 +196,7 @@ class CoordServer:
         self.flushing = False          # inside flush's own synchronous log write
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server: asyncio.base_events.Server | None = None
+        self.secure_server: asyncio.base_events.Server | None = None   # secureClientPort (coord.aio.tls)
         self.tick_task: asyncio.Task | None = None
         self.words = FourLetterWords(self)
         self.started_mono_ms = mono_ms()
@@ -229,12 +231,14 @@ class CoordServer:
         self.txnlog.on_durable = self._on_durable
         self.txnlog.on_failed = self._on_log_failed
         self.storage.start(self.loop)
+        plain, secure = tls.client_factories(self.cfg, self._protocol)
         self.server = await self.loop.create_server(
-            self._protocol, host=self.cfg.client_port_address, port=self.cfg.client_port,
+            plain, host=self.cfg.client_port_address, port=self.cfg.client_port,
             reuse_address=True, backlog=1024)
         sock = self.server.sockets[0].getsockname()
         self.port = sock[1]
         log.info("serving on %s:%d (standalone)", sock[0], sock[1])
+        self.secure_server = await tls.secure_listener(self.loop, self.cfg, secure)
         self.tick_task = self.loop.create_task(self._ticker())
 
     def _protocol(self) -> ClientProtocol:
@@ -245,8 +249,9 @@ class CoordServer:
     async def stop(self) -> None:
         if self.tick_task:
             self.tick_task.cancel()
-        if self.server:
-            self.server.close()
+        for listener in (self.server, self.secure_server):
+            if listener:
+                listener.close()
         for p in list(self.protocols.values()):
             p.transport.abort()
         await self.storage.close()

@@ -83,6 +83,10 @@ class ServerConfig:
     kerberos_remove_host: bool = False          # kerberos.removeHostFromPrincipal
     kerberos_remove_realm: bool = False         # kerberos.removeRealmFromPrincipal
     allow_sasl_failed_clients: bool = False     # allowSaslFailedClients
+    secure_client_port: int | None = None       # secureClientPort: a TLS-only client port
+    secure_client_port_address: str | None = None
+    client_port_unification: bool = False       # client.portUnification: clientPort takes TLS too
+    ssl: dict[str, str] = field(default_factory=dict)   # ssl.* keys for coord.aio.tls
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -167,7 +171,7 @@ KNOWN_IGNORED = {
     "snapshot.compression.method", "digest.enabled", "fsync.warningthresholdms",
     "zookeeper.fsync.warningthresholdms", "maxResponseCacheSize", "connectToLearnerMasterLimit",
     "multiAddress.enabled", "tcpKeepAlive", "clientPortListenBacklog", "quorum.auth.enableSasl",
-    "cnxTimeout", "secureClientPort", "secureClientPortAddress", "peerType", "learner.asyncSending",
+    "cnxTimeout", "peerType", "learner.asyncSending",
     "leader.closeSocketAsync", "learner.closeSocketAsync",
 }
 
@@ -350,6 +354,20 @@ def _apply_security(cfg: ServerConfig, k: str, v: str) -> bool:
         cfg.kerberos_remove_realm = _exact_true(v, k)
     elif k == "allowSaslFailedClients":
         cfg.allow_sasl_failed_clients = _bool(v, k)
+    elif k == "secureClientPort":
+        cfg.secure_client_port = _port(v, k)
+    elif k == "secureClientPortAddress":
+        cfg.secure_client_port_address = v
+    elif k == "client.portUnification":
+        cfg.client_port_unification = _bool(v, k)
+    elif ((k.startswith("ssl.") and not k.startswith("ssl.quorum.")) or k == "coord.tlsHandshakeTimeoutMs"
+          or k == "X509AuthenticationProvider.superUser"):
+        from coord.aio.tls import TlsConfigError, TlsSettings
+        try:
+            TlsSettings.from_keys({k: v})
+        except TlsConfigError as e:
+            raise ValueError(str(e)) from None
+        cfg.ssl[k] = v
     else:
         return False
     return True
@@ -416,6 +434,14 @@ def load(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> 
         cfg.sasl_users = server_users(cfg.jaas_config, cfg.sasl_server_section)
     except JaasError as e:
         raise ConfigError(str(e)) from None
+    if cfg.secure_client_port_address is not None and cfg.secure_client_port is None:
+        raise ConfigError(f"{p}: secureClientPortAddress is set but secureClientPort is not set")
+    if cfg.secure_client_port is not None or cfg.client_port_unification:
+        from coord.aio.tls import TlsConfigError, TlsSettings, server_context
+        try:
+            server_context(TlsSettings.from_keys(cfg.ssl))
+        except TlsConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
     if cfg.jaas_config and cfg.sasl_users is None:
         cfg.warnings.append(f"JAAS file {cfg.jaas_config} has no {cfg.sasl_server_section or 'Server'} "
                             "section: SASL is off")

@@ -24,12 +24,16 @@ ZK_CONF_EXAMPLE = Path("/etc/zookeeper/conf_example")
 # zookeeper.jar finds slf4j-api but no binding on its own, so ZooKeeper logs nothing (slf4j's NOP
 # logger) whatever log4j.properties says; Debian's zkServer.sh puts these on the classpath.
 ZK_LOG_JARS = (Path("/usr/share/java/slf4j-log4j12.jar"), Path("/usr/share/java/log4j-1.2.jar"))
+# Debian's zookeeper.jar manifest lists netty-handler but not netty-codec and netty-resolver, which
+# it needs: without them the Netty connection factory (every TLS client port) fails each connection
+# with NoClassDefFoundError io/netty/handler/codec/ByteToMessageDecoder.
+ZK_NETTY_JARS = (Path("/usr/share/java/netty-codec.jar"), Path("/usr/share/java/netty-resolver.jar"))
 
 
 def zk_classpath(conf) -> str:
     """conf (with log4j.properties), zookeeper.jar and, where installed, the slf4j -> log4j binding,
     so that a ZooKeeper started by the tests leaves a server log to read when it misbehaves."""
-    return ":".join([str(conf), str(ZK_JAR), *(str(j) for j in ZK_LOG_JARS if j.exists())])
+    return ":".join([str(conf), str(ZK_JAR), *(str(j) for j in ZK_LOG_JARS + ZK_NETTY_JARS if j.exists())])
 
 
 def zookeeper_available() -> bool:

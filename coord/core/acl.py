@@ -131,6 +131,14 @@ def auth_order(auth_ids: tuple) -> list:
     return concurrent_set_order(auth_ids)
 
 
+def user_name(scheme: str, ident: str) -> str:
+    """AuthUtil.getUser as whoAmI shows it: the provider's user name (digest: the part before ':');
+    '' for super, which has no provider (an x509 super user's id is its DN, shown as '')."""
+    if scheme == "digest":
+        return ident.split(":", 1)[0]
+    return "" if scheme == "super" else ident
+
+
 class InvalidACL(Exception):
     pass
 

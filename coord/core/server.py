@@ -85,7 +85,7 @@ class Connection:
     __slots__ = ("conn_id", "remote", "session_id", "auth", "queue", "established", "closing",
                  "client_read_only", "packets_received", "packets_sent", "last_op", "last_zxid",
                  "last_latency", "min_latency", "max_latency", "total_latency", "completed",
-                 "connected_at", "last_cxid", "close_requested", "last_response", "sasl")
+                 "connected_at", "last_cxid", "close_requested", "last_response", "sasl", "held")
 
     def __init__(self, conn_id: int, remote: str, now: int):
         self.conn_id = conn_id
@@ -111,6 +111,7 @@ class Connection:
         self.last_cxid = 0
         self.last_response = now
         self.sasl = None   # the connection's SaslExchange, from its first SASL packet
+        self.held: list[bytes] | None = None   # frames pipelined behind a ConnectRequest in progress
 
 
 class Request:
@@ -283,8 +284,11 @@ class ServerCore:
         self.closing.add(conn.conn_id)
 
     # -- connections ----------------------------------------------------------------------------
-    def connection_made(self, conn_id: int, remote: str) -> None:
-        self.conns[conn_id] = Connection(conn_id, remote, self.mono_ms)
+    def connection_made(self, conn_id: int, remote: str, identities: tuple = ()) -> None:
+        """`identities`: what the transport proved (a TLS client certificate: x509, super)."""
+        conn = self.conns[conn_id] = Connection(conn_id, remote, self.mono_ms)
+        if identities:
+            conn.auth = conn.auth + tuple(identities)
 
     def connection_lost(self, conn_id: int) -> None:
         conn = self.conns.pop(conn_id, None)
@@ -310,6 +314,10 @@ class ServerCore:
             if not conn.established:
                 if conn.session_id == 0:
                     self._connect(conn, payload)
+                elif conn.session_id in self.connecting:
+                    # The Netty Java client sends requests right behind its ConnectRequest; ZooKeeper
+                    # stops reading (disableRecv) until the session exists, then serves them.
+                    conn.held = (conn.held or []) + [payload]
                 else:
                     self._close(conn, "request before the session was established")
                 return
@@ -377,6 +385,14 @@ class ServerCore:
         conn.session_id = sid
         self.session_conn[sid] = conn.conn_id
         self._connect_reply(conn, timeout, sid, session_password(sid))
+        held, conn.held = conn.held, None
+        for payload in held or ():
+            if conn.closing:
+                break
+            try:
+                self._request(conn, payload)
+            except JuteError as e:
+                self._close(conn, f"malformed request: {e}")
 
     def _connect_reply(self, conn: Connection, timeout: int, sid: int, passwd: bytes) -> None:
         body = R.ConnectResponse(0, timeout, sid, passwd).encode()
@@ -965,9 +981,7 @@ class ServerCore:
             n = tree.all_children_number(path) if path else tree.all_children_number(ROOT) + 1
             return self._reply(xid, 0, R.GetAllChildrenNumberResponse(n).encode())
         if op == 107:
-            # AuthUtil.getClientInfos: the provider's user name (digest: the part before ':').
-            infos = [R.ClientInfo(s, i.split(":", 1)[0] if s == "digest" else i)
-                     for s, i in aclmod.auth_order(auth)]
+            infos = [R.ClientInfo(s, aclmod.user_name(s, i)) for s, i in aclmod.auth_order(auth)]
             return self._reply(xid, 0, R.WhoAmIResponse(infos).encode())
         if op == 22:
             return self._multi_read(conn, xid, req)

@@ -7,8 +7,8 @@ only for CN C L ST O OU STREET DC UID, every other attribute as its dotted OID w
 leading and trailing spaces escaped one by one, NUL as \\00, other characters raw. Python's
 rfc4514_string differs (it names emailAddress and does not escape '=' or an inner '#').
 
-The input is plain data (the shell reads it from the certificate): a list of RDNs, each a list of
-(oid, der_tag, value_bytes, der_tlv) tuples, so this module stays pure.
+The input is the DER of the certificate's subject Name (the shell takes it from the certificate);
+this module parses it itself, so the '#hex' form is the bytes exactly as the certificate has them.
 """
 from __future__ import annotations
 
@@ -43,6 +43,68 @@ def _escape(text: str) -> str:
     head = "".join("\\" + c for c in s[:lead])
     tail = "".join("\\" + c for c in s[len(s) - trail:]) if trail else ""
     return head + s[lead:len(s) - trail] + tail
+
+
+class BadName(ValueError):
+    pass
+
+
+def _tlv(buf: bytes, i: int) -> tuple[int, int, int]:
+    """(tag, start of value, end of value) of the DER element at i."""
+    if i + 2 > len(buf):
+        raise BadName("truncated DER")
+    tag = buf[i]
+    n = buf[i + 1]
+    j = i + 2
+    if n & 0x80:
+        k = n & 0x7F
+        if k == 0 or k > 4 or j + k > len(buf):
+            raise BadName("bad DER length")
+        n = int.from_bytes(buf[j:j + k], "big")
+        j += k
+    if j + n > len(buf):
+        raise BadName("truncated DER")
+    return tag, j, j + n
+
+
+def _oid(b: bytes) -> str:
+    if not b:
+        raise BadName("empty OID")
+    parts, v = [], 0
+    for x in b:
+        v = (v << 7) | (x & 0x7F)
+        if not x & 0x80:
+            parts.append(v)
+            v = 0
+    first = parts[0]
+    head = [min(first // 40, 2), first - 40 * min(first // 40, 2)]
+    return ".".join(str(p) for p in head + parts[1:])
+
+
+def rdns_from_der(name: bytes) -> list:
+    """A DER Name (SEQUENCE OF SET OF SEQUENCE {OID, value}) -> [[(oid, tag, value, tlv), ...], ...]."""
+    tag, p, end = _tlv(name, 0)
+    if tag != 0x30:
+        raise BadName("Name is not a SEQUENCE")
+    rdns = []
+    while p < end:
+        tag, q, rend = _tlv(name, p)
+        if tag != 0x31:
+            raise BadName("RDN is not a SET")
+        avas = []
+        while q < rend:
+            tag, a, aend = _tlv(name, q)
+            if tag != 0x30:
+                raise BadName("AVA is not a SEQUENCE")
+            otag, o, oend = _tlv(name, a)
+            if otag != 0x06:
+                raise BadName("AVA without an OID")
+            vtag, v, vend = _tlv(name, oend)
+            avas.append((_oid(name[o:oend]), vtag, name[v:vend], name[oend:vend]))
+            q = aend
+        rdns.append(avas)
+        p = rend
+    return rdns
 
 
 def java_rfc2253(rdns) -> str:

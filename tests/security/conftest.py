@@ -12,9 +12,10 @@ import pytest
 
 from tests.compat.conftest import Pair
 from tests.support.coord_server import CoordProcess
-from tests.support.real_zk import RealZooKeeper
+from tests.support.real_zk import RealZooKeeper, free_port
 
 SASL_PROVIDER = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
+NETTY = "org.apache.zookeeper.server.NettyServerCnxnFactory"
 USERS = {"super": "super_secret", "jaasuser": "jaas_password", "other": "other_password"}
 
 
@@ -31,8 +32,9 @@ def write_jaas(path: Path, client: tuple[str, str] | None = None, server_users=U
 
 
 def start_sasl_pair(workdir: Path, jaas: Path | None, extra_cfg: dict | None = None,
-                    jvm_props: dict | None = None) -> Pair:
-    """A real ZooKeeper and a coord with the same zoo.cfg keys, JAAS file and -D properties."""
+                    jvm_props: dict | None = None, *, secure: bool = False) -> Pair:
+    """A real ZooKeeper and a coord with the same zoo.cfg keys, JAAS file and -D properties; with
+    `secure`, each also gets a secureClientPort (its port in `.secure_port`) on the Netty factory."""
     workdir = Path(workdir)
     cfg = {"authProvider.1": SASL_PROVIDER}
     cfg.update(extra_cfg or {})
@@ -40,8 +42,15 @@ def start_sasl_pair(workdir: Path, jaas: Path | None, extra_cfg: dict | None = N
     if jaas is not None:
         props["java.security.auth.login.config"] = str(jaas)
     flags = [f"-D{k}={v}" for k, v in props.items()]
-    zk = RealZooKeeper(workdir / "zk", extra_cfg=cfg, jvm_flags=flags)
-    coord = CoordProcess(workdir / "coord", extra_cfg=cfg, env={"SERVER_JVMFLAGS": " ".join(flags)})
+    zk_cfg, coord_cfg = dict(cfg), dict(cfg)
+    if secure:
+        zk_cfg.update(secureClientPort=str(free_port()), serverCnxnFactory=NETTY)
+        coord_cfg.update(secureClientPort=str(free_port()), serverCnxnFactory=NETTY)
+    zk = RealZooKeeper(workdir / "zk", extra_cfg=zk_cfg, jvm_flags=flags)
+    coord = CoordProcess(workdir / "coord", extra_cfg=coord_cfg, env={"SERVER_JVMFLAGS": " ".join(flags)})
+    if secure:
+        zk.secure_port = int(zk_cfg["secureClientPort"])
+        coord.secure_port = int(coord_cfg["secureClientPort"])
     try:
         zk.start()
         coord.start()

@@ -1,0 +1,524 @@
+"""Client-port TLS as ZooKeeper 3.8's Netty server configures it: keys, contexts, listeners.
+
+`TlsSettings.from_keys` reads the `ssl.*` keys of zoo.cfg (ZooKeeper's names and defaults: TLSv1.2
+only, its 12 ECDHE suites, clientAuth need); `server_context` loads the key store and trust store
+in the formats ZooKeeper users have (PEM, PKCS12, JKS) into an ssl.SSLContext. `TlsProtocol` runs
+TLS in memory (ssl.MemoryBIO) around the plain ClientProtocol, so one code path serves the
+secureClientPort and a unified clientPort (first byte 0x16: TLS, anything else: plain, as Netty's
+DualModeSslHandler decides). After the handshake the client certificate's subject becomes
+`x509:<DN>` in Java's RFC 2253 form (coord.core.x509name); the core learns only that identity.
+A handshake that fails, stalls past the timeout, or garbage in place of TLS records closes only
+that connection.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coord.core.x509name import BadName, java_rfc2253, rdns_from_der
+
+log = logging.getLogger("coord.tls")
+
+# X509Util.getDefaultCipherSuitesForJavaVersion (Java 9+): GCM first, then CBC; IANA -> OpenSSL.
+IANA_TO_OPENSSL = {
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256": "ECDHE-ECDSA-AES128-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256": "ECDHE-RSA-AES128-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384": "ECDHE-ECDSA-AES256-SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384": "ECDHE-RSA-AES256-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
+    "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256": "DHE-RSA-AES128-GCM-SHA256",
+    "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384": "DHE-RSA-AES256-GCM-SHA384",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256": "AES128-GCM-SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384": "AES256-GCM-SHA384",
+    "TLS_RSA_WITH_AES_128_CBC_SHA256": "AES128-SHA256",
+    "TLS_RSA_WITH_AES_256_CBC_SHA256": "AES256-SHA256",
+    "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
+}
+DEFAULT_CIPHERSUITES = tuple(list(IANA_TO_OPENSSL)[:12])
+# TLS 1.3 suites are named alike in both schemes; OpenSSL's set_ciphers cannot restrict them.
+TLS13_SUITES = frozenset(("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"))
+_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+_OLD_VERSIONS = ("TLSv1", "TLSv1.1", "SSLv3", "SSLv2Hello")
+_CLIENT_AUTH = {"need": ssl.CERT_REQUIRED, "want": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+_OP_NO_RENEGOTIATION = getattr(ssl, "OP_NO_RENEGOTIATION", 0x40000000)  # PyPy's ssl lacks the name
+HANDSHAKE_TIMEOUT_MS = 10_000   # Netty SslHandler's default handshake timeout
+
+try:
+    # PyPy's ssl leaves a failed call's error in OpenSSL's per-thread error queue, where the next
+    # call on ANOTHER connection reads it as its own failure (one client's garbage closed others).
+    from _cffi_ssl._stdssl import lib as _openssl
+    _clear_openssl_errors = _openssl.ERR_clear_error
+except (ImportError, AttributeError):   # CPython clears the queue itself
+    def _clear_openssl_errors() -> None:
+        pass
+
+
+class TlsConfigError(ValueError):
+    pass
+
+
+@dataclass
+class Store:
+    location: str | None = None
+    password: str | None = None
+    password_path: str | None = None
+    type: str | None = None
+
+    def secret(self, key: str) -> bytes | None:
+        """passwordPath wins over password (X509Util); None when neither is set."""
+        if self.password_path:
+            try:
+                return Path(self.password_path).read_text().rstrip("\r\n").encode()
+            except OSError as e:
+                raise TlsConfigError(f"{key}.passwordPath {self.password_path}: {e.strerror}") from None
+        return self.password.encode() if self.password is not None else None
+
+    def kind(self, key: str) -> str:
+        """ssl.*.type, or ZooKeeper's KeyStoreFileType.fromFilename: .jks .pem .p12/.pfx."""
+        t = (self.type or "").strip().upper()
+        if not t:
+            ext = Path(self.location or "").suffix.lower()
+            t = {".jks": "JKS", ".pem": "PEM", ".p12": "PKCS12", ".pfx": "PKCS12", ".bcfks": "BCFKS"}.get(ext, "")
+            if not t:
+                raise TlsConfigError(f"{key}.location {self.location}: cannot tell the store type from the "
+                                     f"file name; set {key}.type to PEM, PKCS12 or JKS")
+        if t not in ("PEM", "PKCS12", "JKS"):
+            raise TlsConfigError(f"{key}.type {t}: coord reads PEM, PKCS12 and JKS stores")
+        return t
+
+
+@dataclass
+class TlsSettings:
+    key_store: Store = field(default_factory=Store)
+    trust_store: Store = field(default_factory=Store)
+    protocol: str = "TLSv1.2"
+    enabled_protocols: tuple[str, ...] | None = None
+    ciphersuites: tuple[str, ...] | None = None
+    client_auth: str = "need"
+    super_user: str | None = None       # X509AuthenticationProvider.superUser
+    handshake_timeout_ms: int = HANDSHAKE_TIMEOUT_MS
+
+    @classmethod
+    def from_keys(cls, keys: dict[str, str]) -> "TlsSettings":
+        """The ssl.* keys (without the zookeeper. prefix) into settings; TlsConfigError names a bad one."""
+        s = cls()
+        for k, v in keys.items():
+            parts = k.split(".")
+            if len(parts) == 3 and parts[0] == "ssl" and parts[1] in ("keyStore", "trustStore"):
+                store = s.key_store if parts[1] == "keyStore" else s.trust_store
+                attr = {"location": "location", "password": "password", "passwordPath": "password_path",
+                        "type": "type"}.get(parts[2])
+                if attr is None:
+                    raise TlsConfigError(f"{k}: unknown key")
+                setattr(store, attr, v)
+            elif k == "ssl.protocol":
+                s.protocol = v.strip()
+            elif k == "ssl.enabledProtocols":
+                s.enabled_protocols = tuple(p.strip() for p in v.split(",") if p.strip())
+            elif k == "ssl.ciphersuites":
+                s.ciphersuites = tuple(c.strip() for c in v.split(",") if c.strip())
+            elif k == "ssl.clientAuth":
+                ca = v.strip().lower() or "need"
+                if ca not in _CLIENT_AUTH:
+                    raise TlsConfigError(f"{k} must be need, want or none, got {v!r}")
+                s.client_auth = ca
+            elif k == "X509AuthenticationProvider.superUser":
+                s.super_user = v
+            elif k == "coord.tlsHandshakeTimeoutMs":
+                try:
+                    s.handshake_timeout_ms = int(v)
+                except ValueError:
+                    raise TlsConfigError(f"{k} must be an integer, got {v!r}") from None
+        return s
+
+    def versions(self) -> tuple[ssl.TLSVersion, ssl.TLSVersion]:
+        """(minimum, maximum) from ssl.enabledProtocols (default: ssl.protocol alone, as 3.8)."""
+        if self.protocol not in _VERSIONS and self.protocol != "TLS":
+            raise TlsConfigError(f"ssl.protocol {self.protocol!r}: coord serves TLSv1.2 and TLSv1.3")
+        names = self.enabled_protocols or (("TLSv1.2", "TLSv1.3") if self.protocol == "TLS" else (self.protocol,))
+        unknown = [n for n in names if n not in _VERSIONS and n not in _OLD_VERSIONS]
+        if unknown:
+            raise TlsConfigError(f"ssl.enabledProtocols: unknown protocol(s) {', '.join(unknown)}")
+        old = [n for n in names if n in _OLD_VERSIONS]
+        if old:
+            log.warning("ssl.enabledProtocols: %s not served (TLSv1.2 and TLSv1.3 only)", ", ".join(old))
+        vs = sorted(_VERSIONS[n] for n in names if n in _VERSIONS)
+        if not vs:
+            raise TlsConfigError("ssl.enabledProtocols names neither TLSv1.2 nor TLSv1.3")
+        return vs[0], vs[-1]
+
+    def openssl_ciphers(self) -> str:
+        suites = self.ciphersuites or DEFAULT_CIPHERSUITES
+        bad = [c for c in suites if c not in IANA_TO_OPENSSL and c not in TLS13_SUITES]
+        if bad:
+            raise TlsConfigError(f"ssl.ciphersuites: unsupported suite(s) {', '.join(bad)}")
+        names = [IANA_TO_OPENSSL[c] for c in suites if c in IANA_TO_OPENSSL]
+        return ":".join(names)
+
+
+# -- stores ------------------------------------------------------------------------------------------
+def _pem_blocks(text: str, kinds: tuple[str, ...]) -> list[str]:
+    out, cur = [], None
+    for line in text.splitlines():
+        if line.startswith("-----BEGIN ") and any(k in line for k in kinds):
+            cur = [line]
+        elif cur is not None:
+            cur.append(line)
+            if line.startswith("-----END "):
+                out.append("\n".join(cur) + "\n")
+                cur = None
+    return out
+
+
+def load_key_store(store: Store, key: str = "ssl.keyStore"):
+    """(private key, [certificate chain]) as cryptography objects."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    if not store.location:
+        raise TlsConfigError(f"{key}.location is not set")
+    try:
+        data = Path(store.location).read_bytes()
+    except OSError as e:
+        raise TlsConfigError(f"{key}.location {store.location}: {e.strerror}") from None
+    pw = store.secret(key)
+    kind = store.kind(key)
+    try:
+        if kind == "PEM":
+            text = data.decode("ascii", "replace")
+            keys = _pem_blocks(text, ("PRIVATE KEY",))
+            certs = [x509.load_pem_x509_certificate(b.encode()) for b in _pem_blocks(text, ("CERTIFICATE",))]
+            if not keys or not certs:
+                raise TlsConfigError(f"{key}.location {store.location}: a PEM key store needs a private key "
+                                     "and its certificate")
+            pkey = serialization.load_pem_private_key(keys[0].encode(), password=pw if "ENCRYPTED" in keys[0] else None)
+            return pkey, certs
+        if kind == "PKCS12":
+            pkey, cert, extra = pkcs12.load_key_and_certificates(data, pw)
+            if pkey is None or cert is None:
+                raise TlsConfigError(f"{key}.location {store.location}: no private key entry")
+            return pkey, [cert] + list(extra)
+        import jks
+        ks = jks.KeyStore.loads(data, (pw or b"").decode())
+        if not ks.private_keys:
+            raise TlsConfigError(f"{key}.location {store.location}: no private key entry")
+        entry = next(iter(ks.private_keys.values()))
+        if not entry.is_decrypted():
+            entry.decrypt((pw or b"").decode())   # Java requires the key password to be the store's
+        pkey = serialization.load_der_private_key(entry.pkey_pkcs8, password=None)
+        return pkey, [x509.load_der_x509_certificate(c[1]) for c in entry.cert_chain]
+    except TlsConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001  (wrong password, corrupt file: named, never a traceback)
+        raise TlsConfigError(f"{key}.location {store.location}: cannot load the {kind} store: {e}") from None
+
+
+def load_trust_store(store: Store, key: str = "ssl.trustStore") -> str:
+    """The trusted certificates as one PEM string (SSLContext.load_verify_locations cadata)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
+    try:
+        data = Path(store.location).read_bytes()
+    except OSError as e:
+        raise TlsConfigError(f"{key}.location {store.location}: {e.strerror}") from None
+    pw = store.secret(key)
+    kind = store.kind(key)
+    try:
+        if kind == "PEM":
+            certs = [x509.load_pem_x509_certificate(b.encode())
+                     for b in _pem_blocks(data.decode("ascii", "replace"), ("CERTIFICATE",))]
+        elif kind == "PKCS12":
+            p12 = pkcs12.load_pkcs12(data, pw)
+            certs = [c.certificate for c in p12.additional_certs] + ([p12.cert.certificate] if p12.cert else [])
+        else:
+            import jks
+            ks = jks.KeyStore.loads(data, (pw or b"").decode(), try_decrypt_keys=False)
+            certs = [x509.load_der_x509_certificate(c.cert) for c in ks.certs.values()]
+            for e in ks.private_keys.values():
+                certs += [x509.load_der_x509_certificate(c[1]) for c in e.cert_chain]
+    except Exception as e:  # noqa: BLE001
+        raise TlsConfigError(f"{key}.location {store.location}: cannot load the {kind} store: {e}") from None
+    if not certs:
+        raise TlsConfigError(f"{key}.location {store.location}: no certificates")
+    return "".join(c.public_bytes(Encoding.PEM).decode() for c in certs)
+
+
+def server_context(s: TlsSettings) -> ssl.SSLContext:
+    """An SSLContext for the client port; TlsConfigError names what is wrong."""
+    from cryptography.hazmat.primitives import serialization
+    pkey, chain = load_key_store(s.key_store)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version, ctx.maximum_version = s.versions()
+    try:
+        ctx.set_ciphers(s.openssl_ciphers())
+    except ssl.SSLError as e:
+        raise TlsConfigError(f"ssl.ciphersuites: OpenSSL refused them: {e}") from None
+    ctx.options |= _OP_NO_RENEGOTIATION
+    # load_cert_chain reads files: the key goes to a private temporary file, encrypted.
+    secret = os.urandom(24).hex().encode()
+    with tempfile.TemporaryDirectory(prefix="coord-tls-") as d:
+        path = os.path.join(d, "key.pem")
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+            f.write(pkey.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.BestAvailableEncryption(secret)))
+            for c in chain:
+                f.write(c.public_bytes(serialization.Encoding.PEM))
+        try:
+            ctx.load_cert_chain(path, password=secret)
+        except ssl.SSLError as e:
+            raise TlsConfigError(f"ssl.keyStore.location {s.key_store.location}: key and certificate "
+                                 f"do not match: {e}") from None
+    ctx.verify_mode = _CLIENT_AUTH[s.client_auth]
+    if s.client_auth != "none":
+        if not s.trust_store.location:
+            raise TlsConfigError(f"ssl.clientAuth={s.client_auth} needs ssl.trustStore.location")
+        ctx.load_verify_locations(cadata=load_trust_store(s.trust_store))
+    return ctx
+
+
+def x509_identities(cert_der: bytes, super_user: str | None) -> tuple:
+    """X509AuthenticationProvider: ('super', DN) if the DN is the super user, then ('x509', DN)."""
+    from cryptography import x509
+    cert = x509.load_der_x509_certificate(cert_der)
+    dn = java_rfc2253(rdns_from_der(cert.subject.public_bytes()))
+    ids = (("x509", dn),)
+    if super_user is not None and dn == super_user:
+        ids = (("super", dn),) + ids
+    return ids
+
+
+# -- the connection ---------------------------------------------------------------------------------
+class _TlsTransport(asyncio.Transport):
+    """What the plain protocol writes to: bytes go through the SSLObject to the socket."""
+
+    def __init__(self, owner: "TlsProtocol"):
+        super().__init__()
+        self.owner = owner
+
+    def write(self, data) -> None:
+        o = self.owner
+        if o.closed:
+            return
+        try:
+            o.sslobj.write(data)
+        except ssl.SSLError as e:
+            o.fail(f"TLS write failed: {e}")
+            return
+        o.flush_out()
+
+    def writelines(self, chunks) -> None:
+        self.write(b"".join(chunks))
+
+    def close(self) -> None:
+        o = self.owner
+        if o.closed:
+            return
+        try:
+            o.sslobj.unwrap()
+        except (ssl.SSLError, ValueError):
+            _clear_openssl_errors()
+        o.flush_out()
+        o.closed = True
+        o.transport.close()
+
+    def abort(self) -> None:
+        self.owner.closed = True
+        self.owner.transport.abort()
+
+    def is_closing(self) -> bool:
+        return self.owner.closed or self.owner.transport.is_closing()
+
+    def pause_reading(self) -> None:
+        self.owner.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.owner.transport.resume_reading()
+
+    def get_write_buffer_size(self) -> int:
+        return self.owner.transport.get_write_buffer_size()
+
+    def get_extra_info(self, name, default=None):
+        if name == "ssl_object":
+            return self.owner.sslobj
+        if name == "identities":
+            return self.owner.identities
+        return self.owner.transport.get_extra_info(name, default)
+
+
+class TlsProtocol(asyncio.Protocol):
+    """One accepted connection: TLS in memory around `make_plain()`'s protocol. With `sniff`, a
+    first byte other than 0x16 hands the connection to the plain protocol as it is."""
+
+    def __init__(self, ctx: ssl.SSLContext, settings: TlsSettings, make_plain, *, sniff: bool = False,
+                 on_failure=None):
+        self.ctx = ctx
+        self.settings = settings
+        self.make_plain = make_plain
+        self.sniff = sniff
+        self.on_failure = on_failure
+        self.transport = None
+        self.sslobj = None
+        self.incoming = self.outgoing = None
+        self.inner = None
+        self.timer = None
+        self.closed = False
+        self.identities: tuple = ()
+        self.remote = "?"
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.remote = f"{peer[0]}:{peer[1]}"
+        if not self.sniff:
+            self._start_tls()
+
+    def _start_tls(self) -> None:
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.sslobj = self.ctx.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(self.settings.handshake_timeout_ms / 1000, self._handshake_timeout)
+
+    def _handshake_timeout(self) -> None:
+        self.timer = None
+        if self.inner is None and not self.closed:
+            self.fail(f"TLS handshake not finished in {self.settings.handshake_timeout_ms} ms")
+
+    def fail(self, why: str) -> None:
+        _clear_openssl_errors()
+        log.warning("closing %s: %s", self.remote, why)
+        if self.on_failure is not None:
+            self.on_failure()
+        self.closed = True
+        self.transport.abort()
+
+    def flush_out(self) -> None:
+        data = self.outgoing.read()
+        if data:
+            self.transport.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self.sslobj is None:   # sniffing a unified port
+            if data[0] != 0x16:
+                plain = self.make_plain()
+                self.transport.set_protocol(plain)
+                plain.connection_made(self.transport)
+                plain.data_received(data)
+                return
+            self._start_tls()
+        self.incoming.write(data)
+        if self.inner is None:
+            try:
+                self.sslobj.do_handshake()
+            except ssl.SSLWantReadError:
+                self.flush_out()
+                return
+            except (ssl.SSLError, OSError) as e:
+                self.flush_out()   # the alert, if OpenSSL made one
+                self.fail(f"TLS handshake failed: {e}")
+                return
+            self.flush_out()
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            if not self._identify():
+                return
+            self.inner = self.make_plain()
+            self.inner.connection_made(_TlsTransport(self))
+        self._read()
+
+    def _identify(self) -> bool:
+        der = self.sslobj.getpeercert(binary_form=True)
+        if der is None:
+            return True   # clientAuth none, or want without a certificate: only the ip id
+        try:
+            self.identities = x509_identities(der, self.settings.super_user)
+        except (BadName, ValueError) as e:
+            self.fail(f"client certificate subject unreadable: {e}")
+            return False
+        log.info("%s: TLS client certificate %s", self.remote, self.identities[-1][1])
+        return True
+
+    def _read(self) -> None:
+        while not self.closed:
+            try:
+                chunk = self.sslobj.read(65536)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                self.flush_out()
+                self.closed = True
+                self.transport.close()
+                return
+            except (ssl.SSLError, OSError) as e:
+                self.fail(f"bad TLS record: {e}")
+                return
+            if not chunk:
+                break
+            self.inner.data_received(chunk)
+        if not self.closed:
+            self.flush_out()
+
+    def eof_received(self):
+        return False
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.inner is not None:
+            self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.resume_writing()
+
+
+# -- listeners --------------------------------------------------------------------------------------
+def client_factories(cfg, make_plain):
+    """(factory for clientPort, factory for secureClientPort or None) from a ServerConfig: plain
+    as before unless client.portUnification; TLS on the secure port when secureClientPort is set."""
+    if cfg.secure_client_port is None and not cfg.client_port_unification:
+        return make_plain, None
+    settings = TlsSettings.from_keys(cfg.ssl)
+    ctx = server_context(settings)
+    plain = make_plain
+    if cfg.client_port_unification:
+        plain = lambda: TlsProtocol(ctx, settings, make_plain, sniff=True)  # noqa: E731
+    secure = None
+    if cfg.secure_client_port is not None:
+        secure = lambda: TlsProtocol(ctx, settings, make_plain)  # noqa: E731
+    return plain, secure
+
+
+async def secure_listener(loop, cfg, factory):
+    """The secureClientPort listener (None without one)."""
+    if factory is None:
+        return None
+    host = cfg.secure_client_port_address or cfg.client_port_address
+    srv = await loop.create_server(factory, host=host, port=cfg.secure_client_port, reuse_address=True,
+                                   backlog=1024)
+    sock = srv.sockets[0].getsockname()
+    log.info("serving TLS on %s:%d (secureClientPort)", sock[0], sock[1])
+    return srv
