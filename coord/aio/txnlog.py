@@ -18,6 +18,10 @@ A failed write or fsync (ENOSPC, EIO) reports every record not yet durable throu
 to its last durable byte first, so the records are gone on disk too and later appends never sit
 behind garbage; the log stays usable, and the next batch tries the disk again. If even that cut
 fails the log is `broken`: every later append fails at once, and a restart recovers from disk.
+The error passed on names the log file (`[Errno 28] No space left on device: '.../log.1a'`).
+
+Test only: with COORD_TEST_FAIL_FSYNC=<path> in the environment (relative paths are from the working
+directory), every fdatasync of a log file fails with EIO, without syncing, while <path> exists.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from pathlib import Path
 from coord.core import logformat
 
 log = logging.getLogger("coord.txnlog")
+FAIL_FSYNC_FLAG = os.environ.get("COORD_TEST_FAIL_FSYNC")  # test-only fault injection (see above)
 
 
 class LogWriteError(OSError):
@@ -221,10 +226,10 @@ class TxnLog:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             write_all(fd, logformat.file_header())
-        except OSError:
+        except OSError as e:
             os.close(fd)
             self._unlink_quietly(path)
-            raise
+            raise LogWriteError(e.errno, e.strerror, str(path)) from e
         self.fd = fd
         self.path = path
         self.file_bytes = self.allocated = logformat.FILE_HEADER_SIZE
@@ -265,11 +270,15 @@ class TxnLog:
                 self._preallocate(durable + len(data))
             write_all(fd, data)
             if self.force_sync:
+                if FAIL_FSYNC_FLAG and os.path.exists(FAIL_FSYNC_FLAG):
+                    raise OSError(errno.EIO, "fdatasync failed (injected: COORD_TEST_FAIL_FSYNC)")
                 os.fdatasync(fd)
                 if self.new_file:
                     fsync_dir(self.dir)
-        except OSError:
+        except OSError as e:
             self._cut_back(durable)
+            if e.filename is None and self.path is not None:
+                raise LogWriteError(e.errno, e.strerror, str(self.path)) from e
             raise
         self.file_bytes = durable + len(data)
 
