@@ -450,6 +450,9 @@ class EnsembleNode(CoordServer):
             self.storage.logged(zxid, self.core.tree)
 
     def _on_log_failed(self, error: OSError, first_zxid: int, last_zxid: int) -> None:
+        # No later record may reach the disk before the process is gone: it would sit right after
+        # the cut-back log's end, past the failed txns (a hole in the log that recovery refuses).
+        self.txnlog.broken = error
         self.die(f"the txn log cannot write ({error}); txns 0x{first_zxid:x}..0x{last_zxid:x} are not durable")
 
     # -- four-letter words -----------------------------------------------------------------------
