@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from tests.support.coord_server import ROOT, CoordProcess
-from tests.support.real_zk import four_letter
+from tests.support.real_zk import RealZooKeeper, four_letter
 
 
 def image_env(extra: dict[str, str]) -> dict[str, str]:
@@ -35,12 +35,16 @@ class EntrypointProcess(CoordProcess):
         super().__init__(workdir, client_port, env=env)
 
     def start(self, wait: float = 60.0) -> "EntrypointProcess":
+        self.spawn()
+        self.wait_imok(wait)
+        return self
+
+    def spawn(self) -> "EntrypointProcess":
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log = open(self.workdir / "coord.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "coord.cli", "container-entrypoint"],
                                      env=image_env(self.extra_env), stdout=self.log, stderr=subprocess.STDOUT,
                                      cwd=self.workdir, start_new_session=True)
-        self.wait_imok(wait)
         return self
 
     def wait_imok(self, wait: float) -> None:
@@ -73,3 +77,17 @@ def wait_modes(members, wait: float = 60.0) -> list[str]:
         if sorted(modes) == ["follower", "follower", "leader"] or time.monotonic() > deadline:
             return modes
         time.sleep(0.2)
+
+
+class ZooKeeperFromFile(RealZooKeeper):
+    """Real ZooKeeper 3.8 started from a zoo.cfg someone else wrote (here: the entrypoint)."""
+
+    def __init__(self, workdir: Path, cfg_path: Path, client_port: int, *, ensemble: bool = False):
+        super().__init__(workdir, client_port)
+        self.cfg_path = cfg_path
+        if ensemble:   # start() then returns at once; wait_serving() once every member runs
+            self.servers = {0: "unused:1:2"}
+
+    def write_config(self) -> Path:
+        super().write_config()          # only for its conf dir (logging config on the class path)
+        return self.cfg_path

@@ -5,9 +5,13 @@ line that moves a file between ZooKeeper and coord; the Dockerfile's rules; and 
 run as processes: the zoo services through the entrypoint, Kafka's brokers as real Kafka 3.9 JVMs."""
 from __future__ import annotations
 
+import concurrent.futures
+import os
 import re
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -17,7 +21,7 @@ from coord.aio import zoocfg
 from coord.container import env as cenv
 from tests.container.compose_files import (COMPOSE, FILES, IMAGE_LINE, compose_config, local_members,
                                            volume_for, zoo_services)
-from tests.container.conftest import EntrypointProcess, image_env, wait_modes
+from tests.container.conftest import EntrypointProcess, ZooKeeperFromFile, image_env, run_entrypoint, wait_modes
 from tests.support.real_zk import four_letter, free_port
 
 KAFKA_FILES = [f for f in FILES if f.startswith("kafka")]
@@ -136,10 +140,13 @@ def test_dockerfile_rules():
 # -- the topologies as processes -------------------------------------------------------------------
 
 def _start_all(members, tmp):
+    """Start every member, then wait for each (as `docker compose up` starts them together)."""
     procs = [EntrypointProcess(tmp / name / "run", env, port) for name, env, port in members]
     try:
         for p in procs:
-            p.start()
+            p.spawn()
+        for p in procs:
+            p.wait_imok(60)
     except Exception:
         for p in procs:
             p.stop()
@@ -169,6 +176,87 @@ def test_the_zoo_services_as_processes_form_an_ensemble_that_keeps_data(name, tm
     finally:
         for p in procs:
             p.stop()
+
+
+def _kafka_missing() -> None:
+    from coord.kafka import libs
+    reason = libs.missing_reason()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI run without Kafka: {reason}")
+        pytest.skip(reason)
+
+
+def _create_topic(bootstrap: str, topic: str, wait: float = 180.0) -> None:
+    """Create a 3x3 topic, retrying while the freshly started controller is not yet answering."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            admin.create_topics([NewTopic(topic, 3, 3, config={"min.insync.replicas": "2"})])[topic].result(30)
+            return
+        except KafkaException as e:
+            if "TOPIC_ALREADY_EXISTS" in str(e) or "already exists" in str(e):
+                return
+            last = e
+        except (TimeoutError, concurrent.futures.TimeoutError) as e:
+            last = e
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {topic} not created in {wait}s: {last!r}")
+        time.sleep(2)
+
+
+@pytest.mark.parametrize("backend", ["coord", pytest.param("zookeeper", marks=pytest.mark.realzk)])
+def test_the_kafka_file_as_processes_loses_no_acked_message_when_the_ensemble_leader_dies(backend, tmp_path):
+    """kafka-zookeeper.yml run as processes: its zoo services' variables through the entrypoint, then
+    served by coord (the file with its one line changed) or by real ZooKeeper 3.8 from the very zoo.cfg
+    the entrypoint wrote; its three brokers as real Kafka 3.9 JVMs with no chroot, as in the file.
+    Brokers register, a topic takes acks=all writes, the ensemble leader is killed under load, and
+    every acknowledged message is consumed exactly once."""
+    _kafka_missing()
+    from coord.kafka.cluster import KafkaCluster
+    from tests.kafka.load import ContinuousLoad
+    members = local_members(compose_config(COMPOSE / "kafka-zookeeper.yml"), tmp_path)
+    t0 = time.monotonic()
+    if backend == "coord":
+        servers = _start_all(members, tmp_path)
+    else:
+        servers = []
+        for name, env, port in members:
+            assert run_entrypoint(env, "true").returncode == 0
+            servers.append(ZooKeeperFromFile(tmp_path / name / "run", Path(env["ZOO_CONF_DIR"]) / "zoo.cfg",
+                                             port, ensemble=True).start())
+    cluster = None
+    try:
+        modes = wait_modes(servers, 90)
+        assert sorted(modes) == ["follower", "follower", "leader"], modes
+        t_quorum = time.monotonic() - t0
+        cluster = KafkaCluster(tmp_path / "kafka", ",".join(f"127.0.0.1:{port}" for _, _, port in members), 3,
+                               chroot="", session_timeout_ms=10000)
+        cluster.start(wait=240)
+        t_ready = time.monotonic() - t0
+        print(f"\n{backend}: quorum after {t_quorum:.1f} s, all 3 brokers registered after {t_ready:.1f} s")
+        assert cluster.registered() == [1, 2, 3]
+        _create_topic(cluster.bootstrap_servers, "compose")
+        load = ContinuousLoad(cluster.bootstrap_servers, "compose", 3, rate=100).start()
+        load.wait_acked(200, wait=120)
+        leader = servers[modes.index("leader")]
+        leader.stop(kill=True)
+        acked = load.acked_count()
+        load.wait_acked(acked + 200, wait=120)
+        leader.start()
+        if backend == "zookeeper":
+            leader.wait_serving(90)
+        load.stop()
+        assert not load.failed, load.failed[:3]
+        assert load.check() > 400
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        for srv in servers:
+            srv.stop()
 
 
 # -- Kubernetes ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from kazoo.client import KazooClient
 from kazoo.security import make_digest_acl
 
 from coord.container import env as cenv
-from tests.container.conftest import EntrypointProcess, image_env, run_entrypoint
+from tests.container.conftest import EntrypointProcess, ZooKeeperFromFile, image_env, run_entrypoint
 from tests.support.coord_server import ROOT
 from tests.support.real_zk import RealZooKeeper, four_letter, free_port
 
@@ -129,18 +129,6 @@ def test_the_healthcheck_fails_when_nothing_answers(tmp_path):
     assert run_entrypoint(env, "true").returncode == 0
     r = healthcheck(env)
     assert r.returncode == 1 and "unhealthy" in r.stderr
-
-
-class ZooKeeperFromFile(RealZooKeeper):
-    """Real ZooKeeper started from a zoo.cfg written by someone else (here: the entrypoint)."""
-
-    def __init__(self, workdir: Path, cfg_path: Path, client_port: int):
-        super().__init__(workdir, client_port)
-        self.cfg_path = cfg_path
-
-    def write_config(self) -> Path:
-        super().write_config()          # only for its conf dir (logging config on the class path)
-        return self.cfg_path
 
 
 @pytest.mark.realzk
