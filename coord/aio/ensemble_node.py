@@ -37,6 +37,7 @@ import os
 import time
 from collections import deque
 
+from coord.aio import tls
 from coord.aio.datadir import RecoveryError
 from coord.aio.epochs import EpochFileError, EpochStore
 from coord.aio.peer import PeerAddr, PeerTransport, membership_digest
@@ -200,9 +201,11 @@ class EnsembleNode(CoordServer):
             idle_timeout_ms=idle, ping_interval_ms=max(50, min(500, idle // 8)),
             handshake_timeout_ms=min(2000, idle))
         await self.transport.start()
+        plain, secure = tls.client_factories(cfg, self._protocol)
         self.server = await self.loop.create_server(
-            self._protocol, host=cfg.client_port_address, port=cfg.client_port, reuse_address=True,
+            plain, host=cfg.client_port_address, port=cfg.client_port, reuse_address=True,
             backlog=1024)
+        self.secure_server = await tls.secure_listener(self.loop, cfg, secure)
         sock = self.server.sockets[0].getsockname()
         self.port = sock[1]
         log.info("server %d: clients on %s:%d, quorum %d, election %d; %d voters, %d observers",
