@@ -62,10 +62,11 @@ class KafkaCluster:
         self.wait_ready(wait)
         return self
 
-    def stop(self) -> None:
+    def stop(self, kill: bool = False) -> None:
+        """Controlled shutdown of every broker at once; kill: kill -9 (tests that throw the cluster away)."""
         for b in self.brokers.values():
             if b.alive:
-                b.proc.terminate()
+                b.kill() if kill else b.proc.terminate()
         for b in self.brokers.values():
             b.stop(timeout=30)
         if self._zk is not None:

@@ -82,7 +82,7 @@ def kafka_env(request, tmp_path_factory):
         cluster.start(wait=240)
         yield env
     finally:
-        cluster.stop()
+        cluster.stop(kill=True)  # the cluster is thrown away: no controlled shutdown to wait for
         ens.stop()
 
 

@@ -1,0 +1,110 @@
+"""Scenario 3, the slow part (CI runs it: `./scripts/test -m slow tests/kafka`): more faults under
+continuous produce/consume, each ending with every acknowledged message consumed exactly once, in
+order per partition; coord and ZooKeeper with the same harness."""
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from coord.kafka import tools
+from tests.kafka.conftest import SESSION_TIMEOUT_MS
+from tests.kafka.load import ContinuousLoad
+from tests.kafka.test_faults import broker_sessions, create_topic
+
+pytestmark = pytest.mark.slow
+
+
+def test_rolling_restart_of_every_ensemble_server_keeps_broker_sessions(kafka):
+    topic = create_topic(kafka)
+    load = ContinuousLoad(kafka.bootstrap, topic, 3).start()
+    try:
+        load.wait_acked(50)
+        before = broker_sessions(kafka)
+        for sid, member in kafka.ensemble.members.items():
+            member.stop()
+            kafka.ensemble.wait_serving(wait=60)
+            member.start()
+            kafka.ensemble.wait_serving(wait=90)
+            n = load.acked_count()
+            load.wait_acked(n + 30)
+        assert broker_sessions(kafka) == before
+    finally:
+        load.stop()
+    print(f"{kafka.backend}: rolling restart; {load.check()} acked messages consumed once in order; "
+          f"longest gap between acks {load.max_ack_gap():.2f}s")
+
+
+def test_non_controller_broker_killed_and_back_isr_and_preferred_leaders(kafka):
+    topic = create_topic(kafka)
+    c = kafka.cluster
+    load = ContinuousLoad(kafka.bootstrap, topic, 3).start()
+    try:
+        load.wait_acked(50)
+        victim = next(i for i in sorted(c.brokers) if i != c.controller())
+        c.brokers[victim].kill()
+        def without_victim():
+            states = [c.partition_state(topic, p) for p in range(3)]
+            return all(victim not in s["isr"] and s["leader"] != victim for s in states) and states
+        states = c.wait_for(without_victim, 60, describe=f"broker {victim} out of every ISR")
+        assert all(len(s["isr"]) == 2 for s in states)
+        c.brokers[victim].start()
+        c.wait_ready(180, ids=[victim])
+        c.wait_for(lambda: all(sorted(c.partition_state(topic, p)["isr"]) == [1, 2, 3] for p in range(3)), 90,
+                   describe=f"broker {victim} back in every ISR")
+        assignment = kafka.cluster.zk.get(f"/kafka/brokers/topics/{topic}")[0]
+        preferred = {int(p): r[0] for p, r in json.loads(assignment)["partitions"].items()}
+        moved = [p for p in range(3) if c.partition_state(topic, p)["leader"] != preferred[p]]
+        assert moved, f"broker {victim} led a partition before it died; it should not lead one now"
+        election = kafka.workdir / f"elect-{topic}.json"
+        election.write_text(json.dumps({"partitions": [{"topic": topic, "partition": p} for p in range(3)]}))
+        out = kafka.tool(tools.LEADER_ELECTION, "--bootstrap-server", kafka.bootstrap, "--election-type",
+                         "preferred", "--path-to-json-file", election).stdout
+        assert all(f"{topic}-{p}" in out for p in moved), out
+        c.wait_for(lambda: all(c.partition_state(topic, p)["leader"] == preferred[p] for p in range(3)), 60,
+                   describe="preferred leaders restored")
+        n = load.acked_count()
+        load.wait_acked(n + 50)
+    finally:
+        load.stop()
+    print(f"{kafka.backend}: broker {victim} killed and back; {load.check()} acked messages consumed once "
+          f"in order; preferred leaders of {moved} restored by LeaderElectionCommand; longest gap between acks "
+          f"{load.max_ack_gap():.2f}s")
+
+
+def test_broker_paused_past_its_session_reregisters_with_a_new_epoch(kafka):
+    topic = create_topic(kafka)
+    c = kafka.cluster
+    load = ContinuousLoad(kafka.bootstrap, topic, 3).start()
+    try:
+        load.wait_acked(50)
+        victim = next(i for i in sorted(c.brokers) if i != c.controller())
+        before = broker_sessions(kafka)
+        c.brokers[victim].pause()
+        c.wait_for(lambda: victim not in c.registered(), SESSION_TIMEOUT_MS / 1000 + 30,
+                   describe=f"broker {victim}'s session expired")
+        c.wait_for(lambda: all(victim not in c.partition_state(topic, p)["isr"] for p in range(3)), 60,
+                   describe=f"broker {victim} out of every ISR")
+        c.brokers[victim].resume()
+        epochs = c.wait_for(lambda: victim in (e := c.broker_epochs()) and e, 90,
+                            describe=f"broker {victim} registered again")
+        after = broker_sessions(kafka)
+        assert epochs[victim] > before["broker_epochs"][victim]
+        assert after["registrations_logged"][victim] == before["registrations_logged"][victim] + 1
+        assert after["expiries_logged"][victim] > before["expiries_logged"][victim]
+        others = [i for i in c.brokers if i != victim]
+        assert {i: epochs[i] for i in others} == {i: before["broker_epochs"][i] for i in others}
+        c.wait_for(lambda: all(victim in c.partition_state(topic, p)["isr"] for p in range(3)), 90,
+                   describe=f"broker {victim} back in every ISR")
+        n = load.acked_count()
+        load.wait_acked(n + 50)
+    finally:
+        if c.brokers[victim].paused:
+            c.brokers[victim].resume()
+        load.stop()
+    fenced = len(re.findall(r"stale broker epoch|STALE_BROKER_EPOCH|fenced", c.brokers[c.controller()].log_text()))
+    print(f"{kafka.backend}: broker {victim} paused past its session: epoch {before['broker_epochs'][victim]} -> "
+          f"{epochs[victim]}; {load.check()} acked messages consumed once in order; fencing lines in the "
+          f"controller's log: {fenced}")
