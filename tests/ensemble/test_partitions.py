@@ -77,6 +77,7 @@ def test_two_way_partitions_follower_then_leader_isolated_with_its_clients(ens):
         assert new != leader
         hold(ens, leader, 1.5, notes)                # the majority side takes writes meanwhile
         heal_and_time(ens, notes)
+        assert all(notes["cut_server_left"]), notes  # each cut server stopped serving
     wl, _ = run_checked(ens, "two_way", scenario, on_leader=2)
     # the leader's clients did work before and after: they moved, rather than stalling for good
     done = [o for o in wl.history.ops if o.client in (0, 1) and o.status == "ok"]
@@ -100,6 +101,7 @@ def test_one_way_partitions(ens):
         p.partition_one_way(f, leader)
         hold(ens, f, FAULT_S, notes)
         heal_and_time(ens, notes)
+        assert all(notes["cut_server_left"]), notes
     run_checked(ens, "one_way", scenario, on_leader=1)
 
 
@@ -120,5 +122,5 @@ def test_flapping_leader_follower_link(ens):
             time.sleep(rnd.uniform(0.2, 0.4))
             flaps += 1
         heal_and_time(ens, notes)
-        assert flaps >= 8
+        assert flaps >= 5
     run_checked(ens, "flapping", scenario, on_leader=1)
