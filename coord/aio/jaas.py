@@ -117,8 +117,8 @@ def server_users(jaas_path: str | None, section: str | None) -> dict[str, str] |
     parsed is a JaasError."""
     if jaas_path is None:
         if section is not None:
-            raise JaasError(f"sasl.serverconfig={section} is set but no JAAS file is "
-                            "(-Djava.security.auth.login.config in SERVER_JVMFLAGS, or the same key in zoo.cfg)")
+            raise JaasError(f"sasl.serverconfig={section} is set but no JAAS file is (-Djava.security."
+                            "auth.login.config in SERVER_JVMFLAGS, or the same key in zoo.cfg)")
         return None
     try:
         with open(jaas_path, encoding="utf-8") as f:

@@ -17,7 +17,7 @@ from collections import defaultdict
 from coord.aio import tls
 from coord.aio.fourletter import FourLetterWords
 from coord.aio.datadir import RecoveryError, Storage
-from coord.aio.zoocfg import ALL_4LW, ServerConfig
+from coord.aio.zoocfg import ALL_4LW, ServerConfig, enforced_schemes
 from coord.core.config import CoreConfig
 from coord.core.sasl import SaslConfig
 from coord.core.server import ServerCore
@@ -59,6 +59,7 @@ def core_config(cfg: ServerConfig) -> CoreConfig:
         reconfig_enabled=cfg.reconfig_enabled,
         standalone_enabled=cfg.standalone_enabled,
         sasl=sasl_config(cfg),
+        enforce_auth=enforced_schemes(cfg),
     )
 
 
@@ -70,6 +71,7 @@ def sasl_config(cfg: ServerConfig) -> SaslConfig | None:
                       super_password=cfg.sasl_super_password, remove_host=cfg.kerberos_remove_host,
                       remove_realm=cfg.kerberos_remove_realm,
                       allow_failed_clients=cfg.allow_sasl_failed_clients,
+                      required="sasl" in enforced_schemes(cfg),
                       nonce=lambda: base64.b64encode(os.urandom(30)))
 
 
@@ -207,6 +209,9 @@ class CoordServer:
         self.backlogged: set[ClientProtocol] = set()
         self.backlog_scheduled = False
         self.stopped = asyncio.Event()
+        from coord.aio import metrics
+        self.metrics = metrics.for_server(self)   # None unless zoo.cfg names the Prometheus provider
+        self.ops: list = []                       # operator listeners: /metrics (and the AdminServer)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def load(self) -> None:
@@ -220,6 +225,8 @@ class CoordServer:
         tree = rec.tree
         self.core = ServerCore(core_config(self.cfg), tree)
         self.core.start(wall_ms(), mono_ms())
+        if self.metrics is not None:
+            self.metrics.on_loaded(rec)
         log.info("loaded snapshot zxid 0x%x + %d logged txns to zxid 0x%x in %.2fs (%d znodes, %d sessions)",
                  rec.snapshot_zxid, rec.replayed, tree.last_zxid, time.monotonic() - t0,
                  tree.node_count(), len(tree.sessions))
@@ -240,6 +247,18 @@ class CoordServer:
         log.info("serving on %s:%d (standalone)", sock[0], sock[1])
         self.secure_server = await tls.secure_listener(self.loop, self.cfg, secure)
         self.tick_task = self.loop.create_task(self._ticker())
+        await self.start_ops()
+
+    async def start_ops(self) -> None:
+        """The operator endpoints (coord.aio.metrics); a port that cannot be bound stops the start."""
+        from coord.aio import metrics
+        if self.metrics is not None:
+            self.ops.append(await metrics.start_server(self))
+
+    async def stop_ops(self) -> None:
+        for o in self.ops:
+            await o.stop()
+        self.ops.clear()
 
     def _protocol(self) -> ClientProtocol:
         cid = self.next_conn_id
@@ -247,6 +266,7 @@ class CoordServer:
         return ClientProtocol(self, cid)
 
     async def stop(self) -> None:
+        await self.stop_ops()
         if self.tick_task:
             self.tick_task.cancel()
         for listener in (self.server, self.secure_server):

@@ -93,7 +93,8 @@ class Store:
         t = (self.type or "").strip().upper()
         if not t:
             ext = Path(self.location or "").suffix.lower()
-            t = {".jks": "JKS", ".pem": "PEM", ".p12": "PKCS12", ".pfx": "PKCS12", ".bcfks": "BCFKS"}.get(ext, "")
+            t = {".jks": "JKS", ".pem": "PEM", ".p12": "PKCS12", ".pfx": "PKCS12",
+                 ".bcfks": "BCFKS"}.get(ext, "")
             if not t:
                 raise TlsConfigError(f"{key}.location {self.location}: cannot tell the store type from the "
                                      f"file name; set {key}.type to PEM, PKCS12 or JKS")
@@ -150,7 +151,8 @@ class TlsSettings:
         """(minimum, maximum) from ssl.enabledProtocols (default: ssl.protocol alone, as 3.8)."""
         if self.protocol not in _VERSIONS and self.protocol != "TLS":
             raise TlsConfigError(f"ssl.protocol {self.protocol!r}: coord serves TLSv1.2 and TLSv1.3")
-        names = self.enabled_protocols or (("TLSv1.2", "TLSv1.3") if self.protocol == "TLS" else (self.protocol,))
+        default = ("TLSv1.2", "TLSv1.3") if self.protocol == "TLS" else (self.protocol,)
+        names = self.enabled_protocols or default
         unknown = [n for n in names if n not in _VERSIONS and n not in _OLD_VERSIONS]
         if unknown:
             raise TlsConfigError(f"ssl.enabledProtocols: unknown protocol(s) {', '.join(unknown)}")
@@ -206,7 +208,8 @@ def load_key_store(store: Store, key: str = "ssl.keyStore"):
             if not keys or not certs:
                 raise TlsConfigError(f"{key}.location {store.location}: a PEM key store needs a private key "
                                      "and its certificate")
-            pkey = serialization.load_pem_private_key(keys[0].encode(), password=pw if "ENCRYPTED" in keys[0] else None)
+            encrypted = "ENCRYPTED" in keys[0]
+            pkey = serialization.load_pem_private_key(keys[0].encode(), password=pw if encrypted else None)
             return pkey, certs
         if kind == "PKCS12":
             pkey, cert, extra = pkcs12.load_key_and_certificates(data, pw)
@@ -244,7 +247,9 @@ def load_trust_store(store: Store, key: str = "ssl.trustStore") -> str:
                      for b in _pem_blocks(data.decode("ascii", "replace"), ("CERTIFICATE",))]
         elif kind == "PKCS12":
             p12 = pkcs12.load_pkcs12(data, pw)
-            certs = [c.certificate for c in p12.additional_certs] + ([p12.cert.certificate] if p12.cert else [])
+            certs = [c.certificate for c in p12.additional_certs]
+            if p12.cert:
+                certs.append(p12.cert.certificate)
         else:
             import jks
             ks = jks.KeyStore.loads(data, (pw or b"").decode(), try_decrypt_keys=False)

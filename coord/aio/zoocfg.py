@@ -67,6 +67,11 @@ class ServerConfig:
     local_sessions_enabled: bool = False
     local_sessions_upgrading_enabled: bool = False
     metrics_port: int | None = None
+    metrics_provider: str | None = None       # metricsProvider.className (coord.aio.metrics)
+    metrics_host: str = "0.0.0.0"             # metricsProvider.httpHost
+    metrics_export_jvm: bool = True           # metricsProvider.exportJvmInfo: process_*/python_* here
+    admin_server_address: str = "0.0.0.0"     # admin.serverAddress (coord.aio.admin)
+    admin_command_url: str = "/commands"      # admin.commandURL
     admin_enable_server: bool = False
     admin_server_port: int = 8080
     container_check_interval_ms: int = 60000
@@ -87,6 +92,9 @@ class ServerConfig:
     secure_client_port_address: str | None = None
     client_port_unification: bool = False       # client.portUnification: clientPort takes TLS too
     ssl: dict[str, str] = field(default_factory=dict)   # ssl.* keys for coord.aio.tls
+    enforce_auth_enabled: bool = False          # enforce.auth.enabled
+    enforce_auth_schemes: tuple[str, ...] = ()  # enforce.auth.schemes
+    session_require_sasl: bool = False          # sessionRequireClientSASLAuth (wins over enforce.auth.*)
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -287,6 +295,17 @@ def _apply(cfg: ServerConfig, k: str, v: str) -> None:
         cfg.local_sessions_upgrading_enabled = _bool(v, k)
     elif k in ("metricsProvider.httpPort", "metricsPort"):
         cfg.metrics_port = _port(v, k)
+    elif k == "metricsProvider.className":
+        from coord.aio.metrics import check_provider
+        cfg.metrics_provider = check_provider(v)
+    elif k == "metricsProvider.httpHost":
+        cfg.metrics_host = v
+    elif k == "metricsProvider.exportJvmInfo":
+        cfg.metrics_export_jvm = _bool(v, k)
+    elif k == "admin.serverAddress":
+        cfg.admin_server_address = v
+    elif k == "admin.commandURL":
+        cfg.admin_command_url = v if v.startswith("/") else "/" + v
     elif k == "admin.enableServer":
         cfg.admin_enable_server = _bool(v, k)
     elif k == "admin.serverPort":
@@ -354,6 +373,12 @@ def _apply_security(cfg: ServerConfig, k: str, v: str) -> bool:
         cfg.kerberos_remove_realm = _exact_true(v, k)
     elif k == "allowSaslFailedClients":
         cfg.allow_sasl_failed_clients = _bool(v, k)
+    elif k == "enforce.auth.enabled":
+        cfg.enforce_auth_enabled = _bool(v, k)
+    elif k == "enforce.auth.schemes":
+        cfg.enforce_auth_schemes = tuple(x.strip() for x in v.split(",") if x.strip())
+    elif k == "sessionRequireClientSASLAuth":
+        cfg.session_require_sasl = _bool(v, k)
     elif k == "secureClientPort":
         cfg.secure_client_port = _port(v, k)
     elif k == "secureClientPortAddress":
@@ -371,6 +396,28 @@ def _apply_security(cfg: ServerConfig, k: str, v: str) -> bool:
     else:
         return False
     return True
+
+
+def enforced_schemes(cfg: ServerConfig) -> frozenset:
+    """AuthenticationHelper: the schemes every request must be authenticated with (empty: none).
+    Each needs a provider: ip and digest always, x509 with a secureClientPort, others through
+    authProvider.N (ZooKeeper: "Authentication scheme ... is not available")."""
+    if cfg.session_require_sasl:
+        schemes = ("sasl",)
+    elif cfg.enforce_auth_enabled:
+        schemes = cfg.enforce_auth_schemes
+        if not schemes:
+            raise ValueError("enforce.auth.enabled is true but enforce.auth.schemes is empty")
+    else:
+        return frozenset()
+    available = {"ip", "digest"} | set(_AUTH_PROVIDERS[c] for c in cfg.auth_providers.values())
+    if cfg.secure_client_port is not None:
+        available.add("x509")
+    missing = [x for x in schemes if x not in available]
+    if missing:
+        raise ValueError(f"Authentication scheme {missing[0]} is not available (enforce.auth.schemes / "
+                         "sessionRequireClientSASLAuth need its authProvider.N line)")
+    return frozenset(schemes)
 
 
 JVM_FLAG_VARS = ("SERVER_JVMFLAGS", "JVMFLAGS")   # zkServer.sh runs java $SERVER_JVMFLAGS $JVMFLAGS
@@ -442,6 +489,10 @@ def load(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> 
             server_context(TlsSettings.from_keys(cfg.ssl))
         except TlsConfigError as e:
             raise ConfigError(f"{p}: {e}") from None
+    try:
+        enforced_schemes(cfg)
+    except ValueError as e:
+        raise ConfigError(f"{p}: {e}") from None
     if cfg.jaas_config and cfg.sasl_users is None:
         cfg.warnings.append(f"JAAS file {cfg.jaas_config} has no {cfg.sasl_server_section or 'Server'} "
                             "section: SASL is off")

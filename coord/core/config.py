@@ -29,6 +29,7 @@ class CoreConfig:
     reconfig_enabled: bool = False     # reconfigEnabled
     standalone_enabled: bool = True    # standaloneEnabled (a reconfig must then keep 2 voters)
     sasl: "SaslConfig | None" = None   # a JAAS Server section: SASL on the client port (coord.core.sasl)
+    enforce_auth: frozenset = frozenset()   # enforce.auth.schemes when enforce.auth.enabled (or {sasl})
     extra: dict = field(default_factory=dict)
 
     @property

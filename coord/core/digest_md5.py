@@ -5,7 +5,8 @@ realm is `zk-sasl-md5`, the digest-uri must be `zookeeper/zk-sasl-md5`, qop is `
 security layer) and the challenge says `charset=utf-8,algorithm=md5-sess`. Two steps: the first
 token (empty from every client) gets the challenge; the digest-response gets `rspauth=...` and the
 exchange is complete. Any other input raises SaslFailure (ZooKeeper's SaslException: AUTHFAILED
-and the connection closes) or JvmFault (an unchecked exception in the JDK code: the connection closes with no reply).
+and the connection closes) or JvmFault (an unchecked exception in the JDK code: the connection
+closes with no reply).
 """
 from __future__ import annotations
 

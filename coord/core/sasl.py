@@ -21,6 +21,7 @@ from coord.core.digest_md5 import DigestMD5Server, JvmFault, SaslFailure
 from coord.jute.protocol import Err
 
 AUTHFAILED = int(Err.AUTHFAILED)
+REQUIRES_SASL = int(Err.SESSIONCLOSEDREQUIRESASLAUTH)
 
 
 @dataclass
@@ -32,6 +33,7 @@ class SaslConfig:
     remove_host: bool = False                              # kerberos.removeHostFromPrincipal
     remove_realm: bool = False                             # kerberos.removeRealmFromPrincipal
     allow_failed_clients: bool = False                     # allowSaslFailedClients
+    required: bool = False                                 # enforce.auth names sasl: failures say -124
     default_realm: str = ""                                # the Kerberos default realm (none: "")
     nonce: Callable[[], bytes] | None = None               # 40 base64 chars; the shell's randomness
 
@@ -97,10 +99,11 @@ class SaslExchange:
         try:
             out = mech.evaluate(token)
         except SaslFailure as e:
-            if cfg.allow_failed_clients:
+            if cfg.allow_failed_clients and not cfg.required:
                 return SaslReply(0, None, (), False, f"client failed to SASL authenticate: {e}; "
                                                      "maintaining the connection (allowSaslFailedClients)")
-            return SaslReply(AUTHFAILED, None, (), True, f"client failed to SASL authenticate: {e}")
+            return SaslReply(REQUIRES_SASL if cfg.required else AUTHFAILED, None, (), True,
+                             f"client failed to SASL authenticate: {e}")
         except JvmFault as e:
             return SaslReply(0, None, (), True, f"unexpected exception in SASL: {e}", reply=False)
         ids: tuple = ()

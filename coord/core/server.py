@@ -412,6 +412,8 @@ class ServerCore:
         t0 = self.mono_ms
         if s is not None and s.touched_ms != t0:  # touched again in the same ms: same deadline
             self.sessions.touch(sid, t0)
+        if self.config.enforce_auth and op != 100 and op != 102 and not self._authenticated(conn):
+            return self._refuse_unauthenticated(conn, xid)
         if op == 11:  # ping
             self._enqueue(conn, Pending(xid, DEFERRED, op=op, t0=t0))
             return
@@ -575,6 +577,18 @@ class ServerCore:
         s = self.sessions.get(conn.session_id)
         if s is not None:
             s.auth = conn.auth
+
+    def _authenticated(self, conn: Connection) -> bool:
+        """AuthenticationHelper.hasCnxSuccessfullyAuthenticated: an id of an enforced scheme."""
+        enforced = self.config.enforce_auth
+        return any(s in enforced for s, _ in conn.auth)
+
+    def _refuse_unauthenticated(self, conn: Connection, xid: int) -> None:
+        """enforce.auth: SESSIONCLOSEDREQUIRESASLAUTH with no body, zxid 0, then the close."""
+        reply = _REPLY.pack(16, xid, 0, int(Err.SESSIONCLOSEDREQUIRESASLAUTH))
+        self._enqueue(conn, Pending(xid, READY, reply, op=0, t0=self.mono_ms))
+        self._close(conn, "client is not authenticated with any of the enforced schemes "
+                          f"({', '.join(sorted(self.config.enforce_auth))})")
 
     def _sasl(self, conn: Connection, xid: int, payload: bytes) -> None:
         """processSasl: the token through the connection's exchange; the reply's zxid is 0 and its

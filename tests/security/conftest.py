@@ -66,3 +66,10 @@ def sasl_pair(tmp_path_factory):
     p = start_sasl_pair(d, write_jaas(d / "jaas.conf"), jvm_props={"zookeeper.superUser": "super"})
     yield p
     p.stop()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A CA, server and client certificates and their stores (tests.security.certs)."""
+    from tests.security.certs import Pki
+    return Pki(tmp_path_factory.mktemp("pki"))

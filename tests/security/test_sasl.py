@@ -15,7 +15,7 @@ from kazoo.security import make_acl
 
 from coord.jute import records as R
 from coord.jute.protocol import Err
-from tests.security.conftest import USERS, start_sasl_pair, write_jaas
+from tests.security.conftest import USERS, start_sasl_pair
 from tests.security.saslraw import digest_client, login, session, step
 
 pytestmark = pytest.mark.realzk

@@ -12,16 +12,11 @@ from kazoo.client import KazooClient
 from coord.jute import records as R
 from coord.jute.protocol import Err
 from tests.compat.rawclient import RawClient
-from tests.security.certs import Pki, ssl_keys
+from tests.security.certs import ssl_keys
 from tests.security.conftest import start_sasl_pair
 from tests.support.real_zk import four_letter
 
 pytestmark = pytest.mark.realzk
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return Pki(tmp_path_factory.mktemp("pki"))
 
 
 def admin_dn(pki) -> str:

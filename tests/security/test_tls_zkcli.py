@@ -12,7 +12,6 @@ from coord.bench.launch import ZK_NETTY_JARS
 from tests.compat.zkcli import _env, strip_noise
 from tests.security.certs import PASSWORD, ssl_keys
 from tests.security.conftest import start_sasl_pair
-from tests.security.test_tls import pki  # noqa: F401  (fixture)
 from tests.support.real_zk import ZKCLI
 
 pytestmark = pytest.mark.realzk
@@ -38,7 +37,7 @@ def run_zkcli_tls(port: int, pki, commands: list[str], timeout: float = 120.0) -
             if "WatchedEvent" in ln or not ln.startswith(("20", "\tat ", "java.", "log4j"))]
 
 
-def test_zkcli_over_tls_with_client_certificate(pki, tmp_path):  # noqa: F811
+def test_zkcli_over_tls_with_client_certificate(pki, tmp_path):
     pair = start_sasl_pair(tmp_path, None, ssl_keys(pki, "JKS"), secure=True)
     try:
         cmds = ["whoami", "create /zkcli-tls v", "setAcl /zkcli-tls auth::cdrwa", "getAcl /zkcli-tls",
