@@ -8,7 +8,7 @@ Checked, after the damage:
 - recovery (coord.aio.datadir.recover, the code a server runs at start) raises only RecoveryError,
   or loads exactly the tree the history had at the zxid it reports, no earlier than the last record
   before the first damaged byte (truncating at the damage, never before it);
-- a second recovery of what the first left changes nothing and loads the same tree;
+- a second recovery of what the first left loads the same tree;
 - TxnLog.iter_txns (a leader's DIFF source) then yields exactly the written txns after the snapshot.
 """
 from __future__ import annotations
@@ -103,9 +103,11 @@ def test_one_input(data: bytes) -> None:
         if must_reach is not None and rec.last_zxid < max(must_reach, snap_zxid):
             raise Broken(f"{where}: recovered only through 0x{rec.last_zxid:x} though every record through "
                          f"0x{must_reach:x} was intact")
+        # A restart after a recovery loads the same tree. It may still act: when the first removed
+        # a newest log with a torn header, an older one becomes the newest and has its tail cut.
         again = recover(snap_dir, log_dir, freeze_gc=False)
-        if again.actions or history.tree_state(again.tree) != got or again.last_zxid != rec.last_zxid:
-            raise Broken(f"{where}: a second recovery differs from the first (actions {again.actions})")
+        if history.tree_state(again.tree) != got or again.last_zxid != rec.last_zxid:
+            raise Broken(f"{where}: a second recovery loads another tree (actions {again.actions})")
         diff = [(hdr.zxid, logformat.encode_record(hdr, txn))
                 for hdr, txn in TxnLog(log_dir).iter_txns(rec.snapshot_zxid)]
         want = [(z, r) for z, r in sorted(_WRITTEN.items()) if rec.snapshot_zxid < z <= rec.last_zxid]
