@@ -72,8 +72,10 @@ def test_two_way_partitions_follower_then_leader_isolated_with_its_clients(ens):
         heal_and_time(ens, notes)
         time.sleep(1.0)
         leader = ens.wait_serving()
+        t0 = time.monotonic()
         p.isolate(leader, list(ens.members))
-        new = ens.wait_serving(sids=[s for s in ens.members if s != leader], wait=60)
+        new = ens.wait_serving(sids=[s for s in ens.members if s != leader], wait=90)
+        notes["new_leader_after_s"] = round(time.monotonic() - t0, 2)
         assert new != leader
         hold(ens, leader, 1.5, notes)                # the majority side takes writes meanwhile
         heal_and_time(ens, notes)
