@@ -8,6 +8,9 @@ need_apt=()
 command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
 command -v nc >/dev/null 2>&1 || need_apt+=(netcat-openbsd)  # the README's `echo mntr | nc ...`
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)  # Kafka from Maven Central (kafka/pom.xml)
+# tests/ops: a real Prometheus scrapes coord and ZooKeeper; ZooKeeper's metrics servlet needs the servlet API
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+[ -f /usr/share/java/servlet-api.jar ] || need_apt+=(libservlet-api-java)
 # The servers' runtime: PyPy runs coord's request path 2-5x faster than CPython (coord/runtime.py).
 command -v pypy3 >/dev/null 2>&1 && pypy3 -c 'import venv, ensurepip' 2>/dev/null \
   && ls /usr/include/pypy3*/Python.h >/dev/null 2>&1 || need_apt+=(pypy3 pypy3-venv pypy3-dev)
@@ -57,6 +60,19 @@ if [ ! -f "$kafka_libs/.complete" ]; then
     exit 1
   else
     echo "setup: no Kafka libs (needs mvn and Maven Central): tests/kafka will skip" >&2
+  fi
+fi
+# ZooKeeper 3.8's PrometheusMetricsProvider (Debian's zookeeper lacks it) for tests/ops' ZooKeeper runs.
+zk_prom=.cache/zk-prometheus-$(sha1sum tests/ops/zk-prometheus-pom.xml | cut -c1-12)
+if [ ! -f "$zk_prom/.complete" ]; then
+  if command -v mvn >/dev/null 2>&1 && rm -rf "$zk_prom" && mvn -q -B -f tests/ops/zk-prometheus-pom.xml \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$PWD/$zk_prom"; then
+    touch "$zk_prom/.complete"
+  elif [ -n "${CI:-}" ]; then
+    echo "setup: could not fetch ZooKeeper's Prometheus provider (tests/ops/zk-prometheus-pom.xml)" >&2
+    exit 1
+  else
+    echo "setup: no ZooKeeper Prometheus provider jars: tests/ops' ZooKeeper runs will skip" >&2
   fi
 fi
 if [ -f "$kafka_libs/.complete" ]; then

@@ -126,6 +126,8 @@ class EnsembleNode(CoordServer):
         pending = [(z, d) for z, d in rec.reconfigs if z > rc.version_of(cc.config_data)]
         self.core = ServerCore(cc, tree)
         self.core.config.quorum = True
+        if self.metrics is not None:
+            self.metrics.on_loaded(rec)
         self.peer = QuorumPeer(self.sid, self.voters, self.observers, self.core, zc)
         self.durable_state = DurableState(accepted, current, rec.last_zxid, rec.snapshot_zxid,
                                           committed=rec.recent, committed_base=rec.recent_base,
@@ -214,6 +216,7 @@ class EnsembleNode(CoordServer):
         self.peer.start(wall_ms(), mono_ms(), self.durable_state)
         self.flush()
         self.tick_task = self.loop.create_task(self._ticker())
+        await self.start_ops()
 
     async def stop(self) -> None:
         if self.tick_task:
@@ -373,6 +376,8 @@ class EnsembleNode(CoordServer):
     def _set_role(self, role: str) -> None:
         if role != self.role:
             log.info("server %d: %s -> %s", self.sid, self.role, role)
+            if self.metrics is not None:
+                self.metrics.on_role(self.role, role)
         self.role = role
         self.role_since_ms = mono_ms()
 

@@ -227,6 +227,11 @@ class FourLetterWords:
         return f"datadir_size: {_dir_size(self.cfg.data_dir)}\nlogdir_size: {_dir_size(self.cfg.log_dir)}\n"
 
     def w_mntr(self) -> str:
+        return "".join(f"{k}\t{v}\n" for k, v in self.mntr_rows())
+
+    def mntr_rows(self, extra: bool = True) -> list[tuple[str, object]]:
+        """mntr's rows; also the gauges of /metrics (coord.aio.metrics), which with extra=True (the
+        Prometheus provider on) add their counters and summaries here, as ZooKeeper's mntr does."""
         core = self.core
         s = core.stats
         rows = [
@@ -253,7 +258,10 @@ class FourLetterWords:
             ("zk_digest", core.tree.digest),
         ]
         rows += self.server.mode_mntr_rows()
-        return "".join(f"{k}\t{v}\n" for k, v in rows)
+        metrics = getattr(self.server, "metrics", None)
+        if extra and metrics is not None:
+            rows += metrics.mntr_rows()
+        return rows
 
 
 def _dir_size(path) -> int:

@@ -89,6 +89,7 @@ class TxnLog:
         self.broken: BaseException | None = None
         self.failed: BaseException | None = None  # the last write error (kept for diagnostics)
         self.max_fsync_ms = 0.0
+        self.on_batch = None           # callback(ms, first zxid, last zxid, fsynced): coord.aio.metrics
         self._idle: asyncio.Event | None = None
 
     def files(self) -> list[Path]:
@@ -158,7 +159,7 @@ class TxnLog:
                     self._check_usable()
                     t0 = loop.time()
                     await loop.run_in_executor(None, self._write_batch, data, roll_first)
-                    self._note_ms((loop.time() - t0) * 1000)
+                    self._note_ms((loop.time() - t0) * 1000, first, last, True)
                 except OSError as e:
                     self._fail(e, first, last)
                     continue
@@ -173,7 +174,7 @@ class TxnLog:
             self._check_usable()
             t0 = time.monotonic()
             self._write_batch(data, roll_first)
-            self._note_ms((time.monotonic() - t0) * 1000)
+            self._note_ms((time.monotonic() - t0) * 1000, first, last, False)
         except OSError as e:
             self._fail(e, first, last)
             return
@@ -194,9 +195,11 @@ class TxnLog:
         if self.broken is not None:
             raise LogWriteError(errno.EIO, f"txn log unusable since an earlier failure: {self.broken}")
 
-    def _note_ms(self, ms: float) -> None:
+    def _note_ms(self, ms: float, first: int = 0, last: int = 0, synced: bool = True) -> None:
         if ms > self.max_fsync_ms:
             self.max_fsync_ms = ms
+        if self.on_batch is not None:
+            self.on_batch(ms, first, last, synced)
 
     def _durable(self, last: int) -> None:
         self.last_zxid = last

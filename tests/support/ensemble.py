@@ -61,7 +61,8 @@ class Member:
         return self.proc is not None and self.proc.poll() is None
 
     def config_path(self) -> Path:
-        return (self.dir / "zoo.cfg") if self.ens.proxied else (self.ens.workdir / "zoo.cfg")
+        own = self.ens.proxied or self.ens.member_cfg
+        return (self.dir / "zoo.cfg") if own else (self.ens.workdir / "zoo.cfg")
 
     def start(self) -> "Member":
         assert not self.alive, f"server {self.sid} already running"
@@ -83,7 +84,8 @@ class Member:
                 shutil.copy(ZK_CONF_EXAMPLE / "log4j.properties", conf / "log4j.properties")
             cmd = ["java", f"-Xmx{self.ens.heap_mb}m", f"-Dzookeeper.log.dir={self.dir}",
                    "-Dzookeeper.root.logger=INFO,CONSOLE", "-Dzookeeper.extendedTypesEnabled=true",
-                   *self.ens.jvm_flags, "-cp", zk_classpath(conf), "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
+                   *self.ens.jvm_flags, "-cp", ":".join([zk_classpath(conf), *self.ens.classpath]),
+                   "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
         self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, env=env,
                                      cwd=self.dir, start_new_session=True)
         self.paused = False
@@ -157,7 +159,8 @@ class Ensemble:
     def __init__(self, workdir: Path, n: int = 3, *, kind: str = "coord", proxied: bool = False,
                  observers: int = 0, tick_ms: int = 200, init_limit: int = 10, sync_limit: int = 10,
                  force_sync: bool = True, extra_cfg: dict | None = None, heap_mb: int = 256,
-                 log_level: str = "info", jvm_flags: list[str] | None = None):
+                 log_level: str = "info", jvm_flags: list[str] | None = None,
+                 member_cfg: dict[int, dict] | None = None, classpath: list[str] | None = None):
         if kind not in ("coord", "zookeeper"):
             raise ValueError(kind)
         self.workdir = Path(workdir)
@@ -172,6 +175,9 @@ class Ensemble:
         self.heap_mb = heap_mb
         self.log_level = log_level
         self.jvm_flags = list(jvm_flags or [])   # real ZooKeeper only, e.g. -Dreadonlymode.enabled=true
+        self.classpath = list(classpath or [])   # real ZooKeeper only: jars after zookeeper.jar's
+        # per-server zoo.cfg keys (e.g. each its own metrics port): then each server has its own file
+        self.member_cfg = {sid: dict(c) for sid, c in (member_cfg or {}).items()}
         ports = _free_ports(3 * (n + observers))
         self.members: dict[int, Member] = {}
         for i in range(n + observers):
@@ -221,13 +227,15 @@ class Ensemble:
 
     def write_configs(self) -> None:
         base = [f"{k}={v}" for k, v in self.base_cfg().items()]
-        if not self.proxied:
+        if not self.proxied and not self.member_cfg:
             (self.workdir / "zoo.cfg").write_text("\n".join(base + self.server_lines(None)) + "\n")
             return
         for sid, m in self.members.items():
             m.dir.mkdir(parents=True, exist_ok=True)
             extra = ["peerType=observer"] if m.role == "observer" else []
-            (m.dir / "zoo.cfg").write_text("\n".join(base + extra + self.server_lines(sid)) + "\n")
+            extra += [f"{k}={v}" for k, v in self.member_cfg.get(sid, {}).items()]
+            lines = self.server_lines(sid if self.proxied else None)
+            (m.dir / "zoo.cfg").write_text("\n".join(base + extra + lines) + "\n")
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self, wait: float = 90.0) -> "Ensemble":

@@ -1,0 +1,501 @@
+"""Prometheus metrics as ZooKeeper 3.8's PrometheusMetricsProvider exposes them, plus coord's own.
+
+Enabled by `metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider`;
+`/metrics` on `metricsProvider.httpHost` (0.0.0.0) : `metricsProvider.httpPort` (7000).
+
+Where the numbers come from: the gauges are mntr's rows (FourLetterWords.mntr_rows: one source for
+both), the counters are the shell's and the Zab peer's own counters, and the summaries are fed by
+hooks on events that already happen (a txn-log batch made durable, a role change, a snapshot taken,
+a GC pause). Nothing is computed on the client request path; everything is read when scraped.
+
+Why the page is rendered in the event loop: every counter lives in objects the loop mutates, so the
+scrape reads them there (no lock, no torn read) and the bytes are written by the small asyncio HTTP
+responder of coord.aio.httpd. A scrape costs O(sessions + watched paths), not O(znodes).
+
+Exposition: prometheus-client's data model (Metric, Sample, floatToGoString) rendered in the text
+format of client_java 0.9.0, which ZooKeeper 3.8 uses: counters keep their name (no `_total`), label
+sets end with a comma (`{quantile="0.5",}`), help text is the name. Metrics ZooKeeper registers for
+processing stages coord does not have are exported with zero values so that dashboards written for
+ZooKeeper find them; ZK_FAMILIES lists them (docs/operations.md says why).
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections import deque
+
+from prometheus_client.core import Metric
+from prometheus_client.utils import floatToGoString
+
+log = logging.getLogger("coord.metrics")
+
+PROMETHEUS_PROVIDER = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"
+DEFAULT_PROVIDER = "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider"
+NULL_PROVIDER = "org.apache.zookeeper.metrics.impl.NullMetricsProvider"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# mntr rows ZooKeeper registers as Prometheus gauges (ZooKeeperServer, QuorumZooKeeperServer,
+# LeaderZooKeeperServer). Rows mntr has and Prometheus lacks (version, server_state) stay mntr-only.
+GAUGE_ROWS = (
+    "znode_count", "watch_count", "ephemerals_count", "approximate_data_size", "avg_latency",
+    "min_latency", "max_latency", "outstanding_requests", "packets_received", "packets_sent",
+    "num_alive_connections", "global_sessions", "local_sessions", "open_file_descriptor_count",
+    "max_file_descriptor_count", "uptime", "quorum_size",
+    # leader only: absent elsewhere (dashboard 10465 finds the leader by leader_uptime)
+    "learners", "synced_followers", "synced_non_voting_followers", "synced_observers", "pending_syncs",
+    "leader_uptime", "last_proposal_size", "max_proposal_size", "min_proposal_size",
+)
+LEADER_ONLY = frozenset(GAUGE_ROWS[GAUGE_ROWS.index("learners"):]) - {"synced_observers"}
+BASIC = (0.5,)
+ADVANCED = (0.5, 0.9, 0.99)
+
+# Every family ZooKeeper 3.8's provider registers (read from a real 3.8 server's /metrics; leader-
+# and quorum-only gauges come from GAUGE_ROWS). Those coord has no source for (a request-processor
+# pipeline with queues between threads, a response cache, learner queues, TLS/ensemble-auth, quotas,
+# per-namespace byte counts) are exported as zeros or, for labelled sets, with no samples, so that
+# dashboards written for ZooKeeper find them; docs/operations.md lists them.
+_ZK_FAMILIES = {
+    "counter": """add_dead_watcher_stall_time bytes_received_count cnxn_closed_without_zk_server_running
+        commit_count connection_drop_count connection_rejected connection_request_count
+        connection_revalidate_count dead_watchers_cleared dead_watchers_queued diff_count
+        digest_mismatches_count ensemble_auth_fail ensemble_auth_skip ensemble_auth_success
+        insecure_admin_count large_requests_rejected learner_commit_received_count
+        learner_proposal_received_count looking_count outstanding_changes_queued
+        outstanding_changes_removed prep_processor_request_queued proposal_count
+        quit_leading_due_to_disloyal_voter quota_exceeded_error_per_namespace request_commit_queued
+        request_throttle_wait_count requests_not_forwarded_to_commit_processor response_bytes
+        response_packet_cache_hits response_packet_cache_misses response_packet_get_children_cache_hits
+        response_packet_get_children_cache_misses revalidate_count sessionless_connections_expired
+        skip_learner_request_to_next_processor_count snap_count stale_replies stale_requests
+        stale_requests_dropped stale_sessions_expired sync_processor_request_queued throttled_ops
+        tls_handshake_exceeded unrecoverable_error_count unsuccessful_handshake watch_bytes""",
+    "gauge": """approximate_data_size auth_failed_count avg_latency connection_drop_probability
+        ephemerals_count global_sessions last_client_response_size local_sessions
+        max_client_response_size max_file_descriptor_count max_latency min_client_response_size
+        min_latency non_mtls_local_conn_count non_mtls_remote_conn_count num_alive_connections
+        open_file_descriptor_count outstanding_requests outstanding_tls_handshake packets_received
+        packets_sent uptime watch_count znode_count""",
+    "gauge_set": """quota_bytes_limit_per_namespace quota_bytes_usage_per_namespace
+        quota_count_limit_per_namespace quota_count_usage_per_namespace""",
+    "summary": """commit_commit_proc_req_queued commit_process_time
+        concurrent_request_processing_in_commit_processor connection_token_deficit dbinittime
+        election_time follower_sync_time fsynctime inflight_diff_count inflight_snap_count
+        leader_unavailable_time learner_request_processor_queue_size netty_queued_buffer_capacity
+        node_changed_watch_count node_children_watch_count node_created_watch_count
+        node_deleted_watch_count observer_sync_time pending_session_queue_size prep_process_time
+        prep_processor_queue_size proposal_process_time read_commit_proc_issued
+        read_commit_proc_req_queued reads_after_write_in_session_queue reads_issued_from_session_queue
+        requests_in_session_queue session_queues_drained snapshottime socket_closing_time
+        startup_snap_load_time startup_txns_load_time startup_txns_loaded sync_process_time
+        sync_processor_batch_size sync_processor_queue_size
+        time_waiting_empty_pool_in_commit_processor_read_ms unavailable_time
+        write_batch_time_in_commit_processor write_commit_proc_issued write_commit_proc_req_queued""",
+    "summary_advanced": """close_session_prep_time commit_propagation_latency
+        dead_watchers_cleaner_latency local_write_committed_time_ms om_commit_process_time_ms
+        om_proposal_process_time_ms prep_processor_queue_time_ms propagation_latency
+        proposal_ack_creation_latency proposal_latency quorum_ack_latency read_commitproc_time_ms
+        read_final_proc_time_ms readlatency request_throttle_queue_time_ms
+        server_write_committed_time_ms sync_processor_queue_and_flush_time_ms
+        sync_processor_queue_flush_time_ms sync_processor_queue_time_ms updatelatency
+        write_commitproc_time_ms write_final_proc_time_ms""",
+    "summary_set": "ack_latency learner_handler_qp_size learner_handler_qp_time_ms read_per_namespace write_per_namespace",
+}
+ZK_FAMILIES = {name: kind for kind, names in _ZK_FAMILIES.items() for name in names.split()}
+
+
+class Summary:
+    """client_java's Summary as ZooKeeper builds it: count and sum since start, quantiles over the
+    recent observations (a bounded window: the last `keep` values of the last `max_age_s`)."""
+    __slots__ = ("count", "sum", "recent", "max_age_s", "quantiles")
+
+    def __init__(self, quantiles=BASIC, keep: int = 2048, max_age_s: float = 60.0):
+        self.count = 0
+        self.sum = 0.0
+        self.recent: deque = deque(maxlen=keep)
+        self.max_age_s = max_age_s
+        self.quantiles = quantiles
+
+    def observe(self, v: float, now: float | None = None) -> None:
+        self.count += 1
+        self.sum += v
+        self.recent.append((time.monotonic() if now is None else now, v))
+
+    def quantile_values(self, now: float) -> list[tuple[float, float]]:
+        vals = sorted(v for t, v in self.recent if now - t <= self.max_age_s)
+        if not vals:
+            return [(q, float("nan")) for q in self.quantiles]
+        return [(q, vals[min(len(vals) - 1, int(q * len(vals)))]) for q in self.quantiles]
+
+
+class GcPauses:
+    """Garbage-collector pauses of this process, by generation: CPython's gc.callbacks (start/stop),
+    PyPy's gc.hooks (minor collections and major collection steps report their own duration)."""
+
+    def __init__(self):
+        self.by_gen: dict[str, Summary] = {}
+        self._t0 = 0.0
+        self.installed = False
+
+    def _summary(self, gen: str) -> Summary:
+        s = self.by_gen.get(gen)
+        if s is None:
+            s = self.by_gen[gen] = Summary(BASIC)
+        return s
+
+    def install(self) -> None:
+        if self.installed:
+            return
+        hooks = getattr(gc, "hooks", None)
+        if hooks is not None:            # PyPy
+            pauses = self
+
+            class _Hooks:
+                on_gc_collect = None
+
+                def on_gc_minor(self, stats):
+                    pauses._summary("minor").observe(stats.duration * 1000)
+
+                def on_gc_collect_step(self, stats):
+                    pauses._summary("major").observe(stats.duration * 1000)
+            hooks.set(_Hooks())
+        elif hasattr(gc, "callbacks"):
+            gc.callbacks.append(self._callback)
+        else:
+            return
+        self.installed = True
+
+    def uninstall(self) -> None:
+        if not self.installed:
+            return
+        hooks = getattr(gc, "hooks", None)
+        if hooks is not None:
+            hooks.reset()
+        elif self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+        self.installed = False
+
+    def _callback(self, phase, info) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        elif self._t0:
+            self._summary(str(info.get("generation", "?"))).observe((time.perf_counter() - self._t0) * 1000)
+            self._t0 = 0.0
+
+
+class ServerMetrics:
+    """The event-fed part of one server's metrics (summaries and counters the core does not keep).
+    The shell calls the on_* hooks; collect() reads everything at scrape (or mntr) time."""
+
+    def __init__(self, server, export_runtime: bool = True):
+        self.server = server
+        self.export_runtime = export_runtime
+        self.fsynctime = Summary(BASIC)
+        self.batch_size = Summary(BASIC)          # sync_processor_batch_size: txns per log write
+        self.write_ms = Summary(BASIC)            # coord: every log batch write, fsynced or not
+        self.snapshottime = Summary(BASIC)
+        self.election_time = Summary(BASIC)
+        self.follower_sync_time = Summary(BASIC)
+        self.dbinittime = Summary(BASIC)
+        self.startup_snap_load_time = Summary(BASIC)
+        self.startup_txns_loaded = Summary(BASIC)
+        self.startup_txns_load_time = Summary(BASIC)
+        self.gc = GcPauses()
+        self.looking_since: float | None = time.monotonic()   # a member starts looking
+        self.sync_since: float | None = None
+        self.snapshots_seen = -1
+
+    # -- hooks (event loop) --------------------------------------------------------------------------
+    def on_log_batch(self, ms: float, first_zxid: int, last_zxid: int, synced: bool) -> None:  # TxnLog.on_batch
+        """A txn-log batch is on disk: its write time and size (zxids of a batch are consecutive)."""
+        self.write_ms.observe(ms)
+        self.batch_size.observe((last_zxid & 0xFFFFFFFF) - (first_zxid & 0xFFFFFFFF) + 1
+                                if last_zxid >> 32 == first_zxid >> 32 else 1)
+        if synced:
+            self.fsynctime.observe(ms)
+
+    def on_loaded(self, rec) -> None:
+        """Recovery done (coord.aio.datadir.Recovered): ZooKeeper's startup summaries, in ms."""
+        self.dbinittime.observe((rec.snapshot_s + rec.replay_s) * 1000)
+        self.startup_snap_load_time.observe(rec.snapshot_s * 1000)
+        self.startup_txns_loaded.observe(rec.replayed)
+        self.startup_txns_load_time.observe(rec.replay_s * 1000)
+
+    def attach(self) -> None:
+        """Hook the txn log (before it writes anything of this run)."""
+        self.server.txnlog.on_batch = self.on_log_batch
+
+    def on_role(self, old: str, new: str) -> None:
+        now = time.monotonic()
+        if new == "looking":
+            if old != "looking" or self.looking_since is None:
+                self.looking_since = now
+        elif old == "looking" and self.looking_since is not None:
+            self.election_time.observe((now - self.looking_since) * 1000)
+            self.looking_since = None
+        self.sync_since = now if new in ("following", "observing") else None
+
+    def poll(self) -> None:
+        """Events seen by reading state: a follower done syncing, a snapshot finished."""
+        srv = self.server
+        if self.sync_since is not None and srv.core is not None and srv.core.serving:
+            self.follower_sync_time.observe((time.monotonic() - self.sync_since) * 1000)
+            self.sync_since = None
+        snaps = getattr(srv.storage, "snapshots", None)
+        if snaps is not None:
+            seen = (snaps.last_zxid, snaps.last_duration_s)
+            if self.snapshots_seen == -1:
+                self.snapshots_seen = seen
+            elif seen != self.snapshots_seen and snaps.last_zxid >= 0:
+                self.snapshots_seen = seen
+                self.snapshottime.observe(snaps.last_duration_s * 1000)
+
+    # -- reading -------------------------------------------------------------------------------------
+    def families(self) -> list[Metric]:
+        """Every metric family, read now (in the event loop)."""
+        self.poll()
+        srv = self.server
+        now = time.monotonic()
+        out: list[Metric] = []
+        rows = dict(srv.words.mntr_rows(extra=False))
+        leader = "zk_leader_uptime" in rows
+        for name in GAUGE_ROWS:
+            v = rows.get("zk_" + name)
+            if v is not None and (leader or name not in LEADER_ONLY):
+                out.append(_gauge(name, float(v)))
+        if "zk_quorum_size" in rows and "zk_synced_observers" not in rows:
+            out.append(_gauge("synced_observers", 0.0))   # FollowerZooKeeperServer registers it too
+        for name, v in self._counters().items():
+            out.append(_counter(name, float(v)))
+        for name, s in (("fsynctime", self.fsynctime), ("sync_processor_batch_size", self.batch_size),
+                        ("snapshottime", self.snapshottime), ("election_time", self.election_time),
+                        ("follower_sync_time", self.follower_sync_time), ("dbinittime", self.dbinittime),
+                        ("startup_snap_load_time", self.startup_snap_load_time),
+                        ("startup_txns_loaded", self.startup_txns_loaded),
+                        ("startup_txns_load_time", self.startup_txns_load_time)):
+            out.append(_summary(name, s, now))
+        present = {m.name for m in out}
+        for name, kind in ZK_FAMILIES.items():
+            if name in present:
+                continue
+            if kind in ("counter", "gauge"):   # not measured by coord: see ZK_FAMILIES
+                out.append(_counter(name, 0.0) if kind == "counter" else _gauge(name, 0.0))
+            elif kind in ("summary_set", "gauge_set"):
+                out.append(Metric(name, name, kind[:-4]))   # a labelled set with no key yet
+            else:
+                out.append(_summary(name, Summary(ADVANCED if kind == "summary_advanced" else BASIC), now))
+        out += self._coord_families(now)
+        return out
+
+    def _counters(self) -> dict[str, float]:
+        srv = self.server
+        c = {"connection_request_count": srv.next_conn_id - 1,
+             "connection_rejected": srv.rejected,
+             "large_requests_rejected": srv.large_rejected}
+        peer = getattr(srv, "peer", None)
+        if peer is not None:
+            st = peer.stats
+            leading = getattr(srv, "role", "") == "leading"
+            c.update(looking_count=st.elections, proposal_count=st.proposals,
+                     commit_count=st.commits if leading else 0, snap_count=st.snap_syncs,
+                     diff_count=st.diff_syncs,
+                     learner_commit_received_count=0 if leading else st.commits)
+        else:
+            c.update(looking_count=0, proposal_count=0, commit_count=0, snap_count=0, diff_count=0,
+                     learner_commit_received_count=0)
+        return c
+
+    def _coord_families(self, now: float) -> list[Metric]:
+        srv = self.server
+        tl = srv.txnlog
+        out = [_summary("coord_txnlog_write_ms", self.write_ms, now),
+               _summary("coord_group_commit_txns", self.batch_size, now),
+               _gauge("coord_fsync_max_ms", float(tl.max_fsync_ms)),
+               _counter("coord_txnlog_write_errors", float(tl.write_errors))]
+        snaps = getattr(srv.storage, "snapshots", None)
+        if snaps is not None:
+            out += [_gauge("coord_snapshot_last_stall_ms", float(getattr(snaps, "last_max_slice_ms", 0.0))),
+                    _gauge("coord_snapshot_max_stall_ms", float(snaps.max_stall_ms)),
+                    _gauge("coord_snapshot_last_bytes", float(snaps.last_bytes)),
+                    _gauge("coord_snapshot_in_progress", 1.0 if snaps.in_progress else 0.0)]
+        gcm = Metric("coord_gc_pause_ms", "coord_gc_pause_ms", "summary")
+        for gen, s in sorted(self.gc.by_gen.items()):
+            _add_summary(gcm, "coord_gc_pause_ms", s, now, {"generation": gen})
+        out.append(gcm)
+        tr = getattr(srv, "transport", None)
+        if tr is not None:
+            up = Metric("coord_peer_link_up", "coord_peer_link_up", "gauge")
+            for sid in sorted(s for s in getattr(srv, "voters", {}) | getattr(srv, "observers", {})
+                              if s != srv.sid):
+                up.add_sample("coord_peer_link_up", {"sid": str(sid)}, 1.0 if tr.connected(sid) else 0.0)
+            out += [up, _counter("coord_peer_messages_sent", float(tr.messages_sent)),
+                    _counter("coord_peer_messages_received", float(tr.messages_received)),
+                    _counter("coord_peer_garbage_disconnects", float(tr.garbage_disconnects)),
+                    _counter("coord_peer_links_made", float(tr.links_made))]
+        if self.export_runtime:
+            out.append(_gauge("coord_threads", float(_threads())))
+        return out
+
+    def mntr_rows(self) -> list[tuple[str, object]]:
+        """The same samples for mntr (as ZooKeeper's mntr prints the Prometheus provider's: the sample
+        name with its labels), for the families mntr does not print already."""
+        have = {k for k, _ in self.server.words.mntr_rows(extra=False)}
+        rows = []
+        for m in self.families():
+            for s in m.samples:
+                key = "zk_" + s.name + _labels(s.labels, trailing=False)
+                if key not in have:
+                    rows.append((key, _value(s.value)))
+        return rows
+
+    def render(self) -> bytes:
+        return render(self.families())
+
+
+def _gauge(name: str, v: float) -> Metric:
+    m = Metric(name, name, "gauge")
+    m.add_sample(name, {}, v)
+    return m
+
+
+def _counter(name: str, v: float) -> Metric:
+    m = Metric(name, name, "counter")
+    m.add_sample(name, {}, float(v))   # as client_java 0.9: no _total
+    return m
+
+
+def _add_summary(m: Metric, name: str, s: Summary, now: float, labels: dict | None = None) -> None:
+    labels = labels or {}
+    for q, v in s.quantile_values(now):
+        m.add_sample(name, {**labels, "quantile": str(q)}, v)
+    m.add_sample(name + "_count", labels, float(s.count))
+    m.add_sample(name + "_sum", labels, float(s.sum))
+
+
+def _summary(name: str, s: Summary, now: float) -> Metric:
+    m = Metric(name, name, "summary")
+    _add_summary(m, name, s, now)
+    return m
+
+
+def _labels(labels: dict, trailing: bool = True) -> str:
+    if not labels:
+        return ""
+    body = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+    return "{" + body + ("," if trailing else "") + "}"
+
+
+def _escape(v: str) -> str:
+    return str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _value(v: float) -> str:
+    return floatToGoString(v)
+
+
+def render(families) -> bytes:
+    """Text format 0.0.4 as client_java 0.9.0's TextFormat.write004 writes it."""
+    out = []
+    for m in families:
+        name = m.name
+        if m.type == "counter" and m.samples and all(s.name == name + "_total" for s in m.samples):
+            name += "_total"     # prometheus-client's own collectors (process_*): theirs end in _total
+        mtype = {"unknown": "untyped", "info": "gauge"}.get(m.type, m.type)
+        out.append(f"# HELP {name} {m.documentation}\n# TYPE {name} {mtype}\n")
+        for s in m.samples:
+            out.append(f"{s.name}{_labels(s.labels)} {_value(s.value)}\n")
+    return "".join(out).encode()
+
+
+def _threads() -> int:
+    import threading
+    return threading.active_count()
+
+
+def runtime_families() -> list[Metric]:
+    """prometheus-client's process and platform collectors (process_*, python_*): exportJvmInfo's
+    counterpart for a Python process."""
+    from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR
+    out = []
+    for c in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        try:
+            out += list(c.collect())
+        except Exception:   # a collector this runtime cannot feed (PyPy lacks gc.get_stats)
+            pass
+    return out
+
+
+class MetricsServer:
+    """/metrics over coord.aio.httpd, in the event loop."""
+
+    def __init__(self, metrics: ServerMetrics, host: str, port: int):
+        self.metrics = metrics
+        self.host = host
+        self.port = port
+        self.http = None
+
+    def page(self) -> bytes:
+        fams = self.metrics.families()
+        if self.metrics.export_runtime:
+            fams += runtime_families()
+        return render(fams)
+
+    async def start(self) -> None:
+        from coord.aio.httpd import HttpServer
+        self.metrics.gc.install()
+
+        def handle(method: str, path: str, query: dict, headers: dict, body: bytes):
+            if path != "/metrics":
+                return 404, "text/plain", b"Not Found\n", {}
+            return 200, CONTENT_TYPE, self.page(), {}
+        self.http = HttpServer(handle, "metrics")
+        self.port = await self.http.start(self.host, self.port)
+        log.info("Prometheus metrics on http://%s:%d/metrics", self.host, self.port)
+
+    async def stop(self) -> None:
+        self.metrics.gc.uninstall()
+        if self.http is not None:
+            await self.http.stop()
+
+
+def provider_enabled(cfg) -> bool:
+    """True if zoo.cfg names the Prometheus provider (ZooKeeper exports nothing otherwise)."""
+    return getattr(cfg, "metrics_provider", None) == PROMETHEUS_PROVIDER
+
+
+def for_server(server) -> ServerMetrics | None:
+    """The server's metrics if zoo.cfg asks for them (made before recovery, so that it is timed)."""
+    if not provider_enabled(server.cfg):
+        return None
+    m = ServerMetrics(server, server.cfg.metrics_export_jvm)
+    m.attach()
+    return m
+
+
+async def start_server(server) -> MetricsServer | None:
+    m = getattr(server, "metrics", None)
+    if m is None:
+        return None
+    ms = MetricsServer(m, server.cfg.metrics_host, server.cfg.metrics_port or 7000)
+    try:
+        await ms.start()
+    except OSError as e:   # ZooKeeper's provider fails the start too (MetricsProviderLifeCycleException)
+        raise SystemExit(f"coord: cannot serve metrics on {ms.host}:{ms.port}: {e}") from None
+    return ms
+
+
+__all__ = ["MetricsServer", "ServerMetrics", "Summary", "render", "provider_enabled", "for_server", "start_server",
+           "check_provider",
+           "PROMETHEUS_PROVIDER"]
+
+
+def check_provider(class_name: str) -> str | None:
+    """metricsProvider.className: the Prometheus provider, or ZooKeeper's built-in ones (no /metrics).
+    Another class would be a Java plug-in coord cannot load: refuse it, as ZooKeeper refuses a class
+    it cannot find."""
+    if class_name == PROMETHEUS_PROVIDER:
+        return class_name
+    if class_name in (DEFAULT_PROVIDER, NULL_PROVIDER, ""):
+        return None
+    raise ValueError(f"metricsProvider.className: {class_name!r} is not supported (coord serves "
+                     f"{PROMETHEUS_PROVIDER} or {DEFAULT_PROVIDER})")
