@@ -1,9 +1,10 @@
 """Real Kafka 3.9 brokers on a 3-server ensemble, coord or Apache ZooKeeper 3.8, same harness.
 
-One cluster per backend for the whole package (brokers take seconds to start; 2 cores are shared):
+One cluster per backend for the whole package (brokers take seconds to start; 2 cores are shared;
+under xdist, per worker):
 the ensemble is tests/support/ensemble.py's, the brokers coord/kafka's, with a SASL/SCRAM listener
 and the ZooKeeper-backed AclAuthorizer so that users and ACLs written straight into ZooKeeper can be
-seen to take effect. Under xdist each backend's tests stay on one worker (--dist loadgroup).
+seen to take effect.
 """
 from __future__ import annotations
 
@@ -20,16 +21,12 @@ SESSION_TIMEOUT_MS = 10000   # brokers' zookeeper.session.timeout.ms: a dead bro
 TICK_MS = 1000               # ensembles accept sessions of 2-20 s (2 and 20 ticks)
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     mine = [it for it in items if "tests/kafka/" in it.nodeid]
     reason = libs.missing_reason()
     for item in mine:
         if reason:
             item.add_marker(pytest.mark.skip(reason=reason))
-        backend = getattr(item, "callspec", None) and item.callspec.params.get("kafka_env")
-        if backend:
-            item.add_marker(pytest.mark.xdist_group(f"kafka-{backend}"))
     if reason and mine and os.environ.get("CI"):
         raise pytest.UsageError(f"CI run without Kafka: {reason}")
 
@@ -64,6 +61,8 @@ class KafkaEnv:
                 m.start()
         self.ensemble.wait_serving(wait=90)
         for b in self.cluster.brokers.values():
+            if b.paused:
+                b.resume()
             if not b.alive:
                 b.start()
         self.cluster.wait_ready(240, ids=list(self.cluster.brokers))

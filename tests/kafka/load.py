@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
@@ -81,6 +82,10 @@ class ContinuousLoad:
                 raise TimeoutError(f"no acks past {more_than} in {wait}s (failed: {self.failed[-3:]})")
             time.sleep(0.1)
 
+    def still_flowing(self, more: int = 50, wait: float = 60.0) -> None:
+        """Until `more` acks beyond those so far: the producer got through the fault."""
+        self.wait_acked(self.acked_count() + more - 1, wait)
+
     def stop(self, wait: float = 90.0) -> None:
         """Stop producing, wait for every ack, then until the consumer has caught up with them."""
         self._stop_producing.set()
@@ -116,3 +121,15 @@ class ContinuousLoad:
             assert not missing, f"partition {p}: {len(missing)} acked messages not consumed, e.g. {missing[:5]}"
             assert all(v % self.partitions == p for v in values), f"partition {p}: a foreign value"
         return self.acked_count()
+
+
+@contextmanager
+def under_load(bootstrap: str, topic: str, partitions: int = 3):
+    """A ContinuousLoad for the with block, flowing (50 acks) on entry; on exit, failing or not, producing
+    stops and the consumer catches up, so `check()` can follow."""
+    load = ContinuousLoad(bootstrap, topic, partitions).start()
+    try:
+        load.wait_acked(50)
+        yield load
+    finally:
+        load.stop()

@@ -10,7 +10,6 @@ import json
 import re
 import uuid
 
-import pytest
 from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient, ConfigResource
 

@@ -15,7 +15,7 @@ import uuid
 
 from coord.kafka import tools
 from tests.kafka.conftest import SESSION_TIMEOUT_MS
-from tests.kafka.load import ContinuousLoad
+from tests.kafka.load import under_load
 
 
 def create_topic(kafka, partitions: int = 3) -> str:
@@ -23,6 +23,10 @@ def create_topic(kafka, partitions: int = 3) -> str:
     kafka.tool(tools.TOPICS, "--bootstrap-server", kafka.bootstrap, "--create", "--topic", topic,
                "--partitions", str(partitions), "--replication-factor", "3")
     return topic
+
+
+def non_controller(cluster) -> int:
+    return next(i for i in sorted(cluster.brokers) if i != cluster.controller())
 
 
 def broker_sessions(kafka) -> dict:
@@ -40,9 +44,7 @@ def broker_sessions(kafka) -> dict:
 
 def test_ensemble_leader_killed_twice_brokers_keep_their_sessions(kafka):
     topic = create_topic(kafka)
-    load = ContinuousLoad(kafka.bootstrap, topic, 3).start()
-    try:
-        load.wait_acked(50)
+    with under_load(kafka.bootstrap, topic) as load:
         before = broker_sessions(kafka)
         assert sorted(before["broker_epochs"]) == [1, 2, 3]
         killed = []
@@ -55,13 +57,10 @@ def test_ensemble_leader_killed_twice_brokers_keep_their_sessions(kafka):
             kafka.ensemble.wait_serving(wait=60)
             # Outlive the brokers' session timeout: a session the ensemble lost would be expired by now.
             time.sleep(max(0.0, SESSION_TIMEOUT_MS / 1000 + 2 - (time.monotonic() - t0)))
-            n = load.acked_count()
-            load.wait_acked(n + 50)
+            load.still_flowing()
             assert broker_sessions(kafka) == before
             leader.start()
             kafka.ensemble.wait_serving(wait=90)
-    finally:
-        load.stop()
     checked = load.check()
     print(f"{kafka.backend}: servers {killed} killed in turn; {checked} acked messages consumed once in order; "
           f"longest gap between acks {load.max_ack_gap():.2f}s")
@@ -71,9 +70,7 @@ def test_ensemble_leader_killed_twice_brokers_keep_their_sessions(kafka):
 def test_controller_broker_killed_new_controller_and_leaders(kafka):
     topic = create_topic(kafka)
     c = kafka.cluster
-    load = ContinuousLoad(kafka.bootstrap, topic, 3).start()
-    try:
-        load.wait_acked(50)
+    with under_load(kafka.bootstrap, topic) as load:
         old, old_epoch = c.controller(), c.controller_epoch()
         led = [p for p in range(3) if c.partition_state(topic, p)["leader"] == old]
         assert led, "round-robin assignment gives every broker a partition to lead"
@@ -90,10 +87,7 @@ def test_controller_broker_killed_new_controller_and_leaders(kafka):
             return all(s["leader"] not in (old, -1) and old not in s["isr"] for s in states) and states
         states = c.wait_for(moved, 60, describe="new leaders for the partitions the dead controller led")
         moved_after = time.monotonic() - t0
-        n = load.acked_count()
-        load.wait_acked(n + 50)
-    finally:
-        load.stop()
+        load.still_flowing()
     checked = load.check()
     print(f"{kafka.backend}: controller {old} killed; broker {new} controller after {elected:.1f}s, partitions "
           f"{led} led by {[s['leader'] for s in states]} after {moved_after:.1f}s; {checked} acked messages "

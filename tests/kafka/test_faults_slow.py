@@ -5,34 +5,28 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 
 from coord.kafka import tools
 from tests.kafka.conftest import SESSION_TIMEOUT_MS
-from tests.kafka.load import ContinuousLoad
-from tests.kafka.test_faults import broker_sessions, create_topic
+from tests.kafka.load import under_load
+from tests.kafka.test_faults import broker_sessions, create_topic, non_controller
 
 pytestmark = pytest.mark.slow
 
 
 def test_rolling_restart_of_every_ensemble_server_keeps_broker_sessions(kafka):
     topic = create_topic(kafka)
-    load = ContinuousLoad(kafka.bootstrap, topic, 3).start()
-    try:
-        load.wait_acked(50)
+    with under_load(kafka.bootstrap, topic) as load:
         before = broker_sessions(kafka)
         for sid, member in kafka.ensemble.members.items():
             member.stop()
             kafka.ensemble.wait_serving(wait=60)
             member.start()
             kafka.ensemble.wait_serving(wait=90)
-            n = load.acked_count()
-            load.wait_acked(n + 30)
+            load.still_flowing(30)
         assert broker_sessions(kafka) == before
-    finally:
-        load.stop()
     print(f"{kafka.backend}: rolling restart; {load.check()} acked messages consumed once in order; "
           f"longest gap between acks {load.max_ack_gap():.2f}s")
 
@@ -40,10 +34,8 @@ def test_rolling_restart_of_every_ensemble_server_keeps_broker_sessions(kafka):
 def test_non_controller_broker_killed_and_back_isr_and_preferred_leaders(kafka):
     topic = create_topic(kafka)
     c = kafka.cluster
-    load = ContinuousLoad(kafka.bootstrap, topic, 3).start()
-    try:
-        load.wait_acked(50)
-        victim = next(i for i in sorted(c.brokers) if i != c.controller())
+    with under_load(kafka.bootstrap, topic) as load:
+        victim = non_controller(c)
         c.brokers[victim].kill()
         def without_victim():
             states = [c.partition_state(topic, p) for p in range(3)]
@@ -65,10 +57,7 @@ def test_non_controller_broker_killed_and_back_isr_and_preferred_leaders(kafka):
         assert all(f"{topic}-{p}" in out for p in moved), out
         c.wait_for(lambda: all(c.partition_state(topic, p)["leader"] == preferred[p] for p in range(3)), 60,
                    describe="preferred leaders restored")
-        n = load.acked_count()
-        load.wait_acked(n + 50)
-    finally:
-        load.stop()
+        load.still_flowing()
     print(f"{kafka.backend}: broker {victim} killed and back; {load.check()} acked messages consumed once "
           f"in order; preferred leaders of {moved} restored by LeaderElectionCommand; longest gap between acks "
           f"{load.max_ack_gap():.2f}s")
@@ -77,17 +66,15 @@ def test_non_controller_broker_killed_and_back_isr_and_preferred_leaders(kafka):
 def test_broker_paused_past_its_session_reregisters_with_a_new_epoch(kafka):
     topic = create_topic(kafka)
     c = kafka.cluster
-    load = ContinuousLoad(kafka.bootstrap, topic, 3).start()
-    try:
-        load.wait_acked(50)
-        victim = next(i for i in sorted(c.brokers) if i != c.controller())
+    victim = non_controller(c)
+    with under_load(kafka.bootstrap, topic) as load:
         before = broker_sessions(kafka)
         c.brokers[victim].pause()
         c.wait_for(lambda: victim not in c.registered(), SESSION_TIMEOUT_MS / 1000 + 30,
                    describe=f"broker {victim}'s session expired")
         c.wait_for(lambda: all(victim not in c.partition_state(topic, p)["isr"] for p in range(3)), 60,
                    describe=f"broker {victim} out of every ISR")
-        c.brokers[victim].resume()
+        c.brokers[victim].resume()   # (Broker.kill in a failing test's clean-up resumes it too)
         epochs = c.wait_for(lambda: victim in (e := c.broker_epochs()) and e, 90,
                             describe=f"broker {victim} registered again")
         after = broker_sessions(kafka)
@@ -98,13 +85,8 @@ def test_broker_paused_past_its_session_reregisters_with_a_new_epoch(kafka):
         assert {i: epochs[i] for i in others} == {i: before["broker_epochs"][i] for i in others}
         c.wait_for(lambda: all(victim in c.partition_state(topic, p)["isr"] for p in range(3)), 90,
                    describe=f"broker {victim} back in every ISR")
-        n = load.acked_count()
-        load.wait_acked(n + 50)
-    finally:
-        if c.brokers[victim].paused:
-            c.brokers[victim].resume()
-        load.stop()
-    fenced = len(re.findall(r"stale broker epoch|STALE_BROKER_EPOCH|fenced", c.brokers[c.controller()].log_text()))
+        load.still_flowing()
+    fenced = len(re.findall(r"stale broker epoch|STALE_BROKER_EPOCH|fenced", c.brokers[c.controller()].log_text(), re.I))
     print(f"{kafka.backend}: broker {victim} paused past its session: epoch {before['broker_epochs'][victim]} -> "
           f"{epochs[victim]}; {load.check()} acked messages consumed once in order; fencing lines in the "
           f"controller's log: {fenced}")

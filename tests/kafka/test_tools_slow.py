@@ -11,11 +11,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from coord.kafka import tools
-from tests.kafka.load import ContinuousLoad
+from tests.kafka.load import under_load
+from tests.kafka.test_faults import non_controller
 
 pytestmark = pytest.mark.slow
 BROKER_META = Path(sys.executable).with_name("broker-meta")
@@ -61,13 +62,11 @@ def test_reassign_partitions_under_load(kafka):
     c = kafka.cluster
     kafka.tool(tools.TOPICS, "--bootstrap-server", kafka.bootstrap, "--create", "--topic", topic,
                "--replica-assignment", "1:2,2:3")
-    load = ContinuousLoad(kafka.bootstrap, topic, 2).start()
     target = {0: [3, 1], 1: [1, 2]}
     plan = kafka.workdir / f"reassign-{topic}.json"
     plan.write_text(json.dumps({"version": 1, "partitions": [{"topic": topic, "partition": p, "replicas": r}
                                                              for p, r in target.items()]}))
-    try:
-        load.wait_acked(50)
+    with under_load(kafka.bootstrap, topic, 2) as load:
         kafka.tool(tools.REASSIGN, "--bootstrap-server", kafka.bootstrap, "--reassignment-json-file", plan,
                    "--execute")
 
@@ -83,10 +82,7 @@ def test_reassign_partitions_under_load(kafka):
                                60, describe=f"ISR of {topic}-{p} = {replicas}")
             assert state["leader"] in replicas
         assert not c.zk.exists("/kafka/admin/reassign_partitions")
-        n = load.acked_count()
-        load.wait_acked(n + 50)
-    finally:
-        load.stop()
+        load.still_flowing()
     print(f"{kafka.backend}: reassigned {topic} to {target}; {load.check()} acked messages consumed once in order")
 
 
@@ -128,7 +124,7 @@ def test_broker_meta_reads_and_drives_a_real_kafka_cluster(kafka):
 
     # partitions elect-preferred: carried out by Kafka's controller. A controlled shutdown and return of
     # a non-controller broker leaves its partitions led by others first.
-    victim = next(i for i in sorted(c.brokers) if i != c.controller())
+    victim = non_controller(c)
     assignment = json.loads(c.zk.get(f"/kafka/brokers/topics/{topic}")[0])["partitions"]
     preferred = {int(p): r[0] for p, r in assignment.items()}
     c.brokers[victim].stop()
