@@ -6,6 +6,7 @@ coord.core.snapformat.encode_tree, compressed or not.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -44,7 +45,9 @@ def snapshot(zxid: int, compressed: bool) -> bytes:
 @lru_cache(maxsize=1)
 def scratch_root() -> Path:
     base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    return Path(tempfile.mkdtemp(prefix="coord-fuzz-", dir=base))
+    root = Path(tempfile.mkdtemp(prefix="coord-fuzz-", dir=base))
+    atexit.register(shutil.rmtree, root, True)
+    return root
 
 
 def fresh_data_dir() -> tuple[Path, Path]:
