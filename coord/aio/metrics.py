@@ -63,7 +63,7 @@ _ZK_FAMILIES = {
         insecure_admin_count large_requests_rejected learner_commit_received_count
         learner_proposal_received_count looking_count outstanding_changes_queued
         outstanding_changes_removed prep_processor_request_queued proposal_count
-        quit_leading_due_to_disloyal_voter quota_exceeded_error_per_namespace request_commit_queued
+        quit_leading_due_to_disloyal_voter request_commit_queued
         request_throttle_wait_count requests_not_forwarded_to_commit_processor response_bytes
         response_packet_cache_hits response_packet_cache_misses response_packet_get_children_cache_hits
         response_packet_get_children_cache_misses revalidate_count sessionless_connections_expired
@@ -76,6 +76,7 @@ _ZK_FAMILIES = {
         min_latency non_mtls_local_conn_count non_mtls_remote_conn_count num_alive_connections
         open_file_descriptor_count outstanding_requests outstanding_tls_handshake packets_received
         packets_sent uptime watch_count znode_count""",
+    "counter_set": "quota_exceeded_error_per_namespace",
     "gauge_set": """quota_bytes_limit_per_namespace quota_bytes_usage_per_namespace
         quota_count_limit_per_namespace quota_count_usage_per_namespace""",
     "summary": """commit_commit_proc_req_queued commit_process_time
@@ -280,7 +281,7 @@ class ServerMetrics:
                 continue
             if kind in ("counter", "gauge"):   # not measured by coord: see ZK_FAMILIES
                 out.append(_counter(name, 0.0) if kind == "counter" else _gauge(name, 0.0))
-            elif kind in ("summary_set", "gauge_set"):
+            elif kind in ("summary_set", "gauge_set", "counter_set"):
                 out.append(Metric(name, name, kind[:-4]))   # a labelled set with no key yet
             else:
                 out.append(_summary(name, Summary(ADVANCED if kind == "summary_advanced" else BASIC), now))

@@ -250,10 +250,14 @@ class CoordServer:
         await self.start_ops()
 
     async def start_ops(self) -> None:
-        """The operator endpoints (coord.aio.metrics); a port that cannot be bound stops the start."""
-        from coord.aio import metrics
+        """The operator endpoints: /metrics (coord.aio.metrics: a port that cannot be bound stops the
+        start) and the AdminServer (coord.aio.admin: one that cannot is logged and left out)."""
+        from coord.aio import admin, metrics
         if self.metrics is not None:
             self.ops.append(await metrics.start_server(self))
+        a = await admin.start_server(self)
+        if a is not None:
+            self.ops.append(a)
 
     async def stop_ops(self) -> None:
         for o in self.ops:

@@ -72,7 +72,7 @@ class ServerConfig:
     metrics_export_jvm: bool = True           # metricsProvider.exportJvmInfo: process_*/python_* here
     admin_server_address: str = "0.0.0.0"     # admin.serverAddress (coord.aio.admin)
     admin_command_url: str = "/commands"      # admin.commandURL
-    admin_enable_server: bool = False
+    admin_enable_server: bool = True          # admin.enableServer: ZooKeeper's default (coord.aio.admin)
     admin_server_port: int = 8080
     container_check_interval_ms: int = 60000
     max_log_file_bytes: int = 64 * 1024 * 1024

@@ -9,7 +9,6 @@ role) must be ZooKeeper's.
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -197,4 +196,3 @@ def test_exposition_format(tmp_path):
         assert "404" in str(e.value)
     finally:
         srv.stop()
-    _ = json
