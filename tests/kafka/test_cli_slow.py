@@ -48,8 +48,8 @@ def test_kafka_up_serves_a_producer_and_a_consumer_and_stops_on_ctrl_c(backend, 
         assert bootstrap == ",".join(f"127.0.0.1:{kport + i}" for i in range(3))
         assert zk == ",".join(f"127.0.0.1:{base + i}" for i in range(3)) + "/kafka"
 
-        AdminClient({"bootstrap.servers": bootstrap}).create_topics(
-            [NewTopic("demo", 3, 3)])["demo"].result(60)
+        admin = AdminClient({"bootstrap.servers": bootstrap})  # kept: the handle must outlive the future
+        admin.create_topics([NewTopic("demo", 3, 3)])["demo"].result(60)
         p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
         for i in range(30):
             p.produce("demo", str(i).encode())
