@@ -209,11 +209,12 @@ class ServerMetrics:
     # -- hooks (event loop) --------------------------------------------------------------------------
     def on_log_batch(self, ms: float, first_zxid: int, last_zxid: int, synced: bool) -> None:  # TxnLog.on_batch
         """A txn-log batch is on disk: its write time and size (zxids of a batch are consecutive)."""
-        self.write_ms.observe(ms)
+        now = time.monotonic()
+        self.write_ms.observe(ms, now)
         self.batch_size.observe((last_zxid & 0xFFFFFFFF) - (first_zxid & 0xFFFFFFFF) + 1
-                                if last_zxid >> 32 == first_zxid >> 32 else 1)
+                                if last_zxid >> 32 == first_zxid >> 32 else 1, now)
         if synced:
-            self.fsynctime.observe(ms)
+            self.fsynctime.observe(ms, now)
 
     def on_loaded(self, rec) -> None:
         """Recovery done (coord.aio.datadir.Recovered): ZooKeeper's startup summaries, in ms."""
