@@ -71,7 +71,11 @@ def test_kafka_up_serves_a_producer_and_a_consumer_and_stops_on_ctrl_c(backend, 
         busy = [q for q in [base + i for i in range(3)] + [kport + i for i in range(3)] if port_in_use(q)]
         assert not busy, f"still listening after Ctrl-C: {busy}"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
+        if proc.poll() is None:  # a failed test: the same clean stop as Ctrl-C (its servers and brokers
+            proc.send_signal(signal.SIGTERM)  # run in their own sessions, out of reach of a kill here)
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(30)
         out.close()
