@@ -128,3 +128,37 @@ def test_flapping_leader_follower_link(ens):
         heal_and_time(ens, notes)
         assert flaps >= 5
     run_checked(ens, "flapping", scenario, on_leader=1)
+
+
+def test_zookeeper_election_call_back_address_is_rewritten_to_the_proxy():
+    """The harness piece that keeps ZooKeeper's election call-backs on the proxy: a lower sid's
+    InitialMessage, split across segments and followed by the dialler's close, reaches the other
+    side naming the reverse route; later bytes pass as they are."""
+    import socket
+    import struct
+    from tests.support.faultrun import ZkCallbackProxy
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    proxy = ZkCallbackProxy({(1, 3): 0, (3, 1): 45678})
+    try:
+        port = proxy.route(1, 3, srv.getsockname()[1], name="election")
+        addr = b"127.0.0.1:3888"
+        msg = struct.pack(">qqi", -65535, 1, len(addr)) + addr + b"rest"
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(msg[:10])               # split across segments
+            time.sleep(0.05)
+            c.sendall(msg[10:])
+        conn, _ = srv.accept()                # the dialler has already closed
+        conn.settimeout(5)
+        got = b""
+        while True:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        conn.close()
+        back = b"127.0.0.1:45678"
+        assert got == struct.pack(">qqi", -65535, 1, len(back)) + back + b"rest"
+    finally:
+        proxy.close()
+        srv.close()
