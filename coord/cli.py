@@ -186,7 +186,9 @@ _LazyGroup.registrars.append(_add_ensemble)
 
 def _add_storage_commands() -> None:
     from coord.bench_storage import bench_storage_command
+    from coord.backup import add_commands as add_backup_commands
     from coord.datatools import data_group
+    add_backup_commands(data_group)     # coord data backup | restore
     main.add_command(data_group)
     main.add_command(bench_storage_command)
 

@@ -434,6 +434,8 @@ class AdminServer:
         return "".join(f'<a href="{self.url}/{n}">{n}</a>\n<br/>\n' for n in names).encode()
 
     def handle(self, method: str, path: str, query: dict, headers: dict, body: bytes):
+        if path in (self.url + "/snapshot", self.url + "/snap") and method == "GET":
+            return self.snapshot(query, headers)
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"HTTP method not supported\n", {}
         if path == "/ready":
@@ -446,6 +448,52 @@ class AdminServer:
             resp = self.commands.run(name, query)
             return 200, "application/json", pretty(resp).encode(), {}
         return 404, "text/plain", b"Not Found\n", {}
+
+    # -- 3.9's snapshot command ----------------------------------------------------------------------
+    def _authorized(self, headers: dict) -> int:
+        """3.9's rule: `Authorization: digest user:password` whose id holds ALL on `/` (200), no or
+        an unusable header (401), an id without ALL on `/` (403)."""
+        from coord.core import acl as aclmod
+        scheme, _, cred = headers.get("authorization", "").strip().partition(" ")
+        if scheme != "digest" or ":" not in cred:
+            return 401
+        ident = aclmod.digest_id(cred.strip())
+        ids = (("digest", ident),)
+        sd = self.server.core.config.super_digest
+        if sd and sd == ident:
+            ids += (("super", ident),)
+        root = self.server.core.tree.get("/")
+        return 200 if aclmod.check(root.acl, int(aclmod.Perms.ALL), ids) else 403
+
+    async def snapshot(self, query: dict, headers: dict):
+        """GET snapshot[?streaming=true]: take a snapshot of the tree as of now and send the file,
+        with headers last_zxid and snapshot_size (ZooKeeper 3.9's `snapshot` command)."""
+        import asyncio
+        code = self._authorized(headers)
+        if code != 200:
+            msg = {401: "Unauthorized: the digest Authorization header is missing or unusable",
+                   403: "Forbidden: the digest id needs ALL permission on /"}[code]
+            return code, "application/json", pretty({"command": "snapshot", "error": msg}).encode(), {}
+        srv = self.server
+        if not getattr(srv.core, "serving", True):
+            return 503, "application/json", pretty({"command": "snapshot",
+                                                    "error": "server is not serving"}).encode(), {}
+        storage = srv.storage
+        while storage.snapshots.in_progress:     # one at a time: wait for the running one
+            await asyncio.sleep(0.01)
+        task = storage.snapshot(srv.core.tree)
+        path = await task if task is not None else None
+        if path is None:
+            return 500, "application/json", pretty({"command": "snapshot",
+                                                    "error": "the snapshot failed (see the log)"}).encode(), {}
+        from coord.aio.snapshots import list_snapshots
+        zxid = next(z for z, p in list_snapshots(storage.snap_dir) if p == path)
+        data = await asyncio.get_running_loop().run_in_executor(None, path.read_bytes)
+        hdrs = {"last_zxid": f"0x{zxid:x}", "snapshot_size": str(len(data))}
+        if query.get("streaming", "true").lower() == "false":
+            return 200, "application/json", pretty({"last_zxid": hdrs["last_zxid"], "snapshot_size": len(data),
+                                                    "command": "snapshot", "error": None}).encode(), hdrs
+        return 200, "application/octet-stream", data, hdrs
 
     async def start(self) -> None:
         from coord.aio.httpd import HttpServer

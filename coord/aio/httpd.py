@@ -2,13 +2,15 @@
 
 Why not http.server in a thread or aiohttp: the pages read state the event loop mutates, so they are
 made in the loop, with no lock; aiohttp is not a dependency, and these endpoints need only GET/HEAD/
-POST, Content-Length bodies and keep-alive. The handler is a plain function called in the loop:
-handler(method, path, query, headers, body) -> (status, content type, body bytes, extra headers).
+POST, Content-Length bodies and keep-alive. The handler is a function called in the loop:
+handler(method, path, query, headers, body) -> (status, content type, body bytes, extra headers), or
+an awaitable of that (a command that waits, such as taking a snapshot).
 Bad requests get 400, oversized ones 413/431, and a handler's exception a 500: never a crash.
 """
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -90,7 +92,10 @@ class HttpServer:
         url = urlsplit(target)
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         try:
-            status, ctype, payload, extra = self.handler(method, unquote(url.path), query, headers, body)
+            res = self.handler(method, unquote(url.path), query, headers, body)
+            if inspect.isawaitable(res):
+                res = await res
+            status, ctype, payload, extra = res
         except Exception as e:
             log.exception("%s: %s %s failed", self.name, method, target)
             status, ctype, payload, extra = 500, "text/plain", f"{type(e).__name__}: {e}\n".encode(), {}
