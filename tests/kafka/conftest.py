@@ -9,6 +9,7 @@ seen to take effect.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import pytest
 
@@ -68,21 +69,30 @@ class KafkaEnv:
         self.cluster.wait_ready(240, ids=list(self.cluster.brokers))
 
 
-@pytest.fixture(scope="package", params=["coord", pytest.param("zookeeper", marks=pytest.mark.realzk)])
-def kafka_env(request, tmp_path_factory):
-    backend = request.param
-    work = tmp_path_factory.mktemp(f"kafka-{backend}")
-    ens = Ensemble(work / "ensemble", 3, kind=backend, tick_ms=TICK_MS, force_sync=False)
-    ens.start()
+@contextmanager
+def kafka_cluster_on(backend: str, work, *, proxied: bool = False, security: bool = True, sync_limit: int = 10):
+    """A 3-server ensemble of that backend and 3 brokers on it; security: the SCRAM listener and the
+    AclAuthorizer; proxied: every peer link through tests/support/faultproxy.py."""
+    ens = Ensemble(work / "ensemble", 3, kind=backend, tick_ms=TICK_MS, force_sync=False, proxied=proxied,
+                   sync_limit=sync_limit)
     cluster = KafkaCluster(work / "kafka", ens.connect_string(), 3, session_timeout_ms=SESSION_TIMEOUT_MS,
-                           sasl=True, authorizer=True)
-    env = KafkaEnv(backend, ens, cluster, work)
+                           sasl=security, authorizer=security)
     try:
+        ens.start()
         cluster.start(wait=240)
-        yield env
+        yield KafkaEnv(backend, ens, cluster, work)
     finally:
         cluster.stop(kill=True)  # the cluster is thrown away: no controlled shutdown to wait for
         ens.stop()
+
+
+BACKENDS = ["coord", pytest.param("zookeeper", marks=pytest.mark.realzk)]
+
+
+@pytest.fixture(scope="package", params=BACKENDS)
+def kafka_env(request, tmp_path_factory):
+    with kafka_cluster_on(request.param, tmp_path_factory.mktemp(f"kafka-{request.param}")) as env:
+        yield env
 
 
 @pytest.fixture
