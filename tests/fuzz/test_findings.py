@@ -1,4 +1,9 @@
 """What the fuzzers found, each as a unit test named for it (docs/fuzzing.md lists them)."""
+import pytest
+
+from coord.aio.datadir import RecoveryError, recover
+from coord.aio.snapshots import snapshot_name
+from coord.fuzz import files, history
 from coord.fuzz.history import multi
 from coord.jute import records as R
 from tests.unit.harness import OPEN, Harness
@@ -21,3 +26,31 @@ def test_client_reusing_an_outstanding_write_xid_is_closed_not_a_crash():
     assert h.core.tree.get("/").data == b"x"
     assert h.core.tree.get("/dup") is None
     assert not h.core.waiting
+
+
+@pytest.mark.xfail(strict=True, raises=RecoveryError, reason=(
+    "coord.aio.datadir: a restart after a recovery that removed the newest log (torn header) "
+    "refuses over a hole in an older log whose txns the snapshot already holds"))
+def test_restart_after_recovery_that_removed_a_torn_newest_log(tmp_path):
+    """Found by the txnlog target (crash-325d5fa3...). Snapshot at 0x15 (the last txn); log.8
+    (0x8-0x10) has a damaged record in its middle with intact ones after it; log.11 (0x11-0x15) is
+    10 bytes, a header torn by a crash. The first recovery needs only log.11 (the one holding
+    snapshot zxid + 1): it removes it and starts at 0x15. The next start, with nothing logged in
+    between, finds log.8 the file that may hold 0x16, reads it, sees the hole and refuses, though
+    every txn in log.8 is in the snapshot. Nothing is loaded wrong either time; the server that
+    started once refuses the second time."""
+    snaps, logs = tmp_path / "snap", tmp_path / "log"
+    snaps.mkdir()
+    logs.mkdir()
+    (snaps / snapshot_name(0x15)).write_bytes(files.snapshot(0x15, True))
+    written = dict(files.log_files())
+    (logs / "log.1").write_bytes(written["log.1"])
+    holed = bytearray(written["log.8"])
+    holed[300] ^= 0x10           # inside the record of 0xc (279-382); 0xd-0x10 follow intact
+    (logs / "log.8").write_bytes(bytes(holed))
+    (logs / "log.11").write_bytes(written["log.11"][:10])
+    first = recover(snaps, logs, freeze_gc=False)
+    assert first.last_zxid == 0x15 and not (logs / "log.11").exists()
+    second = recover(snaps, logs, freeze_gc=False)
+    assert second.last_zxid == 0x15
+    assert history.tree_state(second.tree) == history.reference_states()[0x15]
