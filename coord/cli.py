@@ -196,6 +196,14 @@ def _add_storage_commands() -> None:
 _LazyGroup.registrars.append(_add_storage_commands)
 
 
+def _add_compat() -> None:
+    from coord.compat import compat_command
+    main.add_command(compat_command)
+
+
+_LazyGroup.registrars.append(_add_compat)
+
+
 def _add_kafka_commands() -> None:
     from coord.kafka.cli import kafka_group
     main.add_command(kafka_group)
