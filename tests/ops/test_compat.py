@@ -15,7 +15,6 @@ import threading
 import pytest
 
 from tests.ops.prom import ROOT
-from tests.support.real_zk import free_port
 
 pytestmark = [pytest.mark.realzk, pytest.mark.xdist_group("ops-compat")]
 
