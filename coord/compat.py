@@ -13,7 +13,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import threading
 
@@ -27,15 +26,9 @@ def _err(e: BaseException) -> str:
 
 
 def _four(hostport: str, word: str, timeout: float = 5.0) -> str:
+    from coord.bench.launch import four_letter
     host, _, port = hostport.split(",")[0].rpartition(":")
-    with socket.create_connection((host, int(port)), timeout) as s:
-        s.sendall(word.encode())
-        out = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                return out.decode(errors="replace")
-            out += b
+    return four_letter(host, int(port), word, timeout)
 
 
 class Checks:
