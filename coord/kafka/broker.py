@@ -86,7 +86,8 @@ class BrokerSpec:
 
 
 class Broker:
-    """A broker's JVM (kafka.Kafka server.properties), with its logs under its own dir."""
+    """A broker's JVM (kafka.Kafka server.properties), with its logs under its own dir; any spec with
+    broker_id, port, dir and properties() runs the same way (coord/kafka/migration.py's KRaft controller)."""
 
     def __init__(self, spec: BrokerSpec):
         self.spec = spec
@@ -175,5 +176,7 @@ class Broker:
             return ""
 
     def started(self) -> bool:
-        """KafkaServer logged the end of its start-up (it serves clients from here on)."""
-        return f"[KafkaServer id={self.broker_id}] started" in self.log_text(this_run=True)
+        """The server logged the end of its start-up (a ZooKeeper-mode broker, or a KRaft node)."""
+        text = self.log_text(this_run=True)
+        return (f"[KafkaServer id={self.broker_id}] started" in text
+                or f"[KafkaRaftServer nodeId={self.broker_id}] Kafka Server started" in text)
