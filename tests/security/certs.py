@@ -77,15 +77,17 @@ class Pki:
     # -- files --------------------------------------------------------------------------------
     def pem(self, who: str) -> tuple[Path, Path]:
         """(key file, certificate chain file) for Python clients."""
-        ident = getattr(self, who)
         k, c = self.d / f"{who}.key", self.d / f"{who}.crt"
-        k.write_bytes(ident.pem_key())
-        c.write_bytes(ident.pem_certs())
+        if not (k.exists() and c.exists()):   # written once: client processes load them concurrently
+            ident = getattr(self, who)
+            k.write_bytes(ident.pem_key())
+            c.write_bytes(ident.pem_certs())
         return k, c
 
     def ca_pem(self) -> Path:
         p = self.d / "ca.crt"
-        p.write_bytes(self.ca.cert.public_bytes(serialization.Encoding.PEM))
+        if not p.exists():
+            p.write_bytes(self.ca.cert.public_bytes(serialization.Encoding.PEM))
         return p
 
     def key_store(self, who: str, kind: str) -> Path:

@@ -1,0 +1,113 @@
+"""Security benchmark, coord vs real ZooKeeper 3.8 in the same run, same stores and JAAS file:
+
+- requests over TLS (secureClientPort; ZooKeeper on Netty): P client processes, each one TLS
+  connection issuing getData of a 100-byte znode back to back for D seconds: ops/s, p50, p99;
+- new connections per second: TLS handshake (client certificate) + session + close; and plain TCP +
+  session + SASL DIGEST-MD5 login (pure-sasl, two round trips) + close; one client process each.
+
+    .venv/bin/python -m tests.security.bench_security [--procs 4] [--seconds 8]
+
+Both servers share the machine with the clients; the ratio (coord / ZooKeeper) is what to read.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import tempfile
+import time
+from pathlib import Path
+
+from tests.security.certs import Pki, ssl_keys
+from tests.security.conftest import USERS, start_sasl_pair, write_jaas
+from tests.security.saslraw import login, session
+from tests.security.test_tls import tls_client
+
+
+def _requests(args):
+    pki, port, seconds, q = args   # forked: the Pki object is inherited, not pickled
+    c = _tls(pki, port)
+    lat = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        r = c.get_data("/bench")
+        lat.append(time.perf_counter() - t0)
+        assert r.err == 0
+    c.close_socket()
+    q.put(lat)
+
+
+def _tls(pki, port):
+    return tls_client(pki, "127.0.0.1", port, "other")
+
+
+def _pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p * len(xs)))]
+
+
+def bench_requests(pki, port, procs, seconds):
+    c = _tls(pki, port)
+    c.delete("/bench")
+    c.create("/bench", b"x" * 100)
+    c.close_socket()
+    mp.set_start_method("fork", force=True)
+    q = mp.Queue()
+    ps = [mp.Process(target=_requests, args=((pki, port, seconds, q),)) for _ in range(procs)]
+    for p in ps:
+        p.start()
+    lats = []
+    for _ in ps:
+        lats += q.get(timeout=seconds + 60)
+    for p in ps:
+        p.join()
+    return len(lats) / seconds, _pct(lats, 0.5) * 1e3, _pct(lats, 0.99) * 1e3
+
+
+def bench_connects(fn, seconds):
+    n = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        fn()
+        n += 1
+    return n / seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--procs", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    a = ap.parse_args()
+    d = Path(tempfile.mkdtemp(prefix="bench-security-"))
+    pki = Pki(d / "pki")
+    pki.pem("other")
+    pki.ca_pem()
+    pair = start_sasl_pair(d, write_jaas(d / "jaas.conf"), ssl_keys(pki, "JKS"), secure=True)
+    rows = {}
+    try:
+        for name, srv in (("zookeeper", pair.zk), ("coord", pair.coord)):
+            ops, p50, p99 = bench_requests(pki, srv.secure_port, a.procs, a.seconds)
+
+            def tls_connect(port=srv.secure_port):
+                tls_client(pki, "127.0.0.1", port, "other").close_socket()
+
+            def sasl_connect(port=srv.client_port):
+                c = session("127.0.0.1", port)
+                steps = login(c, "jaasuser", USERS["jaasuser"])
+                assert steps[-1].err == 0
+                c.close_socket()
+            rows[name] = (ops, p50, p99, bench_connects(tls_connect, a.seconds / 2),
+                          bench_connects(sasl_connect, a.seconds / 2))
+    finally:
+        pair.stop()
+    heads = ("TLS getData ops/s", "TLS p50 ms", "TLS p99 ms", "TLS connects/s", "SASL connects/s")
+    print(f"{'':12}" + "".join(f"{h:>20}" for h in heads))
+    for name, r in rows.items():
+        print(f"{name:12}" + "".join(f"{v:>20.2f}" for v in r))
+    z, c = rows["zookeeper"], rows["coord"]
+    ratios = [c[0] / z[0], z[1] / c[1], z[2] / c[2], c[3] / z[3], c[4] / z[4]]
+    print(f"{'ratio':12}" + "".join(f"{v:>20.2f}" for v in ratios) + "   (coord vs ZooKeeper, >1 = coord better)")
+
+
+if __name__ == "__main__":
+    main()
