@@ -30,9 +30,10 @@ RUNTIME = ("jvm_", "process_", "python_", "coord_")
 # ZooKeeper's labelled per-key summaries that coord does not measure (docs/operations.md)
 UNMEASURED_SETS = ("write_per_namespace", "read_per_namespace", "learner_handler_qp_size",
                    "learner_handler_qp_time_ms", "ack_latency")
-# Jackson lists ServerStats' getters in the order the JVM gives them: one ZooKeeper 3.8 standalone run
-# printed another order than its ensembles do, so this object is compared by its keys, not their order
-UNORDERED = {"server_stats"}
+# Objects Jackson makes from a Java bean's getters (ServerStats, MultipleAddresses) list them in the
+# order the JVM gives, which differs between ZooKeeper 3.8 processes (seen: a standalone server and
+# an ensemble's; a leader and a follower of one ensemble): compared by their keys, not their order
+UNORDERED = {"server_stats", "quorum_address", "election_address"}
 SEEN: dict[str, dict] = {}
 
 
