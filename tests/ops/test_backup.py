@@ -19,7 +19,7 @@ from tests.support import real_zk
 from tests.support.ensemble import Ensemble
 from tests.support.real_zk import free_port
 
-pytestmark = [pytest.mark.realzk, pytest.mark.xdist_group("ops-backup")]
+pytestmark = [pytest.mark.realzk]
 AUTH = "backup:s3cret"
 
 

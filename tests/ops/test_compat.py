@@ -16,7 +16,7 @@ import pytest
 
 from tests.ops.prom import ROOT
 
-pytestmark = [pytest.mark.realzk, pytest.mark.xdist_group("ops-compat")]
+pytestmark = [pytest.mark.realzk]
 
 
 def _compat(*args):
