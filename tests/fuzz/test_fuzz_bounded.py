@@ -1,4 +1,4 @@
-"""Each fuzz target under atheris for a bounded time (COORD_FUZZ_SECONDS, 25 s by default).
+"""Each fuzz target under atheris for a bounded time (COORD_FUZZ_SECONDS, 20 s by default).
 
 A finding fails the test with the input saved in fuzz-findings/<target>/ and its replay command
 (python -m coord.fuzz <target> --replay <file>) in the failure message. Inputs already in that
@@ -15,7 +15,7 @@ import pytest
 from coord.fuzz import TARGETS
 from coord.fuzz.__main__ import FINDINGS, ROOT
 
-SECONDS = int(os.environ.get("COORD_FUZZ_SECONDS", "25"))
+SECONDS = int(os.environ.get("COORD_FUZZ_SECONDS", "20"))
 
 try:
     import atheris  # noqa: F401
