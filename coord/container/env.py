@@ -90,18 +90,21 @@ BITNAMI_KEYS = (
     ("ZOO_ADMIN_SERVER_PORT_NUMBER", "admin.serverPort", "8080", ""),
     ("ZOO_ENABLE_ADMIN_SERVER", "admin.enableServer", "no", "bool"),
 )
-# bitnami switches for what coord does not serve yet: "yes" stops the start.
+# bitnami switches this entrypoint does not translate (bitnami generates JAAS files and keystore
+# settings from them): "yes" stops the start. The zoo.cfg keys themselves, in a mounted zoo.cfg, work
+# where coord serves the feature (docs/security.md).
+_NOT_TRANSLATED = "is not translated by coord's entrypoint; set the zoo.cfg keys in a mounted zoo.cfg"
 BITNAMI_UNSUPPORTED = {
-    "ZOO_ENABLE_AUTH": "SASL client authentication is not served by coord yet",
-    "ZOO_ENABLE_QUORUM_AUTH": "SASL quorum authentication is not served by coord yet",
-    "ZOO_TLS_CLIENT_ENABLE": "TLS on the client port is not served by coord yet",
-    "ZOO_TLS_QUORUM_ENABLE": "TLS on the quorum ports is not served by coord yet",
-    "ZOO_ENABLE_PROMETHEUS_METRICS": "Prometheus metrics are not served by coord yet",
+    "ZOO_ENABLE_AUTH": f"SASL client authentication {_NOT_TRANSLATED}",
+    "ZOO_ENABLE_QUORUM_AUTH": f"SASL quorum authentication {_NOT_TRANSLATED}",
+    "ZOO_TLS_CLIENT_ENABLE": f"TLS on the client port {_NOT_TRANSLATED}",
+    "ZOO_TLS_QUORUM_ENABLE": f"TLS on the quorum ports {_NOT_TRANSLATED}",
 }
+PROMETHEUS = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"
 # Accepted with no effect on coord: the JVM, logging, health-check timing, credentials that only
 # matter once the switches above are on.
 BITNAMI_INERT = {
-    "ZOO_HEAP_SIZE", "ZOO_LOG_LEVEL", "ZOO_HC_TIMEOUT", "ZOO_FIPS_MODE", "ZOO_PROMETHEUS_METRICS_PORT_NUMBER",
+    "ZOO_HEAP_SIZE", "ZOO_LOG_LEVEL", "ZOO_HC_TIMEOUT", "ZOO_FIPS_MODE",
     "ZOO_TLS_PORT_NUMBER", "ZOO_TLS_CLIENT_KEYSTORE_FILE", "ZOO_TLS_CLIENT_KEYSTORE_TYPE",
     "ZOO_TLS_CLIENT_KEYSTORE_PASSWORD", "ZOO_TLS_CLIENT_TRUSTSTORE_FILE", "ZOO_TLS_CLIENT_TRUSTSTORE_TYPE",
     "ZOO_TLS_CLIENT_TRUSTSTORE_PASSWORD", "ZOO_TLS_CLIENT_AUTH", "ZOO_TLS_QUORUM_KEYSTORE_FILE",
@@ -112,7 +115,8 @@ BITNAMI_INERT = {
     "ZOO_QUORUM_SERVER_PASSWORDS",
 }
 BITNAMI_ONLY = ({v for v, _, _, _ in BITNAMI_KEYS} | set(BITNAMI_UNSUPPORTED) | BITNAMI_INERT
-                | {"ZOO_SERVER_ID", "ZOO_PEER_TYPE", "ALLOW_EMPTY_PASSWORD", "ALLOW_ANONYMOUS_LOGIN"}) - SHARED_ZOO
+                | {"ZOO_SERVER_ID", "ZOO_PEER_TYPE", "ALLOW_EMPTY_PASSWORD", "ALLOW_ANONYMOUS_LOGIN",
+                   "ZOO_ENABLE_PROMETHEUS_METRICS", "ZOO_PROMETHEUS_METRICS_PORT_NUMBER"}) - SHARED_ZOO
 _BITNAMI_SERVER = re.compile(r"^\S+:\d+:\d+(:observer|:participant)?$")
 _BITNAMI_SERVER_ID = re.compile(r"^\S+:\d+:\d+(:observer|:participant)?::\d+$")
 
@@ -410,6 +414,11 @@ def _bitnami(env, existing: Existing, p: Plan):
     for var in sorted(env):  # bash expands ${!ZOO_CFG_@} in sorted order
         if var.startswith("ZOO_CFG_") and var != "ZOO_CFG_EXTRA":
             _set(lines, var[len("ZOO_CFG_"):].replace("_", "."), env[var], var)
+    if _yes(env.get("ZOO_ENABLE_PROMETHEUS_METRICS")):   # bitnami's zookeeper_enable_prometheus_metrics
+        port = env.get("ZOO_PROMETHEUS_METRICS_PORT_NUMBER") or "7000"
+        _set(lines, "metricsProvider.className", PROMETHEUS, "ZOO_ENABLE_PROMETHEUS_METRICS")
+        _set(lines, "metricsProvider.httpPort", port, "ZOO_PROMETHEUS_METRICS_PORT_NUMBER")
+        _set(lines, "metricsProvider.exportJvmInfo", "true", "ZOO_ENABLE_PROMETHEUS_METRICS")
     if env.get("ZOO_PEER_TYPE"):
         if env["ZOO_PEER_TYPE"] not in ("observer", "participant"):
             raise EnvError(f"ZOO_PEER_TYPE: {env['ZOO_PEER_TYPE']!r} should be observer or participant")
@@ -533,8 +542,7 @@ def unsupported(key: str, value: str) -> str | None:
     return None
 
 
-# ZooKeeper keys an image writes by default that coord's zoo.cfg parser does not list (the AdminServer's
-# address and idle timeout: nothing listens on the admin port yet).
+# AdminServer keys an image may write that coord's zoo.cfg parser need not list.
 INERT_KEYS = {"admin.serverAddress", "admin.idleTimeout"}
 
 

@@ -129,7 +129,7 @@ def test_dockerfile_rules():
     assert "COPY --from=build /opt/coord /opt/coord" in final
     assert re.search(r"^USER 1000:1000$", final, re.M)
     assert re.search(r'^VOLUME \["/data", "/datalog"\]$', final, re.M)
-    assert re.search(r"^EXPOSE 2181 2888 3888$", final, re.M)
+    assert re.search(r"^EXPOSE 2181 2888 3888 7000 8080$", final, re.M)
     assert re.search(r'^HEALTHCHECK .* CMD \["coord", "container-healthcheck"\]$', final, re.M)
     # exec form, no shell: SIGTERM reaches the entrypoint, which execs the server in its place
     assert re.search(r'^ENTRYPOINT \["coord", "container-entrypoint"\]$', final, re.M)

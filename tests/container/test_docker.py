@@ -80,6 +80,8 @@ def _base_image() -> str:
         rootfs = Path(d) / "rootfs"
         subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs)], check=True,
                        capture_output=True, timeout=1800)
+        for deb in (rootfs / "var/cache/apt/archives").glob("*.deb"):
+            deb.unlink()
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         subprocess.run(["docker", "import", "-", LOCAL_BASE], stdin=tar.stdout, check=True, capture_output=True)
         tar.wait()
@@ -125,7 +127,7 @@ def mode(port: int) -> str:
 def test_image_contract(image):
     cfg = json.loads(docker("image", "inspect", image).stdout)[0]["Config"]
     assert cfg["User"] == "1000:1000"
-    assert {"2181/tcp", "2888/tcp", "3888/tcp"} <= set(cfg["ExposedPorts"])
+    assert {"2181/tcp", "2888/tcp", "3888/tcp", "7000/tcp", "8080/tcp"} <= set(cfg["ExposedPorts"])
     assert {"/data", "/datalog"} <= set(cfg["Volumes"])
     assert cfg["Entrypoint"] == ["coord", "container-entrypoint"]
     assert cfg["Healthcheck"]["Test"] == ["CMD", "coord", "container-healthcheck"]

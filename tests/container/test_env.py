@@ -135,6 +135,19 @@ def test_bitnami_single_server_is_standalone_and_myid_only_into_an_empty_data_di
     assert plan(env, Existing(data_dir_empty=False)).myid is None
 
 
+def test_bitnami_prometheus_switch_writes_the_metrics_provider_keys():
+    env = {"ALLOW_EMPTY_PASSWORD": "yes", "ZOO_ENABLE_PROMETHEUS_METRICS": "yes",
+           "ZOO_PROMETHEUS_METRICS_PORT_NUMBER": "7070"}
+    try:
+        p = plan(env)
+    except EnvError as e:       # a coord whose zoo.cfg parser does not act on metricsProvider.className
+        assert str(e).startswith("ZOO_ENABLE_PROMETHEUS_METRICS: ") and "not served by this coord yet" in str(e)
+        return
+    assert lines(p)[-3:] == [f"metricsProvider.className={cenv.PROMETHEUS}", "metricsProvider.httpPort=7070",
+                             "metricsProvider.exportJvmInfo=true"]
+    assert zoocfg.parse(p.zoo_cfg).metrics_port == 7070
+
+
 def test_bitnami_refuses_to_start_without_anonymous_login_allowed():
     with pytest.raises(EnvError, match="^ALLOW_EMPTY_PASSWORD: .*ALLOW_ANONYMOUS_LOGIN=yes"):
         plan({"ZOO_SERVER_ID": "1"})
