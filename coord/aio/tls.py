@@ -1,8 +1,8 @@
 """Client-port TLS as ZooKeeper 3.8's Netty server configures it: keys, contexts, listeners.
 
 `TlsSettings.from_keys` reads the `ssl.*` keys of zoo.cfg (ZooKeeper's names and defaults: TLSv1.2
-only, its 12 ECDHE suites, clientAuth need); `server_context` loads the key store and trust store
-in the formats ZooKeeper users have (PEM, PKCS12, JKS) into an ssl.SSLContext. `TlsProtocol` runs
+only, its 12 ECDHE suites, clientAuth need); `server_context` builds an ssl.SSLContext from the key
+and trust stores (coord.aio.keystores: PEM, PKCS12, JKS). `TlsProtocol` runs
 TLS in memory (ssl.MemoryBIO) around the plain ClientProtocol, so one code path serves the
 secureClientPort and a unified clientPort (first byte 0x16: TLS, anything else: plain, as Netty's
 DualModeSslHandler decides). After the handshake the client certificate's subject becomes
@@ -17,9 +17,10 @@ import logging
 import os
 import ssl
 import tempfile
+import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from coord.aio.keystores import Store, TlsConfigError, load_key_store, load_trust_store
 from coord.core.x509name import BadName, java_rfc2253, rdns_from_der
 
 log = logging.getLogger("coord.tls")
@@ -66,41 +67,6 @@ try:
 except (ImportError, AttributeError):   # CPython clears the queue itself
     def _clear_openssl_errors() -> None:
         pass
-
-
-class TlsConfigError(ValueError):
-    pass
-
-
-@dataclass
-class Store:
-    location: str | None = None
-    password: str | None = None
-    password_path: str | None = None
-    type: str | None = None
-
-    def secret(self, key: str) -> bytes | None:
-        """passwordPath wins over password (X509Util); None when neither is set."""
-        if self.password_path:
-            try:
-                return Path(self.password_path).read_text().rstrip("\r\n").encode()
-            except OSError as e:
-                raise TlsConfigError(f"{key}.passwordPath {self.password_path}: {e.strerror}") from None
-        return self.password.encode() if self.password is not None else None
-
-    def kind(self, key: str) -> str:
-        """ssl.*.type, or ZooKeeper's KeyStoreFileType.fromFilename: .jks .pem .p12/.pfx."""
-        t = (self.type or "").strip().upper()
-        if not t:
-            ext = Path(self.location or "").suffix.lower()
-            t = {".jks": "JKS", ".pem": "PEM", ".p12": "PKCS12", ".pfx": "PKCS12",
-                 ".bcfks": "BCFKS"}.get(ext, "")
-            if not t:
-                raise TlsConfigError(f"{key}.location {self.location}: cannot tell the store type from the "
-                                     f"file name; set {key}.type to PEM, PKCS12 or JKS")
-        if t not in ("PEM", "PKCS12", "JKS"):
-            raise TlsConfigError(f"{key}.type {t}: coord reads PEM, PKCS12 and JKS stores")
-        return t
 
 
 @dataclass
@@ -171,96 +137,6 @@ class TlsSettings:
             raise TlsConfigError(f"ssl.ciphersuites: unsupported suite(s) {', '.join(bad)}")
         names = [IANA_TO_OPENSSL[c] for c in suites if c in IANA_TO_OPENSSL]
         return ":".join(names)
-
-
-# -- stores ------------------------------------------------------------------------------------------
-def _pem_blocks(text: str, kinds: tuple[str, ...]) -> list[str]:
-    out, cur = [], None
-    for line in text.splitlines():
-        if line.startswith("-----BEGIN ") and any(k in line for k in kinds):
-            cur = [line]
-        elif cur is not None:
-            cur.append(line)
-            if line.startswith("-----END "):
-                out.append("\n".join(cur) + "\n")
-                cur = None
-    return out
-
-
-def load_key_store(store: Store, key: str = "ssl.keyStore"):
-    """(private key, [certificate chain]) as cryptography objects."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.serialization import pkcs12
-    if not store.location:
-        raise TlsConfigError(f"{key}.location is not set")
-    try:
-        data = Path(store.location).read_bytes()
-    except OSError as e:
-        raise TlsConfigError(f"{key}.location {store.location}: {e.strerror}") from None
-    pw = store.secret(key)
-    kind = store.kind(key)
-    try:
-        if kind == "PEM":
-            text = data.decode("ascii", "replace")
-            keys = _pem_blocks(text, ("PRIVATE KEY",))
-            certs = [x509.load_pem_x509_certificate(b.encode()) for b in _pem_blocks(text, ("CERTIFICATE",))]
-            if not keys or not certs:
-                raise TlsConfigError(f"{key}.location {store.location}: a PEM key store needs a private key "
-                                     "and its certificate")
-            encrypted = "ENCRYPTED" in keys[0]
-            pkey = serialization.load_pem_private_key(keys[0].encode(), password=pw if encrypted else None)
-            return pkey, certs
-        if kind == "PKCS12":
-            pkey, cert, extra = pkcs12.load_key_and_certificates(data, pw)
-            if pkey is None or cert is None:
-                raise TlsConfigError(f"{key}.location {store.location}: no private key entry")
-            return pkey, [cert] + list(extra)
-        import jks
-        ks = jks.KeyStore.loads(data, (pw or b"").decode())
-        if not ks.private_keys:
-            raise TlsConfigError(f"{key}.location {store.location}: no private key entry")
-        entry = next(iter(ks.private_keys.values()))
-        if not entry.is_decrypted():
-            entry.decrypt((pw or b"").decode())   # Java requires the key password to be the store's
-        pkey = serialization.load_der_private_key(entry.pkey_pkcs8, password=None)
-        return pkey, [x509.load_der_x509_certificate(c[1]) for c in entry.cert_chain]
-    except TlsConfigError:
-        raise
-    except Exception as e:  # noqa: BLE001  (wrong password, corrupt file: named, never a traceback)
-        raise TlsConfigError(f"{key}.location {store.location}: cannot load the {kind} store: {e}") from None
-
-
-def load_trust_store(store: Store, key: str = "ssl.trustStore") -> str:
-    """The trusted certificates as one PEM string (SSLContext.load_verify_locations cadata)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
-    try:
-        data = Path(store.location).read_bytes()
-    except OSError as e:
-        raise TlsConfigError(f"{key}.location {store.location}: {e.strerror}") from None
-    pw = store.secret(key)
-    kind = store.kind(key)
-    try:
-        if kind == "PEM":
-            certs = [x509.load_pem_x509_certificate(b.encode())
-                     for b in _pem_blocks(data.decode("ascii", "replace"), ("CERTIFICATE",))]
-        elif kind == "PKCS12":
-            p12 = pkcs12.load_pkcs12(data, pw)
-            certs = [c.certificate for c in p12.additional_certs]
-            if p12.cert:
-                certs.append(p12.cert.certificate)
-        else:
-            import jks
-            ks = jks.KeyStore.loads(data, (pw or b"").decode(), try_decrypt_keys=False)
-            certs = [x509.load_der_x509_certificate(c.cert) for c in ks.certs.values()]
-            for e in ks.private_keys.values():
-                certs += [x509.load_der_x509_certificate(c[1]) for c in e.cert_chain]
-    except Exception as e:  # noqa: BLE001
-        raise TlsConfigError(f"{key}.location {store.location}: cannot load the {kind} store: {e}") from None
-    if not certs:
-        raise TlsConfigError(f"{key}.location {store.location}: no certificates")
-    return "".join(c.public_bytes(Encoding.PEM).decode() for c in certs)
 
 
 def server_context(s: TlsSettings) -> ssl.SSLContext:
@@ -367,9 +243,10 @@ class _TlsTransport(asyncio.Transport):
 
 class TlsProtocol(asyncio.Protocol):
     """One accepted connection: TLS in memory around `make_plain()`'s protocol. With `sniff`, a
-    first byte other than 0x16 hands the connection to the plain protocol as it is."""
+    first byte other than 0x16 hands the connection to the plain protocol as it is. `ctx()` gives
+    the current SSLContext (ContextSource)."""
 
-    def __init__(self, ctx: ssl.SSLContext, settings: TlsSettings, make_plain, *, sniff: bool = False,
+    def __init__(self, ctx, settings: TlsSettings, make_plain, *, sniff: bool = False,
                  on_failure=None):
         self.ctx = ctx
         self.settings = settings
@@ -394,7 +271,7 @@ class TlsProtocol(asyncio.Protocol):
 
     def _start_tls(self) -> None:
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.sslobj = self.ctx.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.sslobj = self.ctx().wrap_bio(self.incoming, self.outgoing, server_side=True)
         loop = asyncio.get_running_loop()
         self.timer = loop.call_later(self.settings.handshake_timeout_ms / 1000, self._handshake_timeout)
 
@@ -501,13 +378,52 @@ class TlsProtocol(asyncio.Protocol):
 
 
 # -- listeners --------------------------------------------------------------------------------------
+class ContextSource:
+    """The server SSLContext, rebuilt when a store (or password) file changes: a new connection
+    checks the files' mtime and size at most once per CHECK_S. A store that no longer loads keeps
+    the previous context, with a log line. (ZooKeeper 3.8 reloads only quorum certificates.)"""
+
+    CHECK_S = 1.0
+
+    def __init__(self, settings: TlsSettings):
+        self.settings = settings
+        self.ctx = server_context(settings)
+        self.stamp = self._stamp()
+        self.next_check = time.monotonic() + self.CHECK_S
+
+    def _stamp(self) -> tuple:
+        out = []
+        for store in (self.settings.key_store, self.settings.trust_store):
+            for path in (store.location, store.password_path):
+                try:
+                    st = os.stat(path) if path else None
+                except OSError:
+                    st = None
+                out.append((st.st_mtime_ns, st.st_size) if st else None)
+        return tuple(out)
+
+    def __call__(self) -> ssl.SSLContext:
+        now = time.monotonic()
+        if now >= self.next_check:
+            self.next_check = now + self.CHECK_S
+            stamp = self._stamp()
+            if stamp != self.stamp:
+                self.stamp = stamp
+                try:
+                    self.ctx = server_context(self.settings)
+                    log.info("TLS key or trust store changed: certificates reloaded")
+                except TlsConfigError as e:
+                    log.warning("TLS store changed but does not load, keeping the previous one: %s", e)
+        return self.ctx
+
+
 def client_factories(cfg, make_plain):
     """(factory for clientPort, factory for secureClientPort or None) from a ServerConfig: plain
     as before unless client.portUnification; TLS on the secure port when secureClientPort is set."""
     if cfg.secure_client_port is None and not cfg.client_port_unification:
         return make_plain, None
     settings = TlsSettings.from_keys(cfg.ssl)
-    ctx = server_context(settings)
+    ctx = ContextSource(settings)
     plain = make_plain
     if cfg.client_port_unification:
         plain = lambda: TlsProtocol(ctx, settings, make_plain, sniff=True)  # noqa: E731

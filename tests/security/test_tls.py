@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
+from pathlib import Path
 
 import pytest
 from kazoo.client import KazooClient
@@ -266,3 +267,42 @@ def test_ensemble_member_serves_tls(pki, tmp_path):
         c.close_socket()
     finally:
         ens.stop()
+
+
+def test_certificates_reload_when_the_store_changes(pki, tmp_path):
+    """coord rebuilds its TLS context when a store file changes (a coord extension: ZooKeeper 3.8
+    reloads only quorum certificates); a store that no longer loads keeps the previous one."""
+    import ipaddress
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    from tests.security.certs import _name
+    from tests.support.coord_server import CoordProcess
+    from tests.support.real_zk import free_port
+    cfg = ssl_keys(pki, "PKCS12")
+    store = Path(cfg["ssl.keyStore.location"])
+    port = free_port()
+    srv = CoordProcess(tmp_path / "c", extra_cfg=dict(cfg, secureClientPort=str(port))).start()
+
+    def server_cn():
+        c = tls_client(pki, "127.0.0.1", port, "other")
+        cert = c.sock.getpeercert()
+        assert c.exists("/").err == 0
+        c.close_socket()
+        return dict(x[0] for x in cert["subject"])["commonName"]
+    try:
+        assert server_cn() == "localhost"
+        new = pki.issue(_name((NameOID.COMMON_NAME, "localhost-rotated")),
+                        san=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+        pki.server = new
+        store.unlink()
+        assert pki.key_store("server", "PKCS12") == store
+        deadline = time.monotonic() + 15
+        while server_cn() != "localhost-rotated":
+            assert time.monotonic() < deadline, "certificate not reloaded"
+            time.sleep(0.3)
+        store.write_bytes(b"not a store")
+        time.sleep(1.5)
+        assert server_cn() == "localhost-rotated"
+        assert "keeping the previous one" in srv.log_text()
+    finally:
+        srv.stop()
