@@ -318,6 +318,8 @@ class ServerCore:
                     # The Netty Java client sends requests right behind its ConnectRequest; ZooKeeper
                     # stops reading (disableRecv) until the session exists, then serves them.
                     conn.held = (conn.held or []) + [payload]
+                    if len(conn.held) > self.config.max_queued_per_connection:
+                        self._close(conn, "too many requests before the session was established")
                 else:
                     self._close(conn, "request before the session was established")
                 return
