@@ -7,7 +7,6 @@ which is how Kafka itself derives them, so reading them back shows whether a bro
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 
@@ -15,23 +14,10 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from coord.bench.ensemble import _free_ports as free_ports  # one helper for bench and Kafka
 from coord.kafka.broker import Broker, BrokerSpec
 
 CHROOT = "/kafka"
-
-
-def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
 
 
 class NotReady(Exception):
