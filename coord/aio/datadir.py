@@ -167,7 +167,12 @@ def _recover(snap_dir: Path, log_dir: Path, progress, keep: int = 0) -> Recovere
                                 f"{path}: incomplete header from a crash while creating it; removed"))
                 continue
             raise RecoveryError(f"{path}: {e}; refusing to start (move the file aside if it is not a log)")
-        if scan.hole is not None:
+        if scan.hole is not None and _hole_inside_snapshot(data, scan, snap_zxid):
+            actions.append(("note", path, None,
+                            f"{path}: damaged record at offset {scan.end} (after zxid {_hex(scan.last_zxid)}), "
+                            f"but every intact record past it is in snapshot {snap_path} (zxid <= "
+                            f"0x{snap_zxid:x}): not needed"))
+        elif scan.hole is not None:
             off, z = scan.hole
             raise RecoveryError(
                 f"{path}: damaged record at offset {scan.end} (after zxid {_hex(scan.last_zxid)}) but intact "
@@ -219,6 +224,18 @@ def _recover(snap_dir: Path, log_dir: Path, progress, keep: int = 0) -> Recovere
     _apply_actions(actions, log_dir, snap_dir)
     rec.actions = [a[3] for a in actions]
     return rec
+
+
+def _hole_inside_snapshot(data, scan, snap_zxid: int) -> bool:
+    """A log damaged in its middle is harmless when the snapshot already holds every txn around the
+    damage: no intact record after it has a zxid above the snapshot's. (Such a log becomes the one
+    read at start when a crash-torn newer log, the one that held snapshot + 1, is removed: refusing
+    then would refuse a server that had started once from the same files.)"""
+    off, z = scan.hole
+    if z > snap_zxid:
+        return False
+    end = min(len(data), scan.content_end + 32)
+    return logformat.find_intact_after(data, scan.end, snap_zxid, end) is None
 
 
 def _apply_actions(actions, log_dir: Path, snap_dir: Path) -> None:

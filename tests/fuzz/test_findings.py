@@ -1,7 +1,6 @@
 """What the fuzzers found, each as a unit test named for it (docs/fuzzing.md lists them)."""
-import pytest
 
-from coord.aio.datadir import RecoveryError, recover
+from coord.aio.datadir import recover
 from coord.aio.snapshots import snapshot_name
 from coord.fuzz import files, history
 from coord.fuzz.history import multi
@@ -28,9 +27,6 @@ def test_client_reusing_an_outstanding_write_xid_is_closed_not_a_crash():
     assert not h.core.waiting
 
 
-@pytest.mark.xfail(strict=True, raises=RecoveryError, reason=(
-    "coord.aio.datadir: a restart after a recovery that removed the newest log (torn header) "
-    "refuses over a hole in an older log whose txns the snapshot already holds"))
 def test_restart_after_recovery_that_removed_a_torn_newest_log(tmp_path):
     """Found by the txnlog target (crash-325d5fa3...). Snapshot at 0x15 (the last txn); log.8
     (0x8-0x10) has a damaged record in its middle with intact ones after it; log.11 (0x11-0x15) is
@@ -38,7 +34,8 @@ def test_restart_after_recovery_that_removed_a_torn_newest_log(tmp_path):
     snapshot zxid + 1): it removes it and starts at 0x15. The next start, with nothing logged in
     between, finds log.8 the file that may hold 0x16, reads it, sees the hole and refuses, though
     every txn in log.8 is in the snapshot. Nothing is loaded wrong either time; the server that
-    started once refuses the second time."""
+    started once refused the second time. Now a hole with no intact record above the snapshot after
+    it is not needed (coord.aio.datadir._hole_inside_snapshot): the second start loads the same tree."""
     snaps, logs = tmp_path / "snap", tmp_path / "log"
     snaps.mkdir()
     logs.mkdir()
