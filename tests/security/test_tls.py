@@ -306,3 +306,24 @@ def test_certificates_reload_when_the_store_changes(pki, tmp_path):
         assert "keeping the previous one" in srv.log_text()
     finally:
         srv.stop()
+
+
+def test_pipelined_large_replies_over_tls(pki, tls_pair):
+    """40 pipelined 1 MB getData replies through one TLS connection arrive whole and in order."""
+    from coord.jute.codec import decode
+    data = bytes(range(256)) * 4000
+
+    def run(host, port):
+        c = tls_client(pki, host, port, "other")
+        for i in range(3):
+            c.delete(f"/tls-big{i}")
+            assert c.create(f"/tls-big{i}", data).err == 0
+        xids = [c.submit(4, R.GetDataRequest(f"/tls-big{i % 3}", False).encode()) for i in range(40)]
+        got = []
+        for x in xids:
+            r = c.wait(x)
+            got.append(r.err == 0 and decode(R.GetDataResponse, r.body)[0].data == data)
+        c.close_socket()
+        return got
+    zk, coord = both(tls_pair, run)
+    assert zk == coord == [True] * 40
