@@ -92,7 +92,7 @@ def _collect(kind: str, tmp_path) -> dict:
     try:
         leader = ens.leader()
         follower = ens.followers()[0]
-        zk = KazooClient(hosts=leader.connect_string, timeout=10)
+        zk = KazooClient(hosts=leader.connect_string, timeout=20)
         zk.start(timeout=30)
         zk.create("/adm-e", b"x", ephemeral=True)
         zk.create("/adm-p", b"x")

@@ -33,7 +33,7 @@ def _cli(*args, check=True):
 
 def _ensemble(tmp, kind="coord", jars=()):
     admin = {sid: free_port() for sid in (1, 2, 3)}
-    ens = Ensemble(tmp, 3, kind=kind, classpath=list(jars),
+    ens = Ensemble(tmp, 3, kind=kind, classpath=list(jars), force_sync=False,
                    extra_cfg={"admin.enableServer": "true", "admin.serverAddress": "127.0.0.1"},
                    member_cfg={sid: {"admin.serverPort": str(p)} for sid, p in admin.items()})
     ens.admin = admin
@@ -63,12 +63,13 @@ def test_backup_restores_into_a_new_ensemble(tmp_path):
     from kazoo.security import make_digest_acl
     ens = _ensemble(tmp_path / "live").start()
     new = None
-    zk = KazooClient(hosts=ens.connect_string(), timeout=10)
+    zk = KazooClient(hosts=ens.connect_string(), timeout=20)
     try:
         zk.start(timeout=30)
         zk.create("/bk")
-        for i in range(2000):
-            zk.create(f"/bk/n{i:05d}", f"value-{i}".encode() * 3)
+        pending = [zk.create_async(f"/bk/n{i:05d}", f"value-{i}".encode() * 3) for i in range(2000)]
+        for a in pending:
+            a.get(timeout=60)
         user, pw = AUTH.split(":")
         zk.set_acls("/", [make_digest_acl(user, pw, all=True)])   # only this id may snapshot
         leader = ens.leader()
@@ -104,7 +105,7 @@ def test_backup_restores_into_a_new_ensemble(tmp_path):
         for sid, m in new.members.items():
             _cli("restore", str(tar if sid == 2 else folder), str(m.data_dir))
         new.start()
-        zk2 = KazooClient(hosts=new.connect_string(), timeout=10)
+        zk2 = KazooClient(hosts=new.connect_string(), timeout=20)
         zk2.start(timeout=30)
         zk2.add_auth("digest", AUTH)
         try:

@@ -41,7 +41,7 @@ def _metric_names(expr: str) -> set[str]:
 def _load(hosts: str, seconds: float, stop: threading.Event) -> dict:
     """Creates (some ephemeral), watched reads, sets and deletes, from one kazoo session."""
     from kazoo.client import KazooClient
-    zk = KazooClient(hosts=hosts, timeout=10)
+    zk = KazooClient(hosts=hosts, timeout=20)
     zk.start(timeout=30)
     done = {"ops": 0}
     try:
