@@ -206,7 +206,8 @@ _YES = ("yes", "true", "1")
 
 # Kubernetes injects <SERVICE>_SERVICE_HOST, <SERVICE>_PORT=tcp://... and friends for every Service in
 # the namespace: a Service called `zookeeper` must not look like cp-zookeeper's variables.
-_SERVICE_LINK = re.compile(r"^[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)$")
+_SERVICE_LINK = re.compile(
+    r"^[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)$")
 
 
 def _is_service_link(name: str, value: str) -> bool:
@@ -236,7 +237,7 @@ def flavor_of(env: Mapping[str, str]) -> str:
     servers = env.get("ZOO_SERVERS", "").split()
     official = sorted(k for k in env if k in OFFICIAL_ONLY)
     bitnami = sorted(k for k in env if k in BITNAMI_ONLY or (k.startswith("ZOO_CFG_") and k != "ZOO_CFG_EXTRA"))
-    if servers and servers[0].startswith("server."):
+    if servers and re.match(r"server\.\d+=", servers[0]):    # a host may be called server.example
         official.append("ZOO_SERVERS")
     elif servers:
         bitnami.append("ZOO_SERVERS")

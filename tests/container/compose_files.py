@@ -3,7 +3,8 @@
 `compose_config` is `docker compose config` where that client exists, else the YAML itself (anchors
 resolved, environment values as the strings a container sees). `local_members` turns a file's zoo
 services into environments for `coord container-entrypoint` on 127.0.0.1: each peer address and client
-port moved to a free port, each named volume to a directory: the topology as processes.
+port moved to a free port, each named volume to a directory, the AdminServer off: the topology as
+processes.
 """
 from __future__ import annotations
 
@@ -101,6 +102,8 @@ def local_members(doc: dict, tmp: Path) -> list[tuple[str, dict[str, str], int]]
             env["ZOOKEEPER_CLIENT_PORT"] = str(ports[name][0])
         else:
             raise ValueError(f"{name}: bitnami's one client port for all servers cannot share 127.0.0.1")
+        # one host: the AdminServers (8080 in every container) would collide, and other tests use 8080
+        env["ZOOKEEPER_ADMIN_ENABLE_SERVER" if lay.flavor == cenv.CONFLUENT else "ZOO_ADMINSERVER_ENABLED"] = "false"
         base = tmp / name
         env["ZOO_CONF_DIR"] = str(base / "conf")
         for var, p in (("ZOO_DATA_DIR", lay.data_dir), ("ZOO_DATA_LOG_DIR", lay.data_log_dir)):

@@ -282,7 +282,8 @@ def test_kubernetes_manifests_follow_the_conventions():
     assert {p["port"] for p in hs["spec"]["ports"]} >= {2888, 3888}
     assert hs["spec"]["selector"] == labels
     cs = [d for k, d in m.items() if k.startswith("Service/") and d["spec"].get("clusterIP") != "None"]
-    assert len(cs) == 1 and [p["port"] for p in cs[0]["spec"]["ports"]] == [2181] and cs[0]["spec"]["selector"] == labels
+    assert len(cs) == 1 and [p["port"] for p in cs[0]["spec"]["ports"]] == [2181]
+    assert cs[0]["spec"]["selector"] == labels
     pdb = m["PodDisruptionBudget/coord-pdb"]["spec"]
     assert pdb["maxUnavailable"] == 1 and pdb["selector"]["matchLabels"] == labels
     sc = pod["securityContext"]
@@ -325,8 +326,9 @@ def test_kubernetes_readiness_does_not_wait_for_a_quorum(tmp_path):
     toks = env["ZOO_SERVERS"].split()
     toks[0] = f"server.1=127.0.0.1:{free_port()}:{free_port()};{port}"
     toks[1:] = [f"server.{i}=127.0.0.1:{free_port()}:{free_port()};{free_port()}" for i in (2, 3)]
-    env.update(ZOO_SERVERS=" ".join(toks), ZOO_MY_ID="1", ZOO_CONF_DIR=str(tmp_path / "conf"),
-               ZOO_DATA_DIR=str(tmp_path / "data"), ZOO_DATA_LOG_DIR=str(tmp_path / "data/log"))
+    env.update(ZOO_SERVERS=" ".join(toks), ZOO_MY_ID="1", ZOO_ADMINSERVER_ENABLED="false",
+               ZOO_CONF_DIR=str(tmp_path / "conf"), ZOO_DATA_DIR=str(tmp_path / "data"),
+               ZOO_DATA_LOG_DIR=str(tmp_path / "data/log"))
     srv = EntrypointProcess(tmp_path / "run", env, port).start()
     try:
         assert "not currently serving" in four_letter("127.0.0.1", port, "srvr")

@@ -26,7 +26,7 @@ from tests.support.real_zk import RealZooKeeper, four_letter, free_port
 def official_env(tmp: Path, port: int, **extra: str) -> dict[str, str]:
     return {"ZOO_CONF_DIR": str(tmp / "conf"), "ZOO_DATA_DIR": str(tmp / "data"),
             "ZOO_DATA_LOG_DIR": str(tmp / "datalog"), "ZOO_SERVERS": f"server.1=localhost:2888:3888;{port}",
-            "ZOO_4LW_COMMANDS_WHITELIST": "ruok,srvr,conf,stat", **extra}
+            "ZOO_4LW_COMMANDS_WHITELIST": "ruok,srvr,conf,stat", "ZOO_ADMINSERVER_ENABLED": "false", **extra}
 
 
 def kazoo(connect: str) -> KazooClient:
@@ -77,7 +77,7 @@ def test_official_variables_start_a_server_that_stops_on_sigterm_and_keeps_its_f
 
 def test_confluent_variables_start_a_server_and_kafka_opts_whitelist_applies(tmp_path):
     port = free_port()
-    env = {"ZOOKEEPER_CLIENT_PORT": str(port), "ZOOKEEPER_TICK_TIME": "2000",
+    env = {"ZOOKEEPER_CLIENT_PORT": str(port), "ZOOKEEPER_TICK_TIME": "2000", "ZOOKEEPER_ADMIN_ENABLE_SERVER": "false",
            "KAFKA_OPTS": "-Dzookeeper.4lw.commands.whitelist=*", "KAFKA_HEAP_OPTS": "-Xmx512M -Xms512M",
            "ZOO_CONF_DIR": str(tmp_path / "conf"), "ZOO_DATA_DIR": str(tmp_path / "data"),
            "ZOO_DATA_LOG_DIR": str(tmp_path / "log")}
