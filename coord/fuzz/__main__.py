@@ -18,11 +18,13 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
 
 from coord.fuzz import TARGETS
+from coord.fuzz.files import scratch_base
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "fuzz" / "corpus"
@@ -62,7 +64,10 @@ def fuzz(target: str, seconds: int, findings: Path, work: Path, extra: list[str]
     cmd += [f"-max_total_time={seconds}", f"-artifact_prefix={findings}/", "-timeout=20",
             "-rss_limit_mb=3072", f"-max_len={MAX_LEN[target]}", "-print_final_stats=1", *extra]
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    # libFuzzer ends the process without Python's exit handlers: its scratch dir is removed here
+    scratch = tempfile.TemporaryDirectory(prefix="coord-fuzz-", dir=scratch_base())
+    env = dict(os.environ, COORD_FUZZ_SCRATCH=scratch.name)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
     last = None
     execs = None
     tail: list[str] = []
@@ -76,6 +81,7 @@ def fuzz(target: str, seconds: int, findings: Path, work: Path, extra: list[str]
         if m:
             execs = int(m.group(1))
     rc = proc.wait()
+    scratch.cleanup()
     wall = time.monotonic() - t0
     found = sorted(set(findings.iterdir()) - before)
     for f in found:

@@ -42,10 +42,16 @@ def snapshot(zxid: int, compressed: bool) -> bytes:
     return snapformat.encode_tree(history.tree_after(zxid), compressed=compressed, created_ms=history.NOW_MS)
 
 
+def scratch_base() -> str | None:
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+
+
 @lru_cache(maxsize=1)
 def scratch_root() -> Path:
-    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    root = Path(tempfile.mkdtemp(prefix="coord-fuzz-", dir=base))
+    given = os.environ.get("COORD_FUZZ_SCRATCH")   # the fuzzing process: its parent removes it
+    if given:
+        return Path(given)
+    root = Path(tempfile.mkdtemp(prefix="coord-fuzz-", dir=scratch_base()))
     atexit.register(shutil.rmtree, root, True)
     return root
 
