@@ -52,8 +52,10 @@ class _Port:
             return
         if cid in self.ordered and not conn.closing and len(payload) >= 8:
             xid, op = struct.unpack_from(">ii", payload)
-            if xid != -1:                          # -1 is a notification's xid
-                self.asked[cid].append(-2 if op == 11 else xid)
+            if op == 11:                           # a ping is answered with xid -2, whatever its own
+                self.asked[cid].append(-2)
+            elif xid != -1:                        # -1 is a notification's xid
+                self.asked[cid].append(xid)
         self.core.frame(cid, payload)
 
     def check_order(self, cid: int) -> None:
