@@ -30,6 +30,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from coord.bench.launch import stop_process
 from coord.bench import phases as ph
 from coord.bench import report
 from coord.bench.client import BenchError, Session
@@ -122,14 +123,7 @@ class LocalEnsemble:
 
     def stop(self) -> None:
         for sid in list(self.procs):
-            p = self.procs.pop(sid)
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
+            stop_process(self.procs.pop(sid))
 
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs.values() if p.poll() is None]

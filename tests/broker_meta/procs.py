@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from coord.bench.launch import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,13 +39,8 @@ class BrokerProcess:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            self.proc.send_signal(signal.SIGCONT)      # a paused process must run to stop
+        stop_process(self.proc)
         self._log.close()
 
     def output(self) -> str:

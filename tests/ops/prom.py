@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.real_zk import free_port
+from coord.bench.launch import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -101,13 +102,8 @@ class Prometheus:
         raise TimeoutError("prometheus not ready")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
     def query(self, expr: str) -> list[dict]:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from tests.support.real_zk import four_letter, free_port
+from coord.bench.launch import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,13 +75,7 @@ class CoordProcess:
     def stop(self, kill: bool = False) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, signal.SIGKILL if kill else signal.SIGTERM)
         self.proc = None
         self.log.close()
 

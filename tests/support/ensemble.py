@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.real_zk import ZK_CONF_EXAMPLE, four_letter, free_port, zk_classpath
+from coord.bench.launch import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,13 +111,7 @@ class Member:
         if self.paused:
             self.proc.send_signal(signal.SIGCONT)
             self.paused = False
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         self.proc = None
         self.log_file.close()
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 from coord.bench.launch import ZK_CONF_EXAMPLE, ZK_JAR, four_letter, free_port, zk_classpath  # noqa: F401  (re-exported)
+from coord.bench.launch import stop_process
 from coord.bench.launch import zookeeper_available as available  # noqa: F401
 
 ZKCLI = Path("/usr/share/zookeeper/bin/zkCli.sh")
@@ -116,16 +118,7 @@ class RealZooKeeper:
     def stop(self, kill: bool = False) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            if kill:
-                self.proc.kill()
-            else:
-                self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, signal.SIGKILL if kill else signal.SIGTERM)
         self.proc = None
         self.log.close()
 
