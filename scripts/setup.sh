@@ -8,6 +8,7 @@ need_apt=()
 command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
 command -v nc >/dev/null 2>&1 || need_apt+=(netcat-openbsd)  # the README's `echo mntr | nc ...`
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)  # Kafka from Maven Central (kafka/pom.xml)
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)  # tests/ensemble/test_disk_faults.py builds an fsync-failing shim for ZooKeeper
 # tests/ops: a real Prometheus scrapes coord and ZooKeeper; ZooKeeper's metrics servlet needs the servlet API
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 [ -f /usr/share/java/servlet-api.jar ] || need_apt+=(libservlet-api-java)
