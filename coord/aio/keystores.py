@@ -58,6 +58,15 @@ def _pem_blocks(text: str, kinds: tuple[str, ...]) -> list[str]:
     return out
 
 
+def _read(store: Store, key: str) -> tuple[bytes, bytes | None, str]:
+    """The store file's bytes, its password and its type (key names the zoo.cfg prefix for errors)."""
+    try:
+        data = Path(store.location).read_bytes()
+    except OSError as e:
+        raise TlsConfigError(f"{key}.location {store.location}: {e.strerror}") from None
+    return data, store.secret(key), store.kind(key)
+
+
 def load_key_store(store: Store, key: str = "ssl.keyStore"):
     """(private key, [certificate chain]) as cryptography objects."""
     from cryptography import x509
@@ -65,12 +74,7 @@ def load_key_store(store: Store, key: str = "ssl.keyStore"):
     from cryptography.hazmat.primitives.serialization import pkcs12
     if not store.location:
         raise TlsConfigError(f"{key}.location is not set")
-    try:
-        data = Path(store.location).read_bytes()
-    except OSError as e:
-        raise TlsConfigError(f"{key}.location {store.location}: {e.strerror}") from None
-    pw = store.secret(key)
-    kind = store.kind(key)
+    data, pw, kind = _read(store, key)
     try:
         if kind == "PEM":
             text = data.decode("ascii", "replace")
@@ -106,12 +110,7 @@ def load_trust_store(store: Store, key: str = "ssl.trustStore") -> str:
     """The trusted certificates as one PEM string (SSLContext.load_verify_locations cadata)."""
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
-    try:
-        data = Path(store.location).read_bytes()
-    except OSError as e:
-        raise TlsConfigError(f"{key}.location {store.location}: {e.strerror}") from None
-    pw = store.secret(key)
-    kind = store.kind(key)
+    data, pw, kind = _read(store, key)
     try:
         if kind == "PEM":
             certs = [x509.load_pem_x509_certificate(b.encode())
