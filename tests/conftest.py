@@ -22,9 +22,12 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Stop any process a test started and did not stop (tests/support/reaper.py)."""
-    from tests.support.reaper import reap_descendants
-    reap_descendants()
+    """Stop any process a test started and did not stop (tests/support/reaper.py). Tests run in the
+    xdist workers; the controller's own children are those workers, which xdist ends itself."""
+    controller = getattr(session.config.option, "dist", "no") != "no" and not hasattr(session.config, "workerinput")
+    if not controller:
+        from tests.support.reaper import reap_descendants
+        reap_descendants()
 
 
 @pytest.fixture
