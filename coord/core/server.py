@@ -212,6 +212,7 @@ class ServerCore:
         # read-only server makes): no createSession txn, expired here, never seen by the leader.
         self.local_sessions: set[int] = set()
         self.reconfig_pending = 0
+        self.request_stats = None   # coord.core.requeststats.RequestStats, while metrics are on
         self._init_sessions_from_tree()
 
     def adopt_newest_config(self, tree: DataTree) -> None:
@@ -236,6 +237,11 @@ class ServerCore:
             self.tree.nodes["/zookeeper/config"].data = data
 
     # -- time and identity --------------------------------------------------------------------
+    def collect_request_stats(self, stats) -> None:
+        """Count bytes per namespace and read/update latencies into stats (None: stop)."""
+        self.request_stats = stats
+        self.tree.write_stats = stats
+
     def set_time(self, now_ms: int, mono_ms: int) -> None:
         self.now_ms = now_ms
         self.mono_ms = mono_ms
@@ -486,7 +492,10 @@ class ServerCore:
             except JuteError:
                 pass  # the general path answers it
             else:
-                self._send(conn, self._read_op(conn, op, xid, req))
+                reply = self._read_op(conn, op, xid, req)
+                self._send(conn, reply)
+                if self.request_stats is not None:
+                    self.request_stats.read(op, req.path, reply)
                 self._account(conn, op, 0)
                 return
         cls = REQUEST_RECORD.get(op)
@@ -528,6 +537,8 @@ class ServerCore:
     def _complete(self, conn: Connection, p: Pending) -> None:
         if p.state == DEFERRED:
             p.reply = self._read(conn, p)
+            if self.request_stats is not None:
+                self.request_stats.read(p.op, getattr(p.req, "path", None), p.reply)
         elif p.reply is not None and self.tree.last_zxid > _ZXID_AT.unpack_from(p.reply, 8)[0] > 0:
             # Made earlier (at commit, or as an immediate error) but sent only now, after replies
             # ahead of it in the queue: stamp it with the zxid we are at, or the client would see
@@ -538,6 +549,8 @@ class ServerCore:
         self._account(conn, p.op, self.mono_ms - p.t0)
 
     def _account(self, conn: Connection, op: int, lat: int) -> None:
+        if self.request_stats is not None:
+            self.request_stats.latency(op in WRITE_OPS, lat)
         conn.last_latency = lat
         conn.total_latency += lat
         conn.completed += 1

@@ -558,6 +558,7 @@ class QuorumPeer:
         core = self.core
         assert not core.serving, "replacing the tree under live clients"
         tree.watches = core.watches
+        tree.write_stats = core.request_stats
         core.adopt_newest_config(tree)
         core.tree = tree
         core.prep = Prep(tree, extended_types=core.config.extended_types)
