@@ -6,7 +6,9 @@ Enabled by `metricsProvider.className=org.apache.zookeeper.metrics.prometheus.Pr
 Where the numbers come from: the gauges are mntr's rows (FourLetterWords.mntr_rows: one source for
 both), the counters are the shell's and the Zab peer's own counters, and the summaries are fed by
 hooks on events that already happen (a txn-log batch made durable, a role change, a snapshot taken,
-a GC pause). Nothing is computed on the client request path; everything is read when scraped.
+a GC pause). On the request path only what ZooKeeper itself counts per request: bytes per namespace
+and read/update latency (coord.core.requeststats, a few additions per request, only while metrics
+are on); everything else is read when scraped.
 
 Why the page is rendered in the event loop: every counter lives in objects the loop mutates, so the
 scrape reads them there (no lock, no torn read) and the bytes are written by the small asyncio HTTP
