@@ -349,7 +349,7 @@ class ServerCore:
                               f"0x{self.tree.last_zxid:x}; client must try another server")
             return
         if not self.serving:
-            self._close(conn, "not serving")
+            self._close(conn, "not serving: no quorum (the ensemble is electing or syncing a leader)")
             return
         timeout = min(max(req.timeOut, self.config.min_timeout), self.config.max_timeout)
         if req.sessionId == 0:
