@@ -1,0 +1,240 @@
+"""SASL GSSAPI (Kerberos) on the client port, differential: real ZooKeeper 3.8 and coord with the same
+JAAS Server section (Krb5LoginModule, keytab), the same krb5.conf and a real MIT KDC on loopback.
+
+Clients: kazoo `sasl_options` GSSAPI (pure-sasl + pykerberos), the exchange by hand on python-gssapi
+(to send broken, replayed or misplaced tokens), and zkCli.sh (tests/security/test_sasl_gssapi_zkcli.py).
+"""
+from __future__ import annotations
+
+import pytest
+from kazoo.client import KazooClient
+from kazoo.security import make_acl
+
+from coord.jute import records as R
+from coord.jute.protocol import Err
+from tests.security.conftest import start_sasl_pair
+from tests.security.krb import (GssClient, SERVER, gss_login, make_realm, restore_env, use_client_env,
+                                write_krb_jaas)
+from tests.security.saslraw import session, step
+from tests.support.kdc import kdc_fixture
+
+pytestmark = pytest.mark.realzk
+
+kdc = kdc_fixture()
+AUTHFAILED = int(Err.AUTHFAILED)
+
+
+@pytest.fixture(scope="module")
+def realm(kdc, tmp_path_factory):
+    r = make_realm(kdc, tmp_path_factory.mktemp("realm"))
+    old = use_client_env(r)
+    yield r
+    restore_env(old)
+
+
+def _pair(realm, d, extra_cfg=None, props=None):
+    jaas = write_krb_jaas(d / "jaas.conf", server=(realm.principal(SERVER), realm.server_keytab))
+    return start_sasl_pair(d, jaas, extra_cfg, {**realm.jvm_props(), **(props or {})})
+
+
+@pytest.fixture(scope="module")
+def krb_pair(realm, tmp_path_factory):
+    p = _pair(realm, tmp_path_factory.mktemp("gss"), props={"zookeeper.superUser": realm.principal("admin")})
+    yield p
+    p.stop()
+
+
+def both(pair, fn):
+    """fn(port) on real ZooKeeper and on coord (clients connect to `localhost`, the service host)."""
+    return fn(pair.zk.client_port), fn(pair.coord.client_port)
+
+
+def ids_of(c):
+    r = c.whoami()
+    assert r.err == 0
+    return sorted((i.authScheme, i.user) for i in r.value.clientInfo if i.authScheme != "ip")
+
+
+def raw_login(port, principal, **kw):
+    c = session("localhost", port)
+    steps = gss_login(c, principal, **kw)
+    return c, steps
+
+
+def test_login_identity_and_steps(realm, krb_pair):
+    def run(port):
+        c, steps = raw_login(port, realm.principal("client"))
+        ids = ids_of(c)
+        c.close_socket()
+        return [s.shape() for s in steps], ids
+    zk, coord = both(krb_pair, run)
+    assert zk == coord
+    # AP-REP, the wrapped layer offer, then a null token: complete.
+    assert zk[0] == [(0, False, 0, False), (0, False, 0, False), (0, True, 0, False)]
+    assert zk[1] == [("sasl", realm.principal("client"))]
+
+
+def test_service_principal_and_super(realm, krb_pair):
+    def run(port):
+        out = []
+        for who in ("kafka/localhost", "admin"):
+            c, _ = raw_login(port, realm.principal(who))
+            out.append(ids_of(c))
+            c.close_socket()
+        return out
+    zk, coord = both(krb_pair, run)
+    assert zk == coord
+    assert zk[0] == [("sasl", realm.principal("kafka/localhost"))]
+    assert ("super", "") in zk[1]
+
+
+def test_client_authzid_is_not_the_identity(realm, krb_pair):
+    """The authzid a client asks for does not become its id: ZooKeeper maps the authenticated name."""
+    def run(port):
+        c, _ = raw_login(port, realm.principal("client"), authzid="admin")
+        ids = ids_of(c)
+        c.close_socket()
+        return ids
+    zk, coord = both(krb_pair, run)
+    assert zk == coord == [("sasl", realm.principal("client"))]
+
+
+def _acl_scenario(realm, port):
+    """client creates nodes readable by itself only (a sasl: ACL, and CREATOR_ALL); another principal
+    and an anonymous client are refused; the zookeeper.superUser principal reads them."""
+    out = {}
+    me = realm.principal("client")
+    owner, _ = raw_login(port, me)
+    out["create"] = owner.create("/gss-acl", b"v", [R.ACL(31, R.Id("sasl", me))]).err
+    out["creator"] = owner.create("/gss-creator", b"v", [R.ACL(31, R.Id("auth", ""))]).err
+    r = owner.get_acl("/gss-creator")
+    out["creator_acl"] = [(a.id.scheme, a.id.id, a.perms) for a in r.value.acl] if r.err == 0 else r.err
+    other, _ = raw_login(port, realm.principal("other"))
+    out["other_read"] = other.get_data("/gss-acl").err
+    anon = session("localhost", port)
+    out["anon_read"] = anon.get_data("/gss-acl").err
+    admin, _ = raw_login(port, realm.principal("admin"))
+    out["super_read"] = admin.get_data("/gss-acl").err
+    out["owner_read"] = owner.get_data("/gss-acl").err
+    for p in ("/gss-acl", "/gss-creator"):
+        out["delete" + p] = owner.delete(p).err
+    for c in (owner, other, anon, admin):
+        c.close_socket()
+    return out
+
+
+def test_acls_with_sasl_ids(realm, krb_pair):
+    zk, coord = both(krb_pair, lambda port: _acl_scenario(realm, port))
+    assert zk == coord
+    assert zk["create"] == zk["creator"] == 0
+    assert zk["creator_acl"] == [("sasl", realm.principal("client"), 31)]
+    assert zk["other_read"] == zk["anon_read"] == int(Err.NOAUTH)
+    assert zk["owner_read"] == zk["super_read"] == 0
+
+
+def _kazoo(port, principal, path="/kazoo-gss"):
+    """kazoo with sasl_options GSSAPI: the ACL id of a node it creates, or what it raised."""
+    k = KazooClient(f"localhost:{port}", sasl_options={"mechanism": "GSSAPI", "principal": principal},
+                    connection_retry={"max_tries": 0})
+    try:
+        k.start(20)
+        k.create(path, b"", acl=[make_acl("sasl", principal, all=True)], makepath=True)
+        acl = k.get_acls(path)[0][0]
+        k.delete(path)
+        return f"{acl.id.scheme}:{acl.id.id}"
+    except Exception as e:  # noqa: BLE001  (the type is what is compared)
+        return type(e).__name__
+    finally:
+        k.stop()
+        k.close()
+
+
+def test_kazoo_sasl_options_gssapi(realm, krb_pair):
+    zk, coord = both(krb_pair, lambda port: _kazoo(port, realm.principal("client")))
+    assert zk == coord == f"sasl:{realm.principal('client')}"
+
+
+# -- bad input: each answered as ZooKeeper does, only that connection closes, the server serves on --
+
+def _bad(port, tokens_fn):
+    """A session sends tokens_fn(client)'s tokens; what came back at each, then a fresh login works."""
+    c = session("localhost", port)
+    out = [s.shape() for s in tokens_fn(c)]
+    c.close_socket()
+    ok, _ = raw_login(port, "client")
+    out.append(("still serving", ids_of(ok)))
+    ok.close_socket()
+    return out
+
+
+def _malformed_first(c):
+    return [step(c, b"\x60\x82garbage-not-an-ap-req", check_close=1.0)]
+
+
+def _nonempty_after_aprep(c):
+    g = GssClient("client")
+    s1 = step(c, g.first(), check_close=0)
+    g.finish(s1.token)
+    return [s1, step(c, b"unexpected", check_close=1.0)]
+
+
+def _layer_reply(payload_fn):
+    def run(c):
+        g = GssClient("client")
+        s1 = step(c, g.first(), check_close=0)
+        g.finish(s1.token)
+        s2 = step(c, b"", check_close=0)
+        offer = g.offered(s2.token)
+        return [s1, s2, step(c, payload_fn(g, offer), check_close=1.0)]
+    return run
+
+
+def _token_after_complete(c):
+    gss_login(c, "client")
+    return [step(c, b"", check_close=1.0)]
+
+
+def _wrong_service(c):
+    g = GssClient("client", service="zookeeper@otherhost")
+    return [step(c, g.first(), check_close=1.0)]
+
+
+CLOSED_NO_REPLY = (None, True, None, True)     # a JDK runtime exception: closed without a reply
+REFUSED = (AUTHFAILED, True, 0, True)         # SaslException: AUTHFAILED, null token, closed
+BAD = {   # case: (the session's tokens, what its last one gets)
+    "malformed AP-REQ": (_malformed_first, REFUSED),
+    "non-empty token after the AP-REP": (_nonempty_after_aprep, REFUSED),
+    "layer reply not wrapped": (_layer_reply(lambda g, offer: b"\x01\x01\x00\x00"), REFUSED),
+    "integrity-only layer": (_layer_reply(lambda g, offer: g.reply(b"\x02" + offer[1:4])), REFUSED),
+    "layer reply of 2 bytes": (_layer_reply(lambda g, offer: g.reply(b"\x01\x00")), CLOSED_NO_REPLY),
+    "token after completion": (_token_after_complete, REFUSED),
+    "ticket for another service": (_wrong_service, REFUSED),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_tokens(realm, krb_pair, case):
+    if case == "ticket for another service":
+        try:
+            realm.kdc.add_principal("zookeeper/otherhost")
+        except RuntimeError as e:
+            assert "already exists" in str(e)
+    tokens, expected = BAD[case]
+    zk, coord = both(krb_pair, lambda port: _bad(port, tokens))
+    assert zk == coord
+    assert zk[-2] == expected
+    assert zk[-1] == ("still serving", [("sasl", realm.principal("client"))])
+
+
+def test_replayed_exchange(realm, krb_pair):
+    """A recorded login replayed on a new connection: refused at its AP-REQ (replay cache)."""
+    def run(port):
+        sent = []
+        c, _ = raw_login(port, "client", record=sent)
+        c.close_socket()
+        c = session("localhost", port)
+        out = [step(c, sent[0], check_close=1.0).shape()]
+        c.close_socket()
+        return out
+    zk, coord = both(krb_pair, run)
+    assert zk == coord == [(AUTHFAILED, True, 0, True)]
