@@ -11,26 +11,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coord.core.quorumserver import QuorumServer, parse_server_spec  # noqa: F401 (re-exported)
+from coord.core.quorumserver import parse_int as _int, parse_port as _port
+
 
 class ConfigError(Exception):
     pass
-
-
-@dataclass
-class QuorumServer:
-    sid: int
-    host: str
-    quorum_port: int
-    election_port: int
-    role: str = "participant"
-    client_host: str | None = None
-    client_port: int | None = None
-
-    def spec(self) -> str:
-        s = f"{self.host}:{self.quorum_port}:{self.election_port}:{self.role}"
-        if self.client_port is not None:
-            s += f";{self.client_host or '0.0.0.0'}:{self.client_port}"
-        return s
 
 
 @dataclass
@@ -116,13 +102,6 @@ ALL_4LW = ("ruok", "srvr", "stat", "mntr", "conf", "envi", "cons", "wchs", "wchc
 DEFAULT_4LW = SAFE_4LW
 
 
-def _int(v: str, key: str) -> int:
-    try:
-        return int(v.strip())
-    except ValueError:
-        raise ValueError(f"{key} must be an integer, got {v!r}") from None
-
-
 def _bool(v: str, key: str) -> bool:
     s = v.strip().lower()
     if s in ("true", "yes", "1", "on"):
@@ -130,47 +109,6 @@ def _bool(v: str, key: str) -> bool:
     if s in ("false", "no", "0", "off"):
         return False
     raise ValueError(f"{key} must be true or false, got {v!r}")
-
-
-def _port(v: str, key: str) -> int:
-    p = _int(v, key)
-    if not 0 <= p <= 65535:
-        raise ValueError(f"{key} must be a port number (0-65535), got {p}")
-    return p
-
-
-def _hostport(s: str, what: str) -> tuple[str, int]:
-    s = s.strip()
-    if s.startswith("["):
-        host, _, rest = s[1:].partition("]")
-        port = rest.lstrip(":")
-    else:
-        host, _, port = s.rpartition(":")
-    if not host or not port:
-        raise ValueError(f"{what} must be host:port, got {s!r}")
-    return host, _port(port, what)
-
-
-def parse_server_spec(sid: int, spec: str) -> QuorumServer:
-    """`host:quorumPort:electionPort[:participant|observer][;[clientHost:]clientPort]`."""
-    addr, _, client = spec.partition(";")
-    parts = addr.strip().split(":")
-    role = "participant"
-    if parts and parts[-1] in ("participant", "observer"):
-        role = parts.pop()
-    if len(parts) != 3:
-        raise ValueError(f"server.{sid} must be host:quorumPort:electionPort[:role][;clientPort], got {spec!r}")
-    host = parts[0]
-    qp = _port(parts[1], f"server.{sid} quorum port")
-    ep = _port(parts[2], f"server.{sid} election port")
-    chost = cport = None
-    if client.strip():
-        c = client.strip()
-        if ":" in c:
-            chost, cport = _hostport(c, f"server.{sid} client address")
-        else:
-            chost, cport = "0.0.0.0", _port(c, f"server.{sid} client port")
-    return QuorumServer(sid, host, qp, ep, role, chost, cport)
 
 
 KNOWN_IGNORED = {

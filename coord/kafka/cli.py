@@ -57,7 +57,7 @@ def _require_libs() -> None:
 @click.option("--verbose", is_flag=True, help="Stream the ensemble servers' logs.")
 def up_command(n_brokers, n_servers, base_port, kafka_port, root, fresh, zookeeper, wait, verbose) -> None:
     """Run an ensemble and N Kafka brokers until Ctrl-C."""
-    from coord.cli import _run
+    from coord.aio.runloop import run as _run
     from coord.ensemble import ZK_JAR, plan, port_in_use, write_configs
     _require_libs()
     engine = "zookeeper" if zookeeper else "coord"
