@@ -146,3 +146,11 @@ def gss_login(c, principal: str, *, qop: int = 1, authzid: str = "", record: lis
     offer = cli.offered(s.token)
     send(cli.reply(bytes([qop]) + offer[1:4] + authzid.encode()))
     return steps
+
+
+def run_zkcli_krb(realm: Realm, hostport: str, jaas: Path, commands: list[str],
+                  extra_flags: tuple[str, ...] = (), timeout: float = 90.0) -> list[str]:
+    """zkCli.sh with a JAAS Client section (Krb5LoginModule, keytab) and the realm's krb5.conf."""
+    from tests.security.test_sasl_zkcli import run_zkcli
+    flags = [f"-D{k}={v}" for k, v in realm.jvm_props().items()] + list(extra_flags)
+    return run_zkcli(hostport, jaas, commands, timeout=timeout, extra_flags=flags)

@@ -12,36 +12,12 @@ from kazoo.security import make_acl
 
 from coord.jute import records as R
 from coord.jute.protocol import Err
-from tests.security.conftest import start_sasl_pair
-from tests.security.krb import (GssClient, SERVER, gss_login, make_realm, restore_env, use_client_env,
-                                write_krb_jaas)
+from tests.security.krb import GssClient, gss_login
 from tests.security.saslraw import session, step
-from tests.support.kdc import kdc_fixture
 
 pytestmark = pytest.mark.realzk
 
-kdc = kdc_fixture()
 AUTHFAILED = int(Err.AUTHFAILED)
-
-
-@pytest.fixture(scope="module")
-def realm(kdc, tmp_path_factory):
-    r = make_realm(kdc, tmp_path_factory.mktemp("realm"))
-    old = use_client_env(r)
-    yield r
-    restore_env(old)
-
-
-def _pair(realm, d, extra_cfg=None, props=None):
-    jaas = write_krb_jaas(d / "jaas.conf", server=(realm.principal(SERVER), realm.server_keytab))
-    return start_sasl_pair(d, jaas, extra_cfg, {**realm.jvm_props(), **(props or {})})
-
-
-@pytest.fixture(scope="module")
-def krb_pair(realm, tmp_path_factory):
-    p = _pair(realm, tmp_path_factory.mktemp("gss"), props={"zookeeper.superUser": realm.principal("admin")})
-    yield p
-    p.stop()
 
 
 def both(pair, fn):
