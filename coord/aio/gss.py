@@ -28,8 +28,11 @@ class GssConfigError(ValueError):
 
 
 def _gssapi():
+    import warnings
     try:
-        import gssapi
+        with warnings.catch_warnings():   # Cython's note on PyPy (cython.collection_type): harmless
+            warnings.simplefilter("ignore", RuntimeWarning)
+            import gssapi
     except ImportError as e:
         raise GssConfigError(f"GSSAPI needs the `gssapi` package (pip install gssapi; it builds against "
                              f"libkrb5-dev): {e}") from None

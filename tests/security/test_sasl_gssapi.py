@@ -12,8 +12,10 @@ from kazoo.security import make_acl
 
 from coord.jute import records as R
 from coord.jute.protocol import Err
-from tests.security.krb import GssClient, gss_login
+from tests.security.conftest import SASL_PROVIDER, start_krb_pair
+from tests.security.krb import SERVER, GssClient, gss_login, write_krb_jaas
 from tests.security.saslraw import session, step
+from tests.security.test_enforce import _starts
 
 pytestmark = pytest.mark.realzk
 
@@ -214,3 +216,85 @@ def test_replayed_exchange(realm, krb_pair):
         return out
     zk, coord = both(krb_pair, run)
     assert zk == coord == [(AUTHFAILED, True, 0, True)]
+
+
+# -- kerberos.remove*FromPrincipal with sessionRequireClientSASLAuth ----------------------------------
+
+@pytest.fixture(scope="module")
+def mapped_pair(realm, tmp_path_factory):
+    p = start_krb_pair(realm, tmp_path_factory.mktemp("gss-mapped"),
+                       {"kerberos.removeHostFromPrincipal": "true", "kerberos.removeRealmFromPrincipal": "true",
+                        "sessionRequireClientSASLAuth": "true"})
+    yield p
+    p.stop()
+
+
+def test_remove_host_and_realm_with_sasl_required(realm, mapped_pair):
+    def run(port):
+        out = {}
+        for who in ("kafka/localhost", "client"):
+            c, _ = raw_login(port, who)
+            out[who] = ids_of(c)
+            c.close_socket()
+        owner, _ = raw_login(port, "kafka/localhost")
+        out["create"] = owner.create("/gss-kafka", b"", [R.ACL(31, R.Id("sasl", "kafka"))]).err
+        out["delete"] = owner.delete("/gss-kafka").err
+        owner.close_socket()
+        anon = session("localhost", port)
+        r = anon.exists("/")
+        out["unauthenticated"] = (r.err, len(r.body), anon.is_closed_by_peer(2.0))
+        anon.close_socket()
+        c = session("localhost", port)
+        out["failed login"] = [s.shape() for s in _malformed_first(c)]
+        c.close_socket()
+        return out
+    zk, coord = both(mapped_pair, run)
+    assert zk == coord
+    assert zk["kafka/localhost"] == [("sasl", "kafka")] and zk["client"] == [("sasl", "client")]
+    assert zk["create"] == zk["delete"] == 0
+    assert zk["unauthenticated"] == (int(Err.SESSIONCLOSEDREQUIRESASLAUTH), 0, True)
+    assert zk["failed login"] == [(int(Err.SESSIONCLOSEDREQUIRESASLAUTH), True, 0, True)]
+
+
+# -- the server's keys: stale at run time, missing or wrong at start ----------------------------------
+
+def test_stale_server_keytab(realm, tmp_path):
+    """The server principal gets a new key after both servers started (its keytab now holds the
+    old kvno): every GSSAPI login fails with AUTHFAILED, and the servers keep serving."""
+    name = "zookeeper/127.0.0.1"
+    kt = tmp_path / "stale.keytab"
+    realm.kdc.add_principal(name, kt)
+    pair = start_krb_pair(realm, tmp_path, server=name, keytab=kt)
+    try:
+        realm.kdc.rekey(name)
+
+        def run(port):
+            c = session("127.0.0.1", port)
+            s = step(c, GssClient("client", service="zookeeper@127.0.0.1").first(), check_close=1.0)
+            c.close_socket()
+            c = session("127.0.0.1", port)
+            served = c.create("/after-stale-login", b"").err, c.delete("/after-stale-login").err
+            c.close_socket()
+            return s.shape(), served
+        zk, coord = both(pair, run)
+        assert zk == coord == (REFUSED, (0, 0))
+    finally:
+        pair.stop()
+
+
+@pytest.mark.parametrize("case", ["missing keytab", "keytab without the principal"])
+def test_bad_server_keytab_stops_both(realm, tmp_path, case):
+    from tests.support.coord_server import CoordProcess
+    from tests.support.real_zk import RealZooKeeper
+    if case == "missing keytab":
+        kt = tmp_path / "absent.keytab"
+    else:
+        kt = realm.keytab_of("other")
+    jaas = write_krb_jaas(tmp_path / "jaas.conf", server=(realm.principal(SERVER), kt))
+    props = {**realm.jvm_props(), "java.security.auth.login.config": str(jaas)}
+    flags = [f"-D{k}={v}" for k, v in props.items()]
+    zk = RealZooKeeper(tmp_path / "zk", extra_cfg={"authProvider.1": SASL_PROVIDER}, jvm_flags=flags)
+    coord = CoordProcess(tmp_path / "coord", extra_cfg={"authProvider.1": SASL_PROVIDER},
+                         env={"SERVER_JVMFLAGS": " ".join(flags)})
+    assert (_starts(zk), _starts(coord)) == (False, False)
+    assert str(kt) in coord.log_text(), coord.log_text()[-2000:]
