@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 import time
+from collections import deque
 
 from coord.aio.jaas import KerberosLogin
 from coord.core.gss_krb5 import GssFailure
@@ -70,21 +71,24 @@ def default_realm(path: str | None = None) -> str:
 
 
 class ReplayCache:
-    """Initial tokens (AP-REQs) accepted within the clock skew; a second one is a replay."""
+    """Initial tokens (AP-REQs) accepted within the clock skew; a second one is a replay. Entries
+    expire in the order they came (one window for all), so pruning pops from the front."""
 
     def __init__(self, window_s: float = CLOCK_SKEW_S, clock=time.monotonic):
         self.window = window_s
         self.clock = clock
-        self.seen: dict[bytes, float] = {}
+        self.order: deque = deque()          # (expiry, key), oldest first
+        self.seen: set[bytes] = set()
 
     def check(self, token: bytes) -> None:
         now = self.clock()
-        if len(self.seen) > 1024:
-            self.seen = {k: t for k, t in self.seen.items() if t > now}
+        while self.order and self.order[0][0] <= now:
+            self.seen.discard(self.order.popleft()[1])
         key = hashlib.sha256(token).digest()
-        if self.seen.get(key, 0.0) > now:
+        if key in self.seen:
             raise GssFailure("Request is a replay (34)")
-        self.seen[key] = now + self.window
+        self.seen.add(key)
+        self.order.append((now + self.window, key))
 
 
 class MitAcceptor:

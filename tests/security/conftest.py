@@ -92,6 +92,7 @@ def realm(kdc, tmp_path_factory):
 
 def start_krb_pair(realm, d, extra_cfg=None, props=None, server=SERVER, keytab=None):
     """Real ZooKeeper and coord with the same Krb5LoginModule Server section and krb5.conf flag."""
+    d.mkdir(parents=True, exist_ok=True)
     jaas = write_krb_jaas(d / "jaas.conf", server=(realm.principal(server), keytab or realm.server_keytab))
     return start_sasl_pair(d, jaas, extra_cfg, {**realm.jvm_props(), **(props or {})})
 
