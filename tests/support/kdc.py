@@ -62,6 +62,7 @@ class Kdc:
             "    dns_canonicalize_hostname = false\n    rdns = false\n"
             "    udp_preference_limit = 1\n"
             "    ticket_lifetime = 1h\n    forwardable = false\n"
+            "    clockskew = 10\n"    # MIT and the JDK both read it: an expired ticket fails in seconds
             "[realms]\n"
             f"    {self.realm} = {{\n        kdc = 127.0.0.1:{self.port}\n    }}\n"
             "[domain_realm]\n"
@@ -129,8 +130,10 @@ class Kdc:
         """A new random key: keytabs exported before hold a stale key (kvno) from now on."""
         self.kadmin(f"cpw -randkey {self.principal(name)}")
 
-    def kinit(self, name: str, keytab: Path, ccache: Path) -> None:
-        subprocess.run([KINIT, "-k", "-t", str(keytab), "-c", f"FILE:{ccache}", self.principal(name)],
+    def kinit(self, name: str, keytab: Path, ccache: Path, lifetime: str | None = None) -> None:
+        """Tickets for `name` from its keytab into a FILE ccache (`lifetime`: kinit -l, e.g. "5s")."""
+        life = ["-l", lifetime] if lifetime else []
+        subprocess.run([KINIT, "-k", "-t", str(keytab), "-c", f"FILE:{ccache}", *life, self.principal(name)],
                        env=self.env(), check=True, capture_output=True, timeout=30)
 
     def stop(self) -> None:
