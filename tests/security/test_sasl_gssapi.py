@@ -110,12 +110,12 @@ def test_acls_with_sasl_ids(realm, krb_pair):
     assert zk["owner_read"] == zk["super_read"] == 0
 
 
-def _kazoo(port, principal, path="/kazoo-gss"):
+def _kazoo(port, principal, path="/kazoo-gss", start_timeout=20):
     """kazoo with sasl_options GSSAPI: the ACL id of a node it creates, or what it raised."""
     k = KazooClient(f"localhost:{port}", sasl_options={"mechanism": "GSSAPI", "principal": principal},
                     connection_retry={"max_tries": 0})
     try:
-        k.start(10)
+        k.start(start_timeout)
         k.create(path, b"", acl=[make_acl("sasl", principal, all=True)], makepath=True)
         acl = k.get_acls(path)[0][0]
         k.delete(path)
@@ -133,7 +133,7 @@ def test_kazoo_sasl_options_gssapi(realm, krb_pair):
     any token is sent (kazoo 2.11 does not catch pykerberos' GSSError there: its connection thread
     dies, and its next request ends in ConnectionLoss), the same against both."""
     zk, coord = both(krb_pair, lambda port: [_kazoo(port, realm.principal("client")),
-                                             _kazoo(port, realm.principal("nobody"))])
+                                             _kazoo(port, realm.principal("nobody"), start_timeout=3)])
     assert zk == coord
     assert zk[0] == f"sasl:{realm.principal('client')}" and zk[1] == "ConnectionLoss"
 
