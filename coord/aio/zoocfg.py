@@ -68,6 +68,8 @@ class ServerConfig:
     jaas_config: str | None = None
     sasl_server_section: str | None = None      # sasl.serverconfig (None: "Server", not set by hand)
     sasl_users: dict[str, str] | None = None    # the JAAS section's user_<name> (None: SASL is off)
+    sasl_gss: object | None = None              # its Krb5LoginModule logged in (coord.aio.gss.Acceptors): GSSAPI
+    krb5_conf: str | None = None                # -Djava.security.krb5.conf (None: the library's default)
     auth_providers: dict[str, str] = field(default_factory=dict)   # authProvider.<suffix> -> class
     sasl_super_users: dict[str, str] = field(default_factory=dict)  # superUser[.N] -> SASL id
     sasl_super_password: str | None = None      # SASLAuthenticationProvider.superPassword
@@ -292,6 +294,10 @@ def _apply_security(cfg: ServerConfig, k: str, v: str) -> bool:
         if not v:
             raise ValueError(f"{k} must name a JAAS file")
         cfg.jaas_config = v
+    elif k == "java.security.krb5.conf":
+        if not v:
+            raise ValueError(f"{k} must name a Kerberos configuration file")
+        cfg.krb5_conf = v
     elif k == "sasl.serverconfig":
         if not v:
             raise ValueError(f"{k} must name a JAAS section")
@@ -384,7 +390,7 @@ def apply_jvm_properties(cfg: ServerConfig, environ, file_keys: set[str]) -> Non
     zookeeper.<key> for the keys this parser knows. A key the zoo.cfg sets itself wins (ZooKeeper
     sets the property from zoo.cfg after the JVM started)."""
     for var, name, value in jvm_properties(environ):
-        if name == "java.security.auth.login.config":
+        if name in ("java.security.auth.login.config", "java.security.krb5.conf"):
             k = name
         elif name.startswith("zookeeper."):
             k = name[len("zookeeper."):]
@@ -414,9 +420,18 @@ def load(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> 
         key = line.strip().partition("=")[0].strip()
         file_keys.add(key[len("zookeeper."):] if key.startswith("zookeeper.") else key)
     apply_jvm_properties(cfg, os.environ, file_keys)
-    from coord.aio.jaas import JaasError, server_users
+    from coord.aio.jaas import JaasError, digest_users, kerberos_login, server_section
     try:
-        cfg.sasl_users = server_users(cfg.jaas_config, cfg.sasl_server_section)
+        modules = server_section(cfg.jaas_config, cfg.sasl_server_section)
+        if modules is not None:
+            cfg.sasl_users = digest_users(modules)
+            login = kerberos_login(modules, cfg.jaas_config)
+            if login is not None:
+                from coord.aio.gss import Acceptors, GssConfigError
+                try:
+                    cfg.sasl_gss = Acceptors(login, cfg.krb5_conf)
+                except GssConfigError as e:
+                    raise ConfigError(f"{cfg.jaas_config}: {e}") from None
     except JaasError as e:
         raise ConfigError(str(e)) from None
     if cfg.secure_client_port_address is not None and cfg.secure_client_port is None:
