@@ -288,3 +288,130 @@ def test_rolling_switch_plain_to_tls(kind, tmp_path, stores):
             writer.zk.stop()
             writer.zk.close()
         ens.stop()
+
+
+# -- configuration and the certificate checks, in process ------------------------------------------------
+def _cfg(tmp_path, lines: dict):
+    from coord.aio import zoocfg
+    text = "\n".join(f"{k}={v}" for k, v in {"dataDir": str(tmp_path), "clientPort": "2181", **lines}.items())
+    p = tmp_path / "zoo.cfg"
+    p.write_text(text + "\n")
+    return zoocfg.load(p)
+
+
+def test_quorum_keys_are_read(tmp_path, stores):
+    good, _ = stores
+    cfg = _cfg(tmp_path, dict(good, sslQuorum="true", portUnification="true", sslQuorumReloadCertFiles="true",
+                              **{"ssl.quorum.clientAuth": "need", "ssl.quorum.protocol": "TLSv1.3",
+                                 "ssl.quorum.enabledProtocols": "TLSv1.2,TLSv1.3",
+                                 "ssl.quorum.hostnameVerification": "false"}))
+    from coord.aio.zoocfg import quorum_tls_config
+    q = quorum_tls_config(cfg)
+    assert (q.ssl_quorum, q.port_unification, q.reload_cert_files) == (True, True, True)
+    s = q.settings()
+    assert s.key_store.location == good["ssl.quorum.keyStore.location"]
+    assert s.protocol == "TLSv1.3" and s.enabled_protocols == ("TLSv1.2", "TLSv1.3")
+    assert q.hostname_verification() is False
+    assert cfg.ssl == {}   # the client port's ssl.* keys are apart
+
+
+@pytest.mark.parametrize("lines, says", [
+    ({"sslQuorum": "true"}, "ssl.quorum.keyStore.location is not set"),
+    ({"sslQuorum": "maybe"}, "sslQuorum must be true or false"),
+    ({"ssl.quorum.clientAuth": "sometimes"}, "ssl.quorum.clientAuth must be need, want or none"),
+    ({"ssl.quorum.keyStore.colour": "x"}, "ssl.quorum.keyStore.colour: unknown key"),
+    ({"sslQuorum": "true", "ssl.quorum.keyStore.location": "/nonexistent/ks.jks",
+      "ssl.quorum.trustStore.location": "/nonexistent/ts.jks"}, "ssl.quorum.keyStore.location /nonexistent/ks.jks"),
+    ({"sslQuorum": "true", "ssl.quorum.protocol": "TLSv1"}, "ssl.quorum.protocol 'TLSv1'"),
+    ({"sslQuorum": "true", "ssl.quorum.hostnameVerification": "perhaps"}, "ssl.quorum.hostnameVerification"),
+])
+def test_bad_quorum_config_is_a_clear_error(tmp_path, stores, lines, says):
+    from coord.aio.zoocfg import ConfigError
+    good, _ = stores
+    # the stores are given unless the case is about them
+    base = {} if lines == {"sslQuorum": "true"} or "ssl.quorum.keyStore.location" in lines else dict(good)
+    with pytest.raises(ConfigError) as e:
+        _cfg(tmp_path, {**base, **lines})
+    assert says in str(e.value)
+
+
+def test_certificate_names_ip(pki):
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from coord.aio.quorum_tls import certificate_names_ip
+    server = pki.server.cert.public_bytes(Encoding.DER)      # SAN: localhost, 127.0.0.1
+    other = pki.other.cert.public_bytes(Encoding.DER)        # no SAN
+    assert certificate_names_ip(server, "127.0.0.1")
+    assert certificate_names_ip(server, "::ffff:127.0.0.1")
+    assert not certificate_names_ip(server, "127.0.0.2")
+    assert not certificate_names_ip(other, "127.0.0.1")
+
+
+def _serve_once(qt, make_inner):
+    """A listener with QuorumTls.accept around make_inner; its port."""
+    import asyncio
+    loop = asyncio.get_running_loop()
+    return loop.create_server(qt.accept(make_inner), "127.0.0.1", 0)
+
+
+def test_peer_certificate_without_its_ip_is_refused(pki, caplog, stores):
+    """hostnameVerification (default true) in the quorum: the acceptor checks the dialler's certificate
+    against the dialler's address, as QuorumX509Util does. A CA-signed certificate without that IP is
+    refused with a log line; the same peer with hostnameVerification=false is taken."""
+    import asyncio
+    import logging
+    from coord.aio.quorum_tls import QuorumTls, QuorumTlsConfig
+    good, _ = stores
+    nosan = dict(good, **{"ssl.quorum.keyStore.location": str(pki.key_store("other", "PKCS12"))})
+
+    class Inner(asyncio.Protocol):
+        made = []
+
+        def connection_made(self, t):
+            Inner.made.append(t)
+            t.write(b"hi")
+
+    async def run(server_keys) -> tuple[bool, bool]:
+        server = QuorumTls(QuorumTlsConfig(True, False, False, server_keys))
+        client = QuorumTls(QuorumTlsConfig(True, False, False, nosan))
+        Inner.made.clear()
+        srv = await _serve_once(server, Inner)
+        port = srv.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        got = loop.create_future()
+
+        lost = loop.create_future()
+
+        class Dialler(asyncio.Protocol):
+            def data_received(self, data):
+                got.done() or got.set_result(data)
+
+            def connection_lost(self, exc):
+                lost.done() or lost.set_result(1)
+
+        await loop.create_connection(client.dial(Dialler, "127.0.0.1", lambda: lost.done() or lost.set_result(1)),
+                                     "127.0.0.1", port)
+        done, _ = await asyncio.wait([got, lost], timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        srv.close()
+        return got in done, bool(Inner.made)
+
+    with caplog.at_level(logging.WARNING, logger="coord.tls"):
+        assert asyncio.run(run(good)) == (False, False)
+    assert "quorum peer certificate does not name 127.0.0.1" in caplog.text
+    assert asyncio.run(run(dict(good, **{"ssl.quorum.hostnameVerification": "false"}))) == (True, True)
+
+
+def test_reload_cert_files(tmp_path, pki, stores):
+    """sslQuorumReloadCertFiles: a changed key store gives new contexts; without it, never."""
+    import shutil
+    from coord.aio.quorum_tls import QuorumTls, QuorumTlsConfig
+    good, _ = stores
+    ks = tmp_path / "quorum-ks.jks"
+    shutil.copy(good["ssl.quorum.keyStore.location"], ks)
+    keys = dict(good, **{"ssl.quorum.keyStore.location": str(ks)})
+    on, off = QuorumTls(QuorumTlsConfig(True, False, True, keys)), QuorumTls(QuorumTlsConfig(True, False, False, keys))
+    before = (on.server_ctx(), on.client_ctx(), off.server_ctx())
+    shutil.copy(pki.key_store("admin", "JKS"), ks)
+    time.sleep(1.2)   # ContextSource looks at the files at most once a second
+    after = (on.server_ctx(), on.client_ctx(), off.server_ctx())
+    assert after[0] is not before[0] and after[1] is not before[1]
+    assert after[2] is before[2]
