@@ -197,6 +197,11 @@ class EnsembleNode(CoordServer):
         addrs = {s: PeerAddr(s, q.host, q.quorum_port, q.election_port)
                  for s, q in {**cfg.servers, **self.peer.voters, **self.peer.observers}.items() if q is not None}
         idle = max(1000, cfg.tick_ms * cfg.sync_limit)
+        qtls = None
+        if cfg.ssl_quorum or cfg.quorum_port_unification:
+            from coord.aio.quorum_tls import QuorumTls
+            from coord.aio.zoocfg import quorum_tls_config
+            qtls = QuorumTls(quorum_tls_config(cfg), handshake_timeout_ms=max(4000, 2 * min(2000, idle)))
         self.transport = PeerTransport(
             self.sid, addrs, digest=membership_digest(self.voters, self.observers),
             on_connected=self._peer_connected, on_disconnected=self._peer_disconnected,
@@ -205,7 +210,7 @@ class EnsembleNode(CoordServer):
             listen_host="" if cfg.quorum_listen_on_all_ips else None,
             max_frame_bytes=self.peer.config.max_message_bytes + 1024, dynamic=cfg.reconfig_enabled,
             idle_timeout_ms=idle, ping_interval_ms=max(50, min(500, idle // 8)),
-            handshake_timeout_ms=min(2000, idle))
+            handshake_timeout_ms=min(2000, idle), tls=qtls)
         await self.transport.start()
         plain, secure = tls.client_factories(cfg, self._protocol)
         self.server = await self.loop.create_server(
