@@ -276,6 +276,7 @@ class ServerMetrics:
                         ("startup_txns_loaded", self.startup_txns_loaded),
                         ("startup_txns_load_time", self.startup_txns_load_time)):
             out.append(_summary(name, s, now))
+        out += self._quota_families()
         present = {m.name for m in out}
         for name, kind in ZK_FAMILIES.items():
             if name in present:
@@ -287,6 +288,24 @@ class ServerMetrics:
             else:
                 out.append(_summary(name, Summary(ADVANCED if kind == "summary_advanced" else BASIC), now))
         out += self._coord_families(now)
+        return out
+
+    def _quota_families(self) -> list[Metric]:
+        """The per-namespace quota sets (coord.core.quota), labelled `key` as ZooKeeper's provider."""
+        from coord.core.quota import namespace_gauges
+        core = self.server.core
+        if core is None:
+            return []
+        out = []
+        for name, by_ns in namespace_gauges(core.tree).items():
+            m = Metric(name, name, "gauge")
+            for ns, v in sorted(by_ns.items()):
+                m.add_sample(name, {"key": ns}, float(v))
+            out.append(m)
+        m = Metric("quota_exceeded_error_per_namespace", "quota_exceeded_error_per_namespace", "counter")
+        for ns, v in sorted((core.quota.exceeded if core.quota is not None else {}).items()):
+            m.add_sample("quota_exceeded_error_per_namespace", {"key": ns}, float(v))
+        out.append(m)
         return out
 
     def _counters(self) -> dict[str, float]:

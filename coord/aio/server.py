@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 
 from coord.aio import tls
+from coord.aio.limits import ConnectionCap
 from coord.aio.fourletter import FourLetterWords
 from coord.aio.datadir import RecoveryError, Storage
 from coord.aio.zoocfg import ALL_4LW, ServerConfig, enforced_schemes
@@ -60,6 +61,7 @@ def core_config(cfg: ServerConfig) -> CoreConfig:
         standalone_enabled=cfg.standalone_enabled,
         sasl=sasl_config(cfg),
         enforce_auth=enforced_schemes(cfg),
+        enforce_quota=cfg.limits["enforceQuota"],
     )
 
 
@@ -77,7 +79,7 @@ def sasl_config(cfg: ServerConfig) -> SaslConfig | None:
 
 class ClientProtocol(asyncio.Protocol):
     __slots__ = ("server", "conn_id", "transport", "splitter", "first", "head", "paused", "reading_paused",
-                 "remote", "ip", "backlog")
+                 "remote", "ip", "backlog", "listener")
 
     def __init__(self, server: "CoordServer", conn_id: int):
         self.server = server
@@ -91,6 +93,7 @@ class ClientProtocol(asyncio.Protocol):
         self.remote = ""
         self.ip = ""
         self.backlog: list[bytes] = []   # whole frames read but not yet served (MAX_FRAMES_PER_TURN)
+        self.listener = None             # "plain" / "secure" once admitted under maxCnxns
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -98,10 +101,18 @@ class ClientProtocol(asyncio.Protocol):
         self.ip = str(peer[0])
         self.remote = f"{peer[0]}:{peer[1]}"
         srv = self.server
+        listener = srv.listener_of(transport)
+        if not srv.cnxn_cap.admit(listener):   # maxCnxns first, as ZooKeeper's factories
+            srv.rejected += 1
+            transport.abort()
+            return
+        self.listener = listener
         limit = srv.cfg.max_client_cnxns
         if limit > 0 and srv.per_ip[self.ip] >= limit:
             log.warning("too many connections from %s (max %d); closing", self.ip, limit)
             srv.rejected += 1
+            srv.cnxn_cap.release(listener)
+            self.listener = None
             transport.abort()
             return
         srv.per_ip[self.ip] += 1
@@ -166,6 +177,9 @@ class ClientProtocol(asyncio.Protocol):
         srv = self.server
         self.backlog = []
         srv.backlogged.discard(self)
+        if self.listener is not None:
+            srv.cnxn_cap.release(self.listener)
+            self.listener = None
         if srv.protocols.pop(self.conn_id, None) is not None:
             srv.per_ip[self.ip] -= 1
             srv.core.connection_lost(self.conn_id)
@@ -203,6 +217,7 @@ class CoordServer:
         self.words = FourLetterWords(self)
         self.started_mono_ms = mono_ms()
         self.rejected = 0
+        self.cnxn_cap = ConnectionCap(cfg.limits["maxCnxns"])
         self.large_rejected = 0
         self.max_queued = 1000
         self.throttled: set[int] = set()
@@ -263,6 +278,15 @@ class CoordServer:
         for o in self.ops:
             await o.stop()
         self.ops.clear()
+
+    def listener_of(self, transport) -> str:
+        """Which listener accepted a connection: the secureClientPort's, or the clientPort's."""
+        sec = self.secure_server
+        if sec is not None and sec.sockets:
+            here = (transport.get_extra_info("sockname") or (None, None))[1]
+            if here == sec.sockets[0].getsockname()[1]:
+                return "secure"
+        return "plain"
 
     def _protocol(self) -> ClientProtocol:
         cid = self.next_conn_id

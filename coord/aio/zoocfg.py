@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coord.aio import limits as _limits
+
 
 class ConfigError(Exception):
     pass
@@ -95,6 +97,7 @@ class ServerConfig:
     enforce_auth_enabled: bool = False          # enforce.auth.enabled
     enforce_auth_schemes: tuple[str, ...] = ()  # enforce.auth.schemes
     session_require_sasl: bool = False          # sessionRequireClientSASLAuth (wins over enforce.auth.*)
+    limits: dict = field(default_factory=lambda: _limits.defaults())   # coord.aio.limits keys
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -173,7 +176,7 @@ def parse_server_spec(sid: int, spec: str) -> QuorumServer:
 
 KNOWN_IGNORED = {
     "admin.commandURL", "electionAlg", "syncEnabled", "globalOutstandingLimit",
-    "maxCnxns", "metricsProvider.className", "metricsProvider.exportJvmInfo", "skipACL",
+    "metricsProvider.className", "metricsProvider.exportJvmInfo", "skipACL",
     "snapshot.trust.empty", "audit.enable", "sslQuorum", "portUnification", "serverCnxnFactory",
     "zookeeper.snapshot.compression.method", "requireClientAuthScheme", "jaasLoginRenew",
     "snapshot.compression.method", "digest.enabled", "fsync.warningthresholdms",
@@ -325,6 +328,8 @@ def _apply(cfg: ServerConfig, k: str, v: str) -> None:
     elif k in ("coord.testZxidCounterLimit",):
         cfg.test_zxid_counter_limit = _int(v, k)
     elif _apply_security(cfg, k, v):
+        return
+    elif _limits.apply_key(cfg.limits, k, v, cfg.warnings):
         return
     elif k in KNOWN_IGNORED or k.startswith("ssl.") or k.startswith("metricsProvider."):
         return

@@ -30,6 +30,7 @@ class CoreConfig:
     standalone_enabled: bool = True    # standaloneEnabled (a reconfig must then keep 2 voters)
     sasl: "SaslConfig | None" = None   # a JAAS Server section: SASL on the client port (coord.core.sasl)
     enforce_auth: frozenset = frozenset()   # enforce.auth.schemes when enforce.auth.enabled (or {sasl})
+    enforce_quota: bool = False        # zookeeper.enforceQuota: hard quota limits (coord.core.quota)
     extra: dict = field(default_factory=dict)
 
     @property

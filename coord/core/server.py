@@ -27,6 +27,7 @@ from coord.core.datatree import DataTree, TxnResult, acl_records, is_session_own
 from coord.core.javaorder import hashset_clone_order
 from coord.core.paths import ROOT
 from coord.core.prep import MULTI_OPS, Prep, PrepError
+from coord.core.quota import QuotaEnforcer
 from coord.core.sasl import SaslExchange
 from coord.core.sessions import SessionTracker, session_password
 from coord.core.watches import WatchManager
@@ -191,7 +192,10 @@ class ServerCore:
         self.tree = tree or DataTree()
         self.tree.watches = self.watches
         self.adopt_newest_config(self.tree)
-        self.prep = Prep(self.tree, extended_types=self.config.extended_types)
+        self.quota = QuotaEnforcer(self.tree) if self.config.enforce_quota else None
+        if self.quota is not None:
+            self.quota.log = self.log
+        self.prep = self.new_prep(self.tree)
         self.now_ms = 0
         self.mono_ms = 0
         self.sessions = SessionTracker(self.config.tick_ms, self.config.server_id)
@@ -253,6 +257,12 @@ class ServerCore:
         for sid, timeout in self.tree.sessions.items():
             self.sessions.add(sid, timeout, mono_ms)
         self.next_container_check = mono_ms + self.config.container_check_interval_ms
+
+    def new_prep(self, tree: DataTree) -> Prep:
+        """A Prep over tree (a new one after SNAP replaced the tree), with this server's checks."""
+        if self.quota is not None:
+            self.quota.tree = tree
+        return Prep(tree, extended_types=self.config.extended_types, quota=self.quota)
 
     def next_zxid(self) -> int:
         self.next_zxid_counter += 1
