@@ -81,14 +81,25 @@ class ConnectionCap:
         self.max_cnxns = max_cnxns
         self.alive = {"plain": 0, "secure": 0}
 
-    def admit(self, listener: str) -> bool:
-        """ServerCnxnFactory.limitTotalNumberOfCnxns: False (and the log line) when full."""
+    def full(self, listener: str) -> bool:
         n = self.alive[listener]
         if 0 < self.max_cnxns <= n:
             log.error("Too many connections %d - max is %d", n, self.max_cnxns)
+            return True
+        return False
+
+    def admit(self, listener: str) -> bool:
+        """ServerCnxnFactory.limitTotalNumberOfCnxns: False (and the log line) when full."""
+        if self.full(listener):
             return False
-        self.alive[listener] = n + 1
+        self.alive[listener] += 1
         return True
 
     def release(self, listener: str) -> None:
         self.alive[listener] -= 1
+
+
+def mntr_rows(srv) -> list[tuple[str, object]]:
+    """The limits' rows of mntr, named as ZooKeeper's (its default metrics provider prints them)."""
+    return [("zk_auth_failed_count", srv.auth_failed),
+            ("zk_connection_rejected", srv.rejected)]

@@ -265,6 +265,7 @@ class ServerMetrics:
             v = rows.get("zk_" + name)
             if v is not None and (leader or name not in LEADER_ONLY):
                 out.append(_gauge(name, float(v)))
+        out.append(_gauge("auth_failed_count", float(srv.auth_failed)))
         if "zk_quorum_size" in rows and "zk_synced_observers" not in rows:
             out.append(_gauge("synced_observers", 0.0))   # FollowerZooKeeperServer registers it too
         for name, v in self._counters().items():
@@ -312,7 +313,8 @@ class ServerMetrics:
         srv = self.server
         c = {"connection_request_count": srv.next_conn_id - 1,
              "connection_rejected": srv.rejected,
-             "large_requests_rejected": srv.large_rejected}
+             "large_requests_rejected": srv.large_rejected,
+             "unsuccessful_handshake": srv.auth_failed}
         peer = getattr(srv, "peer", None)
         if peer is not None:
             st = peer.stats

@@ -218,6 +218,7 @@ class CoordServer:
         self.started_mono_ms = mono_ms()
         self.rejected = 0
         self.cnxn_cap = ConnectionCap(cfg.limits["maxCnxns"])
+        self.auth_failed = 0   # TLS handshakes that failed (ZooKeeper's auth_failed_count)
         self.large_rejected = 0
         self.max_queued = 1000
         self.throttled: set[int] = set()
@@ -253,7 +254,7 @@ class CoordServer:
         self.txnlog.on_durable = self._on_durable
         self.txnlog.on_failed = self._on_log_failed
         self.storage.start(self.loop)
-        plain, secure = tls.client_factories(self.cfg, self._protocol)
+        plain, secure = self.client_factories()
         self.server = await self.loop.create_server(
             plain, host=self.cfg.client_port_address, port=self.cfg.client_port,
             reuse_address=True, backlog=1024)
@@ -278,6 +279,21 @@ class CoordServer:
         for o in self.ops:
             await o.stop()
         self.ops.clear()
+
+    def client_factories(self):
+        """The client listeners' protocol factories (coord.aio.tls), with the limits applied."""
+        return tls.client_factories(self.cfg, self._protocol, on_failure=self._tls_failed,
+                                    refuse=self._refuse_tls)
+
+    def _tls_failed(self) -> None:
+        self.auth_failed += 1   # ZooKeeper's "Unsuccessful handshake": auth_failed_count
+
+    def _refuse_tls(self, transport) -> bool:
+        """maxCnxns before a TLS handshake starts, as ZooKeeper's Netty factory checks it."""
+        if self.cnxn_cap.full(self.listener_of(transport)):
+            self.rejected += 1
+            return True
+        return False
 
     def listener_of(self, transport) -> str:
         """Which listener accepted a connection: the secureClientPort's, or the clientPort's."""

@@ -247,12 +247,13 @@ class TlsProtocol(asyncio.Protocol):
     the current SSLContext (ContextSource)."""
 
     def __init__(self, ctx, settings: TlsSettings, make_plain, *, sniff: bool = False,
-                 on_failure=None):
+                 on_failure=None, refuse=None):
         self.ctx = ctx
         self.settings = settings
         self.make_plain = make_plain
         self.sniff = sniff
-        self.on_failure = on_failure
+        self.on_failure = on_failure   # a failed handshake (ZooKeeper's auth_failed_count)
+        self.refuse = refuse           # refuse(transport): True closes it before any handshake (maxCnxns)
         self.transport = None
         self.sslobj = None
         self.incoming = self.outgoing = None
@@ -266,6 +267,10 @@ class TlsProtocol(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.remote = f"{peer[0]}:{peer[1]}"
+        if self.refuse is not None and self.refuse(transport):
+            self.closed = True
+            transport.abort()
+            return
         if not self.sniff:
             self._start_tls()
 
@@ -283,7 +288,7 @@ class TlsProtocol(asyncio.Protocol):
     def fail(self, why: str) -> None:
         _clear_openssl_errors()
         log.warning("closing %s: %s", self.remote, why)
-        if self.on_failure is not None:
+        if self.on_failure is not None and self.inner is None:
             self.on_failure()
         self.closed = True
         self.transport.abort()
@@ -417,19 +422,22 @@ class ContextSource:
         return self.ctx
 
 
-def client_factories(cfg, make_plain):
+def client_factories(cfg, make_plain, *, on_failure=None, refuse=None):
     """(factory for clientPort, factory for secureClientPort or None) from a ServerConfig: plain
-    as before unless client.portUnification; TLS on the secure port when secureClientPort is set."""
+    as before unless client.portUnification; TLS on the secure port when secureClientPort is set.
+    on_failure and refuse go to every TlsProtocol (see there)."""
     if cfg.secure_client_port is None and not cfg.client_port_unification:
         return make_plain, None
     settings = TlsSettings.from_keys(cfg.ssl)
     ctx = ContextSource(settings)
     plain = make_plain
     if cfg.client_port_unification:
-        plain = lambda: TlsProtocol(ctx, settings, make_plain, sniff=True)  # noqa: E731
+        plain = lambda: TlsProtocol(ctx, settings, make_plain, sniff=True,  # noqa: E731
+                                    on_failure=on_failure, refuse=refuse)
     secure = None
     if cfg.secure_client_port is not None:
-        secure = lambda: TlsProtocol(ctx, settings, make_plain)  # noqa: E731
+        secure = lambda: TlsProtocol(ctx, settings, make_plain,  # noqa: E731
+                                     on_failure=on_failure, refuse=refuse)
     return plain, secure
 
 
