@@ -67,6 +67,8 @@ def apply_key(limits: dict, key: str, value: str, warnings: list) -> bool:
     if key not in KEYS:
         return False
     v = parse_value(key, value)
+    if key == "connection_throttle_fill_time" and v <= 0:
+        raise ValueError(f"{key} must be a positive number of milliseconds, got {value!r}")
     if key == "maxCnxns" and v < 0:   # ServerCnxnFactory.initMaxCnxns
         warnings.append("maxCnxns should be greater than or equal to 0, using default value 0.")
         v = 0
@@ -99,7 +101,15 @@ class ConnectionCap:
         self.alive[listener] -= 1
 
 
+def rejected(srv) -> int:
+    """connection_rejected: refused by maxCnxns / maxClientCnxns here, or by the connection throttle."""
+    ct = srv.core.conn_throttle if srv.core is not None else None
+    return srv.rejected + (ct.rejected if ct is not None else 0)
+
+
 def mntr_rows(srv) -> list[tuple[str, object]]:
     """The limits' rows of mntr, named as ZooKeeper's (its default metrics provider prints them)."""
+    ct = srv.core.conn_throttle if srv.core is not None else None
     return [("zk_auth_failed_count", srv.auth_failed),
-            ("zk_connection_rejected", srv.rejected)]
+            ("zk_connection_rejected", rejected(srv)),
+            ("zk_connection_drop_probability", ct.drop if ct is not None else 0.0)]

@@ -28,6 +28,8 @@ from collections import deque
 from prometheus_client.core import Metric
 from prometheus_client.utils import floatToGoString
 
+from coord.aio import limits
+
 log = logging.getLogger("coord.metrics")
 
 PROMETHEUS_PROVIDER = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"
@@ -266,6 +268,8 @@ class ServerMetrics:
             if v is not None and (leader or name not in LEADER_ONLY):
                 out.append(_gauge(name, float(v)))
         out.append(_gauge("auth_failed_count", float(srv.auth_failed)))
+        ct = srv.core.conn_throttle if srv.core is not None else None
+        out.append(_gauge("connection_drop_probability", ct.drop if ct is not None else 0.0))
         if "zk_quorum_size" in rows and "zk_synced_observers" not in rows:
             out.append(_gauge("synced_observers", 0.0))   # FollowerZooKeeperServer registers it too
         for name, v in self._counters().items():
@@ -312,7 +316,7 @@ class ServerMetrics:
     def _counters(self) -> dict[str, float]:
         srv = self.server
         c = {"connection_request_count": srv.next_conn_id - 1,
-             "connection_rejected": srv.rejected,
+             "connection_rejected": limits.rejected(srv),
              "large_requests_rejected": srv.large_rejected,
              "unsuccessful_handshake": srv.auth_failed}
         peer = getattr(srv, "peer", None)

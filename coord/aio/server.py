@@ -11,6 +11,7 @@ import asyncio
 import base64
 import logging
 import os
+import random
 import time
 from collections import defaultdict
 
@@ -22,6 +23,7 @@ from coord.aio.zoocfg import ALL_4LW, ServerConfig, enforced_schemes
 from coord.core.config import CoreConfig
 from coord.core.sasl import SaslConfig
 from coord.core.server import ServerCore
+from coord.core.throttle import BlueThrottleConfig
 from coord.jute.frames import FrameSplitter, FrameTooLarge
 from coord.jute.protocol import Err
 
@@ -62,6 +64,8 @@ def core_config(cfg: ServerConfig) -> CoreConfig:
         sasl=sasl_config(cfg),
         enforce_auth=enforced_schemes(cfg),
         enforce_quota=cfg.limits["enforceQuota"],
+        connection_throttle=BlueThrottleConfig.from_limits(cfg.limits),
+        random=random.random,
     )
 
 

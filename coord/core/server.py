@@ -28,6 +28,7 @@ from coord.core.javaorder import hashset_clone_order
 from coord.core.paths import ROOT
 from coord.core.prep import MULTI_OPS, Prep, PrepError
 from coord.core.quota import QuotaEnforcer
+from coord.core.throttle import BlueThrottle
 from coord.core.sasl import SaslExchange
 from coord.core.sessions import SessionTracker, session_password
 from coord.core.watches import WatchManager
@@ -196,6 +197,8 @@ class ServerCore:
         if self.quota is not None:
             self.quota.log = self.log
         self.prep = self.new_prep(self.tree)
+        ct = self.config.connection_throttle
+        self.conn_throttle = BlueThrottle(ct, 0) if ct is not None and ct.tokens else None
         self.now_ms = 0
         self.mono_ms = 0
         self.sessions = SessionTracker(self.config.tick_ms, self.config.server_id)
@@ -257,6 +260,8 @@ class ServerCore:
         for sid, timeout in self.tree.sessions.items():
             self.sessions.add(sid, timeout, mono_ms)
         self.next_container_check = mono_ms + self.config.container_check_interval_ms
+        if self.conn_throttle is not None:
+            self.conn_throttle.last_ms = self.conn_throttle.last_freeze_ms = mono_ms
 
     def new_prep(self, tree: DataTree) -> Prep:
         """A Prep over tree (a new one after SNAP replaced the tree), with this server's checks."""
@@ -340,6 +345,11 @@ class ServerCore:
     # -- session establishment -------------------------------------------------------------------
     def _connect(self, conn: Connection, payload: bytes) -> None:
         req, p = decode(R.ConnectRequest, payload)
+        ct = self.conn_throttle
+        if ct is not None and not ct.check_limit(ct.need(req.sessionId, self.config.local_sessions),
+                                                 self.mono_ms, self.config.random()):
+            self._close(conn, "connection throttled (connection_throttle_tokens)")
+            return
         if p < len(payload):
             conn.client_read_only, p = read_bool(payload, p)
         else:
