@@ -101,6 +101,14 @@ class ConnectionCap:
         self.alive[listener] -= 1
 
 
+def request_throttle(limits: dict) -> tuple[int, int, bool] | None:
+    """The core's RequestThrottler settings (None: off, as ZooKeeper's default)."""
+    if limits["request_throttle_max_requests"] <= 0:
+        return None
+    return (limits["request_throttle_max_requests"], limits["throttled_op_wait_time"],
+            limits["request_throttle_drop_stale"])
+
+
 def rejected(srv) -> int:
     """connection_rejected: refused by maxCnxns / maxClientCnxns here, or by the connection throttle."""
     ct = srv.core.conn_throttle if srv.core is not None else None
@@ -110,6 +118,10 @@ def rejected(srv) -> int:
 def mntr_rows(srv) -> list[tuple[str, object]]:
     """The limits' rows of mntr, named as ZooKeeper's (its default metrics provider prints them)."""
     ct = srv.core.conn_throttle if srv.core is not None else None
+    rt = srv.core.req_throttle if srv.core is not None else None
     return [("zk_auth_failed_count", srv.auth_failed),
+            ("zk_throttled_ops", rt.throttled_ops if rt is not None else 0),
+            ("zk_stale_requests_dropped", rt.stale_dropped if rt is not None else 0),
+            ("zk_request_throttle_wait_count", rt.waits if rt is not None else 0),
             ("zk_connection_rejected", rejected(srv)),
             ("zk_connection_drop_probability", ct.drop if ct is not None else 0.0)]

@@ -319,6 +319,10 @@ class ServerMetrics:
              "connection_rejected": limits.rejected(srv),
              "large_requests_rejected": srv.large_rejected,
              "unsuccessful_handshake": srv.auth_failed}
+        rt = srv.core.req_throttle if srv.core is not None else None
+        if rt is not None:
+            c.update(throttled_ops=rt.throttled_ops, stale_requests_dropped=rt.stale_dropped,
+                     request_throttle_wait_count=rt.waits)
         peer = getattr(srv, "peer", None)
         if peer is not None:
             st = peer.stats

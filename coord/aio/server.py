@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 
 from coord.aio import tls
-from coord.aio.limits import ConnectionCap
+from coord.aio.limits import ConnectionCap, request_throttle
 from coord.aio.fourletter import FourLetterWords
 from coord.aio.datadir import RecoveryError, Storage
 from coord.aio.zoocfg import ALL_4LW, ServerConfig, enforced_schemes
@@ -65,6 +65,7 @@ def core_config(cfg: ServerConfig) -> CoreConfig:
         enforce_auth=enforced_schemes(cfg),
         enforce_quota=cfg.limits["enforceQuota"],
         connection_throttle=BlueThrottleConfig.from_limits(cfg.limits),
+        request_throttle=request_throttle(cfg.limits),
         random=random.random,
     )
 
@@ -166,7 +167,7 @@ class ClientProtocol(asyncio.Protocol):
         for payload in frames:
             core.frame(self.conn_id, payload)
         conn = core.conns.get(self.conn_id)
-        if conn is not None and len(conn.queue) >= srv.max_queued and not self.reading_paused:
+        if conn is not None and core.queued(conn) >= srv.max_queued and not self.reading_paused:
             # Bounded per-connection queue: stop reading until its replies drain (as ZooKeeper throttles).
             self.reading_paused = True
             self.transport.pause_reading()
@@ -374,7 +375,7 @@ class CoordServer:
                 conn = core.conns.get(cid)
                 if p is None or conn is None:
                     self.throttled.discard(cid)
-                elif len(conn.queue) < self.max_queued // 2:
+                elif core.queued(conn) < self.max_queued // 2:
                     self.throttled.discard(cid)
                     p.reading_paused = False
                     p.maybe_resume_reading()

@@ -33,6 +33,8 @@ class CoreConfig:
     enforce_auth: frozenset = frozenset()   # enforce.auth.schemes when enforce.auth.enabled (or {sasl})
     connection_throttle: "BlueThrottleConfig | None" = None   # connection_throttle_* (coord.core.throttle)
     random: Callable[[], float] = lambda: 0.5   # uniform draws in [0, 1) (BLUE drops), from the shell
+    # request_throttle_max_requests (0: off), throttled_op_wait_time, request_throttle_drop_stale
+    request_throttle: tuple[int, int, bool] | None = None
     enforce_quota: bool = False        # zookeeper.enforceQuota: hard quota limits (coord.core.quota)
     extra: dict = field(default_factory=dict)
 

@@ -28,6 +28,7 @@ from coord.core.javaorder import hashset_clone_order
 from coord.core.paths import ROOT
 from coord.core.prep import MULTI_OPS, Prep, PrepError
 from coord.core.quota import QuotaEnforcer
+from coord.core.reqthrottle import RequestThrottler
 from coord.core.throttle import BlueThrottle
 from coord.core.sasl import SaslExchange
 from coord.core.sessions import SessionTracker, session_password
@@ -45,6 +46,7 @@ _LEN = struct.Struct(">i")
 _ZXID_AT = struct.Struct(">q")
 _MULTI_END = R.MultiHeader(-1, True, -1).encode()
 _SYNC_CONNECTED = int(KeeperState.SyncConnected)
+_UNTHROTTLED = frozenset(struct.pack(">i", op) for op in (100, 102))   # auth, sasl: never held
 
 # Pending entry states
 READY, WAIT_COMMIT, DEFERRED = 0, 1, 2
@@ -197,6 +199,9 @@ class ServerCore:
         if self.quota is not None:
             self.quota.log = self.log
         self.prep = self.new_prep(self.tree)
+        rt = self.config.request_throttle
+        self.req_throttle = RequestThrottler(*rt, self.config.max_queued_per_connection) if rt else None
+        self._releasing = False
         ct = self.config.connection_throttle
         self.conn_throttle = BlueThrottle(ct, 0) if ct is not None and ct.tokens else None
         self.now_ms = 0
@@ -338,9 +343,42 @@ class ServerCore:
                 else:
                     self._close(conn, "request before the session was established")
                 return
+            rt = self.req_throttle
+            if (rt is not None and payload[4:8] not in _UNTHROTTLED
+                    and rt.hold(conn_id, payload, self.stats.outstanding, self.mono_ms)):
+                return
             self._request(conn, payload)
         except JuteError as e:
             self._close(conn, f"malformed request: {e}")
+        except OverflowError as e:
+            self._close(conn, str(e))
+
+    def queued(self, conn: Connection) -> int:
+        """Requests of conn not answered yet: its queue, and its frames the request throttler holds."""
+        rt = self.req_throttle
+        return len(conn.queue) + (rt.held.get(conn.conn_id, 0) if rt is not None else 0)
+
+    def _release_throttled(self) -> None:
+        """Let requests the throttler holds enter, in arrival order (coord.core.reqthrottle)."""
+        if self._releasing:
+            return
+        self._releasing = True
+        conns = self.conns
+        try:
+            for conn_id, payload, throttled in self.req_throttle.release(
+                    lambda: self.stats.outstanding, lambda c: c in conns and not conns[c].closing, self.mono_ms):
+                conn = conns[conn_id]
+                if throttled:
+                    xid, op = _HEADER(payload, 0)
+                    self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.THROTTLEDOP), op=op,
+                                                t0=self.mono_ms))
+                    continue
+                try:
+                    self._request(conn, payload)
+                except JuteError as e:
+                    self._close(conn, f"malformed request: {e}")
+        finally:
+            self._releasing = False
 
     # -- session establishment -------------------------------------------------------------------
     def _connect(self, conn: Connection, payload: bytes) -> None:
@@ -783,6 +821,8 @@ class ServerCore:
         w = self.waiting.pop((sid, hdr.cxid), None)
         if w is not None:
             self.stats.outstanding -= 1
+            if self.req_throttle is not None and self.req_throttle.fifo:
+                self._release_throttled()
             conn = self.conns.get(w[0])
             pending = w[1]
             if conn is not None:
@@ -1142,6 +1182,8 @@ class ServerCore:
 
     def tick(self) -> None:
         """Expire sessions and clean containers/TTLs; called by the shell every few ms."""
+        if self.req_throttle is not None and self.req_throttle.fifo:
+            self._release_throttled()
         if self.local_sessions:
             self._expire_local()
         if not self.is_sequencer():
