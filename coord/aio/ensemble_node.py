@@ -212,7 +212,7 @@ class EnsembleNode(CoordServer):
             idle_timeout_ms=idle, ping_interval_ms=max(50, min(500, idle // 8)),
             handshake_timeout_ms=min(2000, idle), tls=qtls)
         await self.transport.start()
-        plain, secure = tls.client_factories(cfg, self._protocol)
+        plain, secure = self.client_factories()
         self.server = await self.loop.create_server(
             plain, host=cfg.client_port_address, port=cfg.client_port, reuse_address=True,
             backlog=1024)

@@ -32,6 +32,7 @@ from prometheus_client.core import Metric
 from prometheus_client.utils import floatToGoString
 
 from coord.core.requeststats import RequestStats
+from coord.aio import limits
 
 log = logging.getLogger("coord.metrics")
 
@@ -342,6 +343,9 @@ class ServerMetrics:
             v = rows.get("zk_" + name)
             if v is not None and (leader or name not in LEADER_ONLY):
                 out.append(_gauge(name, float(v)))
+        out.append(_gauge("auth_failed_count", float(srv.auth_failed)))
+        ct = srv.core.conn_throttle if srv.core is not None else None
+        out.append(_gauge("connection_drop_probability", ct.drop if ct is not None else 0.0))
         if "zk_quorum_size" in rows and "zk_synced_observers" not in rows:
             out.append(_gauge("synced_observers", 0.0))   # FollowerZooKeeperServer registers it too
         for name, v in self._counters().items():
@@ -354,6 +358,7 @@ class ServerMetrics:
                         ("startup_txns_load_time", self.startup_txns_load_time)):
             out.append(_summary(name, s, now))
         out += self._request_families(now)
+        out += self._quota_families()
         present = {m.name for m in out}
         for name, kind in ZK_FAMILIES.items():
             if name in present:
@@ -396,13 +401,34 @@ class ServerMetrics:
                     _add_summary(m, name, s, now, {"key": str(sid)})
                 out.append(m)
             out.append(_summary("quorum_ack_latency", ln.quorum, now))
+    def _quota_families(self) -> list[Metric]:
+        """The per-namespace quota sets (coord.core.quota), labelled `key` as ZooKeeper's provider."""
+        from coord.core.quota import namespace_gauges
+        core = self.server.core
+        if core is None:
+            return []
+        out = []
+        for name, by_ns in namespace_gauges(core.tree).items():
+            m = Metric(name, name, "gauge")
+            for ns, v in sorted(by_ns.items()):
+                m.add_sample(name, {"key": ns}, float(v))
+            out.append(m)
+        m = Metric("quota_exceeded_error_per_namespace", "quota_exceeded_error_per_namespace", "counter")
+        for ns, v in sorted((core.quota.exceeded if core.quota is not None else {}).items()):
+            m.add_sample("quota_exceeded_error_per_namespace", {"key": ns}, float(v))
+        out.append(m)
         return out
 
     def _counters(self) -> dict[str, float]:
         srv = self.server
         c = {"connection_request_count": srv.next_conn_id - 1,
-             "connection_rejected": srv.rejected,
-             "large_requests_rejected": srv.large_rejected}
+             "connection_rejected": limits.rejected(srv),
+             "large_requests_rejected": srv.large_rejected,
+             "unsuccessful_handshake": srv.auth_failed}
+        rt = srv.core.req_throttle if srv.core is not None else None
+        if rt is not None:
+            c.update(throttled_ops=rt.throttled_ops, stale_requests_dropped=rt.stale_dropped,
+                     request_throttle_wait_count=rt.waits)
         peer = getattr(srv, "peer", None)
         if peer is not None:
             st = peer.stats

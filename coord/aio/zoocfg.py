@@ -13,6 +13,7 @@ from pathlib import Path
 
 from coord.core.quorumserver import QuorumServer, parse_server_spec  # noqa: F401 (re-exported)
 from coord.core.quorumserver import parse_int as _int, parse_port as _port
+from coord.aio import limits as _limits
 
 
 class ConfigError(Exception):
@@ -87,6 +88,7 @@ class ServerConfig:
     enforce_auth_enabled: bool = False          # enforce.auth.enabled
     enforce_auth_schemes: tuple[str, ...] = ()  # enforce.auth.schemes
     session_require_sasl: bool = False          # sessionRequireClientSASLAuth (wins over enforce.auth.*)
+    limits: dict = field(default_factory=lambda: _limits.defaults())   # coord.aio.limits keys
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -117,7 +119,7 @@ def _bool(v: str, key: str) -> bool:
 
 KNOWN_IGNORED = {
     "admin.commandURL", "electionAlg", "syncEnabled", "globalOutstandingLimit",
-    "maxCnxns", "metricsProvider.className", "metricsProvider.exportJvmInfo", "skipACL",
+    "metricsProvider.className", "metricsProvider.exportJvmInfo", "skipACL",
     "snapshot.trust.empty", "audit.enable", "serverCnxnFactory",
     "zookeeper.snapshot.compression.method", "requireClientAuthScheme", "jaasLoginRenew",
     "snapshot.compression.method", "digest.enabled", "fsync.warningthresholdms",
@@ -269,6 +271,8 @@ def _apply(cfg: ServerConfig, k: str, v: str) -> None:
     elif k in ("coord.testZxidCounterLimit",):
         cfg.test_zxid_counter_limit = _int(v, k)
     elif _apply_security(cfg, k, v) or _apply_quorum_tls(cfg, k, v):
+        return
+    elif _limits.apply_key(cfg.limits, k, v, cfg.warnings):
         return
     elif k in KNOWN_IGNORED or k.startswith("ssl.") or k.startswith("metricsProvider."):
         return

@@ -27,6 +27,9 @@ from coord.core.datatree import DataTree, TxnResult, acl_records, is_session_own
 from coord.core.javaorder import hashset_clone_order
 from coord.core.paths import ROOT
 from coord.core.prep import MULTI_OPS, Prep, PrepError
+from coord.core.quota import QuotaEnforcer
+from coord.core.reqthrottle import RequestThrottler
+from coord.core.throttle import BlueThrottle
 from coord.core.sasl import SaslExchange
 from coord.core.sessions import SessionTracker, session_password
 from coord.core.watches import WatchManager
@@ -43,6 +46,7 @@ _LEN = struct.Struct(">i")
 _ZXID_AT = struct.Struct(">q")
 _MULTI_END = R.MultiHeader(-1, True, -1).encode()
 _SYNC_CONNECTED = int(KeeperState.SyncConnected)
+_UNTHROTTLED = frozenset(struct.pack(">i", op) for op in (100, 102))   # auth, sasl: never held
 
 # Pending entry states
 READY, WAIT_COMMIT, DEFERRED = 0, 1, 2
@@ -191,7 +195,15 @@ class ServerCore:
         self.tree = tree or DataTree()
         self.tree.watches = self.watches
         self.adopt_newest_config(self.tree)
-        self.prep = Prep(self.tree, extended_types=self.config.extended_types)
+        self.quota = QuotaEnforcer(self.tree) if self.config.enforce_quota else None
+        if self.quota is not None:
+            self.quota.log = self.log
+        self.prep = self.new_prep(self.tree)
+        rt = self.config.request_throttle
+        self.req_throttle = RequestThrottler(*rt, self.config.max_queued_per_connection) if rt else None
+        self._releasing = False
+        ct = self.config.connection_throttle
+        self.conn_throttle = BlueThrottle(ct, 0) if ct is not None and ct.tokens else None
         self.now_ms = 0
         self.mono_ms = 0
         self.sessions = SessionTracker(self.config.tick_ms, self.config.server_id)
@@ -259,6 +271,14 @@ class ServerCore:
         for sid, timeout in self.tree.sessions.items():
             self.sessions.add(sid, timeout, mono_ms)
         self.next_container_check = mono_ms + self.config.container_check_interval_ms
+        if self.conn_throttle is not None:
+            self.conn_throttle.last_ms = self.conn_throttle.last_freeze_ms = mono_ms
+
+    def new_prep(self, tree: DataTree) -> Prep:
+        """A Prep over tree (a new one after SNAP replaced the tree), with this server's checks."""
+        if self.quota is not None:
+            self.quota.tree = tree
+        return Prep(tree, extended_types=self.config.extended_types, quota=self.quota)
 
     def next_zxid(self) -> int:
         self.next_zxid_counter += 1
@@ -329,13 +349,51 @@ class ServerCore:
                 else:
                     self._close(conn, "request before the session was established")
                 return
+            rt = self.req_throttle
+            if (rt is not None and payload[4:8] not in _UNTHROTTLED
+                    and rt.hold(conn_id, payload, self.stats.outstanding, self.mono_ms)):
+                return
             self._request(conn, payload)
         except JuteError as e:
             self._close(conn, f"malformed request: {e}")
+        except OverflowError as e:
+            self._close(conn, str(e))
+
+    def queued(self, conn: Connection) -> int:
+        """Requests of conn not answered yet: its queue, and its frames the request throttler holds."""
+        rt = self.req_throttle
+        return len(conn.queue) + (rt.held.get(conn.conn_id, 0) if rt is not None else 0)
+
+    def _release_throttled(self) -> None:
+        """Let requests the throttler holds enter, in arrival order (coord.core.reqthrottle)."""
+        if self._releasing:
+            return
+        self._releasing = True
+        conns = self.conns
+        try:
+            for conn_id, payload, throttled in self.req_throttle.release(
+                    lambda: self.stats.outstanding, lambda c: c in conns and not conns[c].closing, self.mono_ms):
+                conn = conns[conn_id]
+                if throttled:
+                    xid, op = _HEADER(payload, 0)
+                    self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.THROTTLEDOP), op=op,
+                                                t0=self.mono_ms))
+                    continue
+                try:
+                    self._request(conn, payload)
+                except JuteError as e:
+                    self._close(conn, f"malformed request: {e}")
+        finally:
+            self._releasing = False
 
     # -- session establishment -------------------------------------------------------------------
     def _connect(self, conn: Connection, payload: bytes) -> None:
         req, p = decode(R.ConnectRequest, payload)
+        ct = self.conn_throttle
+        if ct is not None and not ct.check_limit(ct.need(req.sessionId, self.config.local_sessions),
+                                                 self.mono_ms, self.config.random()):
+            self._close(conn, "connection throttled (connection_throttle_tokens)")
+            return
         if p < len(payload):
             conn.client_read_only, p = read_bool(payload, p)
         else:
@@ -776,6 +834,8 @@ class ServerCore:
         w = self.waiting.pop((sid, hdr.cxid), None)
         if w is not None:
             self.stats.outstanding -= 1
+            if self.req_throttle is not None and self.req_throttle.fifo:
+                self._release_throttled()
             conn = self.conns.get(w[0])
             pending = w[1]
             if conn is not None:
@@ -1135,6 +1195,8 @@ class ServerCore:
 
     def tick(self) -> None:
         """Expire sessions and clean containers/TTLs; called by the shell every few ms."""
+        if self.req_throttle is not None and self.req_throttle.fifo:
+            self._release_throttled()
         if self.local_sessions:
             self._expire_local()
         if not self.is_sequencer():
