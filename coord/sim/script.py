@@ -13,6 +13,7 @@ Commands
     config KEY VALUE                 a ZabConfig field (history_txns, zxid_counter_limit, ...)
     nodes N [observers M]            an ensemble of voters 1..N (observers after them)
     start [S...] | crash S | restart S [replay]    (replay: the whole log into the tree, as a driver may)
+    handoff S                        a planned stop: a leader hands over, then stops (others just stop)
     lead S | follow S L | look S     force a role (election only picks who tries: safety must hold anyway)
     stabilize [MS]                   deliver, fsync and tick freely for MS (default 1000) virtual ms
     deliver A->B [N|all|TYPE] | deliver all | drop A->B [N|all] | fsync S [N|all] | tick MS
@@ -187,7 +188,8 @@ class ScriptWorld:
             text = e[2].split("] ", 1)[-1]
             if e[1] in ("warn", "error") and not stable_quiet:
                 self.out(f"  {sid}: {e[1]}: {text}")
-            elif text.startswith(("syncing ", "rolled to")) or "rolling to epoch" in text:
+            elif text.startswith(("syncing ", "rolled to", "handing off", "stopped: ", "taking over",
+                                  "took over")) or "rolling to epoch" in text or "handed over to" in text:
                 self.out(f"  {sid}: {text}")
             return
         if kind == "role":
@@ -421,6 +423,11 @@ class ScriptWorld:
         p.closing.pop(leader, None)          # a script does not wait out the reconnect back-off
         p.last_connect.pop(leader, None)
         p._want_links()
+        self.pump(n)
+
+    def cmd_handoff(self, s):
+        n = self.nodes[int(s)]
+        n.peer.handoff()
         self.pump(n)
 
     def cmd_lead(self, s):
