@@ -669,6 +669,9 @@ class QuorumPeer:
         if self.state == LEADING and self.role.established:
             self.role.begin_handoff()
             return
+        if self.state == LEADING:
+            self.finish_handoff(None, "asked to stop before our epoch was established")
+            return
         self.log("info", f"stopping as {self.state}: nothing to hand over")
 
     @property
