@@ -19,6 +19,7 @@ Commands
     deliver A->B [N|all|TYPE] | deliver all | drop A->B [N|all] | fsync S [N|all] | tick MS
                                      (TYPE: deliver up to and including the next message of that type)
     partition S... | heal            cut the listed servers off from the rest (links drop) / undo
+    reconfig on | reconfig C add|remove S   enable dynamic reconfig (before start) / C sends one as super
     client C S | create C PATH [DATA] [ephemeral] | set C PATH DATA | get C PATH | close C
     watch C PATH | sync C            getData with a watch (no reply may then pass its event) / sync()
     disconnect C                     the client vanishes; its session must expire
@@ -82,7 +83,13 @@ class ScriptNode:
             for hdr, txn in ds.log:
                 tree.apply(hdr, txn)
             ds.log = []
-        core = ServerCore(CoreConfig(server_id=self.sid, tick_ms=w.zab.tick_ms), tree)
+        cc = CoreConfig(server_id=self.sid, tick_ms=w.zab.tick_ms)
+        if w.reconfig:
+            from coord.sim.members import SUPER_DIGEST, config_data
+            cc.quorum = cc.reconfig_enabled = True
+            cc.super_digest = SUPER_DIGEST
+            cc.config_data = config_data(w.voters, w.observers)
+        core = ServerCore(cc, tree)
         core.watches = tree.watches = RecordingWatches()
         self.core = core
         self.peer = QuorumPeer(self.sid, w.voters, w.observers, core, w.zab)
@@ -124,6 +131,7 @@ class ScriptWorld:
         self.now = 0
         self.nodes: dict[int, ScriptNode] = {}
         self.voters: dict[int, None] = {}
+        self.reconfig = False
         self.observers: dict[int, None] = {}
         self.links: set[tuple[int, int]] = set()
         self.queues: dict[tuple[int, int], deque] = {}
@@ -216,6 +224,9 @@ class ScriptWorld:
         if kind == "install_snapshot":
             n.disk.enqueue(("install", e[1], e[2]))
             self.out(f"  {sid}: install snapshot at {zx(e[2])}")
+            return
+        if kind == "config":
+            self.out(f"  {sid}: configuration {zx(e[3])} active: voters {sorted(e[1])}, observers {sorted(e[2])}")
             return
         raise AssertionError(f"unknown effect {e!r}")
 
@@ -328,6 +339,9 @@ class ScriptWorld:
                 self.out(f"  {c.name}: session {zx(resp.sessionId)} established on {c.node.sid}")
                 continue
             hdr, q = decode(R.ReplyHeader, frame)
+            if hdr.xid == -4:
+                self.out(f"  {c.name}: auth err={hdr.err}")
+                continue
             if hdr.xid == -1:
                 ev = decode(R.WatcherEvent, frame, q)[0]
                 c.watches.pop(ev.path, None)
@@ -371,6 +385,21 @@ class ScriptWorld:
     def cmd_config(self, key, value):
         """Set a ZabConfig field (before start)."""
         setattr(self.zab, key, int(value, 0))
+
+    def cmd_reconfig(self, *args):
+        """`reconfig on` (before start): members may reconfigure; `reconfig C add|remove S`: client C,
+        as super, sends an incremental reconfig."""
+        if args == ("on",):
+            self.reconfig = True
+            return
+        from coord.sim.members import SUPER, spec
+        name, kind, sid = args
+        c = self.clients[name]
+        n = c.node
+        n.core.frame(c.conn, R.RequestHeader(-4, 100).encode() + R.AuthPacket(0, "digest", SUPER.encode()).encode())
+        joining = f"server.{sid}={spec(int(sid))}" if kind == "add" else None
+        leaving = sid if kind == "remove" else None
+        self.client_send(c, 16, R.ReconfigRequest(joining, leaving, None, -1).encode(), f"write reconfig {kind} {sid}")
 
     def cmd_nodes(self, n, *rest):
         n = int(n)
