@@ -239,6 +239,25 @@ class EnsembleNode(CoordServer):
                 pass
         await super().stop()
 
+    async def handoff(self, timeout_s: float | None = None) -> None:
+        """A planned stop (SIGTERM, `coord ensemble roll`/`remove`): a leader hands leadership to an
+        up-to-date follower before we go (QuorumPeer.handoff). Waits for that, at most syncLimit
+        (then the followers elect, as after a crash), and for the last peer messages to leave."""
+        peer = self.peer
+        if peer is None or not peer.started or self.transport is None:
+            return
+        t0 = mono_ms()
+        self.tick_clock()
+        peer.handoff()
+        self.flush()
+        cfg = self.cfg
+        limit = timeout_s if timeout_s is not None else cfg.sync_limit * cfg.tick_ms / 1000 + 0.5
+        deadline = self.loop.time() + limit
+        while not peer.may_exit and self.loop.time() < deadline:
+            await asyncio.sleep(0.002)
+        await self.transport.drain(1.0)
+        log.info("server %d: planned stop as %s after %d ms", self.sid, peer.state, mono_ms() - t0)
+
     def die(self, why: str) -> None:
         log.critical("server %d stopping: %s", self.sid, why)
         self.fatal_reason = why
@@ -547,6 +566,9 @@ async def run_member(cfg: ServerConfig) -> None:
     await node.start()
     try:
         await node.fatal.wait()
+    except asyncio.CancelledError:          # SIGTERM / SIGINT: a planned stop
+        await node.handoff()
+        raise
     finally:
         await node.stop()
     raise SystemExit(f"coord: server {cfg.myid} stopped: {node.fatal_reason}")
