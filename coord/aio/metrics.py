@@ -28,6 +28,8 @@ from collections import deque
 from prometheus_client.core import Metric
 from prometheus_client.utils import floatToGoString
 
+from coord.aio import stalls
+
 log = logging.getLogger("coord.metrics")
 
 PROMETHEUS_PROVIDER = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"
@@ -147,6 +149,11 @@ class GcPauses:
     def install(self) -> None:
         if self.installed:
             return
+        mon = stalls.active()
+        if mon is not None and mon._gc_installed:   # the stall monitor owns gc.hooks: listen to it
+            mon.gc_listeners.append(self._on_gc)
+            self.installed = True
+            return
         hooks = getattr(gc, "hooks", None)
         if hooks is not None:            # PyPy
             pauses = self
@@ -169,12 +176,20 @@ class GcPauses:
     def uninstall(self) -> None:
         if not self.installed:
             return
+        mon = stalls.active()
+        if mon is not None and self._on_gc in mon.gc_listeners:
+            mon.gc_listeners.remove(self._on_gc)
+            self.installed = False
+            return
         hooks = getattr(gc, "hooks", None)
         if hooks is not None:
             hooks.reset()
         elif self._callback in gc.callbacks:
             gc.callbacks.remove(self._callback)
         self.installed = False
+
+    def _on_gc(self, kind: str, ms: float) -> None:
+        self._summary(kind).observe(ms)
 
     def _callback(self, phase, info) -> None:
         if phase == "start":
@@ -324,6 +339,15 @@ class ServerMetrics:
         for gen, s in sorted(self.gc.by_gen.items()):
             _add_summary(gcm, "coord_gc_pause_ms", s, now, {"generation": gen})
         out.append(gcm)
+        mon = stalls.active()
+        if mon is not None:   # coord.aio.stalls: loop turns over 2 ms (and slow fsyncs) by cause
+            sm = Metric("coord_stall_ms", "coord_stall_ms", "summary")
+            mx = Metric("coord_stall_max_ms", "coord_stall_max_ms", "gauge")
+            for cause, (n, total, worst) in sorted(mon.stalls_by_cause().items()):
+                sm.add_sample("coord_stall_ms_count", {"cause": cause}, float(n))
+                sm.add_sample("coord_stall_ms_sum", {"cause": cause}, total)
+                mx.add_sample("coord_stall_max_ms", {"cause": cause}, worst)
+            out += [sm, mx]
         tr = getattr(srv, "transport", None)
         if tr is not None:
             up = Metric("coord_peer_link_up", "coord_peer_link_up", "gauge")
