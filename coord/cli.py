@@ -241,6 +241,14 @@ def _add_storage_commands() -> None:
 _LazyGroup.registrars.append(_add_storage_commands)
 
 
+def _add_churn() -> None:
+    from coord.bench.churn import churn_command
+    main.add_command(churn_command)
+
+
+_LazyGroup.registrars.append(_add_churn)
+
+
 def _add_compat() -> None:
     from coord.compat import compat_command
     main.add_command(compat_command)

@@ -347,7 +347,7 @@ class ServerMetrics:
                 sm.add_sample("coord_stall_ms_count", {"cause": cause}, float(n))
                 sm.add_sample("coord_stall_ms_sum", {"cause": cause}, total)
                 mx.add_sample("coord_stall_max_ms", {"cause": cause}, worst)
-            out += [sm, mx]
+            out += [sm, mx, _counter("coord_stall_monitor_errors", float(mon.errors))]
         tr = getattr(srv, "transport", None)
         if tr is not None:
             up = Metric("coord_peer_link_up", "coord_peer_link_up", "gauge")
@@ -360,6 +360,12 @@ class ServerMetrics:
                     _counter("coord_peer_links_made", float(tr.links_made))]
         if self.export_runtime:
             out.append(_gauge("coord_threads", float(_threads())))
+            heap = pypy_heap()
+            if heap:
+                hm = Metric("coord_pypy_memory_bytes", "coord_pypy_memory_bytes", "gauge")
+                for kind, v in heap.items():
+                    hm.add_sample("coord_pypy_memory_bytes", {"kind": kind}, float(v))
+                out.append(hm)
         return out
 
     def mntr_rows(self) -> list[tuple[str, object]]:
@@ -431,6 +437,21 @@ def render(families) -> bytes:
         for s in m.samples:
             out.append(f"{s.name}{_labels(s.labels)} {_value(s.value)}\n")
     return "".join(out).encode()
+
+
+def pypy_heap() -> dict[str, int]:
+    """Where PyPy's memory is (gc.get_stats: bytes), to tell GC-heap growth from C-heap growth in RSS;
+    {} on CPython."""
+    if not hasattr(gc, "hooks"):
+        return {}
+    try:
+        s = gc.get_stats(memory_pressure=False)
+        return {"gc_used": int(s._s.total_gc_memory), "gc_allocated": int(s._s.total_allocated_memory),
+                "arenas": int(s._s.total_arena_memory), "rawmalloced": int(s._s.total_rawmalloced_memory),
+                "nursery": int(s._s.nursery_size), "peak_allocated": int(s._s.peak_allocated_memory),
+                "jit_backend": int(s._s.jit_backend_allocated)}
+    except Exception:   # noqa: BLE001 - a diagnostic must never fail a scrape
+        return {}
 
 
 def _threads() -> int:

@@ -54,11 +54,14 @@ class StallMonitor:
         self.total_ms: dict[str, float] = {c: 0.0 for c in CAUSES}
         self.max_ms: dict[str, float] = {c: 0.0 for c in CAUSES}
         self.recent: deque = deque(maxlen=256)     # (monotonic, cause, ms, detail)
-        self.gc_events: deque = deque(maxlen=256)  # (monotonic at end, "minor" | "major", ms)
-        self.notes: deque = deque(maxlen=64)       # (start, end or None, cause)
+        # Lists, read through a slice copy: a GC hook (any allocation) or the huge-page thread may
+        # append while a turn is attributed, and a deque raises if mutated during iteration.
+        self.gc_events: list = []                  # (monotonic at end, "minor" | "major", ms)
+        self.notes: list = []                      # [start, end or None, cause]
         self.gc_listeners: list = []               # f(kind, ms): coord.aio.metrics.GcPauses
         self.turn_start = 0.0
         self.turn_cpu = 0.0
+        self.errors = 0
         self.log_second = 0
         self.logged = 0
         self.jit_base = jit_seconds()
@@ -132,16 +135,22 @@ class StallMonitor:
 
     # -- inputs -------------------------------------------------------------------------------------
     def on_gc(self, kind: str, ms: float) -> None:
-        self.gc_events.append((time.monotonic(), kind, ms))
+        ev = self.gc_events
+        ev.append((time.monotonic(), kind, ms))
+        if len(ev) > 512:
+            del ev[:256]
         for f in self.gc_listeners:
             f(kind, ms)
 
     def note(self, cause: str, start: float, end: float | None = None) -> None:
         """Work the server started over [start, end] (monotonic; end None: still running)."""
-        self.notes.append([start, end, cause])
+        notes = self.notes
+        notes.append([start, end, cause])
+        if len(notes) > 128:
+            del notes[:64]
 
     def end_note(self, cause: str, end: float) -> None:
-        for n in reversed(self.notes):
+        for n in reversed(self.notes[:]):
             if n[2] == cause and n[1] is None:
                 n[1] = end
                 return
@@ -152,15 +161,23 @@ class StallMonitor:
 
     # -- attribution --------------------------------------------------------------------------------
     def _turn(self, t0: float, t1: float, cpu_s: float) -> None:
+        try:
+            self._attribute(t0, t1, cpu_s)
+        except Exception:  # noqa: BLE001 - a diagnostic inside select() must never stop the loop
+            self.errors += 1
+            if self.errors == 1:
+                log.exception("stall attribution failed (counted in coord_stall_monitor_errors)")
+
+    def _attribute(self, t0: float, t1: float, cpu_s: float) -> None:
         ms = (t1 - t0) * 1000.0
         parts = {"gc-minor": 0.0, "gc-major": 0.0, "preempted": max(0.0, ms - cpu_s * 1000.0)}
-        for end, kind, gms in self.gc_events:
+        for end, kind, gms in self.gc_events[:]:
             if t0 <= end <= t1 + 0.0005:
                 parts["gc-" + kind] += gms
         jit = (jit_seconds() - self.jit_base) * 1000.0
         if jit > 0:
             parts["jit"] = min(jit, ms)
-        for start, end, cause in self.notes:
+        for start, end, cause in self.notes[:]:
             overlap = min(t1, end if end is not None else t1) - max(t0, start)
             if overlap > 0:
                 parts[cause] = parts.get(cause, 0.0) + overlap * 1000.0
