@@ -33,6 +33,7 @@ from prometheus_client.utils import floatToGoString
 
 from coord.core.requeststats import RequestStats
 from coord.aio import limits
+from coord.aio import stalls
 
 log = logging.getLogger("coord.metrics")
 
@@ -153,6 +154,11 @@ class GcPauses:
     def install(self) -> None:
         if self.installed:
             return
+        mon = stalls.active()
+        if mon is not None and mon._gc_installed:   # the stall monitor owns gc.hooks: listen to it
+            mon.gc_listeners.append(self._on_gc)
+            self.installed = True
+            return
         hooks = getattr(gc, "hooks", None)
         if hooks is not None:            # PyPy
             pauses = self
@@ -175,12 +181,20 @@ class GcPauses:
     def uninstall(self) -> None:
         if not self.installed:
             return
+        mon = stalls.active()
+        if mon is not None and self._on_gc in mon.gc_listeners:
+            mon.gc_listeners.remove(self._on_gc)
+            self.installed = False
+            return
         hooks = getattr(gc, "hooks", None)
         if hooks is not None:
             hooks.reset()
         elif self._callback in gc.callbacks:
             gc.callbacks.remove(self._callback)
         self.installed = False
+
+    def _on_gc(self, kind: str, ms: float) -> None:
+        self._summary(kind).observe(ms)
 
     def _callback(self, phase, info) -> None:
         if phase == "start":
@@ -459,6 +473,15 @@ class ServerMetrics:
         for gen, s in sorted(self.gc.by_gen.items()):
             _add_summary(gcm, "coord_gc_pause_ms", s, now, {"generation": gen})
         out.append(gcm)
+        mon = stalls.active()
+        if mon is not None:   # coord.aio.stalls: loop turns over 2 ms (and slow fsyncs) by cause
+            sm = Metric("coord_stall_ms", "coord_stall_ms", "summary")
+            mx = Metric("coord_stall_max_ms", "coord_stall_max_ms", "gauge")
+            for cause, (n, total, worst) in sorted(mon.stalls_by_cause().items()):
+                sm.add_sample("coord_stall_ms_count", {"cause": cause}, float(n))
+                sm.add_sample("coord_stall_ms_sum", {"cause": cause}, total)
+                mx.add_sample("coord_stall_max_ms", {"cause": cause}, worst)
+            out += [sm, mx, _counter("coord_stall_monitor_errors", float(mon.errors))]
         tr = getattr(srv, "transport", None)
         if tr is not None:
             up = Metric("coord_peer_link_up", "coord_peer_link_up", "gauge")
@@ -471,6 +494,12 @@ class ServerMetrics:
                     _counter("coord_peer_links_made", float(tr.links_made))]
         if self.export_runtime:
             out.append(_gauge("coord_threads", float(_threads())))
+            heap = pypy_heap()
+            if heap:
+                hm = Metric("coord_pypy_memory_bytes", "coord_pypy_memory_bytes", "gauge")
+                for kind, v in heap.items():
+                    hm.add_sample("coord_pypy_memory_bytes", {"kind": kind}, float(v))
+                out.append(hm)
         return out
 
     def mntr_rows(self) -> list[tuple[str, object]]:
@@ -542,6 +571,21 @@ def render(families) -> bytes:
         for s in m.samples:
             out.append(f"{s.name}{_labels(s.labels)} {_value(s.value)}\n")
     return "".join(out).encode()
+
+
+def pypy_heap() -> dict[str, int]:
+    """Where PyPy's memory is (gc.get_stats: bytes), to tell GC-heap growth from C-heap growth in RSS;
+    {} on CPython."""
+    if not hasattr(gc, "hooks"):
+        return {}
+    try:
+        s = gc.get_stats(memory_pressure=False)
+        return {"gc_used": int(s._s.total_gc_memory), "gc_allocated": int(s._s.total_allocated_memory),
+                "arenas": int(s._s.total_arena_memory), "rawmalloced": int(s._s.total_rawmalloced_memory),
+                "nursery": int(s._s.nursery_size), "peak_allocated": int(s._s.peak_allocated_memory),
+                "jit_backend": int(s._s.jit_backend_allocated)}
+    except Exception:   # noqa: BLE001 - a diagnostic must never fail a scrape
+        return {}
 
 
 def _threads() -> int:

@@ -2,7 +2,7 @@
 
     serve      `coord serve` (the server process)
     container  `coord container-entrypoint | container-healthcheck` (the Docker images' contract)
-    bench      `coord bench`, `coord bench-ensemble`, `coord bench-storage`
+    bench      `coord bench`, `coord bench-ensemble`, `coord bench-storage`, `coord bench-churn`
     ensemble   `coord ensemble [add | remove]` (a local ensemble of processes)
     data       `coord data ...` (dump, compare, logs, import, backup, restore)
     compat     `coord compat` (checks any ZooKeeper-compatible endpoint)
