@@ -12,6 +12,10 @@ from coord.runtime import describe, tune_gc
 async def run_node(cfg: ServerConfig) -> None:
     tune_gc()
     logging.getLogger("coord.server").info("runtime: %s", describe())
+    if cfg.peer_protocol == "zookeeper":
+        from coord.aio.zkobserver import run_observer
+        await run_observer(cfg)
+        return
     if not cfg.standalone:
         from coord.aio.ensemble_node import run_member
         await run_member(cfg)

@@ -1,0 +1,269 @@
+"""A coord server observing a live Apache ZooKeeper 3.8 ensemble: the asyncio driver of
+coord.core.zkpeer (the protocol decisions all live there).
+
+Started by the ZooKeeper servers' own zoo.cfg with this server's `server.N=host:q:e:observer` line
+added (and dataDir/myid holding N) plus `coord.peerProtocol=zookeeper`. The driver:
+  - dials every voter's election port (QuorumCnxManager: InitialMessage, then length-framed
+    notifications), sends our non-vote and feeds the answers to LeaderFinder until the leader is
+    settled; it also accepts voters' dials on our election port and closes them (their sid is lower,
+    so ZooKeeper expects us to dial, as we do);
+  - dials the leader's quorum port and moves bytes between it and ZkObserver; a link silent for
+    syncLimit ticks is dead (the leader pings every half tick);
+  - serves clients with the standalone shell (CoordServer) in front of the shared ServerCore;
+  - after a lost leader, looks for the leader again, as a ZooKeeper observer does.
+The tree lives in memory only: each start syncs from the ZooKeeper leader (DIFF from zero or SNAP,
+as the leader chooses), and a restart within the same process life re-syncs by DIFF.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+
+from coord.aio.server import CoordServer, core_config, mono_ms, wall_ms
+from coord.aio.zoocfg import ServerConfig
+from coord.core.datatree import DataTree
+from coord.core.server import ServerCore
+from coord.core.zkpeer.election import LeaderFinder
+from coord.core.zkpeer.observer import ZkObserver
+from coord.jute import quorum as Q
+
+log = logging.getLogger("coord.zkpeer")
+NOT_SERVING = "This ZooKeeper instance is not currently serving requests\n"
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+_LEN = struct.Struct(">i")
+RETRY_S = 0.2
+
+
+class ZkObserverError(Exception):
+    pass
+
+
+def render_config(cfg: ServerConfig) -> bytes:
+    """The membership as a QuorumVerifier prints it (what notifications carry); version 0, so a
+    ZooKeeper server never takes it for a newer configuration."""
+    lines = [f"server.{sid}={q.spec()}" for sid, q in sorted(cfg.servers.items())]
+    return ("\n".join(lines) + "\nversion=0").encode()
+
+
+class ZkObserverNode(CoordServer):
+    def __init__(self, cfg: ServerConfig):
+        me = cfg.servers.get(cfg.myid) if cfg.myid is not None else None
+        if me is None:
+            raise ZkObserverError("coord.peerProtocol=zookeeper needs dataDir/myid and this server's server.N line")
+        if me.role != "observer":
+            raise ZkObserverError(f"server.{cfg.myid} must end in :observer: coord joins a ZooKeeper ensemble "
+                                  "as an observer only")
+        self.voters = {s: q for s, q in cfg.servers.items() if q.role == "participant"}
+        if not self.voters:
+            raise ZkObserverError("no ZooKeeper voters (server.N=...:participant lines) to observe")
+        if me.client_port is not None:
+            cfg.client_port = me.client_port
+            if me.client_host:
+                cfg.client_port_address = me.client_host
+        super().__init__(cfg)
+        self.sid = cfg.myid
+        self.me = me
+        self.observer: ZkObserver | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.peer_task: asyncio.Task | None = None
+        self.election_server: asyncio.base_events.Server | None = None
+        self.fatal = asyncio.Event()
+        self.fatal_reason = ""
+        self.leader: int | None = None
+        self.config_text = render_config(cfg)
+
+    def load(self) -> None:
+        core = ServerCore(core_config(self.cfg), DataTree())
+        core.config.quorum = True
+        core.start(wall_ms(), mono_ms())
+        self.core = core
+        self.observer = ZkObserver(self.sid, core, max_buffer=self.cfg.jute_maxbuffer + 1024)
+
+    async def start(self) -> None:
+        await super().start()
+        me = self.me
+        self.election_server = await asyncio.start_server(self._election_accept, host=me.host, port=me.election_port,
+                                                          reuse_address=True)
+        log.info("server %d: observing ZooKeeper voters %s; clients on port %d", self.sid,
+                 ",".join(str(s) for s in sorted(self.voters)), self.port)
+        self.peer_task = self.loop.create_task(self._peer_loop())
+
+    async def stop(self) -> None:
+        if self.peer_task is not None:
+            self.peer_task.cancel()
+            try:
+                await self.peer_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self.election_server is not None:
+            self.election_server.close()
+        if self.writer is not None:
+            self.writer.close()
+        await super().stop()
+
+    # -- effects ------------------------------------------------------------------------------------
+    def flush(self) -> None:
+        obs = self.observer
+        if obs is not None:
+            if obs.out:
+                if self.writer is not None and not self.writer.is_closing():
+                    self.writer.write(b"".join(obs.out))
+                obs.out.clear()
+            for level, msg in obs.logs:
+                log.log(_LEVELS.get(level, logging.INFO), "%s", msg)
+            obs.logs.clear()
+            if obs.close is not None and self.writer is not None:
+                self.writer.close()
+            if obs.fatal is not None and not self.fatal.is_set():
+                self.fatal_reason = obs.fatal
+                self.fatal.set()
+        super().flush()
+
+    # -- the peer loop: find the leader, observe it, again after it is lost --------------------------
+    async def _peer_loop(self) -> None:
+        while not self.fatal.is_set():
+            try:
+                leader = await self._find_leader()
+                await self._observe(leader)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:   # a peer that misbehaves must not end the process
+                log.warning("observer loop: %s: %s", type(e).__name__, e)
+            await asyncio.sleep(RETRY_S)
+
+    async def _find_leader(self) -> int:
+        finder = LeaderFinder(self.sid, set(self.voters), self.config_text)
+        decided: asyncio.Future = self.loop.create_future()
+        tasks = [self.loop.create_task(self._ask_voter(sid, finder, decided)) for sid in self.voters]
+        try:
+            return await decided
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _ask_voter(self, sid: int, finder: LeaderFinder, decided: asyncio.Future) -> None:
+        q = self.voters[sid]
+        my_addr = f"{self.me.host}:{self.me.election_port}"
+        while not decided.done():
+            writer = None
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(q.host, q.election_port), 2)
+                writer.write(Q.initial_message(self.sid, my_addr))
+                while not decided.done():
+                    writer.write(finder.notification().encode())
+                    await writer.drain()
+                    try:
+                        n = await asyncio.wait_for(self._read_notification(reader), 1.0)
+                    except asyncio.TimeoutError:
+                        continue
+                    leader = finder.on_notification(sid, n)
+                    if leader is not None and not decided.done():
+                        log.info("ZooKeeper leader is server %d (epoch %d), says server %d", leader, n.peer_epoch, sid)
+                        decided.set_result(leader)
+                    elif n.state not in (Q.LEADING, Q.FOLLOWING):
+                        await asyncio.sleep(RETRY_S)
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+                finder.forget(sid)
+                log.debug("election link to %d: %s", sid, e)
+            except Q.QuorumWireError as e:
+                finder.forget(sid)
+                log.error("election link to ZooKeeper server %d closed: %s", sid, e)
+            finally:
+                if writer is not None:
+                    writer.close()
+            await asyncio.sleep(RETRY_S)
+
+    @staticmethod
+    async def _read_notification(reader: asyncio.StreamReader) -> Q.Notification:
+        n = _LEN.unpack(await reader.readexactly(4))[0]
+        if n <= 0 or n > Q.PACKETMAXSIZE:
+            raise Q.QuorumWireError(f"election frame of {n} bytes")
+        return Q.parse_notification(await reader.readexactly(n))
+
+    async def _election_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A voter dials us (it has a reply for us): its sid is below ours, so ZooKeeper's rule is
+        that we dial it instead, which the finder does. Read its InitialMessage and close."""
+        try:
+            buf = b""
+            while True:
+                got = Q.parse_initial(buf)
+                if got is not None:
+                    log.debug("election dial from server %d closed: we dial lower sids", got[0])
+                    break
+                chunk = await asyncio.wait_for(reader.read(4096), 5)
+                if not chunk:
+                    break
+                buf += chunk
+        except (OSError, asyncio.TimeoutError, Q.QuorumWireError) as e:
+            log.warning("election port: closing a dial: %s", e)
+        finally:
+            writer.close()
+
+    async def _observe(self, leader: int) -> None:
+        q = self.voters[leader]
+        obs = self.observer
+        idle_s = max(1.0, self.cfg.tick_ms * self.cfg.sync_limit / 1000)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(q.host, q.quorum_port),
+                                                self.cfg.tick_ms * self.cfg.init_limit / 1000)
+        self.writer = writer
+        self.leader = leader
+        why = "closed by the leader"
+        try:
+            self.tick_clock()
+            obs.link_up(leader)
+            self.flush()
+            while obs.close is None and obs.fatal is None:
+                try:
+                    chunk = await asyncio.wait_for(reader.read(1 << 18), idle_s)
+                except asyncio.TimeoutError:
+                    why = f"nothing from the leader for {idle_s:.1f}s"
+                    break
+                if not chunk:
+                    break
+                self.tick_clock()
+                obs.data(chunk)
+                self.flush()
+            if obs.close is not None:
+                why = obs.close
+        except OSError as e:
+            why = str(e)
+        finally:
+            self.writer = None
+            writer.close()
+            self.tick_clock()
+            obs.link_down(why)
+            self.flush()
+
+    # -- four-letter words and mntr --------------------------------------------------------------------
+    def four_letter(self, proto, word: str) -> None:
+        if not self.core.serving and word not in ("ruok", "envi", "conf", "isro", "mntr"):
+            proto.transport.write(NOT_SERVING.encode())
+            proto.transport.close()
+            return
+        super().four_letter(proto, word)
+
+    def mode(self) -> str:
+        return "observer"
+
+    def mode_mntr_rows(self) -> list[tuple[str, object]]:
+        obs = self.observer
+        rows: list[tuple[str, object]] = [("zk_peer_state", "observing - broadcast" if self.core.serving
+                                           else "observing - sync")]
+        if obs is not None:
+            rows += list(obs.info().items())
+        return rows
+
+
+async def run_observer(cfg: ServerConfig) -> None:
+    try:
+        node = ZkObserverNode(cfg)
+    except ZkObserverError as e:
+        raise SystemExit(f"coord: {e}") from None
+    await node.start()
+    try:
+        await node.fatal.wait()
+    finally:
+        await node.stop()
+    raise SystemExit(f"coord: server {cfg.myid} stopped: {node.fatal_reason}")
