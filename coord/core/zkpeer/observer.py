@@ -423,7 +423,7 @@ class ZkObserver:
     def info(self) -> dict:
         return {"zk_zkpeer_phase": self.phase, "zk_zkpeer_leader": self.leader_sid if self.leader_sid else -1,
                 "zk_zkpeer_epoch": self.new_epoch, "zk_zkpeer_tree_digest": self.zk_digest.value,
-                "zk_zkpeer_digests_verified": self.verified, "zk_zkpeer_digest_mismatches": self.mismatches,
+                "zk_zkpeer_digests_verified": self.verified, "zk_digest_mismatches_count": self.mismatches,
                 "zk_zkpeer_txns_without_digest": self.no_digest,
                 "zk_zkpeer_diff_syncs": self.syncs_done.get("DIFF", 0),
                 "zk_zkpeer_snap_syncs": self.syncs_done.get("SNAP", 0),
