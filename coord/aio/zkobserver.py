@@ -11,8 +11,11 @@ added (and dataDir/myid holding N) plus `coord.peerProtocol=zookeeper`. The driv
     syncLimit ticks is dead (the leader pings every half tick);
   - serves clients with the standalone shell (CoordServer) in front of the shared ServerCore;
   - after a lost leader, looks for the leader again, as a ZooKeeper observer does.
-The tree lives in memory only: each start syncs from the ZooKeeper leader (DIFF from zero or SNAP,
-as the leader chooses), and a restart within the same process life re-syncs by DIFF.
+State is kept as coord's own (coord.aio.datadir): every applied txn goes to the txn log, a SNAP
+is installed as a coord snapshot (the log restarting after it), periodic snapshots as usual, and
+the accepted/current epochs in the epoch files, written before the packet that acknowledges them
+leaves. A restarted observer recovers that state and the leader syncs it by DIFF (or SNAP, as it
+chooses); `coord migrate take-over` starts coord's own Zab from the same files.
 """
 from __future__ import annotations
 
@@ -20,9 +23,10 @@ import asyncio
 import logging
 import struct
 
+from coord.aio.datadir import RecoveryError
+from coord.aio.epochs import EpochFileError, EpochStore
 from coord.aio.server import CoordServer, core_config, mono_ms, wall_ms
 from coord.aio.zoocfg import ServerConfig
-from coord.core.datatree import DataTree
 from coord.core.server import ServerCore
 from coord.core.zkpeer.election import LeaderFinder
 from coord.core.zkpeer.observer import ZkObserver
@@ -74,11 +78,21 @@ class ZkObserverNode(CoordServer):
         self.config_text = render_config(cfg)
 
     def load(self) -> None:
-        core = ServerCore(core_config(self.cfg), DataTree())
+        try:
+            rec = self.storage.recover()
+            self.epochs = EpochStore(self.storage.snap_dir, sync=self.cfg.force_sync)
+            accepted, current = self.epochs.read()
+        except (RecoveryError, EpochFileError) as e:
+            log.critical("cannot start: %s", e)
+            raise SystemExit(f"coord: cannot start: {e}") from None
+        core = ServerCore(core_config(self.cfg), rec.tree)
         core.config.quorum = True
         core.start(wall_ms(), mono_ms())
         self.core = core
-        self.observer = ZkObserver(self.sid, core, max_buffer=self.cfg.jute_maxbuffer + 1024)
+        self.observer = ZkObserver(self.sid, core, max_buffer=self.cfg.jute_maxbuffer + 1024,
+                                   accepted_epoch=accepted, current_epoch=current)
+        log.info("server %d: recovered zxid 0x%x (%d znodes, %d sessions); accepted epoch %d, current epoch %d",
+                 self.sid, rec.tree.last_zxid, rec.tree.node_count(), len(rec.tree.sessions), accepted, current)
 
     async def start(self) -> None:
         await super().start()
@@ -106,6 +120,16 @@ class ZkObserverNode(CoordServer):
     def flush(self) -> None:
         obs = self.observer
         if obs is not None:
+            if obs.epochs_changed:
+                obs.epochs_changed = False
+                self.epochs.write(obs.accepted_epoch, obs.current_epoch)
+            if obs.disk:
+                disk, obs.disk = obs.disk, []
+                self.flushing = True      # a write completes (on_durable) inside: no nested flush
+                try:
+                    self._perform_disk(disk)
+                finally:
+                    self.flushing = False
             if obs.out:
                 if self.writer is not None and not self.writer.is_closing():
                     self.writer.write(b"".join(obs.out))
@@ -119,6 +143,32 @@ class ZkObserverNode(CoordServer):
                 self.fatal_reason = obs.fatal
                 self.fatal.set()
         super().flush()
+
+    def _perform_disk(self, effects: list[tuple]) -> None:
+        """The observer's disk effects in order: appends are group-written (fsynced by the log when
+        forceSync); a snapshot or a reset replaces what is on disk (the observe loop has drained the
+        log first; appends queued before one in the same batch are superseded by it)."""
+        from coord.aio.snapshots import list_snapshots, write_snapshot_bytes
+        txnlog = self.txnlog
+        last = max((i for i, e in enumerate(effects) if e[0] != "append"), default=-1)
+        if last >= 0:
+            e = effects[last]
+            z = e[1] if e[0] == "snapshot" else 0
+            for sz, path in list_snapshots(self.storage.snap_dir):
+                if sz > z or e[0] == "reset":
+                    path.unlink()
+            if e[0] == "snapshot":
+                write_snapshot_bytes(self.storage.snap_dir, z, e[2])
+                log.info("server %d: installed the leader's tree as snapshot 0x%x (%d bytes)", self.sid, z, len(e[2]))
+            if txnlog.last_zxid > z:
+                txnlog.truncate_after(z)
+            txnlog.start(z)
+        records = [(e[1], e[2]) for e in effects[last + 1:]]
+        if records:
+            if txnlog.force_sync or txnlog.pending():
+                txnlog.append(records)
+            else:
+                txnlog.write(records)
 
     # -- the peer loop: find the leader, observe it, again after it is lost --------------------------
     async def _peer_loop(self) -> None:
@@ -224,6 +274,8 @@ class ZkObserverNode(CoordServer):
                     break
                 self.tick_clock()
                 obs.data(chunk)
+                if self.txnlog.pending() and any(e[0] != "append" for e in obs.disk):
+                    await self.txnlog.drain()
                 self.flush()
             if obs.close is not None:
                 why = obs.close

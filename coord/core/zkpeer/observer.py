@@ -24,12 +24,17 @@ tree), so mismatches are tolerated until the first txn that verifies, for at mos
 A packet that is not ZooKeeper's protocol closes the link before anything in it is applied.
 
 Effects leave through `out` (bytes for the leader link), `close` (the link must close: the reason),
-`logs` ((level, message)); `fatal` is set when the observer must stop.
+`logs` ((level, message)), and `disk`, in order: ("append", hdr, txn) for each applied txn,
+("snapshot", zxid, coord snapshot bytes) after a SNAP (the log restarts after it), ("reset",) when the copy is dropped;
+`epochs_changed` when accepted/current epoch must be persisted (before `out` leaves). `fatal` is set
+when the observer must stop. The observer applies before its log is durable, as ZooKeeper's do: a
+crash loses only txns the leader sends again (DIFF from what is durable).
 """
 from __future__ import annotations
 
 import struct
 
+from coord.core import snapformat
 from coord.core.datatree import DataTree
 from coord.core.paths import parent_of
 from coord.core.prep import Prep
@@ -86,6 +91,8 @@ class ZkObserver:
         self.close: str | None = None
         self.fatal: str | None = None
         self.logs: list[tuple[str, str]] = []
+        self.disk: list[tuple] = []
+        self.epochs_changed = False
         self.new_epoch = 0
         self.snap: WireSnapshotReader | None = None
         self.proposals: list[tuple] = []
@@ -185,6 +192,8 @@ class ZkObserver:
             if t in (Q.INFORM, Q.INFORMANDACTIVATE):
                 return self._on_inform(qp)
             if t == Q.NEWLEADER:
+                if self.current_epoch != self.new_epoch:
+                    self.epochs_changed = True
                 self.current_epoch = self.new_epoch
                 self._send(Q.ACK, make_zxid(self.new_epoch, 0))
                 return
@@ -212,6 +221,8 @@ class ZkObserver:
         if epoch < self.accepted_epoch:
             return self._fail(f"leader's epoch {epoch} is below the accepted epoch {self.accepted_epoch}")
         ack = self.current_epoch if epoch > self.accepted_epoch else -1
+        if epoch != self.accepted_epoch:
+            self.epochs_changed = True
         self.accepted_epoch = self.new_epoch = epoch
         self._send(Q.ACKEPOCH, self.core.tree.last_zxid, _I.pack(ack))
         self.phase = "syncing"
@@ -238,6 +249,7 @@ class ZkObserver:
         core.prep = Prep(tree, extended_types=core.config.extended_types)
         core.next_zxid_counter = tree.last_zxid
         self.zk_digest = ZkDigest(tree)
+        self.disk.append(("snapshot", tree.last_zxid, snapformat.encode_tree(tree)))
         self.fuzzy = True
         self.unverified = 0
         self.log("info", f"snapshot from ZooKeeper leader: {snap.nodes} znodes, {len(tree.sessions)} "
@@ -284,6 +296,7 @@ class ZkObserver:
             self.log("warn", f"txn 0x{z:x} does not follow 0x{last:x}")
         paths = self.zk_digest.before(tree, hdr, txn)
         res = core.commit(hdr, txn)
+        self.disk.append(("append", hdr, txn))
         if hdr.type == 1 and res.err == -110:
             self._fuzzy_create(tree, hdr, txn)
         ours = self.zk_digest.after(tree, paths)
@@ -326,6 +339,7 @@ class ZkObserver:
         core.prep = Prep(tree, extended_types=core.config.extended_types)
         core.next_zxid_counter = 0
         self.zk_digest = ZkDigest(tree)
+        self.disk.append(("reset",))
 
     def _on_uptodate(self) -> None:
         self._send(Q.ACK, make_zxid(self.new_epoch, 0))
