@@ -20,8 +20,11 @@ chooses); `coord migrate take-over` starts coord's own Zab from the same files.
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import logging
 import struct
+import time
 
 from coord.aio.datadir import RecoveryError
 from coord.aio.epochs import EpochFileError, EpochStore
@@ -37,6 +40,8 @@ NOT_SERVING = "This ZooKeeper instance is not currently serving requests\n"
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 _LEN = struct.Struct(">i")
 RETRY_S = 0.2
+TAKEOVER_WORD = "tkov"                  # the four-letter word `coord migrate take-over` sends
+TAKEOVER_MARKER = "coord-takeover.cfg"  # in dataDir: the membership this server runs after taking over
 
 
 class ZkObserverError(Exception):
@@ -50,7 +55,40 @@ def render_config(cfg: ServerConfig) -> bytes:
     return ("\n".join(lines) + "\nversion=0").encode()
 
 
+async def answering_voters(voters: dict, timeout_s: float = 1.0) -> list[str]:
+    """Every ZooKeeper voter port that accepts a connection ("server.N host:port (what)")."""
+    async def probe(sid, q, port, what):
+        try:
+            _, w = await asyncio.wait_for(asyncio.open_connection(q.host, port), timeout_s)
+        except (OSError, asyncio.TimeoutError):
+            return None
+        w.close()
+        return f"server.{sid} {q.host}:{port} ({what} port)"
+    checks = []
+    for sid, q in sorted(voters.items()):
+        checks += [probe(sid, q, q.quorum_port, "quorum"), probe(sid, q, q.election_port, "election")]
+        if q.client_port is not None:
+            checks.append(probe(sid, q, q.client_port, "client"))
+    return [r for r in await asyncio.gather(*checks) if r is not None]
+
+
+def coord_members(cfg: ServerConfig) -> ServerConfig:
+    """The configuration after the take-over: the observer lines (the coord servers) become coord's
+    own voters; the ZooKeeper servers are gone."""
+    out = copy.copy(cfg)
+    out.servers = {sid: dataclasses.replace(q, role="participant") for sid, q in cfg.servers.items()
+                   if q.role == "observer"}
+    out.peer_protocol = "zab"
+    return out
+
+
+def takeover_marker(cfg: ServerConfig):
+    return cfg.data_dir / TAKEOVER_MARKER
+
+
 class ZkObserverNode(CoordServer):
+    extra_words = frozenset({TAKEOVER_WORD.encode()})
+
     def __init__(self, cfg: ServerConfig):
         me = cfg.servers.get(cfg.myid) if cfg.myid is not None else None
         if me is None:
@@ -76,6 +114,8 @@ class ZkObserverNode(CoordServer):
         self.fatal_reason = ""
         self.leader: int | None = None
         self.config_text = render_config(cfg)
+        self.took_over = asyncio.Event()
+        self.taking_over = False
 
     def load(self) -> None:
         try:
@@ -290,11 +330,50 @@ class ZkObserverNode(CoordServer):
 
     # -- four-letter words and mntr --------------------------------------------------------------------
     def four_letter(self, proto, word: str) -> None:
+        if word == TAKEOVER_WORD:
+            self.loop.create_task(self._take_over_word(proto))
+            return
         if not self.core.serving and word not in ("ruok", "envi", "conf", "isro", "mntr"):
             proto.transport.write(NOT_SERVING.encode())
             proto.transport.close()
             return
         super().four_letter(proto, word)
+
+    async def _take_over_word(self, proto) -> None:
+        ok, msg = await self.take_over()
+        proto.transport.write((("ok: " if ok else "refused: ") + msg + "\n").encode())
+        proto.transport.close()
+
+    async def take_over(self) -> tuple[bool, str]:
+        """Leave the ZooKeeper ensemble and become a member of coord's own: only once no ZooKeeper
+        voter answers (the operator has stopped them all), with our state durable on disk."""
+        if self.taking_over:
+            return True, f"server {self.sid} is already taking over"
+        obs = self.observer
+        if obs.current_epoch == 0 or self.core.tree.last_zxid == 0:
+            return False, (f"server {self.sid} has never been synced by a ZooKeeper leader (zxid 0x0): "
+                           "it holds no state to take over with")
+        answering = await answering_voters(self.voters)
+        if answering:
+            return False, ("ZooKeeper voters still answer: " + ", ".join(answering) +
+                           "; stop every ZooKeeper server first (nothing was changed)")
+        self.taking_over = True
+        if self.peer_task is not None:
+            self.peer_task.cancel()
+        await self.txnlog.drain()
+        members = coord_members(self.cfg)
+        lines = "".join(f"server.{sid}={q.spec()}\n" for sid, q in sorted(members.servers.items()))
+        marker = takeover_marker(self.cfg)
+        tmp = marker.with_name(marker.name + ".tmp")
+        tmp.write_text(f"# written by coord's take-over at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
+                       + lines)
+        tmp.replace(marker)
+        msg = (f"server {self.sid} takes over at zxid 0x{self.core.tree.last_zxid:x} (ZooKeeper epoch "
+               f"{obs.current_epoch}) with {len(self.core.tree.sessions)} sessions; coord members "
+               + ",".join(str(s) for s in sorted(members.servers)))
+        log.warning("%s", msg)
+        self.took_over.set()
+        return True, msg
 
     def mode(self) -> str:
         return "observer"
@@ -309,13 +388,28 @@ class ZkObserverNode(CoordServer):
 
 
 async def run_observer(cfg: ServerConfig) -> None:
+    from coord.aio.ensemble_node import run_member
+    if takeover_marker(cfg).exists():
+        log.warning("server %s took over from ZooKeeper earlier (%s): running as a coord ensemble member; "
+                    "remove coord.peerProtocol and the ZooKeeper server lines from zoo.cfg",
+                    cfg.myid, takeover_marker(cfg))
+        await run_member(coord_members(cfg))
+        return
     try:
         node = ZkObserverNode(cfg)
     except ZkObserverError as e:
         raise SystemExit(f"coord: {e}") from None
     await node.start()
     try:
-        await node.fatal.wait()
+        done = [asyncio.ensure_future(node.fatal.wait()), asyncio.ensure_future(node.took_over.wait())]
+        await asyncio.wait(done, return_when=asyncio.FIRST_COMPLETED)
+        for d in done:
+            d.cancel()
+        if node.took_over.is_set():
+            await asyncio.sleep(0.2)        # the take-over word's answer leaves first
     finally:
         await node.stop()
+    if node.took_over.is_set():
+        await run_member(coord_members(cfg))
+        return
     raise SystemExit(f"coord: server {cfg.myid} stopped: {node.fatal_reason}")
