@@ -139,7 +139,7 @@ class ClientProtocol(asyncio.Protocol):
                 return
             self.first = False
             self.head = b""
-            if data[:4] in _4LW:
+            if data[:4] in _4LW or data[:4] in srv.extra_words:
                 srv.four_letter(self, data[:4].decode())
                 return
         try:
@@ -209,6 +209,8 @@ class ClientProtocol(asyncio.Protocol):
 
 class CoordServer:
     """One standalone coord server on an event loop."""
+
+    extra_words: frozenset = frozenset()   # four-letter words a kind of server adds to ZooKeeper's
 
     def __init__(self, cfg: ServerConfig):
         self.cfg = cfg

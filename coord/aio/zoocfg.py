@@ -91,6 +91,9 @@ class ServerConfig:
     limits: dict = field(default_factory=lambda: _limits.defaults())   # coord.aio.limits keys
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
+    # coord.peerProtocol: "zab" (coord's own ensemble) or "zookeeper" (this server is an observer of
+    # the ZooKeeper ensemble named by the server.N lines; coord.aio.zkobserver)
+    peer_protocol: str = "zab"
 
     @property
     def log_dir(self) -> Path:
@@ -161,7 +164,11 @@ class UnknownKey(Exception):
 
 
 def _apply(cfg: ServerConfig, k: str, v: str) -> None:
-    if k == "tickTime":
+    if k == "coord.peerProtocol":
+        if v not in ("zab", "zookeeper"):
+            raise ValueError(f"coord.peerProtocol must be zab or zookeeper, got {v!r}")
+        cfg.peer_protocol = v
+    elif k == "tickTime":
         cfg.tick_ms = _int(v, k)
         if cfg.tick_ms <= 0:
             raise ValueError("tickTime must be positive")

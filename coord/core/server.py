@@ -340,7 +340,7 @@ class ServerCore:
             if not conn.established:
                 if conn.session_id == 0:
                     self._connect(conn, payload)
-                elif conn.session_id in self.connecting:
+                elif conn.session_id in self.connecting or conn.held is not None:
                     # The Netty Java client sends requests right behind its ConnectRequest; ZooKeeper
                     # stops reading (disableRecv) until the session exists, then serves them.
                     conn.held = (conn.held or []) + [payload]
@@ -434,6 +434,28 @@ class ServerCore:
         s = self.sessions.get(sid)
         valid = (s is not None and not s.closing and req.passwd == session_password(sid))
         if not valid:
+            conn.session_id = -1
+            self.log(f"invalid session 0x{sid:x} for client {conn.remote}, probably expired")
+            self._connect_reply(conn, 0, 0, bytes(16))
+            self._close(conn)
+            return
+        revalidate = getattr(self.sequencer, "revalidate", None)
+        if revalidate is not None and sid not in self.local_sessions:
+            # A learner of a ZooKeeper ensemble asks the leader (REVALIDATE) before it takes the
+            # session on: finish_revalidation comes back with the answer.
+            conn.session_id = sid
+            conn.held = []
+            revalidate(conn, sid, timeout)
+            return
+        self.finish_revalidation(conn.conn_id, sid, timeout, True)
+
+    def finish_revalidation(self, conn_id: int, sid: int, timeout: int, valid: bool) -> None:
+        """The reconnect of an existing session is accepted (or refused) on `conn_id`."""
+        conn = self.conns.get(conn_id)
+        if conn is None or conn.closing:
+            return
+        s = self.sessions.get(sid)
+        if not valid or s is None:
             conn.session_id = -1
             self.log(f"invalid session 0x{sid:x} for client {conn.remote}, probably expired")
             self._connect_reply(conn, 0, 0, bytes(16))
