@@ -415,6 +415,8 @@ class ServerMetrics:
                     _add_summary(m, name, s, now, {"key": str(sid)})
                 out.append(m)
             out.append(_summary("quorum_ack_latency", ln.quorum, now))
+        return out
+
     def _quota_families(self) -> list[Metric]:
         """The per-namespace quota sets (coord.core.quota), labelled `key` as ZooKeeper's provider."""
         from coord.core.quota import namespace_gauges
