@@ -13,6 +13,7 @@ from pathlib import Path
 
 from coord.core.quorumserver import QuorumServer, parse_server_spec  # noqa: F401 (re-exported)
 from coord.core.quorumserver import parse_int as _int, parse_port as _port
+from coord.aio import limits as _limits
 
 
 class ConfigError(Exception):
@@ -80,11 +81,19 @@ class ServerConfig:
     secure_client_port_address: str | None = None
     client_port_unification: bool = False       # client.portUnification: clientPort takes TLS too
     ssl: dict[str, str] = field(default_factory=dict)   # ssl.* keys for coord.aio.tls
+    ssl_quorum: bool = False                    # sslQuorum: peer links dial with TLS
+    quorum_port_unification: bool = False       # portUnification: quorum/election ports take TLS and plain
+    ssl_quorum_reload: bool = False             # sslQuorumReloadCertFiles
+    ssl_quorum_keys: dict[str, str] = field(default_factory=dict)   # ssl.quorum.* (coord.aio.quorum_tls)
     enforce_auth_enabled: bool = False          # enforce.auth.enabled
     enforce_auth_schemes: tuple[str, ...] = ()  # enforce.auth.schemes
     session_require_sasl: bool = False          # sessionRequireClientSASLAuth (wins over enforce.auth.*)
+    limits: dict = field(default_factory=lambda: _limits.defaults())   # coord.aio.limits keys
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
+    # coord.peerProtocol: "zab" (coord's own ensemble) or "zookeeper" (this server is an observer of
+    # the ZooKeeper ensemble named by the server.N lines; coord.aio.zkobserver)
+    peer_protocol: str = "zab"
 
     @property
     def log_dir(self) -> Path:
@@ -113,8 +122,8 @@ def _bool(v: str, key: str) -> bool:
 
 KNOWN_IGNORED = {
     "admin.commandURL", "electionAlg", "syncEnabled", "globalOutstandingLimit",
-    "maxCnxns", "metricsProvider.className", "metricsProvider.exportJvmInfo", "skipACL",
-    "snapshot.trust.empty", "audit.enable", "sslQuorum", "portUnification", "serverCnxnFactory",
+    "metricsProvider.className", "metricsProvider.exportJvmInfo", "skipACL",
+    "snapshot.trust.empty", "audit.enable", "serverCnxnFactory",
     "zookeeper.snapshot.compression.method", "requireClientAuthScheme", "jaasLoginRenew",
     "snapshot.compression.method", "digest.enabled", "fsync.warningthresholdms",
     "zookeeper.fsync.warningthresholdms", "maxResponseCacheSize", "connectToLearnerMasterLimit",
@@ -155,7 +164,11 @@ class UnknownKey(Exception):
 
 
 def _apply(cfg: ServerConfig, k: str, v: str) -> None:
-    if k == "tickTime":
+    if k == "coord.peerProtocol":
+        if v not in ("zab", "zookeeper"):
+            raise ValueError(f"coord.peerProtocol must be zab or zookeeper, got {v!r}")
+        cfg.peer_protocol = v
+    elif k == "tickTime":
         cfg.tick_ms = _int(v, k)
         if cfg.tick_ms <= 0:
             raise ValueError("tickTime must be positive")
@@ -264,7 +277,9 @@ def _apply(cfg: ServerConfig, k: str, v: str) -> None:
         cfg.quorum_listen_on_all_ips = _bool(v, k)
     elif k in ("coord.testZxidCounterLimit",):
         cfg.test_zxid_counter_limit = _int(v, k)
-    elif _apply_security(cfg, k, v):
+    elif _apply_security(cfg, k, v) or _apply_quorum_tls(cfg, k, v):
+        return
+    elif _limits.apply_key(cfg.limits, k, v, cfg.warnings):
         return
     elif k in KNOWN_IGNORED or k.startswith("ssl.") or k.startswith("metricsProvider."):
         return
@@ -340,6 +355,33 @@ def _apply_security(cfg: ServerConfig, k: str, v: str) -> bool:
     else:
         return False
     return True
+
+
+def _apply_quorum_tls(cfg: ServerConfig, k: str, v: str) -> bool:
+    """sslQuorum, portUnification, sslQuorumReloadCertFiles and ssl.quorum.*; False if not one."""
+    if k == "sslQuorum":
+        cfg.ssl_quorum = _bool(v, k)
+    elif k == "portUnification":
+        cfg.quorum_port_unification = _bool(v, k)
+    elif k == "sslQuorumReloadCertFiles":
+        cfg.ssl_quorum_reload = _bool(v, k)
+    elif k.startswith("ssl.quorum."):
+        from coord.aio.tls import TlsConfigError, TlsSettings
+        try:
+            TlsSettings.from_keys({k: v}, prefix="ssl.quorum")
+        except TlsConfigError as e:
+            raise ValueError(str(e)) from None
+        cfg.ssl_quorum_keys[k] = v
+    else:
+        return False
+    return True
+
+
+def quorum_tls_config(cfg: ServerConfig):
+    """The peer links' TLS settings (coord.aio.quorum_tls.QuorumTlsConfig)."""
+    from coord.aio.quorum_tls import QuorumTlsConfig
+    return QuorumTlsConfig(cfg.ssl_quorum, cfg.quorum_port_unification, cfg.ssl_quorum_reload,
+                           dict(cfg.ssl_quorum_keys))
 
 
 def enforced_schemes(cfg: ServerConfig) -> frozenset:
@@ -446,6 +488,12 @@ def load(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> 
         enforced_schemes(cfg)
     except ValueError as e:
         raise ConfigError(f"{p}: {e}") from None
+    if cfg.ssl_quorum or cfg.quorum_port_unification:
+        from coord.aio.tls import TlsConfigError
+        try:
+            quorum_tls_config(cfg).validate()
+        except TlsConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
     if cfg.jaas_config and cfg.sasl_users is None:
         cfg.warnings.append(f"JAAS file {cfg.jaas_config} has no {cfg.sasl_server_section or 'Server'} "
                             "section: SASL is off")

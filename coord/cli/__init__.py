@@ -2,11 +2,12 @@
 
     serve      `coord serve` (the server process)
     container  `coord container-entrypoint | container-healthcheck` (the Docker images' contract)
-    bench      `coord bench`, `coord bench-ensemble`, `coord bench-storage`
+    bench      `coord bench`, `coord bench-ensemble`, `coord bench-storage`, `coord bench-churn`
     ensemble   `coord ensemble [add | remove]` (a local ensemble of processes)
     data       `coord data ...` (dump, compare, logs, import, backup, restore)
     compat     `coord compat` (checks any ZooKeeper-compatible endpoint)
     kafka      `coord kafka up | tool` (real Kafka brokers from Maven)
+    migrate    `coord migrate take-over` (off a live ZooKeeper ensemble)
 
 Only `serve` and `container` are imported up front: the other groups pull in heavy modules, and a
 restarted server's start-up time counts toward its catch-up.
@@ -20,7 +21,7 @@ import click
 from coord import __version__
 
 _EAGER = ("serve", "container")
-_LAZY = ("bench", "ensemble", "data", "compat", "kafka")
+_LAZY = ("bench", "ensemble", "data", "compat", "kafka", "migrate")
 
 
 class _LazyGroup(click.Group):

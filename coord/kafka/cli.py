@@ -26,6 +26,10 @@ TOOLS = {
     "console-producer": "kafka.tools.ConsoleProducer",
     "console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
     "zookeeper-shell": tools.ZK_SHELL,
+    "producer-perf-test": tools.PRODUCER_PERF,
+    "consumer-perf-test": tools.CONSUMER_PERF,
+    "verifiable-producer": tools.VERIFIABLE_PRODUCER,
+    "verifiable-consumer": tools.VERIFIABLE_CONSUMER,
 }
 
 
