@@ -113,25 +113,28 @@ class MitAcceptor:
                 self.replays.check(token)
                 self.established = True
                 self.initiator = str(self.ctx.initiator_name)
-        except g.exceptions.GSSError as e:
+        except Exception as e:   # GSSError; anything else the library raises on a bad token, too
             raise GssFailure(_message(e)) from None
         return out or None
 
     def wrap(self, data: bytes) -> bytes:
         try:
             return self.ctx.wrap(data, False).message
-        except self.gssapi.exceptions.GSSError as e:
+        except Exception as e:
             raise GssFailure(_message(e)) from None
 
     def unwrap(self, token: bytes) -> bytes:
         try:
             return self.ctx.unwrap(token).message
-        except self.gssapi.exceptions.GSSError as e:
+        except Exception as e:
             raise GssFailure(_message(e)) from None
 
 
 def _message(e: Exception) -> str:
-    return " ".join(str(e).split())
+    text = " ".join(str(e).split())
+    if isinstance(e, GssFailure) or type(e).__module__.startswith("gssapi"):
+        return text
+    return f"{type(e).__name__}: {text}"
 
 
 class Acceptors:

@@ -131,11 +131,12 @@ def _kazoo(port, principal, path="/kazoo-gss", start_timeout=20):
 def test_kazoo_sasl_options_gssapi(realm, krb_pair):
     """A principal with a key in the client keytab logs in; one without fails in the client before
     any token is sent (kazoo 2.11 does not catch pykerberos' GSSError there: its connection thread
-    dies, and its next request ends in ConnectionLoss), the same against both."""
+    dies; whether start() times out first or a request ends in ConnectionLoss is a race in kazoo,
+    so only the failure is compared), the same against both: no token reaches either server."""
     zk, coord = both(krb_pair, lambda port: [_kazoo(port, realm.principal("client")),
                                              _kazoo(port, realm.principal("nobody"), start_timeout=3)])
-    assert zk == coord
-    assert zk[0] == f"sasl:{realm.principal('client')}" and zk[1] == "ConnectionLoss"
+    assert zk[0] == coord[0] == f"sasl:{realm.principal('client')}"
+    assert {zk[1], coord[1]} <= {"ConnectionLoss", "KazooTimeoutError"}
 
 
 # -- bad input: each answered as ZooKeeper does, only that connection closes, the server serves on --

@@ -104,3 +104,14 @@ def test_kerberos_login_parsed():
     assert got == KerberosLogin("zookeeper/h@R", "/etc/zk.keytab")
     assert kerberos_login(parse('Server { org.apache.zookeeper.server.auth.DigestLoginModule required '
                                 'user_a="b"; };')["Server"]) is None
+
+
+def test_principal_without_realm(realm):
+    """principal="zookeeper/host" (the admin guide's example has no realm): krb5.conf's default realm."""
+    acc = Acceptors(KerberosLogin(SERVER, str(realm.server_keytab)), str(realm.kdc.krb5_conf))
+    cli2 = GssClient("client")
+    ex2 = _exchange(realm, acc)
+    r = ex2.respond(cli2.first())
+    cli2.finish(r.token)
+    offer = cli2.offered(ex2.respond(b"").token)
+    assert ex2.respond(cli2.reply(b"\x01" + offer[1:])).ids == (("sasl", realm.principal("client")),)

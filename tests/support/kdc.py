@@ -149,14 +149,19 @@ class Kdc:
         self.stop()
 
 
-def need_kdc() -> None:
-    """A missing KDC: a failure under CI=1, a skip with the reason elsewhere."""
-    if available():
+def need_kdc(modules: tuple[str, ...] = ("gssapi", "kerberos")) -> None:
+    """A missing KDC, or a missing Python Kerberos package (python-gssapi, pykerberos: they build
+    against libkrb5-dev): a failure under CI=1, a skip with the reason elsewhere."""
+    import importlib.util
+    missing = [] if available() else [missing_reason()]
+    missing += [f"Python package {m!r} not installed (pip install -e '.[test]'; needs libkrb5-dev)"
+                for m in modules if importlib.util.find_spec(m) is None]
+    if not missing:
         return
     import pytest
     if os.environ.get("CI"):
-        pytest.fail(f"CI run without a KDC: {missing_reason()}")
-    pytest.skip(missing_reason())
+        pytest.fail(f"CI run without Kerberos: {'; '.join(missing)} (scripts/setup.sh installs it)")
+    pytest.skip("; ".join(missing))
 
 
 def kdc_fixture(scope: str = "module"):
