@@ -415,3 +415,46 @@ def test_reload_cert_files(tmp_path, pki, stores):
     after = (on.server_ctx(), on.client_ctx(), off.server_ctx())
     assert after[0] is not before[0] and after[1] is not before[1]
     assert after[2] is before[2]
+
+
+def test_unified_port_bounds_the_wait_for_the_first_byte(caplog, stores):
+    """portUnification: a connection that sends nothing is closed after
+    ssl.quorum.handshakeDetectionTimeoutMillis, with a log line; one that sends plain bytes reaches
+    the peer protocol untouched."""
+    import asyncio
+    import logging
+    from coord.aio.quorum_tls import QuorumTls, QuorumTlsConfig
+    good, _ = stores
+    keys = dict(good, **{"ssl.quorum.handshakeDetectionTimeoutMillis": "300"})
+
+    class Inner(asyncio.Protocol):
+        got = []
+
+        def data_received(self, data):
+            Inner.got.append(data)
+
+    async def run():
+        qt = QuorumTls(QuorumTlsConfig(False, True, False, keys))
+        srv = await _serve_once(qt, Inner)
+        port = srv.sockets[0].getsockname()[1]
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        t0 = time.monotonic()
+        assert await asyncio.wait_for(r.read(), 10) == b""      # closed by the server
+        silent = time.monotonic() - t0
+        r2, w2 = await asyncio.open_connection("127.0.0.1", port)
+        w2.write(b"\x01plain")
+        await w2.drain()
+        for _ in range(100):
+            if Inner.got:
+                break
+            await asyncio.sleep(0.02)
+        w.close()
+        w2.close()
+        srv.close()
+        return silent
+
+    with caplog.at_level(logging.WARNING, logger="coord.tls"):
+        silent = asyncio.run(run())
+    assert 0.25 <= silent < 8, silent
+    assert "nothing received in 300 ms" in caplog.text
+    assert Inner.got == [b"\x01plain"]
