@@ -421,6 +421,18 @@ class PeerTransport:
             self.flush_scheduled = True
             self.loop.call_soon(self.flush)
 
+    async def drain(self, timeout_s: float) -> None:
+        """Before a planned exit: wait (at most timeout_s) until every queued message is with the
+        kernel, so that the last ones (a leader's HANDOFF) are not lost when the links are torn down."""
+        self.flush()
+        deadline = self.loop.time() + timeout_s
+        while self.loop.time() < deadline:
+            busy = [c for c in self.conns if not c.closed and c.transport is not None
+                    and (c.pending or c.transport.get_write_buffer_size())]
+            if not busy:
+                return
+            await asyncio.sleep(0.005)
+
     def flush(self) -> None:
         self.flush_scheduled = False
         dirty = self.dirty

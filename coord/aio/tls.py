@@ -281,7 +281,7 @@ class TlsProtocol(asyncio.Protocol):
     def __init__(self, ctx, settings: TlsSettings, make_plain, *, sniff: bool = False,
                  on_failure=None, server_side: bool = True, server_hostname: str | None = None,
                  label: str = "client", check_peer=None, detect_timeout_ms: int | None = None,
-                 on_lost=None):
+                 on_lost=None, refuse=None):
         self.ctx = ctx
         self.settings = settings
         self.make_plain = make_plain
@@ -293,6 +293,7 @@ class TlsProtocol(asyncio.Protocol):
         self.check_peer = check_peer
         self.detect_timeout_ms = detect_timeout_ms
         self.on_lost = on_lost
+        self.refuse = refuse           # refuse(transport): True closes it before any handshake (maxCnxns)
         self.transport = None
         self.sslobj = None
         self.incoming = self.outgoing = None
@@ -307,6 +308,10 @@ class TlsProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.remote = f"{peer[0]}:{peer[1]}"
         self.remote_ip = peer[0]
+        if self.refuse is not None and self.refuse(transport):
+            self.closed = True
+            transport.abort()
+            return
         if not self.sniff:
             self._start_tls()
         elif self.detect_timeout_ms is not None:
@@ -317,7 +322,7 @@ class TlsProtocol(asyncio.Protocol):
         if self.sslobj is None and not self.closed:
             self.fail(f"nothing received in {self.detect_timeout_ms} ms (TLS or plain?)")
 
-    def _start_tls(self) -> None:
+    def _start_tls(self) -> bool:
         if self.timer is not None:
             self.timer.cancel()
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
@@ -344,7 +349,7 @@ class TlsProtocol(asyncio.Protocol):
         if self.closed:
             return
         log.warning("closing %s %s: %s", self.label, self.remote, why)
-        if self.on_failure is not None:
+        if self.on_failure is not None and self.inner is None:
             self.on_failure()
         self.closed = True
         self.transport.abort()
@@ -497,19 +502,22 @@ class ContextSource:
         return self.ctx
 
 
-def client_factories(cfg, make_plain):
+def client_factories(cfg, make_plain, *, on_failure=None, refuse=None):
     """(factory for clientPort, factory for secureClientPort or None) from a ServerConfig: plain
-    as before unless client.portUnification; TLS on the secure port when secureClientPort is set."""
+    as before unless client.portUnification; TLS on the secure port when secureClientPort is set.
+    on_failure and refuse go to every TlsProtocol (see there)."""
     if cfg.secure_client_port is None and not cfg.client_port_unification:
         return make_plain, None
     settings = TlsSettings.from_keys(cfg.ssl)
     ctx = ContextSource(settings)
     plain = make_plain
     if cfg.client_port_unification:
-        plain = lambda: TlsProtocol(ctx, settings, make_plain, sniff=True)  # noqa: E731
+        plain = lambda: TlsProtocol(ctx, settings, make_plain, sniff=True,  # noqa: E731
+                                    on_failure=on_failure, refuse=refuse)
     secure = None
     if cfg.secure_client_port is not None:
-        secure = lambda: TlsProtocol(ctx, settings, make_plain)  # noqa: E731
+        secure = lambda: TlsProtocol(ctx, settings, make_plain,  # noqa: E731
+                                     on_failure=on_failure, refuse=refuse)
     return plain, secure
 
 
