@@ -57,6 +57,14 @@ def _kazoo(hosts: str):
     return zk
 
 
+def _kazoo_on(ens: Ensemble, hosts: str):
+    """_kazoo, and on a failure to connect the servers' logs in the report."""
+    try:
+        return _kazoo(hosts)
+    except Exception as e:  # noqa: BLE001
+        pytest.fail(f"kazoo could not connect to {hosts}: {e!r}; modes {ens.modes()}\n{ens.dump_logs(30)}")
+
+
 # -- a TLS ensemble: serves; garbage on its ports --------------------------------------------------------
 @pytest.fixture(scope="module", params=KINDS)
 def tls_ens(request, tmp_path_factory, stores):
@@ -74,12 +82,12 @@ def tls_ens(request, tmp_path_factory, stores):
 
 def test_tls_ensemble_serves(tls_ens):
     leader = tls_ens.wait_serving(wait=60)
-    zk = _kazoo(tls_ens.connect_string())
+    zk = _kazoo_on(tls_ens, tls_ens.connect_string())
     try:
         zk.create("/qtls-serves", b"x" * 100)
         # the write went through the leader to every follower over TLS links
         for sid, m in tls_ens.members.items():
-            z1 = _kazoo(m.connect_string)
+            z1 = _kazoo_on(tls_ens, m.connect_string)
             try:
                 z1.sync("/qtls-serves")
                 assert z1.get("/qtls-serves")[0] == b"x" * 100, sid
@@ -115,7 +123,7 @@ def _garbage(port: int, payload: bytes) -> bytes:
 def test_garbage_on_tls_quorum_ports_closes_that_link_only(tls_ens):
     leader = tls_ens.wait_serving(wait=60)
     victim = tls_ens.members[leader]
-    zk = _kazoo(tls_ens.connect_string())
+    zk = _kazoo_on(tls_ens, tls_ens.connect_string())
     try:
         zk.create("/qtls-garbage", b"before")
         t0 = time.monotonic()
@@ -165,7 +173,7 @@ def test_untrusted_peer_is_refused(kind, tmp_path, stores):
             m.start()
         leader = ens.wait_serving(sids=[1, 2], wait=120)
         assert leader in (1, 2)
-        zk = _kazoo(ens.connect_string([1, 2]))
+        zk = _kazoo_on(ens, ens.connect_string([1, 2]))
         try:
             zk.create("/qtls-rogue", b"ok")
             assert zk.get("/qtls-rogue")[0] == b"ok"
