@@ -82,6 +82,12 @@ if [ ! -f "$zk_prom/.complete" ]; then
     echo "setup: no ZooKeeper Prometheus provider jars: tests/ops' ZooKeeper runs will skip" >&2
   fi
 fi
+# cli_mt with TLS (tests/security/test_cli_mt_tls.py): Debian's is built without OpenSSL; built once
+# from Debian's zookeeper source package into .cache/zk-c-client-tls.
+if ! bash scripts/build-cli-mt-tls.sh; then
+  if [ -n "${CI:-}" ]; then echo "setup: could not build the TLS cli_mt (scripts/build-cli-mt-tls.sh)" >&2; exit 1; fi
+  echo "setup: no TLS cli_mt: tests/security/test_cli_mt_tls.py will skip" >&2
+fi
 if [ -f "$kafka_libs/.complete" ]; then
   echo "setup: Kafka $(cd "$kafka_libs" && ls kafka_2.13-*.jar | sed 's/kafka_2.13-//; s/.jar$//') from Maven Central; the brokers embed ZooKeeper client $(cd "$kafka_libs" && ls zookeeper-[0-9]*.jar | sed 's/zookeeper-//; s/.jar$//')"
 fi

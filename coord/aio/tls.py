@@ -322,7 +322,7 @@ class TlsProtocol(asyncio.Protocol):
         if self.sslobj is None and not self.closed:
             self.fail(f"nothing received in {self.detect_timeout_ms} ms (TLS or plain?)")
 
-    def _start_tls(self) -> None:
+    def _start_tls(self) -> bool:
         if self.timer is not None:
             self.timer.cancel()
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()

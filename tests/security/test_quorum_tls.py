@@ -57,6 +57,14 @@ def _kazoo(hosts: str):
     return zk
 
 
+def _kazoo_on(ens: Ensemble, hosts: str):
+    """_kazoo, and on a failure to connect the servers' logs in the report."""
+    try:
+        return _kazoo(hosts)
+    except Exception as e:  # noqa: BLE001
+        pytest.fail(f"kazoo could not connect to {hosts}: {e!r}; modes {ens.modes()}\n{ens.dump_logs(30)}")
+
+
 # -- a TLS ensemble: serves; garbage on its ports --------------------------------------------------------
 @pytest.fixture(scope="module", params=KINDS)
 def tls_ens(request, tmp_path_factory, stores):
@@ -74,12 +82,12 @@ def tls_ens(request, tmp_path_factory, stores):
 
 def test_tls_ensemble_serves(tls_ens):
     leader = tls_ens.wait_serving(wait=60)
-    zk = _kazoo(tls_ens.connect_string())
+    zk = _kazoo_on(tls_ens, tls_ens.connect_string())
     try:
         zk.create("/qtls-serves", b"x" * 100)
         # the write went through the leader to every follower over TLS links
         for sid, m in tls_ens.members.items():
-            z1 = _kazoo(m.connect_string)
+            z1 = _kazoo_on(tls_ens, m.connect_string)
             try:
                 z1.sync("/qtls-serves")
                 assert z1.get("/qtls-serves")[0] == b"x" * 100, sid
@@ -115,7 +123,7 @@ def _garbage(port: int, payload: bytes) -> bytes:
 def test_garbage_on_tls_quorum_ports_closes_that_link_only(tls_ens):
     leader = tls_ens.wait_serving(wait=60)
     victim = tls_ens.members[leader]
-    zk = _kazoo(tls_ens.connect_string())
+    zk = _kazoo_on(tls_ens, tls_ens.connect_string())
     try:
         zk.create("/qtls-garbage", b"before")
         t0 = time.monotonic()
@@ -165,7 +173,7 @@ def test_untrusted_peer_is_refused(kind, tmp_path, stores):
             m.start()
         leader = ens.wait_serving(sids=[1, 2], wait=120)
         assert leader in (1, 2)
-        zk = _kazoo(ens.connect_string([1, 2]))
+        zk = _kazoo_on(ens, ens.connect_string([1, 2]))
         try:
             zk.create("/qtls-rogue", b"ok")
             assert zk.get("/qtls-rogue")[0] == b"ok"
@@ -173,7 +181,7 @@ def test_untrusted_peer_is_refused(kind, tmp_path, stores):
             zk.stop()
             zk.close()
         # the rogue server keeps trying for a while and never serves
-        deadline = time.monotonic() + 8
+        deadline = time.monotonic() + 4
         while time.monotonic() < deadline:
             assert ens.members[3].mode() not in ("leader", "follower"), "the untrusted server joined"
             time.sleep(0.5)
@@ -415,3 +423,46 @@ def test_reload_cert_files(tmp_path, pki, stores):
     after = (on.server_ctx(), on.client_ctx(), off.server_ctx())
     assert after[0] is not before[0] and after[1] is not before[1]
     assert after[2] is before[2]
+
+
+def test_unified_port_bounds_the_wait_for_the_first_byte(caplog, stores):
+    """portUnification: a connection that sends nothing is closed after
+    ssl.quorum.handshakeDetectionTimeoutMillis, with a log line; one that sends plain bytes reaches
+    the peer protocol untouched."""
+    import asyncio
+    import logging
+    from coord.aio.quorum_tls import QuorumTls, QuorumTlsConfig
+    good, _ = stores
+    keys = dict(good, **{"ssl.quorum.handshakeDetectionTimeoutMillis": "300"})
+
+    class Inner(asyncio.Protocol):
+        got = []
+
+        def data_received(self, data):
+            Inner.got.append(data)
+
+    async def run():
+        qt = QuorumTls(QuorumTlsConfig(False, True, False, keys))
+        srv = await _serve_once(qt, Inner)
+        port = srv.sockets[0].getsockname()[1]
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        t0 = time.monotonic()
+        assert await asyncio.wait_for(r.read(), 10) == b""      # closed by the server
+        silent = time.monotonic() - t0
+        r2, w2 = await asyncio.open_connection("127.0.0.1", port)
+        w2.write(b"\x01plain")
+        await w2.drain()
+        for _ in range(100):
+            if Inner.got:
+                break
+            await asyncio.sleep(0.02)
+        w.close()
+        w2.close()
+        srv.close()
+        return silent
+
+    with caplog.at_level(logging.WARNING, logger="coord.tls"):
+        silent = asyncio.run(run())
+    assert 0.25 <= silent < 8, silent
+    assert "nothing received in 300 ms" in caplog.text
+    assert Inner.got == [b"\x01plain"]
