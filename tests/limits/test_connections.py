@@ -96,3 +96,24 @@ def test_bad_max_cnxns_stops_the_start(tmp_path):
         srv.start(wait=10)
     srv.stop()
     assert "maxCnxns must be an integer" in srv.log_text()
+
+
+def test_max_client_cnxns_per_ip(tmp_path):
+    """maxClientCnxns (per client IP; ZooKeeper's NIO factory): the third connection from 127.0.0.1
+    is closed before any reply and counts in connection_rejected, as in ZooKeeper."""
+    from tests.limits.conftest import start_limits_pair
+    pair = start_limits_pair(tmp_path, {"maxClientCnxns": "2"})
+    try:
+        out = {}
+        for name, host, port in pair.targets:
+            clients = [_try(lambda: RawClient(host, port).start()) for _ in range(3)]
+            shape = ["refused" if c == "refused" else "ok" for c in clients]
+            for c in clients:
+                if c != "refused":
+                    c.close_socket()
+            retries = []
+            mntr = _until_admitted(lambda: _mntr(host, port), retries)
+            out[name] = shape, int(mntr["zk_connection_rejected"]) - len(retries)
+    finally:
+        pair.stop()
+    assert out["zk"] == out["coord"] == (["ok", "ok", "refused"], 1)
