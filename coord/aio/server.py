@@ -74,7 +74,12 @@ def sasl_config(cfg: ServerConfig) -> SaslConfig | None:
     """The core's SASL settings from zoo.cfg and the JAAS file (None: no SASL server)."""
     if cfg.sasl_users is None:
         return None
-    return SaslConfig(users=dict(cfg.sasl_users), super_users=frozenset(cfg.sasl_super_users.values()),
+    realm = ""
+    if cfg.sasl_gss is not None:   # GSSAPI only, as ZooKeeper with a Kerberos Subject
+        from coord.aio.gss import default_realm
+        realm = default_realm(cfg.krb5_conf)
+    return SaslConfig(gss=cfg.sasl_gss, default_realm=realm,
+                      users=dict(cfg.sasl_users), super_users=frozenset(cfg.sasl_super_users.values()),
                       super_password=cfg.sasl_super_password, remove_host=cfg.kerberos_remove_host,
                       remove_realm=cfg.kerberos_remove_realm,
                       allow_failed_clients=cfg.allow_sasl_failed_clients,
@@ -134,7 +139,7 @@ class ClientProtocol(asyncio.Protocol):
                 return
             self.first = False
             self.head = b""
-            if data[:4] in _4LW:
+            if data[:4] in _4LW or data[:4] in srv.extra_words:
                 srv.four_letter(self, data[:4].decode())
                 return
         try:
@@ -204,6 +209,8 @@ class ClientProtocol(asyncio.Protocol):
 
 class CoordServer:
     """One standalone coord server on an event loop."""
+
+    extra_words: frozenset = frozenset()   # four-letter words a kind of server adds to ZooKeeper's
 
     def __init__(self, cfg: ServerConfig):
         self.cfg = cfg

@@ -224,6 +224,7 @@ class ServerCore:
         # read-only server makes): no createSession txn, expired here, never seen by the leader.
         self.local_sessions: set[int] = set()
         self.reconfig_pending = 0
+        self.request_stats = None   # coord.core.requeststats.RequestStats, while metrics are on
         self._init_sessions_from_tree()
 
     def adopt_newest_config(self, tree: DataTree) -> None:
@@ -248,6 +249,11 @@ class ServerCore:
             self.tree.nodes["/zookeeper/config"].data = data
 
     # -- time and identity --------------------------------------------------------------------
+    def collect_request_stats(self, stats) -> None:
+        """Count bytes per namespace and read/update latencies into stats (None: stop)."""
+        self.request_stats = stats
+        self.tree.write_stats = stats
+
     def set_time(self, now_ms: int, mono_ms: int) -> None:
         self.now_ms = now_ms
         self.mono_ms = mono_ms
@@ -334,7 +340,7 @@ class ServerCore:
             if not conn.established:
                 if conn.session_id == 0:
                     self._connect(conn, payload)
-                elif conn.session_id in self.connecting:
+                elif conn.session_id in self.connecting or conn.held is not None:
                     # The Netty Java client sends requests right behind its ConnectRequest; ZooKeeper
                     # stops reading (disableRecv) until the session exists, then serves them.
                     conn.held = (conn.held or []) + [payload]
@@ -401,7 +407,7 @@ class ServerCore:
                               f"0x{self.tree.last_zxid:x}; client must try another server")
             return
         if not self.serving:
-            self._close(conn, "not serving")
+            self._close(conn, "not serving: no quorum (the ensemble is electing or syncing a leader)")
             return
         timeout = min(max(req.timeOut, self.config.min_timeout), self.config.max_timeout)
         if req.sessionId == 0:
@@ -428,6 +434,28 @@ class ServerCore:
         s = self.sessions.get(sid)
         valid = (s is not None and not s.closing and req.passwd == session_password(sid))
         if not valid:
+            conn.session_id = -1
+            self.log(f"invalid session 0x{sid:x} for client {conn.remote}, probably expired")
+            self._connect_reply(conn, 0, 0, bytes(16))
+            self._close(conn)
+            return
+        revalidate = getattr(self.sequencer, "revalidate", None)
+        if revalidate is not None and sid not in self.local_sessions:
+            # A learner of a ZooKeeper ensemble asks the leader (REVALIDATE) before it takes the
+            # session on: finish_revalidation comes back with the answer.
+            conn.session_id = sid
+            conn.held = []
+            revalidate(conn, sid, timeout)
+            return
+        self.finish_revalidation(conn.conn_id, sid, timeout, True)
+
+    def finish_revalidation(self, conn_id: int, sid: int, timeout: int, valid: bool) -> None:
+        """The reconnect of an existing session is accepted (or refused) on `conn_id`."""
+        conn = self.conns.get(conn_id)
+        if conn is None or conn.closing:
+            return
+        s = self.sessions.get(sid)
+        if not valid or s is None:
             conn.session_id = -1
             self.log(f"invalid session 0x{sid:x} for client {conn.remote}, probably expired")
             self._connect_reply(conn, 0, 0, bytes(16))
@@ -544,7 +572,10 @@ class ServerCore:
             except JuteError:
                 pass  # the general path answers it
             else:
-                self._send(conn, self._read_op(conn, op, xid, req))
+                reply = self._read_op(conn, op, xid, req)
+                self._send(conn, reply)
+                if self.request_stats is not None:
+                    self.request_stats.read(op, req.path, reply)
                 self._account(conn, op, 0)
                 return
         cls = REQUEST_RECORD.get(op)
@@ -586,6 +617,8 @@ class ServerCore:
     def _complete(self, conn: Connection, p: Pending) -> None:
         if p.state == DEFERRED:
             p.reply = self._read(conn, p)
+            if self.request_stats is not None:
+                self.request_stats.read(p.op, getattr(p.req, "path", None), p.reply)
         elif p.reply is not None and self.tree.last_zxid > _ZXID_AT.unpack_from(p.reply, 8)[0] > 0:
             # Made earlier (at commit, or as an immediate error) but sent only now, after replies
             # ahead of it in the queue: stamp it with the zxid we are at, or the client would see
@@ -596,6 +629,8 @@ class ServerCore:
         self._account(conn, p.op, self.mono_ms - p.t0)
 
     def _account(self, conn: Connection, op: int, lat: int) -> None:
+        if self.request_stats is not None:
+            self.request_stats.latency(op in WRITE_OPS, lat)
         conn.last_latency = lat
         conn.total_latency += lat
         conn.completed += 1

@@ -133,10 +133,14 @@ class RealZooKeeper:
 class RealZooKeeperEnsemble:
     """N real ZooKeeper servers on localhost, each with its own dir and ports."""
 
-    def __init__(self, workdir: Path, n: int = 3, *, force_sync: bool = False, extra_cfg: dict | None = None):
+    def __init__(self, workdir: Path, n: int = 3, *, force_sync: bool = False, extra_cfg: dict | None = None,
+                 extra_servers: dict[int, str] | None = None):
+        """extra_servers: more server.N lines every member's zoo.cfg names (e.g. an observer's)."""
         self.workdir = Path(workdir)
         ports = [(free_port(), free_port(), free_port()) for _ in range(n)]
         servers = {i + 1: f"127.0.0.1:{q}:{e}" for i, (_, q, e) in enumerate(ports)}
+        servers.update(extra_servers or {})
+        self.servers = servers
         self.members = [
             RealZooKeeper(self.workdir / f"zk{i + 1}", ports[i][0], force_sync=force_sync,
                           extra_cfg=extra_cfg, myid=i + 1, servers=servers)
