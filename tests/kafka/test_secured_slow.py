@@ -23,7 +23,7 @@ from tests.security.conftest import NETTY, SASL_PROVIDER, write_jaas
 from tests.support.ensemble import Ensemble
 from tests.support.real_zk import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.realzk]
 
 USER, PASSWORD = "kafka", "kafka-secret"
 MIGRATOR = "kafka.admin.ZkSecurityMigrator"
