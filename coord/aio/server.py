@@ -294,7 +294,7 @@ class CoordServer:
 
     def client_factories(self):
         """The client listeners' protocol factories (coord.aio.tls), with the limits applied."""
-        return tls.client_factories(self.cfg, self._protocol, on_failure=self._tls_failed,
+        return tls.client_factories(self.cfg, self._protocol, on_handshake_failure=self._tls_failed,
                                     refuse=self._refuse_tls)
 
     def _tls_failed(self) -> None:

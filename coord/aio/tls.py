@@ -281,7 +281,7 @@ class TlsProtocol(asyncio.Protocol):
     def __init__(self, ctx, settings: TlsSettings, make_plain, *, sniff: bool = False,
                  on_failure=None, server_side: bool = True, server_hostname: str | None = None,
                  label: str = "client", check_peer=None, detect_timeout_ms: int | None = None,
-                 on_lost=None, refuse=None):
+                 on_lost=None, refuse=None, on_handshake_failure=None):
         self.ctx = ctx
         self.settings = settings
         self.make_plain = make_plain
@@ -294,6 +294,7 @@ class TlsProtocol(asyncio.Protocol):
         self.detect_timeout_ms = detect_timeout_ms
         self.on_lost = on_lost
         self.refuse = refuse           # refuse(transport): True closes it before any handshake (maxCnxns)
+        self.on_handshake_failure = on_handshake_failure   # a failure before the inner protocol exists
         self.transport = None
         self.sslobj = None
         self.incoming = self.outgoing = None
@@ -349,8 +350,10 @@ class TlsProtocol(asyncio.Protocol):
         if self.closed:
             return
         log.warning("closing %s %s: %s", self.label, self.remote, why)
-        if self.on_failure is not None and self.inner is None:
+        if self.on_failure is not None:
             self.on_failure()
+        if self.on_handshake_failure is not None and self.inner is None:
+            self.on_handshake_failure()
         self.closed = True
         self.transport.abort()
 
@@ -502,10 +505,10 @@ class ContextSource:
         return self.ctx
 
 
-def client_factories(cfg, make_plain, *, on_failure=None, refuse=None):
+def client_factories(cfg, make_plain, *, on_handshake_failure=None, refuse=None):
     """(factory for clientPort, factory for secureClientPort or None) from a ServerConfig: plain
     as before unless client.portUnification; TLS on the secure port when secureClientPort is set.
-    on_failure and refuse go to every TlsProtocol (see there)."""
+    on_handshake_failure and refuse go to every TlsProtocol (see there)."""
     if cfg.secure_client_port is None and not cfg.client_port_unification:
         return make_plain, None
     settings = TlsSettings.from_keys(cfg.ssl)
@@ -513,11 +516,11 @@ def client_factories(cfg, make_plain, *, on_failure=None, refuse=None):
     plain = make_plain
     if cfg.client_port_unification:
         plain = lambda: TlsProtocol(ctx, settings, make_plain, sniff=True,  # noqa: E731
-                                    on_failure=on_failure, refuse=refuse)
+                                    on_handshake_failure=on_handshake_failure, refuse=refuse)
     secure = None
     if cfg.secure_client_port is not None:
         secure = lambda: TlsProtocol(ctx, settings, make_plain,  # noqa: E731
-                                     on_failure=on_failure, refuse=refuse)
+                                     on_handshake_failure=on_handshake_failure, refuse=refuse)
     return plain, secure
 
 

@@ -38,6 +38,7 @@ class QuotaEnforcer:
         self.tree = tree
         self.exceeded: dict[str, int] = {}   # quota_exceeded_error_per_namespace
         self.log = None                      # where the "Quota exceeded" lines go (ServerCore.log)
+        self._last = ("", 0)                 # the last line and its repeats (rate limit, as RateLogger)
 
     def check(self, path: str, bytes_diff: int, count_diff: int) -> None:
         """Raise QuotaExceeded if the change at path passes a hard limit of its quota root."""
@@ -72,12 +73,25 @@ class QuotaEnforcer:
             return
         kind = "hard" if hard > -1 else "soft"
         if self.log is not None:
-            self.log(f"Quota exceeded: {root} [current {what}={new}, {kind}"
-                     f"{'Count' if what == 'count' else 'Byte'}Limit={limit}]")
+            self._log(f"Quota exceeded: {root} [{kind}{'Count' if what == 'count' else 'Byte'}Limit={limit}]")
         if hard > -1:
             ns = top_namespace(path)
             self.exceeded[ns] = self.exceeded.get(ns, 0) + 1
             raise QuotaExceeded(root)
+
+
+    def _log(self, line: str) -> None:
+        """A line once, then every 1000th repeat of it with the count (soft limits can hit on
+        every create)."""
+        last, n = self._last
+        if line != last:
+            self._last = (line, 0)
+            self.log(line)
+            return
+        n += 1
+        self._last = (line, n)
+        if n % 1000 == 0:
+            self.log(f"{line} (and {n} more times)")
 
 
 def _stats(data) -> dict:

@@ -44,7 +44,9 @@ def _run(pair, scenario):
     return out["zk"], out["coord"]
 
 
-@pytest.mark.parametrize("case", ["tokens", "weighted", "blue"])
+# each case starts its own pair: the token bucket runs by default, weights and BLUE with -m slow
+@pytest.mark.parametrize("case", ["tokens", pytest.param("weighted", marks=pytest.mark.slow),
+                                  pytest.param("blue", marks=pytest.mark.slow)])
 def test_connection_throttle(tmp_path, case):
     cfg = dict(SLOW_FILL, connection_throttle_tokens="3")
     if case == "weighted":

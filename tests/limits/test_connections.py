@@ -36,6 +36,8 @@ def _try(fn):
 
 def _mntr(host, port) -> dict:
     rows = dict(ln.split("\t", 1) for ln in four_letter(host, port, "mntr").splitlines() if "\t" in ln)
+    if not rows:
+        raise ConnectionError("closed without an answer")
     return {k: rows.get(k) for k in ("zk_connection_rejected", "zk_auth_failed_count")}
 
 
@@ -53,6 +55,17 @@ def _until_admitted(fn, refusals: list, timeout=10.0):
 def test_max_cnxns_per_listener(pki, capped_pair):
     def run(name, host, port):
         sport = (capped_pair.zk if name == "zk" else capped_pair.coord).secure_port
+        # a failed handshake (not TLS at all) first, while the secure port has room
+        s = socket.create_connection((host, sport), timeout=10)
+        s.sendall(b"\x16\x03\x01\x00\x05hello" + b"\0" * 64)
+        s.settimeout(10)
+        try:
+            while s.recv(4096):
+                pass
+        except OSError:
+            pass
+        s.close()
+        time.sleep(0.5)
         plain = [_try(lambda: RawClient(host, port).start()) for _ in range(3)]
         secure = [_try(lambda: tls_client(pki, host, sport, "client")) for _ in range(3)]
         word = _try(lambda: four_letter(host, port, "ruok") or "refused")
@@ -65,17 +78,6 @@ def test_max_cnxns_per_listener(pki, capped_pair):
         for c in [again, *plain[1:], *secure]:
             if c != "refused":
                 c.close_socket()
-        # a failed handshake: not TLS at all on the secure port
-        s = socket.create_connection((host, sport), timeout=10)
-        s.sendall(b"\x16\x03\x01\x00\x05hello" + b"\0" * 64)
-        s.settimeout(10)
-        try:
-            while s.recv(4096):
-                pass
-        except OSError:
-            pass
-        s.close()
-        time.sleep(0.5)
         mntr = _until_admitted(lambda: _mntr(host, port), retries)
         out["rejected_beyond_retries"] = int(mntr["zk_connection_rejected"]) - len(retries)
         out["auth_failed_count"] = mntr["zk_auth_failed_count"]
@@ -94,3 +96,24 @@ def test_bad_max_cnxns_stops_the_start(tmp_path):
         srv.start(wait=10)
     srv.stop()
     assert "maxCnxns must be an integer" in srv.log_text()
+
+
+def test_max_client_cnxns_per_ip(tmp_path):
+    """maxClientCnxns (per client IP; ZooKeeper's NIO factory): the third connection from 127.0.0.1
+    is closed before any reply and counts in connection_rejected, as in ZooKeeper."""
+    from tests.limits.conftest import start_limits_pair
+    pair = start_limits_pair(tmp_path, {"maxClientCnxns": "2"})
+    try:
+        out = {}
+        for name, host, port in pair.targets:
+            clients = [_try(lambda: RawClient(host, port).start()) for _ in range(3)]
+            shape = ["refused" if c == "refused" else "ok" for c in clients]
+            for c in clients:
+                if c != "refused":
+                    c.close_socket()
+            retries = []
+            mntr = _until_admitted(lambda: _mntr(host, port), retries)
+            out[name] = shape, int(mntr["zk_connection_rejected"]) - len(retries)
+    finally:
+        pair.stop()
+    assert out["zk"] == out["coord"] == (["ok", "ok", "refused"], 1)

@@ -78,6 +78,7 @@ def holding_pair(tmp_path_factory):
     p.stop()
 
 
+@pytest.mark.slow
 def test_held_requests_all_served_in_order_and_stale_ones_dropped(holding_pair):
     """Without throttled_op_wait_time every held request is served, in order; the requests of a
     connection that closes while they wait are dropped as stale (stale_requests_dropped)."""
