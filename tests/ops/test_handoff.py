@@ -86,37 +86,65 @@ def _base_port() -> int:
     return base()
 
 
-@pytest.mark.slow
-def test_rolling_restart_under_load_no_failover_no_session_loss(tmp_path):
-    _need("coord")
+def _foreground(tmp_path):
+    """`coord ensemble -n 3` (tickTime 200) in tmp_path; (process, connect string, its output lines,
+    read on by a thread: the first incarnations log through it)."""
     base = _base_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     p = subprocess.Popen([sys.executable, "-m", "coord.cli", "ensemble", "-n", "3", "--base-port", str(base),
                           "--tick-time", "200"], cwd=tmp_path, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    root = tmp_path / ".coord"
     lines: list[str] = []
+    connect = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and connect is None:
+        line = p.stdout.readline().decode(errors="replace")
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("connect string:"):
+            connect = line.split(":", 1)[1].strip()
+    if connect is None:
+        _stop_foreground(p)
+        raise AssertionError("".join(lines[-40:]))
+    threading.Thread(target=lambda: lines.extend(ln.decode(errors="replace") for ln in p.stdout),
+                     daemon=True).start()
+    return p, connect, lines
+
+
+def _stop_foreground(p) -> None:
+    p.send_signal(signal.SIGINT)
     try:
-        connect = None
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and connect is None:
-            line = p.stdout.readline().decode(errors="replace")
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("connect string:"):
-                connect = line.split(":", 1)[1].strip()
-        assert connect, "".join(lines[-40:])
-        # the first incarnations log through the foreground command: keep reading it
-        reader = threading.Thread(target=lambda: lines.extend(ln.decode(errors="replace") for ln in p.stdout),
-                                  daemon=True)
-        reader.start()
+        p.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def _coord_ensemble(tmp_path, *args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "coord.cli", "ensemble", *args, "--dir", str(tmp_path / ".coord")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _server_logs(root: Path, lines: list[str]) -> dict[str, str]:
+    logs = {d.name: (d / "server.log").read_text(errors="replace") for d in root.glob("s*/")
+            if (d / "server.log").exists()}
+    logs["foreground"] = "".join(lines)
+    return logs
+
+
+@pytest.mark.slow
+def test_rolling_restart_under_load_no_failover_no_session_loss(tmp_path):
+    _need("coord")
+    p, connect, lines = _foreground(tmp_path)
+    root = tmp_path / ".coord"
+    try:
         w = Writer(connect).start()
         try:
             w.wait_writes(50)
             since = time.strftime("%Y-%m-%d %H:%M:%S")
-            r = subprocess.run([sys.executable, "-m", "coord.cli", "ensemble", "roll", "--dir", str(root)],
-                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+            r = _coord_ensemble(tmp_path, "roll")
             assert r.returncode == 0, r.stdout + r.stderr
             w.wait_writes(50, timeout=60)
             lost = w.lost_before(time.monotonic())
@@ -130,9 +158,7 @@ def test_rolling_restart_under_load_no_failover_no_session_loss(tmp_path):
         assert roles[-1] == "leader" and roles[:2] == ["follower", "follower"], out
         assert not lost, f"session lost during the roll: {states}"
         # No failover: the only leader change is the handoff; no server went looking but to start.
-        logs = {d.name: (d / "server.log").read_text(errors="replace") for d in root.glob("s*/")
-                if (d / "server.log").exists()}
-        logs["foreground"] = "".join(lines)
+        logs = _server_logs(root, lines)
         text = "\n".join(logs.values())
         assert "handed leadership to" in text and "took over from" in text, text[-4000:]
         for name, log in logs.items():
@@ -140,9 +166,38 @@ def test_rolling_restart_under_load_no_failover_no_session_loss(tmp_path):
         # the client reconnects when its own server restarts, within its session; writes go on
         assert max(gaps) * 1000 < 10_000, f"writes stalled {max(gaps):.1f} s"
     finally:
-        p.send_signal(signal.SIGINT)
+        _stop_foreground(p)
+
+
+@pytest.mark.slow
+def test_removing_the_leader_hands_over_first(tmp_path):
+    """`coord ensemble remove L` of the leader: SIGTERM first (handoff), then the reconfig."""
+    _need("coord")
+    p, connect, lines = _foreground(tmp_path)
+    root = tmp_path / ".coord"
+    try:
+        from tests.support.real_zk import four_letter
+        hosts = connect.split(",")
+        modes = {i: four_letter("127.0.0.1", int(h.rsplit(":", 1)[1]), "srvr") for i, h in enumerate(hosts, 1)}
+        leader = next(i for i, m in modes.items() if "Mode: leader" in m)
+        others = ",".join(h for i, h in enumerate(hosts, 1) if i != leader)
+        w = Writer(others).start()
         try:
-            p.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.communicate()
+            w.wait_writes(50)
+            since = time.strftime("%Y-%m-%d %H:%M:%S")
+            r = _coord_ensemble(tmp_path, "remove", str(leader))
+            assert r.returncode == 0, r.stdout + r.stderr
+            w.wait_writes(50, timeout=60)
+            lost = w.lost_before(time.monotonic())
+            states = [s for _, s in w.states]
+        finally:
+            w.stop()
+        assert f"removed server {leader}" in r.stdout
+        assert len(r.stdout.split("connect string:", 1)[1].strip().split(",")) == 2, r.stdout
+        assert not lost and states == ["CONNECTED"], states
+        logs = _server_logs(root, lines)
+        assert "handed leadership to" in logs["foreground"], logs["foreground"][-4000:]
+        for name, log in logs.items():
+            assert not _elections_after_start(log, since), f"{name} went looking:\n{log[-3000:]}"
+    finally:
+        _stop_foreground(p)
