@@ -43,20 +43,21 @@ def wait_ensemble(ports: dict[int, int], timeout: float, what: str) -> dict[int,
     raise click.ClickException(f"{what}: not serving after {timeout:.0f}s (modes: {m})")
 
 
-def restart(sdir: Path, sid: int, client_port: int, log_level: str = "info") -> subprocess.Popen:
+def restart(sdir: Path, sid: int, client_port: int, log_level: str = "info", engine: str = "coord") -> subprocess.Popen:
     from coord.ensemble import Planned, server_command
     (sdir / ROLLING).write_text("")      # the foreground `coord ensemble` says "restarted", not "removed"
     stop_server(sdir)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     s = Planned(sid, client_port, 0, 0, sdir)
     with open(sdir / "server.log", "ab") as log:
-        proc = subprocess.Popen(server_command(s, "coord", log_level), stdout=log, stderr=subprocess.STDOUT,
+        env.pop("JAVA_TOOL_OPTIONS", None)
+        proc = subprocess.Popen(server_command(s, engine, log_level), stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, cwd=sdir, env=env, start_new_session=True)
     (sdir / PID_FILE).write_text(f"{proc.pid}\n")
     return proc
 
 
-def roll(root: Path, wait: float, echo=click.echo) -> list[tuple[int, str, float]]:
+def roll(root: Path, wait: float, echo=click.echo, engine: str = "coord") -> list[tuple[int, str, float]]:
     """Restart every member under root; returns (sid, role it had, seconds until it served again)."""
     members = server_lines(committed_config(root))
     dirs = {sid: d for sid, d in member_dirs(root).items() if sid in members}
@@ -70,7 +71,7 @@ def roll(root: Path, wait: float, echo=click.echo) -> list[tuple[int, str, float
         role = modes({sid: ports[sid]})[sid] or "?"
         echo(f"restarting server {sid} ({role})")
         t0 = time.monotonic()
-        proc = restart(dirs[sid], sid, ports[sid])
+        proc = restart(dirs[sid], sid, ports[sid], engine=engine)
         deadline = time.monotonic() + wait
         while True:
             m = modes({sid: ports[sid]})[sid]
@@ -94,7 +95,9 @@ def roll(root: Path, wait: float, echo=click.echo) -> list[tuple[int, str, float
 @click.command("roll")
 @click.option("--dir", "root", type=click.Path(file_okay=False), default=".coord", show_default=True)
 @click.option("--wait", type=float, default=90.0, show_default=True, help="Seconds to wait for each step.")
-def roll_command(root, wait) -> None:
+@click.option("--engine", type=click.Choice(["coord", "zookeeper"]), default="coord", hidden=True,
+              help="What the ensemble runs (`coord ensemble --engine`): the same roll on real ZooKeeper.")
+def roll_command(root, wait, engine) -> None:
     """Restart every server (followers first, the leader last, which hands over its leadership)."""
-    done = roll(Path(root).resolve(), wait)
+    done = roll(Path(root).resolve(), wait, engine=engine)
     click.echo(f"rolled {len(done)} servers")
