@@ -17,8 +17,8 @@ from pathlib import Path
 
 import click
 
-from coord.ensemble_members import (PID_FILE, committed_config, member_dirs, read_cfg, server_lines,
-                                    stop_server)
+from coord.ensemble_dirs import PID_FILE, member_dirs, stop_server
+from coord.ensemble_members import committed_config, read_cfg, server_lines
 
 ROLLING = "rolling"        # marker file in a server's dir while `roll` restarts it
 

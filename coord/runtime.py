@@ -18,8 +18,9 @@ import gc
 import os
 import platform
 import sys
-from contextlib import contextmanager
 from pathlib import Path
+
+from coord.core.gcpause import cycle_collector_paused  # noqa: F401 (re-exported for the shell)
 
 ENV = "COORD_SERVER_PYTHON"
 RUNTIME_FILE = "coord-server-python"
@@ -87,26 +88,6 @@ GC_THRESHOLDS = (1000, 20, 1000)
 def tune_gc() -> None:
     if hasattr(gc, "set_threshold"):
         gc.set_threshold(*GC_THRESHOLDS)
-
-
-CPYTHON = platform.python_implementation() == "CPython"
-
-
-@contextmanager
-def cycle_collector_paused():
-    """Building a tree (recovery, a SNAP, a snapshot child's encoding) makes millions of objects and
-    no cycles: CPython's cycle collector would only walk them again and again, so it is paused. On
-    PyPy, gc.disable() stops the *only* collector's major collections: garbage then piles up (a 1M-znode
-    recovery peaked at 1.4 GB of heap with 0.68 GB live, against 0.89 GB with collections on, for
-    +4% time), so there nothing is paused."""
-    if not CPYTHON or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def freeze_gc() -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import struct
 import time
 from collections import deque
 
@@ -45,12 +46,15 @@ from coord.aio.server import CoordServer, core_config, mono_ms, wall_ms
 from coord.aio.zoocfg import ServerConfig
 from coord.core.server import ServerCore
 from coord.core.zab.api import DurableState, ZabConfig
+from coord.core.zab.messages import ENVELOPE_SIZE, Ack, Commit
 from coord.core.zab.sequencer import IdleSequencer
 
 log = logging.getLogger("coord.ensemble")
 peer_log = logging.getLogger("coord.zab")
 
 TICK_MS = 10
+ACK_TYPE, COMMIT_TYPE = Ack.TYPE, Commit.TYPE   # peeked at for the learner-link metrics
+_ZXID = struct.Struct(">q")
 MODE_NAMES = {"leading": "leader", "following": "follower", "observing": "observer"}
 NOT_SERVING = "This ZooKeeper instance is not currently serving requests\n"
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
@@ -193,6 +197,11 @@ class EnsembleNode(CoordServer):
         addrs = {s: PeerAddr(s, q.host, q.quorum_port, q.election_port)
                  for s, q in {**cfg.servers, **self.peer.voters, **self.peer.observers}.items() if q is not None}
         idle = max(1000, cfg.tick_ms * cfg.sync_limit)
+        qtls = None
+        if cfg.ssl_quorum or cfg.quorum_port_unification:
+            from coord.aio.quorum_tls import QuorumTls
+            from coord.aio.zoocfg import quorum_tls_config
+            qtls = QuorumTls(quorum_tls_config(cfg), handshake_timeout_ms=max(4000, 2 * min(2000, idle)))
         self.transport = PeerTransport(
             self.sid, addrs, digest=membership_digest(self.voters, self.observers),
             on_connected=self._peer_connected, on_disconnected=self._peer_disconnected,
@@ -201,9 +210,9 @@ class EnsembleNode(CoordServer):
             listen_host="" if cfg.quorum_listen_on_all_ips else None,
             max_frame_bytes=self.peer.config.max_message_bytes + 1024, dynamic=cfg.reconfig_enabled,
             idle_timeout_ms=idle, ping_interval_ms=max(50, min(500, idle // 8)),
-            handshake_timeout_ms=min(2000, idle))
+            handshake_timeout_ms=min(2000, idle), tls=qtls)
         await self.transport.start()
-        plain, secure = tls.client_factories(cfg, self._protocol)
+        plain, secure = self.client_factories()
         self.server = await self.loop.create_server(
             plain, host=cfg.client_port_address, port=cfg.client_port, reuse_address=True,
             backlog=1024)
@@ -288,6 +297,8 @@ class EnsembleNode(CoordServer):
 
     def _peer_message(self, sid: int, data: bytes) -> None:
         self._fresh()
+        if self.metrics is not None and self.role == "leading" and len(data) >= 24 and data[1] == ACK_TYPE:
+            self.metrics.links.acked(sid, _ZXID.unpack_from(data, ENVELOPE_SIZE)[0], time.monotonic())
         self.peer.message(sid, data)
         if self.ro_active:
             self._read_only_check()
@@ -355,11 +366,19 @@ class EnsembleNode(CoordServer):
         reconfig must still reach the servers it removes (an observer learns so that it is removed)."""
         tr = self.transport
         configs = []
+        links = self.metrics.links if self.metrics is not None and self.role == "leading" else None
+        sent: dict[int, int] = {}
         for e in effects:
             kind = e[0]
             if kind == "send":
                 tr.send(e[1], e[2])
+                if links is not None:
+                    sent[e[1]] = sent.get(e[1], 0) + 1
+                    if e[2][1] == COMMIT_TYPE:
+                        links.committed(_ZXID.unpack_from(e[2], ENVELOPE_SIZE)[0], time.monotonic())
             elif kind == "append":
+                if links is not None and e[1]:
+                    links.proposed(e[1][-1][0].zxid, time.monotonic())
                 if self.disk_q or (self.disk_task is not None and not self.disk_task.done()):
                     self.disk_q.append(e)
                 else:
@@ -380,6 +399,8 @@ class EnsembleNode(CoordServer):
                 peer_log.log(_LEVELS.get(e[1], logging.INFO), "%s", e[2])
             else:
                 raise AssertionError(f"unknown effect {kind!r}")
+        if sent:
+            links.batch_sent(sent, time.monotonic())
         for e in configs:
             self._set_members(e[1], e[2])
 

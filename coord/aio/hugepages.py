@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 
+from coord.aio import stalls
 from coord.runtime import rss_mib
 
 log = logging.getLogger("coord.hugepages")
@@ -163,12 +164,17 @@ class HeapCollapser:
             t.join(wait)
 
     def _run(self) -> None:
+        mon = stalls.active()
         while True:
+            if mon is not None:
+                mon.note("hugepages", time.monotonic())
             try:
                 res = self.collapse_once()
             except Exception:  # noqa: BLE001 - a background helper must never take the server down
                 log.exception("huge pages: the collapse pass failed")
                 res = None
+            if mon is not None:
+                mon.end_note("hugepages", time.monotonic())
             if res is not None:
                 self._record(res)
             with self._lock:

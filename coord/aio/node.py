@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from coord.aio import stalls
 from coord.aio.server import CoordServer
 from coord.aio.zoocfg import ServerConfig
 from coord.runtime import describe, tune_gc
@@ -11,7 +12,12 @@ from coord.runtime import describe, tune_gc
 
 async def run_node(cfg: ServerConfig) -> None:
     tune_gc()
+    stalls.monitor().install(asyncio.get_running_loop())   # loop turns over 2 ms, with their cause
     logging.getLogger("coord.server").info("runtime: %s", describe())
+    if cfg.peer_protocol == "zookeeper":
+        from coord.aio.zkobserver import run_observer
+        await run_observer(cfg)
+        return
     if not cfg.standalone:
         from coord.aio.ensemble_node import run_member
         await run_member(cfg)

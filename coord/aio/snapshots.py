@@ -71,6 +71,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 
+from coord.aio import stalls
 from coord.aio.hugepages import HeapCollapser
 from coord.aio.txnlog import fsync_dir, write_all
 from coord.core import logformat, snapformat
@@ -285,6 +286,10 @@ class SnapshotTaker:
             finally:
                 os._exit(1)
         fork_ms = (time.perf_counter() - t_fork) * 1000
+        mon = stalls.active()
+        if mon is not None:
+            now = time.monotonic()
+            mon.note("snapshot-fork", now - fork_ms / 1000, now)
         os.close(wfd)
         child = self._child = _Child(pid, rfd, tmp)
         done = loop.create_future()

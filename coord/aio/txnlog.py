@@ -32,6 +32,7 @@ import os
 import time
 from pathlib import Path
 
+from coord.aio import stalls
 from coord.core import logformat
 
 log = logging.getLogger("coord.txnlog")
@@ -198,6 +199,10 @@ class TxnLog:
     def _note_ms(self, ms: float, first: int = 0, last: int = 0, synced: bool = True) -> None:
         if ms > self.max_fsync_ms:
             self.max_fsync_ms = ms
+        if synced and ms >= stalls.THRESHOLD_MS:
+            mon = stalls.active()
+            if mon is not None:
+                mon.on_fsync(ms)
         if self.on_batch is not None:
             self.on_batch(ms, first, last, synced)
 

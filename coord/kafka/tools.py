@@ -13,6 +13,10 @@ ACLS = "kafka.admin.AclCommand"                           # kafka-acls.sh
 REASSIGN = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
 LEADER_ELECTION = "org.apache.kafka.tools.LeaderElectionCommand"
 ZK_SHELL = "org.apache.zookeeper.ZooKeeperMainWithTlsSupportForKafka"
+PRODUCER_PERF = "org.apache.kafka.tools.ProducerPerformance"      # kafka-producer-perf-test.sh
+CONSUMER_PERF = "org.apache.kafka.tools.ConsumerPerformance"      # kafka-consumer-perf-test.sh
+VERIFIABLE_PRODUCER = "org.apache.kafka.tools.VerifiableProducer"  # kafka-verifiable-producer.sh
+VERIFIABLE_CONSUMER = "org.apache.kafka.tools.VerifiableConsumer"  # kafka-verifiable-consumer.sh
 
 # Warnings and errors to stderr, as Kafka's config/tools-log4j.properties does.
 TOOLS_LOG4J = """log4j.rootLogger=WARN, stderr

@@ -33,7 +33,6 @@ client ever waits on a request that a lost leader will never answer.
 from __future__ import annotations
 
 from coord.core.datatree import DataTree
-from coord.core.prep import Prep
 from coord.core.server import DEFERRED, ServerCore
 from coord.core.zab import messages as M
 from coord.core.zab.api import DurableState, ZabConfig, epoch_of
@@ -564,9 +563,10 @@ class QuorumPeer:
         core = self.core
         assert not core.serving, "replacing the tree under live clients"
         tree.watches = core.watches
+        tree.write_stats = core.request_stats
         core.adopt_newest_config(tree)
         core.tree = tree
-        core.prep = Prep(tree, extended_types=core.config.extended_types)
+        core.prep = core.new_prep(tree)
         core.next_zxid_counter = tree.last_zxid
         self.history.reset(tree.last_zxid)
         self.membership.reset()

@@ -1,0 +1,224 @@
+"""Stall attribution: every event-loop turn that ran long, with what it was spent on.
+
+A server is one event loop: while one turn runs, every other client's request waits, so a turn's
+length is the server's own contribution to tail latency. The monitor wraps the loop's selector:
+the time from one select() returning to the next select() call is one turn, measured with two clock
+reads (no timer wake-ups, nothing per request). A turn over `threshold_ms` (2 ms) is a stall and is
+given the cause that explains most of it:
+
+- gc-minor / gc-major: PyPy's gc.hooks report each minor collection and each incremental step of a
+  major one with its duration (CPython: gc.callbacks start/stop); those that ended inside the turn;
+- jit: PyPy's JIT tracing and backend time (pypyjit.get_stats_snapshot, 1 µs a read, re-read at a
+  turn's start when the last read is over 10 ms old) that grew up to the turn's end;
+- snapshot-fork, hugepages: windows of work the server itself started (`note()`: the fork of a
+  snapshot child; a huge-page collapse pass, whose mm lock a fault on the loop's thread waits for);
+- preempted: the turn's wall time minus the loop thread's CPU time in it (time.thread_time, read at
+  each turn's start): the OS ran something else, i.e. the machine is loaded, not the server slow;
+- busy: none of these explains half of it: a long turn of ordinary work (a big batch of requests).
+
+fsync waits do not stall the loop but hold replies: the txn log reports each batch and one over the
+threshold is recorded with cause `fsync`. Every stall is counted per cause (coord_stall_ms{cause},
+a summary in /metrics; `stalls_by_cause()`), and logged: INFO, or WARNING at `warn_ms` (10 ms) and
+over. Where the loop has no selector to wrap (uvloop on CPython) only GC, fsync and notes are seen.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections import deque
+
+log = logging.getLogger("coord.stalls")
+
+THRESHOLD_MS = 2.0
+WARN_MS = 10.0
+LOG_PER_S = 20     # INFO lines per second at most (a loaded machine can stall every turn); all are counted
+CAUSES = ("gc-minor", "gc-major", "jit", "snapshot-fork", "hugepages", "preempted", "busy", "fsync")
+
+try:
+    import pypyjit
+
+    def jit_seconds() -> float:
+        t = pypyjit.get_stats_snapshot().counter_times
+        return t.get("TRACING", 0.0) + t.get("BACKEND", 0.0)
+except ImportError:
+    def jit_seconds() -> float:
+        return 0.0
+
+
+class StallMonitor:
+    def __init__(self, threshold_ms: float = THRESHOLD_MS, warn_ms: float = WARN_MS):
+        self.threshold_s = threshold_ms / 1000.0
+        self.warn_ms = warn_ms
+        self.count: dict[str, int] = {c: 0 for c in CAUSES}
+        self.total_ms: dict[str, float] = {c: 0.0 for c in CAUSES}
+        self.max_ms: dict[str, float] = {c: 0.0 for c in CAUSES}
+        self.recent: deque = deque(maxlen=256)     # (monotonic, cause, ms, detail)
+        # Lists, read through a slice copy: a GC hook (any allocation) or the huge-page thread may
+        # append while a turn is attributed, and a deque raises if mutated during iteration.
+        self.gc_events: list = []                  # (monotonic at end, "minor" | "major", ms)
+        self.notes: list = []                      # [start, end or None, cause]
+        self.gc_listeners: list = []               # f(kind, ms): coord.aio.metrics.GcPauses
+        self.turn_start = 0.0
+        self.turn_cpu = 0.0
+        self.errors = 0
+        self.log_second = 0
+        self.logged = 0
+        self.jit_base = jit_seconds()
+        self.jit_at = 0.0
+        self.loop = None
+        self._gc_installed = False
+        self._cpython_t0 = 0.0
+
+    # -- installing ---------------------------------------------------------------------------------
+    def install(self, loop) -> None:
+        self.install_gc()
+        sel = getattr(loop, "_selector", None)
+        if sel is None or self.loop is not None:
+            return
+        self.loop = loop
+        inner = sel.select
+        clock = time.monotonic
+        threshold = self.threshold_s
+
+        cpu = time.thread_time
+
+        def select(timeout=None):
+            t = clock()
+            if t - self.turn_start >= threshold and self.turn_start:
+                self._turn(self.turn_start, t, cpu() - self.turn_cpu)
+            events = inner(timeout)
+            now = clock()
+            self.turn_start = now
+            self.turn_cpu = cpu()
+            if now - self.jit_at > 0.01:
+                self.jit_at = now
+                self.jit_base = jit_seconds()
+            return events
+        sel.select = select
+
+    def install_gc(self) -> None:
+        if self._gc_installed:
+            return
+        hooks = getattr(gc, "hooks", None)
+        if hooks is not None:   # PyPy: durations in seconds; count > 1 when several ran since the last call
+            mon = self
+
+            class _Hooks:
+                on_gc_collect = None
+
+                def on_gc_minor(self, stats):
+                    mon.on_gc("minor", stats.duration * 1000.0)
+
+                def on_gc_collect_step(self, stats):
+                    mon.on_gc("major", stats.duration * 1000.0)
+            hooks.set(_Hooks())
+        elif hasattr(gc, "callbacks"):
+            gc.callbacks.append(self._cpython_gc)
+        self._gc_installed = True
+
+    def uninstall(self) -> None:
+        hooks = getattr(gc, "hooks", None)
+        if hooks is not None:
+            hooks.reset()
+        elif self._cpython_gc in getattr(gc, "callbacks", []):
+            gc.callbacks.remove(self._cpython_gc)
+        self._gc_installed = False
+
+    def _cpython_gc(self, phase, info) -> None:
+        if phase == "start":
+            self._cpython_t0 = time.perf_counter()
+        elif self._cpython_t0:
+            kind = "major" if info.get("generation") == 2 else "minor"
+            self.on_gc(kind, (time.perf_counter() - self._cpython_t0) * 1000.0)
+            self._cpython_t0 = 0.0
+
+    # -- inputs -------------------------------------------------------------------------------------
+    def on_gc(self, kind: str, ms: float) -> None:
+        ev = self.gc_events
+        ev.append((time.monotonic(), kind, ms))
+        if len(ev) > 512:
+            del ev[:256]
+        for f in self.gc_listeners:
+            f(kind, ms)
+
+    def note(self, cause: str, start: float, end: float | None = None) -> None:
+        """Work the server started over [start, end] (monotonic; end None: still running)."""
+        notes = self.notes
+        notes.append([start, end, cause])
+        if len(notes) > 128:
+            del notes[:64]
+
+    def end_note(self, cause: str, end: float) -> None:
+        for n in reversed(self.notes[:]):
+            if n[2] == cause and n[1] is None:
+                n[1] = end
+                return
+
+    def on_fsync(self, ms: float) -> None:
+        if ms >= self.threshold_s * 1000.0:
+            self.record("fsync", ms, "txn log write+fdatasync")
+
+    # -- attribution --------------------------------------------------------------------------------
+    def _turn(self, t0: float, t1: float, cpu_s: float) -> None:
+        try:
+            self._attribute(t0, t1, cpu_s)
+        except Exception:  # noqa: BLE001 - a diagnostic inside select() must never stop the loop
+            self.errors += 1
+            if self.errors == 1:
+                log.exception("stall attribution failed (counted in coord_stall_monitor_errors)")
+
+    def _attribute(self, t0: float, t1: float, cpu_s: float) -> None:
+        ms = (t1 - t0) * 1000.0
+        parts = {"gc-minor": 0.0, "gc-major": 0.0, "preempted": max(0.0, ms - cpu_s * 1000.0)}
+        for end, kind, gms in self.gc_events[:]:
+            if t0 <= end <= t1 + 0.0005:
+                parts["gc-" + kind] += gms
+        jit = (jit_seconds() - self.jit_base) * 1000.0
+        if jit > 0:
+            parts["jit"] = min(jit, ms)
+        for start, end, cause in self.notes[:]:
+            overlap = min(t1, end if end is not None else t1) - max(t0, start)
+            if overlap > 0:
+                parts[cause] = parts.get(cause, 0.0) + overlap * 1000.0
+        cause, got = max(parts.items(), key=lambda kv: kv[1])
+        if got < ms / 2:
+            cause = "busy"
+        detail = ", ".join(f"{k} {v:.1f} ms" for k, v in parts.items() if v >= 0.05)
+        self.record(cause, ms, detail)
+
+    def record(self, cause: str, ms: float, detail: str = "") -> None:
+        if cause not in self.count:
+            self.count[cause] = 0
+            self.total_ms[cause] = self.max_ms[cause] = 0.0
+        self.count[cause] += 1
+        self.total_ms[cause] += ms
+        if ms > self.max_ms[cause]:
+            self.max_ms[cause] = ms
+        now = time.monotonic()
+        self.recent.append((now, cause, ms, detail))
+        if int(now) != self.log_second:
+            self.log_second, self.logged = int(now), 0
+        self.logged += 1
+        if self.logged <= LOG_PER_S or ms >= self.warn_ms:
+            log.log(logging.WARNING if ms >= self.warn_ms else logging.INFO,
+                    "stall %.1f ms: %s%s", ms, cause, f" ({detail})" if detail else "")
+
+    def stalls_by_cause(self) -> dict[str, tuple[int, float, float]]:
+        """cause -> (count, total ms, max ms), causes seen so far."""
+        return {c: (n, self.total_ms[c], self.max_ms[c]) for c, n in self.count.items() if n}
+
+
+MONITOR: StallMonitor | None = None
+
+
+def monitor() -> StallMonitor:
+    """The process's monitor (one event loop per server process)."""
+    global MONITOR
+    if MONITOR is None:
+        MONITOR = StallMonitor()
+    return MONITOR
+
+
+def active() -> StallMonitor | None:
+    return MONITOR

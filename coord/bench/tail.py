@@ -1,0 +1,269 @@
+"""`coord bench --open-loop`: tail latency of coord and of a real ZooKeeper 3.8, side by side in one run.
+
+Both systems are started here (standalone, or 3-node ensembles with the client's connections spread
+over every member), forceSync=yes unless told otherwise. For each op the maximum rate of ZooKeeper
+is measured first (closed loop, coord.bench.openloop.run_closed: it doubles as both systems' warm-up),
+then each system gets the op open-loop at each fraction of that rate, the two alternating which goes
+first; every run has its own warm-up seconds before its measured window. Reported per run: p50, p99,
+p99.9 and max of latency counted from the scheduled send time, the generator's own lateness, the
+machine's load average, and (coord) the server's stalls by cause (coord.aio.stalls, read from
+/metrics). With plot_dir, an HDR-style percentile plot per op (coord.bench.hdrplot).
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coord.bench.client import BenchError, Session, drive, encode_batch
+from coord.bench.openloop import OPEN_OPS, OpenLoopClient, Plan, quantiles
+
+SYSTEMS = ("coord", "zookeeper")
+METRICS_CLASS = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"
+
+
+@dataclass
+class TailConfig:
+    ops: tuple[str, ...] = OPEN_OPS
+    fractions: tuple[float, ...] = (0.25, 0.5, 0.75)
+    duration_s: float = 60.0
+    warmup_s: float = 10.0
+    connections: int = 16
+    procs: int = 2
+    data_size: int = 100
+    keys: int = 10_000
+    calib_ops: int = 30_000
+    depth: int = 32
+    ensemble: bool = False
+    force_sync: bool = True
+    rates: dict | None = None   # op -> ops/s: skip the calibration and take these as 100%
+
+
+@dataclass
+class _Sys:
+    """One system under test: its client targets, its pids, and how to read coord's stall counters."""
+    name: str
+    targets: list[tuple[str, int]]
+    pids: list[int]
+    metrics_urls: list[str] = field(default_factory=list)
+    root: str = ""
+    pool_lo: int = 0
+    pool_hi: int = 0
+    mbase: int = 0
+
+    def stalls(self) -> dict:
+        """cause -> [count, total ms] summed over the members, from coord_stall_ms (/metrics)."""
+        out: dict = {}
+        for url in self.metrics_urls:
+            try:
+                text = urllib.request.urlopen(url, timeout=5).read().decode()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if not line.startswith("coord_stall_ms_"):
+                    continue
+                name, _, val = line.rpartition(" ")
+                kind = name.split("{")[0][len("coord_stall_ms_"):]
+                if kind not in ("count", "sum") or 'cause="' not in name:
+                    continue
+                cause = name.split('cause="')[1].split('"')[0]
+                ent = out.setdefault(cause, [0.0, 0.0])
+                ent[0 if kind == "count" else 1] += float(val)
+        return out
+
+
+def _rss_mib(pids: list[int]) -> float:
+    tot = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                tot += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            pass
+    return tot / (1 << 20)
+
+
+def _closed(s: _Sys, op: str, paths: list[str], data: bytes) -> int:
+    """Set-up and clean-up writes through one session, pipelined; returns the errors."""
+    host, port = s.targets[0]
+    sess = Session(host, port)
+    try:
+        errors = 0
+        for i in range(0, len(paths), 20_000):
+            blob, offs = encode_batch(op, paths[i:i + 20_000], data, sess.xid)
+            sess.load(blob, offs)
+            drive([sess], 64)
+            errors += sess.errors
+        return errors
+    finally:
+        sess.close()
+
+
+def _prepare(s: _Sys, cfg: TailConfig) -> None:
+    s.root = f"/coord-tail-{os.getpid()}-{secrets.token_hex(3)}"
+    data = b"x" * cfg.data_size
+    if _closed(s, "create", [s.root], b"") or _closed(
+            s, "create", [f"{s.root}/k{i:07d}" for i in range(cfg.keys)], data):
+        raise BenchError(f"{s.name}: cannot create the preloaded znodes under {s.root}")
+
+
+def _cleanup(s: _Sys, cfg: TailConfig) -> None:
+    _closed(s, "delete", [f"{s.root}/c{i:09d}" for i in range(s.pool_lo, s.pool_hi)], b"")
+    _closed(s, "delete", [f"{s.root}/k{i:07d}" for i in range(cfg.keys)], b"")
+    _closed(s, "delete", [s.root], b"")
+
+
+def _plan(s: _Sys, cfg: TailConfig, op: str, rate: float = 0.0, count: int | None = None) -> Plan:
+    p = Plan(op, s.root, rate, cfg.warmup_s, cfg.duration_s, keys=cfg.keys, data_size=cfg.data_size, count=count)
+    n = p.total
+    if op == "create":
+        p.base, s.pool_hi = s.pool_hi, s.pool_hi + n
+    elif op == "delete":
+        short = n - (s.pool_hi - s.pool_lo)
+        if short > 0:   # top the pool up, off the clock
+            _closed(s, "create", [f"{s.root}/c{i:09d}" for i in range(s.pool_hi, s.pool_hi + short)],
+                    b"x" * cfg.data_size)
+            s.pool_hi += short
+        p.base, s.pool_lo = s.pool_lo, s.pool_lo + n
+    elif op == "multi":
+        p.base, s.mbase = s.mbase, s.mbase + n
+    return p
+
+
+def _calibrate(s: _Sys, cfg: TailConfig, log) -> dict:
+    out = {}
+    with OpenLoopClient(s.targets, cfg.connections, cfg.procs) as cl:
+        for op in cfg.ops:
+            rate, done, errors = cl.max_rate(_plan(s, cfg, op, count=cfg.calib_ops), cfg.depth)
+            out[op] = rate
+            log(f"{s.name} {op}: max {rate:,.0f} ops/s closed loop ({done} acknowledged, {errors} errors)")
+    return out
+
+
+def _one(s: _Sys, cfg: TailConfig, op: str, frac: float, rate: float, log) -> tuple[dict, object]:
+    load0 = os.getloadavg()[0]
+    st0 = s.stalls()
+    with OpenLoopClient(s.targets, cfg.connections, cfg.procs) as cl:
+        res = cl.run(_plan(s, cfg, op, rate=rate))
+    st1 = s.stalls()
+    q = quantiles(res.lat_us)
+    lq = quantiles(res.late_us)
+    stalls = {c: {"count": int(v[0] - st0.get(c, [0, 0])[0]), "ms": round(v[1] - st0.get(c, [0, 0])[1], 1)}
+              for c, v in st1.items() if v[0] - st0.get(c, [0, 0])[0] > 0}
+    row = {"system": s.name, "op": op, "fraction": frac, "rate": round(rate, 1), **q,
+           "sent": res.sent, "errors": res.errors, "first_err": res.first_err,
+           "client_cpu_s": round(res.client_cpu_s, 2), "late_p99_ms": lq["p99_ms"], "late_max_ms": lq["max_ms"],
+           "loadavg": [round(load0, 2), round(os.getloadavg()[0], 2)], "rss_mib": round(_rss_mib(s.pids)),
+           "stalls": stalls}
+    log(f"{s.name} {op} @{frac:.0%} ({rate:,.0f}/s): p50 {q['p50_ms']:.3f} p99 {q['p99_ms']:.3f} "
+        f"p99.9 {q['p999_ms']:.3f} max {q['max_ms']:.3f} ms; client late p99 {lq['p99_ms']:.3f} ms; "
+        f"errors {res.errors}; load {load0:.1f}; stalls {stalls}")
+    return row, res.lat_us
+
+
+def run(cfg: TailConfig, workdir: str | None = None, plot_dir: str | None = None, log=print) -> dict:
+    from coord.bench.launch import zookeeper_available
+    if not zookeeper_available():
+        raise RuntimeError("Apache ZooKeeper is not installed (apt-get install zookeeper)")
+    bad = [op for op in cfg.ops if op not in OPEN_OPS]
+    if bad:
+        raise ValueError(f"unknown op(s) {bad}; choose from {list(OPEN_OPS)}")
+    base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="coord-tail-"))
+    base.mkdir(parents=True, exist_ok=True)
+    started = []
+    try:
+        systems = {name: _start(name, cfg, base, started) for name in SYSTEMS}
+        log(f"started {', '.join(f'{n} {s.targets}' for n, s in systems.items())}; "
+            f"forceSync={'yes' if cfg.force_sync else 'no'}; work dir {base}")
+        for s in systems.values():
+            _prepare(s, cfg)
+        calib = {n: _calibrate(s, cfg, log) for n, s in systems.items()}
+        full = cfg.rates or calib["zookeeper"]
+        rows, curves = [], {}
+        i = 0
+        for op in cfg.ops:
+            for frac in cfg.fractions:
+                order = SYSTEMS if i % 2 == 0 else SYSTEMS[::-1]
+                i += 1
+                for name in order:
+                    row, lat = _one(systems[name], cfg, op, frac, frac * full[op], log)
+                    rows.append(row)
+                    curves[(op, frac, name)] = lat
+        for s in systems.values():
+            _cleanup(s, cfg)
+    finally:
+        for stop in reversed(started):
+            stop()
+        if not workdir:
+            shutil.rmtree(base, ignore_errors=True)
+    out = {"config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()},
+           "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "max_rate": calib, "runs": rows}
+    if plot_dir:
+        from coord.bench import hdrplot
+        out["plots"] = hdrplot.plot_all(curves, Path(plot_dir), "ensemble" if cfg.ensemble else "standalone")
+    return out
+
+
+def _start(name: str, cfg: TailConfig, base: Path, started: list) -> _Sys:
+    from coord.bench.launch import CoordServerProcess, ZooKeeperProcess, free_port
+    if cfg.ensemble:
+        from coord.bench.ensemble import LocalEnsemble
+        ens = LocalEnsemble(base / name, 3, name, force_sync=cfg.force_sync)
+        urls = []
+        if name == "coord":
+            for s in ens.servers.values():
+                port = free_port()
+                with open(s.config, "a") as f:
+                    f.write(f"metricsProvider.className={METRICS_CLASS}\nmetricsProvider.httpHost=127.0.0.1\n"
+                            f"metricsProvider.httpPort={port}\n")
+                urls.append(f"http://127.0.0.1:{port}/metrics")
+        started.append(ens.stop)
+        ens.start_all()
+        return _Sys(name, [("127.0.0.1", s.client_port) for s in ens.servers.values()], ens.pids(), urls)
+    if name == "coord":
+        port = free_port()
+        proc = CoordServerProcess(base / name, force_sync=cfg.force_sync, extra_cfg={
+            "metricsProvider.className": METRICS_CLASS, "metricsProvider.httpHost": "127.0.0.1",
+            "metricsProvider.httpPort": str(port)})
+        urls = [f"http://127.0.0.1:{port}/metrics"]
+    else:
+        proc, urls = ZooKeeperProcess(base / name, force_sync=cfg.force_sync), []
+    started.append(proc.stop)
+    proc.start(wait=120)
+    return _Sys(name, [("127.0.0.1", proc.client_port)], [proc.pid], urls)
+
+
+def table(out: dict) -> list[str]:
+    """Markdown rows: per op and fraction, coord and ZooKeeper p50/p99/p99.9/max (ms) and the ratios."""
+    by = {(r["op"], r["fraction"], r["system"]): r for r in out["runs"]}
+    lines = ["| op | load | rate/s | coord p50 | p99 | p99.9 | max | ZooKeeper p50 | p99 | p99.9 | max | "
+             "p99 ratio | p99.9 ratio | max ratio | client late p99 | load avg |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    seen = []
+    for r in out["runs"]:
+        k = (r["op"], r["fraction"])
+        if k in seen:
+            continue
+        seen.append(k)
+        c, z = by.get(k + ("coord",)), by.get(k + ("zookeeper",))
+        if not c or not z:
+            continue
+
+        def ratio(q):
+            return f"{c[q] / z[q]:.2f}" if c[q] and z[q] else "-"
+        lines.append(f"| {k[0]} | {k[1]:.0%} | {c['rate']:,.0f} | {c['p50_ms']:.3f} | {c['p99_ms']:.3f} | "
+                     f"{c['p999_ms']:.3f} | {c['max_ms']:.1f} | {z['p50_ms']:.3f} | {z['p99_ms']:.3f} | "
+                     f"{z['p999_ms']:.3f} | {z['max_ms']:.1f} | {ratio('p99_ms')} | {ratio('p999_ms')} | "
+                     f"{ratio('max_ms')} | {max(c['late_p99_ms'], z['late_p99_ms']):.3f} | "
+                     f"{c['loadavg'][0]:.1f} |")
+    return lines
+
+
+def dumps(out: dict) -> str:
+    return json.dumps(out, indent=2, default=str)

@@ -1,0 +1,125 @@
+"""The open-loop generator (coord.bench.openloop), its plots, and `coord bench --open-loop` end to end.
+
+Runs are short and at low rates: these tests check that every scheduled request is sent and answered
+and that latencies are counted from the schedule, never that anything is fast.
+"""
+import array
+
+import pytest
+
+from coord.bench import openloop as ol
+from coord.bench.client import Session, parse_target
+from coord.jute import records as R
+
+
+def test_request_names():
+    assert ol.request("create", "/r", 7, 100, 10) == ("create", "/r/c000000017")
+    assert ol.request("delete", "/r", 7, 100, 10) == ("delete", "/r/c000000017")
+    assert ol.request("multi", "/r", 3, 100, 0) == ("multi", "/r/m000000003")
+    assert ol.request("getData", "/r", 105, 100, 0) == ("getData", "/r/k0000005")
+    # mixed: every fifth request is a setData, the rest getData (80/20)
+    kinds = [ol.request("mixed", "/r", g, 100, 0)[0] for g in range(100)]
+    assert kinds.count("setData") == 20 and kinds.count("getData") == 80
+
+
+def test_encoder_templates_match_fresh_encoding():
+    enc = ol.Encoder(b"abc")
+    for op in ("create", "getData", "setData", "exists", "delete", "multi"):
+        first = enc.frame(op, "/r/m000000001", 5)          # builds the template
+        again = enc.frame(op, "/r/m000000002", 6)          # from the template
+        fresh = ol.Encoder(b"abc").frame(op, "/r/m000000002", 6)
+        assert again == fresh != first, op
+    multi = enc.frame("multi", "/r/m000000009", 1)
+    assert multi.count(b"/r/m000000009") == 3
+    hdr, _ = R.MultiHeader._read(multi, 12)
+    assert (hdr.type, hdr.done) == (1, False)
+
+
+def test_quantiles_nearest_rank():
+    q = ol.quantiles(array.array("d", [float(i) for i in range(1, 1001)]))   # 1..1000 µs
+    assert q["n"] == 1000 and q["p50_ms"] == 0.501 and q["p99_ms"] == 0.991
+    assert q["p999_ms"] == 1.0 and q["max_ms"] == 1.0
+    assert ol.quantiles([])["p99_ms"] is None
+
+
+def test_hdr_curve_reaches_the_maximum():
+    from coord.bench.hdrplot import curve
+    xs, ys = curve([float(i) for i in range(1, 10_001)])
+    assert ys[-1] == 10.0 and xs[0] == 1.0
+    assert all(b >= a for a, b in zip(ys, ys[1:])) and len(xs) < 400
+
+
+def test_plot_writes_one_image_per_op(tmp_path):
+    pytest.importorskip("matplotlib")
+    from coord.bench.hdrplot import plot_all
+    lat = array.array("d", [100.0 + i for i in range(2000)])
+    paths = plot_all({("getData", 0.5, "coord"): lat, ("getData", 0.5, "zookeeper"): lat,
+                      ("multi", 0.25, "coord"): lat}, tmp_path, "t")
+    assert sorted(p.rsplit("/", 1)[1] for p in paths) == ["tail-t-getData.png", "tail-t-multi.png"]
+    assert all((tmp_path / p.rsplit("/", 1)[1]).read_bytes()[:4] == b"\x89PNG" for p in paths)
+
+
+def _open_loop(connect_string: str, rate: float = 400.0) -> None:
+    """The same harness for coord and ZooKeeper: preload, open-loop getData/multi/mixed/create/delete,
+    clean up; every scheduled request answered without error, latencies only from the measured window."""
+    host, port = parse_target(connect_string)
+    admin = Session(host, port)
+    root = "/ol"
+    try:
+        assert admin.call("create", root, b"")[0] == 0
+        for i in range(20):
+            assert admin.call("create", f"{root}/k{i:07d}", b"v")[0] == 0
+        with ol.OpenLoopClient([(host, port)] * 2, connections=4, procs=2) as cl:
+            base = 0
+            for op in ("getData", "multi", "mixed", "create", "delete"):
+                plan = ol.Plan(op, root, rate, warmup_s=0.5, duration_s=1.0, keys=20, base=0)
+                res = cl.run(plan)
+                assert res.sent == plan.total == 600, op
+                assert res.errors == 0, (op, res.first_err)
+                # only requests scheduled after the warm-up are measured (~400 of 600)
+                assert 350 <= len(res.lat_us) <= 450, (op, len(res.lat_us))
+                assert len(res.late_us) == plan.total and min(res.late_us) >= 0
+                q = res.quantiles()
+                assert 0 < q["p50_ms"] <= q["p99_ms"] <= q["p999_ms"] <= q["max_ms"], op
+                base += plan.total
+            rate_, done, errors = cl.max_rate(ol.Plan("getData", root, 0, 0, 0, keys=20, count=2000), 8)
+            assert done == 2000 and errors == 0 and rate_ > 0
+        # create then delete of the same names: nothing is left behind
+        assert admin.call("exists", f"{root}/c000000000")[0] != 0
+        for i in range(20):
+            assert admin.call("delete", f"{root}/k{i:07d}")[0] == 0
+        assert admin.call("delete", root)[0] == 0
+    finally:
+        admin.close()
+
+
+def test_open_loop_against_coord(coord_server):
+    _open_loop(coord_server.connect_string)
+
+
+@pytest.mark.realzk
+def test_open_loop_against_zookeeper(real_zookeeper):
+    _open_loop(real_zookeeper.connect_string)
+
+
+@pytest.mark.slow
+@pytest.mark.realzk
+def test_bench_open_loop_command(tmp_path):
+    """`coord bench --open-loop` starts both systems, calibrates, runs both at each fraction, plots."""
+    import json
+
+    from click.testing import CliRunner
+
+    from coord.cli import main
+    r = CliRunner().invoke(main, ["bench", "--open-loop", "--open-ops", "getData,multi", "--fractions", "0.1",
+                                  "--duration", "1", "--warmup", "0.5", "-k", "3000", "--keys", "200",
+                                  "--connections", "4", "--plot-dir", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert set(out["max_rate"]) == {"coord", "zookeeper"}
+    runs = {(x["op"], x["system"]): x for x in out["runs"]}
+    assert set(runs) == {(o, s) for o in ("getData", "multi") for s in ("coord", "zookeeper")}
+    for k, x in runs.items():
+        assert x["errors"] == 0 and x["n"] > 0 and x["p99_ms"] > 0, k
+        assert x["rate"] == pytest.approx(0.1 * out["max_rate"]["zookeeper"][k[0]], rel=0.01)
+    assert len(out["plots"]) == 2
