@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import threading
@@ -19,6 +20,10 @@ import threading
 import click
 
 ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
+CLI_MT = "/usr/lib/zookeeper/bin/cli_mt"                    # Debian's zookeeper-bin: the C client's shell
+ZK_JAR = "/usr/share/java/zookeeper.jar"
+JAVA_BATTERY = os.path.join(os.path.dirname(__file__), "CompatBattery.java")
+_CLI_MT_KEEP = re.compile(r"rc = -?\d+|name = |value_len = |^version=")
 
 
 def _err(e: BaseException) -> str:
@@ -158,6 +163,40 @@ class Checks:
                            text=True, timeout=120, env={k: v for k, v in os.environ.items() if k != "JAVA_TOOL_OPTIONS"})
         return ["hello" in p.stdout.splitlines(), p.returncode]
 
+    def c_cli_mt(self, zk, base, hosts):
+        """cli_mt, ZooKeeper's C client shell (libzookeeper-mt): one batch command per run; kept are the
+        return codes, names, data and versions it prints (not zxids, times or session ids)."""
+        if not os.path.exists(CLI_MT):
+            return "cli_mt not installed"
+        host = hosts.split(",")[0]
+        out = []
+        for cmd in ("create {p}", "create +s {p}/n-", "set {p} hello", "get {p}", "ls {p}", "create +e {p}/e",
+                    "delete {p}", "delete {p}/nope", "sync {p}"):
+            p = subprocess.run([CLI_MT, "-h", host, "-c", cmd.format(p=f"{base}/c")], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, timeout=60, stdin=subprocess.DEVNULL)
+            lines = p.stdout.splitlines()
+            keep = []
+            for i, ln in enumerate(lines):
+                t = ln.strip()
+                if _CLI_MT_KEEP.search(t):
+                    keep.append(t.split("\t")[0])
+                    if t.startswith("value_len") and i + 1 < len(lines):
+                        keep.append(lines[i + 1].strip())
+                elif cmd.startswith("ls") and ln.startswith("\t") and "=" not in ln:
+                    keep.append(t)
+            out.append(keep)
+        return out
+
+    def c_java_client(self, zk, base, hosts):
+        """ZooKeeper's own Java client (zookeeper.jar 3.8): coord/CompatBattery.java, run as a source
+        file; each line is one canonical observation (create, watches, multi, containers, ...)."""
+        if not os.path.exists(ZK_JAR) or shutil.which("java") is None:
+            return "java or zookeeper.jar not installed"
+        p = subprocess.run(["java", "-cp", ZK_JAR, JAVA_BATTERY, hosts, base], capture_output=True, text=True,
+                           timeout=300, env={k: v for k, v in os.environ.items() if k != "JAVA_TOOL_OPTIONS"})
+        out = [ln for ln in p.stdout.splitlines() if "=" in ln and not ln.startswith(("SLF4J", "log4j"))]
+        return out + [f"exit={p.returncode}"]
+
     EXPECTED = {   # ZooKeeper 3.8's answers, for a run without --reference
         "create_get_set_delete": [True, "v1", 0, 2, 0, 1, "NodeExistsError", "BadVersionError", "NoNodeError", True],
         "sequential": ["n-0000000000", "n-0000000001", "n-0000000002"],
@@ -171,6 +210,20 @@ class Checks:
         "session_close_removes_ephemerals": [True],
         "four_letter_words": ["imok", True, True],
         "zkcli": [True, 0],
+        "cli_mt": [["[{base}/c]: rc = 0", "name = {base}/c"],
+                   ["[{base}/c/n-]: rc = 0", "name = {base}/c/n-0000000000"],
+                   ["{base}/c: rc = 0 Stat:", "version=1"],
+                   ["{base}/c: rc = 0", "value_len = 5", "hello", "version=1"],
+                   ["{base}/c: rc = 0", "n-0000000000"],
+                   ["[{base}/c/e]: rc = 0", "name = {base}/c/e"],
+                   ["{base}/c: rc = -111"], ["{base}/c/nope: rc = -101"], ["[{base}/c]: rc = 0", "name = {base}/c"]],
+        "java_client": ["create=/j", "create_again=NODEEXISTS", "get=v1 v0 len2", "set=1",
+                        "event=NodeDataChanged /j", "set_bad_version=BADVERSION",
+                        "sequential=[s-0000000000, s-0000000001]", "ephemeral_owner=true",
+                        "children=[e, s-0000000000, s-0000000001]", "child_event=NodeChildrenChanged /j",
+                        "multi=[CreateResult, SetDataResult]", "multi_fails=BADVERSION", "multi_rolled_back=true",
+                        "persistent_recursive_watch=NodeCreated /m/deep", "container=/ct",
+                        "delete_not_empty=NOTEMPTY", "sync=0", "get_missing=NONODE", "exit=0"],
     }
 
     def names(self) -> list[str]:

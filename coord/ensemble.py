@@ -171,7 +171,9 @@ class Runner:
             if not self.quiet:
                 self.console.print(prefix + Text(line.decode(errors="replace").rstrip("\n")), highlight=False)
         rc = await p.wait()
-        if not self.stopping and not (s.dir / "coord.pid").exists():
+        if not self.stopping and (s.dir / "rolling").exists():
+            self.say(f"server {s.sid} restarted by `coord ensemble roll` (output in {s.dir / 'server.log'})")
+        elif not self.stopping and not (s.dir / "coord.pid").exists():
             self.say(f"server {s.sid} stopped (removed from the ensemble by `coord ensemble remove`)")
         elif not self.stopping:
             self.exited.add(s.sid)
@@ -196,6 +198,15 @@ class Runner:
             await asyncio.sleep(0.1)
         raise click.ClickException(f"no serving ensemble after {timeout:.0f}s (modes: {modes})")
 
+    def rolled_alive(self) -> bool:
+        """A server of ours that `coord ensemble roll` is restarting or has restarted still runs."""
+        for s in self.servers:
+            pid = _pid_file(s.dir)
+            if (s.dir / "rolling").exists() or (pid is not None and pid != self.procs[s.sid].pid
+                                                and Path(f"/proc/{pid}").exists()):
+                return True
+        return False
+
     async def stop(self) -> None:
         """Stop every server, those `coord ensemble add` started later under the same dir too."""
         from coord.ensemble_dirs import member_dirs, stop_server
@@ -203,7 +214,7 @@ class Runner:
         mine = {s.sid for s in self.servers}
         if self.servers:
             for sid, d in member_dirs(self.servers[0].dir.parent).items():
-                if sid not in mine:
+                if sid not in mine or _pid_file(d) not in (None, self.procs[sid].pid):   # or rolled
                     await asyncio.get_running_loop().run_in_executor(None, stop_server, d)
         for p in self.procs.values():
             if p.returncode is None:
@@ -225,6 +236,13 @@ class Runner:
                 pass
         for s in self.servers:
             (s.dir / "coord.pid").unlink(missing_ok=True)
+
+
+def _pid_file(d: Path) -> int | None:
+    try:
+        return int((d / "coord.pid").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 async def run(servers: list[Planned], engine: str, log_level: str, wait: float, quiet: bool,
@@ -259,6 +277,8 @@ async def run(servers: list[Planned], engine: str, log_level: str, wait: float, 
         if exit_when_ready:
             return 0
         await asyncio.gather(*(p.wait() for p in runner.procs.values()))
+        while runner.rolled_alive():              # restarted by `coord ensemble roll`: still ours
+            await asyncio.sleep(0.5)
         console.print("[bold red]every server has exited[/]")
         return 1
     finally:

@@ -4,7 +4,8 @@ They follow ZooKeeper's manual procedure (docs/operations.md): a new server is s
 listing the committed configuration (read from /zookeeper/config of a serving member) plus itself,
 with an id above every member's, so it follows without a vote; once it serves, an incremental
 reconfig issued as `super` (the password `coord ensemble` keeps in <dir>/super.password) adds it.
-Removing is `reconfig -remove N` as super, then SIGTERM to that server's process.
+Removing is `reconfig -remove N` as super, then SIGTERM to that server's process; a leader is
+SIGTERMed first (it hands over its leadership), then removed by the new leader.
 """
 from __future__ import annotations
 
@@ -118,6 +119,11 @@ def free_ports(taken: set[int], start: int) -> tuple[int, int, int]:
     raise click.ClickException(f"no free ports from {start}")
 
 
+def _mode(port: int) -> str | None:
+    from coord.ensemble import mode_of
+    return asyncio.run(mode_of(port))
+
+
 def wait_mode(port: int, modes: tuple[str, ...], timeout: float, proc: subprocess.Popen) -> str:
     from coord.ensemble import mode_of
     deadline = time.monotonic() + timeout
@@ -189,8 +195,15 @@ def remove_command(sid, root, wait) -> None:
     if len(members) == 1:
         raise click.ClickException("cannot remove the last member")
     hosts = ",".join(client_address(x) for k, x in members.items() if k != sid)
-    new = reconfig(hosts, auth, None, str(sid), wait)
     sdir = root_path / f"s{sid}"
-    stopped = stop_server(sdir)
+    stopped = None
+    port = client_address(members[sid]).rsplit(":", 1)[-1]
+    if port.isdigit() and _mode(int(port)) == "leader":
+        # The leader goes first, by SIGTERM: it hands its leadership to an up-to-date follower
+        # (no election), and the reconfig is then decided by the new leader among the rest.
+        stopped = stop_server(sdir)
+    new = reconfig(hosts, auth, None, str(sid), wait)
+    if stopped is None:
+        stopped = stop_server(sdir)
     click.echo(f"removed server {sid}" + ("" if stopped else " (no running process found for it)"))
     click.echo(f"connect string: {connect_string(new)}")

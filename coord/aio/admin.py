@@ -436,6 +436,8 @@ class AdminServer:
     def handle(self, method: str, path: str, query: dict, headers: dict, body: bytes):
         if path in (self.url + "/snapshot", self.url + "/snap") and method == "GET":
             return self.snapshot(query, headers)
+        if path in (self.url + "/restore", self.url + "/rest") and method == "POST":
+            return self.restore(headers, body)
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"HTTP method not supported\n", {}
         if path == "/ready":
@@ -494,6 +496,60 @@ class AdminServer:
             return 200, "application/json", pretty({"last_zxid": hdrs["last_zxid"], "snapshot_size": len(data),
                                                     "command": "snapshot", "error": None}).encode(), hdrs
         return 200, "application/octet-stream", data, hdrs
+
+    # -- 3.9's restore command -----------------------------------------------------------------------
+    RESTORE_INTERVAL_S = 300.0      # zookeeper.admin.rateLimiterIntervalInMS's default: one per 5 min
+
+    async def restore(self, headers: dict, body: bytes):
+        """POST restore (alias rest) with a snapshot as the body (what `snapshot` sent): replace the
+        live tree with it (ZooKeeper 3.9's `restore`, behind the same digest Authorization, one per
+        5 minutes: 429). coord then makes it durable at once: the restored tree takes the zxid
+        max(restored, current) and is written as the newest snapshot, so a restart recovers it
+        and the log before it is never replayed over it. Standalone servers only: a restore on one
+        ensemble member would diverge from its quorum (restore a new ensemble with
+        `coord data restore`)."""
+        import asyncio
+        import time
+        from coord.core import snapformat
+
+        def answer(code, err=None, **extra):
+            doc = dict(extra)
+            doc.update({"command": "restore", "error": err})
+            return code, "application/json", pretty(doc).encode(), {}
+        code = self._authorized(headers)
+        if code != 200:
+            return answer(code, {401: "Auth info is missing for the command", 403: "Not authorized"}[code])
+        srv = self.server
+        if getattr(srv, "peer", None) is not None:
+            return answer(400, "restore replaces one server's tree: not on an ensemble member (it would "
+                               "diverge from its quorum); restore a new ensemble with `coord data restore`")
+        if not body:
+            return answer(400, "the request body must be a snapshot (as the snapshot command sends it)")
+        now = time.monotonic()
+        if now < getattr(self, "next_restore", 0.0):
+            return answer(429, "restore is rate limited: one per 300 s")
+        try:
+            tree, info = await asyncio.get_running_loop().run_in_executor(None, snapformat.load_bytes, body)
+        except Exception as e:          # noqa: BLE001 - any undecodable body is the caller's bad input
+            return answer(500, f"not a usable snapshot: {e}")
+        self.next_restore = now + self.RESTORE_INTERVAL_S
+        storage = srv.storage
+        while storage.snapshots.in_progress:
+            await asyncio.sleep(0.01)
+        while storage.txnlog.pending():          # writes already on their way to the log land first
+            await asyncio.sleep(0.001)
+        core = srv.core
+        before = core.tree.last_zxid
+        tree.last_zxid = max(tree.last_zxid, before)
+        core.replace_tree(tree, "the server's tree was restored from a snapshot")
+        srv.flush()
+        task = storage.snapshot(tree)
+        path = await task if task is not None else None
+        if path is None:
+            return answer(500, "restored in memory, but the snapshot that makes it durable failed (see the log)")
+        log.info("restore: tree replaced by a snapshot of zxid 0x%x (%d znodes, %d sessions); now at 0x%x",
+                 info.zxid, len(tree.nodes), len(tree.sessions), tree.last_zxid)
+        return answer(200, last_zxid=tree.last_zxid)
 
     async def start(self) -> None:
         from coord.aio.httpd import HttpServer

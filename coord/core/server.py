@@ -264,6 +264,24 @@ class ServerCore:
             self.sessions.add(sid, timeout, self.mono_ms)
         self.next_zxid_counter = self.tree.last_zxid
 
+    def replace_tree(self, tree: DataTree, why: str) -> None:
+        """Install a whole new tree on a standalone server (3.9's AdminServer `restore`): sessions it
+        does not hold end (their connections close; the clients find them expired), the others get
+        a fresh full timeout, as after a load. Watches stay registered."""
+        tree.watches = self.watches
+        self.adopt_newest_config(tree)
+        self.tree = tree
+        self.prep = Prep(tree, extended_types=self.config.extended_types)
+        live = tree.sessions
+        for sid in [sid for sid in self.sessions.sessions if sid not in live]:
+            self.sessions.remove(sid)
+        for sid, timeout in live.items():
+            self.sessions.add(sid, timeout, self.mono_ms)
+        self.next_zxid_counter = tree.last_zxid
+        for conn in list(self.conns.values()):
+            if conn.established and conn.session_id not in live and not conn.closing:
+                self._close(conn, why)
+
     def start(self, now_ms: int, mono_ms: int) -> None:
         """The first input: seeds session ids from the clock, re-arms restored sessions' timeouts."""
         self.set_time(now_ms, mono_ms)

@@ -132,6 +132,7 @@ class SimNode:
         w = self.world
         if self.peer.may_exit or w.now >= give_up:
             w.note(f"{self.sid} exits ({self.peer.state})")
+            w.handoffs += self.peer.handed_to is not None
             w.after(250, self._exit, inc, down_ms)
             return
         w.after(TICK_MS, self._await_exit, inc, give_up, down_ms)

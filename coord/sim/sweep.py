@@ -38,6 +38,7 @@ MIX: list[tuple[str, int, dict]] = [
     ("n5-graceful-swarm", 4, dict(nodes=5, swarm=True, graceful=True)),
     ("n3+obs-graceful", 3, dict(nodes=3, observers=1, graceful=True)),
     ("reconfig-n3-graceful", 4, dict(nodes=3, reconfig=True, graceful=True)),
+    ("n3-graceful-calm", 3, dict(nodes=3, graceful=True, faults=False)),   # handoffs, nothing else
 ]
 _PICK_SALT = 0x5EED5
 

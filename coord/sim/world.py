@@ -119,6 +119,8 @@ class World:
         self.faults = self.rng.stream("faults")
         self.fault_kinds = self._choose_faults()
         self.stops = self.rng.stream("graceful")     # its own stream: other faults draw as before
+        self.graceful_stops = 0
+        self.handoffs = 0                              # graceful stops of a leader that handed over
         self.down_until: dict[int, int] = {}
 
     # -- the event loop -----------------------------------------------------------------------------
@@ -261,6 +263,7 @@ class World:
             return
         sid = leaders[0] if leaders and r.random() < 0.85 else r.choice(up)
         self.note(f"graceful stop of {sid} ({self.nodes[sid].peer.state})")
+        self.graceful_stops += 1
         self.nodes[sid].graceful_stop(r.randint(200, 2000))
         if r.random() < 0.2 and len(up) > 1:
             other = r.choice([s for s in up if s != sid])
@@ -491,6 +494,7 @@ class World:
             "diff_syncs": sum(p.stats.diff_syncs for p in peers),
             "trunc_syncs": sum(p.stats.trunc_syncs for p in peers),
             "epoch_rolls": sum(p.stats.epoch_rolls for p in peers),
+            "graceful_stops": self.graceful_stops, "handoffs": self.handoffs,
             "bad_messages": sum(p.stats.bad_messages for p in peers),
             "restarts": sum(n.restarts for n in self.nodes.values()),
             "torn_writes": sum(n.disk.torn for n in self.nodes.values()),

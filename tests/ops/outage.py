@@ -6,7 +6,7 @@ write in flight at a time, retried on connection loss) and recording when each w
 every connection state change. The outage of a stop is the longest gap between two completed writes
 from just before the signal. Session loss (LOST) is recorded too.
 
-    python -m tests.ops.outage [--trials 5] [--kinds coord,zookeeper]
+    python -m tests.ops.outage [--trials 5] [--kinds coord,zookeeper] [--hows sigterm,kill9]
 
 prints the median outage of: coord leader SIGTERM (handoff), coord leader kill -9, ZooKeeper 3.8
 leader SIGTERM, ZooKeeper leader kill -9.
@@ -148,10 +148,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--kinds", default="coord,zookeeper")
+    ap.add_argument("--hows", default="sigterm,kill9", help="sigterm and/or kill9")
     a = ap.parse_args()
     out = {}
     for kind in a.kinds.split(","):
-        out[kind] = measure(kind, a.trials)
+        out[kind] = measure(kind, a.trials, hows=tuple(a.hows.split(",")))
         print(kind, json.dumps(out[kind]), flush=True)
     if "coord" in out and "zookeeper" in out:
         c, z = out["coord"]["sigterm"]["median_ms"], out["zookeeper"]["sigterm"]["median_ms"]

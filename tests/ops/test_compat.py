@@ -1,7 +1,8 @@
 """`coord compat` on real endpoints: coord beside real ZooKeeper 3.8 (the reference), ZooKeeper against
 the built-in 3.8 answers, and a server that is not quite ZooKeeper (coord behind a proxy that turns
-every multi into an opcode the server does not know): exactly the multi check must fail, and the
-exit status must say so.
+every multi into an opcode the server does not know): exactly the checks that use multi (kazoo's and
+the Java client battery's) must fail, and the exit status must say so. The batteries of real
+clients: kazoo, zkCli.sh, cli_mt (the C client) and ZooKeeper's Java client.
 """
 from __future__ import annotations
 
@@ -118,5 +119,9 @@ def test_a_server_without_multi_is_caught(coord_server):
         proxy.close()
     assert rc == 1 and not out["ok"]
     failed = sorted(k for k, v in out["checks"].items() if not v["pass"])
-    assert failed == ["multi"], json.dumps(out, indent=1)
+    # kazoo's multi check and the Java client battery's multi steps; cli_mt has no multi command
+    assert failed == ["java_client", "multi"], json.dumps(out, indent=1)
     assert "Unimplemented" in json.dumps(out["checks"]["multi"]["target"]) and proxy.rewritten >= 1
+    java = out["checks"]["java_client"]["target"]
+    assert "multi=UNIMPLEMENTED" in java and "create=/j" in java, java
+    assert out["checks"]["cli_mt"]["pass"]

@@ -1,4 +1,4 @@
-"""The simulator's fixed seed set (CI): 296 seeds across ensemble shapes, fault mixes and membership
+"""The simulator's fixed seed set (CI): 328 seeds across ensemble shapes, fault mixes and membership
 changes.
 
 Each seed runs a safety phase of STEPS events with faults and then a liveness phase; any invariant
@@ -24,6 +24,10 @@ SETS = [
     # membership changes (grow, shrink, swap; incremental and newMembers) amid the same faults
     ("reconfig", 6000, 40, dict(nodes=3, reconfig=True)),
     ("reconfig-n5", 6500, 16, dict(nodes=5, reconfig=True)),
+    # planned stops: the leader hands over (graceful leader handoff) amid the faults, and without them
+    ("graceful", 7000, 16, dict(nodes=3, graceful=True)),
+    ("graceful-reconfig", 7100, 8, dict(nodes=3, reconfig=True, graceful=True)),
+    ("graceful-calm", 7200, 8, dict(nodes=3, graceful=True, faults=False)),
 ]
 CASES = [(label, start + i, min(CHUNK, count - i), opts)
          for label, start, count, opts in SETS for i in range(0, count, CHUNK)]

@@ -402,6 +402,9 @@ class LearnerRole:
     # -- what our clients ask of the leader ------------------------------------------------------------
     def forward(self, request) -> None:
         if self.phase != BROADCAST:
+            if len(self.held) >= self.cfg.max_held_requests:
+                self.peer.log("warn", "too many writes held during an epoch change; dropping one")
+                return
             self.held.append(("w", request, None))
             return
         inflight = self.inflight

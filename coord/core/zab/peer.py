@@ -82,6 +82,7 @@ class QuorumPeer:
         self.is_observer = sid in self.quorum.observers
         self.removed = False
         self.stopping = False             # asked to stop (handoff): see handoff()
+        self.handed_to: int | None = None  # the successor our HANDOFF named
         self.reconfig_followup = False    # a committed reconfig's consequences, run after this input
         self.remove_after_reconfig = False
         self.config_told: dict[int, int] = {}
@@ -682,6 +683,7 @@ class QuorumPeer:
     def finish_handoff(self, successor: int | None, why: str) -> None:
         """The leader's last act: its HANDOFF is sent (or it gives up); serve nothing, elect nothing."""
         role = self.role
+        self.handed_to = successor
         if successor is not None:
             role.release()
         self.stop_serving(why)
