@@ -283,6 +283,31 @@ def purge(snap_dir: Path, log_dir: Path, retain: int = 3) -> list[Path]:
     return doomed
 
 
+def check_disk_room(snap_dir: Path, log_dir: Path, snapshot_bytes: int) -> list[str]:
+    """Warnings for each disk (the snapshots', and the log's if apart) with less free space than two
+    snapshots of the size given: the next snapshot is written beside the last, and the log keeps
+    growing meanwhile (docs/operations.md, "Disk space")."""
+    if snapshot_bytes <= 0:
+        return []
+    import shutil
+    out = []
+    seen = set()
+    for what, d in (("snapshots", snap_dir), ("txn log", log_dir)):
+        try:
+            dev = os.stat(d).st_dev
+            if dev in seen:
+                continue
+            seen.add(dev)
+            free = shutil.disk_usage(d).free
+        except OSError:
+            continue
+        if free < 2 * snapshot_bytes:
+            out.append(f"low disk space for the {what} in {d}: {free >> 20} MiB free, less than two snapshots "
+                       f"({2 * snapshot_bytes >> 20} MiB); the next snapshot may fail and the txn log cannot "
+                       f"grow much longer: free space or move dataDir/dataLogDir")
+    return out
+
+
 class Storage:
     """A server's durable state at run time: its txn log, its snapshots and when to take them.
 
@@ -335,6 +360,12 @@ class Storage:
 
     def recover(self, progress=None, keep: int = 0) -> Recovered:
         rec = recover(self.snap_dir, self.log_dir, progress=progress, keep=keep)
+        snaps = list_snapshots(self.snap_dir)
+        if snaps:
+            try:
+                self._warn_disk_room(snaps[0][1].stat().st_size)
+            except OSError:
+                pass
         self.txnlog.start(rec.last_zxid)
         self._durable_zxid = rec.last_zxid
         self.since_snapshot = rec.replayed
@@ -384,7 +415,12 @@ class Storage:
         path = await self.snapshots.take(tree)
         if path is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.purge)
+            self._warn_disk_room(self.snapshots.last_bytes)
         return path
+
+    def _warn_disk_room(self, snapshot_bytes: int) -> None:
+        for w in check_disk_room(self.snap_dir, self.log_dir, snapshot_bytes):
+            log.warning("%s", w)
 
     def purge(self) -> list[Path]:
         try:

@@ -40,7 +40,7 @@ class ServerConfig:
     force_sync: bool = True
     snap_count: int = 100000
     snap_retain_count: int = 3
-    purge_interval_hours: int = 0
+    purge_interval_hours: int = 1          # autopurge on by default (hourly, keeping 3); 0 turns it off
     pre_alloc_size_kb: int = 65536
     snapshot_method: str | None = None   # coord.snapshotMethod: fork | inloop (None: fork where possible)
     collapse_huge_pages: bool = True     # coord.collapseHugePages: keep the heap in huge pages (short forks)
