@@ -1,6 +1,6 @@
 """In-process benchmark of the pure request machine: no sockets, no event loop, no disk.
 
-`python -m coord.bench.core [--ops K] [--connections N] [--depth D] [--profile PHASE]`
+`python -m coord.bench.core [--ops K] [--connections N] [--depth D] [--profile PHASE] [--metrics-cost R]`
 
 It drives ServerCore exactly as the shell does, one "loop iteration" at a time: N connections each
 deliver D request frames (pre-encoded by the bench client's encoder), the sequencer's txns are
@@ -8,6 +8,11 @@ encoded as log records (as TxnLog.append does) and reported durable, and the out
 It reports CPU time (time.process_time) per op, so the numbers stay comparable on a machine that
 other work is also using, and --profile runs one phase under cProfile. This isolates the cost of the
 core from the cost of the asyncio shell and the kernel; `coord bench` measures the whole server.
+
+`--metrics-cost R` answers what the Prometheus provider costs the request path (the per-request
+accounting of coord.core.requeststats; everything else in coord.aio.metrics is read at scrape
+time): R rounds alternating accounting off and on in one process, the fastest round of each kept
+(the least disturbed by other work on the machine), and their ratio per phase.
 """
 from __future__ import annotations
 
@@ -37,10 +42,13 @@ def _durable(core: ServerCore) -> int:
 
 
 def run(ops: int = 50_000, connections: int = 8, depth: int = 32, data_size: int = 100,
-        profile: str | None = None, out=print) -> dict[str, float]:
+        profile: str | None = None, out=print, request_stats: bool = False) -> dict[str, float]:
     """Returns CPU microseconds per op for each phase."""
     core = ServerCore(CoreConfig())
     core.start(1_700_000_000_000, 1000)
+    if request_stats:
+        from coord.core.requeststats import RequestStats
+        core.collect_request_stats(RequestStats())
     conns = list(range(1, connections + 1))
     for c in conns:
         core.connection_made(c, f"127.0.0.1:{5000 + c}")
@@ -86,6 +94,20 @@ def run(ops: int = 50_000, connections: int = 8, depth: int = 32, data_size: int
     return result
 
 
+def metrics_cost(rounds: int, ops: int, connections: int, depth: int, data_size: int, out=print) -> dict:
+    """{phase: (best CPU us/op off, best on, on/off)} over `rounds` alternating rounds."""
+    best: dict[bool, dict[str, float]] = {False: {}, True: {}}
+    for r in range(rounds):
+        for on in ((False, True) if r % 2 == 0 else (True, False)):
+            got = run(ops, connections, depth, data_size, out=lambda *_: None, request_stats=on)
+            for op, us in got.items():
+                best[on][op] = min(us, best[on].get(op, us))
+    res = {op: (best[False][op], best[True][op], best[True][op] / best[False][op]) for op in PHASES}
+    for op, (off, on, ratio) in res.items():
+        out(f"{op:8s} off {off:6.2f} us/op  on {on:6.2f} us/op  on/off {ratio:.3f}")
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ops", type=int, default=50_000)
@@ -93,7 +115,12 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=32)
     ap.add_argument("--data-size", type=int, default=100)
     ap.add_argument("--profile", choices=PHASES, default=None)
+    ap.add_argument("--metrics-cost", type=int, default=0, metavar="ROUNDS",
+                    help="rounds alternating the metrics' request accounting off and on; best of each")
     a = ap.parse_args()
+    if a.metrics_cost:
+        metrics_cost(a.metrics_cost, a.ops, a.connections, a.depth, a.data_size)
+        return
     run(a.ops, a.connections, a.depth, a.data_size, a.profile)
 
 
