@@ -41,7 +41,10 @@ def leaders(admin: AdminClient, names: list[str]) -> dict[tuple[str, int], int]:
 def create_many(env, admin: AdminClient, n: int) -> tuple[float, list[str]]:
     names = [f"bench-{i}" for i in range(n)]
     t0 = time.monotonic()
-    for f in admin.create_topics([NewTopic(t, 10, 3) for t in names], operation_timeout=300).values():
+    # The broker answers CreateTopics once the controller has written them all (operation_timeout):
+    # longer than librdkafka's default 60 s socket timeout on a loaded machine.
+    futures = admin.create_topics([NewTopic(t, 10, 3) for t in names], operation_timeout=280, request_timeout=300)
+    for f in futures.values():
         f.result(600)
     while not all(lead >= 0 for lead in leaders(admin, names).values()):
         time.sleep(0.1)
@@ -121,7 +124,7 @@ METRICS = {
 def trial(backend: str, topics: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix=f"bench-kafka-{backend}-") as d:
         with kafka_cluster_on(backend, Path(d), security=False) as env:
-            admin = AdminClient({"bootstrap.servers": env.bootstrap})
+            admin = AdminClient({"bootstrap.servers": env.bootstrap, "socket.timeout.ms": 300000})
             r: dict[str, float] = {}
             r["create_s"], names = create_many(env, admin, topics)
             r["leader_kill_gap_s"], r["sessions_lost"] = leader_kill(env)
