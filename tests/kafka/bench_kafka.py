@@ -121,34 +121,47 @@ METRICS = {
 }
 
 
-def trial(backend: str, topics: int) -> dict[str, float]:
+def trial(backend: str, topics: int, keep: Path | None = None) -> dict[str, float]:
+    """One trial on a fresh cluster; keep: leave its logs (servers', brokers') in a folder under keep."""
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+        return _trial(backend, topics, Path(tempfile.mkdtemp(prefix=f"{backend}-", dir=keep)))
     with tempfile.TemporaryDirectory(prefix=f"bench-kafka-{backend}-") as d:
-        with kafka_cluster_on(backend, Path(d), security=False) as env:
-            admin = AdminClient({"bootstrap.servers": env.bootstrap, "socket.timeout.ms": 300000})
-            r: dict[str, float] = {}
-            r["create_s"], names = create_many(env, admin, topics)
-            r["leader_kill_gap_s"], r["sessions_lost"] = leader_kill(env)
-            r["broker_failover_s"], r["broker_failover_after_expiry_s"], moved = broker_failover(env, admin, names)
-            r["controller_failover_s"], r["controller_failover_after_election_s"] = controller_kill(env, admin, names)
-            print(f"  ({backend}: the failed-over broker led {moved} of {topics * 10} partitions)", flush=True)
-            return r
+        return _trial(backend, topics, Path(d))
+
+
+def _trial(backend: str, topics: int, d: Path) -> dict[str, float]:
+    with kafka_cluster_on(backend, d, security=False) as env:
+        admin = AdminClient({"bootstrap.servers": env.bootstrap, "socket.timeout.ms": 300000})
+        r: dict[str, float] = {}
+        r["create_s"], names = create_many(env, admin, topics)
+        r["leader_kill_gap_s"], r["sessions_lost"] = leader_kill(env)
+        r["broker_failover_s"], r["broker_failover_after_expiry_s"], moved = broker_failover(env, admin, names)
+        r["controller_failover_s"], r["controller_failover_after_election_s"] = controller_kill(env, admin, names)
+        print(f"  ({backend}: the failed-over broker led {moved} of {topics * 10} partitions)", flush=True)
+        return r
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--topics", type=int, default=200)
     ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--backends", default="coord,zookeeper")
+    ap.add_argument("--keep", type=Path, help="keep every trial's logs under this folder")
     args = ap.parse_args()
+    backends = args.backends.split(",")
     rows: dict[str, dict[str, list[float]]] = {"coord": {}, "zookeeper": {}}
     for n in range(args.trials):
-        for backend in ("coord", "zookeeper"):
-            for k, v in trial(backend, args.topics).items():
+        for backend in backends:
+            for k, v in trial(backend, args.topics, args.keep).items():
                 rows[backend].setdefault(k, []).append(v)
             print(f"trial {n + 1} {backend}: " + ", ".join(f"{k}={v[-1]:.2f}" for k, v in rows[backend].items()),
                   flush=True)
     print(f"\n{args.trials} trials, {args.topics} topics x 10 partitions x RF 3, session timeout "
           f"{SESSION_TIMEOUT_MS / 1000:g} s; min / median / max")
     print("| metric | coord | ZooKeeper 3.8 | ratio of medians |\n|---|---|---|---|")
+    if backends != ["coord", "zookeeper"]:
+        return
     for k, label in METRICS.items():
         a, b = rows["coord"][k], rows["zookeeper"][k]
         ma, mb = statistics.median(a), statistics.median(b)
