@@ -1,19 +1,27 @@
 """Kafka-level comparison, coord vs ZooKeeper 3.8 in the same run (3 servers, 3 real brokers each):
-`.venv/bin/python -m tests.kafka.bench_kafka [--topics 50] [--trials 3]`. Per trial, a fresh cluster:
+`.venv/bin/python -m tests.kafka.bench_kafka [--topics 200] [--trials 3]`. Per trial, a fresh cluster
+per backend, then in order:
 
 - create: N topics x 10 partitions x RF 3 through the AdminClient until every partition has a leader;
 - leader kill: the longest gap between acks of an acks=all producer when the ensemble leader is killed
   (-9), and how many broker sessions were lost (broker epochs that changed);
-- controller kill: kill -9 of the controller broker until a new controller has moved every partition
-  it led (bounded below by the brokers' zookeeper.session.timeout.ms, 10 s here, on both).
+- broker failover: kill -9 of the non-controller broker leading the most partitions (~1/3) until every
+  one of them has a new leader in the brokers' metadata;
+- controller failover: kill -9 of the controller broker until a new controller has given every
+  partition it led a new leader.
 
-Prints medians and the coord/ZooKeeper ratio of each."""
+Both failovers start with the dead broker's ZooKeeper session running out (zookeeper.session.timeout.ms,
+10 s here, the same wait on both backends), so each is also split at the moment the ensemble dropped
+the registration (broker) or a new controller was elected: what follows is the controller reading and
+writing partition state, the part the ensemble's speed shows in. Prints min/median/max and the
+coord/ZooKeeper ratio of the medians."""
 from __future__ import annotations
 
 import argparse
 import statistics
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -23,18 +31,24 @@ from tests.kafka.load import under_load
 from tests.kafka.test_faults import create_topic
 
 
-def create_many(env, n: int) -> float:
-    admin = AdminClient({"bootstrap.servers": env.bootstrap})
+def leaders(admin: AdminClient, names: list[str]) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> leader (-1: none) in the brokers' metadata."""
+    md = admin.list_topics(timeout=30).topics
+    return {(t, p): (md[t].partitions[p].leader if t in md and p in md[t].partitions else -1)
+            for t in names for p in range(10)}
+
+
+def create_many(env, admin: AdminClient, n: int) -> tuple[float, list[str]]:
     names = [f"bench-{i}" for i in range(n)]
     t0 = time.monotonic()
-    for f in admin.create_topics([NewTopic(t, 10, 3) for t in names], operation_timeout=120).values():
-        f.result(180)
-    while True:
-        md = admin.list_topics(timeout=30).topics
-        if all(t in md and len(md[t].partitions) == 10 and all(p.leader >= 0 for p in md[t].partitions.values())
-               for t in names):
-            return time.monotonic() - t0
+    # The broker answers CreateTopics once the controller has written them all (operation_timeout):
+    # longer than librdkafka's default 60 s socket timeout on a loaded machine.
+    futures = admin.create_topics([NewTopic(t, 10, 3) for t in names], operation_timeout=280, request_timeout=300)
+    for f in futures.values():
+        f.result(600)
+    while not all(lead >= 0 for lead in leaders(admin, names).values()):
         time.sleep(0.1)
+    return time.monotonic() - t0, names
 
 
 def leader_kill(env) -> tuple[float, int]:
@@ -47,45 +61,113 @@ def leader_kill(env) -> tuple[float, int]:
         load.still_flowing()
         lost = sum(1 for i, e in c.broker_epochs().items() if before.get(i) != e) + len(set(before) - set(c.registered()))
     load.check()
+    env.ensemble.wait_serving(wait=60)
     return load.max_ack_gap(), lost
 
 
-def controller_kill(env) -> float:
+def _moved(admin, names, dead: int, parts) -> bool:
+    try:
+        now = leaders(admin, names)
+    except Exception:   # a metadata request that met the dead broker: ask again
+        return False
+    return all(now[tp] not in (dead, -1) for tp in parts)
+
+
+def broker_failover(env, admin: AdminClient, names: list[str]) -> tuple[float, float, int]:
+    """(kill to every led partition moved, registration gone to moved, partitions moved)."""
     c = env.cluster
-    topic = create_topic(env)
+    controller = c.controller()
+    lead = leaders(admin, names)
+    counts = Counter(l for l in lead.values() if l != controller)
+    victim = counts.most_common(1)[0][0]
+    parts = [tp for tp, l in lead.items() if l == victim]
+    c.brokers[victim].kill()
+    t0 = time.monotonic()
+    gone = None
+    while True:
+        if gone is None and victim not in c.registered():
+            gone = time.monotonic()
+        if gone is not None and _moved(admin, names, victim, parts):
+            done = time.monotonic()
+            return done - t0, done - gone, len(parts)
+        time.sleep(0.05)
+
+
+def controller_kill(env, admin: AdminClient, names: list[str]) -> tuple[float, float]:
+    """(kill to every partition it led moved, new controller elected to moved)."""
+    c = env.cluster
     old = c.controller()
-    led = [p for p in range(3) if c.partition_state(topic, p)["leader"] == old]
+    parts = [tp for tp, l in leaders(admin, names).items() if l == old]
     c.brokers[old].kill()
     t0 = time.monotonic()
-    c.wait_for(lambda: c.controller() not in (None, old)
-               and all(c.partition_state(topic, p)["leader"] not in (old, -1) for p in led), 120, interval=0.05,
-               describe="new controller, partitions moved")
-    return time.monotonic() - t0
+    elected = None
+    while True:
+        if elected is None and c.controller() not in (None, old):
+            elected = time.monotonic()
+        if elected is not None and _moved(admin, names, old, parts):
+            done = time.monotonic()
+            return done - t0, done - elected
+        time.sleep(0.05)
+
+
+METRICS = {
+    "create_s": "N topics x 10 partitions x RF 3 created until every partition has a leader (s)",
+    "leader_kill_gap_s": "longest gap between acks (acks=all) around a kill -9 of the ensemble leader (s)",
+    "sessions_lost": "broker sessions lost on that kill",
+    "broker_failover_s": "kill -9 of the broker leading ~1/3 of the partitions until all have new leaders (s)",
+    "broker_failover_after_expiry_s": "  of which after the ensemble dropped its registration (s)",
+    "controller_failover_s": "kill -9 of the controller broker until every partition it led has a new leader (s)",
+    "controller_failover_after_election_s": "  of which after the new controller was elected (s)",
+}
+
+
+def trial(backend: str, topics: int, keep: Path | None = None) -> dict[str, float]:
+    """One trial on a fresh cluster; keep: leave its logs (servers', brokers') in a folder under keep."""
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+        return _trial(backend, topics, Path(tempfile.mkdtemp(prefix=f"{backend}-", dir=keep)))
+    with tempfile.TemporaryDirectory(prefix=f"bench-kafka-{backend}-") as d:
+        return _trial(backend, topics, Path(d))
+
+
+def _trial(backend: str, topics: int, d: Path) -> dict[str, float]:
+    with kafka_cluster_on(backend, d, security=False) as env:
+        admin = AdminClient({"bootstrap.servers": env.bootstrap, "socket.timeout.ms": 300000})
+        r: dict[str, float] = {}
+        r["create_s"], names = create_many(env, admin, topics)
+        r["leader_kill_gap_s"], r["sessions_lost"] = leader_kill(env)
+        r["broker_failover_s"], r["broker_failover_after_expiry_s"], moved = broker_failover(env, admin, names)
+        r["controller_failover_s"], r["controller_failover_after_election_s"] = controller_kill(env, admin, names)
+        print(f"  ({backend}: the failed-over broker led {moved} of {topics * 10} partitions)", flush=True)
+        return r
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--topics", type=int, default=50)
+    ap.add_argument("--topics", type=int, default=200)
     ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--backends", default="coord,zookeeper")
+    ap.add_argument("--keep", type=Path, help="keep every trial's logs under this folder")
     args = ap.parse_args()
-    rows: dict[str, dict[str, list[float]]] = {}
-    for trial in range(args.trials):
-        for backend in ("coord", "zookeeper"):
-            with tempfile.TemporaryDirectory(prefix=f"bench-kafka-{backend}-") as d:
-                with kafka_cluster_on(backend, Path(d), security=False) as env:
-                    r = rows.setdefault(backend, {})
-                    r.setdefault("create_s", []).append(create_many(env, args.topics))
-                    gap, lost = leader_kill(env)
-                    r.setdefault("leader_kill_gap_s", []).append(gap)
-                    r.setdefault("sessions_lost", []).append(lost)
-                    r.setdefault("controller_kill_s", []).append(controller_kill(env))
-            print(f"trial {trial + 1} {backend}: " + ", ".join(f"{k}={v[-1]:.2f}" for k, v in rows[backend].items()),
+    backends = args.backends.split(",")
+    rows: dict[str, dict[str, list[float]]] = {"coord": {}, "zookeeper": {}}
+    for n in range(args.trials):
+        for backend in backends:
+            for k, v in trial(backend, args.topics, args.keep).items():
+                rows[backend].setdefault(k, []).append(v)
+            print(f"trial {n + 1} {backend}: " + ", ".join(f"{k}={v[-1]:.2f}" for k, v in rows[backend].items()),
                   flush=True)
-    print(f"\nmedians of {args.trials} trials ({args.topics} topics x 10 partitions x RF 3)")
-    print(f"{'metric':22} {'coord':>10} {'zookeeper':>10} {'ratio':>7}")
-    for k in rows["coord"]:
-        a, b = statistics.median(rows["coord"][k]), statistics.median(rows["zookeeper"][k])
-        print(f"{k:22} {a:10.2f} {b:10.2f} {a / b if b else float('nan'):7.2f}")
+    print(f"\n{args.trials} trials, {args.topics} topics x 10 partitions x RF 3, session timeout "
+          f"{SESSION_TIMEOUT_MS / 1000:g} s; min / median / max")
+    print("| metric | coord | ZooKeeper 3.8 | ratio of medians |\n|---|---|---|---|")
+    if backends != ["coord", "zookeeper"]:
+        return
+    for k, label in METRICS.items():
+        a, b = rows["coord"][k], rows["zookeeper"][k]
+        ma, mb = statistics.median(a), statistics.median(b)
+        fmt = lambda v: f"{min(v):.2f} / **{statistics.median(v):.2f}** / {max(v):.2f}"  # noqa: E731
+        ratio = f"{ma / mb:.2f}" if mb else "-"
+        print(f"| {label.replace('N topics', f'{args.topics} topics')} | {fmt(a)} | {fmt(b)} | {ratio} |")
 
 
 if __name__ == "__main__":

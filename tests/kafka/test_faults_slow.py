@@ -63,17 +63,39 @@ def test_non_controller_broker_killed_and_back_isr_and_preferred_leaders(kafka):
           f"{load.max_ack_gap():.2f}s")
 
 
-def test_broker_paused_past_its_session_reregisters_with_a_new_epoch(kafka):
+def log_since(broker, offset: int) -> str:
+    with open(broker.log_path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
+def log_size(broker) -> int:
+    return broker.log_path.stat().st_size
+
+
+def test_broker_paused_past_its_session_reregisters_with_a_new_epoch_and_is_fenced(kafka):
+    """Kafka 3.9 (ZooKeeper mode) fences a broker whose session expired in two ways, both checked here:
+    the controller drops its old registration (broker epoch = the czxid) and bumps the leader epoch of
+    every partition it was in, so its requests under the old epochs are refused (followers' fetches:
+    FENCED_LEADER_EPOCH, logged by the paused broker as "has an older epoch"; the controller answers
+    AlterPartition/LeaderAndIsr under a stale broker epoch with STALE_BROKER_EPOCH); on resuming it
+    registers again with a new epoch and the controller treats it as a new broker, sending it the
+    partitions' state at the new leader epochs."""
     topic = create_topic(kafka)
     c = kafka.cluster
     victim = non_controller(c)
+    controller = c.brokers[c.controller()]
     with under_load(kafka.bootstrap, topic) as load:
         before = broker_sessions(kafka)
+        epochs_before = {p: c.partition_state(topic, p)["leader_epoch"] for p in range(3)}
+        controller_mark = log_size(controller)
         c.brokers[victim].pause()
         c.wait_for(lambda: victim not in c.registered(), SESSION_TIMEOUT_MS / 1000 + 30,
                    describe=f"broker {victim}'s session expired")
         c.wait_for(lambda: all(victim not in c.partition_state(topic, p)["isr"] for p in range(3)), 60,
                    describe=f"broker {victim} out of every ISR")
+        fenced_epochs = {p: c.partition_state(topic, p)["leader_epoch"] for p in range(3)}
+        victim_mark = log_size(c.brokers[victim])
         c.brokers[victim].resume()   # (Broker.kill in a failing test's clean-up resumes it too)
         epochs = c.wait_for(lambda: victim in (e := c.broker_epochs()) and e, 90,
                             describe=f"broker {victim} registered again")
@@ -86,7 +108,24 @@ def test_broker_paused_past_its_session_reregisters_with_a_new_epoch(kafka):
         c.wait_for(lambda: all(victim in c.partition_state(topic, p)["isr"] for p in range(3)), 90,
                    describe=f"broker {victim} back in every ISR")
         load.still_flowing()
-    fenced = len(re.findall(r"stale broker epoch|STALE_BROKER_EPOCH|fenced", c.brokers[c.controller()].log_text(), re.I))
-    print(f"{kafka.backend}: broker {victim} paused past its session: epoch {before['broker_epochs'][victim]} -> "
-          f"{epochs[victim]}; {load.check()} acked messages consumed once in order; fencing lines in the "
-          f"controller's log: {fenced}")
+    # The controller dropped the old registration, then took the new one as a new broker (not a bounce).
+    ctl = log_since(controller, controller_mark)
+    failed = ctl.find(f"Broker failure callback for {victim}")
+    started = ctl.find(f"New broker startup callback for {victim}")
+    assert 0 <= failed < started, ctl[-3000:]
+    # Every partition it was in got a new leader epoch while it was paused ...
+    assert all(fenced_epochs[p] > epochs_before[p] for p in range(3)), (epochs_before, fenced_epochs)
+    resumed = log_since(c.brokers[victim], victim_mark)
+    assert (f"Registered broker {victim} at path /brokers/ids/{victim}" in resumed
+            and f"czxid (broker epoch): {epochs[victim]}" in resumed), resumed[-3000:]
+    # ... and after resuming it only acted on the controller's state at those new epochs.
+    for p in range(3):
+        started_at = [int(e) for e in re.findall(rf"{re.escape(topic)}-{p} .*?starts at leader epoch (\d+)", resumed)]
+        assert started_at and min(started_at) >= fenced_epochs[p], (p, started_at, fenced_epochs)
+    refused_fetches = resumed.count("than the current leader. Will await the new LeaderAndIsr state")
+    stale = len(re.findall(r"stale broker epoch|smaller than the current broker epoch",
+                           ctl + resumed, re.I))
+    print(f"{kafka.backend}: broker {victim} paused past its session: broker epoch {before['broker_epochs'][victim]} "
+          f"-> {epochs[victim]}; leader epochs {epochs_before} -> {fenced_epochs}; {refused_fetches} of its fetches "
+          f"refused as of an older leader epoch; {stale} stale-broker-epoch requests; {load.check()} acked "
+          f"messages consumed once in order")
