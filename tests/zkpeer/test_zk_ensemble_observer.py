@@ -215,3 +215,32 @@ def test_zookeeper_leader_killed_the_observer_follows_the_new_leader(kind, tmp_p
         c.stop()
     finally:
         obs.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_join_by_dynamic_reconfig(kind, tmp_path):
+    """The voters run with reconfigEnabled and do not name the observer; `reconfig -add` of its
+    :observer line lets it in (the observer starts from a zoo.cfg naming the voters and itself)."""
+    obs = ObservedEnsemble(tmp_path, kind, static_join=False,
+                           voter_cfg={"reconfigEnabled": "true", "skipACL": "yes"})
+    obs.start()
+    try:
+        c = client(obs.voters.connect_string)
+        c.create("/before-join", b"1")
+        data, _ = c.reconfig(joining=f"server.4={obs.observer_specs[4]}", leaving=None, new_members=None)
+        assert b"server.4=" in data and b":observer" in data
+        obs.start_observer()
+        c.create("/after-join", b"2")
+        via = client(obs.observer_connect)
+        via.sync("/")
+        assert via.get("/before-join")[0] == b"1" and via.get("/after-join")[0] == b"2"
+        via.create("/written-through-the-joined-observer", b"3")
+        c.sync("/")
+        assert c.get("/written-through-the-joined-observer")[0] == b"3"
+        via.stop()
+        c.stop()
+        ours, theirs = digests_equal(obs, obs.voters.leader().connect_string)
+        assert ours == theirs
+    finally:
+        obs.stop()
