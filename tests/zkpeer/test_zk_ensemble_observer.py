@@ -244,3 +244,39 @@ def test_join_by_dynamic_reconfig(kind, tmp_path):
         assert ours == theirs
     finally:
         obs.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_join_time_and_reads_with_a_larger_tree(kind, tmp_path):
+    """Time for a fresh observer to join and be synced with 5k znodes (20k: see docs/migration.md), and reads/s served by
+    it to one client with 64 reads in flight: printed for the report, coord and ZooKeeper alike."""
+    n = 5000
+    obs = ObservedEnsemble(tmp_path, kind)
+    obs.start()
+    try:
+        c = client(obs.voters.connect_string)
+        c.ensure_path("/big")
+        for start in range(0, n, 1000):
+            for r in [c.create_async(f"/big/n{i}", b"v" * 100) for i in range(start, start + 1000)]:
+                r.get(timeout=60)
+        t0 = time.monotonic()
+        obs.start_observer(wait=300)
+        joined = time.monotonic() - t0
+        via = client(obs.observer_connect)
+        assert len(via.get_children("/big")) == n
+        t1 = time.monotonic()
+        done = 0
+        for start in range(0, n, 64 * 20):
+            batch = [via.get_async(f"/big/n{i}") for i in range(start, min(n, start + 64 * 20))]
+            for r in batch:
+                r.get(timeout=60)
+            done += len(batch)
+        reads = done / (time.monotonic() - t1)
+        print(f"{kind} observer: joined and synced {n} znodes in {joined:.2f}s; {reads:.0f} reads/s (kazoo, one client)")
+        via.stop()
+        c.stop()
+        ours, theirs = digests_equal(obs, obs.voters.leader().connect_string)
+        assert ours == theirs
+    finally:
+        obs.stop()
