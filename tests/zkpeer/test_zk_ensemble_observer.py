@@ -249,8 +249,8 @@ def test_join_by_dynamic_reconfig(kind, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_join_time_and_reads_with_a_larger_tree(kind, tmp_path):
-    """Time for a fresh observer to join and be synced with 5k znodes (20k: see docs/migration.md), and reads/s served by
-    it to one client with 64 reads in flight: printed for the report, coord and ZooKeeper alike."""
+    """Time for a fresh observer to join and be synced with 5k znodes (20k: docs/migration.md), and
+    reads/s it serves to one kazoo client: printed for the report, coord and ZooKeeper alike."""
     n = 5000
     obs = ObservedEnsemble(tmp_path, kind)
     obs.start()
