@@ -15,7 +15,7 @@ from tests.support.coord_server import ROOT
 from tests.support.real_zk import four_letter
 from tests.support.zk_observer import ObservedEnsemble
 
-pytestmark = pytest.mark.realzk
+pytestmark = [pytest.mark.realzk, pytest.mark.slow]
 
 
 def take_over(cfg_path) -> subprocess.CompletedProcess:

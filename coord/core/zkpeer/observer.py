@@ -305,6 +305,10 @@ class ZkObserver:
         theirs = digest[1] & 0xFFFFFFFFFFFFFFFF
         if theirs == ours:
             self.verified += 1
+            if self.fuzzy and self.unverified:
+                # the fuzzy window has closed: the snapshot written at SNAP may hold effects of txns
+                # logged after it; this one is exact (coord's recovery does not replay fuzzily)
+                self.disk.append(("snapshot", z, snapformat.encode_tree(tree)))
             self.fuzzy = False
             return
         if self.fuzzy and self.unverified < FUZZY_TXNS:
