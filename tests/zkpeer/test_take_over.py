@@ -37,11 +37,12 @@ def modes(obs: ObservedEnsemble) -> list[str]:
 def test_take_over_keeps_sessions_ephemerals_watches_and_zxids(tmp_path):
     obs = ObservedEnsemble(tmp_path, "coord", observers=3)
     obs.start()
+    clients: list[KazooClient] = []
     try:
         for i in range(3):
             obs.start_observer(i=i)
         cfg = obs.observers[0].workdir / "zoo.cfg"
-        clients = [KazooClient(hosts=f"127.0.0.1:{port}", timeout=20) for _, _, port in obs.ports]
+        clients += [KazooClient(hosts=f"127.0.0.1:{port}", timeout=20) for _, _, port in obs.ports]
         for c in clients:
             c.start(timeout=30)
         fired = threading.Event()
@@ -58,6 +59,7 @@ def test_take_over_keeps_sessions_ephemerals_watches_and_zxids(tmp_path):
             events.append(data)
             if data == b"after take-over":
                 fired.set()
+        clients[1].sync("/controller-data")      # observer 5 has applied the create observer 4 forwarded
         clients[1].DataWatch("/controller-data", watch)
         sessions = [c.client_id[0] for c in clients]
         zk_zxid = clients[0].exists("/broker-0").czxid
@@ -121,4 +123,10 @@ def test_take_over_keeps_sessions_ephemerals_watches_and_zxids(tmp_path):
             time.sleep(0.2)
         assert "took over from ZooKeeper earlier" in first.log_text()
     finally:
+        for c in clients:        # kazoo's threads would keep retrying (and the interpreter alive)
+            try:
+                c.stop()
+                c.close()
+            except Exception:
+                pass
         obs.stop()

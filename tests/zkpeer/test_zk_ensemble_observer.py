@@ -16,10 +16,27 @@ from tests.support.zk_observer import KINDS, ObservedEnsemble, zk_tree_digest
 pytestmark = pytest.mark.realzk
 
 
+_started: list[KazooClient] = []
+
+
 def client(hosts: str, **kw) -> KazooClient:
     c = KazooClient(hosts=hosts, timeout=10, **kw)
+    _started.append(c)
     c.start(timeout=30)
     return c
+
+
+@pytest.fixture(autouse=True)
+def _stop_clients():
+    """A test that fails half-way leaves no kazoo client retrying (and the interpreter alive)."""
+    yield
+    while _started:
+        c = _started.pop()
+        try:
+            c.stop()
+            c.close()
+        except Exception:   # already stopped and closed by kazoo itself (a failed start)
+            pass
 
 
 def wait_until(cond, what: str, timeout: float = 60.0):
@@ -147,6 +164,7 @@ def test_a_session_moves_from_a_voter_to_the_observer_and_keeps_writing(observed
     first.create("/moving", b"", ephemeral=True)
     sid, passwd = first.client_id
     moved = KazooClient(hosts=observed.observer_connect, timeout=10)
+    _started.append(moved)
     moved._session_id, moved._session_passwd = sid, passwd
     moved.start(timeout=30)
     try:
