@@ -33,14 +33,13 @@ async def take_over(cfg: ServerConfig, timeout_s: float = 30.0) -> tuple[bool, l
     if answering:
         return False, ["refused: ZooKeeper voters still answer: " + ", ".join(answering) +
                        "; stop every ZooKeeper server first (nothing was changed)"]
-    lines = []
-    ok = True
-    for sid, q in sorted(coord.items()):
+    async def one(sid, q):
         host = q.client_host if q.client_host not in (None, "", "0.0.0.0") else q.host
         try:
             answer = await _ask(host, q.client_port, timeout_s)
         except (OSError, asyncio.TimeoutError) as e:
             answer = f"refused: no answer from {host}:{q.client_port}: {e}"
-        ok = ok and answer.startswith("ok:")
-        lines.append(f"server.{sid}: {answer or 'refused: empty answer (not a coord observer?)'}")
-    return ok, lines
+        return f"server.{sid}: {answer or 'refused: empty answer (not a coord observer?)'}"
+    # all at once: the members elect as soon as a quorum of them has switched
+    lines = await asyncio.gather(*(one(sid, q) for sid, q in sorted(coord.items())))
+    return all(": ok:" in line for line in lines), list(lines)

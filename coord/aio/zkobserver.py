@@ -110,6 +110,7 @@ class ZkObserverNode(CoordServer):
         self.writer: asyncio.StreamWriter | None = None
         self.peer_task: asyncio.Task | None = None
         self.election_server: asyncio.base_events.Server | None = None
+        self.quorum_server: asyncio.base_events.Server | None = None
         self.fatal = asyncio.Event()
         self.fatal_reason = ""
         self.leader: int | None = None
@@ -139,6 +140,10 @@ class ZkObserverNode(CoordServer):
         me = self.me
         self.election_server = await asyncio.start_server(self._election_accept, host=me.host, port=me.election_port,
                                                           reuse_address=True)
+        # An observer needs no quorum port, but the coord member it becomes at the take-over does:
+        # held from now on, no outgoing connection can get it as its ephemeral source port meanwhile.
+        self.quorum_server = await asyncio.start_server(self._quorum_accept, host=me.host, port=me.quorum_port,
+                                                        reuse_address=True)
         log.info("server %d: observing ZooKeeper voters %s; clients on port %d", self.sid,
                  ",".join(str(s) for s in sorted(self.voters)), self.port)
         self.peer_task = self.loop.create_task(self._peer_loop())
@@ -150,8 +155,9 @@ class ZkObserverNode(CoordServer):
                 await self.peer_task
             except (asyncio.CancelledError, Exception):
                 pass
-        if self.election_server is not None:
-            self.election_server.close()
+        for srv in (self.election_server, self.quorum_server):
+            if srv is not None:
+                srv.close()
         if self.writer is not None:
             self.writer.close()
         await super().stop()
@@ -290,6 +296,11 @@ class ZkObserverNode(CoordServer):
             log.warning("election port: closing a dial: %s", e)
         finally:
             writer.close()
+
+    @staticmethod
+    async def _quorum_accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Nobody syncs from an observer: a dial to its quorum port is closed."""
+        writer.close()
 
     async def _observe(self, leader: int) -> None:
         q = self.voters[leader]

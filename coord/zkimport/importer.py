@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coord.core import acl as aclmod
-from coord.core.datatree import DataTree, Node
+from coord.core.datatree import DataTree
 from coord.core.paths import parent_of
-from coord.core.zkpeer.digest import node_digest as zk_node_digest  # noqa: F401  (re-exported)
 from coord.core.zkpeer.digest import tree_digest
+from coord.core.zkpeer.wiresnap import fuzzy_create, zk_node
 from coord.zkimport.zkfiles import ZkFormatError, list_files, read_log, read_snapshot
 
 log = logging.getLogger("coord.zkimport")
@@ -59,17 +59,10 @@ def build_tree(snap, progress=None) -> DataTree:
     acls[-1] = aclmod.OPEN_ACL_UNSAFE
     load = tree.load_node
     for i, (path, data, acl_id, st) in enumerate(snap.nodes):
-        czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid = st
         acl = acls.get(acl_id)
         if acl is None:
             raise ZkFormatError(f"{snap.path}: {path} refers to ACL {acl_id}, not in the snapshot")
-        n = Node(data, acl, czxid, ctime, owner)
-        n.mzxid = mzxid
-        n.mtime = mtime
-        n.pzxid = pzxid
-        n.version = version
-        n.cversion = cversion
-        n.aversion = aversion
+        n = zk_node(data, acl, st)
         if path != "/" and parent_of(path) not in tree.nodes:
             raise ZkFormatError(f"{snap.path}: {path} comes before its parent")
         load(path, n)
@@ -82,17 +75,8 @@ def build_tree(snap, progress=None) -> DataTree:
 
 def _apply_zk(tree: DataTree, hdr, txn) -> None:
     res = tree.apply(hdr, txn)
-    if hdr.type == 1 and res.err == -110:  # create found its node: fix the parent up as ZooKeeper does
-        parent_path = parent_of(txn.path)
-        parent = tree.nodes.get(parent_path)
-        if parent is not None:
-            cv = txn.parentCVersion
-            if cv == -1:
-                cv = parent.cversion + 1
-            if cv > parent.cversion:
-                parent.cversion = cv
-                parent.pzxid = hdr.zxid
-                tree._update_digest(parent_path, parent)
+    if hdr.type == 1 and res.err == -110:
+        fuzzy_create(tree, hdr, txn)
 
 
 def import_zookeeper(zk_dir: Path, out_dir: Path | None = None, *, zk_log_dir: Path | None = None,

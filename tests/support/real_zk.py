@@ -143,7 +143,7 @@ class RealZooKeeperEnsemble:
         self.servers = servers
         self.members = [
             RealZooKeeper(self.workdir / f"zk{i + 1}", ports[i][0], force_sync=force_sync,
-                          extra_cfg=extra_cfg, myid=i + 1, servers=servers)
+                          extra_cfg=extra_cfg, myid=i + 1, servers=dict(servers))
             for i in range(n)
         ]
 

@@ -23,14 +23,19 @@ class ObservedEnsemble:
     """Voters 1-3 (ZooKeeper) and observers 4.. (all coord, or all ZooKeeper); methods taking `i`
     address the i-th observer (0: the first)."""
 
-    def __init__(self, workdir: Path, kind: str, *, observers: int = 1, voter_cfg: dict | None = None):
+    def __init__(self, workdir: Path, kind: str, *, observers: int = 1, voter_cfg: dict | None = None,
+                 static_join: bool = True):
+        """static_join=False: the voters' zoo.cfg do not name the observers (they join by reconfig)."""
         assert kind in KINDS
         self.workdir = Path(workdir)
         self.kind = kind
         self.ports = [(free_port(), free_port(), free_port()) for _ in range(observers)]
         self.observer_specs = {4 + i: f"127.0.0.1:{q}:{e}:observer;127.0.0.1:{c}"
                                for i, (q, e, c) in enumerate(self.ports)}
-        self.voters = RealZooKeeperEnsemble(self.workdir, 3, extra_cfg=voter_cfg, extra_servers=self.observer_specs)
+        self.voters = RealZooKeeperEnsemble(self.workdir, 3, extra_cfg=voter_cfg,
+                                            extra_servers=self.observer_specs if static_join else None)
+        if not static_join:
+            self.voters.servers.update(self.observer_specs)   # what the observers' own zoo.cfg name
         self.observers: list = [None] * observers
 
     @property

@@ -42,7 +42,8 @@ def txn_bytes(hdr, txn, digest=None):
 def create(zxid, path, data=b"v", digest_of=None):
     """A create txn as the leader sends it, stamped with the digest `digest_of` has after it."""
     hdr = R.TxnHeader(0x77, 1, zxid, 1000 + zxid, 1)
-    txn = R.CreateTxn(path, data, [R.ACL(31, R.Id("world", "anyone"))], False, -1)
+    cv = -1 if digest_of is None else digest_of.nodes[path.rsplit("/", 1)[0] or "/"].cversion + 1
+    txn = R.CreateTxn(path, data, [R.ACL(31, R.Id("world", "anyone"))], False, cv)
     d = None
     if digest_of is not None:
         digest_of.apply(hdr, txn)
@@ -209,3 +210,24 @@ def test_notifications_and_leader_finding():
 
 def test_wire_acl_is_interned_like_a_tree_acl():
     assert aclmod.intern(((31, "world", "anyone"),)) == aclmod.OPEN_ACL_UNSAFE
+
+
+def test_a_fuzzy_snap_is_written_again_once_a_txn_verifies():
+    """The leader serialised its tree while /n2 and /n3 were being applied: the snapshot (sent as of
+    /n1) already holds both, and their INFORMs come again. After /n2 our tree cannot match the
+    leader's digest (it has /n3 too); after /n3 it does: from then on every txn must verify, and the
+    tree is written again as an exact snapshot."""
+    leader = DataTree()
+    create(make_zxid(EPOCH, 1), "/n1", digest_of=leader)
+    snap_zxid = leader.last_zxid
+    b2 = create(make_zxid(EPOCH, 2), "/n2", digest_of=leader)
+    b3 = create(make_zxid(EPOCH, 3), "/n3", digest_of=leader)
+    fuzzy = wire_snapshot(leader, {})
+    b4 = create(make_zxid(EPOCH, 4), "/n4", digest_of=leader)
+    obs = registered()
+    obs.data(packet(Q.SNAP, snap_zxid) + fuzzy + packet(Q.NEWLEADER, make_zxid(EPOCH, 0)) + packet(Q.UPTODATE, -1)
+             + b"".join(packet(Q.INFORM, make_zxid(EPOCH, i), b) for i, b in ((2, b2), (3, b3), (4, b4))))
+    assert obs.close is None and obs.mismatches == 0 and (obs.unverified, obs.verified) == (1, 2)
+    assert obs.zk_digest.value == tree_digest(leader) == tree_digest(obs.core.tree)
+    snaps = [e[1] for e in obs.disk if e[0] == "snapshot"]
+    assert snaps == [snap_zxid, make_zxid(EPOCH, 3)]

@@ -16,10 +16,27 @@ from tests.support.zk_observer import KINDS, ObservedEnsemble, zk_tree_digest
 pytestmark = pytest.mark.realzk
 
 
+_started: list[KazooClient] = []
+
+
 def client(hosts: str, **kw) -> KazooClient:
     c = KazooClient(hosts=hosts, timeout=10, **kw)
+    _started.append(c)
     c.start(timeout=30)
     return c
+
+
+@pytest.fixture(autouse=True)
+def _stop_clients():
+    """A test that fails half-way leaves no kazoo client retrying (and the interpreter alive)."""
+    yield
+    while _started:
+        c = _started.pop()
+        try:
+            c.stop()
+            c.close()
+        except Exception:   # already stopped and closed by kazoo itself (a failed start)
+            pass
 
 
 def wait_until(cond, what: str, timeout: float = 60.0):
@@ -147,6 +164,7 @@ def test_a_session_moves_from_a_voter_to_the_observer_and_keeps_writing(observed
     first.create("/moving", b"", ephemeral=True)
     sid, passwd = first.client_id
     moved = KazooClient(hosts=observed.observer_connect, timeout=10)
+    _started.append(moved)
     moved._session_id, moved._session_passwd = sid, passwd
     moved.start(timeout=30)
     try:
@@ -213,5 +231,70 @@ def test_zookeeper_leader_killed_the_observer_follows_the_new_leader(kind, tmp_p
         c = client(new.connect_string)
         assert c.get("/after-failover")[0] == b"2"
         c.stop()
+    finally:
+        obs.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_join_by_dynamic_reconfig(kind, tmp_path):
+    """The voters run with reconfigEnabled and do not name the observer; `reconfig -add` of its
+    :observer line lets it in (the observer starts from a zoo.cfg naming the voters and itself)."""
+    obs = ObservedEnsemble(tmp_path, kind, static_join=False,
+                           voter_cfg={"reconfigEnabled": "true", "skipACL": "yes"})
+    obs.start()
+    try:
+        c = client(obs.voters.connect_string)
+        c.create("/before-join", b"1")
+        data, _ = c.reconfig(joining=f"server.4={obs.observer_specs[4]}", leaving=None, new_members=None)
+        assert b"server.4=" in data and b":observer" in data
+        obs.start_observer()
+        c.create("/after-join", b"2")
+        via = client(obs.observer_connect)
+        via.sync("/")
+        assert via.get("/before-join")[0] == b"1" and via.get("/after-join")[0] == b"2"
+        via.create("/written-through-the-joined-observer", b"3")
+        c.sync("/")
+        assert c.get("/written-through-the-joined-observer")[0] == b"3"
+        via.stop()
+        c.stop()
+        ours, theirs = digests_equal(obs, obs.voters.leader().connect_string)
+        assert ours == theirs
+    finally:
+        obs.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_join_time_and_reads_with_a_larger_tree(kind, tmp_path):
+    """Time for a fresh observer to join and be synced with 5k znodes (20k: docs/migration.md), and
+    reads/s it serves to one kazoo client: printed for the report, coord and ZooKeeper alike."""
+    n = 5000
+    obs = ObservedEnsemble(tmp_path, kind)
+    obs.start()
+    try:
+        c = client(obs.voters.connect_string)
+        c.ensure_path("/big")
+        for start in range(0, n, 1000):
+            for r in [c.create_async(f"/big/n{i}", b"v" * 100) for i in range(start, start + 1000)]:
+                r.get(timeout=60)
+        t0 = time.monotonic()
+        obs.start_observer(wait=300)
+        joined = time.monotonic() - t0
+        via = client(obs.observer_connect)
+        assert len(via.get_children("/big")) == n
+        t1 = time.monotonic()
+        done = 0
+        for start in range(0, n, 64 * 20):
+            batch = [via.get_async(f"/big/n{i}") for i in range(start, min(n, start + 64 * 20))]
+            for r in batch:
+                r.get(timeout=60)
+            done += len(batch)
+        reads = done / (time.monotonic() - t1)
+        print(f"{kind} observer: joined and synced {n} znodes in {joined:.2f}s; {reads:.0f} reads/s (kazoo, one client)")
+        via.stop()
+        c.stop()
+        ours, theirs = digests_equal(obs, obs.voters.leader().connect_string)
+        assert ours == theirs
     finally:
         obs.stop()

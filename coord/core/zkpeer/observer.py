@@ -36,13 +36,12 @@ import struct
 
 from coord.core import snapformat
 from coord.core.datatree import DataTree
-from coord.core.paths import parent_of
 from coord.core.prep import Prep
 from coord.core.server import DEFERRED, WAIT_COMMIT, Connection, Pending, Request, ServerCore
 from coord.core.zab.sequencer import IdleSequencer, encode_request_body
 from coord.core.zkpeer.digest import DIGEST_VERSION, ZkDigest
 from coord.core.zkpeer.txnentry import TxnEntryError, decode_txn_entry
-from coord.core.zkpeer.wiresnap import WireSnapshotReader
+from coord.core.zkpeer.wiresnap import WireSnapshotReader, fuzzy_create
 from coord.jute import quorum as Q
 
 FUZZY_TXNS = 10000
@@ -298,7 +297,7 @@ class ZkObserver:
         res = core.commit(hdr, txn)
         self.disk.append(("append", hdr, txn))
         if hdr.type == 1 and res.err == -110:
-            self._fuzzy_create(tree, hdr, txn)
+            fuzzy_create(tree, hdr, txn)
         ours = self.zk_digest.after(tree, paths)
         if digest is None or digest[0] != DIGEST_VERSION:
             self.no_digest += 1
@@ -306,6 +305,10 @@ class ZkObserver:
         theirs = digest[1] & 0xFFFFFFFFFFFFFFFF
         if theirs == ours:
             self.verified += 1
+            if self.fuzzy and self.unverified:
+                # the fuzzy window has closed: the snapshot written at SNAP may hold effects of txns
+                # logged after it; this one is exact (coord's recovery does not replay fuzzily)
+                self.disk.append(("snapshot", z, snapformat.encode_tree(tree)))
             self.fuzzy = False
             return
         if self.fuzzy and self.unverified < FUZZY_TXNS:
@@ -315,19 +318,6 @@ class ZkObserver:
         self._fail(f"tree digest after txn 0x{z:x} is 0x{ours:x}, the ZooKeeper leader's is 0x{theirs:x}: "
                    "dropping this copy and syncing again")
         self._reset_tree()
-
-    @staticmethod
-    def _fuzzy_create(tree: DataTree, hdr, txn) -> None:
-        """A create replayed over a fuzzy snapshot that already has its node still sets the
-        parent's cversion and pzxid (ZooKeeper's DataTree.processTxn does the same)."""
-        pp = parent_of(txn.path)
-        parent = tree.nodes.get(pp)
-        if parent is not None:
-            cv = txn.parentCVersion if txn.parentCVersion != -1 else parent.cversion + 1
-            if cv > parent.cversion:
-                parent.cversion = cv
-                parent.pzxid = hdr.zxid
-                tree._update_digest(pp, parent)
 
     def _reset_tree(self) -> None:
         self._stop_serving("re-syncing after a digest mismatch")

@@ -23,6 +23,33 @@ _STAT = struct.Struct(">qqqqiiiqq")
 MAX_ACL_ENTRIES = 1 << 16
 
 
+def zk_node(data, acl: tuple, st) -> Node:
+    """A Node from ZooKeeper's StatPersisted fields (czxid, mzxid, ctime, mtime, version, cversion,
+    aversion, ephemeralOwner, pzxid): ZooKeeper's stored cversion is coord's (creations)."""
+    czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid = st
+    n = Node(data, acl, czxid, ctime, owner)
+    n.mzxid = mzxid
+    n.mtime = mtime
+    n.pzxid = pzxid
+    n.version = version
+    n.cversion = cversion
+    n.aversion = aversion
+    return n
+
+
+def fuzzy_create(tree: DataTree, hdr, txn) -> None:
+    """A create replayed over a fuzzy snapshot that already holds its node still sets the parent's
+    cversion and pzxid, as ZooKeeper's DataTree.processTxn does (its result stays NODEEXISTS)."""
+    pp = parent_of(txn.path)
+    parent = tree.nodes.get(pp)
+    if parent is not None:
+        cv = txn.parentCVersion if txn.parentCVersion != -1 else parent.cversion + 1
+        if cv > parent.cversion:
+            parent.cversion = cv
+            parent.pzxid = hdr.zxid
+            tree._update_digest(pp, parent)
+
+
 class WireSnapshotReader:
     """Feed it the stream after SNAP; `step` returns True once the tree and signature are in."""
 
@@ -93,18 +120,10 @@ class WireSnapshotReader:
         return n
 
     def _node(self, path: str, data, acl_id: int, st) -> None:
-        czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid = st
         acl = self.acls.get(acl_id)
         if acl is None:
             raise QuorumWireError(f"snapshot: {path} refers to ACL {acl_id}, not in the snapshot")
         if path != ROOT and (not path.startswith("/") or parent_of(path) not in self.tree.nodes):
             raise QuorumWireError(f"snapshot: {path} arrives before its parent")
-        n = Node(data, acl, czxid, ctime, owner)
-        n.mzxid = mzxid
-        n.mtime = mtime
-        n.pzxid = pzxid
-        n.version = version
-        n.cversion = cversion
-        n.aversion = aversion
-        self.tree.load_node(path, n)
+        self.tree.load_node(path, zk_node(data, acl, st))
         self.nodes += 1
