@@ -1,0 +1,122 @@
+"""`coord data dump-snapshot | compare-snapshots | dump-log filters | chop-log | repair-log` on real coord
+data dirs and on real ZooKeeper 3.8 data dirs, cross-checked with ZooKeeper's own SnapshotFormatter
+and TxnLogToolkit where Debian's jars run them."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+from kazoo.client import KazooClient
+
+from coord.core import logformat
+from tests.storage.test_import_and_tools import coord_cli, snapshot_of
+from tests.support.coord_server import CoordProcess
+from tests.support.real_zk import ZK_CONF_EXAMPLE, RealZooKeeper, zk_classpath
+
+
+def _zxids(out: str) -> list[int]:
+    return [int(ln.split()[0], 16) for ln in out.splitlines() if ln.strip()]
+
+
+def _only_log(data_dir):
+    logs = [p for p in (data_dir / "version-2").iterdir() if re.fullmatch(r"log\.[0-9a-f]+", p.name)]
+    assert len(logs) == 1, logs
+    return logs[0]
+
+
+def test_coord_log_filters_chop_and_repair(tmp_path):
+    srv = CoordProcess(tmp_path / "c", force_sync=True, extra_cfg={"snapCount": "100000"})
+    srv.start()
+    zk = KazooClient(srv.connect_string)
+    other = KazooClient(srv.connect_string)
+    zk.start(15)
+    other.start(15)
+    try:
+        zk.create("/a", b"first")
+        a_czxid = zk.exists("/a").czxid
+        czxid = {}
+        for i in range(20):
+            zk.create(f"/a/n{i}", b"v")
+            czxid[i] = zk.exists(f"/a/n{i}").czxid
+        zk.create("/ab", b"not under /a")
+        other.create("/b", b"")
+        other.create("/b/x", b"from other")
+        zk.set("/a", b"second")
+        zk.delete("/a/n3")
+        t = zk.transaction()
+        t.create("/a/m1", b"")
+        t.create("/b/m2", b"")
+        t.commit()
+        other_sid = other.client_id[0]
+    finally:
+        zk.stop()
+        other.stop()
+    srv.stop()
+    d = srv.data_dir
+
+    full = coord_cli("data", "dump-log", str(d)).stdout  # a data dir: every log, in zxid order
+    assert _zxids(full) == sorted(_zxids(full)) and len(_zxids(full)) >= 28, full
+    creates_under_a = coord_cli("data", "dump-log", str(d), "--path", "/a", "--op", "create").stdout
+    lines = creates_under_a.splitlines()
+    assert sorted(ln.split()[5] for ln in lines) == sorted(["/a"] + [f"/a/n{i}" for i in range(20)]), lines
+    assert set(_zxids(creates_under_a)) == {a_czxid, *czxid.values()}
+    multi = coord_cli("data", "dump-log", str(d), "--path", "/b/m2").stdout.splitlines()
+    assert len(multi) == 1 and " multi [" in multi[0], multi
+    rng = coord_cli("data", "dump-log", str(d), "--zxid-from", hex(czxid[5]), "--zxid-to", str(czxid[10])).stdout
+    assert _zxids(rng) == [czxid[i] for i in range(5, 11)], rng
+    mine = coord_cli("data", "dump-log", str(d), "--session", hex(other_sid)).stdout.splitlines()
+    assert all(f"session=0x{other_sid:x} " in ln for ln in mine), mine
+    assert [ln.split()[4] for ln in mine] == ["createSession", "create", "create", "closeSession"], mine
+    assert [ln.split()[5] for ln in mine[1:3]] == ["/b", "/b/x"], mine
+    bad = coord_cli("data", "dump-log", str(d), "--op", "frobnicate", check=False)
+    assert bad.returncode == 2 and "unknown op 'frobnicate'" in bad.stderr, bad.stderr
+
+    # chop at /a/n10's zxid, in place (the original kept beside it), and serve the chopped dir
+    cut = tmp_path / "cut"
+    shutil.copytree(srv.workdir, cut)
+    log = _only_log(cut / "data")
+    for s in (cut / "data" / "version-2").glob("snapshot.*"):
+        assert int(s.name.split(".")[1], 16) <= czxid[10], s  # none past the cut (snapCount is high)
+    r = coord_cli("data", "chop-log", str(log), "--zxid", hex(czxid[10]), "--in-place")
+    assert "original kept as" in r.stderr and re.search(r"kept \d+ of \d+ txns", r.stdout), r.stdout + r.stderr
+    assert len(list(log.parent.glob(f"orig-{log.name}-*"))) == 1
+    assert max(_zxids(coord_cli("data", "dump-log", str(log)).stdout)) == czxid[10]
+    chopped = CoordProcess(cut, force_sync=True, extra_cfg={"snapCount": "100000"})
+    chopped.start()
+    c = KazooClient(chopped.connect_string)
+    c.start(15)
+    try:
+        assert sorted(c.get_children("/a")) == sorted(f"n{i}" for i in range(11))
+        assert c.get("/a")[0] == b"first" and not c.exists("/b") and not c.exists("/ab")
+        c.create("/after-chop", b"")  # it serves writes too
+    finally:
+        c.stop()
+        chopped.stop()
+
+    # a torn tail: cut off after the last intact record; the original is untouched
+    log = _only_log(d)
+    good = log.read_bytes()
+    end = logformat.scan(good).end
+    torn = tmp_path / "torn" / "log.1"
+    torn.parent.mkdir()
+    torn.write_bytes(good[:end] + good[end - 40:end - 10])
+    r = coord_cli("data", "repair-log", str(torn))
+    assert f"torn tail at offset {end}" in r.stdout, r.stdout
+    repaired = torn.with_name("repaired-log.1")
+    assert repaired.read_bytes() == good[:end] and torn.stat().st_size == end + 30
+    assert coord_cli("data", "repair-log", str(repaired)).stdout.rstrip().endswith("nothing written")
+    # a garbled record in the middle: reported with its offset, and not cut without --force
+    recs = logformat.scan(good).records
+    mid = recs[len(recs) // 2 - 1][2]  # offset where record len//2 starts
+    garbled = bytearray(good[:end])
+    garbled[mid + 20] ^= 0xFF
+    hole = tmp_path / "torn" / "log.2"
+    hole.write_bytes(bytes(garbled))
+    r = coord_cli("data", "repair-log", str(hole), check=False)
+    assert r.returncode == 1 and f"damaged record at offset {mid}" in r.stdout and "--force" in r.stderr, r
+    r = coord_cli("data", "repair-log", str(hole), "--force", "--out", str(tmp_path / "forced"))
+    assert (tmp_path / "forced").read_bytes() == good[:mid]
