@@ -122,32 +122,40 @@ def dump_snapshot_cmd(snapshot: Path, with_data: bool, as_json: bool) -> None:
     sessions = [{"id": f"0x{sid & 0xFFFFFFFFFFFFFFFF:x}", "timeout": to, "ephemerals": eph.get(sid, 0)}
                 for sid, to in sorted(tree.sessions.items())]
     w = sys.stdout.write
-    if as_json:
-        doc = {"file": str(snap.path), "format": snap.format, "zxid": f"0x{snap.zxid:x}",
-               "digest": f"0x{snap.digest:016x}", "node_count": len(paths),
-               "nodes": [node_record(p, tree.nodes[p], with_data) for p in paths], "sessions": sessions}
-        json.dump(doc, sys.stdout, indent=1)
-        w("\n")
-        return
-    w(f"# {snap.format} snapshot {snap.path} zxid 0x{snap.zxid:x}\n")
-    for p in paths:
-        n = tree.nodes[p]
-        st = dict(zip(_STAT_FIELDS, n.stat_values()))
-        w(f"{p}\n")
-        w(f"  cZxid = 0x{st['czxid']:x}\n  ctime = {_ms(st['ctime'])}\n  mZxid = 0x{st['mzxid']:x}\n"
-          f"  mtime = {_ms(st['mtime'])}\n  pZxid = 0x{st['pzxid']:x}\n  cversion = {st['cversion']}\n"
-          f"  dataVersion = {st['version']}\n  aclVersion = {st['aversion']}\n"
-          f"  ephemeralOwner = 0x{st['ephemeralOwner'] & 0xFFFFFFFFFFFFFFFF:x}\n")
-        if with_data:
-            w(f"  data = {n.data!r}\n")
-        else:
-            w(f"  dataLength = {st['dataLength']}\n")
-        w("  acl = " + ", ".join(f"{s}:{i}:{p_}" for p_, s, i in n.acl) + "\n")
+    prog, advance = _progress(_console(), "dumping", len(paths))
+    with prog:
+        if as_json:
+            head = {"file": str(snap.path), "format": snap.format, "zxid": f"0x{snap.zxid:x}",
+                    "digest": f"0x{snap.digest:016x}", "node_count": len(paths), "sessions": sessions}
+            w(json.dumps(head)[:-1] + ', "nodes": [\n')
+            for i in range(0, len(paths), 10000):
+                batch = paths[i:i + 10000]
+                w(",\n".join(json.dumps(node_record(p, tree.nodes[p], with_data)) for p in batch)
+                  + (",\n" if i + 10000 < len(paths) else "\n"))
+                advance(len(batch))
+            w("]}\n")
+            return
+        w(f"# {snap.format} snapshot {snap.path} zxid 0x{snap.zxid:x}\n")
+        for i in range(0, len(paths), 10000):
+            batch = paths[i:i + 10000]
+            w("".join(_node_text(p, tree.nodes[p], with_data) for p in batch))
+            advance(len(batch))
     w("Session Details (sid, timeout, ephemeralCount):\n")
     for s in sessions:
         w(f"{s['id']}, {s['timeout']}, {s['ephemerals']}\n")
     w(f"Last zxid: 0x{snap.zxid:x}\nznodes: {len(paths)}\nsessions: {len(sessions)}\n"
       f"digest: 0x{snap.digest:016x}\n")
+
+
+def _node_text(p: str, n, with_data: bool) -> str:
+    """One znode as SnapshotFormatter prints it (plus the ACL)."""
+    st = dict(zip(_STAT_FIELDS, n.stat_values()))
+    body = f"  data = {n.data!r}\n" if with_data else f"  dataLength = {st['dataLength']}\n"
+    return (f"{p}\n  cZxid = 0x{st['czxid']:x}\n  ctime = {_ms(st['ctime'])}\n  mZxid = 0x{st['mzxid']:x}\n"
+            f"  mtime = {_ms(st['mtime'])}\n  pZxid = 0x{st['pzxid']:x}\n  cversion = {st['cversion']}\n"
+            f"  dataVersion = {st['version']}\n  aclVersion = {st['aversion']}\n"
+            f"  ephemeralOwner = 0x{st['ephemeralOwner'] & 0xFFFFFFFFFFFFFFFF:x}\n{body}"
+            "  acl = " + ", ".join(f"{s}:{i}:{perms}" for perms, s, i in n.acl) + "\n")
 
 
 @dataclass
