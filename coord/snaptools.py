@@ -75,7 +75,7 @@ def load_any(path: Path, progress=None) -> LoadedSnapshot:
         tree, info = read_snapshot(path, progress)
         return LoadedSnapshot(path, "coord", info.zxid, tree)
     except (SnapshotError, ZkFormatError, OSError) as e:
-        raise click.ClickException(f"{path}: {e}")
+        raise click.ClickException(str(e) if str(e).startswith(str(path)) else f"{path}: {e}")
 
 
 def node_record(path: str, node, with_data: bool) -> dict:
