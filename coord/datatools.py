@@ -1,4 +1,5 @@
-"""`coord data inspect | dump-log | import-zookeeper`: look into data dirs, and bring ZooKeeper's along."""
+"""`coord data inspect | import-zookeeper`: look into data dirs, and bring ZooKeeper's along (dump-log,
+chop-log, repair-log: coord.logtools; dump-snapshot, compare-snapshots: coord.snaptools)."""
 from __future__ import annotations
 
 import datetime
@@ -8,9 +9,10 @@ import click
 
 
 def _progress(console, description: str, total: int | None):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
     p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                 TimeElapsedColumn(), console=console, transient=True)
+                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True)
     task = p.add_task(description, total=total)
     return p, (lambda n: p.advance(task, n))
 
@@ -186,35 +188,6 @@ def inspect_cmd(data_dir: Path, log_dir: Path | None, verify: bool) -> None:
                       f"(snapshot {rec.snapshot_s:.2f}s, {rec.replayed} txns replayed in {rec.replay_s:.2f}s)")
             for a in rec.actions:
                 out.print(f"[yellow]{a}")
-
-
-@data_group.command("dump-log")
-@click.argument("log_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def dump_log_cmd(log_file: Path) -> None:
-    """One line per txn of a coord (or ZooKeeper) txn log file."""
-    import sys
-
-    from coord.core import logformat
-    data = log_file.read_bytes()
-    w = sys.stdout.write
-    if data[:4] == b"ZKLG":
-        from coord.zkimport.zkfiles import read_log
-        zl = read_log(log_file)
-        for e in zl.entries:
-            w(format_txn(e.hdr, e.txn) + "\n")
-        if zl.torn:
-            click.echo(f"# {zl.torn}", err=True)
-        return
-    try:
-        s = logformat.scan(data)
-    except ValueError as e:
-        raise click.ClickException(f"{log_file}: {e}")
-    for hdr, txn, _ in s.records:
-        w(format_txn(hdr, txn) + "\n")
-    if s.hole:
-        click.echo(f"# damaged record at offset {s.end}; intact records follow at offset {s.hole[0]}", err=True)
-    elif s.damaged:
-        click.echo(f"# torn tail at offset {s.end} ({s.size - s.end} bytes)", err=True)
 
 
 @data_group.command("import-zookeeper")

@@ -7,6 +7,7 @@ import click
 
 def register(main: click.Group) -> None:
     from coord.backup import add_commands as add_backup_commands
+    from coord import logtools, snaptools  # noqa: F401  (they add their commands to data_group)
     from coord.datatools import data_group
     add_backup_commands(data_group)     # coord data backup | restore
     main.add_command(data_group)

@@ -237,9 +237,10 @@ def decode_entry(buf: bytes) -> ZkLogEntry:
 
 
 class ZkLog:
-    def __init__(self, path, entries, end, size, torn):
+    def __init__(self, path, entries, end, size, torn, ends=None):
         self.path = path
         self.entries = entries
+        self.ends = ends or []  # offset just past each entry (for chop/repair)
         self.end = end
         self.size = size
         self.torn = torn  # why reading stopped before the end of the data, or None
@@ -256,6 +257,7 @@ def read_log(path: Path) -> ZkLog:
         raise ZkFormatError(f"{path}: unsupported txn log version {version}")
     p = 16
     entries = []
+    ends = []
     torn = None
     n = len(b)
     while p + 12 <= n:
@@ -279,4 +281,5 @@ def read_log(path: Path) -> ZkLog:
             torn = f"entry at offset {p} does not decode: {e}"
             break
         p += 12 + ln + 1
-    return ZkLog(path, entries, p, n, torn)
+        ends.append(p)
+    return ZkLog(path, entries, p, n, torn, ends)
