@@ -49,7 +49,7 @@ class ScaleConfig:
     hold_s: float = 60.0
     timeout_ms: int = 30_000
     procs: int = 4
-    connect_concurrency: int = 64
+    connect_concurrency: int = 512
     light_rate: float = 200.0
     zk_heap_mb: int = 3072
     parts: tuple[str, ...] = ("sessions", "fanout", "snap")
@@ -137,7 +137,8 @@ class _Conn(asyncio.Protocol):
         if not self.done.done():
             self.done.set_exception(BenchError(f"connection lost in handshake: {exc}"))
         elif not self.w.closing:
-            self.lost = True
+            self.lost = True        # a close long after the last ping is the client's fault, not a false expiry
+            self.max_gap = max(self.max_gap, time.monotonic() - self.last_ping)
             self.w.checked()
 
 
@@ -211,10 +212,14 @@ class _Holder:
     def report(self, timeout_ms: int) -> dict:
         cs = self.conns
         notes = [c.t_note for c in cs if c.notes]
+        alive = [c.max_gap * 1000 < (c.timeout_ms or timeout_ms) for c in cs]   # the client kept it alive
+        gone = [c.lost or c.stage != 3 or bool(c.check_err) for c in cs]
         return {
             "lost": sum(c.lost for c in cs),
             "check_failed": sum(1 for c in cs if not c.lost and (c.stage != 3 or c.check_err)),
-            "kept_alive": sum(1 for c in cs if c.max_gap * 1000 < min(c.timeout_ms or timeout_ms, timeout_ms)),
+            "kept_alive": sum(alive),
+            "false_expiries": sum(a and g for a, g in zip(alive, gone)),
+            "expired_unpinged": sum(g and not a for a, g in zip(alive, gone)),
             "max_ping_gap_s": max((c.max_gap for c in cs), default=0.0),
             "notes_0": sum(1 for c in cs if c.notes == 0),
             "notes_1": sum(1 for c in cs if c.notes == 1),
@@ -232,9 +237,9 @@ def _holder_main(pipe, ports, n, first, path, timeout_ms, concurrency) -> None:
         h = _Holder(path, timeout_ms)
         loop = asyncio.get_running_loop()
         try:
-            pipe.send(("ready", await h.connect(ports, n, first, concurrency)))
-            stop = asyncio.Event()
+            stop = asyncio.Event()                                  # pings start with the first session
             pinger = asyncio.ensure_future(h.ping_loop(stop))
+            pipe.send(("ready", await h.connect(ports, n, first, concurrency)))
             msg = await loop.run_in_executor(None, pipe.recv)       # ("check", wait_s)
             await asyncio.sleep(msg[1])
             await h.check(30.0)
@@ -253,17 +258,18 @@ def _holder_main(pipe, ports, n, first, path, timeout_ms, concurrency) -> None:
 
 
 def _raise_nofile(need: int) -> None:
+    """Soft nofile up to `need`; past the hard limit (not raisable without CAP_SYS_RESOURCE) a clear error."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= need:
         return
-    want = max(need, soft)
-    if hard != resource.RLIM_INFINITY and hard < want:
+    if hard != resource.RLIM_INFINITY and hard < need:
         try:
-            cap = int(Path("/proc/sys/fs/nr_open").read_text())
-        except OSError:
-            cap = hard
-        hard = min(max(want, hard), cap)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))
+        except (ValueError, OSError):
+            raise BenchError(f"needs {need:,} open files per process but the hard nofile limit is {hard:,} "
+                             f"(raise it, e.g. `ulimit -Hn {need}` as root, or use fewer sessions / more --procs)")
+        return
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 
 
 def rss_bytes(pids: list[int]) -> int:
@@ -283,6 +289,7 @@ def hold_sessions(ens: LocalEnsemble, n: int, hold_s: float, cfg: ScaleConfig, p
     ports = [ens.client_port(s) for s in ens.servers]
     admin = Session("127.0.0.1", ports[0])
     err, _ = admin.call("create", path, b"0")
+    admin.close()                                  # idle through the hold: a new session sets the data
     if err not in (0, -110):
         raise BenchError(f"cannot create {path}: error {err}")
     procs = max(1, min(cfg.procs, n))
@@ -309,6 +316,7 @@ def hold_sessions(ens: LocalEnsemble, n: int, hold_s: float, cfg: ScaleConfig, p
         for p in pipes:
             p.send(("check", hold_s + 10.0))
         time.sleep(hold_s)
+        admin = Session("127.0.0.1", ports[0])
         admin.sock.settimeout(60)
         t_set = time.monotonic()
         err, _ = admin.call("setData", path, b"1")
@@ -316,7 +324,7 @@ def hold_sessions(ens: LocalEnsemble, n: int, hold_s: float, cfg: ScaleConfig, p
             raise BenchError(f"setData {path}: error {err}")
         done = [_recv(p, "done", hold_s + 120) for p in pipes]
     finally:
-        admin.close()
+        admin.close()                                  # closing twice is harmless
         for p in workers:
             p.join(10)
             if p.is_alive():
@@ -330,7 +338,8 @@ def hold_sessions(ens: LocalEnsemble, n: int, hold_s: float, cfg: ScaleConfig, p
            "connect_s": t_conn, "connect_rate": ok / t_conn if t_conn > 0 else 0.0,
            "rss_before": rss0, "rss_after": rss1, "rss_per_session": (rss1 - rss0) / max(ok, 1),
            "hold_s": hold_s, "lost": tot("lost"), "check_failed": tot("check_failed"),
-           "false_expiries": tot("lost") + tot("check_failed"), "kept_alive": tot("kept_alive"),
+           "false_expiries": tot("false_expiries"), "expired_unpinged": tot("expired_unpinged"),
+           "kept_alive": tot("kept_alive"),
            "max_ping_gap_s": max(d["max_ping_gap_s"] for d in done),
            "timeouts_ms": sorted({t for d in done for t in d["timeouts_ms"]}),
            "notes_0": tot("notes_0"), "notes_1": tot("notes_1"), "notes_many": tot("notes_many"),
@@ -502,7 +511,9 @@ def _ensemble(workdir: Path, engine: str, cfg: ScaleConfig, tag: str) -> LocalEn
 
 def run(cfg: ScaleConfig, workdir: str | None, log) -> dict:
     import tempfile
-    _raise_nofile(3 * max(cfg.sessions, cfg.watches) + 4096)
+    biggest = max(cfg.sessions if "sessions" in cfg.parts else 0, cfg.watches if "fanout" in cfg.parts else 0)
+    _raise_nofile(-(-biggest // 3) + 1024)           # a member serves a third of the sessions
+    _raise_nofile(-(-biggest // cfg.procs) + 256)     # checked here, before any server starts
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="coord-scale-"))
     root.mkdir(parents=True, exist_ok=True)
     out: dict = {"config": {k: v for k, v in cfg.__dict__.items()}, "load_avg_start": os.getloadavg()}
