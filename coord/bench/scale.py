@@ -55,6 +55,7 @@ class ScaleConfig:
     parts: tuple[str, ...] = ("sessions", "fanout", "snap")
     systems: tuple[str, ...] = SYSTEMS
     force_sync: bool = True
+    server_log_level: str = "warning"
 
 
 # -- the session holders (client processes) ---------------------------------------------------
@@ -500,7 +501,7 @@ def _ms(x):
 
 def _ensemble(workdir: Path, engine: str, cfg: ScaleConfig, tag: str) -> LocalEnsemble:
     ens = LocalEnsemble(workdir / f"{engine}-{tag}", 3, engine, force_sync=cfg.force_sync,
-                        heap_mb=cfg.zk_heap_mb)
+                        heap_mb=cfg.zk_heap_mb, log_level=cfg.server_log_level)
     if engine == "zookeeper":                    # a backlog that takes a connect burst, as coord's does
         for s in ens.servers.values():
             with open(s.config, "a") as f:
@@ -595,10 +596,12 @@ def add_command(main) -> None:
     @click.option("--parts", default="sessions,fanout,snap", show_default=True)
     @click.option("--systems", default="coord,zookeeper", show_default=True)
     @click.option("--force-sync/--no-force-sync", default=True, show_default=True)
-    @click.option("--workdir", default=None, type=click.Path(file_okay=False))
+    @click.option("--workdir", default=None, type=click.Path(file_okay=False),
+                  help="Keep the servers' dirs and logs here (default: a temp dir, removed).")
+    @click.option("--server-log-level", default="warning", show_default=True, help="coord members' log level.")
     @click.option("--json", "as_json", is_flag=True)
     def bench_scale(sessions, watches, znodes, hold, session_timeout_ms, procs, light_rate, zk_heap_mb, parts,
-                    systems, force_sync, workdir, as_json):
+                    systems, force_sync, workdir, server_log_level, as_json):
         """coord vs ZooKeeper 3.8 3-node ensembles: 10k sessions, 100k-watch fan-out, 1M-znode SNAP sync."""
         chosen = tuple(p.strip() for p in parts.split(",") if p.strip())
         bad = [p for p in chosen if p not in ("sessions", "fanout", "snap")]
@@ -611,7 +614,8 @@ def add_command(main) -> None:
             raise click.BadParameter("counts must be >= 1, --hold >= 0, --light-rate > 0")
         cfg = ScaleConfig(sessions=sessions, watches=watches, znodes=znodes, hold_s=hold,
                           timeout_ms=session_timeout_ms, procs=procs, light_rate=light_rate,
-                          zk_heap_mb=zk_heap_mb, parts=chosen, systems=sys_, force_sync=force_sync)
+                          zk_heap_mb=zk_heap_mb, parts=chosen, systems=sys_, force_sync=force_sync,
+                          server_log_level=server_log_level)
         try:
             out = derive(run(cfg, workdir, lambda m: click.echo(m, err=True)))
         except (BenchError, OSError, RuntimeError, TimeoutError) as e:
