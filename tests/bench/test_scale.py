@@ -7,10 +7,31 @@ import pytest
 from coord.bench import scale
 from coord.bench.ensemble import LocalEnsemble
 
-pytestmark = [pytest.mark.slow, pytest.mark.realzk]
-
 CFG = scale.ScaleConfig(sessions=1_000, watches=10_000, znodes=50_000, hold_s=15.0, timeout_ms=12_000,
                         procs=4, light_rate=50.0, zk_heap_mb=1024, force_sync=False)
+
+
+def test_bad_options_are_clear_errors():
+    from click.testing import CliRunner
+    from coord.cli import main
+    for args, words in ((["--parts", "sessions,bogus"], "unknown part"), (["--systems", "etcd"], "systems must be"),
+                        (["--sessions", "0"], "counts must be")):
+        r = CliRunner().invoke(main, ["bench-scale", *args])
+        assert r.exit_code == 2 and words in r.output, (args, r.output)
+
+
+def test_nofile_past_the_hard_limit_is_a_clear_error():
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        pytest.skip("no hard nofile limit here")
+    try:
+        scale._raise_nofile(hard + 1)
+    except scale.BenchError as e:
+        assert "hard nofile limit" in str(e)
+    else:                                   # a root that may raise it: then it was raised
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= hard + 1
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.fixture(params=scale.SYSTEMS)
@@ -22,6 +43,8 @@ def ensemble(request, tmp_path):
         ens.stop()
 
 
+@pytest.mark.slow
+@pytest.mark.realzk
 def test_sessions_held_and_watch_fanout(ensemble: LocalEnsemble):
     # 1,000 sessions held past their timeout (pings at 1/3 of it): none expired; one notification each
     held = scale.hold_sessions(ensemble, CFG.sessions, CFG.hold_s, CFG, "/scale-hot", print)
@@ -39,6 +62,8 @@ def test_sessions_held_and_watch_fanout(ensemble: LocalEnsemble):
     assert 0 < fan["first_note_s"] <= fan["last_note_s"]
 
 
+@pytest.mark.slow
+@pytest.mark.realzk
 def test_wiped_follower_snap_sync(ensemble: LocalEnsemble):
     out = scale.snap_trial(ensemble, CFG.znodes, CFG, print)
     assert out["follower_zxid"] == out["leader_zxid"], out
