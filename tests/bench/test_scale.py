@@ -1,0 +1,73 @@
+"""`coord bench-scale` scaled down (issue 17, "Scale"), the same harness on a 3-node coord ensemble and a
+3-node real ZooKeeper 3.8 ensemble: sessions held with pings are never expired, one setData notifies
+every watcher exactly once, and a wiped follower SNAP-synced from the leader holds what the leader holds.
+The full-size run is the command (docs/benchmarks.md, "Scale")."""
+import pytest
+
+from coord.bench import scale
+from coord.bench.ensemble import LocalEnsemble
+
+CFG = scale.ScaleConfig(sessions=1_000, watches=10_000, znodes=50_000, hold_s=15.0, timeout_ms=12_000,
+                        procs=4, light_rate=50.0, zk_heap_mb=1024, force_sync=False)
+
+
+def test_bad_options_are_clear_errors():
+    from click.testing import CliRunner
+    from coord.cli import main
+    for args, words in ((["--parts", "sessions,bogus"], "unknown part"), (["--systems", "etcd"], "systems must be"),
+                        (["--sessions", "0"], "counts must be")):
+        r = CliRunner().invoke(main, ["bench-scale", *args])
+        assert r.exit_code == 2 and words in r.output, (args, r.output)
+
+
+def test_nofile_past_the_hard_limit_is_a_clear_error():
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        pytest.skip("no hard nofile limit here")
+    try:
+        scale._raise_nofile(hard + 1)
+    except scale.BenchError as e:
+        assert "hard nofile limit" in str(e)
+    else:                                   # a root that may raise it: then it was raised
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= hard + 1
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.fixture(params=scale.SYSTEMS)
+def ensemble(request, tmp_path):
+    ens = scale._ensemble(tmp_path, request.param, CFG, "t")
+    try:
+        yield ens
+    finally:
+        ens.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.realzk
+def test_sessions_held_and_watch_fanout(ensemble: LocalEnsemble):
+    # 1,000 sessions held past their timeout (pings at 1/3 of it): none expired; one notification each
+    held = scale.hold_sessions(ensemble, CFG.sessions, CFG.hold_s, CFG, "/scale-hot", print)
+    assert held["connected"] == CFG.sessions, held
+    assert held["timeouts_ms"] == [CFG.timeout_ms] and held["hold_s"] * 1000 > CFG.timeout_ms
+    assert held["kept_alive"] == CFG.sessions, held       # the client's pings were never late
+    assert held["false_expiries"] == 0 and held["lost"] == 0 and held["check_failed"] == 0, held
+    assert held["notes_1"] == CFG.sessions and held["notes_0"] == held["notes_many"] == 0, held
+    assert held["rss_after"] > 0 and held["connect_rate"] > 0
+    # 10,000 watches on one znode (one per session), one setData: each delivered exactly once
+    fan = scale.hold_sessions(ensemble, CFG.watches, 2.0, CFG, "/scale-fan", print)
+    assert fan["connected"] == CFG.watches, fan
+    assert fan["notes_1"] == CFG.watches and fan["notes_0"] == fan["notes_many"] == 0, fan
+    assert fan["false_expiries"] == 0, fan
+    assert 0 < fan["first_note_s"] <= fan["last_note_s"]
+
+
+@pytest.mark.slow
+@pytest.mark.realzk
+def test_wiped_follower_snap_sync(ensemble: LocalEnsemble):
+    out = scale.snap_trial(ensemble, CFG.znodes, CFG, print)
+    assert out["follower_zxid"] == out["leader_zxid"], out
+    # the root, /zookeeper (+ its config/quota children as each system has them), /snap, the light-load znode
+    assert out["follower_znode_count"] == out["leader_znode_count"] >= CFG.znodes + 2, out
+    assert out["samples_during"] > 0 and out["p99_during_ms"] is not None, out
+    assert out["sync_s"] > 0
