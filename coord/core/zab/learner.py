@@ -74,7 +74,9 @@ class LearnerRole:
         self.held: list = []           # writes and sync()s waiting for UPTODATE (after a handoff)
         self.next_sync_id = 1
         self.syncs: dict[int, tuple[int, object]] = {}
-        self.reported: dict[int, int] = {}
+        # Session deadlines as last reported to the leader; starting from today's, so that only our
+        # clients' activity from now on is reported (see _touched).
+        self.reported: dict[int, int] = self._deadlines()
         self.handlers = {
             M.LeaderInfo: self.on_leaderinfo, M.Trunc: self.on_trunc, M.Diff: self.on_diff,
             M.Snap: self.on_snap, M.NewLeader: self.on_newleader, M.UpToDate: self.on_uptodate,
@@ -316,6 +318,7 @@ class LearnerRole:
         if not self.serving:
             self.serving = True
             peer.start_serving(LearnerSequencer(peer, self))
+            self.reported = self._deadlines()    # start_serving re-armed every session: not client activity
             peer.log("info", f"up to date with leader {self.leader} in epoch {self.new_epoch} at 0x{c:x}")
         if self.held:
             held = self.held
@@ -374,8 +377,15 @@ class LearnerRole:
     def on_ping(self, m: M.Ping) -> None:
         self.peer.send(self.leader, M.Pong(self._touched() if self.serving else []))
 
+    def _deadlines(self) -> dict[int, int]:
+        return {sid: s.deadline for sid, s in self.core.sessions.sessions.items()}
+
     def _touched(self) -> list[int]:
-        """Sessions whose deadline moved since the last report: their clients were active here."""
+        """Sessions whose deadline moved since the last report: their clients were active here. Not
+        the deadlines a (re)sync moved: a learner that re-synced reported every session of the tree,
+        and a learner re-syncing every few hundred ms (an observer across epoch rolls) kept a dead
+        client's session alive for seconds past its timeout (sweep seed 437010404), where ZooKeeper's
+        learner reports only the sessions its clients touched."""
         rep = self.reported
         out = []
         sessions = self.core.sessions.sessions
