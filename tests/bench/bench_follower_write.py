@@ -17,7 +17,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from coord.bench.client import Session, drive, encode_batch
+from coord.bench.client import BenchError, Session, drive, encode_batch
 from tests.support.ensemble import Ensemble
 
 
@@ -29,7 +29,21 @@ def pct(lat: list[int], q: float) -> float:
 
 
 def single(port: int, path: str, writes: int) -> tuple[float, float, float]:
-    """(p50, p99, max) in ms of one session's setData one at a time, after a warm-up."""
+    """(p50, p99, max) in ms of one session's setData one at a time, after a warm-up. A session the
+    server closed (seen on ZooKeeper leaders at load 15-30, not understood yet) is retried once with
+    a new one, then reported as nan."""
+    try:
+        return _single(port, path, writes)
+    except BenchError as e:
+        print(f"# retrying after: {e}", flush=True)
+    try:
+        return _single(port, path, writes)
+    except BenchError as e:
+        print(f"# no figure: {e}", flush=True)
+        return (float("nan"),) * 3
+
+
+def _single(port: int, path: str, writes: int) -> tuple[float, float, float]:
     s = Session("127.0.0.1", port)
     try:
         s.latency("setData", [path] * writes, b"w" * 100)
