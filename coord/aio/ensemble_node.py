@@ -350,15 +350,27 @@ class EnsembleNode(CoordServer):
 
     # -- effects -------------------------------------------------------------------------------------
     def flush(self) -> None:
-        """Perform the peer's effects in order, then write the core's client output."""
+        """Perform the peer's effects in order, then write the core's client output.
+
+        The peer messages queued here leave before flush returns (one write per link), not a loop
+        turn later: a write through a follower crosses four peer hops (REQUEST, PROPOSAL, ACK,
+        COMMIT), and each extra turn was one more chance to be preempted on a loaded machine. With
+        forceSync=no an append is written here too (page cache, no thread), and the durable report
+        it makes is drained by this same loop, so a follower's ACK leaves with nothing in between."""
         self.clock_fresh = False
         peer = self.peer
         if peer is not None:
-            for _ in range(100):
-                effects = peer.drain_effects()
-                if not effects:
-                    break
-                self._perform(effects)
+            nested, self.flushing = self.flushing, True
+            try:
+                for _ in range(100):
+                    effects = peer.drain_effects()
+                    if not effects:
+                        break
+                    self._perform(effects)
+            finally:
+                self.flushing = nested
+            if self.transport is not None:
+                self.transport.flush()
         super().flush()
         if self.core is not None and self.core.config.config_data is not self.written_config:
             self._write_dynamic_config()
@@ -383,6 +395,8 @@ class EnsembleNode(CoordServer):
                     links.proposed(e[1][-1][0].zxid, time.monotonic())
                 if self.disk_q or (self.disk_task is not None and not self.disk_task.done()):
                     self.disk_q.append(e)
+                elif not self.txnlog.force_sync and not self.txnlog.pending():
+                    self.txnlog.write(e[1], e[2])   # _on_durable reports it to the peer, unflushed
                 else:
                     self.txnlog.append(e[1], e[2])
             elif kind in ("persist_epochs", "truncate", "install_snapshot"):
@@ -495,7 +509,8 @@ class EnsembleNode(CoordServer):
     def _on_durable(self, zxid: int) -> None:
         self._fresh()
         self.peer.log_durable(zxid)
-        self.flush()
+        if not self.flushing:        # inside flush (a forceSync=no write): its loop drains the effects
+            self.flush()
         if self.core.serving:
             self.storage.logged(zxid, self.core.tree)
 

@@ -115,12 +115,12 @@ class TxnLog:
             self.syncing = True
             asyncio.get_running_loop().create_task(self._flush_loop())
 
-    def write(self, records) -> None:
+    def write(self, records, blobs=None) -> None:
         """forceSync=no with nothing in flight: write [(TxnHeader, txn)] now, on the caller's thread
         (a write to the page cache costs less than a hop to a task and back); on_durable or on_failed
-        reports their fate before this returns."""
+        reports their fate before this returns. blobs as for append."""
         assert not self.force_sync and not self.pending(), "write() is for forceSync=no, nothing pending"
-        self._encode(records)
+        self._encode(records, blobs)
         if self.buffer:
             self._write_buffered()
 
