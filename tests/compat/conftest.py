@@ -29,6 +29,19 @@ class Pair:
     def targets(self) -> list[tuple[str, str, int]]:
         return [("zk", "127.0.0.1", self.zk.client_port), ("coord", "127.0.0.1", self.coord.client_port)]
 
+    @classmethod
+    def started(cls, zk: RealZooKeeper, coord: CoordProcess, *, start_zk: bool = True) -> "Pair":
+        """Both servers started (ZooKeeper first), or neither left running."""
+        pair = cls(zk, coord)
+        try:
+            if start_zk:
+                zk.start()
+            coord.start()
+        except Exception:
+            pair.stop()
+            raise
+        return pair
+
     def stop(self) -> None:
         for s in (self.coord, self.zk):
             try:
@@ -45,14 +58,7 @@ def start_pair(workdir: Path, extra_cfg: dict | None = None, *, container_check_
     zk = RealZooKeeper(Path(workdir) / "zk", extra_cfg=cfg,
                        jvm_flags=[f"-Dznode.container.checkIntervalMs={container_check_ms}"])
     coord = CoordProcess(Path(workdir) / "coord", extra_cfg=coord_cfg)
-    try:
-        if start_zk:
-            zk.start()
-        coord.start()
-    except Exception:
-        Pair(zk, coord).stop()
-        raise
-    return Pair(zk, coord)
+    return Pair.started(zk, coord, start_zk=start_zk)
 
 
 @pytest.fixture(scope="module")

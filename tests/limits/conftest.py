@@ -30,13 +30,7 @@ def start_limits_pair(workdir: Path, cfg: dict, *, metrics: bool = False) -> Pai
     coord = CoordProcess(Path(workdir) / "coord", extra_cfg=coord_cfg)
     zk.metrics_port = int(zk_cfg.get("metricsProvider.httpPort", 0))
     coord.metrics_port = int(coord_cfg.get("metricsProvider.httpPort", 0))
-    try:
-        zk.start()
-        coord.start()
-    except Exception:
-        Pair(zk, coord).stop()
-        raise
-    return Pair(zk, coord)
+    return Pair.started(zk, coord)
 
 
 @pytest.fixture(scope="module")

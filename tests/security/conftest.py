@@ -51,13 +51,7 @@ def start_sasl_pair(workdir: Path, jaas: Path | None, extra_cfg: dict | None = N
     if secure:
         zk.secure_port = int(zk_cfg["secureClientPort"])
         coord.secure_port = int(coord_cfg["secureClientPort"])
-    try:
-        zk.start()
-        coord.start()
-    except Exception:
-        Pair(zk, coord).stop()
-        raise
-    return Pair(zk, coord)
+    return Pair.started(zk, coord)
 
 
 @pytest.fixture(scope="module")
