@@ -244,6 +244,8 @@ _LazyGroup.registrars.append(_add_storage_commands)
 def _add_churn() -> None:
     from coord.bench.churn import churn_command
     main.add_command(churn_command)
+    from coord.bench.sessions import sessions_command
+    main.add_command(sessions_command)
 
 
 _LazyGroup.registrars.append(_add_churn)
