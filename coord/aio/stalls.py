@@ -10,8 +10,9 @@ given the cause that explains most of it:
   major one with its duration (CPython: gc.callbacks start/stop); those that ended inside the turn;
 - jit: PyPy's JIT tracing and backend time (pypyjit.get_stats_snapshot, 1 µs a read, re-read at a
   turn's start when the last read is over 10 ms old) that grew up to the turn's end;
-- snapshot-fork, hugepages: windows of work the server itself started (`note()`: the fork of a
-  snapshot child; a huge-page collapse pass, whose mm lock a fault on the loop's thread waits for);
+- snapshot-fork: the fork() of a snapshot child (`note()`: an exact window);
+- hugepages: a huge-page collapse pass was running (its mm lock makes a page fault on the loop's
+  thread wait) and none of the measured causes explains half of the turn;
 - preempted: the turn's wall time minus the loop thread's CPU time in it (time.thread_time, read at
   each turn's start): the OS ran something else, i.e. the machine is loaded, not the server slow;
 - busy: none of these explains half of it: a long turn of ordinary work (a big batch of requests).
@@ -177,13 +178,18 @@ class StallMonitor:
         jit = (jit_seconds() - self.jit_base) * 1000.0
         if jit > 0:
             parts["jit"] = min(jit, ms)
+        during_pass = False
         for start, end, cause in self.notes[:]:
             overlap = min(t1, end if end is not None else t1) - max(t0, start)
-            if overlap > 0:
+            if overlap <= 0:
+                continue
+            if cause == "hugepages":
+                during_pass = True      # a window, not a measured wait: only what nothing else explains
+            else:
                 parts[cause] = parts.get(cause, 0.0) + overlap * 1000.0
         cause, got = max(parts.items(), key=lambda kv: kv[1])
         if got < ms / 2:
-            cause = "busy"
+            cause = "hugepages" if during_pass else "busy"
         detail = ", ".join(f"{k} {v:.1f} ms" for k, v in parts.items() if v >= 0.05)
         self.record(cause, ms, detail)
 

@@ -24,8 +24,9 @@ def test_attribution_picks_the_largest_explained_part():
     m._turn(t0 + 4.0, t0 + 4.003, 0.003)     # nothing explains it
     m.note("hugepages", t0 + 5.0)            # a pass still running
     m._turn(t0 + 5.001, t0 + 5.004, 0.003)
+    m._turn(t0 + 5.101, t0 + 5.104, 0.0005)  # during the pass, but measured: off the CPU
     got = [r[1] for r in m.recent]
-    assert got == ["gc-major", "gc-minor", "snapshot-fork", "preempted", "busy", "hugepages"]
+    assert got == ["gc-major", "gc-minor", "snapshot-fork", "preempted", "busy", "hugepages", "preempted"]
     by = m.stalls_by_cause()
     assert by["gc-major"][0] == 1 and abs(by["gc-major"][2] - 5.0) < 1e-6
     m.on_fsync(1.0)
@@ -85,3 +86,18 @@ def test_server_exports_and_logs_stalls(tmp_path):
         zk.stop()
         zk.close()
         srv.stop()
+
+
+def test_served_on_pypy_with_the_gc_settings(coord_server):
+    """The server's PyPy GC settings (coord.runtime.GC_ENV) reach the re-executed server process."""
+    import pytest
+
+    from coord.runtime import GC_ENV, server_python
+    if not server_python():
+        if __import__("os").environ.get("CI"):
+            pytest.fail("CI without the PyPy server runtime: scripts/setup.sh should have built .venv-pypy")
+        pytest.skip("no server runtime configured (scripts/setup.sh sets up PyPy)")
+    env = dict(kv.split("=", 1) for kv in
+               open(f"/proc/{coord_server.proc.pid}/environ").read().split("\0") if "=" in kv)
+    for k, v in GC_ENV.items():
+        assert env.get(k) == v, (k, env.get(k))
