@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from coord.aio import stalls
+from coord.aio import stalls, warmup
 from coord.aio.server import CoordServer
 from coord.aio.zoocfg import ServerConfig
 from coord.runtime import describe, tune_gc
@@ -13,6 +13,7 @@ from coord.runtime import describe, tune_gc
 async def run_node(cfg: ServerConfig) -> None:
     tune_gc()
     stalls.monitor().install(asyncio.get_running_loop())   # loop turns over 2 ms, with their cause
+    warmup.start_in_background()                           # PyPy: compile the request path now
     logging.getLogger("coord.server").info("runtime: %s", describe())
     if not cfg.standalone:
         from coord.aio.ensemble_node import run_member
