@@ -41,6 +41,29 @@ class _S:
 
 
 PING = _REQ_HDR.pack(8, -2, 11)
+LOOPBACK_SOURCES = 16   # 127.0.0.1-16: with 100,000 sessions one source address runs out of ports
+
+
+def raise_fd_limit(needed: int) -> int:
+    """Raise this process's open-file limit (and so the servers' started after it) to `needed` where
+    allowed (root may raise the hard limit up to fs.nr_open); returns the soft limit now."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return soft
+    try:
+        with open("/proc/sys/fs/nr_open") as f:
+            cap = int(f.read())
+    except (OSError, ValueError):
+        cap = hard
+    want = min(needed, cap)
+    for limits in ((want, max(hard, want)), (min(want, hard), hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+            return limits[0]
+        except (ValueError, OSError):
+            continue
+    return soft
 
 
 def _ping_due(due: deque, interval: float) -> int:
@@ -75,6 +98,8 @@ def connect_many(targets: list[tuple[str, int]], timeout_ms: int, due: deque, in
                 sock = socket.socket()
                 sock.setblocking(False)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if targets[i][0] == "127.0.0.1":   # ~28k ephemeral ports per source address and target
+                    sock.bind((f"127.0.0.{1 + i % LOOPBACK_SOURCES}", 0))
                 try:
                     sock.connect(targets[i])
                 except BlockingIOError:
@@ -318,6 +343,9 @@ def run(systems: tuple[str, ...], sessions: int, procs: int, timeout_ms: int, ho
     from coord.bench.launch import zookeeper_available
     if "zookeeper" in systems and not zookeeper_available():
         raise RuntimeError("Apache ZooKeeper is not installed (apt-get install zookeeper)")
+    limit = raise_fd_limit(sessions + 4096)   # each member may hold all sessions' sockets
+    if limit < sessions // max(1, procs) + 256:
+        raise RuntimeError(f"open-file limit {limit} is too low for {sessions} sessions over {procs} processes")
     base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="coord-sessions-"))
     out = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "members": members,
            "timeout_ms": timeout_ms, "hold_s": hold_s, "results": {}}
