@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from coord.aio import stalls, warmup
 from coord.aio.server import CoordServer
@@ -12,7 +13,8 @@ from coord.runtime import describe, tune_gc
 
 async def run_node(cfg: ServerConfig) -> None:
     tune_gc()
-    stalls.monitor().install(asyncio.get_running_loop())   # loop turns over 2 ms, with their cause
+    if os.environ.get("COORD_STALL_MONITOR", "1") != "0":  # loop turns over 2 ms, with their cause
+        stalls.monitor().install(asyncio.get_running_loop())
     warmup.start_in_background()                           # PyPy: compile the request path now
     logging.getLogger("coord.server").info("runtime: %s", describe())
     if not cfg.standalone:

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class TailConfig:
     ensemble: bool = False
     force_sync: bool = True
     rates: dict | None = None   # op -> ops/s: skip the calibration and take these as 100%
+    coord_env: dict | None = None   # extra environment of the coord servers (PYPY_GC_*, COORD_*): A/B runs
 
 
 @dataclass
@@ -184,7 +186,7 @@ def run(cfg: TailConfig, workdir: str | None = None, plot_dir: str | None = None
         for s in systems.values():
             _prepare(s, cfg)
         calib = {n: _calibrate(s, cfg, log) for n, s in systems.items()}
-        full = cfg.rates or calib["zookeeper"]
+        full = {**calib["zookeeper"], **(cfg.rates or {})}
         rows, curves = [], {}
         i = 0
         for op in cfg.ops:
@@ -211,6 +213,23 @@ def run(cfg: TailConfig, workdir: str | None = None, plot_dir: str | None = None
 
 
 def _start(name: str, cfg: TailConfig, base: Path, started: list) -> _Sys:
+    with server_env(cfg.coord_env if name == "coord" else None):
+        return _start_servers(name, cfg, base, started)
+
+
+@contextmanager
+def server_env(extra: dict | None):
+    """os.environ with `extra` while servers are started (they copy the environment at start)."""
+    saved = dict(os.environ)
+    os.environ.update(extra or {})
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _start_servers(name: str, cfg: TailConfig, base: Path, started: list) -> _Sys:
     from coord.bench.launch import CoordServerProcess, ZooKeeperProcess, free_port
     if cfg.ensemble:
         from coord.bench.ensemble import LocalEnsemble
