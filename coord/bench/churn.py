@@ -23,6 +23,7 @@ import click
 
 from coord.bench import phases as ph
 from coord.bench.client import BenchError
+from coord.bench.launch import rss_mib
 
 
 def parse_env(pairs) -> dict[str, str]:
@@ -34,14 +35,6 @@ def parse_env(pairs) -> dict[str, str]:
             raise click.BadParameter(f"expected KEY=VALUE, got {p!r}")
         out[k] = v
     return out
-
-
-def rss_mib(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 def slope_mib_per_min(samples: list[tuple[float, float]]) -> float | None:
@@ -93,7 +86,7 @@ class _System:
         return self.ens.pids() if self.ens is not None else [self.proc.pid]
 
     def rss(self) -> float:
-        return max(rss_mib(p) for p in self.pids())
+        return max(rss_mib([p]) for p in self.pids())
 
     def stop(self) -> None:
         (self.ens or self.proc).stop()

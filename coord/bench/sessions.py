@@ -26,6 +26,7 @@ from pathlib import Path
 import click
 
 from coord.bench.client import _LEN, _REQ_HDR, BenchError, Session
+from coord.bench.launch import rss_mib
 from coord.jute import records as R
 
 _HDR = struct.Struct(">iiqi")
@@ -243,17 +244,6 @@ def _recv(pipe, kind: str, timeout: float):
     return msg
 
 
-def _rss_mib(pids: list[int]) -> float:
-    tot = 0
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/statm") as f:
-                tot += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            pass
-    return tot / (1 << 20)
-
-
 def measure(targets: list[tuple[str, int]], pids: list[int], sessions: int, procs: int, timeout_ms: int,
             hold_s: float, log) -> dict:
     """The scenario against running servers (targets: every member's client address)."""
@@ -267,7 +257,7 @@ def measure(targets: list[tuple[str, int]], pids: list[int], sessions: int, proc
                 raise BenchError(f"cannot create {path}: error {err}")
     finally:
         admin.close()
-    rss0 = _rss_mib(pids)
+    rss0 = rss_mib(pids)
     ctx = mp.get_context("fork")
     conns = [targets[i % len(targets)] for i in range(sessions)]
     procs = max(1, min(procs, sessions))
@@ -289,7 +279,7 @@ def measure(targets: list[tuple[str, int]], pids: list[int], sessions: int, proc
         connect_failed = sum(c[4] for c in conn)
         log(f"{n} sessions in {t_last - t_first:.2f} s ({n / (t_last - t_first):,.0f}/s), {connect_failed} failed")
         watch = [_recv(p, "watched", 600) for p in pipes]
-        rss1 = _rss_mib(pids)
+        rss1 = rss_mib(pids)
         log(f"watches set: {sum(w[1] for w in watch)} ({sum(w[2] for w in watch)} errors); RSS {rss0:.0f} -> "
             f"{rss1:.0f} MiB over {len(pids)} server(s); holding {hold_s:.0f} s")
         time.sleep(hold_s)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coord.bench.client import BenchError, Session, drive, encode_batch
+from coord.bench.launch import rss_mib
 from coord.bench.openloop import OPEN_OPS, OpenLoopClient, Plan, quantiles
 
 SYSTEMS = ("coord", "zookeeper")
@@ -78,17 +79,6 @@ class _Sys:
                 ent = out.setdefault(cause, [0.0, 0.0])
                 ent[0 if kind == "count" else 1] += float(val)
         return out
-
-
-def _rss_mib(pids: list[int]) -> float:
-    tot = 0
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/statm") as f:
-                tot += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            pass
-    return tot / (1 << 20)
 
 
 def _closed(s: _Sys, op: str, paths: list[str], data: bytes) -> int:
@@ -161,7 +151,7 @@ def _one(s: _Sys, cfg: TailConfig, op: str, frac: float, rate: float, log) -> tu
     row = {"system": s.name, "op": op, "fraction": frac, "rate": round(rate, 1), **q,
            "sent": res.sent, "errors": res.errors, "first_err": res.first_err,
            "client_cpu_s": round(res.client_cpu_s, 2), "late_p99_ms": lq["p99_ms"], "late_max_ms": lq["max_ms"],
-           "loadavg": [round(load0, 2), round(os.getloadavg()[0], 2)], "rss_mib": round(_rss_mib(s.pids)),
+           "loadavg": [round(load0, 2), round(os.getloadavg()[0], 2)], "rss_mib": round(rss_mib(s.pids)),
            "stalls": stalls}
     log(f"{s.name} {op} @{frac:.0%} ({rate:,.0f}/s): p50 {q['p50_ms']:.3f} p99 {q['p99_ms']:.3f} "
         f"p99.9 {q['p999_ms']:.3f} max {q['max_ms']:.3f} ms; client late p99 {lq['p99_ms']:.3f} ms; "
