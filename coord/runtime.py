@@ -102,6 +102,28 @@ def tune_gc() -> None:
 
 CPYTHON = platform.python_implementation() == "CPython"
 
+# How long the event loop may keep the interpreter lock while another thread waits for it. The txn
+# log's fsync thread needs the lock back after fdatasync returns to hand the batch's completion to the
+# loop; with the default 5 ms a busy loop made every fsynced write wait up to 5 ms more (a PyPy
+# thread doing fdatasync in a loop beside a busy main thread: 2,433-2,525 fsyncs in 2 s at 5 ms,
+# 9,784-15,279 at 0.5 ms). COORD_SWITCH_INTERVAL_MS overrides (docs/benchmarks.md, "GIL hand-off").
+SWITCH_INTERVAL_MS = 0.5
+
+
+def tune_threads() -> float:
+    """Set the interpreter's thread switch interval for a server; returns it in ms."""
+    raw = os.environ.get("COORD_SWITCH_INTERVAL_MS")
+    try:
+        ms = float(raw) if raw else SWITCH_INTERVAL_MS
+        if not 0 < ms <= 1000:
+            raise ValueError(raw)
+    except ValueError:
+        print(f"coord: COORD_SWITCH_INTERVAL_MS={raw!r} is not a number of ms in (0, 1000]; using "
+              f"{SWITCH_INTERVAL_MS}", file=sys.stderr)
+        ms = SWITCH_INTERVAL_MS
+    sys.setswitchinterval(ms / 1000.0)
+    return ms
+
 
 @contextmanager
 def cycle_collector_paused():

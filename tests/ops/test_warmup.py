@@ -1,5 +1,5 @@
-"""JIT warm-up (coord.aio.warmup): the scratch core really serves every op of the request path, and a
-server started with it on serves normally."""
+"""Server runtime policies for the tail: the JIT warm-up (coord.aio.warmup: the scratch core serves every op
+of the request path; a server with it on serves normally) and the thread switch interval."""
 from coord.aio.warmup import warm_up
 
 
@@ -33,3 +33,21 @@ def test_server_with_warm_up_serves(tmp_path):
         zk.stop()
         zk.close()
         srv.stop()
+
+
+def test_switch_interval(monkeypatch):
+    """The server's thread switch interval (coord.runtime.tune_threads): default, override, bad value."""
+    import sys
+
+    from coord.runtime import SWITCH_INTERVAL_MS, tune_threads
+    old = sys.getswitchinterval()
+    try:
+        monkeypatch.delenv("COORD_SWITCH_INTERVAL_MS", raising=False)
+        assert tune_threads() == SWITCH_INTERVAL_MS
+        assert abs(sys.getswitchinterval() - SWITCH_INTERVAL_MS / 1000) < 1e-9
+        monkeypatch.setenv("COORD_SWITCH_INTERVAL_MS", "5")
+        assert tune_threads() == 5.0
+        monkeypatch.setenv("COORD_SWITCH_INTERVAL_MS", "fast")
+        assert tune_threads() == SWITCH_INTERVAL_MS
+    finally:
+        sys.setswitchinterval(old)
