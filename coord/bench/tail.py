@@ -184,7 +184,13 @@ def run(cfg: TailConfig, workdir: str | None = None, plot_dir: str | None = None
                 order = SYSTEMS if i % 2 == 0 else SYSTEMS[::-1]
                 i += 1
                 for name in order:
-                    row, lat = _one(systems[name], cfg, op, frac, frac * full[op], log)
+                    try:
+                        row, lat = _one(systems[name], cfg, op, frac, frac * full[op], log)
+                    except BenchError as e:   # recorded; the other runs still tell something
+                        log(f"{name} {op} @{frac:.0%}: failed: {e}")
+                        rows.append({"system": name, "op": op, "fraction": frac, "rate": round(frac * full[op], 1),
+                                     "error": str(e)})
+                        continue
                     rows.append(row)
                     curves[(op, frac, name)] = lat
         for s in systems.values():
@@ -261,7 +267,8 @@ def table(out: dict) -> list[str]:
             continue
         seen.append(k)
         c, z = by.get(k + ("coord",)), by.get(k + ("zookeeper",))
-        if not c or not z:
+        if not c or not z or "error" in c or "error" in z:
+            lines.append(f"| {k[0]} | {k[1]:.0%} | failed: {(c or {}).get('error') or (z or {}).get('error')} |")
             continue
 
         def ratio(q):
