@@ -50,8 +50,7 @@ def test_hdr_curve_reaches_the_maximum():
 
 
 def test_plot_writes_one_image_per_op(tmp_path):
-    pytest.importorskip("matplotlib")
-    from coord.bench.hdrplot import plot_all
+    from coord.bench.hdrplot import plot_all   # matplotlib: the [test] extra
     lat = array.array("d", [100.0 + i for i in range(2000)])
     paths = plot_all({("getData", 0.5, "coord"): lat, ("getData", 0.5, "zookeeper"): lat,
                       ("multi", 0.25, "coord"): lat}, tmp_path, "t")
