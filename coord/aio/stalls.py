@@ -54,6 +54,7 @@ class StallMonitor:
         self.count: dict[str, int] = {c: 0 for c in CAUSES}
         self.total_ms: dict[str, float] = {c: 0.0 for c in CAUSES}
         self.max_ms: dict[str, float] = {c: 0.0 for c in CAUSES}
+        self.over_warn: dict[str, int] = {c: 0 for c in CAUSES}   # stalls of warn_ms (10 ms) or more
         self.recent: deque = deque(maxlen=256)     # (monotonic, cause, ms, detail)
         # Lists, read through a slice copy: a GC hook (any allocation) or the huge-page thread may
         # append while a turn is attributed, and a deque raises if mutated during iteration.
@@ -195,9 +196,11 @@ class StallMonitor:
 
     def record(self, cause: str, ms: float, detail: str = "") -> None:
         if cause not in self.count:
-            self.count[cause] = 0
+            self.count[cause] = self.over_warn[cause] = 0
             self.total_ms[cause] = self.max_ms[cause] = 0.0
         self.count[cause] += 1
+        if ms >= self.warn_ms:
+            self.over_warn[cause] += 1
         self.total_ms[cause] += ms
         if ms > self.max_ms[cause]:
             self.max_ms[cause] = ms
@@ -210,9 +213,9 @@ class StallMonitor:
             log.log(logging.WARNING if ms >= self.warn_ms else logging.INFO,
                     "stall %.1f ms: %s%s", ms, cause, f" ({detail})" if detail else "")
 
-    def stalls_by_cause(self) -> dict[str, tuple[int, float, float]]:
-        """cause -> (count, total ms, max ms), causes seen so far."""
-        return {c: (n, self.total_ms[c], self.max_ms[c]) for c, n in self.count.items() if n}
+    def stalls_by_cause(self) -> dict[str, tuple[int, float, float, int]]:
+        """cause -> (count, total ms, max ms, count of warn_ms or more), causes seen so far."""
+        return {c: (n, self.total_ms[c], self.max_ms[c], self.over_warn[c]) for c, n in self.count.items() if n}
 
 
 MONITOR: StallMonitor | None = None

@@ -61,7 +61,8 @@ class _Sys:
     mbase: int = 0
 
     def stalls(self) -> dict:
-        """cause -> [count, total ms] summed over the members, from coord_stall_ms (/metrics)."""
+        """cause -> [count, total ms, count of 10 ms or more] summed over the members (/metrics:
+        coord_stall_ms, coord_stalls_over_10ms)."""
         out: dict = {}
         for url in self.metrics_urls:
             try:
@@ -69,15 +70,13 @@ class _Sys:
             except OSError:
                 continue
             for line in text.splitlines():
-                if not line.startswith("coord_stall_ms_"):
-                    continue
                 name, _, val = line.rpartition(" ")
-                kind = name.split("{")[0][len("coord_stall_ms_"):]
-                if kind not in ("count", "sum") or 'cause="' not in name:
+                slot = {"coord_stall_ms_count": 0, "coord_stall_ms_sum": 1,
+                        "coord_stalls_over_10ms": 2}.get(name.split("{")[0])
+                if slot is None or 'cause="' not in name:
                     continue
                 cause = name.split('cause="')[1].split('"')[0]
-                ent = out.setdefault(cause, [0.0, 0.0])
-                ent[0 if kind == "count" else 1] += float(val)
+                out.setdefault(cause, [0.0, 0.0, 0.0])[slot] += float(val)
         return out
 
 
@@ -146,8 +145,10 @@ def _one(s: _Sys, cfg: TailConfig, op: str, frac: float, rate: float, log) -> tu
     st1 = s.stalls()
     q = quantiles(res.lat_us)
     lq = quantiles(res.late_us)
-    stalls = {c: {"count": int(v[0] - st0.get(c, [0, 0])[0]), "ms": round(v[1] - st0.get(c, [0, 0])[1], 1)}
-              for c, v in st1.items() if v[0] - st0.get(c, [0, 0])[0] > 0}
+    z = [0, 0, 0]
+    stalls = {c: {"count": int(v[0] - st0.get(c, z)[0]), "ms": round(v[1] - st0.get(c, z)[1], 1),
+                  "over_10ms": int(v[2] - st0.get(c, z)[2])}
+              for c, v in st1.items() if v[0] - st0.get(c, z)[0] > 0}
     row = {"system": s.name, "op": op, "fraction": frac, "rate": round(rate, 1), **q,
            "sent": res.sent, "errors": res.errors, "first_err": res.first_err,
            "client_cpu_s": round(res.client_cpu_s, 2), "late_p99_ms": lq["p99_ms"], "late_max_ms": lq["max_ms"],

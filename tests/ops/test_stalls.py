@@ -31,7 +31,9 @@ def test_attribution_picks_the_largest_explained_part():
     assert by["gc-major"][0] == 1 and abs(by["gc-major"][2] - 5.0) < 1e-6
     m.on_fsync(1.0)
     m.on_fsync(7.5)
-    assert m.stalls_by_cause()["fsync"] == (1, 7.5, 7.5)
+    assert m.stalls_by_cause()["fsync"] == (1, 7.5, 7.5, 0)
+    m.on_fsync(12.0)
+    assert m.stalls_by_cause()["fsync"] == (2, 19.5, 12.0, 1)
 
 
 def test_monitor_sees_a_long_turn_of_a_real_loop():
@@ -80,7 +82,7 @@ def test_server_exports_and_logs_stalls(tmp_path):
                 break
             time.sleep(0.5)
         assert sum(counts) >= 1, [ln for ln in text.splitlines() if ln.startswith("coord_stall")]
-        assert "# TYPE coord_stall_max_ms gauge" in text
+        assert "# TYPE coord_stall_max_ms gauge" in text and "# TYPE coord_stalls_over_10ms counter" in text
         assert "stall " in srv.log_text()
     finally:
         zk.stop()
