@@ -198,7 +198,7 @@ class Runner:
 
     async def stop(self) -> None:
         """Stop every server, those `coord ensemble add` started later under the same dir too."""
-        from coord.ensemble_members import member_dirs, stop_server
+        from coord.ensemble_dirs import member_dirs, stop_server
         self.stopping = True
         mine = {s.sid for s in self.servers}
         if self.servers:
@@ -290,7 +290,7 @@ def ensemble_command(ctx, n, base_port, root, fresh, tick_ms, no_fsync, log_leve
     `coord ensemble add` / `coord ensemble remove N` grow and shrink it while it runs."""
     if ctx.invoked_subcommand is not None:
         return
-    from coord.cli import _run
+    from coord.aio.runloop import run as _run
     root_path = Path(root).resolve()
     servers = plan(n, base_port, root_path)
     busy = [p for s in servers for p in (s.client_port, s.quorum_port, s.election_port) if port_in_use(p)]
@@ -309,12 +309,3 @@ def ensemble_command(ctx, n, base_port, root, fresh, tick_ms, no_fsync, log_leve
     _run(main)
     if rc[0]:
         sys.exit(rc[0])
-
-
-def _register_membership() -> None:
-    from coord.ensemble_members import add_command, remove_command
-    ensemble_command.add_command(add_command)
-    ensemble_command.add_command(remove_command)
-
-
-_register_membership()

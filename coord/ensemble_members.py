@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import click
 
-PID_FILE = "coord.pid"
+from coord.ensemble_dirs import PID_FILE, member_dirs, stop_server
+
 PASSWORD_FILE = "super.password"
 
 
@@ -36,10 +36,6 @@ def read_cfg(path: Path) -> dict[str, str]:
             k, v = line.split("=", 1)
             out[k.strip()] = v.strip()
     return out
-
-
-def member_dirs(root: Path) -> dict[int, Path]:
-    return {int(d.name[1:]): d for d in root.glob("s*") if d.name[1:].isdigit() and (d / "zoo.cfg").exists()}
 
 
 def server_lines(config: str) -> dict[int, str]:
@@ -120,46 +116,6 @@ def free_ports(taken: set[int], start: int) -> tuple[int, int, int]:
         if not any(p in taken or port_in_use(p) for p in trio):
             return trio
     raise click.ClickException(f"no free ports from {start}")
-
-
-def server_pid(sdir: Path) -> int | None:
-    """The pid of the `coord serve` running sdir/zoo.cfg: its pid file if it still names that
-    process, else a search of the process list for the config path."""
-    cfg = str((sdir / "zoo.cfg").resolve()).encode()
-
-    def runs_cfg(pid: int) -> bool:
-        try:
-            return cfg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return False
-    try:
-        pid = int((sdir / PID_FILE).read_text())
-        if runs_cfg(pid):
-            return pid
-    except (OSError, ValueError):
-        pass
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and runs_cfg(int(entry)):
-            return int(entry)
-    return None
-
-
-def stop_server(sdir: Path, timeout: float = 15.0) -> bool:
-    pid = server_pid(sdir)
-    (sdir / PID_FILE).unlink(missing_ok=True)   # first: the foreground `coord ensemble` reads it as "removed"
-    if pid is None:
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        try:                         # reap it if it is our child (it is not, but be safe)
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        time.sleep(0.1)
-    if Path(f"/proc/{pid}").exists():
-        os.kill(pid, signal.SIGKILL)
-    return True
 
 
 def wait_mode(port: int, modes: tuple[str, ...], timeout: float, proc: subprocess.Popen) -> str:

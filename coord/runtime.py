@@ -18,8 +18,9 @@ import gc
 import os
 import platform
 import sys
-from contextlib import contextmanager
 from pathlib import Path
+
+from coord.core.gcpause import cycle_collector_paused  # noqa: F401 (re-exported for the shell)
 
 ENV = "COORD_SERVER_PYTHON"
 RUNTIME_FILE = "coord-server-python"
@@ -100,8 +101,6 @@ def tune_gc() -> None:
         gc.set_threshold(*GC_THRESHOLDS)
 
 
-CPYTHON = platform.python_implementation() == "CPython"
-
 # How long the event loop may keep the interpreter lock while another thread waits for it. The txn
 # log's fsync thread needs the lock back after fdatasync returns to hand the batch's completion to the
 # loop; with the default 5 ms a busy loop made every fsynced write wait up to 5 ms more (a PyPy
@@ -123,23 +122,6 @@ def tune_threads() -> float:
         ms = SWITCH_INTERVAL_MS
     sys.setswitchinterval(ms / 1000.0)
     return ms
-
-
-@contextmanager
-def cycle_collector_paused():
-    """Building a tree (recovery, a SNAP, a snapshot child's encoding) makes millions of objects and
-    no cycles: CPython's cycle collector would only walk them again and again, so it is paused. On
-    PyPy, gc.disable() stops the *only* collector's major collections: garbage then piles up (a 1M-znode
-    recovery peaked at 1.4 GB of heap with 0.68 GB live, against 0.89 GB with collections on, for
-    +4% time), so there nothing is paused."""
-    if not CPYTHON or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def freeze_gc() -> None:

@@ -12,6 +12,11 @@ command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)  # tests/ensemble/tes
 # tests/ops: a real Prometheus scrapes coord and ZooKeeper; ZooKeeper's metrics servlet needs the servlet API
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 [ -f /usr/share/java/servlet-api.jar ] || need_apt+=(libservlet-api-java)
+# tests/security: a real MIT KDC (krb5kdc, kdb5_util, kadmin.local, kinit) and the headers python-gssapi
+# and pykerberos build against (SASL GSSAPI)
+[ -x /usr/sbin/krb5kdc ] && [ -x /usr/sbin/kadmin.local ] && command -v kinit >/dev/null 2>&1 \
+  || need_apt+=(krb5-kdc krb5-admin-server krb5-user)
+command -v krb5-config >/dev/null 2>&1 || need_apt+=(libkrb5-dev)
 # The servers' runtime: PyPy runs coord's request path 2-5x faster than CPython (coord/runtime.py).
 command -v pypy3 >/dev/null 2>&1 && pypy3 -c 'import venv, ensurepip' 2>/dev/null \
   && ls /usr/include/pypy3*/Python.h >/dev/null 2>&1 || need_apt+=(pypy3 pypy3-venv pypy3-dev)
@@ -42,6 +47,7 @@ if command -v pypy3 >/dev/null 2>&1; then
   if [ ! -f "$pstamp" ]; then
     .venv-pypy/bin/pip install -q --upgrade pip
     .venv-pypy/bin/pip install -q --prefer-binary -e .  # --prefer-binary: an older wheel, not a Rust build
+    .venv-pypy/bin/pip install -q -e '.[kerberos]'   # SASL GSSAPI (coord.aio.gss): gssapi, built from source
     .venv-pypy/bin/python -c 'import zstandard, cramjam, cryptography, jks' || { echo "setup: PyPy venv incomplete" >&2; exit 1; }
     touch "$pstamp"
   fi
@@ -75,6 +81,12 @@ if [ ! -f "$zk_prom/.complete" ]; then
   else
     echo "setup: no ZooKeeper Prometheus provider jars: tests/ops' ZooKeeper runs will skip" >&2
   fi
+fi
+# cli_mt with TLS (tests/security/test_cli_mt_tls.py): Debian's is built without OpenSSL; built once
+# from Debian's zookeeper source package into .cache/zk-c-client-tls.
+if ! bash scripts/build-cli-mt-tls.sh; then
+  if [ -n "${CI:-}" ]; then echo "setup: could not build the TLS cli_mt (scripts/build-cli-mt-tls.sh)" >&2; exit 1; fi
+  echo "setup: no TLS cli_mt: tests/security/test_cli_mt_tls.py will skip" >&2
 fi
 if [ -f "$kafka_libs/.complete" ]; then
   echo "setup: Kafka $(cd "$kafka_libs" && ls kafka_2.13-*.jar | sed 's/kafka_2.13-//; s/.jar$//') from Maven Central; the brokers embed ZooKeeper client $(cd "$kafka_libs" && ls zookeeper-[0-9]*.jar | sed 's/zookeeper-//; s/.jar$//')"

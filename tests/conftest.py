@@ -21,6 +21,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """Stop any process a test started and did not stop (tests/support/reaper.py). Tests run in the
+    xdist workers; the controller's own children are those workers, which xdist ends itself."""
+    controller = getattr(session.config.option, "dist", "no") != "no" and not hasattr(session.config, "workerinput")
+    if not controller:
+        from tests.support.reaper import reap_descendants
+        reap_descendants()
+
+
 @pytest.fixture
 def real_zookeeper(tmp_path):
     zk = real_zk.RealZooKeeper(tmp_path / "zk")

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import struct
 import time
 from collections import deque
 
@@ -45,12 +46,15 @@ from coord.aio.server import CoordServer, core_config, mono_ms, wall_ms
 from coord.aio.zoocfg import ServerConfig
 from coord.core.server import ServerCore
 from coord.core.zab.api import DurableState, ZabConfig
+from coord.core.zab.messages import ENVELOPE_SIZE, Ack, Commit
 from coord.core.zab.sequencer import IdleSequencer
 
 log = logging.getLogger("coord.ensemble")
 peer_log = logging.getLogger("coord.zab")
 
 TICK_MS = 10
+ACK_TYPE, COMMIT_TYPE = Ack.TYPE, Commit.TYPE   # peeked at for the learner-link metrics
+_ZXID = struct.Struct(">q")
 MODE_NAMES = {"leading": "leader", "following": "follower", "observing": "observer"}
 NOT_SERVING = "This ZooKeeper instance is not currently serving requests\n"
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
@@ -95,6 +99,7 @@ class EnsembleNode(CoordServer):
         self.disk_task: asyncio.Task | None = None
         self.fatal = asyncio.Event()
         self.fatal_reason = ""
+        self.rejoin = False       # a disk error: restart in place and rejoin (coord.aio.rejoin)
         self.clock_fresh = False
         self.installing = 0
         # Read-only mode (readonlymode.enabled): after a grace period of looking, serve reads to
@@ -193,6 +198,11 @@ class EnsembleNode(CoordServer):
         addrs = {s: PeerAddr(s, q.host, q.quorum_port, q.election_port)
                  for s, q in {**cfg.servers, **self.peer.voters, **self.peer.observers}.items() if q is not None}
         idle = max(1000, cfg.tick_ms * cfg.sync_limit)
+        qtls = None
+        if cfg.ssl_quorum or cfg.quorum_port_unification:
+            from coord.aio.quorum_tls import QuorumTls
+            from coord.aio.zoocfg import quorum_tls_config
+            qtls = QuorumTls(quorum_tls_config(cfg), handshake_timeout_ms=max(4000, 2 * min(2000, idle)))
         self.transport = PeerTransport(
             self.sid, addrs, digest=membership_digest(self.voters, self.observers),
             on_connected=self._peer_connected, on_disconnected=self._peer_disconnected,
@@ -201,9 +211,9 @@ class EnsembleNode(CoordServer):
             listen_host="" if cfg.quorum_listen_on_all_ips else None,
             max_frame_bytes=self.peer.config.max_message_bytes + 1024, dynamic=cfg.reconfig_enabled,
             idle_timeout_ms=idle, ping_interval_ms=max(50, min(500, idle // 8)),
-            handshake_timeout_ms=min(2000, idle))
+            handshake_timeout_ms=min(2000, idle), tls=qtls)
         await self.transport.start()
-        plain, secure = tls.client_factories(cfg, self._protocol)
+        plain, secure = self.client_factories()
         self.server = await self.loop.create_server(
             plain, host=cfg.client_port_address, port=cfg.client_port, reuse_address=True,
             backlog=1024)
@@ -230,9 +240,29 @@ class EnsembleNode(CoordServer):
                 pass
         await super().stop()
 
-    def die(self, why: str) -> None:
+    async def handoff(self, timeout_s: float | None = None) -> None:
+        """A planned stop (SIGTERM, `coord ensemble roll`/`remove`): a leader hands leadership to an
+        up-to-date follower before we go (QuorumPeer.handoff). Waits for that, at most syncLimit
+        (then the followers elect, as after a crash), and for the last peer messages to leave."""
+        peer = self.peer
+        if peer is None or not peer.started or self.transport is None:
+            return
+        t0 = mono_ms()
+        self.tick_clock()
+        peer.handoff()
+        self.flush()
+        cfg = self.cfg
+        limit = timeout_s if timeout_s is not None else cfg.sync_limit * cfg.tick_ms / 1000 + 0.5
+        deadline = self.loop.time() + limit
+        while not peer.may_exit and self.loop.time() < deadline:
+            await asyncio.sleep(0.002)
+        await self.transport.drain(1.0)
+        log.info("server %d: planned stop as %s after %d ms", self.sid, peer.state, mono_ms() - t0)
+
+    def die(self, why: str, rejoin: bool = False) -> None:
         log.critical("server %d stopping: %s", self.sid, why)
         self.fatal_reason = why
+        self.rejoin = rejoin
         self.fatal.set()
 
     # -- clock and ticks ---------------------------------------------------------------------------
@@ -269,6 +299,8 @@ class EnsembleNode(CoordServer):
 
     def _peer_message(self, sid: int, data: bytes) -> None:
         self._fresh()
+        if self.metrics is not None and self.role == "leading" and len(data) >= 24 and data[1] == ACK_TYPE:
+            self.metrics.links.acked(sid, _ZXID.unpack_from(data, ENVELOPE_SIZE)[0], time.monotonic())
         self.peer.message(sid, data)
         if self.ro_active:
             self._read_only_check()
@@ -336,11 +368,19 @@ class EnsembleNode(CoordServer):
         reconfig must still reach the servers it removes (an observer learns so that it is removed)."""
         tr = self.transport
         configs = []
+        links = self.metrics.links if self.metrics is not None and self.role == "leading" else None
+        sent: dict[int, int] = {}
         for e in effects:
             kind = e[0]
             if kind == "send":
                 tr.send(e[1], e[2])
+                if links is not None:
+                    sent[e[1]] = sent.get(e[1], 0) + 1
+                    if e[2][1] == COMMIT_TYPE:
+                        links.committed(_ZXID.unpack_from(e[2], ENVELOPE_SIZE)[0], time.monotonic())
             elif kind == "append":
+                if links is not None and e[1]:
+                    links.proposed(e[1][-1][0].zxid, time.monotonic())
                 if self.disk_q or (self.disk_task is not None and not self.disk_task.done()):
                     self.disk_q.append(e)
                 else:
@@ -361,6 +401,8 @@ class EnsembleNode(CoordServer):
                 peer_log.log(_LEVELS.get(e[1], logging.INFO), "%s", e[2])
             else:
                 raise AssertionError(f"unknown effect {kind!r}")
+        if sent:
+            links.batch_sent(sent, time.monotonic())
         for e in configs:
             self._set_members(e[1], e[2])
 
@@ -412,7 +454,7 @@ class EnsembleNode(CoordServer):
                     self.storage.snapshots.tree_loaded()   # a whole new tree: huge pages before a fork
                 self.flush()
         except OSError as err:
-            self.die(f"disk effect failed: {err}")
+            self.die(f"disk effect failed: {err}", rejoin=True)
         except Exception as err:   # a bug here must stop the node, not leave it half-synced
             log.exception("disk effect failed")
             self.die(f"disk effect failed: {err!r}")
@@ -461,7 +503,8 @@ class EnsembleNode(CoordServer):
         # No later record may reach the disk before the process is gone: it would sit right after
         # the cut-back log's end, past the failed txns (a hole in the log that recovery refuses).
         self.txnlog.broken = error
-        self.die(f"the txn log cannot write ({error}); txns 0x{first_zxid:x}..0x{last_zxid:x} are not durable")
+        self.die(f"the txn log cannot write ({error}); txns 0x{first_zxid:x}..0x{last_zxid:x} are not durable",
+                 rejoin=True)
 
     # -- four-letter words -----------------------------------------------------------------------
     def four_letter(self, proto, word: str) -> None:
@@ -526,6 +569,12 @@ async def run_member(cfg: ServerConfig) -> None:
     await node.start()
     try:
         await node.fatal.wait()
+    except asyncio.CancelledError:          # SIGTERM / SIGINT: a planned stop
+        await node.handoff()
+        raise
     finally:
         await node.stop()
+    if node.rejoin:
+        from coord.aio.rejoin import restart_in_place
+        restart_in_place(cfg.myid, node.fatal_reason)
     raise SystemExit(f"coord: server {cfg.myid} stopped: {node.fatal_reason}")

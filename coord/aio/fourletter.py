@@ -11,6 +11,7 @@ import sys
 import time
 
 from coord import __version__
+from coord.aio.limits import mntr_rows as limit_rows
 from coord.aio.zoocfg import ServerConfig
 from coord.runtime import rss_mib
 
@@ -258,6 +259,7 @@ class FourLetterWords:
             ("zk_digest", core.tree.digest),
         ]
         rows += self.server.mode_mntr_rows()
+        rows += limit_rows(self.server)
         metrics = getattr(self.server, "metrics", None)
         if extra and metrics is not None:
             rows += metrics.mntr_rows()

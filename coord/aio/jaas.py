@@ -3,7 +3,8 @@
 `Name { <LoginModule> <required|requisite|sufficient|optional> key=value ... ; ... };` with `//`
 and `/* */` comments and quoted or bare values (sun.security.provider.ConfigFile's grammar). The
 server reads the section named by zookeeper.sasl.serverconfig (default `Server`): every
-`user_<name>="<password>"` option of every module in it is a DIGEST-MD5 credential. A file that
+`user_<name>="<password>"` option of every module in it is a DIGEST-MD5 credential, and a
+Krb5LoginModule in it (principal, keyTab) makes the server GSSAPI-only, as ZooKeeper's. A file that
 cannot be read or parsed stops the start (ZooKeeper: "No JAAS configuration section named ...");
 a readable file without the section leaves SASL off, as in ZooKeeper.
 """
@@ -111,8 +112,8 @@ def digest_users(modules: list[LoginModule]) -> dict[str, str]:
     return users
 
 
-def server_users(jaas_path: str | None, section: str | None) -> dict[str, str] | None:
-    """ServerCnxnFactory.configureSaslLogin: the DIGEST-MD5 users of the server's section, or None
+def server_section(jaas_path: str | None, section: str | None) -> list[LoginModule] | None:
+    """ServerCnxnFactory.configureSaslLogin: the login modules of the server's section, or None
     when SASL is off (no JAAS file, or a file without the section). A file that cannot be read or
     parsed is a JaasError."""
     if jaas_path is None:
@@ -129,7 +130,42 @@ def server_users(jaas_path: str | None, section: str | None) -> dict[str, str] |
         sections = parse(text)
     except JaasError as e:
         raise JaasError(f"JAAS file {jaas_path}: {e}") from None
-    modules = sections.get(section or "Server")
-    if modules is None:
-        return None
-    return digest_users(modules)
+    return sections.get(section or "Server")
+
+
+def server_users(jaas_path: str | None, section: str | None) -> dict[str, str] | None:
+    """The DIGEST-MD5 users of the server's section, or None when SASL is off."""
+    modules = server_section(jaas_path, section)
+    return None if modules is None else digest_users(modules)
+
+
+@dataclass
+class KerberosLogin:
+    """Krb5LoginModule's options for a server: whose keys it accepts with, and where they are."""
+    principal: str           # primary/host[@REALM]: ZooKeeper's protocol and server name come from it
+    keytab: str | None       # keyTab (None: the Kerberos library's default keytab, as Java's)
+
+
+def kerberos_login(modules: list[LoginModule], jaas_path: str = "JAAS file") -> KerberosLogin | None:
+    """The section's Krb5LoginModule, if any: a Subject with a Kerberos principal makes ZooKeeper's
+    server GSSAPI-only. Options a server cannot run with are a JaasError (ZooKeeper fails too: at
+    start for a login that fails, at every connection for a principal without '/' or storeKey)."""
+    for m in modules:
+        if m.name.rsplit(".", 1)[-1] != "Krb5LoginModule":
+            continue
+        o = m.options
+        where = f"{jaas_path}: {m.name}"
+        principal = o.get("principal")
+        if not principal:
+            raise JaasError(f"{where}: a server needs principal=\"<service>/<host>@<REALM>\"")
+        if "/" not in principal.split("@", 1)[0]:
+            raise JaasError(f"{where}: principal {principal!r} must be <service>/<host>[@REALM] "
+                            "(ZooKeeper takes its SASL protocol and server name from it)")
+        if o.get("useKeyTab", "false").lower() != "true":
+            raise JaasError(f"{where}: a server needs useKeyTab=true and keyTab=\"<file>\" "
+                            "(no password prompt or ticket cache for an acceptor)")
+        if o.get("storeKey", "false").lower() != "true":
+            raise JaasError(f"{where}: a server needs storeKey=true (without it the JVM keeps no key "
+                            "to accept with and every GSSAPI login fails)")
+        return KerberosLogin(principal, o.get("keyTab"))
+    return None

@@ -6,7 +6,9 @@ Enabled by `metricsProvider.className=org.apache.zookeeper.metrics.prometheus.Pr
 Where the numbers come from: the gauges are mntr's rows (FourLetterWords.mntr_rows: one source for
 both), the counters are the shell's and the Zab peer's own counters, and the summaries are fed by
 hooks on events that already happen (a txn-log batch made durable, a role change, a snapshot taken,
-a GC pause). Nothing is computed on the client request path; everything is read when scraped.
+a GC pause). On the request path only what ZooKeeper itself counts per request: bytes per namespace
+and read/update latency (coord.core.requeststats, a few additions per request, only while metrics
+are on); everything else is read when scraped.
 
 Why the page is rendered in the event loop: every counter lives in objects the loop mutates, so the
 scrape reads them there (no lock, no torn read) and the bytes are written by the small asyncio HTTP
@@ -20,6 +22,7 @@ ZooKeeper find them; ZK_FAMILIES lists them (docs/operations.md says why).
 """
 from __future__ import annotations
 
+import bisect
 import gc
 import logging
 import time
@@ -28,6 +31,8 @@ from collections import deque
 from prometheus_client.core import Metric
 from prometheus_client.utils import floatToGoString
 
+from coord.core.requeststats import RequestStats
+from coord.aio import limits
 from coord.aio import stalls
 
 log = logging.getLogger("coord.metrics")
@@ -199,6 +204,67 @@ class GcPauses:
             self._t0 = 0.0
 
 
+class QuorumLinks:
+    """A leader's view of its learner links, for ZooKeeper's `ack_latency{key=sid}` (a proposal's
+    age when that learner's ACK for it arrives), `quorum_ack_latency` (its age when a quorum has it:
+    the COMMIT), and `learner_handler_qp_size{key=sid}` (messages queued for that learner in one
+    batch; ZooKeeper samples its per-learner queue as each packet leaves). Fed by the ensemble node
+    from the effects and messages it already handles; a proposal's age counts from when the leader
+    logged it. `learner_handler_qp_time_ms` stays without samples: coord writes a batch's messages
+    to the socket in the loop turn that made them, there is no queue to wait in."""
+
+    KEEP = 4096
+
+    def __init__(self):
+        self.zxids: list[int] = []       # last zxid of each logged batch, ascending
+        self.times: list[float] = []
+        self.last_commit = 0
+        self.ack = {}                    # sid -> Summary
+        self.quorum = Summary(ADVANCED)
+        self.queued = {}                 # sid -> Summary
+
+    def proposed(self, zxid: int, now: float) -> None:
+        if len(self.zxids) >= 2 * self.KEEP:
+            del self.zxids[:self.KEEP], self.times[:self.KEEP]
+        self.zxids.append(zxid)
+        self.times.append(now)
+
+    def _age(self, zxid: int, now: float) -> float | None:
+        i = bisect.bisect_left(self.zxids, zxid)
+        if i == len(self.zxids):
+            return None
+        return (now - self.times[i]) * 1000
+
+    def acked(self, sid: int, zxid: int, now: float) -> None:
+        age = self._age(zxid, now)
+        if age is not None:
+            s = self.ack.get(sid)
+            if s is None:
+                s = self.ack[sid] = Summary(BASIC)
+            s.observe(age, now)
+
+    def committed(self, zxid: int, now: float) -> None:
+        if zxid <= self.last_commit:
+            return                       # the same COMMIT, sent to the next learner
+        self.last_commit = zxid
+        age = self._age(zxid, now)
+        if age is not None:
+            self.quorum.observe(age, now)
+
+    def batch_sent(self, per_sid: dict, now: float) -> None:
+        for sid, n in per_sid.items():
+            s = self.queued.get(sid)
+            if s is None:
+                s = self.queued[sid] = Summary(BASIC)
+            s.observe(n, now)
+
+    def reset(self) -> None:
+        """No longer leading: its proposals' times mean nothing to the next leader."""
+        self.zxids.clear()
+        self.times.clear()
+        self.last_commit = 0
+
+
 class ServerMetrics:
     """The event-fed part of one server's metrics (summaries and counters the core does not keep).
     The shell calls the on_* hooks; collect() reads everything at scrape (or mntr) time."""
@@ -217,6 +283,8 @@ class ServerMetrics:
         self.startup_txns_loaded = Summary(BASIC)
         self.startup_txns_load_time = Summary(BASIC)
         self.gc = GcPauses()
+        self.requests = RequestStats()            # fed by the core (coord.core.requeststats)
+        self.links = QuorumLinks()                # fed by the ensemble node while it leads
         self.looking_since: float | None = time.monotonic()   # a member starts looking
         self.sync_since: float | None = None
         self.snapshots_seen = -1
@@ -232,7 +300,14 @@ class ServerMetrics:
             self.fsynctime.observe(ms, now)
 
     def on_loaded(self, rec) -> None:
-        """Recovery done (coord.aio.datadir.Recovered): ZooKeeper's startup summaries, in ms."""
+        """Recovery done (coord.aio.datadir.Recovered): ZooKeeper's startup summaries, in ms. The
+        core exists now: it starts counting per-namespace bytes and read/update latencies. An
+        ensemble member has just put its configuration in /zookeeper/config, which ZooKeeper does with
+        a setData (ZKDatabase.initConfigInZKDatabase), so it counts as a write there as well."""
+        core = self.server.core
+        core.collect_request_stats(self.requests)
+        if core.config.quorum and core.config.config_data:
+            self.requests.write("/zookeeper/config", core.config.config_data)
         self.dbinittime.observe((rec.snapshot_s + rec.replay_s) * 1000)
         self.startup_snap_load_time.observe(rec.snapshot_s * 1000)
         self.startup_txns_loaded.observe(rec.replayed)
@@ -244,6 +319,8 @@ class ServerMetrics:
 
     def on_role(self, old: str, new: str) -> None:
         now = time.monotonic()
+        if old == "leading":
+            self.links.reset()
         if new == "looking":
             if old != "looking" or self.looking_since is None:
                 self.looking_since = now
@@ -280,6 +357,9 @@ class ServerMetrics:
             v = rows.get("zk_" + name)
             if v is not None and (leader or name not in LEADER_ONLY):
                 out.append(_gauge(name, float(v)))
+        out.append(_gauge("auth_failed_count", float(srv.auth_failed)))
+        ct = srv.core.conn_throttle if srv.core is not None else None
+        out.append(_gauge("connection_drop_probability", ct.drop if ct is not None else 0.0))
         if "zk_quorum_size" in rows and "zk_synced_observers" not in rows:
             out.append(_gauge("synced_observers", 0.0))   # FollowerZooKeeperServer registers it too
         for name, v in self._counters().items():
@@ -291,6 +371,8 @@ class ServerMetrics:
                         ("startup_txns_loaded", self.startup_txns_loaded),
                         ("startup_txns_load_time", self.startup_txns_load_time)):
             out.append(_summary(name, s, now))
+        out += self._request_families(now)
+        out += self._quota_families()
         present = {m.name for m in out}
         for name, kind in ZK_FAMILIES.items():
             if name in present:
@@ -304,11 +386,65 @@ class ServerMetrics:
         out += self._coord_families(now)
         return out
 
+    def _request_families(self, now: float) -> list[Metric]:
+        """readlatency / updatelatency from the core's samples; bytes per namespace; on a leader, the
+        learner links' summaries (QuorumLinks)."""
+        rq = self.requests
+        out = []
+        for name, lat in (("readlatency", rq.read_latency), ("updatelatency", rq.update_latency)):
+            m = Metric(name, name, "summary")
+            vals = sorted(lat.samples)
+            for q in ADVANCED:
+                m.add_sample(name, {"quantile": str(q)},
+                             float(vals[min(len(vals) - 1, int(q * len(vals)))]) if vals else float("nan"))
+            m.add_sample(name + "_count", {}, float(lat.count))
+            m.add_sample(name + "_sum", {}, float(lat.total))
+            out.append(m)
+        for name, table in (("read_per_namespace", rq.reads), ("write_per_namespace", rq.writes)):
+            m = Metric(name, name, "summary")
+            for ns, (count, total) in sorted(table.items()):
+                m.add_sample(name, {"key": ns, "quantile": "0.5"}, float("nan"))
+                m.add_sample(name + "_count", {"key": ns}, float(count))
+                m.add_sample(name + "_sum", {"key": ns}, float(total))
+            out.append(m)
+        if getattr(self.server, "role", "") == "leading":
+            ln = self.links
+            for name, by_sid in (("ack_latency", ln.ack), ("learner_handler_qp_size", ln.queued)):
+                m = Metric(name, name, "summary")
+                for sid, s in sorted(by_sid.items()):
+                    _add_summary(m, name, s, now, {"key": str(sid)})
+                out.append(m)
+            out.append(_summary("quorum_ack_latency", ln.quorum, now))
+        return out
+
+    def _quota_families(self) -> list[Metric]:
+        """The per-namespace quota sets (coord.core.quota), labelled `key` as ZooKeeper's provider."""
+        from coord.core.quota import namespace_gauges
+        core = self.server.core
+        if core is None:
+            return []
+        out = []
+        for name, by_ns in namespace_gauges(core.tree).items():
+            m = Metric(name, name, "gauge")
+            for ns, v in sorted(by_ns.items()):
+                m.add_sample(name, {"key": ns}, float(v))
+            out.append(m)
+        m = Metric("quota_exceeded_error_per_namespace", "quota_exceeded_error_per_namespace", "counter")
+        for ns, v in sorted((core.quota.exceeded if core.quota is not None else {}).items()):
+            m.add_sample("quota_exceeded_error_per_namespace", {"key": ns}, float(v))
+        out.append(m)
+        return out
+
     def _counters(self) -> dict[str, float]:
         srv = self.server
         c = {"connection_request_count": srv.next_conn_id - 1,
-             "connection_rejected": srv.rejected,
-             "large_requests_rejected": srv.large_rejected}
+             "connection_rejected": limits.rejected(srv),
+             "large_requests_rejected": srv.large_rejected,
+             "unsuccessful_handshake": srv.auth_failed}
+        rt = srv.core.req_throttle if srv.core is not None else None
+        if rt is not None:
+            c.update(throttled_ops=rt.throttled_ops, stale_requests_dropped=rt.stale_dropped,
+                     request_throttle_wait_count=rt.waits)
         peer = getattr(srv, "peer", None)
         if peer is not None:
             st = peer.stats

@@ -18,6 +18,10 @@ async def run_node(cfg: ServerConfig) -> None:
         stalls.monitor().install(asyncio.get_running_loop())
     warmup.start_in_background()                           # PyPy: compile the request path now
     logging.getLogger("coord.server").info("runtime: %s", describe())
+    if cfg.peer_protocol == "zookeeper":
+        from coord.aio.zkobserver import run_observer
+        await run_observer(cfg)
+        return
     if not cfg.standalone:
         from coord.aio.ensemble_node import run_member
         await run_member(cfg)

@@ -24,6 +24,10 @@ from an unknown sid, from ourselves or from another ensemble (different membersh
 anything before HELLO: that connection is aborted and logged; nothing else is affected. Each link's
 unsent bytes are bounded by `max_queue_bytes`: a peer that stops reading is cut off rather than
 allowed to grow our memory (the Zab peer resynchronises it when it comes back).
+
+TLS. With quorum TLS (coord.aio.quorum_tls) every connection, both ports and both directions, is
+wrapped before this module sees it: a dialled link's HELLO waits in `pending` until the TLS
+handshake is done, and a handshake that fails ends the dial like a refused connection.
 """
 from __future__ import annotations
 
@@ -150,6 +154,7 @@ class _Conn(asyncio.Protocol):
         self.last_send_ms = 0
         self.remote = "?"
         self.handshake_timer: asyncio.TimerHandle | None = None
+        self.raw: asyncio.Transport | None = None   # the TCP transport under TLS, while handshaking
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -161,6 +166,8 @@ class _Conn(asyncio.Protocol):
         self.mgr.conns.add(self)
         self.handshake_timer = self.mgr.loop.call_later(self.mgr.handshake_timeout_ms / 1000,
                                                         self._handshake_timeout)
+        if self.pending:   # a HELLO written while TLS was still shaking hands
+            self.flush()
 
     def _handshake_timeout(self) -> None:
         if not self.established and not self.closed:
@@ -240,8 +247,9 @@ class _Conn(asyncio.Protocol):
         if self.closed:
             return
         log.warning("peer link %s (sid %s, %s): closing: %s", self.remote, self.sid, self.via, why)
-        if self.transport is not None:
-            self.transport.abort()
+        t = self.transport if self.transport is not None else self.raw
+        if t is not None:
+            t.abort()
         self._closed()
 
     def close_after_write(self) -> None:
@@ -258,6 +266,22 @@ class _Conn(asyncio.Protocol):
         self.mgr._on_closed(self)
 
 
+class _Poke(asyncio.Protocol):
+    """A one-frame connection: our HELLO with F_POKE, then close."""
+
+    def __init__(self, hello: bytes, ended):
+        self.hello = hello
+        self.ended = ended
+
+    def connection_made(self, transport) -> None:
+        transport.write(self.hello)
+        transport.close()
+        self.ended(True)
+
+    def connection_lost(self, exc) -> None:
+        self.ended(False)
+
+
 class PeerTransport:
     """All peer links of one server. Callbacks run on the event loop:
     on_connected(sid), on_disconnected(sid), on_message(sid, data)."""
@@ -269,7 +293,7 @@ class PeerTransport:
                  max_frame_bytes: int = DEFAULT_MAX_FRAME, max_queue_bytes: int = DEFAULT_MAX_QUEUE,
                  idle_timeout_ms: int = 4000, ping_interval_ms: int = 250,
                  handshake_timeout_ms: int = 2000, backoff_min_ms: int = 5, backoff_max_ms: int = 500,
-                 dynamic: bool = False):
+                 dynamic: bool = False, tls=None):
         if my_sid not in peers:
             raise ValueError(f"sid {my_sid} is not among the peers")
         self.sid = my_sid
@@ -279,6 +303,7 @@ class PeerTransport:
         # joiner, which dials us: new servers take higher ids) or whose membership digest differs
         # (its configuration is older or newer than ours) is taken on; the Zab peer decides.
         self.dynamic = dynamic
+        self.tls = tls   # coord.aio.quorum_tls.QuorumTls, or None: plain TCP
         self.on_connected = on_connected
         self.on_disconnected = on_disconnected
         self.on_message = on_message
@@ -320,8 +345,10 @@ class PeerTransport:
         me = self.peers[self.sid]
         host = self.listen_host if self.listen_host is not None else me.host
         for port, via in ((me.quorum_port, "quorum"), (me.election_port, "election")):
-            srv = await self.loop.create_server(lambda via=via: _Conn(self, None, via), host=host,
-                                                port=port, reuse_address=True, backlog=64)
+            factory = lambda via=via: _Conn(self, None, via)  # noqa: E731
+            if self.tls is not None:
+                factory = self.tls.accept(factory)
+            srv = await self.loop.create_server(factory, host=host, port=port, reuse_address=True, backlog=64)
             self.servers.append(srv)
         for sid in self.peers:
             if sid < self.sid:
@@ -340,8 +367,9 @@ class PeerTransport:
         for s in self.servers:
             s.close()
         for c in list(self.conns):
-            if c.transport is not None:
-                c.transport.abort()
+            t = c.transport if c.transport is not None else c.raw
+            if t is not None:
+                t.abort()
         self.links.clear()
         self.conns.clear()
 
@@ -393,6 +421,18 @@ class PeerTransport:
             self.flush_scheduled = True
             self.loop.call_soon(self.flush)
 
+    async def drain(self, timeout_s: float) -> None:
+        """Before a planned exit: wait (at most timeout_s) until every queued message is with the
+        kernel, so that the last ones (a leader's HANDOFF) are not lost when the links are torn down."""
+        self.flush()
+        deadline = self.loop.time() + timeout_s
+        while self.loop.time() < deadline:
+            busy = [c for c in self.conns if not c.closed and c.transport is not None
+                    and (c.pending or c.transport.get_write_buffer_size())]
+            if not busy:
+                return
+            await asyncio.sleep(0.005)
+
     def flush(self) -> None:
         self.flush_scheduled = False
         dirty = self.dirty
@@ -422,8 +462,9 @@ class PeerTransport:
             ev.clear()
             conn = _Conn(self, sid, "quorum")
             try:
-                await asyncio.wait_for(
-                    self.loop.create_connection(lambda: conn, addr.host, addr.quorum_port),
+                conn.raw, _ = await asyncio.wait_for(
+                    self.loop.create_connection(self._dial_factory(lambda: conn, sid, conn._closed),
+                                                addr.host, addr.quorum_port),
                     self.handshake_timeout_ms / 1000)
             except (OSError, asyncio.TimeoutError) as e:
                 log.debug("dial sid %d at %s:%d failed: %s", sid, addr.host, addr.quorum_port, e)
@@ -454,22 +495,30 @@ class PeerTransport:
             else:
                 backoff = self.backoff_min_ms
 
+    def _dial_factory(self, make, sid: int, on_lost):
+        return make if self.tls is None else self.tls.dial(make, self.peers[sid].host, on_lost, sid)
+
     async def _poke(self, sid: int) -> None:
         """Ask a higher sid to dial us (through its election port)."""
         addr = self.peers[sid]
+        done = self.loop.create_future()
+
+        def ended(ok: bool = False) -> None:
+            if not done.done():
+                done.set_result(ok)
+        hello = encode_hello(self.sid, self.digest, F_POKE)
         try:
-            _, w = await asyncio.wait_for(asyncio.open_connection(addr.host, addr.election_port),
-                                          self.handshake_timeout_ms / 1000)
+            raw, _ = await asyncio.wait_for(
+                self.loop.create_connection(self._dial_factory(lambda: _Poke(hello, ended), sid, ended),
+                                            addr.host, addr.election_port),
+                self.handshake_timeout_ms / 1000)
         except (OSError, asyncio.TimeoutError):
             return
         try:
-            w.write(encode_hello(self.sid, self.digest, F_POKE))
-            await asyncio.wait_for(w.drain(), 1.0)
-            self.pokes_sent += 1
-        except (OSError, asyncio.TimeoutError):
-            pass
-        finally:
-            w.close()
+            if await asyncio.wait_for(done, self.handshake_timeout_ms / 1000):
+                self.pokes_sent += 1
+        except asyncio.TimeoutError:
+            raw.abort()
 
     # -- events from connections ------------------------------------------------------------------
     def update_peers(self, peers: dict[int, PeerAddr]) -> None:

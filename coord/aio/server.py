@@ -11,16 +11,19 @@ import asyncio
 import base64
 import logging
 import os
+import random
 import time
 from collections import defaultdict
 
 from coord.aio import tls
+from coord.aio.limits import ConnectionCap, request_throttle
 from coord.aio.fourletter import FourLetterWords
 from coord.aio.datadir import RecoveryError, Storage
 from coord.aio.zoocfg import ALL_4LW, ServerConfig, enforced_schemes
 from coord.core.config import CoreConfig
 from coord.core.sasl import SaslConfig
 from coord.core.server import ServerCore
+from coord.core.throttle import BlueThrottleConfig
 from coord.jute.frames import FrameSplitter, FrameTooLarge
 from coord.jute.protocol import Err
 
@@ -60,6 +63,10 @@ def core_config(cfg: ServerConfig) -> CoreConfig:
         standalone_enabled=cfg.standalone_enabled,
         sasl=sasl_config(cfg),
         enforce_auth=enforced_schemes(cfg),
+        enforce_quota=cfg.limits["enforceQuota"],
+        connection_throttle=BlueThrottleConfig.from_limits(cfg.limits),
+        request_throttle=request_throttle(cfg.limits),
+        random=random.random,
     )
 
 
@@ -67,7 +74,12 @@ def sasl_config(cfg: ServerConfig) -> SaslConfig | None:
     """The core's SASL settings from zoo.cfg and the JAAS file (None: no SASL server)."""
     if cfg.sasl_users is None:
         return None
-    return SaslConfig(users=dict(cfg.sasl_users), super_users=frozenset(cfg.sasl_super_users.values()),
+    realm = ""
+    if cfg.sasl_gss is not None:   # GSSAPI only, as ZooKeeper with a Kerberos Subject
+        from coord.aio.gss import default_realm
+        realm = default_realm(cfg.krb5_conf)
+    return SaslConfig(gss=cfg.sasl_gss, default_realm=realm,
+                      users=dict(cfg.sasl_users), super_users=frozenset(cfg.sasl_super_users.values()),
                       super_password=cfg.sasl_super_password, remove_host=cfg.kerberos_remove_host,
                       remove_realm=cfg.kerberos_remove_realm,
                       allow_failed_clients=cfg.allow_sasl_failed_clients,
@@ -77,7 +89,7 @@ def sasl_config(cfg: ServerConfig) -> SaslConfig | None:
 
 class ClientProtocol(asyncio.Protocol):
     __slots__ = ("server", "conn_id", "transport", "splitter", "first", "head", "paused", "reading_paused",
-                 "remote", "ip", "backlog")
+                 "remote", "ip", "backlog", "listener")
 
     def __init__(self, server: "CoordServer", conn_id: int):
         self.server = server
@@ -91,6 +103,7 @@ class ClientProtocol(asyncio.Protocol):
         self.remote = ""
         self.ip = ""
         self.backlog: list[bytes] = []   # whole frames read but not yet served (MAX_FRAMES_PER_TURN)
+        self.listener = None             # "plain" / "secure" once admitted under maxCnxns
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -98,10 +111,18 @@ class ClientProtocol(asyncio.Protocol):
         self.ip = str(peer[0])
         self.remote = f"{peer[0]}:{peer[1]}"
         srv = self.server
+        listener = srv.listener_of(transport)
+        if not srv.cnxn_cap.admit(listener):   # maxCnxns first, as ZooKeeper's factories
+            srv.rejected += 1
+            transport.abort()
+            return
+        self.listener = listener
         limit = srv.cfg.max_client_cnxns
         if limit > 0 and srv.per_ip[self.ip] >= limit:
             log.warning("too many connections from %s (max %d); closing", self.ip, limit)
             srv.rejected += 1
+            srv.cnxn_cap.release(listener)
+            self.listener = None
             transport.abort()
             return
         srv.per_ip[self.ip] += 1
@@ -118,7 +139,7 @@ class ClientProtocol(asyncio.Protocol):
                 return
             self.first = False
             self.head = b""
-            if data[:4] in _4LW:
+            if data[:4] in _4LW or data[:4] in srv.extra_words:
                 srv.four_letter(self, data[:4].decode())
                 return
         try:
@@ -151,7 +172,7 @@ class ClientProtocol(asyncio.Protocol):
         for payload in frames:
             core.frame(self.conn_id, payload)
         conn = core.conns.get(self.conn_id)
-        if conn is not None and len(conn.queue) >= srv.max_queued and not self.reading_paused:
+        if conn is not None and core.queued(conn) >= srv.max_queued and not self.reading_paused:
             # Bounded per-connection queue: stop reading until its replies drain (as ZooKeeper throttles).
             self.reading_paused = True
             self.transport.pause_reading()
@@ -166,6 +187,9 @@ class ClientProtocol(asyncio.Protocol):
         srv = self.server
         self.backlog = []
         srv.backlogged.discard(self)
+        if self.listener is not None:
+            srv.cnxn_cap.release(self.listener)
+            self.listener = None
         if srv.protocols.pop(self.conn_id, None) is not None:
             srv.per_ip[self.ip] -= 1
             srv.core.connection_lost(self.conn_id)
@@ -186,6 +210,8 @@ class ClientProtocol(asyncio.Protocol):
 class CoordServer:
     """One standalone coord server on an event loop."""
 
+    extra_words: frozenset = frozenset()   # four-letter words a kind of server adds to ZooKeeper's
+
     def __init__(self, cfg: ServerConfig):
         self.cfg = cfg
         self.core: ServerCore | None = None
@@ -203,6 +229,8 @@ class CoordServer:
         self.words = FourLetterWords(self)
         self.started_mono_ms = mono_ms()
         self.rejected = 0
+        self.cnxn_cap = ConnectionCap(cfg.limits["maxCnxns"])
+        self.auth_failed = 0   # TLS handshakes that failed (ZooKeeper's auth_failed_count)
         self.large_rejected = 0
         self.max_queued = 1000
         self.throttled: set[int] = set()
@@ -238,7 +266,7 @@ class CoordServer:
         self.txnlog.on_durable = self._on_durable
         self.txnlog.on_failed = self._on_log_failed
         self.storage.start(self.loop)
-        plain, secure = tls.client_factories(self.cfg, self._protocol)
+        plain, secure = self.client_factories()
         self.server = await self.loop.create_server(
             plain, host=self.cfg.client_port_address, port=self.cfg.client_port,
             reuse_address=True, backlog=1024)
@@ -263,6 +291,30 @@ class CoordServer:
         for o in self.ops:
             await o.stop()
         self.ops.clear()
+
+    def client_factories(self):
+        """The client listeners' protocol factories (coord.aio.tls), with the limits applied."""
+        return tls.client_factories(self.cfg, self._protocol, on_handshake_failure=self._tls_failed,
+                                    refuse=self._refuse_tls)
+
+    def _tls_failed(self) -> None:
+        self.auth_failed += 1   # ZooKeeper's "Unsuccessful handshake": auth_failed_count
+
+    def _refuse_tls(self, transport) -> bool:
+        """maxCnxns before a TLS handshake starts, as ZooKeeper's Netty factory checks it."""
+        if self.cnxn_cap.full(self.listener_of(transport)):
+            self.rejected += 1
+            return True
+        return False
+
+    def listener_of(self, transport) -> str:
+        """Which listener accepted a connection: the secureClientPort's, or the clientPort's."""
+        sec = self.secure_server
+        if sec is not None and sec.sockets:
+            here = (transport.get_extra_info("sockname") or (None, None))[1]
+            if here == sec.sockets[0].getsockname()[1]:
+                return "secure"
+        return "plain"
 
     def _protocol(self) -> ClientProtocol:
         cid = self.next_conn_id
@@ -330,7 +382,7 @@ class CoordServer:
                 conn = core.conns.get(cid)
                 if p is None or conn is None:
                     self.throttled.discard(cid)
-                elif len(conn.queue) < self.max_queued // 2:
+                elif core.queued(conn) < self.max_queued // 2:
                     self.throttled.discard(cid)
                     p.reading_paused = False
                     p.maybe_resume_reading()

@@ -79,19 +79,26 @@ class TlsSettings:
     client_auth: str = "need"
     super_user: str | None = None       # X509AuthenticationProvider.superUser
     handshake_timeout_ms: int = HANDSHAKE_TIMEOUT_MS
+    prefix: str = "ssl"                 # the zoo.cfg key prefix, for error messages (ssl.quorum)
 
     @classmethod
-    def from_keys(cls, keys: dict[str, str]) -> "TlsSettings":
-        """The ssl.* keys (without the zookeeper. prefix) into settings; TlsConfigError names a bad one."""
-        s = cls()
-        for k, v in keys.items():
+    def from_keys(cls, keys: dict[str, str], prefix: str = "ssl") -> "TlsSettings":
+        """The ssl.* keys (without the zookeeper. prefix) into settings; TlsConfigError names a bad one.
+        With prefix "ssl.quorum" the ssl.quorum.* keys are read instead (the same sub-keys)."""
+        s = cls(prefix=prefix)
+        for name, v in keys.items():
+            k = name
+            if prefix != "ssl":
+                if not name.startswith(prefix + "."):
+                    continue
+                k = "ssl" + name[len(prefix):]
             parts = k.split(".")
             if len(parts) == 3 and parts[0] == "ssl" and parts[1] in ("keyStore", "trustStore"):
                 store = s.key_store if parts[1] == "keyStore" else s.trust_store
                 attr = {"location": "location", "password": "password", "passwordPath": "password_path",
                         "type": "type"}.get(parts[2])
                 if attr is None:
-                    raise TlsConfigError(f"{k}: unknown key")
+                    raise TlsConfigError(f"{name}: unknown key")
                 setattr(store, attr, v)
             elif k == "ssl.protocol":
                 s.protocol = v.strip()
@@ -102,7 +109,7 @@ class TlsSettings:
             elif k == "ssl.clientAuth":
                 ca = v.strip().lower() or "need"
                 if ca not in _CLIENT_AUTH:
-                    raise TlsConfigError(f"{k} must be need, want or none, got {v!r}")
+                    raise TlsConfigError(f"{name} must be need, want or none, got {v!r}")
                 s.client_auth = ca
             elif k == "X509AuthenticationProvider.superUser":
                 s.super_user = v
@@ -110,45 +117,45 @@ class TlsSettings:
                 try:
                     s.handshake_timeout_ms = int(v)
                 except ValueError:
-                    raise TlsConfigError(f"{k} must be an integer, got {v!r}") from None
+                    raise TlsConfigError(f"{name} must be an integer, got {v!r}") from None
         return s
 
     def versions(self) -> tuple[ssl.TLSVersion, ssl.TLSVersion]:
         """(minimum, maximum) from ssl.enabledProtocols (default: ssl.protocol alone, as 3.8)."""
         if self.protocol not in _VERSIONS and self.protocol != "TLS":
-            raise TlsConfigError(f"ssl.protocol {self.protocol!r}: coord serves TLSv1.2 and TLSv1.3")
+            raise TlsConfigError(f"{self.prefix}.protocol {self.protocol!r}: coord serves TLSv1.2 and TLSv1.3")
         default = ("TLSv1.2", "TLSv1.3") if self.protocol == "TLS" else (self.protocol,)
         names = self.enabled_protocols or default
         unknown = [n for n in names if n not in _VERSIONS and n not in _OLD_VERSIONS]
         if unknown:
-            raise TlsConfigError(f"ssl.enabledProtocols: unknown protocol(s) {', '.join(unknown)}")
+            raise TlsConfigError(f"{self.prefix}.enabledProtocols: unknown protocol(s) {', '.join(unknown)}")
         old = [n for n in names if n in _OLD_VERSIONS]
         if old:
-            log.warning("ssl.enabledProtocols: %s not served (TLSv1.2 and TLSv1.3 only)", ", ".join(old))
+            log.warning("%s.enabledProtocols: %s not served (TLSv1.2 and TLSv1.3 only)", self.prefix, ", ".join(old))
         vs = sorted(_VERSIONS[n] for n in names if n in _VERSIONS)
         if not vs:
-            raise TlsConfigError("ssl.enabledProtocols names neither TLSv1.2 nor TLSv1.3")
+            raise TlsConfigError(f"{self.prefix}.enabledProtocols names neither TLSv1.2 nor TLSv1.3")
         return vs[0], vs[-1]
 
     def openssl_ciphers(self) -> str:
         suites = self.ciphersuites or DEFAULT_CIPHERSUITES
         bad = [c for c in suites if c not in IANA_TO_OPENSSL and c not in TLS13_SUITES]
         if bad:
-            raise TlsConfigError(f"ssl.ciphersuites: unsupported suite(s) {', '.join(bad)}")
+            raise TlsConfigError(f"{self.prefix}.ciphersuites: unsupported suite(s) {', '.join(bad)}")
         names = [IANA_TO_OPENSSL[c] for c in suites if c in IANA_TO_OPENSSL]
         return ":".join(names)
 
 
-def server_context(s: TlsSettings) -> ssl.SSLContext:
-    """An SSLContext for the client port; TlsConfigError names what is wrong."""
+def _base_context(s: TlsSettings, purpose) -> ssl.SSLContext:
+    """Protocol versions, cipher suites, no renegotiation, our own key and certificate chain."""
     from cryptography.hazmat.primitives import serialization
-    pkey, chain = load_key_store(s.key_store)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    pkey, chain = load_key_store(s.key_store, s.prefix + ".keyStore")
+    ctx = ssl.SSLContext(purpose)
     ctx.minimum_version, ctx.maximum_version = s.versions()
     try:
         ctx.set_ciphers(s.openssl_ciphers())
     except ssl.SSLError as e:
-        raise TlsConfigError(f"ssl.ciphersuites: OpenSSL refused them: {e}") from None
+        raise TlsConfigError(f"{s.prefix}.ciphersuites: OpenSSL refused them: {e}") from None
     ctx.options |= _OP_NO_RENEGOTIATION
     # load_cert_chain reads files: the key goes to a private temporary file, encrypted.
     secret = os.urandom(24).hex().encode()
@@ -162,13 +169,35 @@ def server_context(s: TlsSettings) -> ssl.SSLContext:
         try:
             ctx.load_cert_chain(path, password=secret)
         except ssl.SSLError as e:
-            raise TlsConfigError(f"ssl.keyStore.location {s.key_store.location}: key and certificate "
+            raise TlsConfigError(f"{s.prefix}.keyStore.location {s.key_store.location}: key and certificate "
                                  f"do not match: {e}") from None
+    return ctx
+
+
+def _trust(ctx: ssl.SSLContext, s: TlsSettings) -> None:
+    ctx.load_verify_locations(cadata=load_trust_store(s.trust_store, s.prefix + ".trustStore"))
+
+
+def server_context(s: TlsSettings) -> ssl.SSLContext:
+    """An SSLContext for a listening port; TlsConfigError names what is wrong."""
+    ctx = _base_context(s, ssl.PROTOCOL_TLS_SERVER)
     ctx.verify_mode = _CLIENT_AUTH[s.client_auth]
     if s.client_auth != "none":
         if not s.trust_store.location:
-            raise TlsConfigError(f"ssl.clientAuth={s.client_auth} needs ssl.trustStore.location")
-        ctx.load_verify_locations(cadata=load_trust_store(s.trust_store))
+            raise TlsConfigError(f"{s.prefix}.clientAuth={s.client_auth} needs {s.prefix}.trustStore.location")
+        _trust(ctx, s)
+    return ctx
+
+
+def client_context(s: TlsSettings, check_hostname: bool) -> ssl.SSLContext:
+    """An SSLContext for dialling a TLS port with our certificate (mutual TLS): the server's
+    certificate must chain to the trust store and, with check_hostname, name the address dialled."""
+    ctx = _base_context(s, ssl.PROTOCOL_TLS_CLIENT)
+    if not s.trust_store.location:
+        raise TlsConfigError(f"{s.prefix}.trustStore.location is not set (needed to check the peer)")
+    _trust(ctx, s)
+    ctx.check_hostname = check_hostname
+    ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
 
 
@@ -242,17 +271,30 @@ class _TlsTransport(asyncio.Transport):
 
 
 class TlsProtocol(asyncio.Protocol):
-    """One accepted connection: TLS in memory around `make_plain()`'s protocol. With `sniff`, a
-    first byte other than 0x16 hands the connection to the plain protocol as it is. `ctx()` gives
-    the current SSLContext (ContextSource)."""
+    """One connection: TLS in memory around `make_plain()`'s protocol. With `sniff`, a first byte
+    other than 0x16 hands the connection to the plain protocol as it is (`detect_timeout_ms` bounds
+    the wait for that byte). `ctx()` gives the current SSLContext (ContextSource). Accepted by
+    default; `server_side=False` dials (with `server_hostname` for the hostname check).
+    `check_peer(der, remote_ip)` may refuse a verified peer certificate (a reason, or None);
+    `on_lost()` is called when the connection ends before the plain protocol was made."""
 
     def __init__(self, ctx, settings: TlsSettings, make_plain, *, sniff: bool = False,
-                 on_failure=None):
+                 on_failure=None, server_side: bool = True, server_hostname: str | None = None,
+                 label: str = "client", check_peer=None, detect_timeout_ms: int | None = None,
+                 on_lost=None, refuse=None, on_handshake_failure=None):
         self.ctx = ctx
         self.settings = settings
         self.make_plain = make_plain
         self.sniff = sniff
         self.on_failure = on_failure
+        self.server_side = server_side
+        self.server_hostname = server_hostname
+        self.label = label
+        self.check_peer = check_peer
+        self.detect_timeout_ms = detect_timeout_ms
+        self.on_lost = on_lost
+        self.refuse = refuse           # refuse(transport): True closes it before any handshake (maxCnxns)
+        self.on_handshake_failure = on_handshake_failure   # a failure before the inner protocol exists
         self.transport = None
         self.sslobj = None
         self.incoming = self.outgoing = None
@@ -266,14 +308,37 @@ class TlsProtocol(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.remote = f"{peer[0]}:{peer[1]}"
+        self.remote_ip = peer[0]
+        if self.refuse is not None and self.refuse(transport):
+            self.closed = True
+            transport.abort()
+            return
         if not self.sniff:
             self._start_tls()
+        elif self.detect_timeout_ms is not None:
+            self.timer = asyncio.get_running_loop().call_later(self.detect_timeout_ms / 1000, self._detect_timeout)
 
-    def _start_tls(self) -> None:
+    def _detect_timeout(self) -> None:
+        self.timer = None
+        if self.sslobj is None and not self.closed:
+            self.fail(f"nothing received in {self.detect_timeout_ms} ms (TLS or plain?)")
+
+    def _start_tls(self) -> bool:
+        if self.timer is not None:
+            self.timer.cancel()
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.sslobj = self.ctx().wrap_bio(self.incoming, self.outgoing, server_side=True)
+        try:
+            self.sslobj = self.ctx().wrap_bio(self.incoming, self.outgoing, server_side=self.server_side,
+                                              server_hostname=self.server_hostname)
+        except (ssl.SSLError, ValueError) as e:   # e.g. no context: a unified port without a key store
+            self.sslobj = None
+            self.fail(f"cannot start TLS: {e}")
+            return False
         loop = asyncio.get_running_loop()
         self.timer = loop.call_later(self.settings.handshake_timeout_ms / 1000, self._handshake_timeout)
+        if not self.server_side:
+            self._handshake()   # the ClientHello
+        return True
 
     def _handshake_timeout(self) -> None:
         self.timer = None
@@ -282,9 +347,13 @@ class TlsProtocol(asyncio.Protocol):
 
     def fail(self, why: str) -> None:
         _clear_openssl_errors()
-        log.warning("closing %s: %s", self.remote, why)
+        if self.closed:
+            return
+        log.warning("closing %s %s: %s", self.label, self.remote, why)
         if self.on_failure is not None:
             self.on_failure()
+        if self.on_handshake_failure is not None and self.inner is None:
+            self.on_handshake_failure()
         self.closed = True
         self.transport.abort()
 
@@ -298,32 +367,42 @@ class TlsProtocol(asyncio.Protocol):
             return
         if self.sslobj is None:   # sniffing a unified port
             if data[0] != 0x16:
+                if self.timer is not None:
+                    self.timer.cancel()
+                    self.timer = None
                 plain = self.make_plain()
                 self.transport.set_protocol(plain)
                 plain.connection_made(self.transport)
                 plain.data_received(data)
                 return
-            self._start_tls()
+            if not self._start_tls():
+                return
         self.incoming.write(data)
         if self.inner is None:
-            try:
-                self.sslobj.do_handshake()
-            except ssl.SSLWantReadError:
-                self.flush_out()
+            if not self._handshake():
                 return
-            except (ssl.SSLError, OSError) as e:
-                self.flush_out()   # the alert, if OpenSSL made one
-                self.fail(f"TLS handshake failed: {e}")
-                return
-            self.flush_out()
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
-            if not self._identify():
-                return
-            self.inner = self.make_plain()
-            self.inner.connection_made(_TlsTransport(self))
         self._read()
+
+    def _handshake(self) -> bool:
+        """One handshake step; True once it is done and the plain protocol is made."""
+        try:
+            self.sslobj.do_handshake()
+        except ssl.SSLWantReadError:
+            self.flush_out()
+            return False
+        except (ssl.SSLError, OSError) as e:
+            self.flush_out()   # the alert, if OpenSSL made one
+            self.fail(f"TLS handshake failed: {e}")
+            return False
+        self.flush_out()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if not self._identify():
+            return False
+        self.inner = self.make_plain()
+        self.inner.connection_made(_TlsTransport(self))
+        return True
 
     def _identify(self) -> bool:
         der = self.sslobj.getpeercert(binary_form=True)
@@ -332,9 +411,14 @@ class TlsProtocol(asyncio.Protocol):
         try:
             self.identities = x509_identities(der, self.settings.super_user)
         except (BadName, ValueError) as e:
-            self.fail(f"client certificate subject unreadable: {e}")
+            self.fail(f"{self.label} certificate subject unreadable: {e}")
             return False
-        log.info("%s: TLS client certificate %s", self.remote, self.identities[-1][1])
+        if self.check_peer is not None:
+            why = self.check_peer(der, self.remote_ip)
+            if why:
+                self.fail(why)
+                return False
+        log.info("%s: TLS %s certificate %s", self.remote, self.label, self.identities[-1][1])
         return True
 
     def _read(self) -> None:
@@ -367,6 +451,8 @@ class TlsProtocol(asyncio.Protocol):
             self.timer = None
         if self.inner is not None:
             self.inner.connection_lost(exc)
+        elif self.on_lost is not None:
+            self.on_lost()
 
     def pause_writing(self) -> None:
         if self.inner is not None:
@@ -385,9 +471,11 @@ class ContextSource:
 
     CHECK_S = 1.0
 
-    def __init__(self, settings: TlsSettings):
+    def __init__(self, settings: TlsSettings, build=server_context, reload: bool = True):
         self.settings = settings
-        self.ctx = server_context(settings)
+        self.build = build
+        self.reload = reload
+        self.ctx = build(settings)
         self.stamp = self._stamp()
         self.next_check = time.monotonic() + self.CHECK_S
 
@@ -404,32 +492,35 @@ class ContextSource:
 
     def __call__(self) -> ssl.SSLContext:
         now = time.monotonic()
-        if now >= self.next_check:
+        if self.reload and now >= self.next_check:
             self.next_check = now + self.CHECK_S
             stamp = self._stamp()
             if stamp != self.stamp:
                 self.stamp = stamp
                 try:
-                    self.ctx = server_context(self.settings)
-                    log.info("TLS key or trust store changed: certificates reloaded")
+                    self.ctx = self.build(self.settings)
+                    log.info("%s: TLS key or trust store changed: certificates reloaded", self.settings.prefix)
                 except TlsConfigError as e:
                     log.warning("TLS store changed but does not load, keeping the previous one: %s", e)
         return self.ctx
 
 
-def client_factories(cfg, make_plain):
+def client_factories(cfg, make_plain, *, on_handshake_failure=None, refuse=None):
     """(factory for clientPort, factory for secureClientPort or None) from a ServerConfig: plain
-    as before unless client.portUnification; TLS on the secure port when secureClientPort is set."""
+    as before unless client.portUnification; TLS on the secure port when secureClientPort is set.
+    on_handshake_failure and refuse go to every TlsProtocol (see there)."""
     if cfg.secure_client_port is None and not cfg.client_port_unification:
         return make_plain, None
     settings = TlsSettings.from_keys(cfg.ssl)
     ctx = ContextSource(settings)
     plain = make_plain
     if cfg.client_port_unification:
-        plain = lambda: TlsProtocol(ctx, settings, make_plain, sniff=True)  # noqa: E731
+        plain = lambda: TlsProtocol(ctx, settings, make_plain, sniff=True,  # noqa: E731
+                                    on_handshake_failure=on_handshake_failure, refuse=refuse)
     secure = None
     if cfg.secure_client_port is not None:
-        secure = lambda: TlsProtocol(ctx, settings, make_plain)  # noqa: E731
+        secure = lambda: TlsProtocol(ctx, settings, make_plain,  # noqa: E731
+                                     on_handshake_failure=on_handshake_failure, refuse=refuse)
     return plain, secure
 
 

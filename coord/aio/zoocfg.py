@@ -11,26 +11,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coord.core.quorumserver import QuorumServer, parse_server_spec  # noqa: F401 (re-exported)
+from coord.core.quorumserver import parse_int as _int, parse_port as _port
+from coord.aio import limits as _limits
+
 
 class ConfigError(Exception):
     pass
-
-
-@dataclass
-class QuorumServer:
-    sid: int
-    host: str
-    quorum_port: int
-    election_port: int
-    role: str = "participant"
-    client_host: str | None = None
-    client_port: int | None = None
-
-    def spec(self) -> str:
-        s = f"{self.host}:{self.quorum_port}:{self.election_port}:{self.role}"
-        if self.client_port is not None:
-            s += f";{self.client_host or '0.0.0.0'}:{self.client_port}"
-        return s
 
 
 @dataclass
@@ -82,6 +69,8 @@ class ServerConfig:
     jaas_config: str | None = None
     sasl_server_section: str | None = None      # sasl.serverconfig (None: "Server", not set by hand)
     sasl_users: dict[str, str] | None = None    # the JAAS section's user_<name> (None: SASL is off)
+    sasl_gss: object | None = None              # its Krb5LoginModule logged in (coord.aio.gss.Acceptors): GSSAPI
+    krb5_conf: str | None = None                # -Djava.security.krb5.conf (None: the library's default)
     auth_providers: dict[str, str] = field(default_factory=dict)   # authProvider.<suffix> -> class
     sasl_super_users: dict[str, str] = field(default_factory=dict)  # superUser[.N] -> SASL id
     sasl_super_password: str | None = None      # SASLAuthenticationProvider.superPassword
@@ -92,11 +81,19 @@ class ServerConfig:
     secure_client_port_address: str | None = None
     client_port_unification: bool = False       # client.portUnification: clientPort takes TLS too
     ssl: dict[str, str] = field(default_factory=dict)   # ssl.* keys for coord.aio.tls
+    ssl_quorum: bool = False                    # sslQuorum: peer links dial with TLS
+    quorum_port_unification: bool = False       # portUnification: quorum/election ports take TLS and plain
+    ssl_quorum_reload: bool = False             # sslQuorumReloadCertFiles
+    ssl_quorum_keys: dict[str, str] = field(default_factory=dict)   # ssl.quorum.* (coord.aio.quorum_tls)
     enforce_auth_enabled: bool = False          # enforce.auth.enabled
     enforce_auth_schemes: tuple[str, ...] = ()  # enforce.auth.schemes
     session_require_sasl: bool = False          # sessionRequireClientSASLAuth (wins over enforce.auth.*)
+    limits: dict = field(default_factory=lambda: _limits.defaults())   # coord.aio.limits keys
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
+    # coord.peerProtocol: "zab" (coord's own ensemble) or "zookeeper" (this server is an observer of
+    # the ZooKeeper ensemble named by the server.N lines; coord.aio.zkobserver)
+    peer_protocol: str = "zab"
 
     @property
     def log_dir(self) -> Path:
@@ -114,13 +111,6 @@ ALL_4LW = ("ruok", "srvr", "stat", "mntr", "conf", "envi", "cons", "wchs", "wchc
 DEFAULT_4LW = SAFE_4LW
 
 
-def _int(v: str, key: str) -> int:
-    try:
-        return int(v.strip())
-    except ValueError:
-        raise ValueError(f"{key} must be an integer, got {v!r}") from None
-
-
 def _bool(v: str, key: str) -> bool:
     s = v.strip().lower()
     if s in ("true", "yes", "1", "on"):
@@ -130,51 +120,10 @@ def _bool(v: str, key: str) -> bool:
     raise ValueError(f"{key} must be true or false, got {v!r}")
 
 
-def _port(v: str, key: str) -> int:
-    p = _int(v, key)
-    if not 0 <= p <= 65535:
-        raise ValueError(f"{key} must be a port number (0-65535), got {p}")
-    return p
-
-
-def _hostport(s: str, what: str) -> tuple[str, int]:
-    s = s.strip()
-    if s.startswith("["):
-        host, _, rest = s[1:].partition("]")
-        port = rest.lstrip(":")
-    else:
-        host, _, port = s.rpartition(":")
-    if not host or not port:
-        raise ValueError(f"{what} must be host:port, got {s!r}")
-    return host, _port(port, what)
-
-
-def parse_server_spec(sid: int, spec: str) -> QuorumServer:
-    """`host:quorumPort:electionPort[:participant|observer][;[clientHost:]clientPort]`."""
-    addr, _, client = spec.partition(";")
-    parts = addr.strip().split(":")
-    role = "participant"
-    if parts and parts[-1] in ("participant", "observer"):
-        role = parts.pop()
-    if len(parts) != 3:
-        raise ValueError(f"server.{sid} must be host:quorumPort:electionPort[:role][;clientPort], got {spec!r}")
-    host = parts[0]
-    qp = _port(parts[1], f"server.{sid} quorum port")
-    ep = _port(parts[2], f"server.{sid} election port")
-    chost = cport = None
-    if client.strip():
-        c = client.strip()
-        if ":" in c:
-            chost, cport = _hostport(c, f"server.{sid} client address")
-        else:
-            chost, cport = "0.0.0.0", _port(c, f"server.{sid} client port")
-    return QuorumServer(sid, host, qp, ep, role, chost, cport)
-
-
 KNOWN_IGNORED = {
     "admin.commandURL", "electionAlg", "syncEnabled", "globalOutstandingLimit",
-    "maxCnxns", "metricsProvider.className", "metricsProvider.exportJvmInfo", "skipACL",
-    "snapshot.trust.empty", "audit.enable", "sslQuorum", "portUnification", "serverCnxnFactory",
+    "metricsProvider.className", "metricsProvider.exportJvmInfo", "skipACL",
+    "snapshot.trust.empty", "audit.enable", "serverCnxnFactory",
     "zookeeper.snapshot.compression.method", "requireClientAuthScheme", "jaasLoginRenew",
     "snapshot.compression.method", "digest.enabled", "fsync.warningthresholdms",
     "zookeeper.fsync.warningthresholdms", "maxResponseCacheSize", "connectToLearnerMasterLimit",
@@ -215,7 +164,11 @@ class UnknownKey(Exception):
 
 
 def _apply(cfg: ServerConfig, k: str, v: str) -> None:
-    if k == "tickTime":
+    if k == "coord.peerProtocol":
+        if v not in ("zab", "zookeeper"):
+            raise ValueError(f"coord.peerProtocol must be zab or zookeeper, got {v!r}")
+        cfg.peer_protocol = v
+    elif k == "tickTime":
         cfg.tick_ms = _int(v, k)
         if cfg.tick_ms <= 0:
             raise ValueError("tickTime must be positive")
@@ -324,7 +277,9 @@ def _apply(cfg: ServerConfig, k: str, v: str) -> None:
         cfg.quorum_listen_on_all_ips = _bool(v, k)
     elif k in ("coord.testZxidCounterLimit",):
         cfg.test_zxid_counter_limit = _int(v, k)
-    elif _apply_security(cfg, k, v):
+    elif _apply_security(cfg, k, v) or _apply_quorum_tls(cfg, k, v):
+        return
+    elif _limits.apply_key(cfg.limits, k, v, cfg.warnings):
         return
     elif k in KNOWN_IGNORED or k.startswith("ssl.") or k.startswith("metricsProvider."):
         return
@@ -354,6 +309,10 @@ def _apply_security(cfg: ServerConfig, k: str, v: str) -> bool:
         if not v:
             raise ValueError(f"{k} must name a JAAS file")
         cfg.jaas_config = v
+    elif k == "java.security.krb5.conf":
+        if not v:
+            raise ValueError(f"{k} must name a Kerberos configuration file")
+        cfg.krb5_conf = v
     elif k == "sasl.serverconfig":
         if not v:
             raise ValueError(f"{k} must name a JAAS section")
@@ -396,6 +355,33 @@ def _apply_security(cfg: ServerConfig, k: str, v: str) -> bool:
     else:
         return False
     return True
+
+
+def _apply_quorum_tls(cfg: ServerConfig, k: str, v: str) -> bool:
+    """sslQuorum, portUnification, sslQuorumReloadCertFiles and ssl.quorum.*; False if not one."""
+    if k == "sslQuorum":
+        cfg.ssl_quorum = _bool(v, k)
+    elif k == "portUnification":
+        cfg.quorum_port_unification = _bool(v, k)
+    elif k == "sslQuorumReloadCertFiles":
+        cfg.ssl_quorum_reload = _bool(v, k)
+    elif k.startswith("ssl.quorum."):
+        from coord.aio.tls import TlsConfigError, TlsSettings
+        try:
+            TlsSettings.from_keys({k: v}, prefix="ssl.quorum")
+        except TlsConfigError as e:
+            raise ValueError(str(e)) from None
+        cfg.ssl_quorum_keys[k] = v
+    else:
+        return False
+    return True
+
+
+def quorum_tls_config(cfg: ServerConfig):
+    """The peer links' TLS settings (coord.aio.quorum_tls.QuorumTlsConfig)."""
+    from coord.aio.quorum_tls import QuorumTlsConfig
+    return QuorumTlsConfig(cfg.ssl_quorum, cfg.quorum_port_unification, cfg.ssl_quorum_reload,
+                           dict(cfg.ssl_quorum_keys))
 
 
 def enforced_schemes(cfg: ServerConfig) -> frozenset:
@@ -446,7 +432,7 @@ def apply_jvm_properties(cfg: ServerConfig, environ, file_keys: set[str]) -> Non
     zookeeper.<key> for the keys this parser knows. A key the zoo.cfg sets itself wins (ZooKeeper
     sets the property from zoo.cfg after the JVM started)."""
     for var, name, value in jvm_properties(environ):
-        if name == "java.security.auth.login.config":
+        if name in ("java.security.auth.login.config", "java.security.krb5.conf"):
             k = name
         elif name.startswith("zookeeper."):
             k = name[len("zookeeper."):]
@@ -476,9 +462,18 @@ def load(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> 
         key = line.strip().partition("=")[0].strip()
         file_keys.add(key[len("zookeeper."):] if key.startswith("zookeeper.") else key)
     apply_jvm_properties(cfg, os.environ, file_keys)
-    from coord.aio.jaas import JaasError, server_users
+    from coord.aio.jaas import JaasError, digest_users, kerberos_login, server_section
     try:
-        cfg.sasl_users = server_users(cfg.jaas_config, cfg.sasl_server_section)
+        modules = server_section(cfg.jaas_config, cfg.sasl_server_section)
+        if modules is not None:
+            cfg.sasl_users = digest_users(modules)
+            login = kerberos_login(modules, cfg.jaas_config)
+            if login is not None:
+                from coord.aio.gss import Acceptors, GssConfigError
+                try:
+                    cfg.sasl_gss = Acceptors(login, cfg.krb5_conf)
+                except GssConfigError as e:
+                    raise ConfigError(f"{cfg.jaas_config}: {e}") from None
     except JaasError as e:
         raise ConfigError(str(e)) from None
     if cfg.secure_client_port_address is not None and cfg.secure_client_port is None:
@@ -493,6 +488,12 @@ def load(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> 
         enforced_schemes(cfg)
     except ValueError as e:
         raise ConfigError(f"{p}: {e}") from None
+    if cfg.ssl_quorum or cfg.quorum_port_unification:
+        from coord.aio.tls import TlsConfigError
+        try:
+            quorum_tls_config(cfg).validate()
+        except TlsConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
     if cfg.jaas_config and cfg.sasl_users is None:
         cfg.warnings.append(f"JAAS file {cfg.jaas_config} has no {cfg.sasl_server_section or 'Server'} "
                             "section: SASL is off")

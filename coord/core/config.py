@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from coord.jute.protocol import DEFAULT_JUTE_MAXBUFFER
 
 if TYPE_CHECKING:
     from coord.core.sasl import SaslConfig
+    from coord.core.throttle import BlueThrottleConfig
 
 
 @dataclass
@@ -30,6 +31,11 @@ class CoreConfig:
     standalone_enabled: bool = True    # standaloneEnabled (a reconfig must then keep 2 voters)
     sasl: "SaslConfig | None" = None   # a JAAS Server section: SASL on the client port (coord.core.sasl)
     enforce_auth: frozenset = frozenset()   # enforce.auth.schemes when enforce.auth.enabled (or {sasl})
+    connection_throttle: "BlueThrottleConfig | None" = None   # connection_throttle_* (coord.core.throttle)
+    random: Callable[[], float] = lambda: 0.5   # uniform draws in [0, 1) (BLUE drops), from the shell
+    # request_throttle_max_requests (0: off), throttled_op_wait_time, request_throttle_drop_stale
+    request_throttle: tuple[int, int, bool] | None = None
+    enforce_quota: bool = False        # zookeeper.enforceQuota: hard quota limits (coord.core.quota)
     extra: dict = field(default_factory=dict)
 
     @property

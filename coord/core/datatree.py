@@ -140,6 +140,8 @@ class DataTree:
         # state it captured (coord.core.snapformat.TreeCapture; several may run at once: a periodic
         # snapshot and a SNAP sync stream).
         self.before_apply = None
+        # coord.core.requeststats.RequestStats while metrics are on: bytes written per namespace.
+        self.write_stats = None
         root = Node(b"", aclmod.OPEN_ACL_UNSAFE, 0, 0, 0)
         self.nodes[ROOT] = root
         self._add_digest(ROOT, root)
@@ -278,6 +280,8 @@ class DataTree:
             self._quota_node_created(parent_path, name)
         if self.quota_paths:
             self._quota_update(path, len(data) if data else 0, 1)
+        if self.write_stats is not None:
+            self.write_stats.write(path, data)
         watches = self.watches
         if watches is not None and watches.armed():
             watches.node_created(path, parent_path, node.acl, parent.acl)
@@ -315,6 +319,8 @@ class DataTree:
             if basename(path) == _QUOTA_LIMIT and parent_path.startswith(PROC):
                 self.quota_paths.discard(parent_path[len(QUOTA):])
             self._quota_update(path, -len(node.data) if node.data else 0, -1)
+        if self.write_stats is not None:
+            self.write_stats.write(path, None)
         watches = self.watches
         if watches is not None and watches.armed():
             watches.node_deleted(path, parent_path, node.acl, parent.acl)
@@ -332,6 +338,8 @@ class DataTree:
         self._update_digest(path, node)
         if self.quota_paths:
             self._quota_update(path, (len(data) if data else 0) - (len(old) if old else 0), 0)
+        if self.write_stats is not None:
+            self.write_stats.write(path, data)
         watches = self.watches
         if watches is not None and watches.armed():
             watches.node_data_changed(path, node.acl)

@@ -14,6 +14,7 @@ from coord.core import acl as aclmod
 from coord.core.datatree import (CONTAINER_OWNER, TTL_MAX, DataTree, acl_records, is_session_owner,
                                  ttl_owner)
 from coord.core.javaorder import hashset_clone_order
+from coord.core.quota import MalformedLimits, QuotaEnforcer, QuotaExceeded
 from coord.core.paths import SPECIAL, CONFIG, invalid_reason, parent_of
 from coord.jute import records as R
 from coord.jute.protocol import Err, OpCode, Perms
@@ -33,9 +34,11 @@ class PrepError(Exception):
 class Change:
     """What prep needs to know of one path as of the newest outstanding txn touching it."""
 
-    __slots__ = ("zxid", "path", "exists", "version", "cversion", "aversion", "owner", "nchildren", "acl")
+    __slots__ = ("zxid", "path", "exists", "version", "cversion", "aversion", "owner", "nchildren", "acl",
+                 "data")
 
-    def __init__(self, zxid, path, exists, version=0, cversion=0, aversion=0, owner=0, nchildren=0, acl=()):
+    def __init__(self, zxid, path, exists, version=0, cversion=0, aversion=0, owner=0, nchildren=0, acl=(),
+                 data=None):
         self.zxid = zxid
         self.path = path
         self.exists = exists
@@ -45,10 +48,11 @@ class Change:
         self.owner = owner
         self.nchildren = nchildren
         self.acl = acl
+        self.data = data   # the node's data as of this change (checkQuota's lastData)
 
     def copy(self, zxid: int) -> "Change":
         return Change(zxid, self.path, self.exists, self.version, self.cversion, self.aversion,
-                      self.owner, self.nchildren, self.acl)
+                      self.owner, self.nchildren, self.acl, self.data)
 
 
 MULTI_OPS = {int(OpCode.create): R.CreateRequest, int(OpCode.create2): R.CreateRequest,
@@ -58,9 +62,10 @@ MULTI_OPS = {int(OpCode.create): R.CreateRequest, int(OpCode.create2): R.CreateR
 
 
 class Prep:
-    def __init__(self, tree: DataTree, *, extended_types: bool = False):
+    def __init__(self, tree: DataTree, *, extended_types: bool = False, quota: QuotaEnforcer | None = None):
         self.tree = tree
         self.extended_types = extended_types
+        self.quota = quota   # enforceQuota: hard limits checked on create and setData
         self.outstanding: dict[str, Change] = {}
         self.changes: deque[Change] = deque()
 
@@ -73,7 +78,7 @@ class Prep:
         if n is None:
             return None
         return Change(0, path, True, n.version, n.cversion, n.aversion, n.owner,
-                      len(n.children) if n.children else 0, n.acl)
+                      len(n.children) if n.children else 0, n.acl, n.data)
 
     def _require(self, path: str) -> Change:
         c = self.record(path)
@@ -132,6 +137,14 @@ class Prep:
             raise PrepError(Err.BADVERSION, path)
         return current + 1
 
+    def _check_quota(self, path: str, bytes_diff: int, count_diff: int) -> None:
+        try:
+            self.quota.check(path, bytes_diff, count_diff)
+        except QuotaExceeded as e:
+            raise PrepError(Err.QUOTAEXCEEDED, e.root) from None
+        except MalformedLimits:
+            raise PrepError(Err.MARSHALLINGERROR, path) from None  # ZooKeeper: NumberFormatException
+
     # -- one op -----------------------------------------------------------------------------------
     def op(self, type_: int, req, session_id: int, auth, zxid: int, time: int):
         """Prepare one write op; returns its txn record (and records its Changes) or raises PrepError."""
@@ -146,7 +159,7 @@ class Prep:
                     self._validate(path)  # a node in the tree has a valid path: check only a miss
                     raise PrepError(Err.NONODE, path)
                 c = Change(zxid, path, True, node.version, node.cversion, node.aversion, node.owner,
-                           len(node.children) if node.children else 0, node.acl)
+                           len(node.children) if node.children else 0, node.acl, node.data)
             elif not c.exists:
                 self._validate(path)
                 raise PrepError(Err.NONODE, path)
@@ -154,10 +167,13 @@ class Prep:
                 c = c.copy(zxid)
             if c.acl is not _OPEN and not aclmod.check(c.acl, _WRITE, auth):
                 raise PrepError(Err.NOAUTH, path)
+            if self.quota is not None:
+                self._check_quota(path, _len(req.data) - _len(c.data), 0)
             expected = req.version
             if expected != -1 and expected != c.version:
                 raise PrepError(Err.BADVERSION, path)
             c.version += 1
+            c.data = req.data
             self.changes.append(c)
             self.outstanding[path] = c
             return R.SetDataTxn(path, req.data, c.version)
@@ -283,6 +299,8 @@ class Prep:
             raise PrepError(Err.NODEEXISTS, path)
         if is_session_owner(p_owner):
             raise PrepError(Err.NOCHILDRENFOREPHEMERALS, path)
+        if self.quota is not None:
+            self._check_quota(path, _len(req.data), 1)
         new_cversion = p_cversion + 1
         ephemeral = flags in (1, 3)
         if type_ == 19:
@@ -305,7 +323,7 @@ class Prep:
         out = self.outstanding
         changes.append(parent)
         out[parent_path] = parent
-        c = Change(zxid, path, True, 0, 0, 0, owner, 0, acl)
+        c = Change(zxid, path, True, 0, 0, 0, owner, 0, acl, req.data)
         changes.append(c)
         out[path] = c
         return txn
@@ -365,6 +383,10 @@ class Prep:
                 self._add(parent)
             self._add(Change(zxid, p, False))
         return R.CloseSessionTxn(order)
+
+
+def _len(data) -> int:
+    return len(data) if data else 0
 
 
 def header(session_id: int, cxid: int, zxid: int, time: int, type_: int) -> R.TxnHeader:

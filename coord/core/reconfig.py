@@ -13,7 +13,7 @@ version=<hex zxid>>, -1). Pure: no sockets, no files.
 """
 from __future__ import annotations
 
-from coord.aio.zoocfg import QuorumServer, parse_server_spec
+from coord.core.quorumserver import QuorumServer, parse_server_spec
 from coord.jute.protocol import Err
 
 

@@ -1,8 +1,9 @@
 """SASL on the client port (opcode 102): ZooKeeperServer.processSasl as a pure state machine.
 
 Tokens in, tokens and identities out. One SaslExchange per connection, made at its first SASL
-packet. With a JAAS `Server` section configured the mechanism is DIGEST-MD5 (coord.core.digest_md5;
-GSSAPI is not served); on success the connection gains `sasl:<authorized id>` (and `super:` if the
+packet. With a JAAS `Server` section configured the mechanism is GSSAPI when the section logs a
+Kerberos principal in (coord.core.gss_krb5, the GSS-API calls done by an acceptor the shell gives),
+else DIGEST-MD5 (coord.core.digest_md5): one mechanism per server, as in ZooKeeper. On success the connection gains `sasl:<authorized id>` (and `super:` if the
 id is a zookeeper.superUser). A failure answers AUTHFAILED with a null token and closes the
 connection, as ZooKeeper does, unless allowSaslFailedClients keeps it open.
 
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from coord.core.digest_md5 import DigestMD5Server, JvmFault, SaslFailure
+from coord.core.gss_krb5 import GssKrb5Server
 from coord.jute.protocol import Err
 
 AUTHFAILED = int(Err.AUTHFAILED)
@@ -36,6 +38,7 @@ class SaslConfig:
     required: bool = False                                 # enforce.auth names sasl: failures say -124
     default_realm: str = ""                                # the Kerberos default realm (none: "")
     nonce: Callable[[], bytes] | None = None               # 40 base64 chars; the shell's randomness
+    gss: Callable[[], Any] | None = None                   # GSSAPI: a new gss_krb5.Acceptor (the shell's)
 
     def password_of(self, user: str) -> str | None:
         if user == "super" and self.super_password is not None:
@@ -83,7 +86,12 @@ class SaslExchange:
 
     def __init__(self, cfg: SaslConfig | None):
         self.cfg = cfg
-        self.mech = DigestMD5Server(cfg.password_of, cfg.nonce()) if cfg is not None else None
+        if cfg is None:
+            self.mech = None
+        elif cfg.gss is not None:
+            self.mech = GssKrb5Server(cfg.gss())
+        else:
+            self.mech = DigestMD5Server(cfg.password_of, cfg.nonce())
         self.unconfigured_replies = 0
 
     def respond(self, token: bytes) -> SaslReply:

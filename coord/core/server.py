@@ -27,6 +27,9 @@ from coord.core.datatree import DataTree, TxnResult, acl_records, is_session_own
 from coord.core.javaorder import hashset_clone_order
 from coord.core.paths import ROOT
 from coord.core.prep import MULTI_OPS, Prep, PrepError
+from coord.core.quota import QuotaEnforcer
+from coord.core.reqthrottle import RequestThrottler
+from coord.core.throttle import BlueThrottle
 from coord.core.sasl import SaslExchange
 from coord.core.sessions import SessionTracker, session_password
 from coord.core.watches import WatchManager
@@ -43,6 +46,7 @@ _LEN = struct.Struct(">i")
 _ZXID_AT = struct.Struct(">q")
 _MULTI_END = R.MultiHeader(-1, True, -1).encode()
 _SYNC_CONNECTED = int(KeeperState.SyncConnected)
+_UNTHROTTLED = frozenset(struct.pack(">i", op) for op in (100, 102))   # auth, sasl: never held
 
 # Pending entry states
 READY, WAIT_COMMIT, DEFERRED = 0, 1, 2
@@ -191,7 +195,15 @@ class ServerCore:
         self.tree = tree or DataTree()
         self.tree.watches = self.watches
         self.adopt_newest_config(self.tree)
-        self.prep = Prep(self.tree, extended_types=self.config.extended_types)
+        self.quota = QuotaEnforcer(self.tree) if self.config.enforce_quota else None
+        if self.quota is not None:
+            self.quota.log = self.log
+        self.prep = self.new_prep(self.tree)
+        rt = self.config.request_throttle
+        self.req_throttle = RequestThrottler(*rt, self.config.max_queued_per_connection) if rt else None
+        self._releasing = False
+        ct = self.config.connection_throttle
+        self.conn_throttle = BlueThrottle(ct, 0) if ct is not None and ct.tokens else None
         self.now_ms = 0
         self.mono_ms = 0
         self.sessions = SessionTracker(self.config.tick_ms, self.config.server_id)
@@ -212,6 +224,7 @@ class ServerCore:
         # read-only server makes): no createSession txn, expired here, never seen by the leader.
         self.local_sessions: set[int] = set()
         self.reconfig_pending = 0
+        self.request_stats = None   # coord.core.requeststats.RequestStats, while metrics are on
         self._init_sessions_from_tree()
 
     def adopt_newest_config(self, tree: DataTree) -> None:
@@ -236,6 +249,11 @@ class ServerCore:
             self.tree.nodes["/zookeeper/config"].data = data
 
     # -- time and identity --------------------------------------------------------------------
+    def collect_request_stats(self, stats) -> None:
+        """Count bytes per namespace and read/update latencies into stats (None: stop)."""
+        self.request_stats = stats
+        self.tree.write_stats = stats
+
     def set_time(self, now_ms: int, mono_ms: int) -> None:
         self.now_ms = now_ms
         self.mono_ms = mono_ms
@@ -253,6 +271,14 @@ class ServerCore:
         for sid, timeout in self.tree.sessions.items():
             self.sessions.add(sid, timeout, mono_ms)
         self.next_container_check = mono_ms + self.config.container_check_interval_ms
+        if self.conn_throttle is not None:
+            self.conn_throttle.last_ms = self.conn_throttle.last_freeze_ms = mono_ms
+
+    def new_prep(self, tree: DataTree) -> Prep:
+        """A Prep over tree (a new one after SNAP replaced the tree), with this server's checks."""
+        if self.quota is not None:
+            self.quota.tree = tree
+        return Prep(tree, extended_types=self.config.extended_types, quota=self.quota)
 
     def next_zxid(self) -> int:
         self.next_zxid_counter += 1
@@ -314,7 +340,7 @@ class ServerCore:
             if not conn.established:
                 if conn.session_id == 0:
                     self._connect(conn, payload)
-                elif conn.session_id in self.connecting:
+                elif conn.session_id in self.connecting or conn.held is not None:
                     # The Netty Java client sends requests right behind its ConnectRequest; ZooKeeper
                     # stops reading (disableRecv) until the session exists, then serves them.
                     conn.held = (conn.held or []) + [payload]
@@ -323,13 +349,51 @@ class ServerCore:
                 else:
                     self._close(conn, "request before the session was established")
                 return
+            rt = self.req_throttle
+            if (rt is not None and payload[4:8] not in _UNTHROTTLED
+                    and rt.hold(conn_id, payload, self.stats.outstanding, self.mono_ms)):
+                return
             self._request(conn, payload)
         except JuteError as e:
             self._close(conn, f"malformed request: {e}")
+        except OverflowError as e:
+            self._close(conn, str(e))
+
+    def queued(self, conn: Connection) -> int:
+        """Requests of conn not answered yet: its queue, and its frames the request throttler holds."""
+        rt = self.req_throttle
+        return len(conn.queue) + (rt.held.get(conn.conn_id, 0) if rt is not None else 0)
+
+    def _release_throttled(self) -> None:
+        """Let requests the throttler holds enter, in arrival order (coord.core.reqthrottle)."""
+        if self._releasing:
+            return
+        self._releasing = True
+        conns = self.conns
+        try:
+            for conn_id, payload, throttled in self.req_throttle.release(
+                    lambda: self.stats.outstanding, lambda c: c in conns and not conns[c].closing, self.mono_ms):
+                conn = conns[conn_id]
+                if throttled:
+                    xid, op = _HEADER(payload, 0)
+                    self._enqueue(conn, Pending(xid, READY, self._reply(xid, Err.THROTTLEDOP), op=op,
+                                                t0=self.mono_ms))
+                    continue
+                try:
+                    self._request(conn, payload)
+                except JuteError as e:
+                    self._close(conn, f"malformed request: {e}")
+        finally:
+            self._releasing = False
 
     # -- session establishment -------------------------------------------------------------------
     def _connect(self, conn: Connection, payload: bytes) -> None:
         req, p = decode(R.ConnectRequest, payload)
+        ct = self.conn_throttle
+        if ct is not None and not ct.check_limit(ct.need(req.sessionId, self.config.local_sessions),
+                                                 self.mono_ms, self.config.random()):
+            self._close(conn, "connection throttled (connection_throttle_tokens)")
+            return
         if p < len(payload):
             conn.client_read_only, p = read_bool(payload, p)
         else:
@@ -343,7 +407,7 @@ class ServerCore:
                               f"0x{self.tree.last_zxid:x}; client must try another server")
             return
         if not self.serving:
-            self._close(conn, "not serving")
+            self._close(conn, "not serving: no quorum (the ensemble is electing or syncing a leader)")
             return
         timeout = min(max(req.timeOut, self.config.min_timeout), self.config.max_timeout)
         if req.sessionId == 0:
@@ -370,6 +434,28 @@ class ServerCore:
         s = self.sessions.get(sid)
         valid = (s is not None and not s.closing and req.passwd == session_password(sid))
         if not valid:
+            conn.session_id = -1
+            self.log(f"invalid session 0x{sid:x} for client {conn.remote}, probably expired")
+            self._connect_reply(conn, 0, 0, bytes(16))
+            self._close(conn)
+            return
+        revalidate = getattr(self.sequencer, "revalidate", None)
+        if revalidate is not None and sid not in self.local_sessions:
+            # A learner of a ZooKeeper ensemble asks the leader (REVALIDATE) before it takes the
+            # session on: finish_revalidation comes back with the answer.
+            conn.session_id = sid
+            conn.held = []
+            revalidate(conn, sid, timeout)
+            return
+        self.finish_revalidation(conn.conn_id, sid, timeout, True)
+
+    def finish_revalidation(self, conn_id: int, sid: int, timeout: int, valid: bool) -> None:
+        """The reconnect of an existing session is accepted (or refused) on `conn_id`."""
+        conn = self.conns.get(conn_id)
+        if conn is None or conn.closing:
+            return
+        s = self.sessions.get(sid)
+        if not valid or s is None:
             conn.session_id = -1
             self.log(f"invalid session 0x{sid:x} for client {conn.remote}, probably expired")
             self._connect_reply(conn, 0, 0, bytes(16))
@@ -486,7 +572,10 @@ class ServerCore:
             except JuteError:
                 pass  # the general path answers it
             else:
-                self._send(conn, self._read_op(conn, op, xid, req))
+                reply = self._read_op(conn, op, xid, req)
+                self._send(conn, reply)
+                if self.request_stats is not None:
+                    self.request_stats.read(op, req.path, reply)
                 self._account(conn, op, 0)
                 return
         cls = REQUEST_RECORD.get(op)
@@ -528,6 +617,8 @@ class ServerCore:
     def _complete(self, conn: Connection, p: Pending) -> None:
         if p.state == DEFERRED:
             p.reply = self._read(conn, p)
+            if self.request_stats is not None:
+                self.request_stats.read(p.op, getattr(p.req, "path", None), p.reply)
         elif p.reply is not None and self.tree.last_zxid > _ZXID_AT.unpack_from(p.reply, 8)[0] > 0:
             # Made earlier (at commit, or as an immediate error) but sent only now, after replies
             # ahead of it in the queue: stamp it with the zxid we are at, or the client would see
@@ -538,6 +629,8 @@ class ServerCore:
         self._account(conn, p.op, self.mono_ms - p.t0)
 
     def _account(self, conn: Connection, op: int, lat: int) -> None:
+        if self.request_stats is not None:
+            self.request_stats.latency(op in WRITE_OPS, lat)
         conn.last_latency = lat
         conn.total_latency += lat
         conn.completed += 1
@@ -763,6 +856,8 @@ class ServerCore:
         w = self.waiting.pop((sid, hdr.cxid), None)
         if w is not None:
             self.stats.outstanding -= 1
+            if self.req_throttle is not None and self.req_throttle.fifo:
+                self._release_throttled()
             conn = self.conns.get(w[0])
             pending = w[1]
             if conn is not None:
@@ -1122,6 +1217,8 @@ class ServerCore:
 
     def tick(self) -> None:
         """Expire sessions and clean containers/TTLs; called by the shell every few ms."""
+        if self.req_throttle is not None and self.req_throttle.fifo:
+            self._release_throttled()
         if self.local_sessions:
             self._expire_local()
         if not self.is_sequencer():

@@ -33,7 +33,7 @@ from operator import attrgetter
 from coord.core import acl as aclmod
 from coord.core.datatree import CONTAINER_OWNER, DataTree, Node, is_ttl_owner
 from coord.core.paths import ROOT, parent_of
-from coord.runtime import cycle_collector_paused
+from coord.core.gcpause import cycle_collector_paused
 
 try:
     import zstandard

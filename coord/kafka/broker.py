@@ -37,6 +37,7 @@ class BrokerSpec:
     sasl_port: int | None = None     # a SASL_PLAINTEXT (SCRAM) listener for non-super users
     authorizer: bool = False         # kafka.security.authorizer.AclAuthorizer, ACLs kept in ZooKeeper
     extra: dict[str, str] = field(default_factory=dict)
+    jvm_flags: list[str] = field(default_factory=list)   # e.g. -Djava.security.auth.login.config=
 
     def properties(self) -> dict[str, str]:
         rf = self.replication
@@ -113,7 +114,7 @@ class Broker:
 
     def command(self) -> list[str]:
         d = self.spec.dir.resolve()
-        return ["java", *BROKER_JVM, f"-Dlog4j.configuration=file:{d / 'log4j.properties'}",
+        return ["java", *BROKER_JVM, *getattr(self.spec, "jvm_flags", ()), f"-Dlog4j.configuration=file:{d / 'log4j.properties'}",
                 f"-Dkafka.logs.dir={d / 'logs'}", "-cp", classpath(), "kafka.Kafka", str(d / "server.properties")]
 
     def start(self) -> "Broker":

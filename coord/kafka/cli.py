@@ -26,6 +26,10 @@ TOOLS = {
     "console-producer": "kafka.tools.ConsoleProducer",
     "console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
     "zookeeper-shell": tools.ZK_SHELL,
+    "producer-perf-test": tools.PRODUCER_PERF,
+    "consumer-perf-test": tools.CONSUMER_PERF,
+    "verifiable-producer": tools.VERIFIABLE_PRODUCER,
+    "verifiable-consumer": tools.VERIFIABLE_CONSUMER,
 }
 
 
@@ -57,7 +61,7 @@ def _require_libs() -> None:
 @click.option("--verbose", is_flag=True, help="Stream the ensemble servers' logs.")
 def up_command(n_brokers, n_servers, base_port, kafka_port, root, fresh, zookeeper, wait, verbose) -> None:
     """Run an ensemble and N Kafka brokers until Ctrl-C."""
-    from coord.cli import _run
+    from coord.aio.runloop import run as _run
     from coord.ensemble import ZK_JAR, plan, port_in_use, write_configs
     _require_libs()
     engine = "zookeeper" if zookeeper else "coord"

@@ -27,7 +27,8 @@ class NotReady(Exception):
 class KafkaCluster:
     def __init__(self, workdir: Path, zk_hosts: str, n: int = 3, *, ports: list[int] | None = None,
                  chroot: str = CHROOT, session_timeout_ms: int = 18000, sasl: bool = False,
-                 authorizer: bool = False, extra: dict[str, str] | None = None):
+                 authorizer: bool = False, extra: dict[str, str] | None = None,
+                 jvm_flags: list[str] | None = None):
         self.workdir = Path(workdir)
         self.zk_hosts = zk_hosts
         self.chroot = chroot
@@ -37,7 +38,7 @@ class KafkaCluster:
             spec = BrokerSpec(i, ports[i - 1], f"{zk_hosts}{chroot}", self.workdir / f"broker{i}",
                               replication=min(3, n), session_timeout_ms=session_timeout_ms,
                               sasl_port=ports[n + i - 1] if sasl else None, authorizer=authorizer,
-                              extra=dict(extra or {}))
+                              extra=dict(extra or {}), jvm_flags=list(jvm_flags or []))
             self.brokers[i] = Broker(spec)
         self._zk: KazooClient | None = None
 

@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--swarm", action="store_true", help="each seed picks its own subset of faults")
     ap.add_argument("--no-faults", action="store_true")
     ap.add_argument("--reconfig", action="store_true", help="grow, shrink and swap members as it runs")
+    ap.add_argument("--graceful", action="store_true", help="planned stops of the leader (handoff) among the faults")
     ap.add_argument("--spares", type=int, default=2, help="servers outside the ensemble at first (--reconfig)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("-v", "--verbose", action="store_true", help="print every server's log")
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
 
     def opts(seed):
         return SimOptions(seed=seed, nodes=a.nodes, observers=a.observers, steps=a.steps, clients=a.clients,
-                          reconfig=a.reconfig, spares=a.spares,
+                          reconfig=a.reconfig, spares=a.spares, graceful=a.graceful,
                           swarm=a.swarm, faults=not a.no_faults, verbose=a.verbose and len(seeds) == 1)
 
     t0 = time.perf_counter()

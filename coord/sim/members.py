@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from coord.core.acl import digest_id
 from coord.core.reconfig import render
-from coord.aio.zoocfg import parse_server_spec
+from coord.core.quorumserver import parse_server_spec
 from coord.jute import records as R
 from coord.jute.codec import decode
 from coord.sim.client import SimClient

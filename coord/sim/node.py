@@ -115,6 +115,33 @@ class SimNode:
         self.conn_at.clear()
         self.world.checker.node_crashed(self)
 
+    def graceful_stop(self, down_ms: int) -> None:
+        """A planned stop: the peer hands over (a leader) and the process exits once it may, after
+        what it sent has reached the wire (a clean exit closes its sockets after their data); it
+        exits anyway after syncLimit, as the shell does. Then down for down_ms."""
+        if not self.up:
+            return
+        self.peer.handoff()
+        self.pump()
+        z = self.zab_config
+        self._await_exit(self.incarnation, self.world.now + z.sync_limit * z.tick_ms + 500, down_ms)
+
+    def _await_exit(self, inc: int, give_up: int, down_ms: int) -> None:
+        if inc != self.incarnation:
+            return
+        w = self.world
+        if self.peer.may_exit or w.now >= give_up:
+            w.note(f"{self.sid} exits ({self.peer.state})")
+            w.after(250, self._exit, inc, down_ms)
+            return
+        w.after(TICK_MS, self._await_exit, inc, give_up, down_ms)
+
+    def _exit(self, inc: int, down_ms: int) -> None:
+        if inc != self.incarnation:
+            return
+        self.crash()
+        self.world.after(down_ms, self.world._restart, self.sid)
+
     def restart(self) -> None:
         if self.up:
             return

@@ -13,11 +13,13 @@ Commands
     config KEY VALUE                 a ZabConfig field (history_txns, zxid_counter_limit, ...)
     nodes N [observers M]            an ensemble of voters 1..N (observers after them)
     start [S...] | crash S | restart S [replay]    (replay: the whole log into the tree, as a driver may)
+    handoff S                        a planned stop: a leader hands over, then stops (others just stop)
     lead S | follow S L | look S     force a role (election only picks who tries: safety must hold anyway)
     stabilize [MS]                   deliver, fsync and tick freely for MS (default 1000) virtual ms
     deliver A->B [N|all|TYPE] | deliver all | drop A->B [N|all] | fsync S [N|all] | tick MS
                                      (TYPE: deliver up to and including the next message of that type)
     partition S... | heal            cut the listed servers off from the rest (links drop) / undo
+    reconfig on | reconfig C add|remove S   enable dynamic reconfig (before start) / C sends one as super
     client C S | create C PATH [DATA] [ephemeral] | set C PATH DATA | get C PATH | close C
     watch C PATH | sync C            getData with a watch (no reply may then pass its event) / sync()
     disconnect C                     the client vanishes; its session must expire
@@ -81,7 +83,13 @@ class ScriptNode:
             for hdr, txn in ds.log:
                 tree.apply(hdr, txn)
             ds.log = []
-        core = ServerCore(CoreConfig(server_id=self.sid, tick_ms=w.zab.tick_ms), tree)
+        cc = CoreConfig(server_id=self.sid, tick_ms=w.zab.tick_ms)
+        if w.reconfig:
+            from coord.sim.members import SUPER_DIGEST, config_data
+            cc.quorum = cc.reconfig_enabled = True
+            cc.super_digest = SUPER_DIGEST
+            cc.config_data = config_data(w.voters, w.observers)
+        core = ServerCore(cc, tree)
         core.watches = tree.watches = RecordingWatches()
         self.core = core
         self.peer = QuorumPeer(self.sid, w.voters, w.observers, core, w.zab)
@@ -123,6 +131,7 @@ class ScriptWorld:
         self.now = 0
         self.nodes: dict[int, ScriptNode] = {}
         self.voters: dict[int, None] = {}
+        self.reconfig = False
         self.observers: dict[int, None] = {}
         self.links: set[tuple[int, int]] = set()
         self.queues: dict[tuple[int, int], deque] = {}
@@ -187,7 +196,8 @@ class ScriptWorld:
             text = e[2].split("] ", 1)[-1]
             if e[1] in ("warn", "error") and not stable_quiet:
                 self.out(f"  {sid}: {e[1]}: {text}")
-            elif text.startswith(("syncing ", "rolled to")) or "rolling to epoch" in text:
+            elif text.startswith(("syncing ", "rolled to", "handing off", "stopped: ", "taking over",
+                                  "took over")) or "rolling to epoch" in text or "handed over to" in text:
                 self.out(f"  {sid}: {text}")
             return
         if kind == "role":
@@ -214,6 +224,9 @@ class ScriptWorld:
         if kind == "install_snapshot":
             n.disk.enqueue(("install", e[1], e[2]))
             self.out(f"  {sid}: install snapshot at {zx(e[2])}")
+            return
+        if kind == "config":
+            self.out(f"  {sid}: configuration {zx(e[3])} active: voters {sorted(e[1])}, observers {sorted(e[2])}")
             return
         raise AssertionError(f"unknown effect {e!r}")
 
@@ -326,6 +339,9 @@ class ScriptWorld:
                 self.out(f"  {c.name}: session {zx(resp.sessionId)} established on {c.node.sid}")
                 continue
             hdr, q = decode(R.ReplyHeader, frame)
+            if hdr.xid == -4:
+                self.out(f"  {c.name}: auth err={hdr.err}")
+                continue
             if hdr.xid == -1:
                 ev = decode(R.WatcherEvent, frame, q)[0]
                 c.watches.pop(ev.path, None)
@@ -369,6 +385,21 @@ class ScriptWorld:
     def cmd_config(self, key, value):
         """Set a ZabConfig field (before start)."""
         setattr(self.zab, key, int(value, 0))
+
+    def cmd_reconfig(self, *args):
+        """`reconfig on` (before start): members may reconfigure; `reconfig C add|remove S`: client C,
+        as super, sends an incremental reconfig."""
+        if args == ("on",):
+            self.reconfig = True
+            return
+        from coord.sim.members import SUPER, spec
+        name, kind, sid = args
+        c = self.clients[name]
+        n = c.node
+        n.core.frame(c.conn, R.RequestHeader(-4, 100).encode() + R.AuthPacket(0, "digest", SUPER.encode()).encode())
+        joining = f"server.{sid}={spec(int(sid))}" if kind == "add" else None
+        leaving = sid if kind == "remove" else None
+        self.client_send(c, 16, R.ReconfigRequest(joining, leaving, None, -1).encode(), f"write reconfig {kind} {sid}")
 
     def cmd_nodes(self, n, *rest):
         n = int(n)
@@ -421,6 +452,11 @@ class ScriptWorld:
         p.closing.pop(leader, None)          # a script does not wait out the reconnect back-off
         p.last_connect.pop(leader, None)
         p._want_links()
+        self.pump(n)
+
+    def cmd_handoff(self, s):
+        n = self.nodes[int(s)]
+        n.peer.handoff()
         self.pump(n)
 
     def cmd_lead(self, s):

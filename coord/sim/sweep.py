@@ -3,7 +3,7 @@
 A bug that shows once in a few thousand seeds (seed 92717 was one in 4,900) is out of reach of a fixed
 set of a few hundred. A sweep runs a range of seeds, each in a configuration drawn from the seed
 itself (so a seed always means the same run), across every shape the simulator knows: 3 and 5 voters,
-observers, membership changes, fixed and swarm fault mixes, single servers. Each seed also draws Zab's
+observers, membership changes, fixed and swarm fault mixes, single servers, planned stops (handoff). Each seed also draws Zab's
 bounds (history window, zxid counter limit and so on: world.py), so counter rolls come in every shape.
 
     python -m coord.sim --sweep 100000-109999 [--steps 6000] [--jobs N]
@@ -33,6 +33,11 @@ MIX: list[tuple[str, int, dict]] = [
     ("reconfig-n5", 6, dict(nodes=5, reconfig=True)),
     ("reconfig-n3-swarm", 6, dict(nodes=3, reconfig=True, swarm=True)),
     ("n1", 5, dict(nodes=1, clients=2)),
+    # planned stops: the leader hands over (peer.handoff) amid the other faults
+    ("n3-graceful", 8, dict(nodes=3, graceful=True)),
+    ("n5-graceful-swarm", 4, dict(nodes=5, swarm=True, graceful=True)),
+    ("n3+obs-graceful", 3, dict(nodes=3, observers=1, graceful=True)),
+    ("reconfig-n3-graceful", 4, dict(nodes=3, reconfig=True, graceful=True)),
 ]
 _PICK_SALT = 0x5EED5
 

@@ -4,7 +4,8 @@ One run, from one seed:
   safety phase    `steps` events with faults: crashes and restarts (one server, or all at once),
                   symmetric and one-way partitions, message loss, duplication, reordering and
                   corruption, slow disks and links, torn writes, corrupt reads, clock skew and
-                  drift, clients dying or hanging. Checkers (checker.py, client.py) run as events
+                  drift, clients dying or hanging; with `graceful`, planned stops too: the leader
+                  asked to stop hands over (peer.handoff) and exits once it may. Checkers (checker.py, client.py) run as events
                   happen; any violation stops the run.
   liveness phase  every fault healed, every server up: within `liveness_ms` of virtual time one
                   leader must be established with every server following it in broadcast, a probe
@@ -41,6 +42,7 @@ class SimOptions:
     reconfig: bool = False      # membership changes (members.py) with `spares` servers outside at first
     spares: int = 2
     reconfig_plan: tuple | None = None   # members.Reconfigurer's plan (tests); None: random changes
+    graceful: bool = False      # planned stops of the leader (handoff), then a restart
     verbose: bool = False
     zab: dict = field(default_factory=dict)
 
@@ -56,6 +58,8 @@ class SimOptions:
             cmd += " --no-faults"
         if self.reconfig:
             cmd += f" --reconfig --spares {self.spares}"
+        if self.graceful:
+            cmd += " --graceful"
         return cmd
 
 
@@ -114,6 +118,7 @@ class World:
         self.next_client = opts.clients + 1
         self.faults = self.rng.stream("faults")
         self.fault_kinds = self._choose_faults()
+        self.stops = self.rng.stream("graceful")     # its own stream: other faults draw as before
         self.down_until: dict[int, int] = {}
 
     # -- the event loop -----------------------------------------------------------------------------
@@ -239,6 +244,31 @@ class World:
                 self.clients.append(nc)
                 nc.start()
 
+    def schedule_graceful(self) -> None:
+        if self.phase == "safety" and self.opts.graceful:
+            self.after(self.stops.randint(300, 3000), self.graceful_stop)
+
+    def graceful_stop(self) -> None:
+        """A planned stop (SIGTERM, a rolling restart) of the leader, or now and then of another
+        server; sometimes another server crashes mid-handoff (the successor, say)."""
+        if self.phase != "safety":
+            return
+        self.schedule_graceful()
+        r = self.stops
+        up = [s for s in sorted(self.nodes) if self.nodes[s].up and self.nodes[s].peer is not None]
+        leaders = [s for s in up if self.nodes[s].peer.state == "leading"]
+        if not up:
+            return
+        sid = leaders[0] if leaders and r.random() < 0.85 else r.choice(up)
+        self.note(f"graceful stop of {sid} ({self.nodes[sid].peer.state})")
+        self.nodes[sid].graceful_stop(r.randint(200, 2000))
+        if r.random() < 0.2 and len(up) > 1:
+            other = r.choice([s for s in up if s != sid])
+            delay = r.randint(0, 15)
+            self.note(f"and {other} crashes {delay} ms into it")
+            self.after(delay, self._crash, other)
+            self.after(delay + r.randint(50, 1500), self._restart, other)
+
     def nemesis(self, event: str, sid: int) -> None:
         """Crash servers right after protocol moments where ordering bugs hide (an epoch written, a
         truncation or snapshot install begun, an epoch established): with a slow disk in play, that
@@ -306,6 +336,7 @@ class World:
             if self.reconfigurer is not None:
                 self.reconfigurer.start()
             self.schedule_fault()
+            self.schedule_graceful()
             while self.count < opts.steps:
                 if not self.step():
                     break

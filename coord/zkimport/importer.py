@@ -11,19 +11,18 @@ passwords the way ZooKeeper does.
 from __future__ import annotations
 
 import logging
-import struct
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from coord.core import acl as aclmod
 from coord.core.datatree import DataTree, Node
 from coord.core.paths import parent_of
+from coord.core.zkpeer.digest import node_digest as zk_node_digest  # noqa: F401  (re-exported)
+from coord.core.zkpeer.digest import tree_digest
 from coord.zkimport.zkfiles import ZkFormatError, list_files, read_log, read_snapshot
 
 log = logging.getLogger("coord.zkimport")
 
-_ZK_STAT = struct.Struct(">qqqqqiiiq")
 _MASK64 = (1 << 64) - 1
 
 
@@ -43,24 +42,8 @@ class ImportResult:
     tree: DataTree | None = None
 
 
-def zk_node_digest(path: str, node: Node) -> int:
-    """ZooKeeper's DigestCalculator (version 2) for one node; 0 under /zookeeper/."""
-    if path.startswith("/zookeeper/"):
-        return 0
-    if path == "/":
-        path = ""
-    c = zlib.crc32(path.encode())
-    if node.data is not None:
-        c = zlib.crc32(node.data, c)
-    return zlib.crc32(_ZK_STAT.pack(node.czxid, node.mzxid, node.pzxid, node.ctime, node.mtime,
-                                    node.version, node.cversion, node.aversion, node.owner), c)
-
-
 def zk_digest(tree: DataTree) -> int:
-    total = 0
-    for path, node in tree.nodes.items():
-        total += zk_node_digest(path, node)
-    return total & _MASK64
+    return tree_digest(tree)
 
 
 def find_version_dir(d: Path) -> Path:

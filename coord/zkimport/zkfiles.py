@@ -21,9 +21,8 @@ import struct
 import zlib
 from pathlib import Path
 
-from coord.core.datatree import TXN_RECORD
-from coord.jute import records as R
-from coord.jute.codec import JuteError, decode
+from coord.core.zkpeer.txnentry import TxnEntryError, decode_txn_entry
+from coord.jute.codec import JuteError
 
 SNAP_MAGIC = b"ZKSN"
 LOG_MAGIC = b"ZKLG"
@@ -231,23 +230,10 @@ class ZkLogEntry:
 
 
 def decode_entry(buf: bytes) -> ZkLogEntry:
-    hdr, p = decode(R.TxnHeader, buf, 0)
-    t = hdr.type
-    txn = None
-    if t == -11 and p == len(buf):
-        pass  # closeSession written without CloseSessionTxn
-    else:
-        cls = TXN_RECORD.get(t)
-        if cls is None:
-            raise ZkFormatError(f"unsupported txn type {t} at zxid 0x{hdr.zxid:x}")
-        txn, p = decode(cls, buf, p)
-    digest = None
-    rest = len(buf) - p
-    if rest == 12:
-        digest = struct.unpack_from(">iq", buf, p)
-    elif rest:
-        raise ZkFormatError(f"{rest} unexpected bytes after txn 0x{hdr.zxid:x}")
-    return ZkLogEntry(hdr, txn, digest)
+    try:
+        return ZkLogEntry(*decode_txn_entry(buf))
+    except TxnEntryError as e:
+        raise ZkFormatError(str(e)) from None
 
 
 class ZkLog:

@@ -21,8 +21,9 @@ _ZX = re.compile(r"^(\s*)(czxid|mzxid|pzxid)=([0-9a-f]+)$")
 
 
 class CliMt:
-    def __init__(self, hostport: str):
-        self.proc = subprocess.Popen([str(CLI_MT), hostport], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    def __init__(self, hostport: str, argv: list[str] | None = None):
+        """cli_mt on hostport; `argv` replaces the whole command line (another build, TLS options)."""
+        self.proc = subprocess.Popen(argv or [str(CLI_MT), hostport], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, bufsize=1)
         self.lines: list[str] = []
         self.lock = threading.Lock()

@@ -3,9 +3,13 @@
 - requests over TLS (secureClientPort; ZooKeeper on Netty): P client processes, each one TLS
   connection issuing getData of a 100-byte znode back to back for D seconds: ops/s, p50, p99;
 - new connections per second: TLS handshake (client certificate) + session + close; and plain TCP +
-  session + SASL DIGEST-MD5 login (pure-sasl, two round trips) + close; one client process each.
+  session + SASL DIGEST-MD5 login (pure-sasl, two round trips) + close; one client process each;
+- with --gssapi, also plain TCP + session + SASL GSSAPI login (three round trips: AP-REQ, layer
+  offer, layer choice; the client's service ticket cached as the Java client caches it) + close,
+  against a second pair configured with Krb5LoginModule and a real MIT KDC (tests.support.kdc).
+  --gssapi-only measures just that.
 
-    .venv/bin/python -m tests.security.bench_security [--procs 4] [--seconds 8] [--rounds 3]
+    .venv/bin/python -m tests.security.bench_security [--procs 4] [--seconds 8] [--rounds 3] [--gssapi]
 
 Both servers share the machine with the clients; the ratio (coord / ZooKeeper) is what to read.
 """
@@ -78,8 +82,14 @@ def main() -> None:
     ap.add_argument("--procs", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--rounds", type=int, default=3, help="alternating zk/coord rounds; medians reported")
+    ap.add_argument("--gssapi", action="store_true", help="also GSSAPI connects/s (starts a KDC)")
+    ap.add_argument("--gssapi-only", action="store_true", help="only GSSAPI connects/s")
     a = ap.parse_args()
     d = Path(tempfile.mkdtemp(prefix="bench-security-"))
+    if a.gssapi or a.gssapi_only:
+        bench_gssapi(d / "gss", a.seconds / 2, a.rounds)
+    if a.gssapi_only:
+        return
     pki = Pki(d / "pki")
     pki.pem("other")
     pki.ca_pem()
@@ -113,6 +123,43 @@ def main() -> None:
     z, c = rows["zookeeper"], rows["coord"]
     ratios = [c[0] / z[0], z[1] / c[1], z[2] / c[2], c[3] / z[3], c[4] / z[4]]
     print(f"{'ratio':12}" + "".join(f"{v:>20.2f}" for v in ratios) + "   (coord vs ZooKeeper, >1 = coord better)")
+
+
+def bench_gssapi(d: Path, seconds: float, rounds: int) -> None:
+    """GSSAPI connects/s, coord vs ZooKeeper, alternating rounds, medians."""
+    from tests.security.conftest import start_krb_pair
+    from tests.security.krb import gss_login, make_realm, restore_env, use_client_env
+    from tests.support.kdc import Kdc
+    kdc = Kdc(d / "kdc").start()
+    old = None
+    pair = None
+    try:
+        realm = make_realm(kdc, d / "realm")
+        old = use_client_env(realm)
+        pair = start_krb_pair(realm, d / "pair")
+        runs: dict[str, list] = {"zookeeper": [], "coord": []}
+        # One unmeasured round each first: the JVM's and PyPy's JITs warm up on the login path.
+        for i, (name, srv) in enumerate((("zookeeper", pair.zk), ("coord", pair.coord)) * (rounds + 1)):
+            def gss_connect(port=srv.client_port):
+                c = session("localhost", port)
+                steps = gss_login(c, "client")
+                assert [s.err for s in steps] == [0, 0, 0] and steps[-1].token is None, steps
+                c.close_socket()
+            gss_connect()   # the service ticket, once, as a Java client's Subject keeps it
+            rate = bench_connects(gss_connect, seconds)
+            if i >= 2:
+                runs[name].append(rate)
+    finally:
+        if pair is not None:
+            pair.stop()
+        if old is not None:
+            restore_env(old)
+        kdc.stop()
+    for name, rs in runs.items():
+        print(f"# {name:10} GSSAPI connects/s " + " ".join(f"{v:.1f}" for v in rs))
+    z, c = _pct(runs["zookeeper"], 0.5), _pct(runs["coord"], 0.5)
+    print(f"GSSAPI connects/s (medians): zookeeper {z:.1f}  coord {c:.1f}  ratio {c / z:.2f}   "
+          "(coord vs ZooKeeper, >1 = coord better)")
 
 
 if __name__ == "__main__":

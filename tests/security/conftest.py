@@ -73,3 +73,32 @@ def pki(tmp_path_factory):
     """A CA, server and client certificates and their stores (tests.security.certs)."""
     from tests.security.certs import Pki
     return Pki(tmp_path_factory.mktemp("pki"))
+
+
+# -- Kerberos (tests/security/krb.py): a real MIT KDC, the realm's keytabs, a GSSAPI server pair --
+from tests.support.kdc import kdc_fixture  # noqa: E402
+from tests.security.krb import SERVER, make_realm, restore_env, use_client_env, write_krb_jaas  # noqa: E402
+
+kdc = kdc_fixture()
+
+
+@pytest.fixture(scope="module")
+def realm(kdc, tmp_path_factory):
+    r = make_realm(kdc, tmp_path_factory.mktemp("realm"))
+    old = use_client_env(r)
+    yield r
+    restore_env(old)
+
+
+def start_krb_pair(realm, d, extra_cfg=None, props=None, server=SERVER, keytab=None):
+    """Real ZooKeeper and coord with the same Krb5LoginModule Server section and krb5.conf flag."""
+    d.mkdir(parents=True, exist_ok=True)
+    jaas = write_krb_jaas(d / "jaas.conf", server=(realm.principal(server), keytab or realm.server_keytab))
+    return start_sasl_pair(d, jaas, extra_cfg, {**realm.jvm_props(), **(props or {})})
+
+
+@pytest.fixture(scope="module")
+def krb_pair(realm, tmp_path_factory):
+    p = start_krb_pair(realm, tmp_path_factory.mktemp("gss"), props={"zookeeper.superUser": realm.principal("admin")})
+    yield p
+    p.stop()

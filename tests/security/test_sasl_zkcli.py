@@ -15,9 +15,11 @@ from tests.support.real_zk import ZKCLI
 pytestmark = pytest.mark.realzk
 
 
-def run_zkcli(hostport: str, jaas, commands: list[str], timeout: float = 90.0) -> list[str]:
+def run_zkcli(hostport: str, jaas, commands: list[str], timeout: float = 90.0,
+              extra_flags: list[str] = ()) -> list[str]:
     env = _env()
     env["CLIENT_JVMFLAGS"] += f" -Djava.security.auth.login.config={jaas}"
+    env["CLIENT_JVMFLAGS"] += "".join(f" {f}" for f in extra_flags)
     script = "\n".join(commands + ["quit"]) + "\n"
     p = subprocess.run([str(ZKCLI), "-server", hostport], input=script, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True, timeout=timeout, env=env)

@@ -74,6 +74,8 @@ class Member:
         cfg = str(self.config_path())
         if self.ens.kind == "coord":
             env = dict(os.environ, PYTHONPATH=str(ROOT))
+            if self.ens.server_jvmflags:
+                env["SERVER_JVMFLAGS"] = " ".join(self.ens.server_jvmflags)
             cmd = [sys.executable, "-m", "coord.cli", "serve", "--config", cfg, "--log-level",
                    self.ens.log_level]
         else:
@@ -85,7 +87,8 @@ class Member:
                 shutil.copy(ZK_CONF_EXAMPLE / "log4j.properties", conf / "log4j.properties")
             cmd = ["java", f"-Xmx{self.ens.heap_mb}m", f"-Dzookeeper.log.dir={self.dir}",
                    "-Dzookeeper.root.logger=INFO,CONSOLE", "-Dzookeeper.extendedTypesEnabled=true",
-                   *self.ens.jvm_flags, "-cp", ":".join([zk_classpath(conf), *self.ens.classpath]),
+                   *self.ens.jvm_flags, *self.ens.server_jvmflags,
+                   "-cp", ":".join([zk_classpath(conf), *self.ens.classpath]),
                    "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
         self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, env=env,
                                      cwd=self.dir, start_new_session=True)
@@ -155,7 +158,8 @@ class Ensemble:
                  observers: int = 0, tick_ms: int = 200, init_limit: int = 10, sync_limit: int = 10,
                  force_sync: bool = True, extra_cfg: dict | None = None, heap_mb: int = 256,
                  log_level: str = "info", jvm_flags: list[str] | None = None,
-                 member_cfg: dict[int, dict] | None = None, classpath: list[str] | None = None):
+                 member_cfg: dict[int, dict] | None = None, classpath: list[str] | None = None,
+                 server_jvmflags: list[str] | None = None):
         if kind not in ("coord", "zookeeper"):
             raise ValueError(kind)
         self.workdir = Path(workdir)
@@ -171,6 +175,8 @@ class Ensemble:
         self.log_level = log_level
         self.jvm_flags = list(jvm_flags or [])   # real ZooKeeper only, e.g. -Dreadonlymode.enabled=true
         self.classpath = list(classpath or [])   # real ZooKeeper only: jars after zookeeper.jar's
+        # both kinds, as zkServer.sh passes them: the JVM's flags, coord's SERVER_JVMFLAGS (e.g. JAAS)
+        self.server_jvmflags = list(server_jvmflags or [])
         # per-server zoo.cfg keys (e.g. each its own metrics port): then each server has its own file
         self.member_cfg = {sid: dict(c) for sid, c in (member_cfg or {}).items()}
         ports = _free_ports(3 * (n + observers))

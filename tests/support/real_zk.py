@@ -26,8 +26,9 @@ class RealZooKeeper:
     def __init__(self, workdir: Path, client_port: int | None = None, *, force_sync: bool = False,
                  extra_cfg: dict[str, str] | None = None, myid: int | None = None,
                  servers: dict[int, str] | None = None, heap_mb: int = 512,
-                 jvm_flags: list[str] | None = None):
+                 jvm_flags: list[str] | None = None, classpath: list[str] | None = None):
         self.workdir = Path(workdir)
+        self.classpath = list(classpath or [])  # jars after zookeeper.jar's (e.g. the Prometheus provider)
         self.client_port = client_port or free_port()
         self.force_sync = force_sync
         self.extra_cfg = dict(extra_cfg or {})
@@ -87,7 +88,7 @@ class RealZooKeeper:
             ["java", f"-Xmx{self.heap_mb}m", "-Dzookeeper.log.dir=" + str(self.workdir),
              "-Dzookeeper.root.logger=WARN,CONSOLE", "-Dzookeeper.extendedTypesEnabled=true",
              *self.jvm_flags,
-             "-cp", zk_classpath(self.conf_dir),
+             "-cp", ":".join([zk_classpath(self.conf_dir), *self.classpath]),
              "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         if not self.servers:
@@ -132,10 +133,14 @@ class RealZooKeeper:
 class RealZooKeeperEnsemble:
     """N real ZooKeeper servers on localhost, each with its own dir and ports."""
 
-    def __init__(self, workdir: Path, n: int = 3, *, force_sync: bool = False, extra_cfg: dict | None = None):
+    def __init__(self, workdir: Path, n: int = 3, *, force_sync: bool = False, extra_cfg: dict | None = None,
+                 extra_servers: dict[int, str] | None = None):
+        """extra_servers: more server.N lines every member's zoo.cfg names (e.g. an observer's)."""
         self.workdir = Path(workdir)
         ports = [(free_port(), free_port(), free_port()) for _ in range(n)]
         servers = {i + 1: f"127.0.0.1:{q}:{e}" for i, (_, q, e) in enumerate(ports)}
+        servers.update(extra_servers or {})
+        self.servers = servers
         self.members = [
             RealZooKeeper(self.workdir / f"zk{i + 1}", ports[i][0], force_sync=force_sync,
                           extra_cfg=extra_cfg, myid=i + 1, servers=servers)

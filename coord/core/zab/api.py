@@ -50,7 +50,7 @@ Effects (tuples; first field is the kind)
                                              "removed" (a reconfig took us out), for srvr/mntr
     ("config", voters, observers, version)   a configuration became active (dynamic reconfiguration):
                                              the servers to keep links to (values as given to the
-                                             constructor, or coord.aio.zoocfg.QuorumServer from a
+                                             constructor, or coord.core.quorumserver.QuorumServer from a
                                              reconfig); links to servers it no longer names may go
     ("log", level, text)
 

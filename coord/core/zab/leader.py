@@ -36,6 +36,15 @@ Epoch roll (ZOOKEEPER-1277 without the outage): when the zxid counter would pass
 writes are held, and the leader runs discovery and sync again for epoch+1 with the learners it has,
 while everyone keeps serving reads and holding their clients; at establishment it resumes proposing
 with (epoch+1, 1). If no quorum answers within initLimit, it steps down like any leader would.
+
+Handoff (a planned stop: SIGTERM, a roll, a removal): the leader proposes nothing new (writes and
+sync()s that reach it now are dropped: the learner that forwarded them sends them again to the next
+leader), waits until everything it proposed is committed, and sends HANDOFF(epoch, zxid, successor)
+to every learner, the successor being a voter follower that has acked everything. Then it stops.
+The successor leads without an election and the others follow it, everyone keeping its clients;
+the new epoch still goes through discovery and synchronisation, so safety rests where it always
+did (docs/zab.md, "Graceful leader handoff"). A learner that does not take part (a lost HANDOFF, a
+successor that dies) falls back to an election.
 """
 from __future__ import annotations
 
@@ -92,8 +101,11 @@ def plan_sync(history, peer_last: int, peer_tree: int) -> tuple[str, int]:
 
 
 class LeaderRole:
-    def __init__(self, peer):
+    def __init__(self, peer, took_over_from: int | None = None):
         self.peer = peer
+        self.took_over_from = took_over_from     # a handoff made us leader (we kept serving)
+        self.handing_off = False
+        self.handoff_deadline = 0
         self.core = peer.core
         self.cfg = peer.config
         self.sid = peer.sid
@@ -181,6 +193,10 @@ class LeaderRole:
         if (not self.established or self.rolling) and self.phase != BROADCAST and now > self.deadline:
             peer.become_looking(f"no quorum for epoch {self.new_epoch or '?'} within initLimit")
             return
+        if self.handing_off:
+            self._try_handoff()
+            if peer.role is not self:
+                return
         if now >= self.next_ping:
             self.next_ping = now + cfg.ping_ms
             ping = M.Ping(self.commit_zxid)
@@ -415,6 +431,9 @@ class LeaderRole:
             peer.listener.established(peer, self.new_epoch)
         if not core.serving:
             peer.start_serving(LeaderSequencer(peer, self))
+        elif self.took_over_from is not None and not was_rolling:
+            peer.log("info", f"took over from {self.took_over_from} in epoch {self.new_epoch} "
+                             f"without leaving service")
         elif was_rolling:
             peer.log("info", f"rolled to epoch {self.new_epoch} without leaving service")
         self._complete_syncs()
@@ -427,6 +446,8 @@ class LeaderRole:
     def submit(self, request: Request) -> None:
         peer = self.peer
         core = self.core
+        if self.handing_off:
+            return          # its learner forwards it again to our successor; our own clients reconnect
         if self.phase != BROADCAST or self.rolling:
             if len(self.held) >= self.cfg.max_held_requests:
                 peer.log("warn", "too many writes held during an epoch change; dropping one")
@@ -479,6 +500,8 @@ class LeaderRole:
         if self.phase == NEWLEADER:
             self._maybe_persist_current()
         self._maybe_commit()
+        if self.handing_off:
+            self._try_handoff()
 
     def on_log_truncated(self, zxid: int) -> None:
         pass
@@ -496,6 +519,8 @@ class LeaderRole:
         if m.zxid > h.acked_zxid:
             h.acked_zxid = m.zxid
             self._maybe_commit()
+            if self.handing_off:
+                self._try_handoff()
 
     def _maybe_commit(self) -> None:
         if not self.established:
@@ -556,7 +581,7 @@ class LeaderRole:
         self.local_syncs.append((self.peer.last_zxid, conn.conn_id, pending))
 
     def on_syncreq(self, sid: int, m: M.SyncReq) -> None:
-        if not self.handles[sid].uptodate:
+        if not self.handles[sid].uptodate or self.handing_off:
             return
         if self.commit_zxid >= self.peer.last_zxid and not self.held:
             self.peer.send(sid, M.SyncReply(m.req_id, self.commit_zxid))
@@ -613,6 +638,55 @@ class LeaderRole:
             elif h.phase != H_INFO:
                 self.drop(h.sid, "epoch roll while it was still syncing")
         peer.persist_epochs(e, peer.current_epoch)
+
+    # -- handoff --------------------------------------------------------------------------------------
+    def begin_handoff(self) -> None:
+        """Asked to stop: no new proposals; hand over once everything proposed is committed."""
+        if self.handing_off:
+            return
+        peer = self.peer
+        self.handing_off = True
+        self.handoff_deadline = peer.mono_ms + self.cfg.sync_limit * self.cfg.tick_ms
+        self.held.clear()
+        peer.log("info", f"handing off leadership: {peer.last_zxid - self.commit_zxid if peer.last_zxid >> 32 == self.commit_zxid >> 32 else '?'} "
+                         f"proposals outstanding")
+        self._flush_proposals()
+        self._try_handoff()
+
+    def release(self) -> None:
+        """Handed off: let the learners go without closing their links (a close could overtake the
+        HANDOFF still in the driver's buffers; they follow the successor and ignore our link)."""
+        for h in self.handles.values():
+            self._end_stream(h)
+        self.handles.clear()
+
+    def successor(self) -> LearnerHandle | None:
+        """A voter of the active configuration, synced with us and durable through our last zxid;
+        the highest id among them (the one an election among them would pick)."""
+        last = self.peer.last_zxid
+        voters = self.peer.membership.active.voters
+        ok = [h for h in self.handles.values() if h.uptodate and h.synced and not h.observer
+              and h.sid in voters and h.acked_zxid >= last and h.stream is None]
+        return max(ok, key=lambda h: h.sid) if ok else None
+
+    def _try_handoff(self) -> None:
+        peer = self.peer
+        if not self.handing_off or peer.role is not self:
+            return
+        last = peer.last_zxid
+        late = peer.mono_ms > self.handoff_deadline
+        ready = self.established and self.phase == BROADCAST and not self.rolling and not self.pending \
+            and self.commit_zxid >= last and not peer.membership.pending
+        succ = self.successor() if ready else None
+        if succ is None:
+            if late:
+                peer.finish_handoff(None, "no up-to-date follower to hand over to in time")
+            return
+        msg = M.Handoff(self.new_epoch, last, succ.sid)
+        for h in self.handles.values():
+            if h.uptodate and h.forwarding:
+                peer.send(h.sid, msg)
+        peer.finish_handoff(succ.sid, f"handed leadership to {succ.sid} at 0x{last:x}")
 
     # -- introspection --------------------------------------------------------------------------------
     def info(self) -> dict:

@@ -22,6 +22,13 @@ Phases (self.phase) and what moves them:
 A LEADERINFO while in BROADCAST is the leader rolling its epoch: the same steps run again, but we
 keep serving throughout (the tree only ever holds committed txns, so nothing needs undoing).
 
+HANDOFF(epoch, zxid, successor) in BROADCAST: the leader is stopping and everything to zxid is
+committed (its COMMITs came first on the link). We commit to zxid and lead (the successor) or follow
+the successor with a new role that starts serving at once (`serving=True`): the same discovery and
+sync, during which reads are served and writes and sync()s are held. Writes we forwarded and saw no
+txn for (`inflight`) and sync()s with no reply were dropped by the stopping leader, which proposed
+nothing after them; they go to the new leader after its UPTODATE, so each is proposed once.
+
 Losing the leader's link, not hearing from it for syncLimit ticks (initLimit while syncing), or any
 protocol violation sends the peer back to looking.
 """
@@ -36,11 +43,12 @@ from coord.core.zab.sequencer import LearnerSequencer, encode_request_body
 CONNECTING, INFO, ACCEPTING, SYNC, NEWLEADER_WAIT, UPTODATE_WAIT, BROADCAST = (
     "connecting", "info", "accepting", "sync", "newleader", "uptodate-wait", "broadcast")
 MAX_PENDING_SYNCS = 100000
+MAX_INFLIGHT = 100000       # forwarded writes remembered for a handoff; older ones are forgotten
 INFO_FIRST_RESEND_MS = 10   # the first FOLLOWERINFO repeat; doubling up to election_resend_ms
 
 
 class LearnerRole:
-    def __init__(self, peer, leader: int, observer: bool = False):
+    def __init__(self, peer, leader: int, observer: bool = False, serving: bool = False):
         self.peer = peer
         self.core = peer.core
         self.cfg = peer.config
@@ -61,7 +69,9 @@ class LearnerRole:
         self.acked = 0
         self.commit_seen = 0
         self.rolling = False
-        self.serving = False
+        self.serving = serving         # True: taken on by a handoff, our clients stay
+        self.inflight: dict[tuple[int, int], object] = {}   # forwarded writes with no txn seen yet
+        self.held: list = []           # writes and sync()s waiting for UPTODATE (after a handoff)
         self.next_sync_id = 1
         self.syncs: dict[int, tuple[int, object]] = {}
         self.reported: dict[int, int] = {}
@@ -69,7 +79,7 @@ class LearnerRole:
             M.LeaderInfo: self.on_leaderinfo, M.Trunc: self.on_trunc, M.Diff: self.on_diff,
             M.Snap: self.on_snap, M.NewLeader: self.on_newleader, M.UpToDate: self.on_uptodate,
             M.Proposal: self.on_proposal, M.Commit: self.on_commit, M.Inform: self.on_inform,
-            M.Ping: self.on_ping, M.SyncReply: self.on_syncreply,
+            M.Ping: self.on_ping, M.SyncReply: self.on_syncreply, M.Handoff: self.on_handoff,
         }
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -302,11 +312,26 @@ class LearnerRole:
             return
         self.phase = BROADCAST
         self.rolling = False
-        peer.commit_to(c)
+        self._commit_to(c)
         if not self.serving:
             self.serving = True
             peer.start_serving(LearnerSequencer(peer, self))
             peer.log("info", f"up to date with leader {self.leader} in epoch {self.new_epoch} at 0x{c:x}")
+        if self.held:
+            held = self.held
+            self.held = []
+            for kind, a, b in held:
+                if kind == "w":
+                    self.forward(a)
+                else:
+                    self._send_sync(a, b)
+
+    def _commit_to(self, z: int) -> None:
+        entries = self.peer.commit_to(z)
+        inflight = self.inflight
+        if inflight and entries:
+            for e in entries:
+                inflight.pop((e.hdr.clientId, e.hdr.cxid), None)
 
     # -- broadcast --------------------------------------------------------------------------------------
     def on_proposal(self, m: M.Proposal) -> None:
@@ -325,7 +350,7 @@ class LearnerRole:
             self.fail(f"COMMIT of 0x{m.zxid:x} beyond our last 0x{peer.last_zxid:x}")
             return
         if self.serving:
-            peer.commit_to(m.zxid)
+            self._commit_to(m.zxid)
         elif m.zxid > self.commit_seen:
             self.commit_seen = m.zxid
 
@@ -342,7 +367,7 @@ class LearnerRole:
             return
         z = m.entries[-1].zxid
         if self.serving:
-            peer.commit_to(z)
+            self._commit_to(z)
         elif z > self.commit_seen:
             self.commit_seen = z
 
@@ -376,6 +401,13 @@ class LearnerRole:
 
     # -- what our clients ask of the leader ------------------------------------------------------------
     def forward(self, request) -> None:
+        if self.phase != BROADCAST:
+            self.held.append(("w", request, None))
+            return
+        inflight = self.inflight
+        inflight[(request.session_id, request.cxid)] = request
+        if len(inflight) > MAX_INFLIGHT:
+            del inflight[next(iter(inflight))]
         frame = request.frame
         body = frame[8:] if frame is not None else encode_request_body(request.type, request.req)
         self.peer.send(self.leader, M.Request(request.session_id, request.cxid, request.type, body,
@@ -387,10 +419,36 @@ class LearnerRole:
             self.peer.log("warn", "too many sync() calls in flight; answering one without the leader")
             return
         pending.state = WAIT_COMMIT
+        if self.phase != BROADCAST:
+            self.held.append(("s", conn.conn_id, pending))
+            return
+        self._send_sync(conn.conn_id, pending)
+
+    def _send_sync(self, conn_id: int, pending) -> None:
         rid = self.next_sync_id
         self.next_sync_id += 1
-        self.syncs[rid] = (conn.conn_id, pending)
+        self.syncs[rid] = (conn_id, pending)
         self.peer.send(self.leader, M.SyncReq(rid))
+
+    # -- handoff ---------------------------------------------------------------------------------------
+    def on_handoff(self, m: M.Handoff) -> None:
+        peer = self.peer
+        if self.phase != BROADCAST or self.rolling or m.epoch != self.new_epoch or m.zxid != peer.last_zxid:
+            self.fail(f"HANDOFF(epoch {m.epoch}, 0x{m.zxid:x}) in phase {self.phase}, epoch "
+                      f"{self.new_epoch}, last 0x{peer.last_zxid:x}")
+            return
+        self._commit_to(m.zxid)
+        peer.take_handoff(m.successor, self)
+
+    def unanswered(self) -> tuple[list, list]:
+        """What our clients asked of the leader and got no answer to: writes (in order) and sync()s."""
+        reqs = list(self.inflight.values()) + [a for k, a, _ in self.held if k == "w"]
+        syncs = list(self.syncs.values()) + [(a, b) for k, a, b in self.held if k == "s"]
+        return reqs, syncs
+
+    def carry(self, requests, syncs) -> None:
+        """A previous role's unanswered writes and sync()s: sent to our leader after its UPTODATE."""
+        self.held = [("w", r, None) for r in requests] + [("s", c, p) for c, p in syncs]
 
     def on_syncreply(self, m: M.SyncReply) -> None:
         entry = self.syncs.pop(m.req_id, None)

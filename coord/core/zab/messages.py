@@ -233,6 +233,8 @@ Commit = _fixed("Commit", 13, "q", ("zxid",))
 Ping = _fixed("Ping", 16, "q", ("commit_zxid",))
 SyncReq = _fixed("SyncReq", 18, "Q", ("req_id",))
 SyncReply = _fixed("SyncReply", 19, "Qq", ("req_id", "zxid"))
+# a leader asked to stop: everything up to zxid is committed; `successor` (which holds all of it) leads next
+Handoff = _fixed("Handoff", 21, "qqq", ("epoch", "zxid", "successor"))
 
 NF_NON_VOTING = 1     # notification flag: the sender is an observer (or otherwise may not vote)
 
@@ -417,7 +419,7 @@ class ConfigInfo(Message):
 
 TYPES: dict[int, type[Message]] = {c.TYPE: c for c in (
     Notification, FollowerInfo, LeaderInfo, AckEpoch, Trunc, Diff, Snap, NewLeader, AckNewLeader,
-    UpToDate, Proposal, Ack, Commit, Inform, Request, Ping, Pong, SyncReq, SyncReply, ConfigInfo)}
+    UpToDate, Proposal, Ack, Commit, Inform, Request, Ping, Pong, SyncReq, SyncReply, ConfigInfo, Handoff)}
 
 
 def encode(msg: Message, seq: int) -> bytes:

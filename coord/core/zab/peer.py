@@ -33,8 +33,7 @@ client ever waits on a request that a lost leader will never answer.
 from __future__ import annotations
 
 from coord.core.datatree import DataTree
-from coord.core.prep import Prep
-from coord.core.server import ServerCore
+from coord.core.server import DEFERRED, ServerCore
 from coord.core.zab import messages as M
 from coord.core.zab.api import DurableState, ZabConfig, epoch_of
 from coord.core.zab.election import Election, Vote
@@ -45,6 +44,7 @@ from coord.core.zab.sequencer import IdleSequencer
 
 LOOKING, FOLLOWING, LEADING, OBSERVING = "looking", "following", "leading", "observing"
 REMOVED = "removed"      # a reconfig took us out of the ensemble: no election, no service
+STOPPED = "stopped"      # asked to stop (handoff done): no election, no service, until the process exits
 _STATE_CODE = {LOOKING: M.LOOKING, FOLLOWING: M.FOLLOWING, LEADING: M.LEADING, OBSERVING: M.OBSERVING}
 
 
@@ -81,6 +81,7 @@ class QuorumPeer:
             raise ValueError(f"server {sid} is neither a voter nor an observer")
         self.is_observer = sid in self.quorum.observers
         self.removed = False
+        self.stopping = False             # asked to stop (handoff): see handoff()
         self.reconfig_followup = False    # a committed reconfig's consequences, run after this input
         self.remove_after_reconfig = False
         self.config_told: dict[int, int] = {}
@@ -208,6 +209,9 @@ class QuorumPeer:
             return
         if self.removed:
             self._ask_config()
+            self.core.tick()
+            return
+        if self.state == STOPPED:
             self.core.tick()
             return
         self._want_links()
@@ -406,7 +410,7 @@ class QuorumPeer:
         """Zab traffic while looking is stale (a leader we no longer follow): ignore it."""
 
     def on_notification(self, sender: int, n: M.Notification) -> None:
-        if self.removed:
+        if self.removed or self.state == STOPPED:
             return
         if self.state != LOOKING and sender == self.leader_sid and sender != self.sid:
             self.role.on_leader_notification(n)      # may send us back to looking
@@ -558,9 +562,10 @@ class QuorumPeer:
         core = self.core
         assert not core.serving, "replacing the tree under live clients"
         tree.watches = core.watches
+        tree.write_stats = core.request_stats
         core.adopt_newest_config(tree)
         core.tree = tree
-        core.prep = Prep(tree, extended_types=core.config.extended_types)
+        core.prep = core.new_prep(tree)
         core.next_zxid_counter = tree.last_zxid
         self.history.reset(tree.last_zxid)
         self.membership.reset()
@@ -655,6 +660,71 @@ class QuorumPeer:
         self.election.stop()
         self.log("info", f"not a member any more: {why}")
 
+    # -- planned stop: graceful leader handoff --------------------------------------------------------
+    def handoff(self) -> None:
+        """The driver is about to stop this server (SIGTERM, a rolling restart, a removal). A leader
+        in broadcast hands leadership to an up-to-date follower first (leader.py, "Handoff"); any
+        other role has nothing to hand over. The driver exits once `may_exit` is true."""
+        self.stopping = True
+        if self.state == LEADING and self.role.established:
+            self.role.begin_handoff()
+            return
+        if self.state == LEADING:
+            self.finish_handoff(None, "asked to stop before our epoch was established")
+            return
+        self.log("info", f"stopping as {self.state}: nothing to hand over")
+
+    @property
+    def may_exit(self) -> bool:
+        """After handoff(): the leadership is handed over (or there was none to hand over)."""
+        return self.stopping and self.state != LEADING
+
+    def finish_handoff(self, successor: int | None, why: str) -> None:
+        """The leader's last act: its HANDOFF is sent (or it gives up); serve nothing, elect nothing."""
+        role = self.role
+        if successor is not None:
+            role.release()
+        self.stop_serving(why)
+        self.set_role(STOPPED, None)
+        self.leader_sid = None
+        self.vote = None
+        self.election.stop()
+        self.log("info", f"stopped: {why}")
+
+    def take_handoff(self, successor: int, old_role) -> None:
+        """Our leader handed over to `successor`: lead (if it is us) or follow it, without an election
+        and without leaving service. The new epoch still needs discovery and synchronisation; what
+        our clients asked of the old leader and got no answer to (`old_role.unanswered()`) goes to
+        the new one once we are up to date with it."""
+        from coord.core.zab.leader import LeaderRole
+        from coord.core.zab.learner import LearnerRole
+        from coord.core.zab.sequencer import LeaderSequencer, LearnerSequencer
+        old = self.leader_sid
+        requests, syncs = old_role.unanswered()
+        self.vote = Vote(successor, self.last_zxid, self.peer_epoch)
+        self.leader_sid = successor
+        if successor == self.sid:
+            role = LeaderRole(self, took_over_from=old)
+            self.set_role(LEADING, role)
+            self.core.sequencer = LeaderSequencer(self, role)
+            self.rearm_sessions()           # a new leader gives every session a full timeout
+            for req in requests:
+                role.submit(req)            # held until the epoch is established
+            for conn_id, pending in syncs:
+                conn = self.core.conns.get(conn_id)
+                if conn is not None:
+                    role.local_sync(conn, pending)
+                    if pending.state == DEFERRED:
+                        self.core._flush(conn)
+            self.log("info", f"taking over from leader {old}")
+        else:
+            role = LearnerRole(self, successor, observer=self.is_observer, serving=True)
+            self.set_role(OBSERVING if self.is_observer else FOLLOWING, role)
+            self.core.sequencer = LearnerSequencer(self, role)
+            role.carry(requests, syncs)
+            self.log("info", f"leader {old} handed over to {successor}; following it")
+        role.start()
+
     # -- introspection (srvr, mntr) ----------------------------------------------------------------
     def info(self) -> dict:
         out = {
@@ -681,4 +751,4 @@ def _SetData(path: str, data: bytes, version: int):
     return R.SetDataTxn(path, data, version)
 
 
-__all__ = ["QuorumPeer", "DurableState", "ZabConfig", "LOOKING", "FOLLOWING", "LEADING", "OBSERVING", "REMOVED"]
+__all__ = ["QuorumPeer", "DurableState", "ZabConfig", "LOOKING", "FOLLOWING", "LEADING", "OBSERVING", "REMOVED", "STOPPED"]

@@ -1,127 +1,12 @@
-"""The `coord` command: serve, ensemble, data tools, bench, compat."""
+"""`coord bench` (throughput and latency of any ZooKeeper-protocol server, or coord beside ZooKeeper;
+`--open-loop` for the tail), `coord bench-ensemble`, `coord bench-storage`, `coord bench-churn` and
+`coord bench-sessions`."""
 from __future__ import annotations
-
-import asyncio
-import errno
-import logging
-import signal
-import sys
-from pathlib import Path
 
 import click
 
-from coord import __version__
 
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-
-
-def _run(coro_factory) -> None:
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    main = loop.create_task(coro_factory())
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, main.cancel)
-        except (NotImplementedError, RuntimeError):
-            pass
-    try:
-        loop.run_until_complete(main)
-    except asyncio.CancelledError:
-        pass
-    finally:
-        loop.close()
-
-
-class _LazyGroup(click.Group):
-    """Commands whose modules are heavy (bench, ensemble, data tools) are registered on first use, so
-    `coord serve` starts without importing them (a restarted server's start counts toward catch-up)."""
-
-    registrars: list = []
-
-    def _register_all(self) -> None:
-        while self.registrars:
-            self.registrars.pop(0)()
-
-    def get_command(self, ctx, name):
-        cmd = super().get_command(ctx, name)
-        if cmd is None and self.registrars:
-            self._register_all()
-            cmd = super().get_command(ctx, name)
-        return cmd
-
-    def list_commands(self, ctx):
-        self._register_all()
-        return super().list_commands(ctx)
-
-
-@click.group(cls=_LazyGroup)
-@click.version_option(__version__, prog_name="coord")
-def main() -> None:
-    """coord: a ZooKeeper-compatible coordination service."""
-
-
-@main.command()
-@click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="zoo.cfg (ZooKeeper's format). Without it: standalone on 127.0.0.1:2181, data in ./coord-data.")
-@click.option("--port", type=int, default=None, help="Override clientPort.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Override dataDir.")
-@click.option("--log-level", default="info", show_default=True)
-def serve(config_path, port, data_dir, log_level) -> None:
-    """Run one coord server (on the environment's server runtime, if it names one: see coord.runtime)."""
-    from coord.runtime import exec_server_runtime
-    if sys.argv[1:2] == ["serve"]:  # a real command line (not click's test runner inside another program)
-        exec_server_runtime(sys.argv[1:])
-    from coord.aio import zoocfg
-    _setup_logging(log_level)
-    try:
-        if config_path:
-            cfg = zoocfg.load(config_path, data_dir)
-        else:
-            cfg = zoocfg.ServerConfig(client_port_address="127.0.0.1", data_dir=Path("coord-data"))
-    except zoocfg.ConfigError as e:
-        raise click.ClickException(str(e))
-    for w in cfg.warnings:
-        logging.getLogger("coord.config").warning("%s", w)
-    if port is not None:
-        cfg.client_port = port
-    if data_dir is not None:
-        cfg.data_dir = Path(data_dir)  # also read by load() before myid; here for the no-config case
-    from coord.aio.node import run_node
-    try:
-        _run(lambda: run_node(cfg))
-    except OSError as e:
-        if e.errno != errno.EADDRINUSE:
-            raise
-        # A busy port is an operator's mistake (often a `coord ensemble` still running), not a crash.
-        raise click.ClickException(f"cannot start: {e} (is another server running? see `ss -ltnp`)")
-
-
-@main.command("container-entrypoint", context_settings={"ignore_unknown_options": True})
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def container_entrypoint(command) -> None:
-    """Start as the ZooKeeper Docker images do: their variables -> zoo.cfg and myid, a ZooKeeper data
-    volume taken over on first start, then exec `coord serve` (or COMMAND). See docs/docker.md."""
-    from coord.container.entrypoint import main as entrypoint_main
-    entrypoint_main(list(command))
-
-
-@main.command("container-healthcheck")
-@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for the answer.")
-def container_healthcheck(timeout) -> None:
-    """Exit 0 if the container's server answers ruok (no quorum needed: fit for readiness probes)."""
-    from coord.container.entrypoint import healthcheck
-    raise SystemExit(healthcheck(timeout))
-
-
-@main.command()
+@click.command()
 @click.option("--target", default=None, metavar="HOST:PORT", help="Server to measure.")
 @click.option("--compare", default=None, metavar="HOST:PORT",
               help="Second server: same load in the same run; prints ratios target/compare.")
@@ -231,53 +116,13 @@ def _bench_open_loop(force_sync, connections, depth, data_size, procs, ops, work
     click.echo(tail.dumps(out) if as_json else "\n".join(tail.table(out)))
 
 
-def _add_ensemble() -> None:
-    from coord.bench.ensemble import add_command as add_bench_ensemble
-    from coord.ensemble import ensemble_command
-    main.add_command(ensemble_command)
-    add_bench_ensemble(main)
-
-
-_LazyGroup.registrars.append(_add_ensemble)
-
-
-def _add_storage_commands() -> None:
-    from coord.bench_storage import bench_storage_command
-    from coord.backup import add_commands as add_backup_commands
-    from coord.datatools import data_group
-    add_backup_commands(data_group)     # coord data backup | restore
-    main.add_command(data_group)
-    main.add_command(bench_storage_command)
-
-
-_LazyGroup.registrars.append(_add_storage_commands)
-
-
-def _add_churn() -> None:
+def register(main: click.Group) -> None:
     from coord.bench.churn import churn_command
-    main.add_command(churn_command)
+    from coord.bench.ensemble import add_command as add_bench_ensemble
     from coord.bench.sessions import sessions_command
+    from coord.bench_storage import bench_storage_command
+    main.add_command(bench)
+    add_bench_ensemble(main)
+    main.add_command(bench_storage_command)
+    main.add_command(churn_command)
     main.add_command(sessions_command)
-
-
-_LazyGroup.registrars.append(_add_churn)
-
-
-def _add_compat() -> None:
-    from coord.compat import compat_command
-    main.add_command(compat_command)
-
-
-_LazyGroup.registrars.append(_add_compat)
-
-
-def _add_kafka_commands() -> None:
-    from coord.kafka.cli import kafka_group
-    main.add_command(kafka_group)
-
-
-_LazyGroup.registrars.append(_add_kafka_commands)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,415 @@
+"""A coord server observing a live Apache ZooKeeper 3.8 ensemble: the asyncio driver of
+coord.core.zkpeer (the protocol decisions all live there).
+
+Started by the ZooKeeper servers' own zoo.cfg with this server's `server.N=host:q:e:observer` line
+added (and dataDir/myid holding N) plus `coord.peerProtocol=zookeeper`. The driver:
+  - dials every voter's election port (QuorumCnxManager: InitialMessage, then length-framed
+    notifications), sends our non-vote and feeds the answers to LeaderFinder until the leader is
+    settled; it also accepts voters' dials on our election port and closes them (their sid is lower,
+    so ZooKeeper expects us to dial, as we do);
+  - dials the leader's quorum port and moves bytes between it and ZkObserver; a link silent for
+    syncLimit ticks is dead (the leader pings every half tick);
+  - serves clients with the standalone shell (CoordServer) in front of the shared ServerCore;
+  - after a lost leader, looks for the leader again, as a ZooKeeper observer does.
+State is kept as coord's own (coord.aio.datadir): every applied txn goes to the txn log, a SNAP
+is installed as a coord snapshot (the log restarting after it), periodic snapshots as usual, and
+the accepted/current epochs in the epoch files, written before the packet that acknowledges them
+leaves. A restarted observer recovers that state and the leader syncs it by DIFF (or SNAP, as it
+chooses); `coord migrate take-over` starts coord's own Zab from the same files.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import logging
+import struct
+import time
+
+from coord.aio.datadir import RecoveryError
+from coord.aio.epochs import EpochFileError, EpochStore
+from coord.aio.server import CoordServer, core_config, mono_ms, wall_ms
+from coord.aio.zoocfg import ServerConfig
+from coord.core.server import ServerCore
+from coord.core.zkpeer.election import LeaderFinder
+from coord.core.zkpeer.observer import ZkObserver
+from coord.jute import quorum as Q
+
+log = logging.getLogger("coord.zkpeer")
+NOT_SERVING = "This ZooKeeper instance is not currently serving requests\n"
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+_LEN = struct.Struct(">i")
+RETRY_S = 0.2
+TAKEOVER_WORD = "tkov"                  # the four-letter word `coord migrate take-over` sends
+TAKEOVER_MARKER = "coord-takeover.cfg"  # in dataDir: the membership this server runs after taking over
+
+
+class ZkObserverError(Exception):
+    pass
+
+
+def render_config(cfg: ServerConfig) -> bytes:
+    """The membership as a QuorumVerifier prints it (what notifications carry); version 0, so a
+    ZooKeeper server never takes it for a newer configuration."""
+    lines = [f"server.{sid}={q.spec()}" for sid, q in sorted(cfg.servers.items())]
+    return ("\n".join(lines) + "\nversion=0").encode()
+
+
+async def answering_voters(voters: dict, timeout_s: float = 1.0) -> list[str]:
+    """Every ZooKeeper voter port that accepts a connection ("server.N host:port (what)")."""
+    async def probe(sid, q, port, what):
+        try:
+            _, w = await asyncio.wait_for(asyncio.open_connection(q.host, port), timeout_s)
+        except (OSError, asyncio.TimeoutError):
+            return None
+        w.close()
+        return f"server.{sid} {q.host}:{port} ({what} port)"
+    checks = []
+    for sid, q in sorted(voters.items()):
+        checks += [probe(sid, q, q.quorum_port, "quorum"), probe(sid, q, q.election_port, "election")]
+        if q.client_port is not None:
+            checks.append(probe(sid, q, q.client_port, "client"))
+    return [r for r in await asyncio.gather(*checks) if r is not None]
+
+
+def coord_members(cfg: ServerConfig) -> ServerConfig:
+    """The configuration after the take-over: the observer lines (the coord servers) become coord's
+    own voters; the ZooKeeper servers are gone."""
+    out = copy.copy(cfg)
+    out.servers = {sid: dataclasses.replace(q, role="participant") for sid, q in cfg.servers.items()
+                   if q.role == "observer"}
+    out.peer_protocol = "zab"
+    return out
+
+
+def takeover_marker(cfg: ServerConfig):
+    return cfg.data_dir / TAKEOVER_MARKER
+
+
+class ZkObserverNode(CoordServer):
+    extra_words = frozenset({TAKEOVER_WORD.encode()})
+
+    def __init__(self, cfg: ServerConfig):
+        me = cfg.servers.get(cfg.myid) if cfg.myid is not None else None
+        if me is None:
+            raise ZkObserverError("coord.peerProtocol=zookeeper needs dataDir/myid and this server's server.N line")
+        if me.role != "observer":
+            raise ZkObserverError(f"server.{cfg.myid} must end in :observer: coord joins a ZooKeeper ensemble "
+                                  "as an observer only")
+        self.voters = {s: q for s, q in cfg.servers.items() if q.role == "participant"}
+        if not self.voters:
+            raise ZkObserverError("no ZooKeeper voters (server.N=...:participant lines) to observe")
+        if me.client_port is not None:
+            cfg.client_port = me.client_port
+            if me.client_host:
+                cfg.client_port_address = me.client_host
+        super().__init__(cfg)
+        self.sid = cfg.myid
+        self.me = me
+        self.observer: ZkObserver | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.peer_task: asyncio.Task | None = None
+        self.election_server: asyncio.base_events.Server | None = None
+        self.fatal = asyncio.Event()
+        self.fatal_reason = ""
+        self.leader: int | None = None
+        self.config_text = render_config(cfg)
+        self.took_over = asyncio.Event()
+        self.taking_over = False
+
+    def load(self) -> None:
+        try:
+            rec = self.storage.recover()
+            self.epochs = EpochStore(self.storage.snap_dir, sync=self.cfg.force_sync)
+            accepted, current = self.epochs.read()
+        except (RecoveryError, EpochFileError) as e:
+            log.critical("cannot start: %s", e)
+            raise SystemExit(f"coord: cannot start: {e}") from None
+        core = ServerCore(core_config(self.cfg), rec.tree)
+        core.config.quorum = True
+        core.start(wall_ms(), mono_ms())
+        self.core = core
+        self.observer = ZkObserver(self.sid, core, max_buffer=self.cfg.jute_maxbuffer + 1024,
+                                   accepted_epoch=accepted, current_epoch=current)
+        log.info("server %d: recovered zxid 0x%x (%d znodes, %d sessions); accepted epoch %d, current epoch %d",
+                 self.sid, rec.tree.last_zxid, rec.tree.node_count(), len(rec.tree.sessions), accepted, current)
+
+    async def start(self) -> None:
+        await super().start()
+        me = self.me
+        self.election_server = await asyncio.start_server(self._election_accept, host=me.host, port=me.election_port,
+                                                          reuse_address=True)
+        log.info("server %d: observing ZooKeeper voters %s; clients on port %d", self.sid,
+                 ",".join(str(s) for s in sorted(self.voters)), self.port)
+        self.peer_task = self.loop.create_task(self._peer_loop())
+
+    async def stop(self) -> None:
+        if self.peer_task is not None:
+            self.peer_task.cancel()
+            try:
+                await self.peer_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self.election_server is not None:
+            self.election_server.close()
+        if self.writer is not None:
+            self.writer.close()
+        await super().stop()
+
+    # -- effects ------------------------------------------------------------------------------------
+    def flush(self) -> None:
+        obs = self.observer
+        if obs is not None:
+            if obs.epochs_changed:
+                obs.epochs_changed = False
+                self.epochs.write(obs.accepted_epoch, obs.current_epoch)
+            if obs.disk:
+                disk, obs.disk = obs.disk, []
+                self.flushing = True      # a write completes (on_durable) inside: no nested flush
+                try:
+                    self._perform_disk(disk)
+                finally:
+                    self.flushing = False
+            if obs.out:
+                if self.writer is not None and not self.writer.is_closing():
+                    self.writer.write(b"".join(obs.out))
+                obs.out.clear()
+            for level, msg in obs.logs:
+                log.log(_LEVELS.get(level, logging.INFO), "%s", msg)
+            obs.logs.clear()
+            if obs.close is not None and self.writer is not None:
+                self.writer.close()
+            if obs.fatal is not None and not self.fatal.is_set():
+                self.fatal_reason = obs.fatal
+                self.fatal.set()
+        super().flush()
+
+    def _perform_disk(self, effects: list[tuple]) -> None:
+        """The observer's disk effects in order: appends are group-written (fsynced by the log when
+        forceSync); a snapshot or a reset replaces what is on disk (the observe loop has drained the
+        log first; appends queued before one in the same batch are superseded by it)."""
+        from coord.aio.snapshots import list_snapshots, write_snapshot_bytes
+        txnlog = self.txnlog
+        last = max((i for i, e in enumerate(effects) if e[0] != "append"), default=-1)
+        if last >= 0:
+            e = effects[last]
+            z = e[1] if e[0] == "snapshot" else 0
+            for sz, path in list_snapshots(self.storage.snap_dir):
+                if sz > z or e[0] == "reset":
+                    path.unlink()
+            if e[0] == "snapshot":
+                write_snapshot_bytes(self.storage.snap_dir, z, e[2])
+                log.info("server %d: installed the leader's tree as snapshot 0x%x (%d bytes)", self.sid, z, len(e[2]))
+            if txnlog.last_zxid > z:
+                txnlog.truncate_after(z)
+            txnlog.start(z)
+        records = [(e[1], e[2]) for e in effects[last + 1:]]
+        if records:
+            if txnlog.force_sync or txnlog.pending():
+                txnlog.append(records)
+            else:
+                txnlog.write(records)
+
+    # -- the peer loop: find the leader, observe it, again after it is lost --------------------------
+    async def _peer_loop(self) -> None:
+        while not self.fatal.is_set():
+            try:
+                leader = await self._find_leader()
+                await self._observe(leader)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:   # a peer that misbehaves must not end the process
+                log.warning("observer loop: %s: %s", type(e).__name__, e)
+            await asyncio.sleep(RETRY_S)
+
+    async def _find_leader(self) -> int:
+        finder = LeaderFinder(self.sid, set(self.voters), self.config_text)
+        decided: asyncio.Future = self.loop.create_future()
+        tasks = [self.loop.create_task(self._ask_voter(sid, finder, decided)) for sid in self.voters]
+        try:
+            return await decided
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _ask_voter(self, sid: int, finder: LeaderFinder, decided: asyncio.Future) -> None:
+        q = self.voters[sid]
+        my_addr = f"{self.me.host}:{self.me.election_port}"
+        while not decided.done():
+            writer = None
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(q.host, q.election_port), 2)
+                writer.write(Q.initial_message(self.sid, my_addr))
+                while not decided.done():
+                    writer.write(finder.notification().encode())
+                    await writer.drain()
+                    try:
+                        n = await asyncio.wait_for(self._read_notification(reader), 1.0)
+                    except asyncio.TimeoutError:
+                        continue
+                    leader = finder.on_notification(sid, n)
+                    if leader is not None and not decided.done():
+                        log.info("ZooKeeper leader is server %d (epoch %d), says server %d", leader, n.peer_epoch, sid)
+                        decided.set_result(leader)
+                    elif n.state not in (Q.LEADING, Q.FOLLOWING):
+                        await asyncio.sleep(RETRY_S)
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+                finder.forget(sid)
+                log.debug("election link to %d: %s", sid, e)
+            except Q.QuorumWireError as e:
+                finder.forget(sid)
+                log.error("election link to ZooKeeper server %d closed: %s", sid, e)
+            finally:
+                if writer is not None:
+                    writer.close()
+            await asyncio.sleep(RETRY_S)
+
+    @staticmethod
+    async def _read_notification(reader: asyncio.StreamReader) -> Q.Notification:
+        n = _LEN.unpack(await reader.readexactly(4))[0]
+        if n <= 0 or n > Q.PACKETMAXSIZE:
+            raise Q.QuorumWireError(f"election frame of {n} bytes")
+        return Q.parse_notification(await reader.readexactly(n))
+
+    async def _election_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A voter dials us (it has a reply for us): its sid is below ours, so ZooKeeper's rule is
+        that we dial it instead, which the finder does. Read its InitialMessage and close."""
+        try:
+            buf = b""
+            while True:
+                got = Q.parse_initial(buf)
+                if got is not None:
+                    log.debug("election dial from server %d closed: we dial lower sids", got[0])
+                    break
+                chunk = await asyncio.wait_for(reader.read(4096), 5)
+                if not chunk:
+                    break
+                buf += chunk
+        except (OSError, asyncio.TimeoutError, Q.QuorumWireError) as e:
+            log.warning("election port: closing a dial: %s", e)
+        finally:
+            writer.close()
+
+    async def _observe(self, leader: int) -> None:
+        q = self.voters[leader]
+        obs = self.observer
+        idle_s = max(1.0, self.cfg.tick_ms * self.cfg.sync_limit / 1000)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(q.host, q.quorum_port),
+                                                self.cfg.tick_ms * self.cfg.init_limit / 1000)
+        self.writer = writer
+        self.leader = leader
+        why = "closed by the leader"
+        try:
+            self.tick_clock()
+            obs.link_up(leader)
+            self.flush()
+            while obs.close is None and obs.fatal is None:
+                try:
+                    chunk = await asyncio.wait_for(reader.read(1 << 18), idle_s)
+                except asyncio.TimeoutError:
+                    why = f"nothing from the leader for {idle_s:.1f}s"
+                    break
+                if not chunk:
+                    break
+                self.tick_clock()
+                obs.data(chunk)
+                if self.txnlog.pending() and any(e[0] != "append" for e in obs.disk):
+                    await self.txnlog.drain()
+                self.flush()
+            if obs.close is not None:
+                why = obs.close
+        except OSError as e:
+            why = str(e)
+        finally:
+            self.writer = None
+            writer.close()
+            self.tick_clock()
+            obs.link_down(why)
+            self.flush()
+
+    # -- four-letter words and mntr --------------------------------------------------------------------
+    def four_letter(self, proto, word: str) -> None:
+        if word == TAKEOVER_WORD:
+            self.loop.create_task(self._take_over_word(proto))
+            return
+        if not self.core.serving and word not in ("ruok", "envi", "conf", "isro", "mntr"):
+            proto.transport.write(NOT_SERVING.encode())
+            proto.transport.close()
+            return
+        super().four_letter(proto, word)
+
+    async def _take_over_word(self, proto) -> None:
+        ok, msg = await self.take_over()
+        proto.transport.write((("ok: " if ok else "refused: ") + msg + "\n").encode())
+        proto.transport.close()
+
+    async def take_over(self) -> tuple[bool, str]:
+        """Leave the ZooKeeper ensemble and become a member of coord's own: only once no ZooKeeper
+        voter answers (the operator has stopped them all), with our state durable on disk."""
+        if self.taking_over:
+            return True, f"server {self.sid} is already taking over"
+        obs = self.observer
+        if obs.current_epoch == 0 or self.core.tree.last_zxid == 0:
+            return False, (f"server {self.sid} has never been synced by a ZooKeeper leader (zxid 0x0): "
+                           "it holds no state to take over with")
+        answering = await answering_voters(self.voters)
+        if answering:
+            return False, ("ZooKeeper voters still answer: " + ", ".join(answering) +
+                           "; stop every ZooKeeper server first (nothing was changed)")
+        self.taking_over = True
+        if self.peer_task is not None:
+            self.peer_task.cancel()
+        await self.txnlog.drain()
+        members = coord_members(self.cfg)
+        lines = "".join(f"server.{sid}={q.spec()}\n" for sid, q in sorted(members.servers.items()))
+        marker = takeover_marker(self.cfg)
+        tmp = marker.with_name(marker.name + ".tmp")
+        tmp.write_text(f"# written by coord's take-over at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
+                       + lines)
+        tmp.replace(marker)
+        msg = (f"server {self.sid} takes over at zxid 0x{self.core.tree.last_zxid:x} (ZooKeeper epoch "
+               f"{obs.current_epoch}) with {len(self.core.tree.sessions)} sessions; coord members "
+               + ",".join(str(s) for s in sorted(members.servers)))
+        log.warning("%s", msg)
+        self.took_over.set()
+        return True, msg
+
+    def mode(self) -> str:
+        return "observer"
+
+    def mode_mntr_rows(self) -> list[tuple[str, object]]:
+        obs = self.observer
+        rows: list[tuple[str, object]] = [("zk_peer_state", "observing - broadcast" if self.core.serving
+                                           else "observing - sync")]
+        if obs is not None:
+            rows += list(obs.info().items())
+        return rows
+
+
+async def run_observer(cfg: ServerConfig) -> None:
+    from coord.aio.ensemble_node import run_member
+    if takeover_marker(cfg).exists():
+        log.warning("server %s took over from ZooKeeper earlier (%s): running as a coord ensemble member; "
+                    "remove coord.peerProtocol and the ZooKeeper server lines from zoo.cfg",
+                    cfg.myid, takeover_marker(cfg))
+        await run_member(coord_members(cfg))
+        return
+    try:
+        node = ZkObserverNode(cfg)
+    except ZkObserverError as e:
+        raise SystemExit(f"coord: {e}") from None
+    await node.start()
+    try:
+        done = [asyncio.ensure_future(node.fatal.wait()), asyncio.ensure_future(node.took_over.wait())]
+        await asyncio.wait(done, return_when=asyncio.FIRST_COMPLETED)
+        for d in done:
+            d.cancel()
+        if node.took_over.is_set():
+            await asyncio.sleep(0.2)        # the take-over word's answer leaves first
+    finally:
+        await node.stop()
+    if node.took_over.is_set():
+        await run_member(coord_members(cfg))
+        return
+    raise SystemExit(f"coord: server {cfg.myid} stopped: {node.fatal_reason}")

@@ -1,0 +1,91 @@
+"""What ZooKeeper's metrics count per request and coord's other counters do not: bytes read and
+written per top-level namespace (`read_per_namespace`, `write_per_namespace`: DataTree's
+updateReadStat / updateWriteStat) and the latency of reads and of updates (`readlatency`,
+`updatelatency`: ServerStats.updateLatency). Off unless the shell turns metrics on: then the core
+calls it once per request and the shell reads it at scrape time.
+
+Bytes are ZooKeeper's: a write counts the path and the data it stores (a delete, the path only); a
+read counts the path, the data or child names it returns and a Stat's 68 bytes, and only when it
+found the node. Per namespace only a count and a sum are kept (the dashboard reads the sum; a
+namespace's quantiles would cost a sample per request): their quantiles are NaN. Latencies keep the
+last `keep` samples for quantiles, plus exact counts and sums.
+"""
+from __future__ import annotations
+
+STAT_BYTES = 68          # DataTree.STAT_OVERHEAD_BYTES: 6 longs and 5 ints
+_GET_DATA, _EXISTS, _GET_CHILDREN, _GET_CHILDREN2 = 4, 3, 8, 12
+
+
+def top_namespace(path: str | None) -> str | None:
+    """PathUtils.getTopNamespace: "/a/b" -> "a"; "/" or no path -> None."""
+    if not path:
+        return None
+    end = path.find("/", 1)
+    ns = path[1:end] if end > 0 else path[1:]
+    return ns or None
+
+
+class LatencySamples:
+    __slots__ = ("keep", "samples", "i", "count", "total")
+
+    def __init__(self, keep: int):
+        self.keep = keep
+        self.samples: list[int] = []
+        self.i = 0
+        self.count = 0
+        self.total = 0
+
+    def add(self, v: int) -> None:
+        self.count += 1
+        self.total += v
+        s = self.samples
+        if len(s) < self.keep:
+            s.append(v)
+        else:
+            s[self.i] = v
+            self.i = (self.i + 1) % self.keep
+
+
+class RequestStats:
+    def __init__(self, keep: int = 4096):
+        self.reads: dict[str, list[int]] = {}     # namespace -> [count, bytes]
+        self.writes: dict[str, list[int]] = {}
+        self.read_latency = LatencySamples(keep)
+        self.update_latency = LatencySamples(keep)
+
+    @staticmethod
+    def _add(table: dict, path: str | None, n: int) -> None:
+        ns = top_namespace(path)
+        if ns is None:
+            return
+        row = table.get(ns)
+        if row is None:
+            table[ns] = [1, n]
+        else:
+            row[0] += 1
+            row[1] += n
+
+    def write(self, path: str, data) -> None:
+        """A create, setData or delete applied to the tree (data None for a delete)."""
+        self._add(self.writes, path, len(path) + (len(data) if data else 0))
+
+    def read(self, op: int, path: str | None, reply: bytes) -> None:
+        """A read's reply as sent (length prefix, xid, zxid, err, body): its size gives what
+        ZooKeeper counts (see the module docstring)."""
+        if path is None or len(reply) < 20 or reply[16:20] != b"\0\0\0\0":
+            return
+        if op == _GET_DATA:
+            n = len(reply) - 24                  # the data and the Stat
+        elif op == _EXISTS:
+            n = len(reply) - 20                  # the Stat
+        elif op == _GET_CHILDREN or op == _GET_CHILDREN2:
+            names = int.from_bytes(reply[20:24], "big", signed=True)
+            n = len(reply) - 24 - 4 * max(names, 0)   # the names' bytes (+ the Stat of getChildren2)
+            if op == _GET_CHILDREN:
+                n += STAT_BYTES
+        else:
+            return
+        self._add(self.reads, path, len(path) + n)
+
+    def latency(self, write: bool, ms: int) -> None:
+        (self.update_latency if write else self.read_latency).add(ms)

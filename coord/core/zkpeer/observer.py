@@ -1,0 +1,444 @@
+"""coord as an observer of a ZooKeeper 3.8 ensemble: ZooKeeper's Observer/Learner protocol on the
+link to the ZooKeeper leader's quorum port, driving the same ServerCore (tree, sessions, request
+path) that coord's own Zab drives.
+
+Theory. An observer learns every committed txn but never votes: it registers (OBSERVERINFO with a
+LearnerInfo; the leader answers LEADERINFO with the new epoch; we answer ACKEPOCH with the last zxid
+we hold), is synced (DIFF: PROPOSAL+COMMIT pairs from our zxid on; SNAP: the whole tree on the
+stream; TRUNC: drop txns the leader never committed), acknowledges NEWLEADER, and serves from
+UPTODATE on. From then on the leader INFORMs it of each committed txn; its own clients' writes, new
+sessions and sync() go to the leader as REQUEST packets and come back as INFORM (or SYNC); a
+client reconnecting with an existing session is REVALIDATEd by the leader (which also makes this
+observer the session's owner); every PING is answered with the sessions our clients touched.
+
+Transitions (phase):
+    idle --link_up--> registering --LEADERINFO--> syncing --DIFF--> txns
+                                                          --SNAP--> snapshot --tree read--> txns
+    txns --NEWLEADER--> (ack) --UPTODATE--> serving;  any --link_down / bad input--> idle
+    any --TRUNC below what we applied--> stopped (fatal: applied state cannot be unapplied)
+
+Verification: every txn carries the tree digest the leader's tree has after it; we apply, compare
+with our own ZooKeeper-format digest, and on a mismatch stop serving, drop the tree and re-sync (a
+SNAP or DIFF from zero). Right after a SNAP the stream may be fuzzy (the leader serialises a live
+tree), so mismatches are tolerated until the first txn that verifies, for at most FUZZY_TXNS txns.
+A packet that is not ZooKeeper's protocol closes the link before anything in it is applied.
+
+Effects leave through `out` (bytes for the leader link), `close` (the link must close: the reason),
+`logs` ((level, message)), and `disk`, in order: ("append", hdr, txn) for each applied txn,
+("snapshot", zxid, coord snapshot bytes) after a SNAP (the log restarts after it), ("reset",) when the copy is dropped;
+`epochs_changed` when accepted/current epoch must be persisted (before `out` leaves). `fatal` is set
+when the observer must stop. The observer applies before its log is durable, as ZooKeeper's do: a
+crash loses only txns the leader sends again (DIFF from what is durable).
+"""
+from __future__ import annotations
+
+import struct
+
+from coord.core import snapformat
+from coord.core.datatree import DataTree
+from coord.core.paths import parent_of
+from coord.core.prep import Prep
+from coord.core.server import DEFERRED, WAIT_COMMIT, Connection, Pending, Request, ServerCore
+from coord.core.zab.sequencer import IdleSequencer, encode_request_body
+from coord.core.zkpeer.digest import DIGEST_VERSION, ZkDigest
+from coord.core.zkpeer.txnentry import TxnEntryError, decode_txn_entry
+from coord.core.zkpeer.wiresnap import WireSnapshotReader
+from coord.jute import quorum as Q
+
+FUZZY_TXNS = 10000
+MAX_PENDING_SYNCS = 10000
+_I = struct.Struct(">i")
+_Q = struct.Struct(">q")
+_QI = struct.Struct(">qi")
+_QB = struct.Struct(">q?")
+_REQ = struct.Struct(">qii")
+
+
+def make_zxid(epoch: int, counter: int) -> int:
+    return (epoch << 32) | (counter & 0xFFFFFFFF)
+
+
+class ObserverSequencer(IdleSequencer):
+    """ServerCore's sequencer while observing: writes, new sessions and sync() go to the leader."""
+    decides_expiry = False
+
+    def __init__(self, observer: "ZkObserver"):
+        super().__init__(observer)
+        self.observer = observer
+
+    def submit(self, request: Request) -> None:
+        self.observer.forward(request)
+
+    def sync(self, conn: Connection, pending: Pending) -> None:
+        self.observer.forward_sync(conn, pending)
+
+    def revalidate(self, conn: Connection, sid: int, timeout: int) -> None:
+        self.observer.revalidate(conn, sid, timeout)
+
+
+class ZkObserver:
+    def __init__(self, sid: int, core: ServerCore, *, config_version: int = 0,
+                 max_buffer: int = 0xFFFFF + 1024, accepted_epoch: int = 0, current_epoch: int = 0):
+        self.sid = sid
+        self.core = core
+        self.config_version = config_version
+        self.max_buffer = max_buffer
+        self.accepted_epoch = accepted_epoch
+        self.current_epoch = current_epoch
+        self.phase = "idle"
+        self.stream = Q.PacketStream(max_buffer)
+        self.out: list[bytes] = []
+        self.close: str | None = None
+        self.fatal: str | None = None
+        self.logs: list[tuple[str, str]] = []
+        self.disk: list[tuple] = []
+        self.epochs_changed = False
+        self.new_epoch = 0
+        self.snap: WireSnapshotReader | None = None
+        self.proposals: list[tuple] = []
+        self.sync_kind = ""
+        self.zk_digest = ZkDigest(core.tree)
+        self.unverified = 0               # txns since a SNAP whose digest did not (yet) match
+        self.fuzzy = False
+        self.verified = 0
+        self.mismatches = 0
+        self.no_digest = 0
+        self.syncs: list[tuple[int, Pending]] = []
+        self.revalidating: dict[int, tuple[int, int]] = {}   # session -> (conn id, timeout)
+        self.reported: dict[int, int] = {}
+        self.syncs_done = {"DIFF": 0, "SNAP": 0, "TRUNC": 0}
+        self.leader_sid: int | None = None
+        core.serving = False
+        core.sequencer = IdleSequencer(self)
+
+    def log(self, level: str, msg: str) -> None:
+        self.logs.append((level, msg))
+
+    # -- the link -----------------------------------------------------------------------------------
+    def link_up(self, leader_sid: int) -> None:
+        """Connected to the leader's quorum port: register as an observer."""
+        self.leader_sid = leader_sid
+        self.stream = Q.PacketStream(self.max_buffer)
+        self.close = None
+        self.phase = "registering"
+        info = Q.LearnerInfo(self.sid, Q.LEARNER_PROTOCOL, self.config_version).encode()
+        self._send(Q.OBSERVERINFO, make_zxid(self.accepted_epoch, 0), info)
+
+    def link_down(self, why: str) -> None:
+        if self.phase != "idle":
+            self.log("warn", f"link to ZooKeeper leader {self.leader_sid} lost in phase {self.phase}: {why}")
+        self.phase = "idle"
+        self.snap = None
+        self.proposals.clear()
+        self._stop_serving(f"lost the ZooKeeper leader ({why})")
+
+    def data(self, chunk: bytes) -> None:
+        """Bytes from the leader link."""
+        if self.phase == "idle" or self.close is not None:
+            return
+        s = self.stream
+        s.feed(chunk)
+        try:
+            while self.close is None and self.fatal is None:
+                if self.phase == "snapshot":
+                    if not self.snap.step(s):
+                        return
+                    self._snap_loaded()
+                    continue
+                qp = s.next_packet()
+                if qp is None:
+                    return
+                self._packet(qp)
+        except Q.QuorumWireError as e:
+            self._fail(f"not ZooKeeper's peer protocol from leader {self.leader_sid}: {e}")
+
+    def _fail(self, why: str) -> None:
+        self.log("error", why)
+        self.close = why
+
+    def _send(self, type_: int, zxid: int, data: bytes | None = None, auth=None) -> None:
+        self.out.append(Q.QuorumPacket(type_, zxid, data, auth).encode())
+
+    # -- packets ------------------------------------------------------------------------------------
+    def _packet(self, qp: Q.QuorumPacket) -> None:
+        t = qp.type
+        phase = self.phase
+        if phase == "registering":
+            if t != Q.LEADERINFO:
+                return self._fail(f"expected LEADERINFO, got {qp!r}")
+            return self._on_leaderinfo(qp)
+        if phase == "syncing":
+            if t == Q.DIFF:
+                self.sync_kind = "DIFF"
+                self.log("info", f"DIFF sync from ZooKeeper leader {self.leader_sid} at 0x{qp.zxid:x}")
+                self.phase = "txns"
+                return
+            if t == Q.SNAP:
+                self.sync_kind = "SNAP"
+                self.log("info", f"SNAP sync from ZooKeeper leader {self.leader_sid} at 0x{qp.zxid:x}")
+                self.snap = WireSnapshotReader(qp.zxid)
+                self.phase = "snapshot"
+                return
+            if t == Q.TRUNC:
+                return self._on_trunc(qp)
+            return self._fail(f"expected DIFF, SNAP or TRUNC, got {qp!r}")
+        if t == Q.PING:
+            return self._on_ping(qp)
+        if phase == "txns":
+            if t == Q.PROPOSAL:
+                return self._on_proposal(qp)
+            if t in (Q.COMMIT, Q.COMMITANDACTIVATE):
+                return self._on_commit(qp)
+            if t in (Q.INFORM, Q.INFORMANDACTIVATE):
+                return self._on_inform(qp)
+            if t == Q.NEWLEADER:
+                if self.current_epoch != self.new_epoch:
+                    self.epochs_changed = True
+                self.current_epoch = self.new_epoch
+                self._send(Q.ACK, make_zxid(self.new_epoch, 0))
+                return
+            if t == Q.UPTODATE:
+                return self._on_uptodate()
+            return self._fail(f"unexpected {qp!r} while syncing")
+        if phase == "serving":
+            if t in (Q.INFORM, Q.INFORMANDACTIVATE):
+                return self._on_inform(qp)
+            if t == Q.REVALIDATE:
+                return self._on_revalidate(qp)
+            if t == Q.SYNC:
+                return self._on_sync()
+            return self._fail(f"unexpected {qp!r} while observing")
+
+    def _on_leaderinfo(self, qp: Q.QuorumPacket) -> None:
+        d = qp.data or b""
+        if len(d) < 4:
+            return self._fail("LEADERINFO without a protocol version")
+        version = _I.unpack_from(d, 0)[0]
+        if version != Q.LEARNER_PROTOCOL:
+            return self._fail(f"ZooKeeper leader speaks learner protocol 0x{version:x}, "
+                              f"only 0x{Q.LEARNER_PROTOCOL:x} (ZooKeeper 3.4+) is supported")
+        epoch = qp.zxid >> 32
+        if epoch < self.accepted_epoch:
+            return self._fail(f"leader's epoch {epoch} is below the accepted epoch {self.accepted_epoch}")
+        ack = self.current_epoch if epoch > self.accepted_epoch else -1
+        if epoch != self.accepted_epoch:
+            self.epochs_changed = True
+        self.accepted_epoch = self.new_epoch = epoch
+        self._send(Q.ACKEPOCH, self.core.tree.last_zxid, _I.pack(ack))
+        self.phase = "syncing"
+
+    def _on_trunc(self, qp: Q.QuorumPacket) -> None:
+        last = self.core.tree.last_zxid
+        if qp.zxid < last:
+            self.fatal = (f"ZooKeeper leader {self.leader_sid} sent TRUNC to 0x{qp.zxid:x}, below the "
+                          f"0x{last:x} this observer has applied: applied txns cannot be undone here; "
+                          "stop this observer, delete its data and start it again to re-sync by SNAP")
+            self.log("error", self.fatal)
+            self.close = self.fatal
+            return
+        self.sync_kind = "TRUNC"
+        self.phase = "txns"
+
+    def _snap_loaded(self) -> None:
+        snap, self.snap = self.snap, None
+        tree = snap.tree
+        core = self.core
+        tree.watches = core.watches
+        core.adopt_newest_config(tree)
+        core.tree = tree
+        core.prep = Prep(tree, extended_types=core.config.extended_types)
+        core.next_zxid_counter = tree.last_zxid
+        self.zk_digest = ZkDigest(tree)
+        self.disk.append(("snapshot", tree.last_zxid, snapformat.encode_tree(tree)))
+        self.fuzzy = True
+        self.unverified = 0
+        self.log("info", f"snapshot from ZooKeeper leader: {snap.nodes} znodes, {len(tree.sessions)} "
+                         f"sessions at 0x{tree.last_zxid:x}")
+        self.phase = "txns"
+
+    def _decode(self, data: bytes | None):
+        try:
+            return decode_txn_entry(data or b"")
+        except TxnEntryError as e:
+            self._fail(f"ZooKeeper leader {self.leader_sid} sent a txn this observer cannot read: {e}")
+            return None
+
+    def _on_proposal(self, qp: Q.QuorumPacket) -> None:
+        e = self._decode(qp.data)
+        if e is not None:
+            self.proposals.append(e)
+
+    def _on_commit(self, qp: Q.QuorumPacket) -> None:
+        if not self.proposals or self.proposals[0][0].zxid != qp.zxid:
+            return self._fail(f"COMMIT 0x{qp.zxid:x} does not match the next proposal")
+        self._apply(*self.proposals.pop(0))
+
+    def _on_inform(self, qp: Q.QuorumPacket) -> None:
+        data = qp.data or b""
+        if qp.type == Q.INFORMANDACTIVATE:
+            if len(data) < 8:
+                return self._fail("INFORMANDACTIVATE without a leader id")
+            data = data[8:]
+            self.log("warn", "the ZooKeeper ensemble reconfigured; this observer keeps its configuration")
+        e = self._decode(data)
+        if e is not None:
+            self._apply(*e)
+
+    def _apply(self, hdr, txn, digest) -> None:
+        core = self.core
+        tree = core.tree
+        z = hdr.zxid
+        last = tree.last_zxid
+        if z <= last and not self.fuzzy:
+            self.log("warn", f"txn 0x{z:x} is not after 0x{last:x}; skipped")
+            return
+        if z != last + 1 and (z >> 32) == (last >> 32) and not self.fuzzy:
+            self.log("warn", f"txn 0x{z:x} does not follow 0x{last:x}")
+        paths = self.zk_digest.before(tree, hdr, txn)
+        res = core.commit(hdr, txn)
+        self.disk.append(("append", hdr, txn))
+        if hdr.type == 1 and res.err == -110:
+            self._fuzzy_create(tree, hdr, txn)
+        ours = self.zk_digest.after(tree, paths)
+        if digest is None or digest[0] != DIGEST_VERSION:
+            self.no_digest += 1
+            return
+        theirs = digest[1] & 0xFFFFFFFFFFFFFFFF
+        if theirs == ours:
+            self.verified += 1
+            self.fuzzy = False
+            return
+        if self.fuzzy and self.unverified < FUZZY_TXNS:
+            self.unverified += 1
+            return
+        self.mismatches += 1
+        self._fail(f"tree digest after txn 0x{z:x} is 0x{ours:x}, the ZooKeeper leader's is 0x{theirs:x}: "
+                   "dropping this copy and syncing again")
+        self._reset_tree()
+
+    @staticmethod
+    def _fuzzy_create(tree: DataTree, hdr, txn) -> None:
+        """A create replayed over a fuzzy snapshot that already has its node still sets the
+        parent's cversion and pzxid (ZooKeeper's DataTree.processTxn does the same)."""
+        pp = parent_of(txn.path)
+        parent = tree.nodes.get(pp)
+        if parent is not None:
+            cv = txn.parentCVersion if txn.parentCVersion != -1 else parent.cversion + 1
+            if cv > parent.cversion:
+                parent.cversion = cv
+                parent.pzxid = hdr.zxid
+                tree._update_digest(pp, parent)
+
+    def _reset_tree(self) -> None:
+        self._stop_serving("re-syncing after a digest mismatch")
+        core = self.core
+        tree = DataTree()
+        tree.watches = core.watches
+        core.adopt_newest_config(tree)
+        core.tree = tree
+        core.prep = Prep(tree, extended_types=core.config.extended_types)
+        core.next_zxid_counter = 0
+        self.zk_digest = ZkDigest(tree)
+        self.disk.append(("reset",))
+
+    def _on_uptodate(self) -> None:
+        self._send(Q.ACK, make_zxid(self.new_epoch, 0))
+        self.syncs_done[self.sync_kind] = self.syncs_done.get(self.sync_kind, 0) + 1
+        self.phase = "serving"
+        core = self.core
+        core.sequencer = ObserverSequencer(self)
+        core.serving = True
+        tracker = core.sessions
+        for s in [s for s in tracker.sessions if s not in core.tree.sessions]:
+            tracker.remove(s)
+        for s, timeout in core.tree.sessions.items():
+            if tracker.get(s) is None:
+                tracker.add(s, timeout, core.mono_ms)
+        self.log("info", f"observing ZooKeeper leader {self.leader_sid} in epoch {self.new_epoch} at zxid "
+                         f"0x{core.tree.last_zxid:x} after {self.sync_kind}")
+
+    def _stop_serving(self, why: str) -> None:
+        core = self.core
+        was = core.serving
+        core.serving = False
+        core.sequencer = IdleSequencer(self)
+        core.prep.reset()
+        core.connecting.clear()
+        self.syncs.clear()
+        self.revalidating.clear()
+        if was:
+            for conn in list(core.conns.values()):
+                if not conn.closing:
+                    core._close(conn, f"server stopped serving: {why}")
+
+    # -- pings: our clients' session touches --------------------------------------------------------
+    def _on_ping(self, qp: Q.QuorumPacket) -> None:
+        out = bytearray()
+        if self.phase == "serving":
+            rep = self.reported
+            sessions = self.core.sessions.sessions
+            for sid, s in sessions.items():
+                if rep.get(sid) != s.deadline and sid not in self.core.local_sessions:
+                    rep[sid] = s.deadline
+                    out += _QI.pack(sid, s.timeout_ms)
+            if len(rep) > 2 * len(sessions) + 64:
+                for sid in [x for x in rep if x not in sessions]:
+                    del rep[sid]
+        self._send(Q.PING, qp.zxid, bytes(out), qp.authinfo)
+
+    # -- what our clients ask of the leader ---------------------------------------------------------
+    def forward(self, request: Request) -> None:
+        if self.phase != "serving":
+            self.log("debug", f"dropping a write from session 0x{request.session_id:x}: not serving")
+            return
+        frame = request.frame
+        body = frame[8:] if frame is not None else encode_request_body(request.type, request.req)
+        data = _REQ.pack(request.session_id, request.cxid, request.type) + bytes(body)
+        self._send(Q.REQUEST, -1, data, [tuple(a) for a in request.auth or ()])
+
+    def forward_sync(self, conn: Connection, pending: Pending) -> None:
+        if len(self.syncs) >= MAX_PENDING_SYNCS or self.phase != "serving":
+            pending.state = DEFERRED
+            return
+        pending.state = WAIT_COMMIT
+        self.syncs.append((conn.conn_id, pending))
+        path = pending.req.path.encode() if pending.req is not None and pending.req.path is not None else b""
+        data = _REQ.pack(conn.session_id, pending.xid, 9) + _I.pack(len(path)) + path
+        self._send(Q.REQUEST, -1, data, [tuple(a) for a in conn.auth])
+
+    def _on_sync(self) -> None:
+        """The leader has passed every txn it had when our oldest sync() reached it."""
+        if not self.syncs:
+            return
+        cid, pending = self.syncs.pop(0)
+        conn = self.core.conns.get(cid)
+        if conn is not None:
+            pending.state = DEFERRED
+            self.core._flush(conn)
+
+    def revalidate(self, conn: Connection, sid: int, timeout: int) -> None:
+        """A client reconnects here with an existing session: ask the leader whether it is alive
+        (and make us its owner there, so its writes through us are not SESSIONMOVED)."""
+        self.revalidating[sid] = (conn.conn_id, timeout)
+        self._send(Q.REVALIDATE, -1, _QI.pack(sid, timeout))
+
+    def _on_revalidate(self, qp: Q.QuorumPacket) -> None:
+        d = qp.data or b""
+        if len(d) < 9:
+            return self._fail("REVALIDATE reply shorter than a session id and a flag")
+        sid, valid = _QB.unpack_from(d, 0)
+        w = self.revalidating.pop(sid, None)
+        if w is None:
+            self.log("warn", f"REVALIDATE for session 0x{sid:x} that nobody waits for")
+            return
+        self.core.finish_revalidation(w[0], sid, w[1], valid)
+
+    # -- introspection --------------------------------------------------------------------------------
+    def info(self) -> dict:
+        return {"zk_zkpeer_phase": self.phase, "zk_zkpeer_leader": self.leader_sid if self.leader_sid else -1,
+                "zk_zkpeer_epoch": self.new_epoch, "zk_zkpeer_tree_digest": self.zk_digest.value,
+                "zk_zkpeer_digests_verified": self.verified, "zk_digest_mismatches_count": self.mismatches,
+                "zk_zkpeer_txns_without_digest": self.no_digest,
+                "zk_zkpeer_diff_syncs": self.syncs_done.get("DIFF", 0),
+                "zk_zkpeer_snap_syncs": self.syncs_done.get("SNAP", 0),
+                "zk_zkpeer_trunc_syncs": self.syncs_done.get("TRUNC", 0)}

@@ -1,0 +1,46 @@
+"""`coord migrate take-over`: the last step of moving a live ZooKeeper ensemble onto coord
+(docs/migration.md). The coord observers named by the zoo.cfg (its `:observer` lines) leave the
+ZooKeeper ensemble and form coord's own from the state they hold; each refuses while any ZooKeeper
+voter (`:participant` line) still answers, and so does this command, before it asks anything."""
+from __future__ import annotations
+
+import asyncio
+
+from coord.aio.zkobserver import TAKEOVER_WORD, answering_voters
+from coord.aio.zoocfg import ServerConfig
+
+
+async def _ask(host: str, port: int, timeout_s: float) -> str:
+    r, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+    try:
+        w.write(TAKEOVER_WORD.encode())
+        await w.drain()
+        return (await asyncio.wait_for(r.read(), timeout_s)).decode(errors="replace").strip()
+    finally:
+        w.close()
+
+
+async def take_over(cfg: ServerConfig, timeout_s: float = 30.0) -> tuple[bool, list[str]]:
+    """(all took over, one line per server)."""
+    voters = {s: q for s, q in cfg.servers.items() if q.role == "participant"}
+    coord = {s: q for s, q in cfg.servers.items() if q.role == "observer"}
+    if not coord:
+        return False, ["no server.N=...:observer lines: no coord observers to take over"]
+    missing = [s for s, q in coord.items() if q.client_port is None]
+    if missing:
+        return False, [f"server.{s} has no client port (;port at the end of its line): cannot reach it" for s in missing]
+    answering = await answering_voters(voters)
+    if answering:
+        return False, ["refused: ZooKeeper voters still answer: " + ", ".join(answering) +
+                       "; stop every ZooKeeper server first (nothing was changed)"]
+    lines = []
+    ok = True
+    for sid, q in sorted(coord.items()):
+        host = q.client_host if q.client_host not in (None, "", "0.0.0.0") else q.host
+        try:
+            answer = await _ask(host, q.client_port, timeout_s)
+        except (OSError, asyncio.TimeoutError) as e:
+            answer = f"refused: no answer from {host}:{q.client_port}: {e}"
+        ok = ok and answer.startswith("ok:")
+        lines.append(f"server.{sid}: {answer or 'refused: empty answer (not a coord observer?)'}")
+    return ok, lines

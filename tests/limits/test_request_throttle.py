@@ -1,0 +1,103 @@
+"""The request throttler (`request_throttle_max_requests`, `throttled_op_wait_time`), differential
+against real ZooKeeper 3.8 with the same zoo.cfg. One request in process at a time, and a request
+that waited more than 1 ms gets THROTTLEDOP (-127): a pipelined burst of creates, reads and pings
+comes back in order, each create and read either done or -127 with no body (and a -127 create made
+no node), pings never -127, and mntr's throttled_ops counts the -127 replies. Which requests waited
+long enough is timing, so the test compares these properties, not the lists."""
+from __future__ import annotations
+
+import pytest
+
+from coord.jute import records as R
+from coord.jute.codec import decode
+from coord.jute.protocol import Err, OpCode
+from tests.compat.rawclient import RawClient
+from tests.limits.conftest import start_limits_pair
+from tests.support.real_zk import four_letter
+
+pytestmark = pytest.mark.realzk
+
+OPEN = [R.ACL(31, R.Id("world", "anyone"))]
+TH = int(Err.THROTTLEDOP)
+
+
+@pytest.fixture(scope="module")
+def throttled_pair(tmp_path_factory):
+    p = start_limits_pair(tmp_path_factory.mktemp("reqthrottle"),
+                          {"request_throttle_max_requests": "1", "throttled_op_wait_time": "1"})
+    yield p
+    p.stop()
+
+
+def _burst(host, port, n=300):
+    c = RawClient(host, port).start()
+    assert c.create("/rt").err in (0, TH)   # may itself wait: retried below
+    while c.exists("/rt").err != 0:
+        c.create("/rt")
+    sent = []
+    for i in range(n):
+        if i % 25 == 24:
+            c.submit(11, b"", -2)
+            sent.append((-2, "ping", None))
+        elif i % 10 == 9:
+            sent.append((c.submit(4, R.GetDataRequest("/rt", False).encode()), "read", None))
+        else:
+            name = f"n{i:04d}"
+            sent.append((c.submit(1, R.CreateRequest(f"/rt/{name}", b"", OPEN, 0).encode()), "create", name))
+    got = [c._read_reply() for _ in sent]
+    made = set(decode(R.GetChildrenResponse, c.get_children("/rt").body)[0].children)
+    c.close_socket()
+    rows = dict(ln.split("\t", 1) for ln in four_letter(host, port, "mntr").splitlines() if "\t" in ln)
+    kinds = {k for _, k, _ in sent}
+    throttled = [r for r in got if r.err == TH]
+    return {
+        "in_order": [r.xid for r in got] == [x for x, _, _ in sent],
+        "codes": {k: {r.err for r, (_, kk, _) in zip(got, sent) if kk == k} <= ({0} if k == "ping" else {0, TH})
+                  for k in kinds},
+        "throttled_have_no_body": all(not r.body for r in throttled),
+        "nodes_are_the_done_creates": made == {name for r, (_, k, name) in zip(got, sent)
+                                               if k == "create" and r.err == 0},
+        "some_throttled": bool(throttled),
+        "counted": int(rows["zk_throttled_ops"]) >= len(throttled) > 0,
+    }
+
+
+def test_throttled_ops(throttled_pair):
+    out = {name: _burst(host, port) for name, host, port in throttled_pair.targets}
+    assert out["zk"] == out["coord"]
+    zk = out["zk"]
+    assert zk["in_order"] and zk["throttled_have_no_body"] and zk["nodes_are_the_done_creates"]
+    assert zk["codes"] == {"ping": True, "read": True, "create": True}
+    assert zk["some_throttled"] and zk["counted"]
+
+
+@pytest.fixture(scope="module")
+def holding_pair(tmp_path_factory):
+    p = start_limits_pair(tmp_path_factory.mktemp("reqhold"), {"request_throttle_max_requests": "1"})
+    yield p
+    p.stop()
+
+
+@pytest.mark.slow
+def test_held_requests_all_served_in_order_and_stale_ones_dropped(holding_pair):
+    """Without throttled_op_wait_time every held request is served, in order; the requests of a
+    connection that closes while they wait are dropped as stale (stale_requests_dropped)."""
+    def run(host, port):
+        c = RawClient(host, port).start()
+        c.create("/hold")
+        xids = [c.submit(1, R.CreateRequest(f"/hold/n{i:04d}", b"", OPEN, 0).encode()) for i in range(200)]
+        got = [c._read_reply() for _ in xids]
+        served = [r.xid for r in got] == xids and {r.err for r in got} == {0}
+        c.close_socket()
+        gone = RawClient(host, port).start()
+        gone.create("/stale")
+        for i in range(3000):
+            gone.submit(1, R.CreateRequest(f"/stale/n{i:04d}", b"", OPEN, 0).encode())
+        gone.close_socket()
+        probe = RawClient(host, port).start()
+        alive = probe.exists("/hold").err == 0
+        probe.close_socket()
+        rows = dict(ln.split("\t", 1) for ln in four_letter(host, port, "mntr").splitlines() if "\t" in ln)
+        return served, alive, int(rows["zk_stale_requests_dropped"]) > 0, rows["zk_throttled_ops"]
+    out = {name: run(host, port) for name, host, port in holding_pair.targets}
+    assert out["zk"] == out["coord"] == (True, True, True, "0")

@@ -1,0 +1,211 @@
+"""The ZooKeeper-observer state machine (coord.core.zkpeer) driven byte by byte, as a ZooKeeper 3.8
+leader would drive it: registration, SNAP and DIFF sync, INFORM with digests, hostile input."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from coord.core import acl as aclmod
+from coord.core.datatree import DataTree
+from coord.core.server import ServerCore
+from coord.core.zkpeer.digest import tree_digest
+from coord.core.zkpeer.election import NO_VOTE, LeaderFinder
+from coord.core.zkpeer.observer import ZkObserver, make_zxid
+from coord.jute import quorum as Q
+from coord.jute import records as R
+
+EPOCH = 3
+
+
+def packet(t, zxid, data=None):
+    return Q.QuorumPacket(t, zxid, data).encode()
+
+
+def sent(obs):
+    s = Q.PacketStream(1 << 20)
+    s.feed(b"".join(obs.out))
+    obs.out.clear()
+    out = []
+    while (p := s.next_packet()) is not None:
+        out.append(p)
+    return out
+
+
+def txn_bytes(hdr, txn, digest=None):
+    b = hdr.encode() + txn.encode()
+    if digest is not None:
+        b += struct.pack(">iq", 2, digest)
+    return b
+
+
+def create(zxid, path, data=b"v", digest_of=None):
+    """A create txn as the leader sends it, stamped with the digest `digest_of` has after it."""
+    hdr = R.TxnHeader(0x77, 1, zxid, 1000 + zxid, 1)
+    txn = R.CreateTxn(path, data, [R.ACL(31, R.Id("world", "anyone"))], False, -1)
+    d = None
+    if digest_of is not None:
+        digest_of.apply(hdr, txn)
+        d = tree_digest(digest_of)
+    return txn_bytes(hdr, txn, d)
+
+
+def registered(tree=None):
+    core = ServerCore(tree=tree)
+    core.config.quorum = True
+    obs = ZkObserver(9, core)
+    obs.link_up(1)
+    (info,) = sent(obs)
+    assert info.type == Q.OBSERVERINFO
+    li = R_decode_learner_info(info.data)
+    assert (li.serverid, li.protocolVersion) == (9, Q.LEARNER_PROTOCOL)
+    obs.data(packet(Q.LEADERINFO, make_zxid(EPOCH, 0), struct.pack(">i", Q.LEARNER_PROTOCOL)))
+    (ack,) = sent(obs)
+    assert ack.type == Q.ACKEPOCH and ack.zxid == core.tree.last_zxid
+    return obs
+
+
+def R_decode_learner_info(b):
+    from coord.jute.codec import decode
+    return decode(Q.LearnerInfo, b)[0]
+
+
+def wire_snapshot(tree: DataTree, sessions: dict[int, int]) -> bytes:
+    """The leader's SerializeUtils.serializeSnapshot + signature, written from the format."""
+    out = bytearray(struct.pack(">i", len(sessions)))
+    for sid, to in sessions.items():
+        out += struct.pack(">qi", sid, to)
+    out += struct.pack(">i", 1) + struct.pack(">qi", 1, 1) + struct.pack(">i", 31)
+    for s in (b"world", b"anyone"):
+        out += struct.pack(">i", len(s)) + s
+
+    def node(path, n):
+        p = b"" if path == "/" else path.encode()
+        nonlocal out
+        out += struct.pack(">i", len(p)) + p
+        out += struct.pack(">i", -1 if n.data is None else len(n.data)) + (n.data or b"")
+        out += struct.pack(">q", 1)
+        out += struct.pack(">qqqqiiiqq", n.czxid, n.mzxid, n.ctime, n.mtime, n.version, n.cversion,
+                           n.aversion, n.owner, n.pzxid)
+        for c in sorted(n.children or ()):
+            node((path.rstrip("/") + "/" + c), tree.nodes[(path.rstrip("/") + "/" + c)])
+    node("/", tree.nodes["/"])
+    out += struct.pack(">i", 1) + b"/"
+    out += struct.pack(">i", 10) + b"BenWasHere"
+    return bytes(out)
+
+
+def test_snap_then_informs_verified_by_digest_and_served():
+    leader = DataTree()
+    blobs = [create(make_zxid(EPOCH, i), f"/n{i}", digest_of=leader) for i in range(1, 4)]
+    obs = registered()
+    snap_zxid = leader.last_zxid
+    stream = packet(Q.SNAP, snap_zxid) + wire_snapshot(leader, {0x77: 30000})
+    stream += packet(Q.NEWLEADER, make_zxid(EPOCH, 0)) + packet(Q.UPTODATE, -1)
+    for b in [create(make_zxid(EPOCH, i), f"/n{i}", digest_of=leader) for i in range(4, 6)]:
+        stream += packet(Q.INFORM, leader.last_zxid, b)
+    for i in range(0, len(stream), 7):       # arrives in small pieces
+        obs.data(stream[i:i + 7])
+    assert obs.close is None and obs.phase == "serving"
+    assert [p.type for p in sent(obs)] == [Q.ACK, Q.ACK]
+    assert obs.core.serving and obs.core.tree.last_zxid == make_zxid(EPOCH, 5)
+    assert obs.verified == 2 and obs.mismatches == 0
+    assert obs.zk_digest.value == tree_digest(leader) == tree_digest(obs.core.tree)
+    assert obs.core.tree.sessions == {0x77: 30000}
+    assert blobs
+
+
+def test_diff_applies_proposal_commit_pairs():
+    leader = DataTree()
+    obs = registered()
+    stream = packet(Q.DIFF, make_zxid(EPOCH, 2))
+    for i in (1, 2):
+        b = create(make_zxid(EPOCH, i), f"/d{i}", digest_of=leader)
+        stream += packet(Q.PROPOSAL, make_zxid(EPOCH, i), b) + packet(Q.COMMIT, make_zxid(EPOCH, i))
+    stream += packet(Q.NEWLEADER, make_zxid(EPOCH, 0)) + packet(Q.UPTODATE, -1)
+    obs.data(stream)
+    assert obs.phase == "serving" and obs.syncs_done["DIFF"] == 1
+    assert set(obs.core.tree.nodes) >= {"/d1", "/d2"} and obs.verified == 2
+
+
+def test_digest_mismatch_drops_the_copy_and_closes_the_link():
+    leader = DataTree()
+    obs = registered()
+    obs.data(packet(Q.DIFF, 0) + packet(Q.NEWLEADER, make_zxid(EPOCH, 0)) + packet(Q.UPTODATE, -1))
+    b = create(make_zxid(EPOCH, 1), "/x", digest_of=leader)
+    bad = b[:-8] + struct.pack(">q", 12345)
+    obs.data(packet(Q.INFORM, make_zxid(EPOCH, 1), bad))
+    assert obs.close and "digest" in obs.close and obs.mismatches == 1
+    assert "/x" not in obs.core.tree.nodes and not obs.core.serving
+
+
+@pytest.mark.parametrize("garbage, says", [
+    (b"\x00\x00\x00\x63" + b"\x00" * 20, "unknown quorum packet type 99"),
+    (packet(Q.INFORM, 5, b"\x01\x02"), "cannot read"),
+    (struct.pack(">iqi", Q.INFORM, 5, 1 << 30), "length"),
+])
+def test_garbage_from_the_leader_closes_the_link_and_applies_nothing(garbage, says):
+    obs = registered()
+    obs.data(packet(Q.DIFF, 0) + packet(Q.NEWLEADER, make_zxid(EPOCH, 0)) + packet(Q.UPTODATE, -1))
+    before = set(obs.core.tree.nodes)
+    obs.data(garbage + packet(Q.INFORM, 1, create(1, "/after")))
+    assert obs.close is not None and says in obs.close
+    assert set(obs.core.tree.nodes) == before
+
+
+def test_other_learner_protocol_version_is_refused():
+    core = ServerCore()
+    obs = ZkObserver(9, core)
+    obs.link_up(1)
+    obs.data(packet(Q.LEADERINFO, make_zxid(1, 0), struct.pack(">i", 0x20000)))
+    assert obs.close and "protocol 0x20000" in obs.close
+
+
+def test_trunc_below_applied_state_stops_the_observer():
+    tree = DataTree()
+    tree.apply(R.TxnHeader(1, 1, make_zxid(2, 5), 1, 1),
+               R.CreateTxn("/a", b"", [R.ACL(31, R.Id("world", "anyone"))], False, -1))
+    obs = registered(tree)
+    obs.data(packet(Q.TRUNC, make_zxid(2, 3)))
+    assert obs.fatal and "below the 0x200000005" in obs.fatal and "/a" in obs.core.tree.nodes
+
+
+def test_ping_reply_reports_touched_sessions_once():
+    leader = DataTree()
+    obs = registered()
+    obs.data(packet(Q.SNAP, 0) + wire_snapshot(leader, {0x55: 10000}) + packet(Q.NEWLEADER, make_zxid(EPOCH, 0))
+             + packet(Q.UPTODATE, -1))
+    sent(obs)
+    obs.data(packet(Q.PING, 7))
+    (p1,) = sent(obs)
+    assert p1.type == Q.PING and struct.unpack(">qi", p1.data) == (0x55, 10000)
+    obs.data(packet(Q.PING, 8))
+    (p2,) = sent(obs)
+    assert p2.data == b""
+
+
+def test_snapshot_with_a_node_before_its_parent_is_refused():
+    obs = registered()
+    snap = bytearray(struct.pack(">ii", 0, 0))
+    p = b"/a/b"
+    snap += struct.pack(">i", len(p)) + p + struct.pack(">i", 0) + struct.pack(">q", -1) + bytes(60)
+    obs.data(packet(Q.SNAP, 1) + bytes(snap))
+    assert obs.close and "before its parent" in obs.close
+
+
+def test_notifications_and_leader_finding():
+    f = LeaderFinder(9, {1, 2, 3})
+    n = Q.parse_notification(f.notification().encode()[4:])
+    assert (n.state, n.leader, n.version) == (Q.OBSERVING, NO_VOTE, 2)
+    assert f.on_notification(2, Q.Notification(Q.FOLLOWING, 3, 0, 1, 4)) is None
+    assert f.on_notification(1, Q.Notification(Q.LOOKING, 1, 0, 1, 4)) is None
+    assert f.on_notification(3, Q.Notification(Q.LEADING, 3, 0, 1, 4)) == 3
+    with pytest.raises(Q.QuorumWireError, match="at least 28"):
+        Q.parse_notification(b"\x00" * 10)
+    with pytest.raises(Q.QuorumWireError, match="protocol version"):
+        Q.parse_initial(struct.pack(">q", 7) + b"\x00" * 12)
+    assert Q.parse_initial(Q.initial_message(4, "127.0.0.1:5")) == (4, "127.0.0.1:5", 16 + 4 + 11)
+
+
+def test_wire_acl_is_interned_like_a_tree_acl():
+    assert aclmod.intern(((31, "world", "anyone"),)) == aclmod.OPEN_ACL_UNSAFE

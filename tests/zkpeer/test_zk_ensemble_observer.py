@@ -1,0 +1,217 @@
+"""coord observing a live, real ZooKeeper 3.8 ensemble (issue 18), and, as the reference, a real
+ZooKeeper observer in the same harness and the same scenarios (tests.support.zk_observer).
+
+The 3 voters' zoo.cfg carry the observer's `server.4=...:observer` line from the start (the static
+join); the observer is started on the same zoo.cfg (coord adds coord.peerProtocol=zookeeper)."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from kazoo.client import KazooClient
+
+from tests.support.zk_observer import KINDS, ObservedEnsemble, zk_tree_digest
+
+pytestmark = pytest.mark.realzk
+
+
+def client(hosts: str, **kw) -> KazooClient:
+    c = KazooClient(hosts=hosts, timeout=10, **kw)
+    c.start(timeout=30)
+    return c
+
+
+def wait_until(cond, what: str, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = cond()
+            if last:
+                return last
+        except Exception as e:   # the ensemble may be between leaders
+            last = e
+        time.sleep(0.2)
+    raise AssertionError(f"{what} within {timeout}s (last: {last!r})")
+
+
+def digests_equal(obs: ObservedEnsemble, leader_hosts: str):
+    """Sync both views, then ZooKeeper's digest of the whole tree from the leader and the observer."""
+    a = client(leader_hosts)
+    b = client(obs.observer_connect)
+    try:
+        a.sync("/")
+        b.sync("/")
+        return zk_tree_digest(a), zk_tree_digest(b)
+    finally:
+        a.stop()
+        b.stop()
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def observed(request, tmp_path_factory):
+    obs = ObservedEnsemble(tmp_path_factory.mktemp(f"zkobs-{request.param}"), request.param)
+    obs.start()
+    try:
+        c = client(obs.voters.connect_string)
+        c.ensure_path("/pre")
+        for i in range(200):
+            c.create(f"/pre/n{i}", b"x" * (i % 50))
+        c.stop()
+        obs.start_observer()
+        yield obs
+    finally:
+        obs.stop()
+
+
+def test_sync_and_digest_equal_under_write_load(observed):
+    leader = observed.voters.leader().connect_string
+    ours, theirs = digests_equal(observed, leader)
+    assert ours == theirs, "not equal right after the sync"
+    stop = threading.Event()
+    done = [0]
+
+    def writer():
+        c = client(observed.voters.connect_string)
+        i = 0
+        try:
+            while not stop.is_set():
+                c.set(f"/pre/n{i % 200}", b"w%d" % i)
+                c.create("/load-", b"", sequence=True, ephemeral=(i % 3 == 0))
+                if i % 5 == 0:
+                    c.create(f"/pre/tmp{i}", b"t")
+                    c.delete(f"/pre/tmp{i}")
+                i += 1
+                done[0] = i
+        finally:
+            c.stop()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    via = client(observed.observer_connect)
+    try:
+        for i in range(30):      # writes through the observer interleave with the load
+            via.create(f"/via-obs-{i}", b"o", ephemeral=bool(i % 2))
+        time.sleep(3)
+    finally:
+        stop.set()
+        t.join(60)
+    assert done[0] > 20
+    mntr = observed.observer_mntr()
+    assert mntr.get("zk_digest_mismatches_count") == "0", mntr
+    ours, theirs = digests_equal(observed, leader)
+    assert ours == theirs and ours[1] > 200
+    via.stop()
+
+
+def test_kazoo_through_the_observer_ephemerals_watches_sequentials(observed):
+    voters = client(observed.voters.connect_string)
+    via = client(observed.observer_connect)
+    try:
+        via.ensure_path("/app")
+        names = [via.create("/app/job-", b"", sequence=True) for _ in range(3)]
+        assert names == sorted(names) and len(set(names)) == 3
+        voters.sync("/app")
+        assert sorted(voters.get_children("/app")) == sorted(n.rsplit("/", 1)[1] for n in names)
+
+        fired = threading.Event()
+        seen = []
+
+        def watch(ev):
+            seen.append((ev.type, ev.path))
+            fired.set()
+        via.get("/app", watch=watch)
+        voters.set("/app", b"changed by a voter's client")
+        assert fired.wait(20), "data watch set through the observer did not fire"
+        assert seen == [("CHANGED", "/app")]
+        assert via.get("/app")[0] == b"changed by a voter's client"
+
+        eph = client(observed.observer_connect)
+        eph.create("/app/alive", b"", ephemeral=True)
+        voters.sync("/app")
+        assert voters.exists("/app/alive").ephemeralOwner == eph.client_id[0]
+        eph.stop()       # closeSession through the observer: the leader removes the ephemeral
+        wait_until(lambda: voters.exists("/app/alive") is None, "ephemeral gone on the voters")
+        via.sync("/app")
+        assert via.exists("/app/alive") is None
+    finally:
+        via.stop()
+        voters.stop()
+
+
+def test_a_session_moves_from_a_voter_to_the_observer_and_keeps_writing(observed):
+    """The reconnect is REVALIDATEd by the leader, which makes the observer the session's owner: its
+    writes through the observer are not SESSIONMOVED, and its ephemerals survive the move."""
+    first = client(observed.voters.members[0].connect_string)
+    first.create("/moving", b"", ephemeral=True)
+    sid, passwd = first.client_id
+    moved = KazooClient(hosts=observed.observer_connect, timeout=10)
+    moved._session_id, moved._session_passwd = sid, passwd
+    moved.start(timeout=30)
+    try:
+        assert moved.client_id[0] == sid
+        moved.create("/moving-2", b"", ephemeral=True)
+        assert moved.exists("/moving").ephemeralOwner == sid
+        assert moved.exists("/moving-2").ephemeralOwner == sid
+    finally:
+        moved.stop()
+        first.stop()
+    v = client(observed.voters.connect_string)
+    wait_until(lambda: v.exists("/moving") is None and v.exists("/moving-2") is None, "ephemerals gone")
+    v.stop()
+
+
+def test_observer_restarted_syncs_again(observed):
+    observed.stop_observer()
+    c = client(observed.voters.connect_string)
+    c.ensure_path("/while-down")
+    for i in range(40):
+        c.create(f"/while-down/n{i}", b"%d" % i)
+    c.stop()
+    t0 = time.monotonic()
+    observed.start_observer()
+    took = time.monotonic() - t0
+    via = client(observed.observer_connect)
+    try:
+        assert len(via.get_children("/while-down")) == 40
+    finally:
+        via.stop()
+    ours, theirs = digests_equal(observed, observed.voters.leader().connect_string)
+    assert ours == theirs
+    if observed.kind == "coord":
+        # it kept its state on disk and the leader's committed log reaches back to it: a DIFF, as
+        # ZooKeeper's leader gives a restarted ZooKeeper observer
+        m = observed.observer_mntr()
+        assert (m["zk_zkpeer_diff_syncs"], m["zk_zkpeer_snap_syncs"]) == ("1", "0"), m
+        recovered = [ln for ln in observed.observer_log().splitlines() if "recovered zxid" in ln]
+        assert len(recovered) == 2 and "recovered zxid 0x0 " not in recovered[-1], recovered
+    print(f"{observed.kind} observer restarted and observing in {took:.2f}s")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_zookeeper_leader_killed_the_observer_follows_the_new_leader(kind, tmp_path):
+    obs = ObservedEnsemble(tmp_path, kind)
+    obs.start()
+    try:
+        obs.start_observer()
+        via = client(obs.observer_connect)
+        via.create("/before", b"1")
+        old = obs.voters.leader()
+        old.stop(kill=True)
+        t0 = time.monotonic()
+        new = wait_until(lambda: next((m for m in obs.voters.members if m.proc is not None and m.mode() == "leader"),
+                                      None), "a new ZooKeeper leader")
+        assert new is not old
+        obs.wait_observing(60)
+        wait_until(lambda: via.create("/after-failover", b"2"), "a write through the observer after the failover")
+        print(f"{kind} observer writing again {time.monotonic() - t0:.2f}s after the leader was killed")
+        via.stop()
+        ours, theirs = digests_equal(obs, new.connect_string)
+        assert ours == theirs
+        c = client(new.connect_string)
+        assert c.get("/after-failover")[0] == b"2"
+        c.stop()
+    finally:
+        obs.stop()
