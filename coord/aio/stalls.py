@@ -3,7 +3,7 @@
 A server is one event loop: while one turn runs, every other client's request waits, so a turn's
 length is the server's own contribution to tail latency. The monitor wraps the loop's selector:
 the time from one select() returning to the next select() call is one turn, measured with two clock
-reads (no timer wake-ups, nothing per request). A turn over `threshold_ms` (2 ms) is a stall and is
+reads and one thread-CPU-time read (no timer wake-ups, nothing per request). A turn over `threshold_ms` (2 ms) is a stall and is
 given the cause that explains most of it:
 
 - gc-minor / gc-major: PyPy's gc.hooks report each minor collection and each incremental step of a
@@ -19,8 +19,8 @@ given the cause that explains most of it:
 
 fsync waits do not stall the loop but hold replies: the txn log reports each batch and one over the
 threshold is recorded with cause `fsync`. Every stall is counted per cause (coord_stall_ms{cause},
-a summary in /metrics; `stalls_by_cause()`), and logged: INFO, or WARNING at `warn_ms` (10 ms) and
-over. Where the loop has no selector to wrap (uvloop on CPython) only GC, fsync and notes are seen.
+a summary in /metrics, coord_stall_max_ms and coord_stalls_over_10ms; `stalls_by_cause()`), and
+logged: INFO, or WARNING at `warn_ms` (10 ms) and over. Where the loop has no selector to wrap (uvloop on CPython) only GC, fsync and notes are seen.
 """
 from __future__ import annotations
 
