@@ -25,7 +25,20 @@ from coord.core.gcpause import cycle_collector_paused  # noqa: F401 (re-exported
 ENV = "COORD_SERVER_PYTHON"
 RUNTIME_FILE = "coord-server-python"
 _EXECED = "COORD_SERVER_RUNTIME_EXECED"  # set across the re-exec, so it happens at most once
-NURSERY = "64MB"
+# PyPy's GC settings for a server (each one an environment variable of PyPy's incminimark GC; one
+# already in the environment wins). Measured in-process (coord.bench.core, 3 x 50,000 ops per phase,
+# under SCHED_FIFO so that the machine's load does not stretch the pauses; docs/benchmarks.md,
+# "GC configuration"):
+# - PYPY_GC_NURSERY 8MB: a minor collection copies what survives of the nursery (under writes: every
+#   new znode), so its pause grows with the nursery: p99 7-8 ms and max 13-14 ms at 64 MB, 1.3-2 ms
+#   and ~2 ms at 8 MB, with CPU per op no worse (create 4.3 -> 3.2 us). The default, the L2 size (1 MB
+#   here), costs the request path 20% of CPU (create 12.9 vs 10.8 us) for no shorter pause.
+# - PYPY_GC_MIN 128MB: no major collection below this heap size; PyPy's default is 8 nurseries, which
+#   at 64 MB was 512 MB: under create/delete churn RSS climbed ~25 MiB a round to ~640 MiB before the
+#   first major collection freed anything (issue 17); with 128 MB it levels at ~250 MiB.
+# - PYPY_GC_INCREMENT_STEP 4MB: what one incremental major-collection step marks (default: 2
+#   nurseries). Steps of 4 MB: max 3-4 ms; of 16 MB: 9-13 ms.
+GC_ENV = {"PYPY_GC_NURSERY": "8MB", "PYPY_GC_MIN": "128MB", "PYPY_GC_INCREMENT_STEP": "4MB"}
 
 
 def describe() -> str:
@@ -63,11 +76,9 @@ def exec_server_runtime(argv: list[str]) -> None:
         return
     env = dict(os.environ)
     env[_EXECED] = "1"
-    # PyPy's nursery (young generation) defaults to the L2 cache size, 1 MB here. At 64 MB the request
-    # path's short-lived objects die young instead of being promoted: create 12.9 -> 10.8 us of CPU,
-    # delete 7.0 -> 4.9 (coord.bench.core), and a recovered 1M-znode tree leaves ~80 MB less
-    # fragmentation in the old generation (docs/operations.md). CPython ignores the variable.
-    env.setdefault("PYPY_GC_NURSERY", NURSERY)
+    # PyPy's GC settings (GC_ENV above); CPython ignores the variables.
+    for k, v in GC_ENV.items():
+        env.setdefault(k, v)
     src = str(Path(__file__).resolve().parents[1])  # the same coord source, whatever the runtime has installed
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     sys.stdout.flush()
@@ -88,6 +99,29 @@ GC_THRESHOLDS = (1000, 20, 1000)
 def tune_gc() -> None:
     if hasattr(gc, "set_threshold"):
         gc.set_threshold(*GC_THRESHOLDS)
+
+
+# How long the event loop may keep the interpreter lock while another thread waits for it. The txn
+# log's fsync thread needs the lock back after fdatasync returns to hand the batch's completion to the
+# loop; with the default 5 ms a busy loop made every fsynced write wait up to 5 ms more (a PyPy
+# thread doing fdatasync in a loop beside a busy main thread: 2,433-2,525 fsyncs in 2 s at 5 ms,
+# 9,784-15,279 at 0.5 ms). COORD_SWITCH_INTERVAL_MS overrides (docs/benchmarks.md, "GIL hand-off").
+SWITCH_INTERVAL_MS = 0.5
+
+
+def tune_threads() -> float:
+    """Set the interpreter's thread switch interval for a server; returns it in ms."""
+    raw = os.environ.get("COORD_SWITCH_INTERVAL_MS")
+    try:
+        ms = float(raw) if raw else SWITCH_INTERVAL_MS
+        if not 0 < ms <= 1000:
+            raise ValueError(raw)
+    except ValueError:
+        print(f"coord: COORD_SWITCH_INTERVAL_MS={raw!r} is not a number of ms in (0, 1000]; using "
+              f"{SWITCH_INTERVAL_MS}", file=sys.stderr)
+        ms = SWITCH_INTERVAL_MS
+    sys.setswitchinterval(ms / 1000.0)
+    return ms
 
 
 def freeze_gc() -> None:

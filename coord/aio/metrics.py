@@ -479,11 +479,13 @@ class ServerMetrics:
         if mon is not None:   # coord.aio.stalls: loop turns over 2 ms (and slow fsyncs) by cause
             sm = Metric("coord_stall_ms", "coord_stall_ms", "summary")
             mx = Metric("coord_stall_max_ms", "coord_stall_max_ms", "gauge")
-            for cause, (n, total, worst) in sorted(mon.stalls_by_cause().items()):
+            big = Metric("coord_stalls_over_10ms", "coord_stalls_over_10ms", "counter")
+            for cause, (n, total, worst, over) in sorted(mon.stalls_by_cause().items()):
                 sm.add_sample("coord_stall_ms_count", {"cause": cause}, float(n))
                 sm.add_sample("coord_stall_ms_sum", {"cause": cause}, total)
                 mx.add_sample("coord_stall_max_ms", {"cause": cause}, worst)
-            out += [sm, mx, _counter("coord_stall_monitor_errors", float(mon.errors))]
+                big.add_sample("coord_stalls_over_10ms", {"cause": cause}, float(over))
+            out += [sm, mx, big, _counter("coord_stall_monitor_errors", float(mon.errors))]
         tr = getattr(srv, "transport", None)
         if tr is not None:
             up = Metric("coord_peer_link_up", "coord_peer_link_up", "gauge")

@@ -3,16 +3,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
-from coord.aio import stalls
+from coord.aio import stalls, warmup
 from coord.aio.server import CoordServer
 from coord.aio.zoocfg import ServerConfig
-from coord.runtime import describe, tune_gc
+from coord.runtime import describe, tune_gc, tune_threads
 
 
 async def run_node(cfg: ServerConfig) -> None:
     tune_gc()
-    stalls.monitor().install(asyncio.get_running_loop())   # loop turns over 2 ms, with their cause
+    tune_threads()
+    if os.environ.get("COORD_STALL_MONITOR", "1") != "0":  # loop turns over 2 ms, with their cause
+        stalls.monitor().install(asyncio.get_running_loop())
+    warmup.start_in_background()                           # PyPy: compile the request path now
     logging.getLogger("coord.server").info("runtime: %s", describe())
     if cfg.peer_protocol == "zookeeper":
         from coord.aio.zkobserver import run_observer

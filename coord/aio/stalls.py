@@ -3,23 +3,24 @@
 A server is one event loop: while one turn runs, every other client's request waits, so a turn's
 length is the server's own contribution to tail latency. The monitor wraps the loop's selector:
 the time from one select() returning to the next select() call is one turn, measured with two clock
-reads (no timer wake-ups, nothing per request). A turn over `threshold_ms` (2 ms) is a stall and is
+reads and one thread-CPU-time read (no timer wake-ups, nothing per request). A turn over `threshold_ms` (2 ms) is a stall and is
 given the cause that explains most of it:
 
 - gc-minor / gc-major: PyPy's gc.hooks report each minor collection and each incremental step of a
   major one with its duration (CPython: gc.callbacks start/stop); those that ended inside the turn;
 - jit: PyPy's JIT tracing and backend time (pypyjit.get_stats_snapshot, 1 µs a read, re-read at a
   turn's start when the last read is over 10 ms old) that grew up to the turn's end;
-- snapshot-fork, hugepages: windows of work the server itself started (`note()`: the fork of a
-  snapshot child; a huge-page collapse pass, whose mm lock a fault on the loop's thread waits for);
+- snapshot-fork: the fork() of a snapshot child (`note()`: an exact window);
+- hugepages: a huge-page collapse pass was running (its mm lock makes a page fault on the loop's
+  thread wait) and none of the measured causes explains half of the turn;
 - preempted: the turn's wall time minus the loop thread's CPU time in it (time.thread_time, read at
   each turn's start): the OS ran something else, i.e. the machine is loaded, not the server slow;
 - busy: none of these explains half of it: a long turn of ordinary work (a big batch of requests).
 
 fsync waits do not stall the loop but hold replies: the txn log reports each batch and one over the
 threshold is recorded with cause `fsync`. Every stall is counted per cause (coord_stall_ms{cause},
-a summary in /metrics; `stalls_by_cause()`), and logged: INFO, or WARNING at `warn_ms` (10 ms) and
-over. Where the loop has no selector to wrap (uvloop on CPython) only GC, fsync and notes are seen.
+a summary in /metrics, coord_stall_max_ms and coord_stalls_over_10ms; `stalls_by_cause()`), and
+logged: INFO, or WARNING at `warn_ms` (10 ms) and over. Where the loop has no selector to wrap (uvloop on CPython) only GC, fsync and notes are seen.
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ class StallMonitor:
         self.count: dict[str, int] = {c: 0 for c in CAUSES}
         self.total_ms: dict[str, float] = {c: 0.0 for c in CAUSES}
         self.max_ms: dict[str, float] = {c: 0.0 for c in CAUSES}
+        self.over_warn: dict[str, int] = {c: 0 for c in CAUSES}   # stalls of warn_ms (10 ms) or more
         self.recent: deque = deque(maxlen=256)     # (monotonic, cause, ms, detail)
         # Lists, read through a slice copy: a GC hook (any allocation) or the huge-page thread may
         # append while a turn is attributed, and a deque raises if mutated during iteration.
@@ -177,21 +179,28 @@ class StallMonitor:
         jit = (jit_seconds() - self.jit_base) * 1000.0
         if jit > 0:
             parts["jit"] = min(jit, ms)
+        during_pass = False
         for start, end, cause in self.notes[:]:
             overlap = min(t1, end if end is not None else t1) - max(t0, start)
-            if overlap > 0:
+            if overlap <= 0:
+                continue
+            if cause == "hugepages":
+                during_pass = True      # a window, not a measured wait: only what nothing else explains
+            else:
                 parts[cause] = parts.get(cause, 0.0) + overlap * 1000.0
         cause, got = max(parts.items(), key=lambda kv: kv[1])
         if got < ms / 2:
-            cause = "busy"
+            cause = "hugepages" if during_pass else "busy"
         detail = ", ".join(f"{k} {v:.1f} ms" for k, v in parts.items() if v >= 0.05)
         self.record(cause, ms, detail)
 
     def record(self, cause: str, ms: float, detail: str = "") -> None:
         if cause not in self.count:
-            self.count[cause] = 0
+            self.count[cause] = self.over_warn[cause] = 0
             self.total_ms[cause] = self.max_ms[cause] = 0.0
         self.count[cause] += 1
+        if ms >= self.warn_ms:
+            self.over_warn[cause] += 1
         self.total_ms[cause] += ms
         if ms > self.max_ms[cause]:
             self.max_ms[cause] = ms
@@ -204,9 +213,9 @@ class StallMonitor:
             log.log(logging.WARNING if ms >= self.warn_ms else logging.INFO,
                     "stall %.1f ms: %s%s", ms, cause, f" ({detail})" if detail else "")
 
-    def stalls_by_cause(self) -> dict[str, tuple[int, float, float]]:
-        """cause -> (count, total ms, max ms), causes seen so far."""
-        return {c: (n, self.total_ms[c], self.max_ms[c]) for c, n in self.count.items() if n}
+    def stalls_by_cause(self) -> dict[str, tuple[int, float, float, int]]:
+        """cause -> (count, total ms, max ms, count of warn_ms or more), causes seen so far."""
+        return {c: (n, self.total_ms[c], self.max_ms[c], self.over_warn[c]) for c, n in self.count.items() if n}
 
 
 MONITOR: StallMonitor | None = None

@@ -23,14 +23,18 @@ import click
 
 from coord.bench import phases as ph
 from coord.bench.client import BenchError
+from coord.bench.launch import rss_mib
 
 
-def rss_mib(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
-    except (OSError, ValueError, IndexError):
-        return 0.0
+def parse_env(pairs) -> dict[str, str]:
+    """KEY=VALUE options into a dict; a pair without '=' is a usage error."""
+    out = {}
+    for p in pairs:
+        k, sep, v = p.partition("=")
+        if not sep or not k:
+            raise click.BadParameter(f"expected KEY=VALUE, got {p!r}")
+        out[k] = v
+    return out
 
 
 def slope_mib_per_min(samples: list[tuple[float, float]]) -> float | None:
@@ -82,14 +86,14 @@ class _System:
         return self.ens.pids() if self.ens is not None else [self.proc.pid]
 
     def rss(self) -> float:
-        return max(rss_mib(p) for p in self.pids())
+        return max(rss_mib([p]) for p in self.pids())
 
     def stop(self) -> None:
         (self.ens or self.proc).stop()
 
 
 def run(seconds: float, znodes: int, systems: tuple[str, ...], ensemble: bool, force_sync: bool,
-        warmup_s: float, zk_heap_mb: int, workdir: str | None, log) -> dict:
+        warmup_s: float, zk_heap_mb: int, workdir: str | None, log, coord_env: dict | None = None) -> dict:
     from coord.bench.launch import zookeeper_available
     if "zookeeper" in systems and not zookeeper_available():
         raise RuntimeError("Apache ZooKeeper is not installed (apt-get install zookeeper)")
@@ -102,8 +106,10 @@ def run(seconds: float, znodes: int, systems: tuple[str, ...], ensemble: bool, f
     errors = {n: 0 for n in systems}
     load = [os.getloadavg()[0]]
     try:
+        from coord.bench.tail import server_env
         for s in sysm.values():
-            s.start()
+            with server_env(coord_env if s.name == "coord" else None):
+                s.start()
             samples[s.name].append((0.0, s.rss()))
             log(f"{s.name}: serving on {s.target}, RSS {s.rss():.0f} MiB")
         spent = {n: 0.0 for n in systems}
@@ -141,15 +147,18 @@ def run(seconds: float, znodes: int, systems: tuple[str, ...], ensemble: bool, f
 @click.option("--warmup", default=30.0, show_default=True, help="Seconds before the 'after warm-up' RSS.")
 @click.option("--zk-heap-mb", default=2048, show_default=True, help="ZooKeeper's -Xmx/-Xms.")
 @click.option("--workdir", default=None, type=click.Path(file_okay=False))
+@click.option("--coord-env", multiple=True, metavar="KEY=VALUE", help="Environment of the coord servers (A/B runs).")
 @click.option("--json", "as_json", is_flag=True)
-def churn_command(seconds, soak, znodes, only, ensemble, no_fsync, warmup, zk_heap_mb, workdir, as_json) -> None:
+def churn_command(seconds, soak, znodes, only, ensemble, no_fsync, warmup, zk_heap_mb, workdir, coord_env,
+                  as_json) -> None:
     """Server RSS under create/get/set/exists/delete churn, coord vs ZooKeeper 3.8 (and the soak)."""
     if znodes < 8:
         raise click.BadParameter("--znodes must be at least 8")
     systems = ("coord", "zookeeper") if only == "both" else (only,)
     log = (lambda m: click.echo(m, err=True))
     try:
-        out = run(soak or seconds, znodes, systems, ensemble, not no_fsync, warmup, zk_heap_mb, workdir, log)
+        out = run(soak or seconds, znodes, systems, ensemble, not no_fsync, warmup, zk_heap_mb, workdir, log,
+                  parse_env(coord_env))
     except (BenchError, OSError, RuntimeError, TimeoutError) as e:
         raise click.ClickException(str(e))
     if as_json:

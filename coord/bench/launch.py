@@ -59,6 +59,18 @@ def four_letter(host: str, port: int, word: str, timeout: float = 2.0) -> str:
 
 
 
+def rss_mib(pids) -> float:
+    """Resident size in MiB of local processes together (/proc/<pid>/statm; a process gone counts 0)."""
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / (1 << 20)
+
+
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace_s: float = 15.0) -> None:
     """Send sig to a server process still running and reap it; SIGKILL if it outlives grace_s."""
     if proc.poll() is not None:

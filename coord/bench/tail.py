@@ -18,10 +18,12 @@ import shutil
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from coord.bench.client import BenchError, Session, drive, encode_batch
+from coord.bench.launch import rss_mib
 from coord.bench.openloop import OPEN_OPS, OpenLoopClient, Plan, quantiles
 
 SYSTEMS = ("coord", "zookeeper")
@@ -43,6 +45,7 @@ class TailConfig:
     ensemble: bool = False
     force_sync: bool = True
     rates: dict | None = None   # op -> ops/s: skip the calibration and take these as 100%
+    coord_env: dict | None = None   # extra environment of the coord servers (PYPY_GC_*, COORD_*): A/B runs
 
 
 @dataclass
@@ -58,7 +61,8 @@ class _Sys:
     mbase: int = 0
 
     def stalls(self) -> dict:
-        """cause -> [count, total ms] summed over the members, from coord_stall_ms (/metrics)."""
+        """cause -> [count, total ms, count of 10 ms or more] summed over the members (/metrics:
+        coord_stall_ms, coord_stalls_over_10ms)."""
         out: dict = {}
         for url in self.metrics_urls:
             try:
@@ -66,27 +70,14 @@ class _Sys:
             except OSError:
                 continue
             for line in text.splitlines():
-                if not line.startswith("coord_stall_ms_"):
-                    continue
                 name, _, val = line.rpartition(" ")
-                kind = name.split("{")[0][len("coord_stall_ms_"):]
-                if kind not in ("count", "sum") or 'cause="' not in name:
+                slot = {"coord_stall_ms_count": 0, "coord_stall_ms_sum": 1,
+                        "coord_stalls_over_10ms": 2}.get(name.split("{")[0])
+                if slot is None or 'cause="' not in name:
                     continue
                 cause = name.split('cause="')[1].split('"')[0]
-                ent = out.setdefault(cause, [0.0, 0.0])
-                ent[0 if kind == "count" else 1] += float(val)
+                out.setdefault(cause, [0.0, 0.0, 0.0])[slot] += float(val)
         return out
-
-
-def _rss_mib(pids: list[int]) -> float:
-    tot = 0
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/statm") as f:
-                tot += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            pass
-    return tot / (1 << 20)
 
 
 def _closed(s: _Sys, op: str, paths: list[str], data: bytes) -> int:
@@ -154,12 +145,14 @@ def _one(s: _Sys, cfg: TailConfig, op: str, frac: float, rate: float, log) -> tu
     st1 = s.stalls()
     q = quantiles(res.lat_us)
     lq = quantiles(res.late_us)
-    stalls = {c: {"count": int(v[0] - st0.get(c, [0, 0])[0]), "ms": round(v[1] - st0.get(c, [0, 0])[1], 1)}
-              for c, v in st1.items() if v[0] - st0.get(c, [0, 0])[0] > 0}
+    z = [0, 0, 0]
+    stalls = {c: {"count": int(v[0] - st0.get(c, z)[0]), "ms": round(v[1] - st0.get(c, z)[1], 1),
+                  "over_10ms": int(v[2] - st0.get(c, z)[2])}
+              for c, v in st1.items() if v[0] - st0.get(c, z)[0] > 0}
     row = {"system": s.name, "op": op, "fraction": frac, "rate": round(rate, 1), **q,
            "sent": res.sent, "errors": res.errors, "first_err": res.first_err,
            "client_cpu_s": round(res.client_cpu_s, 2), "late_p99_ms": lq["p99_ms"], "late_max_ms": lq["max_ms"],
-           "loadavg": [round(load0, 2), round(os.getloadavg()[0], 2)], "rss_mib": round(_rss_mib(s.pids)),
+           "loadavg": [round(load0, 2), round(os.getloadavg()[0], 2)], "rss_mib": round(rss_mib(s.pids)),
            "stalls": stalls}
     log(f"{s.name} {op} @{frac:.0%} ({rate:,.0f}/s): p50 {q['p50_ms']:.3f} p99 {q['p99_ms']:.3f} "
         f"p99.9 {q['p999_ms']:.3f} max {q['max_ms']:.3f} ms; client late p99 {lq['p99_ms']:.3f} ms; "
@@ -184,7 +177,7 @@ def run(cfg: TailConfig, workdir: str | None = None, plot_dir: str | None = None
         for s in systems.values():
             _prepare(s, cfg)
         calib = {n: _calibrate(s, cfg, log) for n, s in systems.items()}
-        full = cfg.rates or calib["zookeeper"]
+        full = {**calib["zookeeper"], **(cfg.rates or {})}
         rows, curves = [], {}
         i = 0
         for op in cfg.ops:
@@ -192,7 +185,13 @@ def run(cfg: TailConfig, workdir: str | None = None, plot_dir: str | None = None
                 order = SYSTEMS if i % 2 == 0 else SYSTEMS[::-1]
                 i += 1
                 for name in order:
-                    row, lat = _one(systems[name], cfg, op, frac, frac * full[op], log)
+                    try:
+                        row, lat = _one(systems[name], cfg, op, frac, frac * full[op], log)
+                    except BenchError as e:   # recorded; the other runs still tell something
+                        log(f"{name} {op} @{frac:.0%}: failed: {e}")
+                        rows.append({"system": name, "op": op, "fraction": frac, "rate": round(frac * full[op], 1),
+                                     "error": str(e)})
+                        continue
                     rows.append(row)
                     curves[(op, frac, name)] = lat
         for s in systems.values():
@@ -211,6 +210,23 @@ def run(cfg: TailConfig, workdir: str | None = None, plot_dir: str | None = None
 
 
 def _start(name: str, cfg: TailConfig, base: Path, started: list) -> _Sys:
+    with server_env(cfg.coord_env if name == "coord" else None):
+        return _start_servers(name, cfg, base, started)
+
+
+@contextmanager
+def server_env(extra: dict | None):
+    """os.environ with `extra` while servers are started (they copy the environment at start)."""
+    saved = dict(os.environ)
+    os.environ.update(extra or {})
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _start_servers(name: str, cfg: TailConfig, base: Path, started: list) -> _Sys:
     from coord.bench.launch import CoordServerProcess, ZooKeeperProcess, free_port
     if cfg.ensemble:
         from coord.bench.ensemble import LocalEnsemble
@@ -252,7 +268,8 @@ def table(out: dict) -> list[str]:
             continue
         seen.append(k)
         c, z = by.get(k + ("coord",)), by.get(k + ("zookeeper",))
-        if not c or not z:
+        if not c or not z or "error" in c or "error" in z:
+            lines.append(f"| {k[0]} | {k[1]:.0%} | failed: {(c or {}).get('error') or (z or {}).get('error')} |")
             continue
 
         def ratio(q):

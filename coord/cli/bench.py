@@ -1,5 +1,6 @@
 """`coord bench` (throughput and latency of any ZooKeeper-protocol server, or coord beside ZooKeeper;
-`--open-loop` for the tail), `coord bench-ensemble`, `coord bench-storage`, `coord bench-churn` and `coord bench-scale`."""
+`--open-loop` for the tail), `coord bench-ensemble`, `coord bench-storage`, `coord bench-churn`,
+`coord bench-scale` and `coord bench-sessions`."""
 from __future__ import annotations
 
 import click
@@ -41,14 +42,18 @@ import click
 @click.option("--keys", default=10_000, show_default=True, help="With --open-loop: znodes the reads go to.")
 @click.option("--plot-dir", default=None, type=click.Path(file_okay=False),
               help="With --open-loop: write an HDR-style latency plot per op here (needs matplotlib).")
+@click.option("--coord-env", multiple=True, metavar="KEY=VALUE",
+              help="With --open-loop: environment of the coord servers (e.g. PYPY_GC_NURSERY=64MB for an A/B).")
+@click.option("--rates", default=None, metavar="OP=N,...",
+              help="With --open-loop: take these ops/s as 100% instead of measuring ZooKeeper's maximum.")
 def bench(target, compare, vs_zookeeper, null_server, force_sync, connections, depth, ops, data_size,
           procs, rounds, latency_ops, phases, warmup_ops, null_procs, workdir, as_json, open_loop, ensemble,
-          open_ops, fractions, duration, warmup, keys, plot_dir) -> None:
+          open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates) -> None:
     """Measure throughput and latency of a ZooKeeper-protocol server (coord or ZooKeeper)."""
     from rich.console import Console
     if open_loop:
         _bench_open_loop(force_sync, connections, depth, data_size, procs, ops, workdir, as_json, ensemble,
-                         open_ops, fractions, duration, warmup, keys, plot_dir)
+                         open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates)
         return
     force_sync = bool(force_sync)
 
@@ -77,9 +82,16 @@ def bench(target, compare, vs_zookeeper, null_server, force_sync, connections, d
 
 
 def _bench_open_loop(force_sync, connections, depth, data_size, procs, ops, workdir, as_json, ensemble,
-                     open_ops, fractions, duration, warmup, keys, plot_dir) -> None:
+                     open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates) -> None:
     from coord.bench import tail
+    from coord.bench.churn import parse_env
     from coord.bench.client import BenchError
+    full = None
+    if rates:
+        try:
+            full = {k: float(v) for k, v in parse_env(rates.split(",")).items()}
+        except ValueError:
+            raise click.BadParameter(f"--rates must be OP=N,..., got {rates!r}") from None
     try:
         fr = tuple(float(f) for f in fractions.split(",") if f.strip())
     except ValueError:
@@ -94,7 +106,8 @@ def _bench_open_loop(force_sync, connections, depth, data_size, procs, ops, work
         raise click.BadParameter("--duration must be > 0 and --warmup >= 0")
     cfg = tail.TailConfig(ops=chosen, fractions=fr, duration_s=duration, warmup_s=warmup, connections=connections,
                           procs=procs, data_size=data_size, keys=keys, calib_ops=min(ops, 100_000), depth=depth,
-                          ensemble=ensemble, force_sync=True if force_sync is None else force_sync)
+                          ensemble=ensemble, force_sync=True if force_sync is None else force_sync,
+                          rates=full, coord_env=parse_env(coord_env))
     log = (lambda m: click.echo(m, err=True))
     try:
         out = tail.run(cfg, workdir, plot_dir, log)
@@ -107,9 +120,11 @@ def register(main: click.Group) -> None:
     from coord.bench.churn import churn_command
     from coord.bench.ensemble import add_command as add_bench_ensemble
     from coord.bench.scale import add_command as add_bench_scale
+    from coord.bench.sessions import sessions_command
     from coord.bench_storage import bench_storage_command
     main.add_command(bench)
     add_bench_ensemble(main)
     main.add_command(bench_storage_command)
     main.add_command(churn_command)
     add_bench_scale(main)
+    main.add_command(sessions_command)

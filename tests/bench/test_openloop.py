@@ -50,8 +50,7 @@ def test_hdr_curve_reaches_the_maximum():
 
 
 def test_plot_writes_one_image_per_op(tmp_path):
-    pytest.importorskip("matplotlib")
-    from coord.bench.hdrplot import plot_all
+    from coord.bench.hdrplot import plot_all   # matplotlib: the [test] extra
     lat = array.array("d", [100.0 + i for i in range(2000)])
     paths = plot_all({("getData", 0.5, "coord"): lat, ("getData", 0.5, "zookeeper"): lat,
                       ("multi", 0.25, "coord"): lat}, tmp_path, "t")
@@ -123,3 +122,19 @@ def test_bench_open_loop_command(tmp_path):
         assert x["errors"] == 0 and x["n"] > 0 and x["p99_ms"] > 0, k
         assert x["rate"] == pytest.approx(0.1 * out["max_rate"]["zookeeper"][k[0]], rel=0.01)
     assert len(out["plots"]) == 2
+
+
+def test_table_ratios_and_failed_runs():
+    from coord.bench.tail import table
+
+    def row(system, op, p99, err=None):
+        r = {"system": system, "op": op, "fraction": 0.5, "rate": 1000.0}
+        if err:
+            return {**r, "error": err}
+        return {**r, "p50_ms": 0.5, "p99_ms": p99, "p999_ms": 2 * p99, "max_ms": 4 * p99, "late_p99_ms": 0.05,
+                "loadavg": [1.0, 1.0]}
+    lines = table({"runs": [row("coord", "getData", 1.0), row("zookeeper", "getData", 2.0),
+                            row("coord", "create", 0, "server closed session 0x1"), row("zookeeper", "create", 1.0)]})
+    assert lines[2].startswith("| getData | 50% | 1,000 | 0.500 | 1.000 | 2.000 | 4.0 | 0.500 | 2.000 |")
+    assert "| 0.50 | 0.50 | 0.50 |" in lines[2]
+    assert lines[3] == "| create | 50% | failed: server closed session 0x1 |"

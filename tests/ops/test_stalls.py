@@ -24,13 +24,16 @@ def test_attribution_picks_the_largest_explained_part():
     m._turn(t0 + 4.0, t0 + 4.003, 0.003)     # nothing explains it
     m.note("hugepages", t0 + 5.0)            # a pass still running
     m._turn(t0 + 5.001, t0 + 5.004, 0.003)
+    m._turn(t0 + 5.101, t0 + 5.104, 0.0005)  # during the pass, but measured: off the CPU
     got = [r[1] for r in m.recent]
-    assert got == ["gc-major", "gc-minor", "snapshot-fork", "preempted", "busy", "hugepages"]
+    assert got == ["gc-major", "gc-minor", "snapshot-fork", "preempted", "busy", "hugepages", "preempted"]
     by = m.stalls_by_cause()
     assert by["gc-major"][0] == 1 and abs(by["gc-major"][2] - 5.0) < 1e-6
     m.on_fsync(1.0)
     m.on_fsync(7.5)
-    assert m.stalls_by_cause()["fsync"] == (1, 7.5, 7.5)
+    assert m.stalls_by_cause()["fsync"] == (1, 7.5, 7.5, 0)
+    m.on_fsync(12.0)
+    assert m.stalls_by_cause()["fsync"] == (2, 19.5, 12.0, 1)
 
 
 def test_monitor_sees_a_long_turn_of_a_real_loop():
@@ -79,9 +82,24 @@ def test_server_exports_and_logs_stalls(tmp_path):
                 break
             time.sleep(0.5)
         assert sum(counts) >= 1, [ln for ln in text.splitlines() if ln.startswith("coord_stall")]
-        assert "# TYPE coord_stall_max_ms gauge" in text
+        assert "# TYPE coord_stall_max_ms gauge" in text and "# TYPE coord_stalls_over_10ms counter" in text
         assert "stall " in srv.log_text()
     finally:
         zk.stop()
         zk.close()
         srv.stop()
+
+
+def test_served_on_pypy_with_the_gc_settings(coord_server):
+    """The server's PyPy GC settings (coord.runtime.GC_ENV) reach the re-executed server process."""
+    import pytest
+
+    from coord.runtime import GC_ENV, server_python
+    if not server_python():
+        if __import__("os").environ.get("CI"):
+            pytest.fail("CI without the PyPy server runtime: scripts/setup.sh should have built .venv-pypy")
+        pytest.skip("no server runtime configured (scripts/setup.sh sets up PyPy)")
+    env = dict(kv.split("=", 1) for kv in
+               open(f"/proc/{coord_server.proc.pid}/environ").read().split("\0") if "=" in kv)
+    for k, v in GC_ENV.items():
+        assert env.get(k) == v, (k, env.get(k))

@@ -1,0 +1,119 @@
+"""JIT warm-up: drive a scratch ServerCore through the request path so that PyPy compiles it before
+clients need it.
+
+Why: on PyPy a fresh server runs the request path interpreted until its loops get hot; the first
+~20,000 writes cost 2-2.5x the CPU of later ones (coord.bench.core: create 10.8 vs 4.3 us), and each
+compilation is a pause of the event loop (docs/benchmarks.md: `jit` stalls). The compiled code
+belongs to the functions, not to a core, so a throwaway ServerCore with its own tree (nothing shared
+with the serving one: the core is pure) warms the serving one up: after 20,000 scratch ops its first
+creates cost 4.5 us.
+
+It runs in a daemon thread started once the server serves, so start-up is not delayed; while it runs
+it shares the interpreter lock with the loop (PyPy switches every 5 ms). Only on PyPy (CPython has
+no JIT to warm). Opt-in: COORD_JIT_WARMUP_OPS=<n> scratch ops (e.g. 60000; unset or 0: none). Not on
+by default because it is not yet shown to pay on a real server: the warm-up's own driver loop gets
+traces the server's loop cannot use (only the core's inner loops are shared), and on the loaded
+machine an A/B of a fresh server's first 20,000 creates was within noise (docs/benchmarks.md).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import struct
+import threading
+import time
+
+from coord.core.config import CoreConfig
+from coord.core.server import ServerCore
+from coord.jute import records as R
+
+log = logging.getLogger("coord.server")
+
+DEFAULT_OPS = 0
+_ACL = [R.ACL(31, R.Id("world", "anyone"))]
+_HDR = struct.Struct(">ii")   # xid, type (the frame splitter has taken the length off)
+
+
+def _frames(i0: int, op: str, paths: list[str], data: bytes) -> list[bytes]:
+    out = []
+    for i, p in enumerate(paths):
+        if op == "create":
+            code, body = 1, R.CreateRequest(p, data, _ACL, 0).encode()
+        elif op == "getData":
+            code, body = 4, R.GetDataRequest(p, False).encode()
+        elif op == "exists":
+            code, body = 3, R.ExistsRequest(p, False).encode()
+        elif op == "setData":
+            code, body = 5, R.SetDataRequest(p, data, -1).encode()
+        elif op == "multi":
+            code, body = 14, b"".join((R.MultiHeader(5, False, -1).encode(), R.SetDataRequest(p, data, -1).encode(),
+                                       R.MultiHeader(3, False, -1).encode(), R.ExistsRequest(p, False).encode(),
+                                       R.MultiHeader(-1, True, -1).encode()))
+        else:
+            code, body = 2, R.DeleteRequest(p, -1).encode()
+        out.append(_HDR.pack(i0 + i, code) + body)
+    return out
+
+
+def warm_up(ops: int = 60_000, connections: int = 8, depth: int = 32) -> int:
+    """Run ~ops requests (create, getData, setData, exists, multi, delete over ops/5 znodes) through a
+    scratch core, the txns made durable at once as the shell would after its fsync. Returns replies."""
+    core = ServerCore(CoreConfig())
+    now_ms = int(time.time() * 1000)
+    core.start(now_ms, 1000)
+    conns = list(range(1, connections + 1))
+    for c in conns:
+        core.connection_made(c, f"127.0.0.1:{5000 + c}")
+        core.frame(c, R.ConnectRequest(0, 0, 30000, 0, bytes(16)).encode() + b"\x00")
+    _durable(core)
+    core.drain()
+    core.frame(1, _HDR.pack(1, 1) + R.CreateRequest("/warm", b"", _ACL, 0).encode())
+    _durable(core)
+    core.drain()
+    per = max(1, ops // 6 // connections)
+    data = b"x" * 100
+    replies = 0
+    xid = 2
+    for op in ("create", "getData", "setData", "exists", "multi", "delete"):
+        frames = {c: _frames(xid, op, [f"/warm/c{c:03d}n{j:07d}" for j in range(per)], data) for c in conns}
+        xid += per
+        for base in range(0, per, depth):
+            for c in conns:
+                for f in frames[c][base:base + depth]:
+                    core.frame(c, f)
+            _durable(core)
+            out, _closing = core.drain()
+            replies += sum(len(v) for v in out.values())
+    return replies
+
+
+def _durable(core: ServerCore) -> None:
+    recs = core.sequencer.drain_log()
+    if recs:
+        core.sequencer.on_logged(recs[-1][0].zxid)
+
+
+def start_in_background() -> threading.Thread | None:
+    """On PyPy with COORD_JIT_WARMUP_OPS > 0, warm the JIT up in a daemon thread; else None."""
+    if platform.python_implementation() != "PyPy":
+        return None
+    try:
+        ops = int(os.environ.get("COORD_JIT_WARMUP_OPS", DEFAULT_OPS))
+    except ValueError:
+        log.warning("COORD_JIT_WARMUP_OPS=%r is not a number; no JIT warm-up", os.environ["COORD_JIT_WARMUP_OPS"])
+        ops = 0
+    if ops <= 0:
+        return None
+
+    def run() -> None:
+        t0 = time.monotonic()
+        try:
+            n = warm_up(ops)
+        except Exception:  # noqa: BLE001 - a warm-up must never take the server down
+            log.exception("JIT warm-up failed (the server serves as before, compiling as it goes)")
+            return
+        log.info("JIT warm-up: %d scratch requests in %.2fs", n, time.monotonic() - t0)
+    t = threading.Thread(target=run, name="jit-warm-up", daemon=True)
+    t.start()
+    return t
