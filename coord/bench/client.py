@@ -291,3 +291,40 @@ def _flush(s: Session, ep) -> None:
         s.outbuf = s.outbuf[n:]
     if not s.outbuf:
         ep.modify(s.fd, select.EPOLLIN)
+
+
+# -- worker processes (phases.Workers, openloop's pool, the session bench) -----------------------------
+def worker_failed(pipe, e: BaseException) -> None:
+    """A worker's last word: the error, so the parent reports it instead of hanging on the pipe."""
+    try:
+        pipe.send(("error", f"{type(e).__name__}: {e}"))
+    except OSError:
+        pass
+
+
+def close_sockets(sessions) -> None:
+    for s in sessions:
+        try:
+            s.sock.close()
+        except OSError:
+            pass
+
+
+def close_workers(pipes, procs) -> None:
+    """Ask every worker to close, wait a little for each answer, then reap (or kill) the processes."""
+    for pipe in pipes:
+        try:
+            pipe.send(("close",))
+        except OSError:
+            pass
+    for pipe in pipes:
+        try:
+            if pipe.poll(10):
+                pipe.recv()
+        except (OSError, EOFError):
+            pass
+    for p in procs:
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+            p.join()

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from coord.bench.client import _REQ_HDR, _REPLY, OPEN_ACL, BenchError, Session, drive
+from coord.bench.client import _REQ_HDR, _REPLY, OPEN_ACL, BenchError, Session, drive, request_body, close_sockets, close_workers, worker_failed
 from coord.jute import records as R
 
 OPEN_OPS = ("create", "getData", "setData", "exists", "delete", "multi", "mixed")
@@ -34,22 +34,15 @@ _CODES = {"create": 1, "delete": 2, "exists": 3, "getData": 4, "setData": 5, "mu
 
 
 def _body(op: str, path: str, data: bytes) -> bytes:
-    if op == "create":
-        return R.CreateRequest(path, data, OPEN_ACL, 0).encode()
-    if op == "getData":
-        return R.GetDataRequest(path, False).encode()
-    if op == "exists":
-        return R.ExistsRequest(path, False).encode()
-    if op == "setData":
-        return R.SetDataRequest(path, data, -1).encode()
-    if op == "delete":
-        return R.DeleteRequest(path, -1).encode()
+    """The request record of one op; `multi` is create + setData + delete of one path."""
     if op == "multi":
         return b"".join((R.MultiHeader(1, False, -1).encode(), R.CreateRequest(path, data, OPEN_ACL, 0).encode(),
                          R.MultiHeader(5, False, -1).encode(), R.SetDataRequest(path, data, -1).encode(),
                          R.MultiHeader(2, False, -1).encode(), R.DeleteRequest(path, -1).encode(),
                          R.MultiHeader(-1, True, -1).encode()))
-    raise ValueError(f"unknown op {op!r}; choose from {OPEN_OPS}")
+    if op not in OPEN_OPS or op == "mixed":
+        raise ValueError(f"unknown op {op!r}; choose from {OPEN_OPS}")
+    return request_body(op, path, data)
 
 
 def request(op: str, root: str, g: int, keys: int, base: int) -> tuple[str, str]:
@@ -257,16 +250,9 @@ def _worker(pipe, targets: list[tuple[str, int]], proc: int, procs: int) -> None
                 pipe.send(("closed",))
                 return
     except BaseException as e:  # report, do not hang the parent
-        try:
-            pipe.send(("error", f"{type(e).__name__}: {e}"))
-        except OSError:
-            pass
+        worker_failed(pipe, e)
     finally:
-        for s in sessions:
-            try:
-                s.sock.close()
-            except OSError:
-                pass
+        close_sockets(sessions)
 
 
 @dataclass
@@ -354,22 +340,7 @@ class OpenLoopClient:
         return (done / secs if secs > 0 else 0.0), done, sum(r["errors"] for r in res)
 
     def close(self) -> None:
-        for pipe in self.pipes:
-            try:
-                pipe.send(("close",))
-            except OSError:
-                pass
-        for pipe in self.pipes:
-            try:
-                if pipe.poll(10):
-                    pipe.recv()
-            except (OSError, EOFError):
-                pass
-        for p in self.procs:
-            p.join(5)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        close_workers(self.pipes, self.procs)
 
     def __enter__(self):
         return self

@@ -19,7 +19,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-from coord.bench.client import BenchError, Session, drive, encode_batch, parse_target
+from coord.bench.client import BenchError, Session, drive, encode_batch, parse_target, close_sockets, close_workers, worker_failed
 
 THROUGHPUT_PHASES = ("create", "getData", "setData", "exists", "delete")
 LATENCY_PHASES = ("create", "getData")
@@ -138,16 +138,9 @@ def _worker(pipe, host: str, port: int, conn_ids: list[int]) -> None:
                 pipe.send(("closed",))
                 return
     except BaseException as e:  # report, do not hang the parent
-        try:
-            pipe.send(("error", f"{type(e).__name__}: {e}"))
-        except OSError:
-            pass
+        worker_failed(pipe, e)
     finally:
-        for s in sessions:
-            try:
-                s.sock.close()
-            except OSError:
-                pass
+        close_sockets(sessions)
 
 
 class Workers:
@@ -215,22 +208,7 @@ class Workers:
         return msg
 
     def close(self) -> None:
-        for pipe in self.pipes:
-            try:
-                pipe.send(("close",))
-            except OSError:
-                pass
-        for pipe in self.pipes:
-            try:
-                if pipe.poll(10):
-                    pipe.recv()
-            except (OSError, EOFError):
-                pass
-        for p in self.procs:
-            p.join(5)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        close_workers(self.pipes, self.procs)
 
 
 def run(target: str, cfg: BenchConfig, cpu_probe=None, log=None) -> RunResult:

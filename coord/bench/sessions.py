@@ -25,7 +25,7 @@ from pathlib import Path
 
 import click
 
-from coord.bench.client import _LEN, _REQ_HDR, BenchError, Session
+from coord.bench.client import _LEN, _REQ_HDR, BenchError, Session, close_sockets, worker_failed
 from coord.bench.launch import rss_mib
 from coord.jute import records as R
 
@@ -221,16 +221,9 @@ def _worker(pipe, targets: list[tuple[str, int]], timeout_ms: int, root: str, fi
                     pos += 4 + ln
                 del buf[:pos]
     except BaseException as e:  # report, do not hang the parent
-        try:
-            pipe.send(("error", f"{type(e).__name__}: {e}"))
-        except OSError:
-            pass
+        worker_failed(pipe, e)
     finally:
-        for s in sessions:
-            try:
-                s.sock.close()
-            except OSError:
-                pass
+        close_sockets(sessions)
 
 
 def _recv(pipe, kind: str, timeout: float):
