@@ -48,6 +48,27 @@ class ZkObserverError(Exception):
     pass
 
 
+def takeover_allowed_from(ip: str, cfg: ServerConfig) -> bool:
+    """Whether a take-over may be asked from this address: loopback, or a host of the ensemble's own
+    server lines. The word turns observers into an ensemble of their own once no ZooKeeper voter
+    answers them, which a client cut off from the voters with them must not be able to ask for."""
+    import ipaddress
+    import socket
+    try:
+        if ipaddress.ip_address(ip.split("%")[0]).is_loopback:
+            return True
+    except ValueError:
+        return False
+    for q in cfg.servers.values():
+        try:
+            infos = socket.getaddrinfo(q.host, None)
+        except OSError:
+            continue
+        if any(info[4][0] == ip for info in infos):
+            return True
+    return False
+
+
 def render_config(cfg: ServerConfig) -> bytes:
     """The membership as a QuorumVerifier prints it (what notifications carry); version 0, so a
     ZooKeeper server never takes it for a newer configuration."""
@@ -342,6 +363,14 @@ class ZkObserverNode(CoordServer):
     # -- four-letter words and mntr --------------------------------------------------------------------
     def four_letter(self, proto, word: str) -> None:
         if word == TAKEOVER_WORD:
+            peer = proto.transport.get_extra_info("peername") or ("?",)
+            if not takeover_allowed_from(str(peer[0]), self.cfg):
+                log.warning("refused %s from %s: only from loopback or a host of the ensemble's server lines",
+                            TAKEOVER_WORD, peer[0])
+                proto.transport.write(f"{TAKEOVER_WORD} is not executed from {peer[0]}: only from loopback "
+                                      "or a host of the ensemble's server lines\n".encode())
+                proto.transport.close()
+                return
             self.loop.create_task(self._take_over_word(proto))
             return
         if not self.core.serving and word not in ("ruok", "envi", "conf", "isro", "mntr"):
