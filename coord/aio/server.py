@@ -169,8 +169,11 @@ class ClientProtocol(asyncio.Protocol):
             self.maybe_resume_reading()
         core = srv.core
         srv.tick_clock()
-        for payload in frames:
-            core.frame(self.conn_id, payload)
+        if core.req_throttle is None:
+            for payload in frames:
+                core.frame(self.conn_id, payload)
+        else:
+            self._serve_bounded(frames)
         conn = core.conns.get(self.conn_id)
         if conn is not None and core.queued(conn) >= srv.max_queued and not self.reading_paused:
             # Bounded per-connection queue: stop reading until its replies drain (as ZooKeeper throttles).
@@ -178,6 +181,24 @@ class ClientProtocol(asyncio.Protocol):
             self.transport.pause_reading()
             srv.throttled.add(self.conn_id)
         srv.schedule_flush()
+
+    def _serve_bounded(self, frames: list[bytes]) -> None:
+        """With the request throttler on, frames it holds count toward the connection's bound too, and
+        it closes a connection that goes past it: stop at the bound, keep the rest for later."""
+        srv = self.server
+        core = srv.core
+        for i, payload in enumerate(frames):
+            core.frame(self.conn_id, payload)
+            conn = core.conns.get(self.conn_id)
+            if conn is None or core.queued(conn) < srv.max_queued:
+                continue
+            rest = frames[i + 1:]
+            if rest:
+                if not self.backlog:
+                    self.transport.pause_reading()
+                    srv.backlogged.add(self)
+                self.backlog = rest + self.backlog
+            return
 
     def maybe_resume_reading(self) -> None:
         if not (self.paused or self.reading_paused or self.backlog):
@@ -405,7 +426,7 @@ class CoordServer:
         core = self.core
         for p in list(self.backlogged):
             conn = core.conns.get(p.conn_id)
-            if p.paused or (conn is not None and len(conn.queue) >= self.max_queued):
+            if p.paused or (conn is not None and core.queued(conn) >= self.max_queued):
                 continue
             p.serve(p.backlog)
 
