@@ -580,9 +580,6 @@ class EnsembleNode(CoordServer):
 
 
 async def run_member(cfg: ServerConfig) -> None:
-    from coord.aio.datadir import log_dir_of, snap_dir_of
-    from coord.aio.rejoin import probe_before_rejoining
-    probe_before_rejoining(cfg.myid, {log_dir_of(cfg.data_dir, cfg.data_log_dir), snap_dir_of(cfg.data_dir)})
     node = EnsembleNode(cfg)
     await node.start()
     try:

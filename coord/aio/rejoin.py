@@ -10,11 +10,6 @@ crash and rejoins by DIFF or SNAP. While the disk still fails, each attempt fail
 and the next waits longer (0.5, 1, 2, 4, then every 5 s: ZooKeeper's member, which never leaves the
 process, is back within a second of the disk); a member that ran for REJOIN_RESET_S since its last
 restart starts counting again.
-
-A restarted member first proves its disk takes a durable write (`disk_probe`) before it stands for
-election: one that came back at once with its disk still full could win the election (it has the
-newest zxid), fail at its first write and take the rest of the ensemble down with it, again and
-again; ZooKeeper's member keeps failing inside its process instead.
 """
 from __future__ import annotations
 
@@ -58,42 +53,3 @@ def restart_in_place(sid: int, why: str) -> None:
     env = dict(os.environ)
     env[ATTEMPT] = str(attempt)
     os.execve(sys.executable, [sys.executable, "-m", "coord.cli", *sys.argv[1:]], env)
-
-
-def disk_probe(dirs) -> str | None:
-    """Write 64 KiB to a scratch file in each directory and fdatasync it (the txn log's test hook
-    for fsync failures applies too); None if every one took it, else the error."""
-    import errno
-    from pathlib import Path
-    from coord.aio.txnlog import FAIL_FSYNC_FLAG
-    for d in dirs:
-        path = Path(d) / ".coord-disk-probe"
-        try:
-            Path(d).mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                view = memoryview(bytes(64 << 10))
-                while view:
-                    view = view[os.write(fd, view):]
-                if FAIL_FSYNC_FLAG and os.path.exists(FAIL_FSYNC_FLAG):
-                    raise OSError(errno.EIO, "fdatasync failed (injected: COORD_TEST_FAIL_FSYNC)")
-                os.fdatasync(fd)
-            finally:
-                os.close(fd)
-        except OSError as e:
-            return f"{e} (probing {path})"
-        finally:
-            try:
-                path.unlink()
-            except OSError:
-                pass
-    return None
-
-
-def probe_before_rejoining(sid: int, dirs) -> None:
-    """After a restart in place: return once the disk takes writes, else restart again (later)."""
-    if not os.environ.get(ATTEMPT):
-        return
-    err = disk_probe(dirs)
-    if err is not None:
-        restart_in_place(sid, f"the disk still fails: {err}")

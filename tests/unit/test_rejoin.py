@@ -14,15 +14,3 @@ def test_attempts_count_up_and_reset_after_a_good_run():
     assert next_attempt({ATTEMPT: "3"}, ran_s=1) == 4
     assert next_attempt({ATTEMPT: "3"}, ran_s=REJOIN_RESET_S) == 1
     assert next_attempt({ATTEMPT: "junk"}, ran_s=1) == 1
-
-
-def test_the_disk_probe_reports_a_disk_that_fails(tmp_path, monkeypatch):
-    from coord.aio import rejoin, txnlog
-    assert rejoin.disk_probe([tmp_path / "a", tmp_path / "b"]) is None
-    assert not (tmp_path / "a" / ".coord-disk-probe").exists()
-    (tmp_path / "file").write_text("x")
-    assert "probing" in rejoin.disk_probe([tmp_path / "file" / "sub"])   # cannot be created
-    flag = tmp_path / "fail-fsync"
-    flag.touch()
-    monkeypatch.setattr(txnlog, "FAIL_FSYNC_FLAG", str(flag))
-    assert "fdatasync failed" in rejoin.disk_probe([tmp_path / "a"])
