@@ -7,9 +7,8 @@ its disk takes writes again; an operator expects the same without a supervisor. 
 by the shortest safe path: the process closes everything, waits, and re-executes itself with the
 same pid and arguments, so it recovers from what is durable in its data dir exactly as after a
 crash and rejoins by DIFF or SNAP. While the disk still fails, each attempt fails at its first write
-and the next waits longer (0.5, 1, 2, 4, then every 5 s: ZooKeeper's member, which never leaves the
-process, is back within a second of the disk); a member that ran for REJOIN_RESET_S since its last
-restart starts counting again.
+and the next waits longer (1, 2, 4 ... 30 s); a member that ran for REJOIN_RESET_S since its last
+restart starts counting again from 1 s.
 """
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ import sys
 import time
 
 ATTEMPT = "COORD_REJOIN_ATTEMPT"
-MAX_DELAY_S = 5.0
+MAX_DELAY_S = 30.0
 REJOIN_RESET_S = 300.0
 _started = time.monotonic()
 
@@ -27,7 +26,7 @@ log = logging.getLogger("coord.server")
 
 
 def delay_s(attempt: int) -> float:
-    return min(MAX_DELAY_S, 0.5 * 2 ** max(0, attempt - 1))
+    return min(MAX_DELAY_S, float(2 ** max(0, attempt - 1)))
 
 
 def next_attempt(environ=os.environ, ran_s: float | None = None) -> int:
@@ -44,7 +43,7 @@ def restart_in_place(sid: int, why: str) -> None:
     """Never returns: wait, then replace this process by the same server command."""
     attempt = next_attempt()
     wait = delay_s(attempt)
-    msg = (f"coord: server {sid} stopped serving: {why}; restarting in place in {wait:g} s to recover "
+    msg = (f"coord: server {sid} stopped serving: {why}; restarting in place in {wait:.0f} s to recover "
            f"from its data dir and rejoin (attempt {attempt})")
     log.critical("%s", msg)
     for h in logging.getLogger().handlers:
