@@ -99,7 +99,6 @@ class EnsembleNode(CoordServer):
         self.disk_task: asyncio.Task | None = None
         self.fatal = asyncio.Event()
         self.fatal_reason = ""
-        self.rejoin = False       # a disk error: restart in place and rejoin (coord.aio.rejoin)
         self.clock_fresh = False
         self.installing = 0
         # Read-only mode (readonlymode.enabled): after a grace period of looking, serve reads to
@@ -259,10 +258,9 @@ class EnsembleNode(CoordServer):
         await self.transport.drain(1.0)
         log.info("server %d: planned stop as %s after %d ms", self.sid, peer.state, mono_ms() - t0)
 
-    def die(self, why: str, rejoin: bool = False) -> None:
+    def die(self, why: str) -> None:
         log.critical("server %d stopping: %s", self.sid, why)
         self.fatal_reason = why
-        self.rejoin = rejoin
         self.fatal.set()
 
     # -- clock and ticks ---------------------------------------------------------------------------
@@ -468,7 +466,7 @@ class EnsembleNode(CoordServer):
                     self.storage.snapshots.tree_loaded()   # a whole new tree: huge pages before a fork
                 self.flush()
         except OSError as err:
-            self.die(f"disk effect failed: {err}", rejoin=True)
+            self.die(f"disk effect failed: {err}")
         except Exception as err:   # a bug here must stop the node, not leave it half-synced
             log.exception("disk effect failed")
             self.die(f"disk effect failed: {err!r}")
@@ -518,8 +516,7 @@ class EnsembleNode(CoordServer):
         # No later record may reach the disk before the process is gone: it would sit right after
         # the cut-back log's end, past the failed txns (a hole in the log that recovery refuses).
         self.txnlog.broken = error
-        self.die(f"the txn log cannot write ({error}); txns 0x{first_zxid:x}..0x{last_zxid:x} are not durable",
-                 rejoin=True)
+        self.die(f"the txn log cannot write ({error}); txns 0x{first_zxid:x}..0x{last_zxid:x} are not durable")
 
     # -- four-letter words -----------------------------------------------------------------------
     def four_letter(self, proto, word: str) -> None:
@@ -589,7 +586,4 @@ async def run_member(cfg: ServerConfig) -> None:
         raise
     finally:
         await node.stop()
-    if node.rejoin:
-        from coord.aio.rejoin import restart_in_place
-        restart_in_place(cfg.myid, node.fatal_reason)
     raise SystemExit(f"coord: server {cfg.myid} stopped: {node.fatal_reason}")
