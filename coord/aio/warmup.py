@@ -24,8 +24,7 @@ import struct
 import threading
 import time
 
-from coord.core.config import CoreConfig
-from coord.core.server import ServerCore
+from coord.core.scratch import connected_core, logged
 from coord.jute import records as R
 
 log = logging.getLogger("coord.server")
@@ -59,17 +58,10 @@ def _frames(i0: int, op: str, paths: list[str], data: bytes) -> list[bytes]:
 def warm_up(ops: int = 60_000, connections: int = 8, depth: int = 32) -> int:
     """Run ~ops requests (create, getData, setData, exists, multi, delete over ops/5 znodes) through a
     scratch core, the txns made durable at once as the shell would after its fsync. Returns replies."""
-    core = ServerCore(CoreConfig())
-    now_ms = int(time.time() * 1000)
-    core.start(now_ms, 1000)
+    core = connected_core(connections, int(time.time() * 1000))
     conns = list(range(1, connections + 1))
-    for c in conns:
-        core.connection_made(c, f"127.0.0.1:{5000 + c}")
-        core.frame(c, R.ConnectRequest(0, 0, 30000, 0, bytes(16)).encode() + b"\x00")
-    _durable(core)
-    core.drain()
     core.frame(1, _HDR.pack(1, 1) + R.CreateRequest("/warm", b"", _ACL, 0).encode())
-    _durable(core)
+    logged(core)
     core.drain()
     per = max(1, ops // 6 // connections)
     data = b"x" * 100
@@ -82,16 +74,10 @@ def warm_up(ops: int = 60_000, connections: int = 8, depth: int = 32) -> int:
             for c in conns:
                 for f in frames[c][base:base + depth]:
                     core.frame(c, f)
-            _durable(core)
+            logged(core)
             out, _closing = core.drain()
             replies += sum(len(v) for v in out.values())
     return replies
-
-
-def _durable(core: ServerCore) -> None:
-    recs = core.sequencer.drain_log()
-    if recs:
-        core.sequencer.on_logged(recs[-1][0].zxid)
 
 
 def start_in_background() -> threading.Thread | None:

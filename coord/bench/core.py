@@ -24,7 +24,7 @@ import time
 
 from coord.bench.client import encode_batch
 from coord.core import logformat
-from coord.core.config import CoreConfig
+from coord.core.scratch import connected_core
 from coord.core.server import ServerCore
 from coord.jute import records as R
 
@@ -32,6 +32,7 @@ PHASES = ("create", "getData", "setData", "exists", "delete")
 
 
 def _durable(core: ServerCore) -> int:
+    """As coord.core.scratch.logged, with the records encoded as the txn log would (their cost counts)."""
     recs = core.sequencer.drain_log()
     if recs:
         buf = bytearray()
@@ -44,17 +45,11 @@ def _durable(core: ServerCore) -> int:
 def run(ops: int = 50_000, connections: int = 8, depth: int = 32, data_size: int = 100,
         profile: str | None = None, out=print, request_stats: bool = False) -> dict[str, float]:
     """Returns CPU microseconds per op for each phase."""
-    core = ServerCore(CoreConfig())
-    core.start(1_700_000_000_000, 1000)
+    core = connected_core(connections, 1_700_000_000_000)
     if request_stats:
         from coord.core.requeststats import RequestStats
         core.collect_request_stats(RequestStats())
     conns = list(range(1, connections + 1))
-    for c in conns:
-        core.connection_made(c, f"127.0.0.1:{5000 + c}")
-        core.frame(c, R.ConnectRequest(0, 0, 30000, 0, bytes(16)).encode() + b"\x00")
-    _durable(core)
-    core.drain()
     root = R.CreateRequest("/b", b"", [R.ACL(31, R.Id("world", "anyone"))], 0).encode()
     core.frame(1, struct.pack(">ii", 1, 1) + root)
     _durable(core)
