@@ -112,6 +112,19 @@ _ZK_FAMILIES = {
 ZK_FAMILIES = {name: kind for kind, names in _ZK_FAMILIES.items() for name in names.split()}
 
 
+def stable_copy(items, tries: int = 8) -> tuple:
+    """A tuple of `items` taken while garbage-collector hooks may append to them: PyPy's gc.hooks and
+    CPython's gc.callbacks run in this thread in the middle of a scrape and observe pauses, which
+    made iterating the live deque raise "mutated during iteration" (a 500 on /metrics under load).
+    The copy is one C/RPython-level step; a hook firing inside it only costs a retry."""
+    for _ in range(tries - 1):
+        try:
+            return tuple(items)
+        except RuntimeError:
+            continue
+    return tuple(items)
+
+
 class Summary:
     """client_java's Summary as ZooKeeper builds it: count and sum since start, quantiles over the
     recent observations (a bounded window: the last `keep` values of the last `max_age_s`)."""
@@ -130,7 +143,7 @@ class Summary:
         self.recent.append((time.monotonic() if now is None else now, v))
 
     def quantile_values(self, now: float) -> list[tuple[float, float]]:
-        vals = sorted(v for t, v in self.recent if now - t <= self.max_age_s)
+        vals = sorted(v for t, v in stable_copy(self.recent) if now - t <= self.max_age_s)
         if not vals:
             return [(q, float("nan")) for q in self.quantiles]
         return [(q, vals[min(len(vals) - 1, int(q * len(vals)))]) for q in self.quantiles]
@@ -472,7 +485,7 @@ class ServerMetrics:
                     _gauge("coord_snapshot_last_bytes", float(snaps.last_bytes)),
                     _gauge("coord_snapshot_in_progress", 1.0 if snaps.in_progress else 0.0)]
         gcm = Metric("coord_gc_pause_ms", "coord_gc_pause_ms", "summary")
-        for gen, s in sorted(self.gc.by_gen.items()):
+        for gen, s in sorted(stable_copy(self.gc.by_gen.items())):
             _add_summary(gcm, "coord_gc_pause_ms", s, now, {"generation": gen})
         out.append(gcm)
         mon = stalls.active()
