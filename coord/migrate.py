@@ -10,10 +10,10 @@ from coord.aio.zkobserver import TAKEOVER_WORD, answering_voters
 from coord.aio.zoocfg import ServerConfig
 
 
-async def _ask(host: str, port: int, timeout_s: float) -> str:
+async def _ask(host: str, port: int, timeout_s: float, word: str = TAKEOVER_WORD) -> str:
     r, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
     try:
-        w.write(TAKEOVER_WORD.encode())
+        w.write(word.encode())
         await w.drain()
         return (await asyncio.wait_for(r.read(), timeout_s)).decode(errors="replace").strip()
     finally:
@@ -33,10 +33,32 @@ async def take_over(cfg: ServerConfig, timeout_s: float = 30.0) -> tuple[bool, l
     if answering:
         return False, ["refused: ZooKeeper voters still answer: " + ", ".join(answering) +
                        "; stop every ZooKeeper server first (nothing was changed)"]
-    async def one(sid, q):
-        host = q.client_host if q.client_host not in (None, "", "0.0.0.0") else q.host
+    def host_of(q):
+        return q.client_host if q.client_host not in (None, "", "0.0.0.0") else q.host
+
+    async def zxid(sid, q):
         try:
-            answer = await _ask(host, q.client_port, timeout_s)
+            text = await _ask(host_of(q), q.client_port, min(timeout_s, 5.0), TAKEOVER_WORD + " zxid\n")
+        except (OSError, asyncio.TimeoutError):
+            return None
+        parts = text.split()
+        if len(parts) == 2 and parts[0] == "zxid":
+            try:
+                return int(parts[1], 16), sid
+            except ValueError:
+                return None
+        return None
+    # Name the leader (the highest zxid, then the highest sid, as an election would choose), so
+    # that the members switch in place without an election; if any observer cannot say, they elect.
+    known = await asyncio.gather(*(zxid(sid, q) for sid, q in sorted(coord.items())))
+    word = TAKEOVER_WORD
+    if all(k is not None for k in known):
+        word += f" leader={max(known)[1]}\n"
+
+    async def one(sid, q):
+        host = host_of(q)
+        try:
+            answer = await _ask(host, q.client_port, timeout_s, word)
         except (OSError, asyncio.TimeoutError) as e:
             answer = f"refused: no answer from {host}:{q.client_port}: {e}"
         return f"server.{sid}: {answer or 'refused: empty answer (not a coord observer?)'}"

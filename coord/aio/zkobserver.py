@@ -138,6 +138,7 @@ class ZkObserverNode(CoordServer):
         self.config_text = render_config(cfg)
         self.took_over = asyncio.Event()
         self.taking_over = False
+        self.in_place = False
 
     def load(self) -> None:
         try:
@@ -151,8 +152,10 @@ class ZkObserverNode(CoordServer):
         core.config.quorum = True
         core.start(wall_ms(), mono_ms())
         self.core = core
+        from coord.aio.ensemble_node import zab_config
         self.observer = ZkObserver(self.sid, core, max_buffer=self.cfg.jute_maxbuffer + 1024,
-                                   accepted_epoch=accepted, current_epoch=current)
+                                   accepted_epoch=accepted, current_epoch=current, hold_ms=self.hold_ms(),
+                                   history=zab_config(self.cfg).history_txns)
         log.info("server %d: recovered zxid 0x%x (%d znodes, %d sessions); accepted epoch %d, current epoch %d",
                  self.sid, rec.tree.last_zxid, rec.tree.node_count(), len(rec.tree.sessions), accepted, current)
 
@@ -183,10 +186,16 @@ class ZkObserverNode(CoordServer):
             self.writer.close()
         await super().stop()
 
+    def hold_ms(self) -> int:
+        """How long clients are held once the ZooKeeper leader is gone (for a take-over to keep them):
+        syncLimit ticks, the time a ZooKeeper learner waits for a silent leader."""
+        return max(2000, self.cfg.tick_ms * self.cfg.sync_limit)
+
     # -- effects ------------------------------------------------------------------------------------
     def flush(self) -> None:
         obs = self.observer
         if obs is not None:
+            obs.tick()
             if obs.epochs_changed:
                 obs.epochs_changed = False
                 self.epochs.write(obs.accepted_epoch, obs.current_epoch)
@@ -371,7 +380,8 @@ class ZkObserverNode(CoordServer):
                                       "or a host of the ensemble's server lines\n".encode())
                 proto.transport.close()
                 return
-            self.loop.create_task(self._take_over_word(proto))
+            arg = bytes(getattr(proto, "head", b"") or b"").decode(errors="replace").strip()
+            self.loop.create_task(self._take_over_word(proto, arg))
             return
         if not self.core.serving and word not in ("ruok", "envi", "conf", "isro", "mntr"):
             proto.transport.write(NOT_SERVING.encode())
@@ -379,14 +389,29 @@ class ZkObserverNode(CoordServer):
             return
         super().four_letter(proto, word)
 
-    async def _take_over_word(self, proto) -> None:
-        ok, msg = await self.take_over()
+    async def _take_over_word(self, proto, arg: str = "") -> None:
+        leader = None
+        if arg == "zxid":        # asked first, to name the leader: nothing changes
+            proto.transport.write(f"zxid 0x{self.core.tree.last_zxid:x}\n".encode())
+            proto.transport.close()
+            return
+        if arg:
+            try:
+                leader = int(arg.removeprefix("leader="))
+            except ValueError:
+                proto.transport.write(f"refused: {TAKEOVER_WORD} takes leader=N, not {arg!r}\n".encode())
+                proto.transport.close()
+                return
+        ok, msg = await self.take_over(leader)
         proto.transport.write((("ok: " if ok else "refused: ") + msg + "\n").encode())
         proto.transport.close()
 
-    async def take_over(self) -> tuple[bool, str]:
+    async def take_over(self, leader: int | None = None) -> tuple[bool, str]:
         """Leave the ZooKeeper ensemble and become a member of coord's own: only once no ZooKeeper
-        voter answers (the operator has stopped them all), with our state durable on disk."""
+        voter answers (the operator has stopped them all), with our state durable on disk. With
+        `leader` named (the member with the highest zxid) it happens in this running server: the
+        clients stay connected and what they asked meanwhile is answered by coord's Zab
+        (coord.aio.ensemble_node.become_member); without, the server restarts as a member and elects."""
         if self.taking_over:
             return True, f"server {self.sid} is already taking over"
         obs = self.observer
@@ -397,11 +422,18 @@ class ZkObserverNode(CoordServer):
         if answering:
             return False, ("ZooKeeper voters still answer: " + ", ".join(answering) +
                            "; stop every ZooKeeper server first (nothing was changed)")
+        members = coord_members(self.cfg)
+        if leader is not None and leader not in members.servers:
+            return False, f"leader={leader} is not one of the coord servers ({sorted(members.servers)})"
         self.taking_over = True
         if self.peer_task is not None:
             self.peer_task.cancel()
+            try:
+                await self.peer_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self.flush()
         await self.txnlog.drain()
-        members = coord_members(self.cfg)
         lines = "".join(f"server.{sid}={q.spec()}\n" for sid, q in sorted(members.servers.items()))
         marker = takeover_marker(self.cfg)
         tmp = marker.with_name(marker.name + ".tmp")
@@ -411,9 +443,35 @@ class ZkObserverNode(CoordServer):
         msg = (f"server {self.sid} takes over at zxid 0x{self.core.tree.last_zxid:x} (ZooKeeper epoch "
                f"{obs.current_epoch}) with {len(self.core.tree.sessions)} sessions; coord members "
                + ",".join(str(s) for s in sorted(members.servers)))
+        if leader is not None:
+            await self._become_member(members, leader)
+            msg += f"; leader {leader}, clients kept"
         log.warning("%s", msg)
         self.took_over.set()
         return True, msg
+
+    async def _become_member(self, members: ServerConfig, leader: int) -> None:
+        from coord.aio.ensemble_node import become_member
+        from coord.core.zab.api import DurableState
+        obs = self.observer
+        for srv in (self.election_server, self.quorum_server):   # the member's transport binds them
+            if srv is not None:
+                srv.close()
+                await srv.wait_closed()
+        self.election_server = self.quorum_server = None
+        requests, syncs, revals = obs.handed_over()
+        self.flush()
+        await self.txnlog.drain()
+        tree = self.core.tree
+        recent = list(obs.recent or ())
+        ds = DurableState(obs.accepted_epoch, obs.current_epoch, tree.last_zxid, 0,
+                          committed=recent, committed_base=obs.recent_base if recent else 0)
+        self.in_place = True
+        node = await become_member(self, members, ds, leader, requests, syncs)
+        core = node.core
+        for conn_id, sid, timeout in revals:     # held reconnects: the session is ours to judge now
+            core.finish_revalidation(conn_id, sid, timeout, sid in core.tree.sessions)
+        node.flush()
 
     def mode(self) -> str:
         return "observer"
@@ -440,15 +498,20 @@ async def run_observer(cfg: ServerConfig) -> None:
     except ZkObserverError as e:
         raise SystemExit(f"coord: {e}") from None
     await node.start()
+    fatal = node.fatal
     try:
-        done = [asyncio.ensure_future(node.fatal.wait()), asyncio.ensure_future(node.took_over.wait())]
+        done = [asyncio.ensure_future(fatal.wait()), asyncio.ensure_future(node.took_over.wait())]
         await asyncio.wait(done, return_when=asyncio.FIRST_COMPLETED)
         for d in done:
             d.cancel()
+        if node.took_over.is_set() and node.in_place:
+            await run_member(coord_members(cfg), node)   # the same server, now a coord member
+            return
         if node.took_over.is_set():
             await asyncio.sleep(0.2)        # the take-over word's answer leaves first
     finally:
-        await node.stop()
+        if not node.in_place:
+            await node.stop()
     if node.took_over.is_set():
         await run_member(coord_members(cfg))
         return
