@@ -156,6 +156,9 @@ class ZkObserverNode(CoordServer):
         self.observer = ZkObserver(self.sid, core, max_buffer=self.cfg.jute_maxbuffer + 1024,
                                    accepted_epoch=accepted, current_epoch=current, hold_ms=self.hold_ms(),
                                    history=zab_config(self.cfg).history_txns)
+        if self.observer.membership is not None and self.cfg.reconfig_enabled:   # applied before a restart
+            self._adopt_membership(*self.observer.membership)
+            self.observer.membership = None
         log.info("server %d: recovered zxid 0x%x (%d znodes, %d sessions); accepted epoch %d, current epoch %d",
                  self.sid, rec.tree.last_zxid, rec.tree.node_count(), len(rec.tree.sessions), accepted, current)
 
@@ -196,6 +199,10 @@ class ZkObserverNode(CoordServer):
         obs = self.observer
         if obs is not None:
             obs.tick()
+            if obs.membership is not None:
+                if self.cfg.reconfig_enabled:
+                    self._adopt_membership(*obs.membership)
+                obs.membership = None
             if obs.epochs_changed:
                 obs.epochs_changed = False
                 self.epochs.write(obs.accepted_epoch, obs.current_epoch)
@@ -219,6 +226,17 @@ class ZkObserverNode(CoordServer):
                 self.fatal_reason = obs.fatal
                 self.fatal.set()
         super().flush()
+
+    def _adopt_membership(self, voters: dict, observers: dict, version: int, data: bytes) -> None:
+        """A committed ZooKeeper reconfig: the voters we look for the leader among (from the next
+        search on), what our notifications carry, and the servers take-over turns into coord's
+        members (the observer lines) all follow it, as a ZooKeeper observer's QuorumVerifier does;
+        like ZooKeeper's (QuorumPeer.processReconfig), only with reconfigEnabled=true in our zoo.cfg."""
+        self.voters = dict(voters)
+        self.cfg.servers = {**observers, **voters}
+        self.config_text = data
+        log.info("server %d: ZooKeeper configuration 0x%x adopted: voters %s, observers %s", self.sid, version,
+                 ",".join(map(str, sorted(voters))), ",".join(map(str, sorted(observers))))
 
     def _perform_disk(self, effects: list[tuple]) -> None:
         """The observer's disk effects in order: appends are group-written (fsynced by the log when

@@ -35,7 +35,11 @@ A packet that is not ZooKeeper's protocol closes the link before anything in it 
 Effects leave through `out` (bytes for the leader link), `close` (the link must close: the reason),
 `logs` ((level, message)), and `disk`, in order: ("append", hdr, txn) for each applied txn,
 ("snapshot", zxid, coord snapshot bytes) after a SNAP (the log restarts after it), ("reset",) when the copy is dropped;
-`epochs_changed` when accepted/current epoch must be persisted (before `out` leaves). `fatal` is set
+`epochs_changed` when accepted/current epoch must be persisted (before `out` leaves); `membership`
+((voters, observers, version, data)) when a configuration newer than ours is committed (a reconfig
+INFORMed or synced, or found in the tree at start): it becomes our view of the ensemble, as
+ZooKeeper's observers activate it on INFORMANDACTIVATE: whom we look for the leader among, and
+whom `coord migrate take-over` makes coord's members. `fatal` is set
 when the observer must stop. The observer applies before its log is durable, as ZooKeeper's do: a
 crash loses only txns the leader sends again (DIFF from what is durable).
 """
@@ -143,8 +147,31 @@ class ZkObserver:
         self.reported: dict[int, int] = {}
         self.syncs_done = {"DIFF": 0, "SNAP": 0, "TRUNC": 0}
         self.leader_sid: int | None = None
+        self.membership: tuple | None = None
+        self._config_seen: bytes | None = None
         core.serving = False
         core.sequencer = IdleSequencer(self)
+        self._check_config()
+
+    def _check_config(self) -> None:
+        """Adopt the tree's /zookeeper/config when a reconfig has made it newer than our view."""
+        from coord.core.zab.membership import parse_config
+        node = self.core.tree.nodes.get("/zookeeper/config")
+        data = node.data if node is not None else None
+        if data is self._config_seen:
+            return
+        self._config_seen = data
+        cfg = parse_config(data)
+        if cfg is None or cfg[2] <= self.config_version:
+            return
+        voters, observers, version = cfg
+        self.config_version = version
+        self.membership = (voters, observers, version, data)
+        self.log("info", f"ZooKeeper configuration 0x{version:x} is now this observer's: voters "
+                         f"{sorted(voters)}, observers {sorted(observers)}")
+        if self.sid not in voters and self.sid not in observers:
+            self.log("warn", f"server {self.sid} is not in the ZooKeeper ensemble's configuration 0x{version:x} "
+                             "any more: it is removed (its leader will not take it on again)")
 
     def log(self, level: str, msg: str) -> None:
         self.logs.append((level, msg))
@@ -320,6 +347,7 @@ class ZkObserver:
         core.next_zxid_counter = tree.last_zxid
         self.zk_digest = ZkDigest(tree)
         self._forget_recent()
+        self._check_config()
         self.disk.append(("snapshot", tree.last_zxid, snapformat.encode_tree(tree)))
         self.fuzzy = True
         self.unverified = 0
@@ -350,7 +378,6 @@ class ZkObserver:
             if len(data) < 8:
                 return self._fail("INFORMANDACTIVATE without a leader id")
             data = data[8:]
-            self.log("warn", "the ZooKeeper ensemble reconfigured; this observer keeps its configuration")
         e = self._decode(data)
         if e is not None:
             self._apply(*e)
@@ -370,6 +397,8 @@ class ZkObserver:
         self.disk.append(("append", hdr, txn))
         if self.inflight:
             self.inflight.pop((hdr.clientId, hdr.cxid), None)
+        if hdr.type == 16 or hdr.type == 14:      # reconfig, or a multi that may hold one
+            self._check_config()
         rec = self.recent
         if rec is not None:
             if len(rec) == rec.maxlen:
@@ -516,7 +545,8 @@ class ZkObserver:
     def info(self) -> dict:
         return {"zk_zkpeer_phase": self.phase, "zk_zkpeer_leader": self.leader_sid if self.leader_sid else -1,
                 "zk_zkpeer_epoch": self.new_epoch, "zk_zkpeer_zxid": f"0x{self.core.tree.last_zxid:x}",
-                "zk_zkpeer_held": len(self.held), "zk_zkpeer_tree_digest": self.zk_digest.value,
+                "zk_zkpeer_held": len(self.held),
+                "zk_zkpeer_config_version": f"0x{self.config_version:x}", "zk_zkpeer_tree_digest": self.zk_digest.value,
                 "zk_zkpeer_digests_verified": self.verified, "zk_digest_mismatches_count": self.mismatches,
                 "zk_zkpeer_txns_without_digest": self.no_digest,
                 "zk_zkpeer_diff_syncs": self.syncs_done.get("DIFF", 0),
