@@ -20,8 +20,10 @@ async def _ask(host: str, port: int, timeout_s: float, word: str = TAKEOVER_WORD
         w.close()
 
 
-async def take_over(cfg: ServerConfig, timeout_s: float = 30.0) -> tuple[bool, list[str]]:
-    """(all took over, one line per server)."""
+async def take_over(cfg: ServerConfig, timeout_s: float = 30.0, wait_s: float = 0.0) -> tuple[bool, list[str]]:
+    """(all took over, one line per server). wait_s > 0: wait up to that long for the ZooKeeper
+    voters to stop answering (the operator stops them after starting this), then take over at
+    once, inside the observers' hold window whatever this process's own start cost."""
     voters = {s: q for s, q in cfg.servers.items() if q.role == "participant"}
     coord = {s: q for s, q in cfg.servers.items() if q.role == "observer"}
     if not coord:
@@ -30,6 +32,11 @@ async def take_over(cfg: ServerConfig, timeout_s: float = 30.0) -> tuple[bool, l
     if missing:
         return False, [f"server.{s} has no client port (;port at the end of its line): cannot reach it" for s in missing]
     answering = await answering_voters(voters)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while answering and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+        answering = await answering_voters(voters, 0.5)
     if answering:
         return False, ["refused: ZooKeeper voters still answer: " + ", ".join(answering) +
                        "; stop every ZooKeeper server first (nothing was changed)"]
