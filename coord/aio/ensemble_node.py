@@ -587,12 +587,14 @@ class EnsembleNode(CoordServer):
 
 
 async def become_member(node: CoordServer, cfg: ServerConfig, durable_state: DurableState, leader: int,
-                        requests: list, syncs: list) -> "EnsembleNode":
+                        carried) -> "EnsembleNode":
     """A running server (a coord observer of a ZooKeeper ensemble taking over) becomes a member of
     coord's own ensemble in place: its client listeners, connections, core (tree, sessions,
     watches) and storage stay; only the quorum peer is new, started without an election with
     `leader` leading (QuorumPeer.start_taking_over). The caller has closed its own peer ports and
-    drained its txn log."""
+    drained its txn log. Until the new peer starts, the core keeps the caller's sequencer (which
+    holds what clients ask); `carried()` then gives up what it held, (requests, syncs), with no
+    await in between, so nothing asked meanwhile is lost."""
     from coord.core.zab.peer import QuorumPeer
     node.__class__ = EnsembleNode
     node._init_member(cfg)
@@ -605,11 +607,13 @@ async def become_member(node: CoordServer, cfg: ServerConfig, durable_state: Dur
     core.config.config_data = rc.render(dict(cfg.servers), 0)   # as load() does: zoo.cfg's members
     core.tree.nodes["/zookeeper/config"].data = core.config.config_data
     node.written_config = core.config.config_data
-    serving = core.serving
+    serving, sequencer = core.serving, core.sequencer
     node.peer = QuorumPeer(node.sid, node.voters, node.observers, core, zab_config(cfg))
+    core.serving, core.sequencer = serving, sequencer     # still holding while the transport starts
     node.durable_state = durable_state
     await node._start_transport()
     node.tick_clock()
+    requests, syncs = carried()
     node.peer.start_taking_over(wall_ms(), mono_ms(), durable_state, leader, requests, syncs, serving)
     node.flush()
     node.tick_task = node.loop.create_task(node._ticker())

@@ -472,12 +472,13 @@ class ZkObserverNode(CoordServer):
         from coord.aio.ensemble_node import become_member
         from coord.core.zab.api import DurableState
         obs = self.observer
+        if obs.phase == "holding":          # the switch must not end the hold half-way
+            obs.hold_until = max(obs.hold_until, self.core.mono_ms + 60_000)
         for srv in (self.election_server, self.quorum_server):   # the member's transport binds them
             if srv is not None:
                 srv.close()
                 await srv.wait_closed()
         self.election_server = self.quorum_server = None
-        requests, syncs, revals = obs.handed_over()
         self.flush()
         await self.txnlog.drain()
         tree = self.core.tree
@@ -485,7 +486,13 @@ class ZkObserverNode(CoordServer):
         ds = DurableState(obs.accepted_epoch, obs.current_epoch, tree.last_zxid, 0,
                           committed=recent, committed_base=obs.recent_base if recent else 0)
         self.in_place = True
-        node = await become_member(self, members, ds, leader, requests, syncs)
+        revals: list = []
+
+        def carried():
+            requests, syncs, held = obs.handed_over()
+            revals.extend(held)
+            return requests, syncs
+        node = await become_member(self, members, ds, leader, carried)
         core = node.core
         for conn_id, sid, timeout in revals:     # held reconnects: the session is ours to judge now
             core.finish_revalidation(conn_id, sid, timeout, sid in core.tree.sessions)
