@@ -106,6 +106,8 @@ class EnsembleNode(CoordServer):
         self.ro_enabled = cfg.read_only_enabled or os.environ.get("COORD_READONLYMODE", "") == "true"
         self.ro_active = False
         self.looking_since: int | None = None
+        self.restores: dict[int, asyncio.Future] = {}    # AdminServer restores awaiting the leader
+        self.next_restore_id = 1
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def load(self) -> None:
@@ -257,6 +259,26 @@ class EnsembleNode(CoordServer):
             await asyncio.sleep(0.002)
         await self.transport.drain(1.0)
         log.info("server %d: planned stop as %s after %d ms", self.sid, peer.state, mono_ms() - t0)
+
+    async def restore(self, data: bytes, tree, timeout_s: float) -> tuple[int, str | None]:
+        """The AdminServer's `restore` on a member: the whole ensemble takes the snapshot's tree
+        (QuorumPeer.restore; the leader answers once a quorum holds it durable). (zxid, None) or
+        (0, why not)."""
+        rid = self.next_restore_id
+        self.next_restore_id += 1
+        fut = self.loop.create_future()
+        self.restores[rid] = fut
+        self.tick_clock()
+        why = self.peer.restore(data, tree, rid)
+        if why:
+            self.restores.pop(rid, None)
+            return 0, why
+        self.flush()
+        try:
+            return await asyncio.wait_for(fut, timeout_s)
+        except asyncio.TimeoutError:
+            self.restores.pop(rid, None)
+            return 0, f"no answer from the leader within {timeout_s:.0f} s: outcome unknown"
 
     def die(self, why: str) -> None:
         log.critical("server %d stopping: %s", self.sid, why)
@@ -411,6 +433,10 @@ class EnsembleNode(CoordServer):
                 configs.append(e)
             elif kind == "log":
                 peer_log.log(_LEVELS.get(e[1], logging.INFO), "%s", e[2])
+            elif kind == "restored":
+                fut = self.restores.pop(e[1], None)
+                if fut is not None and not fut.done():
+                    fut.set_result((e[2], e[3]))
             else:
                 raise AssertionError(f"unknown effect {kind!r}")
         if sent:
@@ -488,7 +514,7 @@ class EnsembleNode(CoordServer):
             self.txnlog.truncate_after(z)
         else:
             self.txnlog.roll()            # the log continues from the snapshot in a new file
-        log.info("server %d: installed snapshot %s (%d bytes) from the leader", self.sid, path.name, len(data))
+        log.info("server %d: installed snapshot %s (%d bytes)", self.sid, path.name, len(data))
 
     def _remove_snapshots_after(self, z: int) -> None:
         from coord.aio.snapshots import list_snapshots
