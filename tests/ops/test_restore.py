@@ -284,3 +284,51 @@ def test_restore_on_an_ensemble_through_a_follower_and_the_leader(tmp_path):
                 c.stop()
                 c.close()
         ens.stop()
+
+
+def test_the_zookeeper_guide_procedure_on_an_ensemble(tmp_path):
+    """ZooKeeper's Snapshot and Restore Guide, as written: for each server in turn, move the files of
+    its data dir away and POST the same snapshot to it. Every member ends with the snapshot's tree
+    (its digest), a leader, writes accepted; a restart of every member recovers the restored tree."""
+    import shutil
+    from kazoo.client import KazooClient
+    from coord.core import snapformat
+    ens = _restore_ensemble(tmp_path / "ens").start()
+    zk = KazooClient(hosts=ens.connect_string(), timeout=20)
+    try:
+        zk.start(timeout=30)
+        _seed(zk)
+        code, snap = _call(_url(ens, ens.leader().sid, "snapshot"), AUTH)
+        assert code == 200
+        want = snapformat.load_bytes(snap)[0]
+        _diverge(zk)
+        zk.stop()
+        zk.close()
+        zxids = []
+        for sid, m in sorted(ens.members.items()):
+            moved = tmp_path / "moved" / f"s{sid}"
+            moved.mkdir(parents=True)
+            for f in (m.data_dir / "version-2").iterdir():
+                shutil.move(str(f), str(moved / f.name))
+            code, out = _call(_url(ens, sid, "restore"), AUTH, snap)
+            assert code == 200, (sid, out, ens.dump_logs())
+            zxids.append(json.loads(out)["last_zxid"])
+        assert zxids == sorted(zxids) and len(set(zxids)) == 3     # one restore each, in turn
+        ens.wait_serving(wait=60)
+        dig = _digests(ens)
+        assert len(dig) == 3 and {v[0] for v in dig.values()} == {str(want.digest)}, (dig, want.digest)
+        for m in ens.members.values():
+            _restored_view(m.connect_string)
+        ens.restart_all(kill=True)
+        dig = _digests(ens)
+        assert len(dig) == 3 and {v[0] for v in dig.values()} == {str(want.digest)}, (dig, want.digest)
+        zk = KazooClient(hosts=ens.connect_string(), timeout=20)
+        zk.start(timeout=30)
+        zk.add_auth("digest", AUTH)
+        assert zk.exists("/r/later") is None and zk.get("/r/a0")[0] == b"v0"
+        zk.create("/r/after", b"y")
+        assert zk.exists("/r/after").mzxid > zxids[-1]
+    finally:
+        zk.stop()
+        zk.close()
+        ens.stop()
