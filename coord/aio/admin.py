@@ -524,6 +524,8 @@ class AdminServer:
         if code != 200:
             return answer(code, {401: "Auth info is missing for the command", 403: "Not authorized"}[code])
         srv = self.server
+        if not getattr(srv.cfg, "admin_restore_enabled", True):
+            return answer(503, "restore is disabled (admin.restore.enabled=false)")
         if not body:
             return answer(400, "the request body must be a snapshot (as the snapshot command sends it)")
         now = time.monotonic()

@@ -332,3 +332,24 @@ def test_the_zookeeper_guide_procedure_on_an_ensemble(tmp_path):
         zk.stop()
         zk.close()
         ens.stop()
+
+
+def test_restore_switches(tmp_path):
+    """3.9's switches: admin.restore.enabled=false answers 503 (after the auth check);
+    admin.rateLimiterIntervalInMS (zookeeper.admin.rateLimiterIntervalInMS) sets the rate limit."""
+    for sub, cfg in (("off", {"admin.restore.enabled": "false"}), ("fast", {"admin.rateLimiterIntervalInMS": "0"})):
+        admin = free_port()
+        srv = start_coord(tmp_path / sub, extra_cfg={"admin.enableServer": "true", "admin.serverAddress": "127.0.0.1",
+                                                     "admin.serverPort": str(admin), **cfg})
+        base = f"http://127.0.0.1:{admin}/commands"
+        try:
+            code, snap = _call(f"{base}/snapshot", AUTH)        # an open / lets any digest id through
+            assert code == 200
+            assert _call(f"{base}/restore", None, snap)[0] == 401
+            if sub == "off":
+                code, out = _call(f"{base}/restore", AUTH, snap)
+                assert code == 503 and "admin.restore.enabled" in json.loads(out)["error"]
+            else:
+                assert [_call(f"{base}/restore", AUTH, snap)[0] for _ in range(2)] == [200, 200]
+        finally:
+            srv.stop()
