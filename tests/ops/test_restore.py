@@ -1,14 +1,17 @@
-"""ZooKeeper 3.9's AdminServer `restore` on a live standalone coord server: a snapshot taken with
-`snapshot` is POSTed back after the tree changed; the tree is as of the snapshot, the clients' session
-survives, writes go on after it, a restart recovers the restored tree; digest Authorization (401,
-403), bad bodies (400, 500) and the rate limit (429) are refused. (ZooKeeper 3.8, the reference
-here, has neither command: tests/ops/test_backup.py checks that for `snapshot`.)
+"""ZooKeeper 3.9's AdminServer `restore` on a live coord server: a snapshot taken with `snapshot` is
+POSTed back after the tree changed; the tree is as of the snapshot, the clients' session survives,
+writes go on after it, a restart recovers the restored tree; digest Authorization (401, 403), bad
+bodies (400, 500), the rate limit (429) and the switches. On 3-server ensembles (slow): a restore
+POSTed to one member restores all of them, and the guide's per-member procedure works. (ZooKeeper
+3.8, the reference here, has neither command: tests/ops/test_backup.py checks that for `snapshot`.)
 """
 from __future__ import annotations
 
 import json
 import urllib.error
 import urllib.request
+
+import pytest
 
 from tests.support.coord_server import start_coord
 from tests.support.real_zk import free_port
@@ -92,7 +95,6 @@ def test_restore_on_a_live_standalone_server(tmp_path):
 # reference installed here, has no `restore`: these scenarios have no reference run (docs/operations.md).
 
 def _restore_ensemble(tmp):
-    import pytest
     from tests.support.ensemble import Ensemble, coord_ensemble_available
     if not coord_ensemble_available():
         pytest.fail("the coord ensemble member is missing")
@@ -195,6 +197,7 @@ class _Load:
         self.zk.close()
 
 
+@pytest.mark.slow
 def test_restore_on_an_ensemble_through_a_follower_and_the_leader(tmp_path):
     """A restore POSTed to one member restores all three (same digest), under a light write load;
     the session the snapshot holds survives, one it does not hold expires; writes go on after; a
@@ -286,6 +289,7 @@ def test_restore_on_an_ensemble_through_a_follower_and_the_leader(tmp_path):
         ens.stop()
 
 
+@pytest.mark.slow
 def test_the_zookeeper_guide_procedure_on_an_ensemble(tmp_path):
     """ZooKeeper's Snapshot and Restore Guide, as written: for each server in turn, move the files of
     its data dir away and POST the same snapshot to it. Every member ends with the snapshot's tree
