@@ -256,6 +256,9 @@ class SimNode:
     def snapshot_loaded(self, peer, tree) -> None:
         self.world.checker.snapshot_loaded(self, tree)
 
+    def restored(self, peer, tree) -> None:
+        self.world.checker.restored(self, tree)
+
     def established(self, peer, epoch: int) -> None:
         self.world.checker.established(self, epoch)
         self.world.nemesis("established", self.sid)

@@ -717,6 +717,8 @@ class LeaderRole:
         if node is not None and core.config.config_data:
             node.data = core.config.config_data    # the ensemble keeps its own membership
         peer.stop_serving("the tree is being restored from a snapshot")
+        if peer.listener is not None:
+            peer.listener.restored(peer, tree)
         peer.replace_tree(tree)
         peer.install_snapshot(snapformat.encode_tree(tree, created_ms=peer.now_ms), z)
         peer.log("info", f"restore: the snapshot's tree is ours at 0x{z:x}; every learner syncs from it by SNAP")
