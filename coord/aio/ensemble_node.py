@@ -486,7 +486,10 @@ class EnsembleNode(CoordServer):
                 elif kind == "install_snapshot":
                     _, data, z = e
                     await self._wait_snapshot_idle()
-                    await loop.run_in_executor(None, self._install_snapshot, data, z)
+                    if data is None:            # our own tree (a restore): a forked snapshot, no stall
+                        await self._install_own_tree(z)
+                    else:
+                        await loop.run_in_executor(None, self._install_snapshot, data, z)
                     self._fresh()
                     self.peer.snapshot_installed(z)
                     self.storage.snapshots.tree_loaded()   # a whole new tree: huge pages before a fork
@@ -500,6 +503,17 @@ class EnsembleNode(CoordServer):
     async def _wait_snapshot_idle(self) -> None:
         while self.storage.snapshots.in_progress:
             await asyncio.sleep(0.005)
+
+    async def _install_own_tree(self, z: int) -> None:
+        """The leader made a restored tree its own at z: write it as the newest snapshot (the log
+        rolls to a new file) before anything counts as durable past it."""
+        await self.loop.run_in_executor(None, self._remove_snapshots_after, z)
+        assert self.core.tree.last_zxid == z, "the tree to install is not at its zxid"
+        task = self.storage.snapshot(self.core.tree)
+        path = await task if task is not None else None
+        if path is None:
+            raise OSError(f"the snapshot of the restored tree at 0x{z:x} was not written (see the log)")
+        log.info("server %d: wrote the restored tree as %s", self.sid, path.name)
 
     def _truncate(self, z: int) -> None:
         self._remove_snapshots_after(z)

@@ -225,7 +225,9 @@ class ScriptWorld:
             self.out(f"  {sid}: truncate after {zx(e[1])}")
             return
         if kind == "install_snapshot":
-            n.disk.enqueue(("install", e[1], e[2]))
+            from coord.core import snapformat
+            data = e[1] if e[1] is not None else snapformat.encode_tree(n.core.tree)   # its own tree (a restore)
+            n.disk.enqueue(("install", data, e[2]))
             self.out(f"  {sid}: install snapshot at {zx(e[2])}")
             return
         if kind == "restored":

@@ -141,6 +141,7 @@ class LeaderRole:
         self.next_ping = 0
         self.restore_pending = None      # (tree, origin sid or None, request id): a restore asked for
         self.restoring = False           # the epoch roll running now installs it
+        self.restore_rx: dict = {}       # learner sid -> (request id, SnapshotReceiver): RESTORE chunks
         self.handlers = {
             M.FollowerInfo: self.on_followerinfo, M.AckEpoch: self.on_ackepoch,
             M.AckNewLeader: self.on_acknewleader, M.Ack: self.on_ack, M.Request: self.on_request,
@@ -196,6 +197,7 @@ class LeaderRole:
         pass
 
     def on_link_down(self, sid: int) -> None:
+        self.restore_rx.pop(sid, None)
         h = self.handles.pop(sid, None)
         if h is not None:
             self._end_stream(h)
@@ -684,13 +686,33 @@ class LeaderRole:
         return ""
 
     def on_restore(self, sid: int, m: M.Restore) -> None:
-        if not self.handles[sid].uptodate:
-            self.peer.send(sid, M.Restored(m.req_id, 0, "the leader is not ready for it yet"))
+        """A chunk of a restore a learner forwards; built into a tree as it arrives (as a SNAP is),
+        so no single message stalls the leader for a whole tree."""
+        got = self.restore_rx.get(sid)
+        if m.offset == 0:
+            got = self.restore_rx[sid] = (m.req_id, snapformat.SnapshotReceiver())
+        if got is None or got[0] != m.req_id or m.offset != len(got[1]):
+            if got is not None and got[0] == m.req_id:
+                self.restore_rx.pop(sid, None)
+                self.peer.send(sid, M.Restored(m.req_id, 0, "restore chunks out of order"))
+            return
+        rx = got[1]
+        if m.total > self.cfg.max_snapshot_bytes:
+            self.restore_rx.pop(sid, None)
+            self.peer.send(sid, M.Restored(m.req_id, 0, f"snapshot of over {self.cfg.max_snapshot_bytes} bytes"))
             return
         try:
-            tree, _info = snapformat.load_bytes(m.data)
+            rx.feed(m.data)
+            if len(rx) < m.total:
+                return
+            self.restore_rx.pop(sid, None)
+            tree, _info = rx.finish()
         except Exception as e:        # noqa: BLE001 - the learner checked it; any failure is a bad body
+            self.restore_rx.pop(sid, None)
             self.peer.send(sid, M.Restored(m.req_id, 0, f"not a usable snapshot: {e}"))
+            return
+        if not self.handles[sid].uptodate:
+            self.peer.send(sid, M.Restored(m.req_id, 0, "the leader is not ready for it yet"))
             return
         why = self.request_restore(tree, sid, m.req_id)
         if why:
@@ -720,7 +742,7 @@ class LeaderRole:
         if peer.listener is not None:
             peer.listener.restored(peer, tree)
         peer.replace_tree(tree)
-        peer.install_snapshot(snapformat.encode_tree(tree, created_ms=peer.now_ms), z)
+        peer.install_snapshot(None, z)      # the driver writes our tree (a forked snapshot: no stall here)
         peer.log("info", f"restore: the snapshot's tree is ours at 0x{z:x}; every learner syncs from it by SNAP")
 
     def _answer_restore(self, z: int, error: str) -> None:

@@ -474,11 +474,12 @@ class LearnerRole:
         """Forward an AdminServer restore to the leader; "" when sent, else why not."""
         if self.phase != BROADCAST or self.rolling:
             return "this member is not synced with a leader; ask again in a moment"
-        if len(data) + 64 > self.cfg.max_message_bytes:
-            return (f"a snapshot of {len(data)} bytes is over the peer message bound "
-                    f"({self.cfg.max_message_bytes}): POST it to the leader")
+        if len(data) > self.cfg.max_snapshot_bytes:
+            return f"a snapshot of {len(data)} bytes is over max_snapshot_bytes ({self.cfg.max_snapshot_bytes})"
         self.restores.add(req_id)
-        self.peer.send(self.leader, M.Restore(req_id, data))
+        step = self.cfg.snap_chunk_bytes
+        for off in range(0, len(data), step):        # chunks, as a SNAP: the leader builds as they come
+            self.peer.send(self.leader, M.Restore(req_id, len(data), off, data[off:off + step]))
         return ""
 
     def on_restored(self, m: M.Restored) -> None:

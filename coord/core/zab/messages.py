@@ -418,23 +418,31 @@ class ConfigInfo(Message):
 
 
 class Restore(Message):
-    """A learner forwards an AdminServer `restore` to the leader: the snapshot bytes as POSTed (the
-    leader restores the whole ensemble from them; docs/zab.md, "Restore")."""
-    __slots__ = ("req_id", "data")
+    """A learner forwards an AdminServer `restore` to the leader: one chunk of the snapshot bytes as
+    POSTed (`total` is the whole length; the leader restores the whole ensemble from them;
+    docs/zab.md, "Restore")."""
+    __slots__ = ("req_id", "total", "offset", "data")
     TYPE = 22
+    _H = struct.Struct(">QQQ")
 
-    def __init__(self, req_id, data):
+    def __init__(self, req_id, total, offset, data):
         self._wire = None
         self.req_id = req_id
+        self.total = total
+        self.offset = offset
         self.data = data
 
     def _body(self, out):
-        out += _U64.pack(self.req_id)
+        out += self._H.pack(self.req_id, self.total, self.offset)
         _w_bytes(out, self.data)
 
     @classmethod
     def _parse(cls, r):
-        return cls(r.take(_U64), _r_bytes(r))
+        rid, total, off = r.take(_U64), r.take(_U64), r.take(_U64)
+        data = _r_bytes(r)
+        if off + len(data) > total:
+            raise ValueError("restore chunk beyond its total")
+        return cls(rid, total, off, data)
 
 
 class Restored(Message):
