@@ -1,0 +1,130 @@
+"""`ssl.crl=true`: a client certificate revoked in the CRL its CRL distribution point names is
+refused, differential: real ZooKeeper 3.8 (Java's revocation checking with CRLDP, which X509Util
+turns on) and coord with the same zoo.cfg keys and stores. The CRL is served by a small HTTP server
+the test starts; the certificates are made here with `cryptography`. A certificate with no
+distribution point has no known status and is refused by both; one that is not revoked gets in.
+`ssl.ocsp=true` and `ssl.context.supplier.class` stop coord's start naming the line (coord has no
+OCSP client and no JVM to load a class into)."""
+from __future__ import annotations
+
+import datetime
+import http.server
+import ssl
+import threading
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from coord.aio import zoocfg
+from tests.security.certs import Identity, ssl_keys
+from tests.security.conftest import start_sasl_pair
+from tests.compat.rawclient import ConnectionClosed
+from tests.security.test_tls import ids_of, tls_client
+
+pytestmark = pytest.mark.realzk
+
+
+def _issue(pki, cn: str, crl_url: str | None) -> Identity:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+         .issuer_name(pki.ca.cert.subject).public_key(key.public_key())
+         .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+         .not_valid_after(now + datetime.timedelta(days=30))
+         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
+    if crl_url:
+        b = b.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+            [x509.UniformResourceIdentifier(crl_url)], None, None, None)]), critical=False)
+    return Identity(key, b.sign(pki.ca.key, hashes.SHA256()), [pki.ca.cert])
+
+
+def _crl(pki, revoked: list[Identity]) -> bytes:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    b = (x509.CertificateRevocationListBuilder().issuer_name(pki.ca.cert.subject)
+         .last_update(now - datetime.timedelta(minutes=5)).next_update(now + datetime.timedelta(days=1)))
+    for ident in revoked:
+        b = b.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(ident.cert.serial_number)
+                                      .revocation_date(now - datetime.timedelta(minutes=1)).build())
+    return b.sign(pki.ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+@pytest.fixture(scope="module")
+def crl_server():
+    """An HTTP server answering the CRL at /ca.crl (its `body` set by the test)."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):   # noqa: N802
+            self.send_response(200 if self.path == "/ca.crl" else 404)
+            self.send_header("Content-Type", "application/pkix-crl")
+            self.send_header("Content-Length", str(len(srv.body)))
+            self.end_headers()
+            self.wfile.write(srv.body)
+            srv.hits += 1
+
+        def log_message(self, *a):
+            pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.body, srv.hits = b"", 0
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def crl_pair(pki, crl_server, tmp_path_factory):
+    url = f"http://127.0.0.1:{crl_server.server_address[1]}/ca.crl"
+    pki.crl_good = _issue(pki, "crl-good", url)
+    pki.crl_revoked = _issue(pki, "crl-revoked", url)
+    pki.crl_none = _issue(pki, "crl-no-distribution-point", None)
+    crl_server.body = _crl(pki, [pki.crl_revoked])
+    p = start_sasl_pair(tmp_path_factory.mktemp("crl"), None, dict(ssl_keys(pki, "JKS"), **{"ssl.crl": "true"}),
+                        secure=True)
+    yield p
+    p.stop()
+
+
+def test_revoked_or_unknown_client_certificate_refused(pki, crl_pair, crl_server):
+    def run(host, port):
+        out = {}
+        for who in ("crl_good", "crl_revoked", "crl_none"):
+            def go():
+                c = tls_client(pki, host, port, who)
+                ids = ids_of(c)
+                c.close_socket()
+                return ids
+            try:
+                out[who] = [u for _, u in go()]
+            except (ssl.SSLError, OSError, ConnectionClosed):   # refused in or right after the handshake
+                out[who] = "refused"
+        return out
+    hits = crl_server.hits
+    got = {"zk": run("127.0.0.1", crl_pair.zk.secure_port), "coord": run("127.0.0.1", crl_pair.coord.secure_port)}
+    assert got["zk"] == got["coord"], got
+    assert got["coord"] == {"crl_good": ["CN=crl-good"], "crl_revoked": "refused", "crl_none": "refused"}
+    assert crl_server.hits > hits            # both fetched the CRL from the distribution point
+    assert "certificate revoked" in crl_pair.coord.log_text()
+    assert "names no CRL distribution point" in crl_pair.coord.log_text()
+
+
+@pytest.mark.parametrize("line,message", [
+    ("ssl.ocsp=true", "ssl.ocsp=true: OCSP checking is not served by coord"),
+    ("ssl.quorum.ocsp=true", "ssl.quorum.ocsp=true: OCSP checking is not served by coord"),
+    ("ssl.context.supplier.class=com.example.Supplier", "names a Java class"),
+    ("ssl.quorum.context.supplier.class=com.example.Supplier", "names a Java class"),
+    ("ssl.crl=maybe", "ssl.crl must be true or false"),
+])
+def test_keys_coord_cannot_honour_stop_the_start_naming_the_line(line, message):
+    with pytest.raises(zoocfg.ConfigError, match=message) as e:
+        zoocfg.parse(f"tickTime=2000\n{line}\n", "zoo.cfg")
+    assert "zoo.cfg:2" in str(e.value)
+
+
+def test_crl_keys_are_read():
+    cfg = zoocfg.parse("ssl.crl=true\nssl.ocsp=false\nssl.quorum.crl=true\n", "zoo.cfg")
+    from coord.aio.tls import TlsSettings
+    assert TlsSettings.from_keys(cfg.ssl).crl
+    assert TlsSettings.from_keys(cfg.ssl_quorum_keys, prefix="ssl.quorum").crl
