@@ -1,4 +1,4 @@
-"""SASL GSSAPI on ensemble members, differential: a 3-server coord ensemble and a 3-server real
+"""SASL GSSAPI on ensemble members and a principal of a trusted realm, differential: a 3-server coord ensemble and a 3-server real
 ZooKeeper 3.8 ensemble, each member with its own service principal and keytab
 (zookeeper/m<N>.coord.test@REALM, its own JAAS section chosen by `sasl.serverconfig`), the same
 krb5.conf and a real MIT KDC. A client authenticates to a follower (asking for that member's service
@@ -6,6 +6,8 @@ ticket, as the Java client does for the host it connected to), creates a znode w
 `sasl:` id through that follower, and the ACL holds on every member: the creator reads and writes
 through each, an unauthenticated session and another principal get NoAuth on each. With
 `kerberos.removeRealmFromPrincipal=true` the id (and the ACL) are the principal without its realm.
+A client of a second KDC's realm (OTHER.TEST, cross-realm trust) logs in to a standalone pair and
+keeps its whole principal as its id, removeRealmFromPrincipal or not.
 """
 from __future__ import annotations
 
@@ -134,3 +136,59 @@ def test_gssapi_on_every_member(realm, member_jaas, tmp_path, strip):
     assert got["members"] == 3 * [{"creator_read": 0, "creator_write": 0, "anonymous_read": NOAUTH,
                                    "other_read": NOAUTH, "other_write": NOAUTH, "anonymous_get_acl": NOAUTH,
                                    "creator_get_acl": [(31, "sasl", ident)]}]
+
+
+# -- a client principal of another realm (cross-realm trust) ---------------------------------------
+
+OTHER_REALM = "OTHER.TEST"
+
+
+@pytest.fixture(scope="module")
+def other_realm(realm, tmp_path_factory):
+    """A second KDC (OTHER.TEST) that the main realm trusts; its `visitor` principal in the clients' keytab."""
+    from tests.support.kdc import Kdc
+    other = Kdc(tmp_path_factory.mktemp("kdc-other"), realm=OTHER_REALM).start()
+    try:
+        realm.kdc.trust(other)
+        other.add_principal("visitor")
+        other.export("visitor", realm.client_keytab)
+        yield other
+    finally:
+        other.stop()
+
+
+@pytest.mark.parametrize("strip", [False, True], ids=["full-principal", "removeRealmFromPrincipal"])
+def test_principal_of_a_trusted_realm(realm, other_realm, tmp_path, strip):
+    """visitor@OTHER.TEST logs in through cross-realm trust: the id it gets (ZooKeeper's DEFAULT
+    auth_to_local rule matches only the default realm), and a sasl: ACL on that id, on both servers."""
+    from tests.security.conftest import start_krb_pair
+    props = {"zookeeper.superUser": realm.principal("admin")}
+    cfg = {"kerberos.removeRealmFromPrincipal": "true"} if strip else None
+    pair = start_krb_pair(realm, tmp_path / "pair", cfg, props)
+    visitor = f"visitor@{OTHER_REALM}"
+    out = {}
+    try:
+        for name, _, port in pair.targets:
+            c = session("localhost", port)
+            steps = gss_login(c, visitor)
+            row = {"login": [s.shape() for s in steps]}
+            if steps and steps[-1].err == 0 and not steps[-1].closed:
+                ids = _ids(c)
+                row["ids"] = ids
+                r = c.call(1, R.CreateRequest("/visitor", b"v", [R.ACL(31, R.Id(*ids[0]))], 0).encode())
+                row["create"] = r.err
+                row["own_read"] = c.get_data("/visitor").err
+                local = session("localhost", port)
+                gss_login(local, realm.principal("client"))
+                row["local_client_read"] = local.get_data("/visitor").err
+                local.close_socket()
+            c.close_socket()
+            out[name] = row
+    finally:
+        pair.stop()
+    assert out["zk"] == out["coord"], out
+    assert out["coord"]["login"][-1][0] == 0
+    # with removeRealmFromPrincipal too: the DEFAULT rule does not match a foreign realm, so
+    # ZooKeeper keeps the authorization id, the whole principal
+    assert out["coord"]["ids"] == [("sasl", visitor)] and out["coord"]["create"] == 0
+    assert out["coord"]["own_read"] == 0 and out["coord"]["local_client_read"] == NOAUTH, out
