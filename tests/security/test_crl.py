@@ -3,6 +3,7 @@ refused, differential: real ZooKeeper 3.8 (Java's revocation checking with CRLDP
 turns on) and coord with the same zoo.cfg keys and stores. The CRL is served by a small HTTP server
 the test starts; the certificates are made here with `cryptography`. A certificate with no
 distribution point has no known status and is refused by both; one that is not revoked gets in.
+With `ssl.quorum.crl=true` (slow) a member whose certificate is revoked never joins the quorum.
 `ssl.ocsp=true` and `ssl.context.supplier.class` stop coord's start naming the line (coord has no
 OCSP client and no JVM to load a class into)."""
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tests.security.test_tls import ids_of, tls_client
 pytestmark = pytest.mark.realzk
 
 
-def _issue(pki, cn: str, crl_url: str | None) -> Identity:
+def _issue(pki, cn: str, crl_url: str | None, san: list | None = None) -> Identity:
     now = datetime.datetime.now(datetime.timezone.utc)
     key = ec.generate_private_key(ec.SECP256R1())
     b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
@@ -35,6 +36,8 @@ def _issue(pki, cn: str, crl_url: str | None) -> Identity:
          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
          .not_valid_after(now + datetime.timedelta(days=30))
          .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
+    if san:
+        b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
     if crl_url:
         b = b.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
             [x509.UniformResourceIdentifier(crl_url)], None, None, None)]), critical=False)
@@ -128,3 +131,48 @@ def test_crl_keys_are_read():
     from coord.aio.tls import TlsSettings
     assert TlsSettings.from_keys(cfg.ssl).crl
     assert TlsSettings.from_keys(cfg.ssl_quorum_keys, prefix="ssl.quorum").crl
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["coord", "zookeeper"])
+def test_quorum_peer_with_a_revoked_certificate_is_refused(kind, pki, crl_server, tmp_path):
+    """ssl.quorum.crl=true on a TLS ensemble: server 3's certificate is revoked in the CRL its
+    distribution point names; 1 and 2 form the quorum and serve, 3 never joins."""
+    import ipaddress
+    import time
+
+    from tests.security.certs import PASSWORD
+    from tests.security.test_quorum_tls import _kazoo_on, _need, tls_ensemble
+    _need(kind)
+    url = f"http://127.0.0.1:{crl_server.server_address[1]}/ca.crl"
+    san = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    pki.q_good = _issue(pki, "localhost", url, san)
+    pki.q_revoked = _issue(pki, "localhost", url, san)
+    crl_server.body = _crl(pki, [pki.q_revoked])
+    trust = str(pki.trust_store("JKS"))
+
+    def cfg(who):
+        return {"sslQuorum": "true", "ssl.quorum.crl": "true", "ssl.quorum.keyStore.password": PASSWORD,
+                "ssl.quorum.keyStore.location": str(pki.key_store(who, "JKS")),
+                "ssl.quorum.trustStore.location": trust, "ssl.quorum.trustStore.password": PASSWORD}
+    ens = tls_ensemble(tmp_path / kind, kind, {1: cfg("q_good"), 2: cfg("q_good"), 3: cfg("q_revoked")})
+    try:
+        for m in ens.members.values():
+            m.start()
+        assert ens.wait_serving(sids=[1, 2], wait=120) in (1, 2)
+        zk = _kazoo_on(ens, ens.connect_string([1, 2]))
+        try:
+            zk.create("/qcrl", b"ok")
+            assert zk.get("/qcrl")[0] == b"ok"
+        finally:
+            zk.stop()
+            zk.close()
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            assert ens.members[3].mode() not in ("leader", "follower"), "the revoked server joined"
+            time.sleep(0.5)
+        if kind == "coord":
+            logs = ens.members[1].log_text() + ens.members[2].log_text()
+            assert "certificate revoked" in logs, ens.dump_logs(40)
+    finally:
+        ens.stop()
