@@ -81,6 +81,7 @@ class TlsSettings:
     handshake_timeout_ms: int = HANDSHAKE_TIMEOUT_MS
     prefix: str = "ssl"                 # the zoo.cfg key prefix, for error messages (ssl.quorum)
     crl: bool = False                   # ssl.crl: peer certificates checked against their CRLs (revocation.py)
+    ocsp: bool = False                  # ssl.ocsp: ... asking their OCSP responder first
 
     @classmethod
     def from_keys(cls, keys: dict[str, str], prefix: str = "ssl") -> "TlsSettings":
@@ -116,11 +117,7 @@ class TlsSettings:
                 on = v.strip().lower()
                 if on not in ("true", "false"):
                     raise TlsConfigError(f"{name} must be true or false, got {v!r}")
-                if k == "ssl.crl":
-                    s.crl = on == "true"
-                elif on == "true":
-                    raise TlsConfigError(f"{name}=true: OCSP checking is not served by coord (docs/security.md); "
-                                         f"{prefix}.crl=true checks revocation through the certificates' CRLs")
+                setattr(s, k[len("ssl."):], on == "true")
             elif k == "ssl.context.supplier.class" and v.strip():
                 raise TlsConfigError(f"{name}={v.strip()}: names a Java class (an SSLContext supplier) that coord "
                                      f"cannot load; configure the key and trust stores instead")
@@ -416,7 +413,7 @@ class TlsProtocol(asyncio.Protocol):
             self.timer = None
         if not self._identify():
             return False
-        der = self.sslobj.getpeercert(binary_form=True) if self.settings.crl else None
+        der = self.sslobj.getpeercert(binary_form=True) if self.settings.crl or self.settings.ocsp else None
         if der is not None:
             self.checking = True
             asyncio.ensure_future(self._check_revocation(der))

@@ -4,8 +4,9 @@ turns on) and coord with the same zoo.cfg keys and stores. The CRL is served by 
 the test starts; the certificates are made here with `cryptography`. A certificate with no
 distribution point has no known status and is refused by both; one that is not revoked gets in.
 With `ssl.quorum.crl=true` (slow) a member whose certificate is revoked never joins the quorum.
-`ssl.ocsp=true` and `ssl.context.supplier.class` stop coord's start naming the line (coord has no
-OCSP client and no JVM to load a class into)."""
+With `ssl.ocsp=true` the OCSP responder named in the certificate (a real `openssl ocsp` started by
+the test) decides: a good certificate gets in, a revoked one is refused, on both.
+`ssl.context.supplier.class` stops coord's start naming the line (no JVM to load a class into)."""
 from __future__ import annotations
 
 import datetime
@@ -17,7 +18,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from coord.aio import zoocfg
 from tests.security.certs import Identity, ssl_keys
@@ -28,7 +29,7 @@ from tests.security.test_tls import ids_of, tls_client
 pytestmark = pytest.mark.realzk
 
 
-def _issue(pki, cn: str, crl_url: str | None, san: list | None = None) -> Identity:
+def _issue(pki, cn: str, crl_url: str | None, san: list | None = None, ocsp_url: str | None = None) -> Identity:
     now = datetime.datetime.now(datetime.timezone.utc)
     key = ec.generate_private_key(ec.SECP256R1())
     b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
@@ -38,6 +39,9 @@ def _issue(pki, cn: str, crl_url: str | None, san: list | None = None) -> Identi
          .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
     if san:
         b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
+    if ocsp_url:
+        b = b.add_extension(x509.AuthorityInformationAccess([x509.AccessDescription(
+            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))]), critical=False)
     if crl_url:
         b = b.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
             [x509.UniformResourceIdentifier(crl_url)], None, None, None)]), critical=False)
@@ -114,8 +118,8 @@ def test_revoked_or_unknown_client_certificate_refused(pki, crl_pair, crl_server
 
 
 @pytest.mark.parametrize("line,message", [
-    ("ssl.ocsp=true", "ssl.ocsp=true: OCSP checking is not served by coord"),
-    ("ssl.quorum.ocsp=true", "ssl.quorum.ocsp=true: OCSP checking is not served by coord"),
+    ("ssl.ocsp=sometimes", "ssl.ocsp must be true or false"),
+    ("ssl.quorum.ocsp=1", "ssl.quorum.ocsp must be true or false"),
     ("ssl.context.supplier.class=com.example.Supplier", "names a Java class"),
     ("ssl.quorum.context.supplier.class=com.example.Supplier", "names a Java class"),
     ("ssl.crl=maybe", "ssl.crl must be true or false"),
@@ -176,3 +180,69 @@ def test_quorum_peer_with_a_revoked_certificate_is_refused(kind, pki, crl_server
             assert "certificate revoked" in logs, ens.dump_logs(40)
     finally:
         ens.stop()
+
+
+@pytest.fixture(scope="module")
+def ocsp_responder(pki, tmp_path_factory):
+    """`openssl ocsp` answering for the test CA from an index the test writes (`write(good, revoked)`)."""
+    import shutil
+    import subprocess
+    import time
+
+    from tests.support.real_zk import free_port
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is missing (Debian openssl)")
+    d = tmp_path_factory.mktemp("ocsp")
+    key = d / "ca.key"
+    key.write_bytes(pki.ca.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption()))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    pki.ocsp_good = _issue(pki, "ocsp-good", None, ocsp_url=url)
+    pki.ocsp_revoked = _issue(pki, "ocsp-revoked", None, ocsp_url=url)
+    lines = []
+    for ident, status in ((pki.ocsp_good, "V"), (pki.ocsp_revoked, "R")):
+        exp = ident.cert.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
+        rev = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=1)).strftime(
+            "%y%m%d%H%M%SZ") if status == "R" else ""
+        cn = ident.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        lines.append(f"{status}\t{exp}\t{rev}\t{ident.cert.serial_number:X}\tunknown\t/CN={cn}")
+    (d / "index.txt").write_text("\n".join(lines) + "\n")
+    ca = str(pki.ca_pem())
+    proc = subprocess.Popen(["openssl", "ocsp", "-index", str(d / "index.txt"), "-port", str(port),
+                             "-rsigner", ca, "-rkey", str(key), "-CA", ca, "-ignore_err"],
+                            stdout=open(d / "ocsp.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        # (its log line, not a probe connection: the responder serves one connection at a time and
+        # waits on one that sends nothing)
+        deadline = time.monotonic() + 20
+        while "waiting for OCSP client connections" not in (d / "ocsp.log").read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"openssl ocsp did not start: {(d / 'ocsp.log').read_text()}")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_ocsp_responder_decides(pki, ocsp_responder, tmp_path):
+    p = start_sasl_pair(tmp_path / "pair", None, dict(ssl_keys(pki, "JKS"), **{"ssl.ocsp": "true"}), secure=True)
+    out = {}
+    try:
+        for name, srv in (("zk", p.zk), ("coord", p.coord)):
+            row = {}
+            for who in ("ocsp_good", "ocsp_revoked"):
+                try:
+                    c = tls_client(pki, "127.0.0.1", srv.secure_port, who)
+                    row[who] = [u for _, u in ids_of(c)]
+                    c.close_socket()
+                except (ssl.SSLError, OSError, ConnectionClosed):
+                    row[who] = "refused"
+            out[name] = row
+        log = p.coord.log_text()
+    finally:
+        p.stop()
+    assert out["zk"] == out["coord"], out
+    assert out["coord"] == {"ocsp_good": ["CN=ocsp-good"], "ocsp_revoked": "refused"}
+    assert "OCSP" in log and "certificate revoked" in log
