@@ -112,6 +112,8 @@ class EnsembleNode(CoordServer):
         self.ro_enabled = cfg.read_only_enabled or os.environ.get("COORD_READONLYMODE", "") == "true"
         self.ro_active = False
         self.looking_since: int | None = None
+        self.restores: dict[int, asyncio.Future] = {}    # AdminServer restores awaiting the leader
+        self.next_restore_id = 1
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def load(self) -> None:
@@ -268,6 +270,26 @@ class EnsembleNode(CoordServer):
         await self.transport.drain(1.0)
         log.info("server %d: planned stop as %s after %d ms", self.sid, peer.state, mono_ms() - t0)
 
+    async def restore(self, data: bytes, tree, timeout_s: float) -> tuple[int, str | None]:
+        """The AdminServer's `restore` on a member: the whole ensemble takes the snapshot's tree
+        (QuorumPeer.restore; the leader answers once a quorum holds it durable). (zxid, None) or
+        (0, why not)."""
+        rid = self.next_restore_id
+        self.next_restore_id += 1
+        fut = self.loop.create_future()
+        self.restores[rid] = fut
+        self.tick_clock()
+        why = self.peer.restore(data, tree, rid)
+        if why:
+            self.restores.pop(rid, None)
+            return 0, why
+        self.flush()
+        try:
+            return await asyncio.wait_for(fut, timeout_s)
+        except asyncio.TimeoutError:
+            self.restores.pop(rid, None)
+            return 0, f"no answer from the leader within {timeout_s:.0f} s: outcome unknown"
+
     def die(self, why: str) -> None:
         log.critical("server %d stopping: %s", self.sid, why)
         self.fatal_reason = why
@@ -421,6 +443,10 @@ class EnsembleNode(CoordServer):
                 configs.append(e)
             elif kind == "log":
                 peer_log.log(_LEVELS.get(e[1], logging.INFO), "%s", e[2])
+            elif kind == "restored":
+                fut = self.restores.pop(e[1], None)
+                if fut is not None and not fut.done():
+                    fut.set_result((e[2], e[3]))
             else:
                 raise AssertionError(f"unknown effect {kind!r}")
         if sent:
@@ -470,7 +496,10 @@ class EnsembleNode(CoordServer):
                 elif kind == "install_snapshot":
                     _, data, z = e
                     await self._wait_snapshot_idle()
-                    await loop.run_in_executor(None, self._install_snapshot, data, z)
+                    if data is None:            # our own tree (a restore): a forked snapshot, no stall
+                        await self._install_own_tree(z)
+                    else:
+                        await loop.run_in_executor(None, self._install_snapshot, data, z)
                     self._fresh()
                     self.peer.snapshot_installed(z)
                     self.storage.snapshots.tree_loaded()   # a whole new tree: huge pages before a fork
@@ -485,6 +514,17 @@ class EnsembleNode(CoordServer):
         while self.storage.snapshots.in_progress:
             await asyncio.sleep(0.005)
 
+    async def _install_own_tree(self, z: int) -> None:
+        """The leader made a restored tree its own at z: write it as the newest snapshot (the log
+        rolls to a new file) before anything counts as durable past it."""
+        await self.loop.run_in_executor(None, self._remove_snapshots_after, z)
+        assert self.core.tree.last_zxid == z, "the tree to install is not at its zxid"
+        task = self.storage.snapshot(self.core.tree)
+        path = await task if task is not None else None
+        if path is None:
+            raise OSError(f"the snapshot of the restored tree at 0x{z:x} was not written (see the log)")
+        log.info("server %d: wrote the restored tree as %s", self.sid, path.name)
+
     def _truncate(self, z: int) -> None:
         self._remove_snapshots_after(z)
         self.txnlog.truncate_after(z)
@@ -498,7 +538,7 @@ class EnsembleNode(CoordServer):
             self.txnlog.truncate_after(z)
         else:
             self.txnlog.roll()            # the log continues from the snapshot in a new file
-        log.info("server %d: installed snapshot %s (%d bytes) from the leader", self.sid, path.name, len(data))
+        log.info("server %d: installed snapshot %s (%d bytes)", self.sid, path.name, len(data))
 
     def _remove_snapshots_after(self, z: int) -> None:
         from coord.aio.snapshots import list_snapshots

@@ -31,6 +31,9 @@ log = logging.getLogger("coord.server")
 
 _4LW = frozenset(w.encode() for w in ALL_4LW)
 TICK_S = 0.05
+# Log writes one flush makes at most (forceSync=no) when each commit lets the request throttler
+# admit more: bounded so other connections are read in between.
+LOG_ROUNDS = 64
 # Requests taken from one connection per turn of the loop. One read can hold thousands (a client
 # that pipelines, like a Kafka controller's batches): prepared, logged and applied as one batch, they
 # would hold every other client's request behind them for the whole batch. The rest wait, read
@@ -375,19 +378,22 @@ class CoordServer:
     def flush(self) -> None:
         self.flush_scheduled = False
         core = self.core
-        records = core.sequencer.drain_log()
-        if records:
-            txnlog = self.txnlog
+        txnlog = self.txnlog
+        for _ in range(LOG_ROUNDS):
+            records = core.sequencer.drain_log()
+            if not records:
+                break
             if txnlog.force_sync or txnlog.pending():
                 txnlog.append(records)  # fsync in a thread; the fate comes back through the callbacks
-            else:
-                # forceSync=no: written now, and committed (through _on_durable) before this flush
-                # sends what it has, so one loop iteration takes a write from request to reply.
-                self.flushing = True
-                try:
-                    txnlog.write(records)
-                finally:
-                    self.flushing = False
+                break
+            # forceSync=no: written now, and committed (through _on_durable) before this flush
+            # sends what it has, so one loop iteration takes a write from request to reply. A
+            # commit may let the request throttler admit the next writes: they go round again.
+            self.flushing = True
+            try:
+                txnlog.write(records)
+            finally:
+                self.flushing = False
         out, closing = core.drain()
         protocols = self.protocols
         for cid, chunks in out.items():
@@ -410,6 +416,10 @@ class CoordServer:
                     p.maybe_resume_reading()
         if self.backlogged:
             self.schedule_backlogs()
+        if core.sequencer.unlogged():
+            # A commit above finished a request and the request throttler admitted the next writes:
+            # log them on the next turn (ZooKeeper's throttleWake), not on the next tick.
+            self.schedule_flush()
         for line in core.log_lines:
             log.info("%s", line)
         core.log_lines.clear()

@@ -577,6 +577,17 @@ class QuorumPeer:
             self._commit_config(v, o, z, data)
         return entries
 
+    def restore(self, data: bytes, tree: DataTree, req_id: int) -> str:
+        """The AdminServer's `restore` on a member: the leader restores the whole ensemble, a learner
+        forwards the snapshot to it (leader.py, "Restore"). "" when under way (a `("restored",
+        req_id, zxid, error)` effect answers it), else why not."""
+        role = self.role
+        if role is None or not hasattr(role, "request_restore"):
+            return f"this member is {self.state}: no leader to restore the ensemble through"
+        if hasattr(role, "on_restore"):       # leading
+            return role.request_restore(tree, None, req_id)
+        return role.request_restore(data, req_id)
+
     def replace_tree(self, tree: DataTree) -> None:
         """Install a tree received by SNAP; only while not serving."""
         core = self.core
