@@ -86,6 +86,12 @@ class EnsembleNode(CoordServer):
             if me.client_host:
                 cfg.client_port_address = me.client_host
         super().__init__(cfg)
+        self._init_member(cfg)
+
+    def _init_member(self, cfg: ServerConfig) -> None:
+        """The member's own state, beside the standalone shell's (also for a server that becomes a
+        member while it runs: become_member)."""
+        self.cfg = cfg
         self.sid = cfg.myid
         self.voters = {s: q for s, q in cfg.servers.items() if q.role == "participant"}
         self.observers = {s: q for s, q in cfg.servers.items() if q.role == "observer"}
@@ -195,6 +201,24 @@ class EnsembleNode(CoordServer):
         self.txnlog.on_durable = self._on_durable
         self.txnlog.on_failed = self._on_log_failed
         self.storage.start(self.loop)
+        await self._start_transport()
+        cfg = self.cfg
+        plain, secure = self.client_factories()
+        self.server = await self.loop.create_server(
+            plain, host=cfg.client_port_address, port=cfg.client_port, reuse_address=True,
+            backlog=1024)
+        self.secure_server = await tls.secure_listener(self.loop, cfg, secure)
+        sock = self.server.sockets[0].getsockname()
+        self.port = sock[1]
+        log.info("server %d: clients on %s:%d, quorum %d, election %d; %d voters, %d observers",
+                 self.sid, sock[0], sock[1], cfg.servers[self.sid].quorum_port, cfg.servers[self.sid].election_port,
+                 len(self.voters), len(self.observers))
+        self.peer.start(wall_ms(), mono_ms(), self.durable_state)
+        self.flush()
+        self.tick_task = self.loop.create_task(self._ticker())
+        await self.start_ops()
+
+    async def _start_transport(self) -> None:
         cfg = self.cfg
         addrs = {s: PeerAddr(s, q.host, q.quorum_port, q.election_port)
                  for s, q in {**cfg.servers, **self.peer.voters, **self.peer.observers}.items() if q is not None}
@@ -214,20 +238,6 @@ class EnsembleNode(CoordServer):
             idle_timeout_ms=idle, ping_interval_ms=max(50, min(500, idle // 8)),
             handshake_timeout_ms=min(2000, idle), tls=qtls)
         await self.transport.start()
-        plain, secure = self.client_factories()
-        self.server = await self.loop.create_server(
-            plain, host=cfg.client_port_address, port=cfg.client_port, reuse_address=True,
-            backlog=1024)
-        self.secure_server = await tls.secure_listener(self.loop, cfg, secure)
-        sock = self.server.sockets[0].getsockname()
-        self.port = sock[1]
-        log.info("server %d: clients on %s:%d, quorum %d, election %d; %d voters, %d observers",
-                 self.sid, sock[0], sock[1], addrs[self.sid].quorum_port, addrs[self.sid].election_port,
-                 len(self.voters), len(self.observers))
-        self.peer.start(wall_ms(), mono_ms(), self.durable_state)
-        self.flush()
-        self.tick_task = self.loop.create_task(self._ticker())
-        await self.start_ops()
 
     async def stop(self) -> None:
         if self.tick_task:
@@ -616,9 +626,44 @@ class EnsembleNode(CoordServer):
         return rows
 
 
-async def run_member(cfg: ServerConfig) -> None:
-    node = EnsembleNode(cfg)
-    await node.start()
+async def become_member(node: CoordServer, cfg: ServerConfig, durable_state: DurableState, leader: int,
+                        carried) -> "EnsembleNode":
+    """A running server (a coord observer of a ZooKeeper ensemble taking over) becomes a member of
+    coord's own ensemble in place: its client listeners, connections, core (tree, sessions,
+    watches) and storage stay; only the quorum peer is new, started without an election with
+    `leader` leading (QuorumPeer.start_taking_over). The caller has closed its own peer ports and
+    drained its txn log. Until the new peer starts, the core keeps the caller's sequencer (which
+    holds what clients ask); `carried()` then gives up what it held, (requests, syncs), with no
+    await in between, so nothing asked meanwhile is lost."""
+    from coord.core.zab.peer import QuorumPeer
+    node.__class__ = EnsembleNode
+    node._init_member(cfg)
+    if node.tick_task is not None:
+        node.tick_task.cancel()
+    node.txnlog.on_durable = node._on_durable
+    node.txnlog.on_failed = node._on_log_failed
+    core = node.core
+    from coord.core import reconfig as rc
+    core.config.config_data = rc.render(dict(cfg.servers), 0)   # as load() does: zoo.cfg's members
+    core.tree.nodes["/zookeeper/config"].data = core.config.config_data
+    node.written_config = core.config.config_data
+    serving, sequencer = core.serving, core.sequencer
+    node.peer = QuorumPeer(node.sid, node.voters, node.observers, core, zab_config(cfg))
+    core.serving, core.sequencer = serving, sequencer     # still holding while the transport starts
+    node.durable_state = durable_state
+    await node._start_transport()
+    node.tick_clock()
+    requests, syncs = carried()
+    node.peer.start_taking_over(wall_ms(), mono_ms(), durable_state, leader, requests, syncs, serving)
+    node.flush()
+    node.tick_task = node.loop.create_task(node._ticker())
+    return node
+
+
+async def run_member(cfg: ServerConfig, node: "EnsembleNode | None" = None) -> None:
+    if node is None:
+        node = EnsembleNode(cfg)
+        await node.start()
     try:
         await node.fatal.wait()
     except asyncio.CancelledError:          # SIGTERM / SIGINT: a planned stop

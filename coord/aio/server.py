@@ -143,6 +143,7 @@ class ClientProtocol(asyncio.Protocol):
             self.first = False
             self.head = b""
             if data[:4] in _4LW or data[:4] in srv.extra_words:
+                self.head = data[4:]   # what followed the word (an argument of coord's own words)
                 srv.four_letter(self, data[:4].decode())
                 return
         try:
