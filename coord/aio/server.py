@@ -8,9 +8,7 @@ prepared by it go to the log in one batch (group commit).
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import os
 import random
 import time
 from collections import defaultdict
@@ -19,6 +17,7 @@ from coord.aio import tls
 from coord.aio.limits import ConnectionCap, request_throttle
 from coord.aio.fourletter import FourLetterWords
 from coord.aio.datadir import RecoveryError, Storage
+from coord.aio.nonces import NoncePool
 from coord.aio.zoocfg import ALL_4LW, ServerConfig, enforced_schemes
 from coord.core.config import CoreConfig
 from coord.core.sasl import SaslConfig
@@ -87,7 +86,7 @@ def sasl_config(cfg: ServerConfig) -> SaslConfig | None:
                       remove_realm=cfg.kerberos_remove_realm,
                       allow_failed_clients=cfg.allow_sasl_failed_clients,
                       required="sasl" in enforced_schemes(cfg),
-                      nonce=lambda: base64.b64encode(os.urandom(30)))
+                      nonce=NoncePool())
 
 
 class ClientProtocol(asyncio.Protocol):
