@@ -52,7 +52,7 @@ def test_a_vanished_clients_session_expires_after_its_timeout_not_before(tmp_pat
         watcher.start(timeout=30)
         try:
             elapsed = []
-            for i in range(3):       # three trials: the close lands at different points of a tick
+            for i in range(2):       # two trials: the close lands at different points of a tick
                 path = f"/broker-{i}"
                 ev = threading.Event()
                 seen = []
@@ -66,7 +66,7 @@ def test_a_vanished_clients_session_expires_after_its_timeout_not_before(tmp_pat
                 assert ev.wait(TIMEOUT_MS / 1000 + 20), "the ephemeral was never removed"
                 assert seen[0][1] == "DELETED"
                 elapsed.append(seen[0][0] - t_close)
-                time.sleep(0.3 * i)
+                time.sleep(0.45)
             print(f"{kind}: ephemeral of a vanished {TIMEOUT_MS} ms session gone after "
                   + ", ".join(f"{e:.2f}" for e in elapsed) + " s")
             # Never before the timeout (the deadline is the last touch plus the timeout, rounded up);

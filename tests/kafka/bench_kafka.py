@@ -211,16 +211,23 @@ def main() -> None:
     args = ap.parse_args()
     backends = args.backends.split(",")
     rows: dict[str, dict[str, list[float]]] = {"coord": {}, "zookeeper": {}}
+    failed: dict[str, int] = {b: 0 for b in backends}
     for n in range(args.trials):
         for backend in backends:
-            for k, v in trial(backend, args.topics, args.keep).items():
+            try:
+                r = trial(backend, args.topics, args.keep)
+            except Exception as e:   # one trial lost (say CreateTopics timed out on a loaded box): say so, go on
+                failed[backend] += 1
+                print(f"trial {n + 1} {backend} FAILED (load average {os.getloadavg()[0]:.1f}): {e!r}", flush=True)
+                continue
+            for k, v in r.items():
                 rows[backend].setdefault(k, []).append(v)
             print(f"trial {n + 1} {backend} (load average {os.getloadavg()[0]:.1f}): " + ", ".join(f"{k}={v[-1]:.2f}" for k, v in rows[backend].items()),
                   flush=True)
-    print(f"\n{args.trials} trials, {args.topics} topics x 10 partitions x RF 3, session timeout "
+    print(f"\n{args.trials} trials ({', '.join(f'{b}: {k} failed' for b, k in failed.items())}), {args.topics} topics x 10 partitions x RF 3, session timeout "
           f"{SESSION_TIMEOUT_MS / 1000:g} s; min / median / max")
     print("| metric | coord | ZooKeeper 3.8 | ratio of medians |\n|---|---|---|---|")
-    if backends != ["coord", "zookeeper"]:
+    if backends != ["coord", "zookeeper"] or not rows["coord"] or not rows["zookeeper"]:
         return
     for k, label in METRICS.items():
         a, b = rows["coord"][k], rows["zookeeper"][k]
