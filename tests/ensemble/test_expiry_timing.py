@@ -61,6 +61,7 @@ def test_a_vanished_clients_session_expires_after_its_timeout_not_before(tmp_pat
                     seen.append((time.monotonic(), event.type))
                     ev.set()
                 t_close, sid = vanish_after_ephemeral(ens.members[f1].client_port, path)
+                watcher.sync(path)   # the watcher's follower may not have applied the create yet
                 stat = watcher.exists(path, watch=on)
                 assert stat is not None and stat.ephemeralOwner == sid
                 assert ev.wait(TIMEOUT_MS / 1000 + 20), "the ephemeral was never removed"
