@@ -102,10 +102,13 @@ class ContinuousLoad:
                 return False
         return True
 
-    def max_ack_gap(self) -> float:
-        """The longest time without an acknowledgement (the produce outage a fault caused)."""
+    def max_ack_gap(self, start: float | None = None, end: float | None = None) -> float:
+        """The longest time without an acknowledgement (the produce outage a fault caused); with start
+        and end (time.monotonic()), only the gaps that end after start and begin before end: a fault's
+        own outage, apart from the stalls a loaded machine gives at any moment."""
         t = sorted(self.ack_times)
-        return max((b - a for a, b in zip(t, t[1:])), default=0.0)
+        return max((b - a for a, b in zip(t, t[1:])
+                    if (start is None or b > start) and (end is None or a < end)), default=0.0)
 
     def check(self) -> int:
         """Assert exactly-once, in-order consumption of every acked message; the number checked."""
