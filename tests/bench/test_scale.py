@@ -32,6 +32,18 @@ def test_nofile_past_the_hard_limit_is_a_clear_error():
     else:                                   # a root that may raise it: then it was raised
         assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= hard + 1
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    # too many sessions for 3 members' sockets: said before any server starts, naming --members;
+    # with enough members and holders the same count fits
+    many = 3 * hard
+    cfg = scale.ScaleConfig(watches=many, members=3, procs=many // (hard // 2), parts=("fanout",))
+    try:
+        scale.check_fds(cfg)
+    except scale.BenchError as e:
+        assert "--members" in str(e) and f"{many:,} sessions over 3 members" in str(e)
+    else:
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= many // 3
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    scale.check_fds(scale.ScaleConfig(watches=many, members=6, procs=6 * 2, parts=("fanout",)))
 
 
 @pytest.fixture(params=scale.SYSTEMS)
@@ -53,7 +65,8 @@ def test_sessions_held_and_watch_fanout(ensemble: LocalEnsemble):
     assert held["kept_alive"] == CFG.sessions, held       # the client's pings were never late
     assert held["false_expiries"] == 0 and held["lost"] == 0 and held["check_failed"] == 0, held
     assert held["notes_1"] == CFG.sessions and held["notes_0"] == held["notes_many"] == 0, held
-    assert held["rss_after"] > 0 and held["connect_rate"] > 0
+    assert held["rss_after"] > 0 and held["connect_rate"] > 0 and held["members"] == 3
+    assert held["pings"] >= CFG.sessions * 2, held          # hold_s covers >= 3 ping periods
     # 10,000 watches on one znode (one per session), one setData: each delivered exactly once
     fan = scale.hold_sessions(ensemble, CFG.watches, 2.0, CFG, "/scale-fan", print)
     assert fan["connected"] == CFG.watches, fan
