@@ -179,7 +179,7 @@ class _Holder:
         t0 = time.monotonic()
         await asyncio.gather(*(one(i) for i in range(n)))
         return {"t0": t0, "t1": time.monotonic(), "ok": len(self.conns), "errors": len(errors),
-                "first_error": errors[0] if errors else ""}
+                "first_error": errors[0] if errors else "", "lost": sum(c.lost for c in self.conns)}
 
     async def ping_loop(self, stop: asyncio.Event):
         while not stop.is_set():
@@ -332,19 +332,14 @@ def hold_sessions(ens: LocalEnsemble, n: int, hold_s: float, cfg: ScaleConfig, p
         ok = sum(r["ok"] for r in ready)
         t_conn = max(r["t1"] for r in ready) - min(r["t0"] for r in ready)
         log(f"{ens.engine}: {ok:,}/{n:,} sessions with a watch in {t_conn:.1f} s "
-            f"({ok / t_conn:,.0f}/s); RSS {rss0 / 2**20:,.0f} -> {rss1 / 2**20:,.0f} MiB; holding {hold_s:.0f} s")
+            f"({ok / t_conn:,.0f}/s; {sum(r['lost'] for r in ready):,} already closed by a server); "
+            f"RSS {rss0 / 2**20:,.0f} -> {rss1 / 2**20:,.0f} MiB; holding {hold_s:.0f} s")
         for p in pipes:
             p.send(("check", hold_s + 10.0))
         time.sleep(hold_s)
-        admin = Session("127.0.0.1", ports[0])
-        admin.sock.settimeout(60)
-        t_set = time.monotonic()
-        err, _ = admin.call("setData", path, b"1")
-        if err:
-            raise BenchError(f"setData {path}: error {err}")
+        t_set, set_failures = _set_once(ports, path, log)
         done = [_recv(p, "done", hold_s + 120) for p in pipes]
     finally:
-        admin.close()                                  # closing twice is harmless
         for p in workers:
             p.join(10)
             if p.is_alive():
@@ -360,7 +355,8 @@ def hold_sessions(ens: LocalEnsemble, n: int, hold_s: float, cfg: ScaleConfig, p
            "hold_s": hold_s, "lost": tot("lost"), "check_failed": tot("check_failed"),
            "false_expiries": tot("false_expiries"), "expired_unpinged": tot("expired_unpinged"),
            "kept_alive": tot("kept_alive"), "pings": tot("pings"), "members": len(ports),
-           "procs": procs, "server_nofile": nofile_limits(ens.pids()),
+           "procs": procs, "server_nofile": nofile_limits(ens.pids()), "set_failures": set_failures,
+           "lost_while_connecting": sum(r["lost"] for r in ready),
            "max_ping_gap_s": max(d["max_ping_gap_s"] for d in done),
            "timeouts_ms": sorted({t for d in done for t in d["timeouts_ms"]}),
            "notes_0": tot("notes_0"), "notes_1": tot("notes_1"), "notes_many": tot("notes_many"),
@@ -370,6 +366,30 @@ def hold_sessions(ens: LocalEnsemble, n: int, hold_s: float, cfg: ScaleConfig, p
         f"notifications exactly once {out['notes_1']:,}/{ok:,}, last after "
         f"{(out['last_note_s'] or float('nan')) * 1000:,.0f} ms")
     return out
+
+
+def _set_once(ports: list[int], path: str, log) -> tuple[float, list[str]]:
+    """One setData of `path` through the first member that takes it (a member may refuse a new
+    session under this load: that is reported, and the next one tried); returns its send time."""
+    failures = []
+    for port in ports:
+        try:
+            admin = Session("127.0.0.1", port)
+        except (OSError, BenchError) as e:
+            failures.append(f"port {port}: session: {e}")
+            continue
+        try:
+            admin.sock.settimeout(60)
+            t_set = time.monotonic()
+            err, _ = admin.call("setData", path, b"1")
+            if err:
+                raise BenchError(f"setData {path}: error {err}")
+            return t_set, failures
+        except (OSError, BenchError) as e:
+            failures.append(f"port {port}: setData: {e}")
+        finally:
+            admin.close()
+    raise BenchError(f"no member took the setData of {path}: {failures}")
 
 
 def _recv(pipe, kind: str, timeout: float):
