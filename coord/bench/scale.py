@@ -520,7 +520,7 @@ def snap_trial(ens: LocalEnsemble, znodes: int, cfg: ScaleConfig, log) -> dict:
     ml, mf = mntr(lport), mntr(port)
     before = load.window(t_kill - 10.0, t_kill)
     during = load.window(t_start, t_synced)
-    out = {"znodes": znodes, "sync_s": t_synced - t_start,
+    out = {"znodes": znodes, "sync_s": t_synced - t_start, "leader": leader, "follower": lagger,
            "leader_zxid": ens.zxid(leader), "follower_zxid": ens.zxid(lagger),
            "leader_znode_count": int(ml.get("zk_znode_count", -1)),
            "follower_znode_count": int(mf.get("zk_znode_count", -2)),

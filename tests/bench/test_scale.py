@@ -3,9 +3,11 @@
 every watcher exactly once, and a wiped follower SNAP-synced from the leader holds what the leader holds.
 The full-size run is the command (docs/benchmarks.md, "Scale")."""
 import pytest
+from kazoo.client import KazooClient
 
 from coord.bench import scale
 from coord.bench.ensemble import LocalEnsemble
+from tests.support.zk_observer import zk_tree_digest
 
 CFG = scale.ScaleConfig(sessions=1_000, watches=10_000, znodes=50_000, hold_s=15.0, timeout_ms=12_000,
                         procs=4, light_rate=50.0, zk_heap_mb=1024, force_sync=False)
@@ -84,3 +86,14 @@ def test_wiped_follower_snap_sync(ensemble: LocalEnsemble):
     assert out["follower_znode_count"] == out["leader_znode_count"] >= CFG.znodes + 2, out
     assert out["samples_during"] > 0 and out["p99_during_ms"] is not None, out
     assert out["sync_s"] > 0
+    # what the synced follower serves is the leader's tree, node for node (ZooKeeper's digest, as read)
+    digests = []
+    for sid in (out["leader"], out["follower"]):
+        zk = KazooClient(hosts=f"127.0.0.1:{ensemble.client_port(sid)}", timeout=30)
+        zk.start(timeout=60)
+        try:
+            digests.append(zk_tree_digest(zk))
+        finally:
+            zk.stop()
+            zk.close()
+    assert digests[0] == digests[1] and digests[0][1] >= CFG.znodes + 2, (digests, out)
