@@ -9,7 +9,7 @@ from coord.bench import scale
 from coord.bench.ensemble import LocalEnsemble
 from tests.support.zk_observer import zk_tree_digest
 
-CFG = scale.ScaleConfig(sessions=1_000, watches=10_000, znodes=50_000, hold_s=15.0, timeout_ms=12_000,
+CFG = scale.ScaleConfig(sessions=1_000, watches=10_000, znodes=20_000, hold_s=15.0, timeout_ms=12_000,
                         procs=4, light_rate=50.0, zk_heap_mb=1024, force_sync=False)
 
 
