@@ -97,3 +97,20 @@ def test_wiped_follower_snap_sync(ensemble: LocalEnsemble):
             zk.stop()
             zk.close()
     assert digests[0] == digests[1] and digests[0][1] >= CFG.znodes + 2, (digests, out)
+
+
+def test_a_server_raises_its_soft_nofile_limit_to_the_hard_one():
+    """What `coord serve` does at start (coord.aio.limits), seen from a child started with a low soft limit."""
+    import resource
+    import subprocess
+    import sys
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(256, hard)
+
+    def lower():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    code = "from coord.aio.limits import raise_nofile_soft; import resource; raise_nofile_soft(); " \
+           "print(*resource.getrlimit(resource.RLIMIT_NOFILE))"
+    out = subprocess.run([sys.executable, "-c", code], preexec_fn=lower, capture_output=True, text=True, check=True)
+    got_soft, got_hard = map(int, out.stdout.split())
+    assert got_hard == hard and got_soft == hard if hard != resource.RLIM_INFINITY else got_soft >= low
