@@ -125,3 +125,18 @@ def mntr_rows(srv) -> list[tuple[str, object]]:
             ("zk_request_throttle_wait_count", rt.waits if rt is not None else 0),
             ("zk_connection_rejected", rejected(srv)),
             ("zk_connection_drop_probability", ct.drop if ct is not None else 0.0)]
+
+
+def raise_nofile_soft() -> tuple[int, int]:
+    """Soft RLIMIT_NOFILE up to the hard limit, as the JVM does for ZooKeeper (-XX:+MaxFDLimit): a
+    member holding tens of thousands of client connections must not stop at a shell's 1,024.
+    Returns (soft, hard) as they are now."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as e:   # e.g. an infinite hard limit the kernel refuses as soft
+            log.warning("cannot raise the open-file limit from %s to %s: %s", soft, hard, e)
+    return soft, hard

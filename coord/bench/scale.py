@@ -1,5 +1,5 @@
-"""`coord bench-scale`: coord and real ZooKeeper 3.8 3-node ensembles at scale, one system at a time,
-same run, same machine, same client (issue 17, "Scale").
+"""`coord bench-scale`: coord and real ZooKeeper 3.8 ensembles (3 nodes unless --members) at scale, one
+system at a time, same run, same machine, same client (issue 17, "Scale").
 
 Three measurements:
 - sessions: N sessions spread over all members by a few client processes (each holds thousands of
@@ -9,7 +9,9 @@ Three measurements:
   connect rate, server RSS per session (sum over members, after minus before, / N);
 - fan-out: one setData on that znode; the time until the last of the N notifications arrives, and
   every session's notification count (must be exactly 1). A ZooKeeper session holds one data watch
-  per path, so W watches on one znode means W sessions: the fan-out runs with --watches sessions;
+  per path, so W watches on one znode means W sessions: the fan-out runs with --watches sessions.
+  Each process (a member, a client holder) holds at most its hard open-file limit of sockets, so
+  100,000 sessions need enough members (--members) and holders (--procs): checked before starting;
 - SNAP: Z znodes, then a follower is stopped, its dataDir wiped (myid kept) and started again; the
   time until it serves with the leader's zxid, the leader's p99 for a light one-at-a-time setData
   load before and during that sync, and the synced follower's znode count against the leader's.
@@ -44,6 +46,7 @@ SYSTEMS = ("coord", "zookeeper")
 @dataclass
 class ScaleConfig:
     sessions: int = 10_000
+    members: int = 3
     watches: int = 100_000
     znodes: int = 1_000_000
     hold_s: float = 60.0
@@ -75,6 +78,7 @@ class _Conn(asyncio.Protocol):
         self.next_ping = 0.0
         self.last_ping = 0.0
         self.max_gap = 0.0
+        self.pings = 0
         self.lost = False
         self.check_err = None
 
@@ -175,7 +179,7 @@ class _Holder:
         t0 = time.monotonic()
         await asyncio.gather(*(one(i) for i in range(n)))
         return {"t0": t0, "t1": time.monotonic(), "ok": len(self.conns), "errors": len(errors),
-                "first_error": errors[0] if errors else ""}
+                "first_error": errors[0] if errors else "", "lost": sum(c.lost for c in self.conns)}
 
     async def ping_loop(self, stop: asyncio.Event):
         while not stop.is_set():
@@ -187,6 +191,7 @@ class _Holder:
                 if gap > c.max_gap:
                     c.max_gap = gap
                 c.tr.write(PING)
+                c.pings += 1
                 c.last_ping = now
                 c.next_ping = now + c.timeout_ms / 3000
             try:
@@ -222,6 +227,7 @@ class _Holder:
             "false_expiries": sum(a and g for a, g in zip(alive, gone)),
             "expired_unpinged": sum(g and not a for a, g in zip(alive, gone)),
             "max_ping_gap_s": max((c.max_gap for c in cs), default=0.0),
+            "pings": sum(c.pings for c in cs),
             "notes_0": sum(1 for c in cs if c.notes == 0),
             "notes_1": sum(1 for c in cs if c.notes == 1),
             "notes_many": sum(1 for c in cs if c.notes > 1),
@@ -273,6 +279,19 @@ def _raise_nofile(need: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 
 
+def nofile_limits(pids: list[int]) -> list[int]:
+    """Each process's soft open-file limit, from /proc (the servers' own, not this process's)."""
+    out = []
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+                if line.startswith("Max open files"):
+                    out.append(int(line.split()[3]))
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
 def rss_bytes(pids: list[int]) -> int:
     total = 0
     for pid in pids:
@@ -313,19 +332,14 @@ def hold_sessions(ens: LocalEnsemble, n: int, hold_s: float, cfg: ScaleConfig, p
         ok = sum(r["ok"] for r in ready)
         t_conn = max(r["t1"] for r in ready) - min(r["t0"] for r in ready)
         log(f"{ens.engine}: {ok:,}/{n:,} sessions with a watch in {t_conn:.1f} s "
-            f"({ok / t_conn:,.0f}/s); RSS {rss0 / 2**20:,.0f} -> {rss1 / 2**20:,.0f} MiB; holding {hold_s:.0f} s")
+            f"({ok / t_conn:,.0f}/s; {sum(r['lost'] for r in ready):,} already closed by a server); "
+            f"RSS {rss0 / 2**20:,.0f} -> {rss1 / 2**20:,.0f} MiB; holding {hold_s:.0f} s")
         for p in pipes:
             p.send(("check", hold_s + 10.0))
         time.sleep(hold_s)
-        admin = Session("127.0.0.1", ports[0])
-        admin.sock.settimeout(60)
-        t_set = time.monotonic()
-        err, _ = admin.call("setData", path, b"1")
-        if err:
-            raise BenchError(f"setData {path}: error {err}")
+        t_set, set_failures = _set_once(ports, path, log)
         done = [_recv(p, "done", hold_s + 120) for p in pipes]
     finally:
-        admin.close()                                  # closing twice is harmless
         for p in workers:
             p.join(10)
             if p.is_alive():
@@ -340,7 +354,9 @@ def hold_sessions(ens: LocalEnsemble, n: int, hold_s: float, cfg: ScaleConfig, p
            "rss_before": rss0, "rss_after": rss1, "rss_per_session": (rss1 - rss0) / max(ok, 1),
            "hold_s": hold_s, "lost": tot("lost"), "check_failed": tot("check_failed"),
            "false_expiries": tot("false_expiries"), "expired_unpinged": tot("expired_unpinged"),
-           "kept_alive": tot("kept_alive"),
+           "kept_alive": tot("kept_alive"), "pings": tot("pings"), "members": len(ports),
+           "procs": procs, "server_nofile": nofile_limits(ens.pids()), "set_failures": set_failures,
+           "lost_while_connecting": sum(r["lost"] for r in ready),
            "max_ping_gap_s": max(d["max_ping_gap_s"] for d in done),
            "timeouts_ms": sorted({t for d in done for t in d["timeouts_ms"]}),
            "notes_0": tot("notes_0"), "notes_1": tot("notes_1"), "notes_many": tot("notes_many"),
@@ -350,6 +366,30 @@ def hold_sessions(ens: LocalEnsemble, n: int, hold_s: float, cfg: ScaleConfig, p
         f"notifications exactly once {out['notes_1']:,}/{ok:,}, last after "
         f"{(out['last_note_s'] or float('nan')) * 1000:,.0f} ms")
     return out
+
+
+def _set_once(ports: list[int], path: str, log) -> tuple[float, list[str]]:
+    """One setData of `path` through the first member that takes it (a member may refuse a new
+    session under this load: that is reported, and the next one tried); returns its send time."""
+    failures = []
+    for port in ports:
+        try:
+            admin = Session("127.0.0.1", port)
+        except (OSError, BenchError) as e:
+            failures.append(f"port {port}: session: {e}")
+            continue
+        try:
+            admin.sock.settimeout(60)
+            t_set = time.monotonic()
+            err, _ = admin.call("setData", path, b"1")
+            if err:
+                raise BenchError(f"setData {path}: error {err}")
+            return t_set, failures
+        except (OSError, BenchError) as e:
+            failures.append(f"port {port}: setData: {e}")
+        finally:
+            admin.close()
+    raise BenchError(f"no member took the setData of {path}: {failures}")
 
 
 def _recv(pipe, kind: str, timeout: float):
@@ -480,7 +520,7 @@ def snap_trial(ens: LocalEnsemble, znodes: int, cfg: ScaleConfig, log) -> dict:
     ml, mf = mntr(lport), mntr(port)
     before = load.window(t_kill - 10.0, t_kill)
     during = load.window(t_start, t_synced)
-    out = {"znodes": znodes, "sync_s": t_synced - t_start,
+    out = {"znodes": znodes, "sync_s": t_synced - t_start, "leader": leader, "follower": lagger,
            "leader_zxid": ens.zxid(leader), "follower_zxid": ens.zxid(lagger),
            "leader_znode_count": int(ml.get("zk_znode_count", -1)),
            "follower_znode_count": int(mf.get("zk_znode_count", -2)),
@@ -500,7 +540,7 @@ def _ms(x):
 # -- the run -------------------------------------------------------------------------------------
 
 def _ensemble(workdir: Path, engine: str, cfg: ScaleConfig, tag: str) -> LocalEnsemble:
-    ens = LocalEnsemble(workdir / f"{engine}-{tag}", 3, engine, force_sync=cfg.force_sync,
+    ens = LocalEnsemble(workdir / f"{engine}-{tag}", cfg.members, engine, force_sync=cfg.force_sync,
                         heap_mb=cfg.zk_heap_mb, log_level=cfg.server_log_level)
     if engine == "zookeeper":                    # a backlog that takes a connect burst, as coord's does
         for s in ens.servers.values():
@@ -510,11 +550,20 @@ def _ensemble(workdir: Path, engine: str, cfg: ScaleConfig, tag: str) -> LocalEn
     return ens
 
 
+def check_fds(cfg: ScaleConfig) -> None:
+    """Before any server starts: a member serves 1/members of the sessions, a holder 1/procs, each
+    process within its open-file limit (the servers inherit this process's)."""
+    biggest = max(cfg.sessions if "sessions" in cfg.parts else 0, cfg.watches if "fanout" in cfg.parts else 0)
+    try:
+        _raise_nofile(-(-biggest // cfg.members) + 1024)
+    except BenchError as e:
+        raise BenchError(f"{biggest:,} sessions over {cfg.members} members: {e}; or use more --members") from None
+    _raise_nofile(-(-biggest // cfg.procs) + 256)
+
+
 def run(cfg: ScaleConfig, workdir: str | None, log) -> dict:
     import tempfile
-    biggest = max(cfg.sessions if "sessions" in cfg.parts else 0, cfg.watches if "fanout" in cfg.parts else 0)
-    _raise_nofile(-(-biggest // 3) + 1024)           # a member serves a third of the sessions
-    _raise_nofile(-(-biggest // cfg.procs) + 256)     # checked here, before any server starts
+    check_fds(cfg)
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="coord-scale-"))
     root.mkdir(parents=True, exist_ok=True)
     out: dict = {"config": {k: v for k, v in cfg.__dict__.items()}, "load_avg_start": os.getloadavg()}
@@ -584,6 +633,8 @@ def add_command(main) -> None:
 
     @main.command("bench-scale")
     @click.option("--sessions", default=10_000, show_default=True, help="Sessions held, each with one watch.")
+    @click.option("--members", default=3, show_default=True,
+                  help="Ensemble size (a member holds 1/members of the sessions, each a socket).")
     @click.option("--watches", default=100_000, show_default=True,
                   help="Watches on one znode for the fan-out (one per session: ZooKeeper keeps one per path).")
     @click.option("--znodes", default=1_000_000, show_default=True, help="Znodes before the SNAP sync.")
@@ -600,9 +651,9 @@ def add_command(main) -> None:
                   help="Keep the servers' dirs and logs here (default: a temp dir, removed).")
     @click.option("--server-log-level", default="warning", show_default=True, help="coord members' log level.")
     @click.option("--json", "as_json", is_flag=True)
-    def bench_scale(sessions, watches, znodes, hold, session_timeout_ms, procs, light_rate, zk_heap_mb, parts,
+    def bench_scale(sessions, members, watches, znodes, hold, session_timeout_ms, procs, light_rate, zk_heap_mb, parts,
                     systems, force_sync, workdir, server_log_level, as_json):
-        """coord vs ZooKeeper 3.8 3-node ensembles: 10k sessions, 100k-watch fan-out, 1M-znode SNAP sync."""
+        """coord vs ZooKeeper 3.8 ensembles: 10k sessions, 100k-watch fan-out, 1M-znode SNAP sync."""
         chosen = tuple(p.strip() for p in parts.split(",") if p.strip())
         bad = [p for p in chosen if p not in ("sessions", "fanout", "snap")]
         if bad:
@@ -610,9 +661,9 @@ def add_command(main) -> None:
         sys_ = tuple(s.strip() for s in systems.split(",") if s.strip())
         if not sys_ or any(s not in SYSTEMS for s in sys_):
             raise click.BadParameter(f"systems must be from {SYSTEMS}, got {systems!r}")
-        if min(sessions, watches, znodes, procs) < 1 or hold < 0 or light_rate <= 0 or session_timeout_ms < 1:
+        if min(sessions, members, watches, znodes, procs) < 1 or hold < 0 or light_rate <= 0 or session_timeout_ms < 1:
             raise click.BadParameter("counts must be >= 1, --hold >= 0, --light-rate > 0")
-        cfg = ScaleConfig(sessions=sessions, watches=watches, znodes=znodes, hold_s=hold,
+        cfg = ScaleConfig(sessions=sessions, members=members, watches=watches, znodes=znodes, hold_s=hold,
                           timeout_ms=session_timeout_ms, procs=procs, light_rate=light_rate,
                           zk_heap_mb=zk_heap_mb, parts=chosen, systems=sys_, force_sync=force_sync,
                           server_log_level=server_log_level)

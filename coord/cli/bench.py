@@ -1,6 +1,6 @@
 """`coord bench` (throughput and latency of any ZooKeeper-protocol server, or coord beside ZooKeeper;
 `--open-loop` for the tail), `coord bench-ensemble`, `coord bench-storage`, `coord bench-churn`,
-`coord bench-scale` and `coord bench-sessions`."""
+and `coord bench-scale`."""
 from __future__ import annotations
 
 import click
@@ -120,11 +120,9 @@ def register(main: click.Group) -> None:
     from coord.bench.churn import churn_command
     from coord.bench.ensemble import add_command as add_bench_ensemble
     from coord.bench.scale import add_command as add_bench_scale
-    from coord.bench.sessions import sessions_command
     from coord.bench_storage import bench_storage_command
     main.add_command(bench)
     add_bench_ensemble(main)
     main.add_command(bench_storage_command)
     main.add_command(churn_command)
     add_bench_scale(main)
-    main.add_command(sessions_command)

@@ -21,8 +21,10 @@ def serve(config_path, port, data_dir, log_level) -> None:
     if sys.argv[1:2] == ["serve"]:  # a real command line (not click's test runner inside another program)
         exec_server_runtime(sys.argv[1:])
     from coord.aio import zoocfg
+    from coord.aio.limits import raise_nofile_soft
     from coord.aio.runloop import run, setup_logging
     setup_logging(log_level)
+    raise_nofile_soft()
     try:
         if config_path:
             cfg = zoocfg.load(config_path, data_dir)

@@ -30,17 +30,3 @@ def test_churn_command_both_systems(tmp_path):
         assert v["rounds"] >= 2 and v["rss_max_mib"] > 10, (name, v)   # the start sample and >= 1 round
         assert out["ops_per_s"][name][0]["create"] > 0
 
-
-@pytest.mark.slow
-@pytest.mark.realzk
-def test_sessions_command_both_systems():
-    """`coord bench-sessions`, small: every session connected, watched, kept alive, and notified."""
-    r = CliRunner().invoke(main, ["bench-sessions", "--sessions", "300", "--procs", "2", "--hold", "2"])
-    assert r.exit_code == 0, r.output
-    out = json.loads(r.stdout)
-    for name in ("coord", "zookeeper"):
-        v = out["results"][name]
-        assert v["sessions"] == 300 and v["connect_failed"] == 0, (name, v)
-        assert v["watches"] == 600 and v["watch_errors"] == 0, (name, v)
-        assert v["closed_while_pinging"] == 0, (name, v)
-        assert v["notified"] == 300 and v["fanout_ms"] > 0, (name, v)

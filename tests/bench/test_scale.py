@@ -3,11 +3,13 @@
 every watcher exactly once, and a wiped follower SNAP-synced from the leader holds what the leader holds.
 The full-size run is the command (docs/benchmarks.md, "Scale")."""
 import pytest
+from kazoo.client import KazooClient
 
 from coord.bench import scale
 from coord.bench.ensemble import LocalEnsemble
+from tests.support.zk_observer import zk_tree_digest
 
-CFG = scale.ScaleConfig(sessions=1_000, watches=10_000, znodes=50_000, hold_s=15.0, timeout_ms=12_000,
+CFG = scale.ScaleConfig(sessions=1_000, watches=10_000, znodes=20_000, hold_s=15.0, timeout_ms=12_000,
                         procs=4, light_rate=50.0, zk_heap_mb=1024, force_sync=False)
 
 
@@ -32,6 +34,18 @@ def test_nofile_past_the_hard_limit_is_a_clear_error():
     else:                                   # a root that may raise it: then it was raised
         assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= hard + 1
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    # too many sessions for 3 members' sockets: said before any server starts, naming --members;
+    # with enough members and holders the same count fits
+    many = 3 * hard
+    cfg = scale.ScaleConfig(watches=many, members=3, procs=many // (hard // 2), parts=("fanout",))
+    try:
+        scale.check_fds(cfg)
+    except scale.BenchError as e:
+        assert "--members" in str(e) and f"{many:,} sessions over 3 members" in str(e)
+    else:
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= many // 3
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    scale.check_fds(scale.ScaleConfig(watches=many, members=6, procs=6 * 2, parts=("fanout",)))
 
 
 @pytest.fixture(params=scale.SYSTEMS)
@@ -53,7 +67,8 @@ def test_sessions_held_and_watch_fanout(ensemble: LocalEnsemble):
     assert held["kept_alive"] == CFG.sessions, held       # the client's pings were never late
     assert held["false_expiries"] == 0 and held["lost"] == 0 and held["check_failed"] == 0, held
     assert held["notes_1"] == CFG.sessions and held["notes_0"] == held["notes_many"] == 0, held
-    assert held["rss_after"] > 0 and held["connect_rate"] > 0
+    assert held["rss_after"] > 0 and held["connect_rate"] > 0 and held["members"] == 3
+    assert held["pings"] >= CFG.sessions * 2, held          # hold_s covers >= 3 ping periods
     # 10,000 watches on one znode (one per session), one setData: each delivered exactly once
     fan = scale.hold_sessions(ensemble, CFG.watches, 2.0, CFG, "/scale-fan", print)
     assert fan["connected"] == CFG.watches, fan
@@ -71,3 +86,31 @@ def test_wiped_follower_snap_sync(ensemble: LocalEnsemble):
     assert out["follower_znode_count"] == out["leader_znode_count"] >= CFG.znodes + 2, out
     assert out["samples_during"] > 0 and out["p99_during_ms"] is not None, out
     assert out["sync_s"] > 0
+    # what the synced follower serves is the leader's tree, node for node (ZooKeeper's digest, as read)
+    digests = []
+    for sid in (out["leader"], out["follower"]):
+        zk = KazooClient(hosts=f"127.0.0.1:{ensemble.client_port(sid)}", timeout=30)
+        zk.start(timeout=60)
+        try:
+            digests.append(zk_tree_digest(zk))
+        finally:
+            zk.stop()
+            zk.close()
+    assert digests[0] == digests[1] and digests[0][1] >= CFG.znodes + 2, (digests, out)
+
+
+def test_a_server_raises_its_soft_nofile_limit_to_the_hard_one():
+    """What `coord serve` does at start (coord.aio.limits), seen from a child started with a low soft limit."""
+    import resource
+    import subprocess
+    import sys
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(256, hard)
+
+    def lower():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    code = "from coord.aio.limits import raise_nofile_soft; import resource; raise_nofile_soft(); " \
+           "print(*resource.getrlimit(resource.RLIMIT_NOFILE))"
+    out = subprocess.run([sys.executable, "-c", code], preexec_fn=lower, capture_output=True, text=True, check=True)
+    got_soft, got_hard = map(int, out.stdout.split())
+    assert got_hard == hard and got_soft == hard if hard != resource.RLIM_INFINITY else got_soft >= low

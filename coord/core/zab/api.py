@@ -110,7 +110,7 @@ class ZabConfig:
     history_bytes: int = 64 << 20
     max_batch_bytes: int = 1 << 20       # proposals / DIFF txns per message
     snap_chunk_bytes: int = 1 << 20
-    snap_slice_nodes: int = 2048         # znodes a leader encodes per tick while streaming a SNAP
+    snap_slice_nodes: int = 256          # znodes a leader encodes per tick while streaming a SNAP (~1 ms)
     max_message_bytes: int = 64 << 20
     max_snapshot_bytes: int = 8 << 30
     max_held_requests: int = 100000      # client writes held while the leader rolls its epoch
