@@ -48,6 +48,7 @@ from coord.sim.zkmodel import ZkEnsemble
 
 TICK_MS = 50
 PING_MS = 100
+READ_TIMEOUT_MS = 1500         # syncLimit x tickTime: no packet from the leader for this long closes the link
 TOUCH_MARGIN_MS = 800          # a touch reaches the leader within a PING round, the tick buckets and delays
 _OPEN = [R.ACL(31, R.Id("world", "anyone"))]
 EMPTY_DIGEST = tree_digest(DataTree())
@@ -90,6 +91,7 @@ class ObserverNode:
         self.target: int | None = None
         self.finder: LeaderFinder | None = None
         self.serving_since: int | None = None
+        self.heard = 0
         self.restarts = 0
         self.inc = 0
 
@@ -135,6 +137,13 @@ class ObserverNode:
         if self.volatile and self.rng.random() < 0.6:
             self.durable += self.volatile
             self.volatile = []
+        if self.target is not None and w.now - self.heard > READ_TIMEOUT_MS:
+            # the shell's read timeout (syncLimit): a leader that says nothing, or a link never made
+            w.note(f"observer {self.sid}: nothing from {self.target} for {w.now - self.heard} ms")
+            t = self.target
+            w.net.close(self.sid, t)
+            if self.target == t:
+                self.link_down(t, 0)
         if obs.phase == "idle" and self.target is None:
             self._find_leader()
         w.after(TICK_MS, self._tick, inc)
@@ -151,6 +160,7 @@ class ObserverNode:
                 leader = f.on_notification(s, n) or leader
         if leader is not None:
             self.target = leader
+            self.heard = w.now
             w.net.connect(self.sid, leader)
 
     def link_up(self, other: int, lid: int) -> None:
@@ -172,6 +182,7 @@ class ObserverNode:
         if self.obs is None or frm != self.target:
             return
         self.obs.core.set_time(*self.clock())
+        self.heard = self.world.now
         was = self.obs.phase
         self.obs.data(data)
         if self.obs.phase == "serving" and was != "serving":
