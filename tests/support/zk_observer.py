@@ -24,7 +24,7 @@ class ObservedEnsemble:
     address the i-th observer (0: the first)."""
 
     def __init__(self, workdir: Path, kind: str, *, observers: int = 1, voter_cfg: dict | None = None,
-                 static_join: bool = True):
+                 static_join: bool = True, observer_heap_mb: int = 512):
         """static_join=False: the voters' zoo.cfg do not name the observers (they join by reconfig)."""
         assert kind in KINDS
         self.workdir = Path(workdir)
@@ -37,6 +37,7 @@ class ObservedEnsemble:
         if not static_join:
             self.voters.servers.update(self.observer_specs)   # what the observers' own zoo.cfg name
         self.observers: list = [None] * observers
+        self.observer_heap_mb = observer_heap_mb     # a ZooKeeper observer's JVM heap
 
     @property
     def oc(self) -> int:
@@ -74,7 +75,8 @@ class ObservedEnsemble:
             (obs.data_dir / "myid").write_text(f"{sid}\n")
             obs.start()
         else:
-            obs = RealZooKeeper(d, port, myid=sid, servers=self.voters.servers, extra_cfg={"peerType": "observer"})
+            obs = RealZooKeeper(d, port, myid=sid, servers=self.voters.servers, extra_cfg={"peerType": "observer"},
+                                heap_mb=self.observer_heap_mb)
             obs.start()
         self.observers[i] = obs
         self.wait_observing(wait, i)
