@@ -138,6 +138,11 @@ class ZkObserverNode(CoordServer):
         self.config_text = render_config(cfg)
         self.took_over = asyncio.Event()
         self.taking_over = False
+        self.qtls = None                 # quorum TLS (sslQuorum=true): both ZooKeeper ports dialled with TLS
+        if cfg.ssl_quorum:
+            from coord.aio.quorum_tls import QuorumTls
+            from coord.aio.zoocfg import quorum_tls_config
+            self.qtls = QuorumTls(quorum_tls_config(cfg))
 
     def load(self) -> None:
         try:
@@ -159,12 +164,13 @@ class ZkObserverNode(CoordServer):
     async def start(self) -> None:
         await super().start()
         me = self.me
+        tls = self.qtls.server_ctx() if self.qtls is not None else None
         self.election_server = await asyncio.start_server(self._election_accept, host=me.host, port=me.election_port,
-                                                          reuse_address=True)
+                                                          reuse_address=True, ssl=tls)
         # An observer needs no quorum port, but the coord member it becomes at the take-over does:
         # held from now on, no outgoing connection can get it as its ephemeral source port meanwhile.
         self.quorum_server = await asyncio.start_server(self._quorum_accept, host=me.host, port=me.quorum_port,
-                                                        reuse_address=True)
+                                                        reuse_address=True, ssl=tls)
         log.info("server %d: observing ZooKeeper voters %s; clients on port %d", self.sid,
                  ",".join(str(s) for s in sorted(self.voters)), self.port)
         self.peer_task = self.loop.create_task(self._peer_loop())
@@ -266,7 +272,7 @@ class ZkObserverNode(CoordServer):
         while not decided.done():
             writer = None
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(q.host, q.election_port), 2)
+                reader, writer = await asyncio.wait_for(self._dial(q.host, q.election_port), 2)
                 writer.write(Q.initial_message(self.sid, my_addr))
                 while not decided.done():
                     writer.write(finder.notification().encode())
@@ -291,6 +297,15 @@ class ZkObserverNode(CoordServer):
                 if writer is not None:
                     writer.close()
             await asyncio.sleep(RETRY_S)
+
+    def _dial(self, host: str, port: int):
+        """A connection to a ZooKeeper server's election or quorum port: TLS with our certificate
+        under sslQuorum=true (ZooKeeper's QuorumX509Util: mutual, the server's certificate checked
+        against ssl.quorum.trustStore and, with hostnameVerification, against the address dialled)."""
+        if self.qtls is None:
+            return asyncio.open_connection(host, port)
+        return asyncio.open_connection(host, port, ssl=self.qtls.client_ctx(), server_hostname=host,
+                                       ssl_handshake_timeout=self.qtls.settings.handshake_timeout_ms / 1000)
 
     @staticmethod
     async def _read_notification(reader: asyncio.StreamReader) -> Q.Notification:
@@ -327,7 +342,7 @@ class ZkObserverNode(CoordServer):
         q = self.voters[leader]
         obs = self.observer
         idle_s = max(1.0, self.cfg.tick_ms * self.cfg.sync_limit / 1000)
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(q.host, q.quorum_port),
+        reader, writer = await asyncio.wait_for(self._dial(q.host, q.quorum_port),
                                                 self.cfg.tick_ms * self.cfg.init_limit / 1000)
         self.writer = writer
         self.leader = leader
