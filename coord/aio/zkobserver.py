@@ -33,6 +33,8 @@ from coord.aio.zoocfg import ServerConfig
 from coord.core.server import ServerCore
 from coord.core.zkpeer.election import LeaderFinder
 from coord.core.zkpeer.observer import ZkObserver
+from coord.core.zkpeer.quorum_auth import DigestMD5Learner, QuorumAuthError
+from coord.core.zkpeer.quorum_auth import header as quorum_auth_header
 from coord.jute import quorum as Q
 
 log = logging.getLogger("coord.zkpeer")
@@ -42,6 +44,26 @@ _LEN = struct.Struct(">i")
 RETRY_S = 0.2
 TAKEOVER_WORD = "tkov"                  # the four-letter word `coord migrate take-over` sends
 TAKEOVER_MARKER = "coord-takeover.cfg"  # in dataDir: the membership this server runs after taking over
+
+
+def quorum_sasl_credentials(cfg: ServerConfig) -> tuple[str, str] | None:
+    """quorum.auth.enableSasl + learnerRequireSasl: the DIGEST-MD5 username and password of the JAAS
+    section quorum.auth.learner.saslLoginContext (default QuorumLearner); None when off."""
+    qa = cfg.quorum_auth
+    on = qa.get("quorum.auth.enableSasl", "false") == "true"
+    if not on or qa.get("quorum.auth.learnerRequireSasl", "false") != "true":
+        return None
+    section = qa.get("quorum.auth.learner.saslLoginContext", "QuorumLearner")
+    from coord.aio.jaas import JaasError, server_section
+    try:
+        modules = server_section(cfg.jaas_config, section) if cfg.jaas_config else None
+    except JaasError as e:
+        raise ZkObserverError(str(e)) from None
+    for m in modules or ():
+        if "username" in m.options and "password" in m.options:
+            return m.options["username"], m.options["password"]
+    raise ZkObserverError(f"quorum.auth.learnerRequireSasl=true needs a JAAS section {section} with a "
+                          "username and password (java.security.auth.login.config)")
 
 
 class ZkObserverError(Exception):
@@ -138,6 +160,7 @@ class ZkObserverNode(CoordServer):
         self.config_text = render_config(cfg)
         self.took_over = asyncio.Event()
         self.taking_over = False
+        self.learner_sasl = quorum_sasl_credentials(cfg)   # (user, password) or None: quorum SASL
         self.qtls = None                 # quorum TLS (sslQuorum=true): both ZooKeeper ports dialled with TLS
         if cfg.ssl_quorum:
             from coord.aio.quorum_tls import QuorumTls
@@ -274,6 +297,7 @@ class ZkObserverNode(CoordServer):
             try:
                 reader, writer = await asyncio.wait_for(self._dial(q.host, q.election_port), 2)
                 writer.write(Q.initial_message(self.sid, my_addr))
+                await self._authenticate(reader, writer, sid)
                 while not decided.done():
                     writer.write(finder.notification().encode())
                     await writer.drain()
@@ -287,6 +311,9 @@ class ZkObserverNode(CoordServer):
                         decided.set_result(leader)
                     elif n.state not in (Q.LEADING, Q.FOLLOWING):
                         await asyncio.sleep(RETRY_S)
+            except QuorumAuthError as e:
+                finder.forget(sid)
+                log.error("election link to ZooKeeper server %d: %s", sid, e)
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
                 finder.forget(sid)
                 log.debug("election link to %d: %s", sid, e)
@@ -306,6 +333,20 @@ class ZkObserverNode(CoordServer):
             return asyncio.open_connection(host, port)
         return asyncio.open_connection(host, port, ssl=self.qtls.client_ctx(), server_hostname=host,
                                        ssl_handshake_timeout=self.qtls.settings.handshake_timeout_ms / 1000)
+
+    async def _authenticate(self, reader, writer, sid: int) -> None:
+        """SaslQuorumAuthLearner's exchange (coord.core.zkpeer.quorum_auth) when quorum SASL is on."""
+        if self.learner_sasl is None:
+            return
+        auth = DigestMD5Learner(*self.learner_sasl)
+        out = auth.first()
+        while out is not None:
+            writer.write(out)
+            await writer.drain()
+            status, n = quorum_auth_header(await reader.readexactly(16))
+            token = await reader.readexactly(n) if n > 0 else b""
+            out = auth.step(status, token)
+        log.info("quorum SASL (DIGEST-MD5) with ZooKeeper server %d complete", sid)
 
     @staticmethod
     async def _read_notification(reader: asyncio.StreamReader) -> Q.Notification:
@@ -344,6 +385,11 @@ class ZkObserverNode(CoordServer):
         idle_s = max(1.0, self.cfg.tick_ms * self.cfg.sync_limit / 1000)
         reader, writer = await asyncio.wait_for(self._dial(q.host, q.quorum_port),
                                                 self.cfg.tick_ms * self.cfg.init_limit / 1000)
+        try:
+            await asyncio.wait_for(self._authenticate(reader, writer, leader), self.cfg.tick_ms * self.cfg.init_limit / 1000)
+        except (QuorumAuthError, OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+            writer.close()
+            raise ZkObserverError(f"quorum SASL with ZooKeeper leader {leader} failed: {e!r}") from None
         self.writer = writer
         self.leader = leader
         why = "closed by the leader"

@@ -1,8 +1,11 @@
 """The ZooKeeper peer link secured as ZooKeeper secures it (issue 18), coord's observer and, as the
-reference, a real ZooKeeper observer in the same harness: a real 3-server ZooKeeper 3.8 ensemble
-with quorum TLS (sslQuorum=true, ssl.quorum.* key and trust stores, mutual, hostname verification
-on), the observer dialling both ZooKeeper ports with TLS; it syncs, serves, and its tree digest
-equals the leader's. An observer without the trust store's certificate is refused."""
+reference, a real ZooKeeper observer in the same harness, on a real 3-server ZooKeeper 3.8 ensemble:
+- quorum TLS (sslQuorum=true, ssl.quorum.* key and trust stores, mutual, hostname verification on):
+  the observer dials both ZooKeeper ports with TLS; it syncs, serves, and its tree digest equals the
+  leader's. An observer without the trust store's certificate is refused.
+- quorum SASL (quorum.auth.enableSasl, learner/serverRequireSasl, DIGEST-MD5 from the JAAS sections
+  QuorumServer / QuorumLearner): the observer authenticates on the election and quorum ports and
+  serves; with a wrong password it is refused."""
 from __future__ import annotations
 
 import pytest
@@ -59,5 +62,68 @@ def test_observer_with_an_untrusted_certificate_is_refused(kind, tmp_path, pki):
     try:
         with pytest.raises(TimeoutError):
             obs.start_observer(wait=15)
+    finally:
+        obs.stop()
+
+
+JAAS = """QuorumServer {
+    org.apache.zookeeper.server.auth.DigestLoginModule required
+    user_learner="learner-secret";
+};
+QuorumLearner {
+    org.apache.zookeeper.server.auth.DigestLoginModule required
+    username="learner"
+    password="%s";
+};
+"""
+SASL_KEYS = {"quorum.auth.enableSasl": "true", "quorum.auth.learnerRequireSasl": "true",
+             "quorum.auth.serverRequireSasl": "true", "quorum.cnxn.threads.size": "20"}
+
+
+def sasl_ensemble(tmp_path, kind: str, learner_password: str) -> ObservedEnsemble:
+    good = tmp_path / "jaas.conf"
+    good.write_text(JAAS % "learner-secret")
+    mine = tmp_path / "observer-jaas.conf"
+    mine.write_text(JAAS % learner_password)
+    flag = f"-Djava.security.auth.login.config={good}"
+    ocfg = dict(SASL_KEYS)
+    if kind == "coord":
+        ocfg["java.security.auth.login.config"] = str(mine)
+    obs = ObservedEnsemble(tmp_path, kind, voter_cfg=SASL_KEYS, observer_cfg=ocfg,
+                           observer_jvm_flags=[f"-Djava.security.auth.login.config={mine}"])
+    for m in obs.voters.members:
+        m.jvm_flags.append(flag)
+    return obs
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_observer_on_a_sasl_quorum(kind, tmp_path):
+    obs = sasl_ensemble(tmp_path, kind, "learner-secret")
+    obs.start()
+    try:
+        c = client(obs.voters.connect_string)
+        c.create("/sasl-before", b"1")
+        obs.start_observer(wait=90)
+        via = client(obs.observer_connect)
+        via.create("/sasl-through-observer", b"o")
+        c.sync("/")
+        assert c.get("/sasl-through-observer")[0] == b"o" and via.get("/sasl-before")[0] == b"1"
+        ours, theirs = digests_equal(obs, obs.voters.leader().connect_string)
+        assert ours == theirs
+        if kind == "coord":
+            assert "quorum SASL (DIGEST-MD5) with ZooKeeper server" in obs.observer_log()
+    finally:
+        obs.stop()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_observer_with_a_wrong_quorum_password_is_refused(kind, tmp_path):
+    obs = sasl_ensemble(tmp_path, kind, "not-the-secret")
+    obs.start()
+    try:
+        with pytest.raises(TimeoutError):
+            obs.start_observer(wait=15)
+        if kind == "coord":
+            assert "quorum auth" in obs.observer_log() or "quorum SASL" in obs.observer_log()
     finally:
         obs.stop()
