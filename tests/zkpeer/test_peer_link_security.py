@@ -15,6 +15,9 @@ from tests.support.zk_observer import KINDS, ObservedEnsemble
 from tests.zkpeer.test_zk_ensemble_observer import client, digests_equal, _stop_clients  # noqa: F401
 
 pytestmark = pytest.mark.realzk
+# Each case starts a real 3-server ensemble: coord's own positive cases run by default; the ZooKeeper
+# observer's (the reference) and the refusals run with the slow tests.
+KIND_PARAMS = [pytest.param("coord"), pytest.param("zookeeper", marks=pytest.mark.slow)]
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +33,7 @@ def _keys(pki, who: str = "server") -> dict:
             "ssl.quorum.trustStore.password": PASSWORD}
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KIND_PARAMS)
 def test_observer_on_a_tls_quorum(kind, tmp_path, pki):
     keys = _keys(pki)
     obs = ObservedEnsemble(tmp_path, kind, voter_cfg=keys, observer_cfg=keys)
@@ -53,6 +56,7 @@ def test_observer_on_a_tls_quorum(kind, tmp_path, pki):
         obs.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_observer_with_an_untrusted_certificate_is_refused(kind, tmp_path, pki):
     keys = _keys(pki)
@@ -96,7 +100,7 @@ def sasl_ensemble(tmp_path, kind: str, learner_password: str) -> ObservedEnsembl
     return obs
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KIND_PARAMS)
 def test_observer_on_a_sasl_quorum(kind, tmp_path):
     obs = sasl_ensemble(tmp_path, kind, "learner-secret")
     obs.start()
@@ -116,6 +120,7 @@ def test_observer_on_a_sasl_quorum(kind, tmp_path):
         obs.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_observer_with_a_wrong_quorum_password_is_refused(kind, tmp_path):
     obs = sasl_ensemble(tmp_path, kind, "not-the-secret")
