@@ -100,18 +100,19 @@ def render_config(cfg: ServerConfig) -> bytes:
 
 async def answering_voters(voters: dict, timeout_s: float = 1.0) -> list[str]:
     """Every ZooKeeper voter port that accepts a connection ("server.N host:port (what)")."""
-    async def probe(sid, q, port, what):
+    async def probe(sid, host, port, what):
         try:
-            _, w = await asyncio.wait_for(asyncio.open_connection(q.host, port), timeout_s)
+            _, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
         except (OSError, asyncio.TimeoutError):
             return None
         w.close()
-        return f"server.{sid} {q.host}:{port} ({what} port)"
+        return f"server.{sid} {host}:{port} ({what} port)"
     checks = []
     for sid, q in sorted(voters.items()):
-        checks += [probe(sid, q, q.quorum_port, "quorum"), probe(sid, q, q.election_port, "election")]
+        for host, qport, eport in q.addresses():      # every address of a multi-address line
+            checks += [probe(sid, host, qport, "quorum"), probe(sid, host, eport, "election")]
         if q.client_port is not None:
-            checks.append(probe(sid, q, q.client_port, "client"))
+            checks.append(probe(sid, q.host, q.client_port, "client"))
     return [r for r in await asyncio.gather(*checks) if r is not None]
 
 
@@ -295,7 +296,7 @@ class ZkObserverNode(CoordServer):
         while not decided.done():
             writer = None
             try:
-                reader, writer = await asyncio.wait_for(self._dial(q.host, q.election_port), 2)
+                reader, writer = await asyncio.wait_for(self._dial_any(q, election=True), 2 * len(q.addresses()))
                 writer.write(Q.initial_message(self.sid, my_addr))
                 await self._authenticate(reader, writer, sid)
                 while not decided.done():
@@ -324,6 +325,18 @@ class ZkObserverNode(CoordServer):
                 if writer is not None:
                     writer.close()
             await asyncio.sleep(RETRY_S)
+
+    async def _dial_any(self, q, election: bool):
+        """Each address of a (multi-address) server line in turn, as ZooKeeper's learner and
+        QuorumCnxManager do: the first that answers."""
+        last: Exception | None = None
+        for host, qport, eport in q.addresses():
+            try:
+                return await asyncio.wait_for(self._dial(host, eport if election else qport), 2)
+            except (OSError, asyncio.TimeoutError) as e:
+                last = e
+                log.debug("server %d at %s:%d: %s", q.sid, host, eport if election else qport, e)
+        raise last if last is not None else OSError(f"server {q.sid} has no address")
 
     def _dial(self, host: str, port: int):
         """A connection to a ZooKeeper server's election or quorum port: TLS with our certificate
@@ -383,7 +396,7 @@ class ZkObserverNode(CoordServer):
         q = self.voters[leader]
         obs = self.observer
         idle_s = max(1.0, self.cfg.tick_ms * self.cfg.sync_limit / 1000)
-        reader, writer = await asyncio.wait_for(self._dial(q.host, q.quorum_port),
+        reader, writer = await asyncio.wait_for(self._dial_any(q, election=False),
                                                 self.cfg.tick_ms * self.cfg.init_limit / 1000)
         try:
             await asyncio.wait_for(self._authenticate(reader, writer, leader), self.cfg.tick_ms * self.cfg.init_limit / 1000)

@@ -132,3 +132,38 @@ def test_observer_with_a_wrong_quorum_password_is_refused(kind, tmp_path):
             assert "quorum auth" in obs.observer_log() or "quorum SASL" in obs.observer_log()
     finally:
         obs.stop()
+
+
+# -- multi-address server lines (ZooKeeper 3.6+: server.N=a:q:e|b:q:e) --------------------------------------
+@pytest.mark.parametrize("kind", KIND_PARAMS)
+def test_observer_dials_the_next_address_of_a_multi_address_line(kind, tmp_path):
+    """The observer's zoo.cfg names every voter by two addresses, the first of which nobody listens
+    on (a closed port): it must fall through to the second for both the election and the quorum
+    port, as ZooKeeper's own observer does (multi-address lines need zookeeper.multiAddress.enabled
+    there, a system property)."""
+    from tests.support.real_zk import free_port
+    obs = ObservedEnsemble(tmp_path, kind, observer_jvm_flags=["-Dzookeeper.multiAddress.enabled=true"])
+    obs.start()
+    try:
+        for sid in (1, 2, 3):     # the observer's view only: the voters' own zoo.cfg are written already
+            obs.voters.servers[sid] = f"127.0.0.1:{free_port()}:{free_port()}|{obs.voters.servers[sid]}"
+        c = client(obs.voters.connect_string)
+        c.create("/multi", b"m")
+        obs.start_observer(wait=90)
+        via = client(obs.observer_connect)
+        via.create("/multi-through-observer", b"o")
+        c.sync("/")
+        assert c.get("/multi-through-observer")[0] == b"o" and via.get("/multi")[0] == b"m"
+        ours, theirs = digests_equal(obs, obs.voters.leader().connect_string)
+        assert ours == theirs
+    finally:
+        obs.stop()
+
+
+def test_multi_address_line_is_read_and_written_back():
+    from coord.core.quorumserver import parse_server_spec
+    q = parse_server_spec(1, "127.0.0.1:2888:3888|127.0.0.2:2889:3889:participant;2181")
+    assert q.addresses() == [("127.0.0.1", 2888, 3888), ("127.0.0.2", 2889, 3889)]
+    assert parse_server_spec(1, q.spec()) == q
+    with pytest.raises(ValueError, match="addresses separated by"):
+        parse_server_spec(1, "127.0.0.1:2888:3888|127.0.0.2:2889")
