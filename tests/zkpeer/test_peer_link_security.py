@@ -1,4 +1,4 @@
-"""The ZooKeeper peer link secured as ZooKeeper secures it (issue 18), coord's observer and, as the
+"""The ZooKeeper peer link as ZooKeeper configures it (issue 18): security, multi-address lines, local sessions;, coord's observer and, as the
 reference, a real ZooKeeper observer in the same harness, on a real 3-server ZooKeeper 3.8 ensemble:
 - quorum TLS (sslQuorum=true, ssl.quorum.* key and trust stores, mutual, hostname verification on):
   the observer dials both ZooKeeper ports with TLS; it syncs, serves, and its tree digest equals the
@@ -12,7 +12,7 @@ import pytest
 
 from tests.security.certs import PASSWORD, Pki
 from tests.support.zk_observer import KINDS, ObservedEnsemble
-from tests.zkpeer.test_zk_ensemble_observer import client, digests_equal, _stop_clients  # noqa: F401
+from tests.zkpeer.test_zk_ensemble_observer import _started, client, digests_equal, _stop_clients  # noqa: F401
 
 pytestmark = pytest.mark.realzk
 # Each case starts a real 3-server ensemble: coord's own positive cases run by default; the ZooKeeper
@@ -167,3 +167,47 @@ def test_multi_address_line_is_read_and_written_back():
     assert parse_server_spec(1, q.spec()) == q
     with pytest.raises(ValueError, match="addresses separated by"):
         parse_server_spec(1, "127.0.0.1:2888:3888|127.0.0.2:2889")
+
+
+def _global_sessions(obs: ObservedEnsemble) -> int:
+    """The ZooKeeper leader's count of global sessions (mntr zk_global_sessions)."""
+    from tests.support.real_zk import four_letter
+    leader = obs.voters.leader()
+    out = four_letter("127.0.0.1", leader.client_port, "mntr", 2.0)
+    rows = dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+    return int(rows["zk_global_sessions"])
+
+
+# -- local sessions (localSessionsEnabled, localSessionsUpgradingEnabled) -----------------------------------
+@pytest.mark.parametrize("kind", KIND_PARAMS)
+def test_local_sessions_on_the_observer(kind, tmp_path):
+    """With local sessions on (voters and observer alike), a client of the observer reads and writes
+    on a local session; its first ephemeral upgrades it to a global one, which the ZooKeeper leader
+    then knows (the ephemeral is seen from a voter, owned by that session) and expires or closes
+    with the client: closing it removes the ephemeral everywhere."""
+    keys = {"localSessionsEnabled": "true", "localSessionsUpgradingEnabled": "true"}
+    obs = ObservedEnsemble(tmp_path, kind, voter_cfg=keys, observer_cfg=keys)
+    obs.start()
+    try:
+        c = client(obs.voters.connect_string)
+        c.create("/local", b"l")
+        obs.start_observer(wait=90)
+        via = client(obs.observer_connect)
+        assert via.get("/local")[0] == b"l"
+        via.create("/local/persistent", b"p")
+        c.sync("/")
+        before = _global_sessions(obs)
+        via.create("/local/eph", b"e", ephemeral=True)
+        sid = via.client_id[0]
+        c.sync("/")
+        assert _global_sessions(obs) == before + 1, "the ephemeral did not upgrade a local session"
+        assert c.exists("/local/persistent") is not None
+        st = c.exists("/local/eph")
+        assert st is not None and st.ephemeralOwner == sid
+        via.stop()
+        via.close()
+        _started.remove(via)
+        c.sync("/")
+        assert c.exists("/local/eph") is None
+    finally:
+        obs.stop()
