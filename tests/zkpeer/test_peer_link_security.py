@@ -1,11 +1,13 @@
-"""The ZooKeeper peer link as ZooKeeper configures it (issue 18): security, multi-address lines, local sessions;, coord's observer and, as the
+"""The ZooKeeper peer link as ZooKeeper configures it (issue 18), coord's observer and, as the
 reference, a real ZooKeeper observer in the same harness, on a real 3-server ZooKeeper 3.8 ensemble:
 - quorum TLS (sslQuorum=true, ssl.quorum.* key and trust stores, mutual, hostname verification on):
   the observer dials both ZooKeeper ports with TLS; it syncs, serves, and its tree digest equals the
   leader's. An observer without the trust store's certificate is refused.
 - quorum SASL (quorum.auth.enableSasl, learner/serverRequireSasl, DIGEST-MD5 from the JAAS sections
   QuorumServer / QuorumLearner): the observer authenticates on the election and quorum ports and
-  serves; with a wrong password it is refused."""
+  serves; with a wrong password it is refused.
+- multi-address server lines: the observer falls through a dead first address to the next.
+- local sessions: an observer's client on a local session, upgraded by its first ephemeral."""
 from __future__ import annotations
 
 import pytest
