@@ -33,6 +33,8 @@ from coord.aio.zoocfg import ServerConfig
 from coord.core.server import ServerCore
 from coord.core.zkpeer.election import LeaderFinder
 from coord.core.zkpeer.observer import ZkObserver
+from coord.core.zkpeer.quorum_auth import DigestMD5Learner, QuorumAuthError
+from coord.core.zkpeer.quorum_auth import header as quorum_auth_header
 from coord.jute import quorum as Q
 
 log = logging.getLogger("coord.zkpeer")
@@ -42,6 +44,26 @@ _LEN = struct.Struct(">i")
 RETRY_S = 0.2
 TAKEOVER_WORD = "tkov"                  # the four-letter word `coord migrate take-over` sends
 TAKEOVER_MARKER = "coord-takeover.cfg"  # in dataDir: the membership this server runs after taking over
+
+
+def quorum_sasl_credentials(cfg: ServerConfig) -> tuple[str, str] | None:
+    """quorum.auth.enableSasl + learnerRequireSasl: the DIGEST-MD5 username and password of the JAAS
+    section quorum.auth.learner.saslLoginContext (default QuorumLearner); None when off."""
+    qa = cfg.quorum_auth
+    on = qa.get("quorum.auth.enableSasl", "false") == "true"
+    if not on or qa.get("quorum.auth.learnerRequireSasl", "false") != "true":
+        return None
+    section = qa.get("quorum.auth.learner.saslLoginContext", "QuorumLearner")
+    from coord.aio.jaas import JaasError, server_section
+    try:
+        modules = server_section(cfg.jaas_config, section) if cfg.jaas_config else None
+    except JaasError as e:
+        raise ZkObserverError(str(e)) from None
+    for m in modules or ():
+        if "username" in m.options and "password" in m.options:
+            return m.options["username"], m.options["password"]
+    raise ZkObserverError(f"quorum.auth.learnerRequireSasl=true needs a JAAS section {section} with a "
+                          "username and password (java.security.auth.login.config)")
 
 
 class ZkObserverError(Exception):
@@ -78,18 +100,19 @@ def render_config(cfg: ServerConfig) -> bytes:
 
 async def answering_voters(voters: dict, timeout_s: float = 1.0) -> list[str]:
     """Every ZooKeeper voter port that accepts a connection ("server.N host:port (what)")."""
-    async def probe(sid, q, port, what):
+    async def probe(sid, host, port, what):
         try:
-            _, w = await asyncio.wait_for(asyncio.open_connection(q.host, port), timeout_s)
+            _, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
         except (OSError, asyncio.TimeoutError):
             return None
         w.close()
-        return f"server.{sid} {q.host}:{port} ({what} port)"
+        return f"server.{sid} {host}:{port} ({what} port)"
     checks = []
     for sid, q in sorted(voters.items()):
-        checks += [probe(sid, q, q.quorum_port, "quorum"), probe(sid, q, q.election_port, "election")]
+        for host, qport, eport in q.addresses():      # every address of a multi-address line
+            checks += [probe(sid, host, qport, "quorum"), probe(sid, host, eport, "election")]
         if q.client_port is not None:
-            checks.append(probe(sid, q, q.client_port, "client"))
+            checks.append(probe(sid, q.host, q.client_port, "client"))
     return [r for r in await asyncio.gather(*checks) if r is not None]
 
 
@@ -139,6 +162,12 @@ class ZkObserverNode(CoordServer):
         self.took_over = asyncio.Event()
         self.taking_over = False
         self.in_place = False
+        self.learner_sasl = quorum_sasl_credentials(cfg)   # (user, password) or None: quorum SASL
+        self.qtls = None                 # quorum TLS (sslQuorum=true): both ZooKeeper ports dialled with TLS
+        if cfg.ssl_quorum:
+            from coord.aio.quorum_tls import QuorumTls
+            from coord.aio.zoocfg import quorum_tls_config
+            self.qtls = QuorumTls(quorum_tls_config(cfg))
 
     def load(self) -> None:
         try:
@@ -165,12 +194,13 @@ class ZkObserverNode(CoordServer):
     async def start(self) -> None:
         await super().start()
         me = self.me
+        tls = self.qtls.server_ctx() if self.qtls is not None else None
         self.election_server = await asyncio.start_server(self._election_accept, host=me.host, port=me.election_port,
-                                                          reuse_address=True)
+                                                          reuse_address=True, ssl=tls)
         # An observer needs no quorum port, but the coord member it becomes at the take-over does:
         # held from now on, no outgoing connection can get it as its ephemeral source port meanwhile.
         self.quorum_server = await asyncio.start_server(self._quorum_accept, host=me.host, port=me.quorum_port,
-                                                        reuse_address=True)
+                                                        reuse_address=True, ssl=tls)
         log.info("server %d: observing ZooKeeper voters %s; clients on port %d", self.sid,
                  ",".join(str(s) for s in sorted(self.voters)), self.port)
         self.peer_task = self.loop.create_task(self._peer_loop())
@@ -293,8 +323,9 @@ class ZkObserverNode(CoordServer):
         while not decided.done():
             writer = None
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(q.host, q.election_port), 2)
+                reader, writer = await asyncio.wait_for(self._dial_any(q, election=True), 2 * len(q.addresses()))
                 writer.write(Q.initial_message(self.sid, my_addr))
+                await self._authenticate(reader, writer, sid)
                 while not decided.done():
                     writer.write(finder.notification().encode())
                     await writer.drain()
@@ -308,6 +339,9 @@ class ZkObserverNode(CoordServer):
                         decided.set_result(leader)
                     elif n.state not in (Q.LEADING, Q.FOLLOWING):
                         await asyncio.sleep(RETRY_S)
+            except QuorumAuthError as e:
+                finder.forget(sid)
+                log.error("election link to ZooKeeper server %d: %s", sid, e)
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
                 finder.forget(sid)
                 log.debug("election link to %d: %s", sid, e)
@@ -318,6 +352,41 @@ class ZkObserverNode(CoordServer):
                 if writer is not None:
                     writer.close()
             await asyncio.sleep(RETRY_S)
+
+    async def _dial_any(self, q, election: bool):
+        """Each address of a (multi-address) server line in turn, as ZooKeeper's learner and
+        QuorumCnxManager do: the first that answers."""
+        last: Exception | None = None
+        for host, qport, eport in q.addresses():
+            try:
+                return await asyncio.wait_for(self._dial(host, eport if election else qport), 2)
+            except (OSError, asyncio.TimeoutError) as e:
+                last = e
+                log.debug("server %d at %s:%d: %s", q.sid, host, eport if election else qport, e)
+        raise last if last is not None else OSError(f"server {q.sid} has no address")
+
+    def _dial(self, host: str, port: int):
+        """A connection to a ZooKeeper server's election or quorum port: TLS with our certificate
+        under sslQuorum=true (ZooKeeper's QuorumX509Util: mutual, the server's certificate checked
+        against ssl.quorum.trustStore and, with hostnameVerification, against the address dialled)."""
+        if self.qtls is None:
+            return asyncio.open_connection(host, port)
+        return asyncio.open_connection(host, port, ssl=self.qtls.client_ctx(), server_hostname=host,
+                                       ssl_handshake_timeout=self.qtls.settings.handshake_timeout_ms / 1000)
+
+    async def _authenticate(self, reader, writer, sid: int) -> None:
+        """SaslQuorumAuthLearner's exchange (coord.core.zkpeer.quorum_auth) when quorum SASL is on."""
+        if self.learner_sasl is None:
+            return
+        auth = DigestMD5Learner(*self.learner_sasl)
+        out = auth.first()
+        while out is not None:
+            writer.write(out)
+            await writer.drain()
+            status, n = quorum_auth_header(await reader.readexactly(16))
+            token = await reader.readexactly(n) if n > 0 else b""
+            out = auth.step(status, token)
+        log.info("quorum SASL (DIGEST-MD5) with ZooKeeper server %d complete", sid)
 
     @staticmethod
     async def _read_notification(reader: asyncio.StreamReader) -> Q.Notification:
@@ -354,8 +423,13 @@ class ZkObserverNode(CoordServer):
         q = self.voters[leader]
         obs = self.observer
         idle_s = max(1.0, self.cfg.tick_ms * self.cfg.sync_limit / 1000)
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(q.host, q.quorum_port),
+        reader, writer = await asyncio.wait_for(self._dial_any(q, election=False),
                                                 self.cfg.tick_ms * self.cfg.init_limit / 1000)
+        try:
+            await asyncio.wait_for(self._authenticate(reader, writer, leader), self.cfg.tick_ms * self.cfg.init_limit / 1000)
+        except (QuorumAuthError, OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+            writer.close()
+            raise ZkObserverError(f"quorum SASL with ZooKeeper leader {leader} failed: {e!r}") from None
         self.writer = writer
         self.leader = leader
         why = "closed by the leader"

@@ -72,6 +72,7 @@ class ServerConfig:
     sasl_server_section: str | None = None      # sasl.serverconfig (None: "Server", not set by hand)
     sasl_users: dict[str, str] | None = None    # the JAAS section's user_<name> (None: SASL is off)
     sasl_gss: object | None = None              # its Krb5LoginModule logged in (coord.aio.gss.Acceptors): GSSAPI
+    quorum_auth: dict[str, str] = field(default_factory=dict)   # quorum.auth.* (a ZooKeeper observer's peer link)
     krb5_conf: str | None = None                # -Djava.security.krb5.conf (None: the library's default)
     auth_providers: dict[str, str] = field(default_factory=dict)   # authProvider.<suffix> -> class
     sasl_super_users: dict[str, str] = field(default_factory=dict)  # superUser[.N] -> SASL id
@@ -287,6 +288,8 @@ def _apply(cfg: ServerConfig, k: str, v: str) -> None:
         return
     elif _limits.apply_key(cfg.limits, k, v, cfg.warnings):
         return
+    elif k.startswith("quorum.auth."):
+        cfg.quorum_auth[k] = v
     elif k in KNOWN_IGNORED or k.startswith("ssl.") or k.startswith("metricsProvider."):
         return
     else:

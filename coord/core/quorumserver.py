@@ -15,9 +15,17 @@ class QuorumServer:
     role: str = "participant"
     client_host: str | None = None
     client_port: int | None = None
+    # ZooKeeper 3.6+ multi-address lines (`a:q:e|b:q:e`, multiAddress.enabled): the addresses after
+    # the first, as (host, quorum port, election port); a ZooKeeper observer dials them in turn
+    alternates: tuple = ()
+
+    def addresses(self) -> list[tuple[str, int, int]]:
+        return [(self.host, self.quorum_port, self.election_port), *self.alternates]
 
     def spec(self) -> str:
-        s = f"{self.host}:{self.quorum_port}:{self.election_port}:{self.role}"
+        s = f"{self.host}:{self.quorum_port}:{self.election_port}"
+        s += "".join(f"|{h}:{q}:{e}" for h, q, e in self.alternates)
+        s += f":{self.role}"
         if self.client_port is not None:
             s += f";{self.client_host or '0.0.0.0'}:{self.client_port}"
         return s
@@ -50,17 +58,21 @@ def parse_hostport(s: str, what: str) -> tuple[str, int]:
 
 
 def parse_server_spec(sid: int, spec: str) -> QuorumServer:
-    """`host:quorumPort:electionPort[:participant|observer][;[clientHost:]clientPort]`."""
+    """`host:quorumPort:electionPort[:participant|observer][|host:quorumPort:electionPort[:role]...]
+    [;[clientHost:]clientPort]` (more than one address: ZooKeeper's multi-address line)."""
     addr, _, client = spec.partition(";")
-    parts = addr.strip().split(":")
     role = "participant"
-    if parts and parts[-1] in ("participant", "observer"):
-        role = parts.pop()
-    if len(parts) != 3:
-        raise ValueError(f"server.{sid} must be host:quorumPort:electionPort[:role][;clientPort], got {spec!r}")
-    host = parts[0]
-    qp = parse_port(parts[1], f"server.{sid} quorum port")
-    ep = parse_port(parts[2], f"server.{sid} election port")
+    addrs = []
+    for one in addr.split("|"):
+        parts = one.strip().split(":")
+        if parts and parts[-1] in ("participant", "observer"):
+            role = parts.pop()
+        if len(parts) != 3:
+            raise ValueError(f"server.{sid} must be host:quorumPort:electionPort[:role][;clientPort] "
+                             f"(addresses separated by |), got {spec!r}")
+        addrs.append((parts[0], parse_port(parts[1], f"server.{sid} quorum port"),
+                      parse_port(parts[2], f"server.{sid} election port")))
+    host, qp, ep = addrs[0]
     chost = cport = None
     if client.strip():
         c = client.strip()
@@ -68,4 +80,4 @@ def parse_server_spec(sid: int, spec: str) -> QuorumServer:
             chost, cport = parse_hostport(c, f"server.{sid} client address")
         else:
             chost, cport = "0.0.0.0", parse_port(c, f"server.{sid} client port")
-    return QuorumServer(sid, host, qp, ep, role, chost, cport)
+    return QuorumServer(sid, host, qp, ep, role, chost, cport, tuple(addrs[1:]))

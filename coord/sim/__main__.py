@@ -33,6 +33,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-faults", action="store_true")
     ap.add_argument("--reconfig", action="store_true", help="grow, shrink and swap members as it runs")
     ap.add_argument("--graceful", action="store_true", help="planned stops of the leader (handoff) among the faults")
+    ap.add_argument("--zk-peer", action="store_true",
+                    help="coord observers of a modelled ZooKeeper ensemble (--nodes voters, --observers observers)")
+    ap.add_argument("--takeover", action="store_true", help="--zk-peer: then stop ZooKeeper and take over")
     ap.add_argument("--spares", type=int, default=2, help="servers outside the ensemble at first (--reconfig)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("-v", "--verbose", action="store_true", help="print every server's log")
@@ -54,6 +57,7 @@ def main(argv=None) -> int:
     def opts(seed):
         return SimOptions(seed=seed, nodes=a.nodes, observers=a.observers, steps=a.steps, clients=a.clients,
                           reconfig=a.reconfig, spares=a.spares, graceful=a.graceful,
+                          zk_peer=a.zk_peer, takeover=a.takeover,
                           swarm=a.swarm, faults=not a.no_faults, verbose=a.verbose and len(seeds) == 1)
 
     t0 = time.perf_counter()

@@ -44,6 +44,7 @@ class Network:
         self.slow = 0.0
         self.idle_ms = 300
         self.connect_ms = (1, 5)
+        self.streams = False        # byte-stream links (zkworld): a message a partition drops kills its link
         self.pending_connect: set[tuple[int, int]] = set()
         self.stats = {"sent": 0, "lost": 0, "dup": 0, "reordered": 0, "corrupted": 0, "links": 0}
 
@@ -105,6 +106,8 @@ class Network:
         self.stats["sent"] += 1
         r = self.rng
         if (a, b) in self.blocked:
+            if self.streams:
+                self.close(a, b)
             return
         if self.loss and r.random() < self.loss:
             self.stats["lost"] += 1
@@ -135,7 +138,11 @@ class Network:
 
     def _deliver(self, a: int, b: int, lid: int, data: bytes) -> None:
         link = self.links.get(self.key(a, b))
-        if link is None or link.lid != lid or (a, b) in self.blocked:
+        if link is None or link.lid != lid:
+            return
+        if (a, b) in self.blocked:
+            if self.streams:
+                self.close(a, b)
             return
         if len(data) > 1 and data[1] in NEMESIS_TYPES:
             self.world.nemesis_message(data[1], a, b)

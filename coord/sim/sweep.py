@@ -3,7 +3,8 @@
 A bug that shows once in a few thousand seeds (seed 92717 was one in 4,900) is out of reach of a fixed
 set of a few hundred. A sweep runs a range of seeds, each in a configuration drawn from the seed
 itself (so a seed always means the same run), across every shape the simulator knows: 3 and 5 voters,
-observers, membership changes, fixed and swarm fault mixes, single servers, planned stops (handoff). Each seed also draws Zab's
+observers, membership changes, fixed and swarm fault mixes, single servers, planned stops (handoff), coord observers of a modelled ZooKeeper ensemble and
+their take-over (about 6% of seeds). Each seed also draws Zab's
 bounds (history window, zxid counter limit and so on: world.py), so counter rolls come in every shape.
 
     python -m coord.sim --sweep 100000-109999 [--steps 6000] [--jobs N]
@@ -41,10 +42,23 @@ MIX: list[tuple[str, int, dict]] = [
     ("n3-graceful-calm", 3, dict(nodes=3, graceful=True, faults=False)),   # handoffs, nothing else
 ]
 _PICK_SALT = 0x5EED5
+# coord observers of a modelled ZooKeeper ensemble (zkworld.py), drawn first with a salt of their own
+# so that every other seed keeps the configuration it always had
+ZK_PEER: list[tuple[str, int, dict]] = [
+    ("zk-peer", 3, dict(nodes=3, observers=2, zk_peer=True)),
+    ("zk-peer-n5", 1, dict(nodes=5, observers=1, zk_peer=True)),
+    ("zk-peer-takeover", 2, dict(nodes=3, observers=2, zk_peer=True, takeover=True)),
+]
+_ZK_SALT = 0x2C0FFEE
+ZK_PEER_SHARE = 0.06
 
 
 def config_for(seed: int) -> tuple[str, dict]:
     """The configuration a seed runs in: drawn from the seed alone, so a replay needs only the seed."""
+    z = random.Random(seed ^ _ZK_SALT)
+    if z.random() < ZK_PEER_SHARE:
+        label, _w, opts = z.choices(ZK_PEER, weights=[m[1] for m in ZK_PEER])[0]
+        return label, dict(opts)
     r = random.Random(seed ^ _PICK_SALT)
     label, _w, opts = r.choices(MIX, weights=[m[1] for m in MIX])[0]
     return label, dict(opts)
@@ -89,7 +103,7 @@ class SweepReport:
 
     def render(self) -> str:
         lines = [f"{'configuration':<20} {'seeds':>6} {'failed':>6} {'s/seed':>7}"]
-        for label, _w, _o in MIX:
+        for label, _w, _o in MIX + ZK_PEER:
             row = self.rows.get(label)
             if row:
                 lines.append(f"{label:<20} {row.seeds:>6} {row.failed:>6} {row.cpu_s / row.seeds:>7.2f}")

@@ -43,6 +43,8 @@ class SimOptions:
     spares: int = 2
     reconfig_plan: tuple | None = None   # members.Reconfigurer's plan (tests); None: random changes
     graceful: bool = False      # planned stops of the leader (handoff), then a restart
+    zk_peer: bool = False       # coord observers of a modelled ZooKeeper ensemble (zkworld.py)
+    takeover: bool = False      # zk_peer: then stop ZooKeeper and run the observers as a coord ensemble
     verbose: bool = False
     zab: dict = field(default_factory=dict)
 
@@ -60,6 +62,8 @@ class SimOptions:
             cmd += f" --reconfig --spares {self.spares}"
         if self.graceful:
             cmd += " --graceful"
+        if self.zk_peer:
+            cmd += " --zk-peer" + (" --takeover" if self.takeover else "")
         return cmd
 
 
@@ -508,4 +512,7 @@ class World:
 
 
 def run_seed(opts: SimOptions) -> SimResult:
+    if opts.zk_peer:
+        from coord.sim.zkworld import run_zkpeer_seed
+        return run_zkpeer_seed(opts)
     return World(opts).run()

@@ -24,7 +24,8 @@ class ObservedEnsemble:
     address the i-th observer (0: the first)."""
 
     def __init__(self, workdir: Path, kind: str, *, observers: int = 1, voter_cfg: dict | None = None,
-                 static_join: bool = True, observer_cfg: dict | None = None):
+                 static_join: bool = True, observer_heap_mb: int = 512, observer_cfg: dict | None = None,
+                 observer_jvm_flags: list[str] | None = None):
         """static_join=False: the voters' zoo.cfg do not name the observers (they join by reconfig)."""
         assert kind in KINDS
         self.workdir = Path(workdir)
@@ -37,7 +38,9 @@ class ObservedEnsemble:
         if not static_join:
             self.voters.servers.update(self.observer_specs)   # what the observers' own zoo.cfg name
         self.observers: list = [None] * observers
-        self.observer_cfg = dict(observer_cfg or {})   # zoo.cfg keys both kinds of observer get
+        self.observer_heap_mb = observer_heap_mb     # a ZooKeeper observer's JVM heap
+        self.observer_cfg = dict(observer_cfg or {})  # zoo.cfg keys the observers add (either kind)
+        self.observer_jvm_flags = list(observer_jvm_flags or [])   # a ZooKeeper observer's -D flags
 
     @property
     def oc(self) -> int:
@@ -76,8 +79,8 @@ class ObservedEnsemble:
             (obs.data_dir / "myid").write_text(f"{sid}\n")
             obs.start()
         else:
-            obs = RealZooKeeper(d, port, myid=sid, servers=self.voters.servers,
-                                extra_cfg={"peerType": "observer", **self.observer_cfg})
+            obs = RealZooKeeper(d, port, myid=sid, servers=self.voters.servers, extra_cfg={"peerType": "observer", **self.observer_cfg},
+                                heap_mb=self.observer_heap_mb, jvm_flags=self.observer_jvm_flags)
             obs.start()
         self.observers[i] = obs
         self.wait_observing(wait, i)
