@@ -352,7 +352,8 @@ class SnapshotTaker:
             # also when cancelled (Storage.close): no child left running, no tmp file left behind
             self._end_child(child)
             # the parent's writes while the child lived split huge pages (copy-on-write): gather them
-            self.huge_pages.start()
+            # again where the heap is big enough for a 4 KiB fork to be a long stall
+            self.huge_pages.start(after_snapshot=True)
         self._taken(zxid, final, "fork", t_start, stall_ms, max(stall_ms, post_ms), max(stall_cpu, post_cpu))
         self.last_fork_ms = fork_ms
         self.last_child_cpu_s = cpu

@@ -46,6 +46,7 @@ class TailConfig:
     force_sync: bool = True
     rates: dict | None = None   # op -> ops/s: skip the calibration and take these as 100%
     coord_env: dict | None = None   # extra environment of the coord servers (PYPY_GC_*, COORD_*): A/B runs
+    coord_cfg: dict | None = None   # extra zoo.cfg settings of the coord servers (coord.collapseHugePages=false): A/B runs
 
 
 @dataclass
@@ -238,6 +239,7 @@ def _start_servers(name: str, cfg: TailConfig, base: Path, started: list) -> _Sy
                 with open(s.config, "a") as f:
                     f.write(f"metricsProvider.className={METRICS_CLASS}\nmetricsProvider.httpHost=127.0.0.1\n"
                             f"metricsProvider.httpPort={port}\n")
+                    f.write("".join(f"{k}={v}\n" for k, v in (cfg.coord_cfg or {}).items()))
                 urls.append(f"http://127.0.0.1:{port}/metrics")
         started.append(ens.stop)
         ens.start_all()
@@ -246,7 +248,7 @@ def _start_servers(name: str, cfg: TailConfig, base: Path, started: list) -> _Sy
         port = free_port()
         proc = CoordServerProcess(base / name, force_sync=cfg.force_sync, extra_cfg={
             "metricsProvider.className": METRICS_CLASS, "metricsProvider.httpHost": "127.0.0.1",
-            "metricsProvider.httpPort": str(port)})
+            "metricsProvider.httpPort": str(port), **(cfg.coord_cfg or {})})
         urls = [f"http://127.0.0.1:{port}/metrics"]
     else:
         proc, urls = ZooKeeperProcess(base / name, force_sync=cfg.force_sync), []

@@ -44,16 +44,18 @@ import click
               help="With --open-loop: write an HDR-style latency plot per op here (needs matplotlib).")
 @click.option("--coord-env", multiple=True, metavar="KEY=VALUE",
               help="With --open-loop: environment of the coord servers (e.g. PYPY_GC_NURSERY=64MB for an A/B).")
+@click.option("--coord-cfg", multiple=True, metavar="KEY=VALUE",
+              help="With --open-loop: extra zoo.cfg settings of the coord servers (e.g. coord.collapseHugePages=false).")
 @click.option("--rates", default=None, metavar="OP=N,...",
               help="With --open-loop: take these ops/s as 100% instead of measuring ZooKeeper's maximum.")
 def bench(target, compare, vs_zookeeper, null_server, force_sync, connections, depth, ops, data_size,
           procs, rounds, latency_ops, phases, warmup_ops, null_procs, workdir, as_json, open_loop, ensemble,
-          open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates) -> None:
+          open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg) -> None:
     """Measure throughput and latency of a ZooKeeper-protocol server (coord or ZooKeeper)."""
     from rich.console import Console
     if open_loop:
         _bench_open_loop(force_sync, connections, depth, data_size, procs, ops, workdir, as_json, ensemble,
-                         open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates)
+                         open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg)
         return
     force_sync = bool(force_sync)
 
@@ -82,7 +84,7 @@ def bench(target, compare, vs_zookeeper, null_server, force_sync, connections, d
 
 
 def _bench_open_loop(force_sync, connections, depth, data_size, procs, ops, workdir, as_json, ensemble,
-                     open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates) -> None:
+                     open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg=()) -> None:
     from coord.bench import tail
     from coord.bench.churn import parse_env
     from coord.bench.client import BenchError
@@ -107,7 +109,7 @@ def _bench_open_loop(force_sync, connections, depth, data_size, procs, ops, work
     cfg = tail.TailConfig(ops=chosen, fractions=fr, duration_s=duration, warmup_s=warmup, connections=connections,
                           procs=procs, data_size=data_size, keys=keys, calib_ops=min(ops, 100_000), depth=depth,
                           ensemble=ensemble, force_sync=True if force_sync is None else force_sync,
-                          rates=full, coord_env=parse_env(coord_env))
+                          rates=full, coord_env=parse_env(coord_env), coord_cfg=parse_env(coord_cfg))
     log = (lambda m: click.echo(m, err=True))
     try:
         out = tail.run(cfg, workdir, plot_dir, log)
