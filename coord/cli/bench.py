@@ -55,7 +55,7 @@ def bench(target, compare, vs_zookeeper, null_server, force_sync, connections, d
     from rich.console import Console
     if open_loop:
         _bench_open_loop(force_sync, connections, depth, data_size, procs, ops, workdir, as_json, ensemble,
-                         open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg)
+                         open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg, rounds or 1)
         return
     force_sync = bool(force_sync)
 
@@ -84,7 +84,7 @@ def bench(target, compare, vs_zookeeper, null_server, force_sync, connections, d
 
 
 def _bench_open_loop(force_sync, connections, depth, data_size, procs, ops, workdir, as_json, ensemble,
-                     open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg=()) -> None:
+                     open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg=(), rounds=1) -> None:
     from coord.bench import tail
     from coord.bench.churn import parse_env
     from coord.bench.client import BenchError
@@ -104,18 +104,20 @@ def _bench_open_loop(force_sync, connections, depth, data_size, procs, ops, work
     bad = [o for o in chosen if o not in tail.OPEN_OPS]
     if bad:
         raise click.BadParameter(f"unknown op(s) {bad}; choose from {list(tail.OPEN_OPS)}")
+    if rounds < 1:
+        raise click.BadParameter(f"--rounds must be at least 1, got {rounds}")
     if duration <= 0 or warmup < 0:
         raise click.BadParameter("--duration must be > 0 and --warmup >= 0")
     cfg = tail.TailConfig(ops=chosen, fractions=fr, duration_s=duration, warmup_s=warmup, connections=connections,
                           procs=procs, data_size=data_size, keys=keys, calib_ops=min(ops, 100_000), depth=depth,
                           ensemble=ensemble, force_sync=True if force_sync is None else force_sync,
-                          rates=full, coord_env=parse_env(coord_env), coord_cfg=parse_env(coord_cfg))
+                          rates=full, coord_env=parse_env(coord_env), coord_cfg=parse_env(coord_cfg), rounds=rounds)
     log = (lambda m: click.echo(m, err=True))
     try:
         out = tail.run(cfg, workdir, plot_dir, log)
     except (BenchError, OSError, RuntimeError, TimeoutError, ValueError) as e:
         raise click.ClickException(str(e))
-    click.echo(tail.dumps(out) if as_json else "\n".join(tail.table(out)))
+    click.echo(tail.dumps(out) if as_json else "\n".join(tail.table(out) + [""] + tail.stall_table(out)))
 
 
 def register(main: click.Group) -> None:
