@@ -177,15 +177,64 @@ _in_place_opt = click.option("--in-place", is_flag=True,
                              help="Replace the file, keeping the original beside it as orig-<name>-<time>.")
 
 
+def _set_aside(path: Path, stamp: str) -> Path:
+    """Rename a file to orig-<name>-<time> beside it: kept, but no server reads it as a log or snapshot."""
+    to = path.with_name(f"orig-{path.name}-{stamp}")
+    os.rename(path, to)
+    return to
+
+
+def chop_dir(target: Path, z: int) -> None:
+    """Chop a data dir at zxid z, in place: the log file holding z is chopped after it, every later
+    log file and every snapshot past z is set aside (orig-<name>-<time>), so that a server started
+    on the dir recovers exactly the state at z. Nothing is changed when nothing would be left."""
+    from coord.core.logformat import zxid_of_name
+    d = target / "version-2" if (target / "version-2").is_dir() else target
+    names = os.listdir(d)
+    logs = sorted((zxid_of_name(n, "log"), d / n) for n in names
+                  if n.count(".") == 1 and zxid_of_name(n, "log") is not None)
+    snaps = sorted((zxid_of_name(n, "snapshot"), d / n) for n in names
+                   if zxid_of_name(n, "snapshot") is not None and not n.endswith(".tmp"))
+    if not logs and not snaps:
+        raise click.ClickException(f"no log.<zxid> or snapshot.<zxid> files in {d}")
+    holding = [p for start, p in logs if start <= z][-1:]        # the log whose txns reach z
+    later = [p for start, p in logs if start > z] + [p for sz, p in snaps if sz > z]
+    if not holding and not any(sz <= z for sz, _ in snaps):
+        raise click.ClickException(f"nothing in {d} is at or before zxid 0x{z:x}: nothing would be left")
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    if holding:
+        lr = read_any_log(holding[0])
+        kept = [i for i, (h, _) in enumerate(lr.txns) if h.zxid <= z]
+        if len(kept) < len(lr.txns):
+            end = lr.ends[kept[-1]] if kept else 16
+            _write_result(holding[0], None, True, "chopped", lr.data[:end])
+            click.echo(f"{holding[0].name}: kept {len(kept)} of {len(lr.txns)} txns (through zxid "
+                       f"0x{lr.txns[kept[-1]][0].zxid if kept else 0:x})")
+        else:
+            click.echo(f"{holding[0].name}: every txn is at or before 0x{z:x}; unchanged")
+    for p in later:
+        click.echo(f"{p.name}: past 0x{z:x}; set aside as {_set_aside(p, stamp).name}")
+    from coord.aio.txnlog import fsync_dir
+    fsync_dir(d)
+
+
 @data_group.command("chop-log")
-@click.argument("log_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("log_file", type=click.Path(exists=True, path_type=Path))
 @click.option("--zxid", "zxid_s", required=True, help="The last zxid to keep (decimal, or hex as 0x...).")
 @_out_opt
 @_in_place_opt
 def chop_log_cmd(log_file: Path, zxid_s: str, out: Path | None, in_place: bool) -> None:
-    """Keep the txns up to --zxid of a coord or ZooKeeper log, like TxnLogToolkit --chop. A server
-    started on a chopped dir must not find later log files or snapshots past that zxid."""
+    """Keep the txns up to --zxid of a coord or ZooKeeper log, like TxnLogToolkit --chop. Given a
+    data dir (or its version-2 dir), chop it in place: the log holding the zxid is chopped, later
+    logs and snapshots past it are set aside as orig-<name>-<time>, so a server started on it
+    recovers the state at that zxid. Given one file, later files are the caller's to remove."""
     z = _zxid(zxid_s)
+    if log_file.is_dir():
+        if out is not None:
+            raise click.UsageError("a data dir is chopped in place (originals kept as orig-<name>-<time>); "
+                                   "--out is for one log file")
+        chop_dir(log_file, z)
+        return
     lr = read_any_log(log_file)
     kept = [i for i, (h, _) in enumerate(lr.txns) if h.zxid <= z]
     if lr.txns and lr.txns[0][0].zxid > z:

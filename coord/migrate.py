@@ -10,18 +10,20 @@ from coord.aio.zkobserver import TAKEOVER_WORD, answering_voters
 from coord.aio.zoocfg import ServerConfig
 
 
-async def _ask(host: str, port: int, timeout_s: float) -> str:
+async def _ask(host: str, port: int, timeout_s: float, word: str = TAKEOVER_WORD) -> str:
     r, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
     try:
-        w.write(TAKEOVER_WORD.encode())
+        w.write(word.encode())
         await w.drain()
         return (await asyncio.wait_for(r.read(), timeout_s)).decode(errors="replace").strip()
     finally:
         w.close()
 
 
-async def take_over(cfg: ServerConfig, timeout_s: float = 30.0) -> tuple[bool, list[str]]:
-    """(all took over, one line per server)."""
+async def take_over(cfg: ServerConfig, timeout_s: float = 30.0, wait_s: float = 0.0) -> tuple[bool, list[str]]:
+    """(all took over, one line per server). wait_s > 0: wait up to that long for the ZooKeeper
+    voters to stop answering (the operator stops them after starting this), then take over at
+    once, inside the observers' hold window whatever this process's own start cost."""
     voters = {s: q for s, q in cfg.servers.items() if q.role == "participant"}
     coord = {s: q for s, q in cfg.servers.items() if q.role == "observer"}
     if not coord:
@@ -30,13 +32,40 @@ async def take_over(cfg: ServerConfig, timeout_s: float = 30.0) -> tuple[bool, l
     if missing:
         return False, [f"server.{s} has no client port (;port at the end of its line): cannot reach it" for s in missing]
     answering = await answering_voters(voters)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while answering and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+        answering = await answering_voters(voters, 0.5)
     if answering:
         return False, ["refused: ZooKeeper voters still answer: " + ", ".join(answering) +
                        "; stop every ZooKeeper server first (nothing was changed)"]
-    async def one(sid, q):
-        host = q.client_host if q.client_host not in (None, "", "0.0.0.0") else q.host
+    def host_of(q):
+        return q.client_host if q.client_host not in (None, "", "0.0.0.0") else q.host
+
+    async def zxid(sid, q):
         try:
-            answer = await _ask(host, q.client_port, timeout_s)
+            text = await _ask(host_of(q), q.client_port, min(timeout_s, 5.0), TAKEOVER_WORD + " zxid\n")
+        except (OSError, asyncio.TimeoutError):
+            return None
+        parts = text.split()
+        if len(parts) == 2 and parts[0] == "zxid":
+            try:
+                return int(parts[1], 16), sid
+            except ValueError:
+                return None
+        return None
+    # Name the leader (the highest zxid, then the highest sid, as an election would choose), so
+    # that the members switch in place without an election; if any observer cannot say, they elect.
+    known = await asyncio.gather(*(zxid(sid, q) for sid, q in sorted(coord.items())))
+    word = TAKEOVER_WORD
+    if all(k is not None for k in known):
+        word += f" leader={max(known)[1]}\n"
+
+    async def one(sid, q):
+        host = host_of(q)
+        try:
+            answer = await _ask(host, q.client_port, timeout_s, word)
         except (OSError, asyncio.TimeoutError) as e:
             answer = f"refused: no answer from {host}:{q.client_port}: {e}"
         return f"server.{sid}: {answer or 'refused: empty answer (not a coord observer?)'}"

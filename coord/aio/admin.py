@@ -500,14 +500,18 @@ class AdminServer:
     # -- 3.9's restore command -----------------------------------------------------------------------
     RESTORE_INTERVAL_S = 300.0      # zookeeper.admin.rateLimiterIntervalInMS's default: one per 5 min
 
+    def _restore_interval_s(self) -> float:
+        ms = getattr(self.server.cfg, "admin_rate_limiter_interval_ms", None)
+        return self.RESTORE_INTERVAL_S if ms is None else ms / 1000
+
     async def restore(self, headers: dict, body: bytes):
         """POST restore (alias rest) with a snapshot as the body (what `snapshot` sent): replace the
         live tree with it (ZooKeeper 3.9's `restore`, behind the same digest Authorization, one per
-        5 minutes: 429). coord then makes it durable at once: the restored tree takes the zxid
-        max(restored, current) and is written as the newest snapshot, so a restart recovers it
-        and the log before it is never replayed over it. Standalone servers only: a restore on one
-        ensemble member would diverge from its quorum (restore a new ensemble with
-        `coord data restore`)."""
+        5 minutes: 429, `zookeeper.admin.rateLimiterIntervalInMS`). coord then makes it durable at
+        once: the restored tree takes the zxid max(restored, current) and is written as the newest
+        snapshot, so a restart recovers it and the log before it is never replayed over it. On an
+        ensemble member the whole ensemble is restored through the leader (leader.py, "Restore"),
+        answered once a quorum holds the restored tree durable."""
         import asyncio
         import time
         from coord.core import snapformat
@@ -520,19 +524,30 @@ class AdminServer:
         if code != 200:
             return answer(code, {401: "Auth info is missing for the command", 403: "Not authorized"}[code])
         srv = self.server
-        if getattr(srv, "peer", None) is not None:
-            return answer(400, "restore replaces one server's tree: not on an ensemble member (it would "
-                               "diverge from its quorum); restore a new ensemble with `coord data restore`")
+        if not getattr(srv.cfg, "admin_restore_enabled", True):
+            return answer(503, "restore is disabled (admin.restore.enabled=false)")
         if not body:
             return answer(400, "the request body must be a snapshot (as the snapshot command sends it)")
         now = time.monotonic()
         if now < getattr(self, "next_restore", 0.0):
-            return answer(429, "restore is rate limited: one per 300 s")
+            return answer(429, f"restore is rate limited: one per {self._restore_interval_s():g} s")
         try:
             tree, info = await asyncio.get_running_loop().run_in_executor(None, snapformat.load_bytes, body)
         except Exception as e:          # noqa: BLE001 - any undecodable body is the caller's bad input
             return answer(500, f"not a usable snapshot: {e}")
-        self.next_restore = now + self.RESTORE_INTERVAL_S
+        self.next_restore = now + self._restore_interval_s()
+        if getattr(srv, "peer", None) is not None:
+            cfg = srv.cfg
+            limit = 2 * cfg.init_limit * cfg.tick_ms / 1000 + 30
+            z, why = await srv.restore(body, tree, limit)
+            if why is not None:
+                unknown = "outcome unknown" in why
+                if not unknown:
+                    self.next_restore = now      # nothing was restored: the caller may ask again
+                return answer(500 if unknown else 503, why)
+            log.info("restore: the ensemble's tree replaced by a snapshot of zxid 0x%x (%d znodes, %d "
+                     "sessions); now at 0x%x", info.zxid, len(tree.nodes), len(tree.sessions), z)
+            return answer(200, last_zxid=z)
         storage = srv.storage
         while storage.snapshots.in_progress:
             await asyncio.sleep(0.01)

@@ -86,6 +86,12 @@ class EnsembleNode(CoordServer):
             if me.client_host:
                 cfg.client_port_address = me.client_host
         super().__init__(cfg)
+        self._init_member(cfg)
+
+    def _init_member(self, cfg: ServerConfig) -> None:
+        """The member's own state, beside the standalone shell's (also for a server that becomes a
+        member while it runs: become_member)."""
+        self.cfg = cfg
         self.sid = cfg.myid
         self.voters = {s: q for s, q in cfg.servers.items() if q.role == "participant"}
         self.observers = {s: q for s, q in cfg.servers.items() if q.role == "observer"}
@@ -106,6 +112,8 @@ class EnsembleNode(CoordServer):
         self.ro_enabled = cfg.read_only_enabled or os.environ.get("COORD_READONLYMODE", "") == "true"
         self.ro_active = False
         self.looking_since: int | None = None
+        self.restores: dict[int, asyncio.Future] = {}    # AdminServer restores awaiting the leader
+        self.next_restore_id = 1
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def load(self) -> None:
@@ -193,6 +201,24 @@ class EnsembleNode(CoordServer):
         self.txnlog.on_durable = self._on_durable
         self.txnlog.on_failed = self._on_log_failed
         self.storage.start(self.loop)
+        await self._start_transport()
+        cfg = self.cfg
+        plain, secure = self.client_factories()
+        self.server = await self.loop.create_server(
+            plain, host=cfg.client_port_address, port=cfg.client_port, reuse_address=True,
+            backlog=1024)
+        self.secure_server = await tls.secure_listener(self.loop, cfg, secure)
+        sock = self.server.sockets[0].getsockname()
+        self.port = sock[1]
+        log.info("server %d: clients on %s:%d, quorum %d, election %d; %d voters, %d observers",
+                 self.sid, sock[0], sock[1], cfg.servers[self.sid].quorum_port, cfg.servers[self.sid].election_port,
+                 len(self.voters), len(self.observers))
+        self.peer.start(wall_ms(), mono_ms(), self.durable_state)
+        self.flush()
+        self.tick_task = self.loop.create_task(self._ticker())
+        await self.start_ops()
+
+    async def _start_transport(self) -> None:
         cfg = self.cfg
         addrs = {s: PeerAddr(s, q.host, q.quorum_port, q.election_port)
                  for s, q in {**cfg.servers, **self.peer.voters, **self.peer.observers}.items() if q is not None}
@@ -212,20 +238,6 @@ class EnsembleNode(CoordServer):
             idle_timeout_ms=idle, ping_interval_ms=max(50, min(500, idle // 8)),
             handshake_timeout_ms=min(2000, idle), tls=qtls)
         await self.transport.start()
-        plain, secure = self.client_factories()
-        self.server = await self.loop.create_server(
-            plain, host=cfg.client_port_address, port=cfg.client_port, reuse_address=True,
-            backlog=1024)
-        self.secure_server = await tls.secure_listener(self.loop, cfg, secure)
-        sock = self.server.sockets[0].getsockname()
-        self.port = sock[1]
-        log.info("server %d: clients on %s:%d, quorum %d, election %d; %d voters, %d observers",
-                 self.sid, sock[0], sock[1], addrs[self.sid].quorum_port, addrs[self.sid].election_port,
-                 len(self.voters), len(self.observers))
-        self.peer.start(wall_ms(), mono_ms(), self.durable_state)
-        self.flush()
-        self.tick_task = self.loop.create_task(self._ticker())
-        await self.start_ops()
 
     async def stop(self) -> None:
         if self.tick_task:
@@ -257,6 +269,26 @@ class EnsembleNode(CoordServer):
             await asyncio.sleep(0.002)
         await self.transport.drain(1.0)
         log.info("server %d: planned stop as %s after %d ms", self.sid, peer.state, mono_ms() - t0)
+
+    async def restore(self, data: bytes, tree, timeout_s: float) -> tuple[int, str | None]:
+        """The AdminServer's `restore` on a member: the whole ensemble takes the snapshot's tree
+        (QuorumPeer.restore; the leader answers once a quorum holds it durable). (zxid, None) or
+        (0, why not)."""
+        rid = self.next_restore_id
+        self.next_restore_id += 1
+        fut = self.loop.create_future()
+        self.restores[rid] = fut
+        self.tick_clock()
+        why = self.peer.restore(data, tree, rid)
+        if why:
+            self.restores.pop(rid, None)
+            return 0, why
+        self.flush()
+        try:
+            return await asyncio.wait_for(fut, timeout_s)
+        except asyncio.TimeoutError:
+            self.restores.pop(rid, None)
+            return 0, f"no answer from the leader within {timeout_s:.0f} s: outcome unknown"
 
     def die(self, why: str) -> None:
         log.critical("server %d stopping: %s", self.sid, why)
@@ -411,6 +443,10 @@ class EnsembleNode(CoordServer):
                 configs.append(e)
             elif kind == "log":
                 peer_log.log(_LEVELS.get(e[1], logging.INFO), "%s", e[2])
+            elif kind == "restored":
+                fut = self.restores.pop(e[1], None)
+                if fut is not None and not fut.done():
+                    fut.set_result((e[2], e[3]))
             else:
                 raise AssertionError(f"unknown effect {kind!r}")
         if sent:
@@ -460,7 +496,10 @@ class EnsembleNode(CoordServer):
                 elif kind == "install_snapshot":
                     _, data, z = e
                     await self._wait_snapshot_idle()
-                    await loop.run_in_executor(None, self._install_snapshot, data, z)
+                    if data is None:            # our own tree (a restore): a forked snapshot, no stall
+                        await self._install_own_tree(z)
+                    else:
+                        await loop.run_in_executor(None, self._install_snapshot, data, z)
                     self._fresh()
                     self.peer.snapshot_installed(z)
                     self.storage.snapshots.tree_loaded()   # a whole new tree: huge pages before a fork
@@ -475,6 +514,17 @@ class EnsembleNode(CoordServer):
         while self.storage.snapshots.in_progress:
             await asyncio.sleep(0.005)
 
+    async def _install_own_tree(self, z: int) -> None:
+        """The leader made a restored tree its own at z: write it as the newest snapshot (the log
+        rolls to a new file) before anything counts as durable past it."""
+        await self.loop.run_in_executor(None, self._remove_snapshots_after, z)
+        assert self.core.tree.last_zxid == z, "the tree to install is not at its zxid"
+        task = self.storage.snapshot(self.core.tree)
+        path = await task if task is not None else None
+        if path is None:
+            raise OSError(f"the snapshot of the restored tree at 0x{z:x} was not written (see the log)")
+        log.info("server %d: wrote the restored tree as %s", self.sid, path.name)
+
     def _truncate(self, z: int) -> None:
         self._remove_snapshots_after(z)
         self.txnlog.truncate_after(z)
@@ -488,7 +538,7 @@ class EnsembleNode(CoordServer):
             self.txnlog.truncate_after(z)
         else:
             self.txnlog.roll()            # the log continues from the snapshot in a new file
-        log.info("server %d: installed snapshot %s (%d bytes) from the leader", self.sid, path.name, len(data))
+        log.info("server %d: installed snapshot %s (%d bytes)", self.sid, path.name, len(data))
 
     def _remove_snapshots_after(self, z: int) -> None:
         from coord.aio.snapshots import list_snapshots
@@ -576,9 +626,44 @@ class EnsembleNode(CoordServer):
         return rows
 
 
-async def run_member(cfg: ServerConfig) -> None:
-    node = EnsembleNode(cfg)
-    await node.start()
+async def become_member(node: CoordServer, cfg: ServerConfig, durable_state: DurableState, leader: int,
+                        carried) -> "EnsembleNode":
+    """A running server (a coord observer of a ZooKeeper ensemble taking over) becomes a member of
+    coord's own ensemble in place: its client listeners, connections, core (tree, sessions,
+    watches) and storage stay; only the quorum peer is new, started without an election with
+    `leader` leading (QuorumPeer.start_taking_over). The caller has closed its own peer ports and
+    drained its txn log. Until the new peer starts, the core keeps the caller's sequencer (which
+    holds what clients ask); `carried()` then gives up what it held, (requests, syncs), with no
+    await in between, so nothing asked meanwhile is lost."""
+    from coord.core.zab.peer import QuorumPeer
+    node.__class__ = EnsembleNode
+    node._init_member(cfg)
+    if node.tick_task is not None:
+        node.tick_task.cancel()
+    node.txnlog.on_durable = node._on_durable
+    node.txnlog.on_failed = node._on_log_failed
+    core = node.core
+    from coord.core import reconfig as rc
+    core.config.config_data = rc.render(dict(cfg.servers), 0)   # as load() does: zoo.cfg's members
+    core.tree.nodes["/zookeeper/config"].data = core.config.config_data
+    node.written_config = core.config.config_data
+    serving, sequencer = core.serving, core.sequencer
+    node.peer = QuorumPeer(node.sid, node.voters, node.observers, core, zab_config(cfg))
+    core.serving, core.sequencer = serving, sequencer     # still holding while the transport starts
+    node.durable_state = durable_state
+    await node._start_transport()
+    node.tick_clock()
+    requests, syncs = carried()
+    node.peer.start_taking_over(wall_ms(), mono_ms(), durable_state, leader, requests, syncs, serving)
+    node.flush()
+    node.tick_task = node.loop.create_task(node._ticker())
+    return node
+
+
+async def run_member(cfg: ServerConfig, node: "EnsembleNode | None" = None) -> None:
+    if node is None:
+        node = EnsembleNode(cfg)
+        await node.start()
     try:
         await node.fatal.wait()
     except asyncio.CancelledError:          # SIGTERM / SIGINT: a planned stop

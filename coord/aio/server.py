@@ -8,9 +8,7 @@ prepared by it go to the log in one batch (group commit).
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import os
 import random
 import time
 from collections import defaultdict
@@ -19,6 +17,7 @@ from coord.aio import tls
 from coord.aio.limits import ConnectionCap, request_throttle
 from coord.aio.fourletter import FourLetterWords
 from coord.aio.datadir import RecoveryError, Storage
+from coord.aio.nonces import NoncePool
 from coord.aio.zoocfg import ALL_4LW, ServerConfig, enforced_schemes
 from coord.core.config import CoreConfig
 from coord.core.sasl import SaslConfig
@@ -31,6 +30,9 @@ log = logging.getLogger("coord.server")
 
 _4LW = frozenset(w.encode() for w in ALL_4LW)
 TICK_S = 0.05
+# Log writes one flush makes at most (forceSync=no) when each commit lets the request throttler
+# admit more: bounded so other connections are read in between.
+LOG_ROUNDS = 64
 # Requests taken from one connection per turn of the loop. One read can hold thousands (a client
 # that pipelines, like a Kafka controller's batches): prepared, logged and applied as one batch, they
 # would hold every other client's request behind them for the whole batch. The rest wait, read
@@ -84,7 +86,7 @@ def sasl_config(cfg: ServerConfig) -> SaslConfig | None:
                       remove_realm=cfg.kerberos_remove_realm,
                       allow_failed_clients=cfg.allow_sasl_failed_clients,
                       required="sasl" in enforced_schemes(cfg),
-                      nonce=lambda: base64.b64encode(os.urandom(30)))
+                      nonce=NoncePool())
 
 
 class ClientProtocol(asyncio.Protocol):
@@ -140,6 +142,7 @@ class ClientProtocol(asyncio.Protocol):
             self.first = False
             self.head = b""
             if data[:4] in _4LW or data[:4] in srv.extra_words:
+                self.head = data[4:]   # what followed the word (an argument of coord's own words)
                 srv.four_letter(self, data[:4].decode())
                 return
         try:
@@ -374,19 +377,22 @@ class CoordServer:
     def flush(self) -> None:
         self.flush_scheduled = False
         core = self.core
-        records = core.sequencer.drain_log()
-        if records:
-            txnlog = self.txnlog
+        txnlog = self.txnlog
+        for _ in range(LOG_ROUNDS):
+            records = core.sequencer.drain_log()
+            if not records:
+                break
             if txnlog.force_sync or txnlog.pending():
                 txnlog.append(records)  # fsync in a thread; the fate comes back through the callbacks
-            else:
-                # forceSync=no: written now, and committed (through _on_durable) before this flush
-                # sends what it has, so one loop iteration takes a write from request to reply.
-                self.flushing = True
-                try:
-                    txnlog.write(records)
-                finally:
-                    self.flushing = False
+                break
+            # forceSync=no: written now, and committed (through _on_durable) before this flush
+            # sends what it has, so one loop iteration takes a write from request to reply. A
+            # commit may let the request throttler admit the next writes: they go round again.
+            self.flushing = True
+            try:
+                txnlog.write(records)
+            finally:
+                self.flushing = False
         out, closing = core.drain()
         protocols = self.protocols
         for cid, chunks in out.items():
@@ -409,6 +415,10 @@ class CoordServer:
                     p.maybe_resume_reading()
         if self.backlogged:
             self.schedule_backlogs()
+        if core.sequencer.unlogged():
+            # A commit above finished a request and the request throttler admitted the next writes:
+            # log them on the next turn (ZooKeeper's throttleWake), not on the next tick.
+            self.schedule_flush()
         for line in core.log_lines:
             log.info("%s", line)
         core.log_lines.clear()

@@ -80,6 +80,8 @@ class TlsSettings:
     super_user: str | None = None       # X509AuthenticationProvider.superUser
     handshake_timeout_ms: int = HANDSHAKE_TIMEOUT_MS
     prefix: str = "ssl"                 # the zoo.cfg key prefix, for error messages (ssl.quorum)
+    crl: bool = False                   # ssl.crl: peer certificates checked against their CRLs (revocation.py)
+    ocsp: bool = False                  # ssl.ocsp: ... asking their OCSP responder first
 
     @classmethod
     def from_keys(cls, keys: dict[str, str], prefix: str = "ssl") -> "TlsSettings":
@@ -111,6 +113,14 @@ class TlsSettings:
                 if ca not in _CLIENT_AUTH:
                     raise TlsConfigError(f"{name} must be need, want or none, got {v!r}")
                 s.client_auth = ca
+            elif k in ("ssl.crl", "ssl.ocsp"):
+                on = v.strip().lower()
+                if on not in ("true", "false"):
+                    raise TlsConfigError(f"{name} must be true or false, got {v!r}")
+                setattr(s, k[len("ssl."):], on == "true")
+            elif k == "ssl.context.supplier.class" and v.strip():
+                raise TlsConfigError(f"{name}={v.strip()}: names a Java class (an SSLContext supplier) that coord "
+                                     f"cannot load; configure the key and trust stores instead")
             elif k == "X509AuthenticationProvider.superUser":
                 s.super_user = v
             elif k == "coord.tlsHandshakeTimeoutMs":
@@ -301,6 +311,7 @@ class TlsProtocol(asyncio.Protocol):
         self.inner = None
         self.timer = None
         self.closed = False
+        self.checking = False          # the peer's revocation status is being fetched (ssl.crl)
         self.identities: tuple = ()
         self.remote = "?"
 
@@ -378,6 +389,8 @@ class TlsProtocol(asyncio.Protocol):
             if not self._start_tls():
                 return
         self.incoming.write(data)
+        if self.checking:
+            return               # read once the revocation check lets the connection in
         if self.inner is None:
             if not self._handshake():
                 return
@@ -400,9 +413,32 @@ class TlsProtocol(asyncio.Protocol):
             self.timer = None
         if not self._identify():
             return False
+        der = self.sslobj.getpeercert(binary_form=True) if self.settings.crl or self.settings.ocsp else None
+        if der is not None:
+            self.checking = True
+            asyncio.ensure_future(self._check_revocation(der))
+            return False
+        self._admit()
+        return True
+
+    def _admit(self) -> None:
         self.inner = self.make_plain()
         self.inner.connection_made(_TlsTransport(self))
-        return True
+
+    async def _check_revocation(self, der: bytes) -> None:
+        from coord.aio.revocation import refusal
+        try:
+            why = await refusal(der, self.settings)
+        except Exception as e:  # noqa: BLE001 (an unreadable CRL or store: status unknown)
+            why = f"revocation status unknown: {e}"
+        self.checking = False
+        if self.closed:
+            return
+        if why:
+            self.fail(f"{self.label} certificate refused: {why}")
+            return
+        self._admit()
+        self._read()
 
     def _identify(self) -> bool:
         der = self.sslobj.getpeercert(binary_form=True)

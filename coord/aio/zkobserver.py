@@ -138,6 +138,7 @@ class ZkObserverNode(CoordServer):
         self.config_text = render_config(cfg)
         self.took_over = asyncio.Event()
         self.taking_over = False
+        self.in_place = False
 
     def load(self) -> None:
         try:
@@ -151,8 +152,13 @@ class ZkObserverNode(CoordServer):
         core.config.quorum = True
         core.start(wall_ms(), mono_ms())
         self.core = core
+        from coord.aio.ensemble_node import zab_config
         self.observer = ZkObserver(self.sid, core, max_buffer=self.cfg.jute_maxbuffer + 1024,
-                                   accepted_epoch=accepted, current_epoch=current)
+                                   accepted_epoch=accepted, current_epoch=current, hold_ms=self.hold_ms(),
+                                   history=zab_config(self.cfg).history_txns)
+        if self.observer.membership is not None and self.cfg.reconfig_enabled:   # applied before a restart
+            self._adopt_membership(*self.observer.membership)
+            self.observer.membership = None
         log.info("server %d: recovered zxid 0x%x (%d znodes, %d sessions); accepted epoch %d, current epoch %d",
                  self.sid, rec.tree.last_zxid, rec.tree.node_count(), len(rec.tree.sessions), accepted, current)
 
@@ -183,10 +189,20 @@ class ZkObserverNode(CoordServer):
             self.writer.close()
         await super().stop()
 
+    def hold_ms(self) -> int:
+        """How long clients are held once the ZooKeeper leader is gone (for a take-over to keep them):
+        syncLimit ticks, the time a ZooKeeper learner waits for a silent leader."""
+        return max(2000, self.cfg.tick_ms * self.cfg.sync_limit)
+
     # -- effects ------------------------------------------------------------------------------------
     def flush(self) -> None:
         obs = self.observer
         if obs is not None:
+            obs.tick()
+            if obs.membership is not None:
+                if self.cfg.reconfig_enabled:
+                    self._adopt_membership(*obs.membership)
+                obs.membership = None
             if obs.epochs_changed:
                 obs.epochs_changed = False
                 self.epochs.write(obs.accepted_epoch, obs.current_epoch)
@@ -210,6 +226,17 @@ class ZkObserverNode(CoordServer):
                 self.fatal_reason = obs.fatal
                 self.fatal.set()
         super().flush()
+
+    def _adopt_membership(self, voters: dict, observers: dict, version: int, data: bytes) -> None:
+        """A committed ZooKeeper reconfig: the voters we look for the leader among (from the next
+        search on), what our notifications carry, and the servers take-over turns into coord's
+        members (the observer lines) all follow it, as a ZooKeeper observer's QuorumVerifier does;
+        like ZooKeeper's (QuorumPeer.processReconfig), only with reconfigEnabled=true in our zoo.cfg."""
+        self.voters = dict(voters)
+        self.cfg.servers = {**observers, **voters}
+        self.config_text = data
+        log.info("server %d: ZooKeeper configuration 0x%x adopted: voters %s, observers %s", self.sid, version,
+                 ",".join(map(str, sorted(voters))), ",".join(map(str, sorted(observers))))
 
     def _perform_disk(self, effects: list[tuple]) -> None:
         """The observer's disk effects in order: appends are group-written (fsynced by the log when
@@ -371,7 +398,8 @@ class ZkObserverNode(CoordServer):
                                       "or a host of the ensemble's server lines\n".encode())
                 proto.transport.close()
                 return
-            self.loop.create_task(self._take_over_word(proto))
+            arg = bytes(getattr(proto, "head", b"") or b"").decode(errors="replace").strip()
+            self.loop.create_task(self._take_over_word(proto, arg))
             return
         if not self.core.serving and word not in ("ruok", "envi", "conf", "isro", "mntr"):
             proto.transport.write(NOT_SERVING.encode())
@@ -379,14 +407,29 @@ class ZkObserverNode(CoordServer):
             return
         super().four_letter(proto, word)
 
-    async def _take_over_word(self, proto) -> None:
-        ok, msg = await self.take_over()
+    async def _take_over_word(self, proto, arg: str = "") -> None:
+        leader = None
+        if arg == "zxid":        # asked first, to name the leader: nothing changes
+            proto.transport.write(f"zxid 0x{self.core.tree.last_zxid:x}\n".encode())
+            proto.transport.close()
+            return
+        if arg:
+            try:
+                leader = int(arg.removeprefix("leader="))
+            except ValueError:
+                proto.transport.write(f"refused: {TAKEOVER_WORD} takes leader=N, not {arg!r}\n".encode())
+                proto.transport.close()
+                return
+        ok, msg = await self.take_over(leader)
         proto.transport.write((("ok: " if ok else "refused: ") + msg + "\n").encode())
         proto.transport.close()
 
-    async def take_over(self) -> tuple[bool, str]:
+    async def take_over(self, leader: int | None = None) -> tuple[bool, str]:
         """Leave the ZooKeeper ensemble and become a member of coord's own: only once no ZooKeeper
-        voter answers (the operator has stopped them all), with our state durable on disk."""
+        voter answers (the operator has stopped them all), with our state durable on disk. With
+        `leader` named (the member with the highest zxid) it happens in this running server: the
+        clients stay connected and what they asked meanwhile is answered by coord's Zab
+        (coord.aio.ensemble_node.become_member); without, the server restarts as a member and elects."""
         if self.taking_over:
             return True, f"server {self.sid} is already taking over"
         obs = self.observer
@@ -397,11 +440,18 @@ class ZkObserverNode(CoordServer):
         if answering:
             return False, ("ZooKeeper voters still answer: " + ", ".join(answering) +
                            "; stop every ZooKeeper server first (nothing was changed)")
+        members = coord_members(self.cfg)
+        if leader is not None and leader not in members.servers:
+            return False, f"leader={leader} is not one of the coord servers ({sorted(members.servers)})"
         self.taking_over = True
         if self.peer_task is not None:
             self.peer_task.cancel()
+            try:
+                await self.peer_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self.flush()
         await self.txnlog.drain()
-        members = coord_members(self.cfg)
         lines = "".join(f"server.{sid}={q.spec()}\n" for sid, q in sorted(members.servers.items()))
         marker = takeover_marker(self.cfg)
         tmp = marker.with_name(marker.name + ".tmp")
@@ -411,9 +461,42 @@ class ZkObserverNode(CoordServer):
         msg = (f"server {self.sid} takes over at zxid 0x{self.core.tree.last_zxid:x} (ZooKeeper epoch "
                f"{obs.current_epoch}) with {len(self.core.tree.sessions)} sessions; coord members "
                + ",".join(str(s) for s in sorted(members.servers)))
+        if leader is not None:
+            await self._become_member(members, leader)
+            msg += f"; leader {leader}, clients kept"
         log.warning("%s", msg)
         self.took_over.set()
         return True, msg
+
+    async def _become_member(self, members: ServerConfig, leader: int) -> None:
+        from coord.aio.ensemble_node import become_member
+        from coord.core.zab.api import DurableState
+        obs = self.observer
+        if obs.phase == "holding":          # the switch must not end the hold half-way
+            obs.hold_until = max(obs.hold_until, self.core.mono_ms + 60_000)
+        for srv in (self.election_server, self.quorum_server):   # the member's transport binds them
+            if srv is not None:
+                srv.close()
+                await srv.wait_closed()
+        self.election_server = self.quorum_server = None
+        self.flush()
+        await self.txnlog.drain()
+        tree = self.core.tree
+        recent = list(obs.recent or ())
+        ds = DurableState(obs.accepted_epoch, obs.current_epoch, tree.last_zxid, 0,
+                          committed=recent, committed_base=obs.recent_base if recent else 0)
+        self.in_place = True
+        revals: list = []
+
+        def carried():
+            requests, syncs, held = obs.handed_over()
+            revals.extend(held)
+            return requests, syncs
+        node = await become_member(self, members, ds, leader, carried)
+        core = node.core
+        for conn_id, sid, timeout in revals:     # held reconnects: the session is ours to judge now
+            core.finish_revalidation(conn_id, sid, timeout, sid in core.tree.sessions)
+        node.flush()
 
     def mode(self) -> str:
         return "observer"
@@ -440,15 +523,20 @@ async def run_observer(cfg: ServerConfig) -> None:
     except ZkObserverError as e:
         raise SystemExit(f"coord: {e}") from None
     await node.start()
+    fatal = node.fatal
     try:
-        done = [asyncio.ensure_future(node.fatal.wait()), asyncio.ensure_future(node.took_over.wait())]
+        done = [asyncio.ensure_future(fatal.wait()), asyncio.ensure_future(node.took_over.wait())]
         await asyncio.wait(done, return_when=asyncio.FIRST_COMPLETED)
         for d in done:
             d.cancel()
+        if node.took_over.is_set() and node.in_place:
+            await run_member(coord_members(cfg), node)   # the same server, now a coord member
+            return
         if node.took_over.is_set():
             await asyncio.sleep(0.2)        # the take-over word's answer leaves first
     finally:
-        await node.stop()
+        if not node.in_place:
+            await node.stop()
     if node.took_over.is_set():
         await run_member(coord_members(cfg))
         return

@@ -61,6 +61,8 @@ class ServerConfig:
     admin_command_url: str = "/commands"      # admin.commandURL
     admin_enable_server: bool = True          # admin.enableServer: ZooKeeper's default (coord.aio.admin)
     admin_server_port: int = 8080
+    admin_rate_limiter_interval_ms: int | None = None   # admin.rateLimiterIntervalInMS (restore; None: 300000)
+    admin_restore_enabled: bool = True        # admin.restore.enabled (false: restore answers 503, as 3.9)
     container_check_interval_ms: int = 60000
     max_log_file_bytes: int = 64 * 1024 * 1024
     test_zxid_counter_limit: int | None = None
@@ -263,6 +265,10 @@ def _apply(cfg: ServerConfig, k: str, v: str) -> None:
         cfg.admin_enable_server = _bool(v, k)
     elif k == "admin.serverPort":
         cfg.admin_server_port = _port(v, k)
+    elif k == "admin.rateLimiterIntervalInMS":
+        cfg.admin_rate_limiter_interval_ms = _int(v, k)
+    elif k == "admin.restore.enabled":
+        cfg.admin_restore_enabled = _bool(v, k)
     elif k in ("znode.container.checkIntervalMs", "containerCheckIntervalMs"):
         cfg.container_check_interval_ms = _int(v, k)
     elif k == "coord.snapshotMethod":

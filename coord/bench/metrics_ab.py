@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
-import threading
-import time
-import urllib.request
+import subprocess
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -26,21 +25,24 @@ from coord.bench.main import _finish, run_rounds
 from coord.bench.tail import METRICS_CLASS
 
 
-class Scraper(threading.Thread):
-    """GET url every `every` seconds, as a Prometheus server would; counts scrapes and their time."""
+SCRAPE_LOOP = """
+import sys, time, urllib.request
+url, every = sys.argv[1], float(sys.argv[2])
+n = 0
+while True:
+    time.sleep(every)
+    with urllib.request.urlopen(url, timeout=10) as r:
+        r.read()
+    n += 1
+    print(n, flush=True)
+"""
 
-    def __init__(self, url: str, every: float = 1.0):
-        super().__init__(daemon=True)
-        self.url, self.every = url, every
-        self.stop = threading.Event()
-        self.times: list[float] = []
 
-    def run(self) -> None:
-        while not self.stop.wait(self.every):
-            t0 = time.monotonic()
-            with urllib.request.urlopen(self.url, timeout=10) as r:
-                r.read()
-            self.times.append(time.monotonic() - t0)
+def start_scraper(url: str, every: float = 1.0) -> subprocess.Popen:
+    """GET url every `every` seconds from its own process, as a Prometheus server would. (A thread in
+    this process would be inherited mid-lock by the forked load workers and deadlock them.)"""
+    return subprocess.Popen([sys.executable, "-c", SCRAPE_LOOP, url, str(every)],
+                            stdout=subprocess.PIPE, text=True)
 
 
 def main() -> None:
@@ -58,23 +60,29 @@ def main() -> None:
     off = CoordServerProcess(base / "off", force_sync=a.force_sync)
     cfg = ph.BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")))
     console = Console()
-    scraper = Scraper(f"http://127.0.0.1:{port}/metrics")
+    scraper = None
     try:
         on.start()
         off.start()
-        scraper.start()
+        scraper = start_scraper(f"http://127.0.0.1:{port}/metrics")
         probes = {on.target: ph.proc_cpu_probe(on.pid), off.target: ph.proc_cpu_probe(off.pid)}
         log = lambda m: console.print(f"[dim]{m}[/dim]")  # noqa: E731
         run_rounds([on.target, off.target], ph.BenchConfig(**{**cfg.__dict__, "ops": a.ops // 2}), 1, probes, log)
         runs = run_rounds([on.target, off.target], cfg, a.rounds, probes, log)
     finally:
-        scraper.stop.set()
+        scrapes = 0
+        if scraper is not None:
+            scraper.kill()
+            out = scraper.communicate()[0].split()
+            scrapes = int(out[-1]) if out else 0
         on.stop()
         off.stop()
         shutil.rmtree(base, ignore_errors=True)
+    if scraper.returncode != -9:
+        raise SystemExit(f"the scraper died (exit {scraper.returncode}): /metrics stopped answering")
     _finish(console, False, cfg, {"metrics on": runs[on.target], "metrics off": runs[off.target]},
             names=("metrics on", "metrics off"),
-            title=f"coord with vs without the Prometheus provider (scraped every 1 s, {len(scraper.times)} "
+            title=f"coord with vs without the Prometheus provider (scraped every 1 s, {scrapes} "
                   f"scrapes), forceSync={'yes' if a.force_sync else 'no'}, median of {a.rounds}")
 
 

@@ -97,24 +97,47 @@ _NOT_TRANSLATED = "is not translated by coord's entrypoint; set the zoo.cfg keys
 BITNAMI_UNSUPPORTED = {
     "ZOO_ENABLE_AUTH": f"SASL client authentication {_NOT_TRANSLATED}",
     "ZOO_ENABLE_QUORUM_AUTH": f"SASL quorum authentication {_NOT_TRANSLATED}",
-    "ZOO_TLS_CLIENT_ENABLE": f"TLS on the client port {_NOT_TRANSLATED}",
-    "ZOO_TLS_QUORUM_ENABLE": f"TLS on the quorum ports {_NOT_TRANSLATED}",
 }
+NETTY = "org.apache.zookeeper.server.NettyServerCnxnFactory"
+# bitnami's TLS switches, as zookeeper_generate_conf writes them (after the servers, before ZOO_CFG_*):
+# (switch, [(key, value or variable, kind)]) with kind "const" (the value itself), "var" (required:
+# bitnami's zookeeper_conf_set fails on an empty value), "auth" (none/want/need, default need, checked
+# by zookeeper_validate) or "if set" (written only when not empty: the passwords).
+BITNAMI_TLS = (
+    ("ZOO_TLS_CLIENT_ENABLE", (
+        ("client.secure", "true", "const"),
+        ("ssl.clientAuth", "ZOO_TLS_CLIENT_AUTH", "auth"),
+        ("secureClientPort", "ZOO_TLS_PORT_NUMBER", "port"),
+        ("serverCnxnFactory", NETTY, "const"),
+        ("ssl.keyStore.password", "ZOO_TLS_CLIENT_KEYSTORE_PASSWORD", "if set"),
+        ("ssl.keyStore.location", "ZOO_TLS_CLIENT_KEYSTORE_FILE", "var"),
+        ("ssl.trustStore.password", "ZOO_TLS_CLIENT_TRUSTSTORE_PASSWORD", "if set"),
+        ("ssl.trustStore.location", "ZOO_TLS_CLIENT_TRUSTSTORE_FILE", "var"))),
+    ("ZOO_TLS_QUORUM_ENABLE", (
+        ("sslQuorum", "true", "const"),
+        ("ssl.quorum.clientAuth", "ZOO_TLS_QUORUM_CLIENT_AUTH", "auth"),
+        ("serverCnxnFactory", NETTY, "const"),
+        ("ssl.quorum.keyStore.location", "ZOO_TLS_QUORUM_KEYSTORE_FILE", "var"),
+        ("ssl.quorum.keyStore.password", "ZOO_TLS_QUORUM_KEYSTORE_PASSWORD", "if set"),
+        ("ssl.quorum.trustStore.location", "ZOO_TLS_QUORUM_TRUSTSTORE_FILE", "var"),
+        ("ssl.quorum.trustStore.password", "ZOO_TLS_QUORUM_TRUSTSTORE_PASSWORD", "if set"))),
+)
 PROMETHEUS = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"
 # Accepted with no effect on coord: the JVM, logging, health-check timing, credentials that only
 # matter once the switches above are on.
 BITNAMI_INERT = {
     "ZOO_HEAP_SIZE", "ZOO_LOG_LEVEL", "ZOO_HC_TIMEOUT", "ZOO_FIPS_MODE",
-    "ZOO_TLS_PORT_NUMBER", "ZOO_TLS_CLIENT_KEYSTORE_FILE", "ZOO_TLS_CLIENT_KEYSTORE_TYPE",
-    "ZOO_TLS_CLIENT_KEYSTORE_PASSWORD", "ZOO_TLS_CLIENT_TRUSTSTORE_FILE", "ZOO_TLS_CLIENT_TRUSTSTORE_TYPE",
-    "ZOO_TLS_CLIENT_TRUSTSTORE_PASSWORD", "ZOO_TLS_CLIENT_AUTH", "ZOO_TLS_QUORUM_KEYSTORE_FILE",
-    "ZOO_TLS_QUORUM_KEYSTORE_TYPE", "ZOO_TLS_QUORUM_KEYSTORE_PASSWORD", "ZOO_TLS_QUORUM_TRUSTSTORE_FILE",
-    "ZOO_TLS_QUORUM_TRUSTSTORE_TYPE", "ZOO_TLS_QUORUM_TRUSTSTORE_PASSWORD", "ZOO_TLS_QUORUM_CLIENT_AUTH",
+    # the *_TYPE variables: bitnami's scripts write no key for them (the store type is then read
+    # from the file name, as ZooKeeper does)
+    "ZOO_TLS_CLIENT_KEYSTORE_TYPE", "ZOO_TLS_CLIENT_TRUSTSTORE_TYPE",
+    "ZOO_TLS_QUORUM_KEYSTORE_TYPE", "ZOO_TLS_QUORUM_TRUSTSTORE_TYPE",
     "ZOO_CLIENT_USER", "ZOO_SERVER_USERS", "ZOO_CLIENT_PASSWORD", "ZOO_SERVER_PASSWORDS",
     "ZOO_QUORUM_LEARNER_USER", "ZOO_QUORUM_LEARNER_PASSWORD", "ZOO_QUORUM_SERVER_USERS",
     "ZOO_QUORUM_SERVER_PASSWORDS",
 }
 BITNAMI_ONLY = ({v for v, _, _, _ in BITNAMI_KEYS} | set(BITNAMI_UNSUPPORTED) | BITNAMI_INERT
+                | {sw for sw, _ in BITNAMI_TLS} | {"ZOO_TLS_PORT_NUMBER"}
+                | {v for _, keys in BITNAMI_TLS for _, v, kind in keys if kind != "const"}
                 | {"ZOO_SERVER_ID", "ZOO_PEER_TYPE", "ALLOW_EMPTY_PASSWORD", "ALLOW_ANONYMOUS_LOGIN",
                    "ZOO_ENABLE_PROMETHEUS_METRICS", "ZOO_PROMETHEUS_METRICS_PORT_NUMBER"}) - SHARED_ZOO
 _BITNAMI_SERVER = re.compile(r"^\S+:\d+:\d+(:observer|:participant)?$")
@@ -391,6 +414,23 @@ def bitnami_servers(value: str, client_port: str) -> list[tuple[int, str]]:
     return out
 
 
+def _bitnami_tls_value(env, switch: str, value: str, kind: str) -> str:
+    """One TLS line's value as bitnami's zookeeper_generate_conf writes it (EnvError where its
+    validation or zookeeper_conf_set would stop the container)."""
+    if kind == "const":
+        return value
+    v = env.get(value, "")
+    if kind == "auth":
+        v = v or "need"
+        if v not in ("none", "want", "need"):
+            raise EnvError(f"{value}: {v!r}; the allowed values are none, want, need")
+    elif kind == "port":
+        v = v or "3181"
+    elif kind == "var" and not v:
+        raise EnvError(f"{value}: required with {switch}={env[switch]} (the key or trust store's path)")
+    return v
+
+
 def _bitnami(env, existing: Existing, p: Plan):
     for var, why in BITNAMI_UNSUPPORTED.items():
         if _yes(env.get(var)):
@@ -412,6 +452,12 @@ def _bitnami(env, existing: Existing, p: Plan):
     port = env.get("ZOO_PORT_NUMBER") or "2181"
     for sid, spec in bitnami_servers(env.get("ZOO_SERVERS", ""), port):
         _set(lines, f"server.{sid}", spec, "ZOO_SERVERS")
+    for switch, keys in BITNAMI_TLS:
+        if _yes(env.get(switch)):
+            for key, value, kind in keys:
+                v = _bitnami_tls_value(env, switch, value, kind)
+                if v or kind != "if set":
+                    _set(lines, key, v, switch)
     for var in sorted(env):  # bash expands ${!ZOO_CFG_@} in sorted order
         if var.startswith("ZOO_CFG_") and var != "ZOO_CFG_EXTRA":
             _set(lines, var[len("ZOO_CFG_"):].replace("_", "."), env[var], var)
@@ -550,8 +596,8 @@ INERT_KEYS = {"admin.serverAddress", "admin.idleTimeout"}
 def _check(lines: list[Line]) -> None:
     """Every line from the environment must mean something to coord: zoo.cfg's own parser decides."""
     for key, value, var in lines:
-        if key in INERT_KEYS:
-            continue
+        if key in INERT_KEYS or (key, var) == ("client.secure", "ZOO_TLS_CLIENT_ENABLE"):
+            continue   # bitnami writes client.secure beside secureClientPort; a server ignores it
         why = unsupported(key, value)
         if why:
             raise EnvError(f"{var}: {key}={value}: {why} (docs/docker.md)")

@@ -72,8 +72,8 @@ class RequestStats:
     def read(self, op: int, path: str | None, reply: bytes) -> None:
         """A read's reply as sent (length prefix, xid, zxid, err, body): its size gives what
         ZooKeeper counts (see the module docstring)."""
-        if path is None or len(reply) < 20 or reply[16:20] != b"\0\0\0\0":
-            return
+        if path is None or len(reply) < 20 or reply[16] or reply[17] or reply[18] or reply[19]:
+            return                               # no node, or an error: ZooKeeper counts nothing
         if op == _GET_DATA:
             n = len(reply) - 24                  # the data and the Stat
         elif op == _EXISTS:

@@ -177,6 +177,11 @@ class StandaloneSequencer:
         self.to_log = []
         return out
 
+    def unlogged(self) -> bool:
+        """Txns prepared since the last drain_log (e.g. admitted by the request throttler when a
+        commit finished a request): the shell logs them on its next turn, not its next tick."""
+        return bool(self.to_log)
+
     def on_log_failed(self, err: int = -1) -> None:
         """The log could not make the unsynced txns durable (disk full, I/O error): none happened."""
         failed = list(self.unsynced)

@@ -46,6 +46,7 @@ class Checker:
         self.acked = 0
         self.applies = 0
         self.reconfigs: list[tuple[int, frozenset]] = []      # (zxid, voters) of committed reconfigs
+        self.restores: dict[int, tuple[int, int]] = {}         # restored tree's zxid -> (digest, tail then)
 
     def fail(self, msg: str) -> None:
         raise SimFailure(msg)
@@ -56,6 +57,11 @@ class Checker:
             d0 = self.digest.setdefault(0, digest)
             if d0 != digest:
                 self.fail(f"server {node.sid}: {what} an empty tree with digest {digest:x} != {d0:x}")
+            return
+        if z in self.restores and z not in self.txn_crc:
+            if self.restores[z][0] != digest:
+                self.fail(f"server {node.sid}: {what} the restored tree at 0x{z:x} with digest {digest:x}, "
+                          f"expected {self.restores[z][0]:x}")
             return
         if z not in self.txn_crc:
             self.fail(f"server {node.sid}: {what} a tree at 0x{z:x}, which no server ever applied")
@@ -73,6 +79,11 @@ class Checker:
     def snapshot_loaded(self, node, tree) -> None:
         self._at(node, tree.last_zxid, tree.digest, "loaded a snapshot of")
         self.pos[node.sid] = tree.last_zxid
+
+    def restored(self, node, tree) -> None:
+        """A leader made a snapshot's tree its own at (new epoch, 0) (the AdminServer's restore),
+        on top of everything committed so far."""
+        self.restores[tree.last_zxid] = (tree.digest, self.tail)
 
     def node_crashed(self, node) -> None:
         pass
@@ -96,6 +107,14 @@ class Checker:
                 self.fail(f"server {node.sid}: digest {tree.digest:x} at 0x{z:x}, others "
                           f"{self.digest[z]:x}")
         else:
+            r = self.restores.get(prev)
+            if prev != self.tail and r is not None and r[1] == self.tail and prev not in self.txn_crc:
+                # the first txn after a restore: the restored tree joins the committed sequence
+                # (a restore nobody builds on is abandoned, and then nobody may build on it later)
+                self.prev[prev] = self.tail
+                self.tail = prev
+                self.txn_crc[prev] = 0
+                self.digest[prev] = r[0]
             if prev != self.tail:
                 self.fail(f"server {node.sid} applied new txn 0x{z:x} after 0x{prev:x}, but the committed "
                           f"sequence ends at 0x{self.tail:x}: the histories forked")

@@ -221,7 +221,8 @@ class SimNode:
                 self.disk.enqueue(("truncate", eff[1]))
                 w.nemesis("truncate", self.sid)
             elif kind == "install_snapshot":
-                self.disk.enqueue(("install", eff[1], eff[2]))
+                data = eff[1] if eff[1] is not None else snapformat.encode_tree(self.core.tree)   # our own tree
+                self.disk.enqueue(("install", data, eff[2]))
                 w.nemesis("install", self.sid)
             elif kind == "role":
                 self.role = eff[1]
@@ -255,6 +256,9 @@ class SimNode:
 
     def snapshot_loaded(self, peer, tree) -> None:
         self.world.checker.snapshot_loaded(self, tree)
+
+    def restored(self, peer, tree) -> None:
+        self.world.checker.restored(self, tree)
 
     def established(self, peer, epoch: int) -> None:
         self.world.checker.established(self, epoch)

@@ -106,6 +106,9 @@ class ScriptNode:
     def snapshot_loaded(self, peer, tree) -> None:
         self.world.checker.snapshot_loaded(self, tree)
 
+    def restored(self, peer, tree) -> None:
+        self.world.checker.restored(self, tree)
+
     def established(self, peer, epoch: int) -> None:
         self.world.checker.established(self, epoch)
         self.world.out(f"  {self.sid}: established epoch {epoch}")
@@ -197,7 +200,7 @@ class ScriptWorld:
             if e[1] in ("warn", "error") and not stable_quiet:
                 self.out(f"  {sid}: {e[1]}: {text}")
             elif text.startswith(("syncing ", "rolled to", "handing off", "stopped: ", "taking over",
-                                  "took over")) or "rolling to epoch" in text or "handed over to" in text:
+                                  "took over", "restore")) or "rolling to epoch" in text or "handed over to" in text:
                 self.out(f"  {sid}: {text}")
             return
         if kind == "role":
@@ -222,8 +225,13 @@ class ScriptWorld:
             self.out(f"  {sid}: truncate after {zx(e[1])}")
             return
         if kind == "install_snapshot":
-            n.disk.enqueue(("install", e[1], e[2]))
+            from coord.core import snapformat
+            data = e[1] if e[1] is not None else snapformat.encode_tree(n.core.tree)   # its own tree (a restore)
+            n.disk.enqueue(("install", data, e[2]))
             self.out(f"  {sid}: install snapshot at {zx(e[2])}")
+            return
+        if kind == "restored":
+            self.out(f"  {sid}: restore {e[1]} answered: " + (f"error: {e[3]}" if e[3] else f"restored at {zx(e[2])}"))
             return
         if kind == "config":
             self.out(f"  {sid}: configuration {zx(e[3])} active: voters {sorted(e[1])}, observers {sorted(e[2])}")
@@ -452,6 +460,22 @@ class ScriptWorld:
         p.closing.pop(leader, None)          # a script does not wait out the reconnect back-off
         p.last_connect.pop(leader, None)
         p._want_links()
+        self.pump(n)
+
+    def cmd_snapshot(self, s):
+        """Keep node s's tree as snapshot bytes, for `restore` (the AdminServer's `snapshot`)."""
+        from coord.core import snapformat
+        self.saved_snapshot = snapformat.encode_tree(self.nodes[int(s)].core.tree)
+        self.out(f"{s}: snapshot of its tree at {zx(self.nodes[int(s)].core.tree.last_zxid)} kept")
+
+    def cmd_restore(self, s):
+        """The AdminServer's `restore` of the kept snapshot, POSTed to node s."""
+        from coord.core import snapformat
+        n = self.nodes[int(s)]
+        tree, _ = snapformat.load_bytes(self.saved_snapshot)
+        self.restore_ids = getattr(self, "restore_ids", 0) + 1
+        why = n.peer.restore(self.saved_snapshot, tree, self.restore_ids)
+        self.out(f"  {s}: restore {self.restore_ids} " + (f"refused: {why}" if why else "under way"))
         self.pump(n)
 
     def cmd_handoff(self, s):

@@ -18,7 +18,7 @@ from kazoo.client import KazooClient
 from kazoo.security import make_digest_acl
 
 from coord.container import env as cenv
-from tests.container.conftest import EntrypointProcess, ZooKeeperFromFile, image_env, run_entrypoint
+from tests.container.conftest import EntrypointProcess, ZooKeeperFromFile, image_env, run_entrypoint, wait_modes
 from tests.support.coord_server import ROOT
 from tests.support.real_zk import RealZooKeeper, four_letter, free_port
 
@@ -272,3 +272,63 @@ def test_a_volume_the_container_user_cannot_read_stops_the_start(tmp_path):
         assert "will not start on an empty tree" in r.stderr
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+# -- bitnami's TLS switches ------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["coord", pytest.param("zookeeper", marks=pytest.mark.realzk)])
+def test_bitnami_tls_quorum_and_client_variables_make_a_tls_ensemble(kind, tmp_path):
+    """Three members from bitnami's variables with ZOO_TLS_QUORUM_ENABLE and ZOO_TLS_CLIENT_ENABLE
+    (key and trust stores as bitnami users pass them): coord serves them through the entrypoint, real
+    ZooKeeper 3.8 from the very zoo.cfg files the entrypoint wrote; both say they run quorum TLS, elect
+    a leader, and a kazoo client writes over TLS on one member and reads on another."""
+    from tests.security.certs import PASSWORD, Pki
+    pki = Pki(tmp_path / "pki")
+    ks, ts = str(pki.key_store("server", "JKS")), str(pki.trust_store("JKS"))
+    key, crt = pki.pem("client")
+    peers = [(free_port(), free_port()) for _ in range(3)]
+    servers = ",".join(f"127.0.0.1:{q}:{e}" for q, e in peers)
+    members = []
+    try:
+        for sid in (1, 2, 3):
+            port, secure = free_port(), free_port()
+            env = {"ALLOW_ANONYMOUS_LOGIN": "yes", "ZOO_SERVER_ID": str(sid), "ZOO_SERVERS": servers,
+                   "ZOO_PORT_NUMBER": str(port), "ZOO_CONF_DIR": str(tmp_path / f"conf{sid}"),
+                   "ZOO_DATA_DIR": str(tmp_path / f"data{sid}"), "ZOO_4LW_COMMANDS_WHITELIST": "srvr, ruok",
+                   "ZOO_TLS_QUORUM_ENABLE": "yes", "ZOO_TLS_QUORUM_KEYSTORE_FILE": ks,
+                   "ZOO_TLS_QUORUM_KEYSTORE_PASSWORD": PASSWORD, "ZOO_TLS_QUORUM_TRUSTSTORE_FILE": ts,
+                   "ZOO_TLS_QUORUM_TRUSTSTORE_PASSWORD": PASSWORD,
+                   "ZOO_TLS_CLIENT_ENABLE": "yes", "ZOO_TLS_PORT_NUMBER": str(secure), "ZOO_TLS_CLIENT_AUTH": "need",
+                   "ZOO_TLS_CLIENT_KEYSTORE_FILE": ks, "ZOO_TLS_CLIENT_KEYSTORE_PASSWORD": PASSWORD,
+                   "ZOO_TLS_CLIENT_TRUSTSTORE_FILE": ts, "ZOO_TLS_CLIENT_TRUSTSTORE_PASSWORD": PASSWORD}
+            if kind == "coord":
+                m = EntrypointProcess(tmp_path / f"run{sid}", env, port).spawn()
+            else:
+                r = run_entrypoint(env, "true")
+                assert r.returncode == 0, r.stderr
+                m = ZooKeeperFromFile(tmp_path / f"zk{sid}", tmp_path / f"conf{sid}" / "zoo.cfg", port,
+                                      ensemble=True)
+                m.jvm_flags = ["-Dzookeeper.root.logger=INFO,CONSOLE"]   # for its quorum TLS line
+                m.start()
+            m.secure_port = secure
+            members.append(m)
+        modes = wait_modes(members, wait=120)
+        assert sorted(modes) == ["follower", "follower", "leader"], modes
+        for m in members:
+            log = m.workdir / ("coord.log" if kind == "coord" else "zookeeper.log")
+            assert "Using TLS encrypted quorum communication" in log.read_text(errors="replace"), log
+        zk = KazooClient(hosts=f"127.0.0.1:{members[0].secure_port}", use_ssl=True, ca=str(pki.ca_pem()),
+                         keyfile=str(key), certfile=str(crt), verify_certs=True, timeout=15)
+        zk.start(timeout=60)
+        zk.create("/bitnami-tls", b"v")
+        zk.stop()
+        zk = KazooClient(hosts=f"127.0.0.1:{members[2].secure_port}", use_ssl=True, ca=str(pki.ca_pem()),
+                         keyfile=str(key), certfile=str(crt), verify_certs=True, timeout=15)
+        zk.start(timeout=60)
+        zk.sync("/bitnami-tls")
+        assert zk.get("/bitnami-tls")[0] == b"v"
+        zk.stop()
+    finally:
+        for m in members:
+            m.stop()

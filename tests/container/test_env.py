@@ -222,7 +222,13 @@ def test_confluent_refusals_name_the_variable(env, message):
     ({"ZOO_DATA_DIR": "data"}, "^ZOO_DATA_DIR: 'data' must be an absolute path"),
     ({"ZOO_DATA_DIR": ""}, "^ZOO_DATA_DIR: empty"),
     ({"ALLOW_EMPTY_PASSWORD": "yes", "ZOO_ENABLE_AUTH": "yes"}, "^ZOO_ENABLE_AUTH=yes: SASL"),
-    ({"ALLOW_EMPTY_PASSWORD": "yes", "ZOO_TLS_CLIENT_ENABLE": "true"}, "^ZOO_TLS_CLIENT_ENABLE=true: TLS"),
+    ({"ALLOW_EMPTY_PASSWORD": "yes", "ZOO_TLS_CLIENT_ENABLE": "true"},
+     "^ZOO_TLS_CLIENT_KEYSTORE_FILE: required with ZOO_TLS_CLIENT_ENABLE=true"),
+    ({"ALLOW_EMPTY_PASSWORD": "yes", "ZOO_TLS_QUORUM_ENABLE": "yes", "ZOO_TLS_QUORUM_KEYSTORE_FILE": "/k.p12"},
+     "^ZOO_TLS_QUORUM_TRUSTSTORE_FILE: required with ZOO_TLS_QUORUM_ENABLE=yes"),
+    ({"ALLOW_EMPTY_PASSWORD": "yes", "ZOO_TLS_QUORUM_ENABLE": "yes", "ZOO_TLS_QUORUM_CLIENT_AUTH": "always",
+      "ZOO_TLS_QUORUM_KEYSTORE_FILE": "/k.p12", "ZOO_TLS_QUORUM_TRUSTSTORE_FILE": "/t.p12"},
+     "^ZOO_TLS_QUORUM_CLIENT_AUTH: 'always'; the allowed values are none, want, need"),
     ({"ALLOW_EMPTY_PASSWORD": "yes", "ZOO_SERVERS": "a:1:2 b:1"}, "^ZOO_SERVERS: 'b:1' should be host:port:port"),
     ({"ALLOW_EMPTY_PASSWORD": "yes", "ZOO_SERVERS": "a:1:2::1 b:1:2::1"}, "^ZOO_SERVERS: server ids repeat"),
     ({"ALLOW_EMPTY_PASSWORD": "yes", "ZOO_PEER_TYPE": "leader"}, "^ZOO_PEER_TYPE: 'leader'"),
@@ -312,3 +318,33 @@ def test_confluent_servers_split_on_semicolons_numbered_from_one(ms, sep):
     p = plan({"ZOOKEEPER_CLIENT_PORT": "2181", "ZOOKEEPER_SERVER_ID": "1", "ZOOKEEPER_SERVERS": sep.join(entries)})
     assert [l for l in lines(p) if l.startswith("server.")] == [f"server.{i}={s}" for i, s in enumerate(entries, 1)]
     assert all(s.client_port is None for s in zoocfg.parse(p.zoo_cfg).servers.values())
+
+
+def test_bitnami_tls_switches_write_the_keys_bitnami_writes():
+    """ZOO_TLS_QUORUM_ENABLE / ZOO_TLS_CLIENT_ENABLE and their companions become the lines bitnami's
+    zookeeper_generate_conf writes, in its order (after the servers, before ZOO_CFG_*), passwords only
+    when set; coord's parser acts on every one of them (client.secure aside: a client property)."""
+    env = {"ALLOW_EMPTY_PASSWORD": "yes", "ZOO_SERVERS": "a:2888:3888,b:2888:3888,c:2888:3888",
+           "ZOO_TLS_CLIENT_ENABLE": "yes", "ZOO_TLS_PORT_NUMBER": "3182", "ZOO_TLS_CLIENT_AUTH": "want",
+           "ZOO_TLS_CLIENT_KEYSTORE_FILE": "/s/c.jks", "ZOO_TLS_CLIENT_KEYSTORE_PASSWORD": "pw1",
+           "ZOO_TLS_CLIENT_TRUSTSTORE_FILE": "/s/ct.jks",
+           "ZOO_TLS_QUORUM_ENABLE": "true", "ZOO_TLS_QUORUM_KEYSTORE_FILE": "/s/q.p12",
+           "ZOO_TLS_QUORUM_KEYSTORE_PASSWORD": "pw2", "ZOO_TLS_QUORUM_TRUSTSTORE_FILE": "/s/qt.p12",
+           "ZOO_TLS_QUORUM_TRUSTSTORE_PASSWORD": "pw3", "ZOO_TLS_QUORUM_KEYSTORE_TYPE": "PKCS12",
+           "ZOO_CFG_sslQuorumReloadCertFiles": "true"}
+    got = lines(plan(env))
+    tail = got[got.index("server.3=c:2888:3888;2181") + 1:]
+    assert tail == [
+        "client.secure=true", "ssl.clientAuth=want", "secureClientPort=3182",
+        "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+        "ssl.keyStore.password=pw1", "ssl.keyStore.location=/s/c.jks", "ssl.trustStore.location=/s/ct.jks",
+        "sslQuorum=true", "ssl.quorum.clientAuth=need", "ssl.quorum.keyStore.location=/s/q.p12",
+        "ssl.quorum.keyStore.password=pw2", "ssl.quorum.trustStore.location=/s/qt.p12",
+        "ssl.quorum.trustStore.password=pw3", "sslQuorumReloadCertFiles=true"]
+    for line in tail:
+        key, _, value = line.partition("=")
+        if key != "client.secure":
+            assert cenv._acted_on(key, value) or key in zoocfg.KNOWN_IGNORED, line
+    off = lines(plan({"ALLOW_EMPTY_PASSWORD": "yes", "ZOO_TLS_QUORUM_ENABLE": "no",
+                      "ZOO_TLS_QUORUM_KEYSTORE_FILE": "/s/q.p12"}))
+    assert not any(l.startswith(("ssl", "sslQuorum", "serverCnxnFactory")) for l in off)

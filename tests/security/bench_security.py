@@ -2,8 +2,9 @@
 
 - requests over TLS (secureClientPort; ZooKeeper on Netty): P client processes, each one TLS
   connection issuing getData of a 100-byte znode back to back for D seconds: ops/s, p50, p99;
-- new connections per second: TLS handshake (client certificate) + session + close; and plain TCP +
-  session + SASL DIGEST-MD5 login (pure-sasl, two round trips) + close; one client process each;
+- new connections per second: TLS handshake (client certificate) + session + close; plain TCP +
+  session + SASL DIGEST-MD5 login (pure-sasl, two round trips) + close; and plain TCP + session +
+  close, the base that SASL adds its two round trips to; one client process each;
 - with --gssapi, also plain TCP + session + SASL GSSAPI login (three round trips: AP-REQ, layer
   offer, layer choice; the client's service ticket cached as the Java client caches it) + close,
   against a second pair configured with Krb5LoginModule and a real MIT KDC (tests.support.kdc).
@@ -107,22 +108,29 @@ def main() -> None:
                 steps = login(c, "jaasuser", USERS["jaasuser"])
                 assert steps[-1].err == 0
                 c.close_socket()
+
+            def plain_connect(port=srv.client_port):
+                session("127.0.0.1", port).close_socket()
             runs[name].append((ops, p50, p99, bench_connects(tls_connect, a.seconds / 2),
-                               bench_connects(sasl_connect, a.seconds / 2)))
+                               bench_connects(sasl_connect, a.seconds / 2),
+                               bench_connects(plain_connect, a.seconds / 2)))
     finally:
         pair.stop()
     # Rounds alternate between the servers, so a burst of load from elsewhere hits both; medians.
-    rows = {name: tuple(_pct([r[i] for r in rs], 0.5) for i in range(5)) for name, rs in runs.items()}
+    rows = {name: tuple(_pct([r[i] for r in rs], 0.5) for i in range(6)) for name, rs in runs.items()}
     for name, rs in runs.items():
         for r in rs:
             print(f"# {name:10} " + " ".join(f"{v:.2f}" for v in r))
-    heads = ("TLS getData ops/s", "TLS p50 ms", "TLS p99 ms", "TLS connects/s", "SASL connects/s")
+    heads = ("TLS getData ops/s", "TLS p50 ms", "TLS p99 ms", "TLS connects/s", "SASL connects/s",
+             "plain connects/s")
     print(f"{'':12}" + "".join(f"{h:>20}" for h in heads))
     for name, r in rows.items():
         print(f"{name:12}" + "".join(f"{v:>20.2f}" for v in r))
     z, c = rows["zookeeper"], rows["coord"]
-    ratios = [c[0] / z[0], z[1] / c[1], z[2] / c[2], c[3] / z[3], c[4] / z[4]]
+    ratios = [c[0] / z[0], z[1] / c[1], z[2] / c[2], c[3] / z[3], c[4] / z[4], c[5] / z[5]]
     print(f"{'ratio':12}" + "".join(f"{v:>20.2f}" for v in ratios) + "   (coord vs ZooKeeper, >1 = coord better)")
+    for name, r in rows.items():   # what the login adds to a plain connect, per connect
+        print(f"{name}: SASL adds {1e3 / r[4] - 1e3 / r[5]:.2f} ms to a plain connect's {1e3 / r[5]:.2f} ms")
 
 
 def bench_gssapi(d: Path, seconds: float, rounds: int) -> None:

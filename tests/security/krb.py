@@ -124,10 +124,12 @@ class GssClient:
         return self.ctx.wrap(plain, False).message
 
 
-def gss_login(c, principal: str, *, qop: int = 1, authzid: str = "", record: list | None = None) -> list[Step]:
+def gss_login(c, principal: str, *, qop: int = 1, authzid: str = "", record: list | None = None,
+              service: str = f"zookeeper@{SERVICE_HOST}") -> list[Step]:
     """The whole exchange on a raw session (tests.compat.rawclient), as the Java client runs it:
-    AP-REQ, empty token after the AP-REP, then the chosen layer. `record` gets the tokens sent."""
-    cli = GssClient(principal)
+    AP-REQ, empty token after the AP-REP, then the chosen layer. `record` gets the tokens sent;
+    `service` is the server's host-based name (zookeeper@<the host the client connected to>)."""
+    cli = GssClient(principal, service)
     steps = []
 
     def send(tok):

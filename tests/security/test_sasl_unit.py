@@ -11,6 +11,7 @@ from puresasl.client import SASLClient
 
 from coord.aio import zoocfg
 from coord.aio.jaas import JaasError, parse, server_users
+from coord.core import digest_md5
 from coord.core.digest_md5 import response_value
 from coord.core.sasl import AUTHFAILED, SaslConfig, SaslExchange, authorized_id, kerberos_valid
 
@@ -168,3 +169,43 @@ def test_bad_jvm_flag_names_the_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("SERVER_JVMFLAGS", "-Dzookeeper.kerberos.removeHostFromPrincipal=TRUE")
     with pytest.raises(zoocfg.ConfigError, match="SERVER_JVMFLAGS"):
         zoocfg.load(_write(tmp_path, ""))
+
+
+_PIECES = [b"username", b"USERNAME", b"realm", b"nonce", b"cnonce", b"x-unknown", b"qop", b"=", b"=", b'"',
+           b'"', b",", b",", b" ", b"\t", b"\\", b"abc", b"z=z", b"\xc3\xa9", b"", b'"zk-sasl-md5"']
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=14) | st.binary(max_size=80))
+def test_fast_directive_parse_matches_the_exact_parser(parts):
+    """The one-regex parse of a plain digest-response gives what the byte-wise parser (the JDK's
+    rules) gives, or declines; so whitespace, escapes, repeats and errors stay the JDK's."""
+    buf = parts if isinstance(parts, bytes) else b"".join(parts)
+    fast = digest_md5._parse_plain(buf)
+    try:
+        exact = digest_md5._parse_directives(buf)
+    except digest_md5.SaslFailure:
+        assert fast is None
+        return
+    assert fast is None or fast == exact
+    assert digest_md5.parse_directives(buf) == exact
+
+
+def test_fast_directive_parse_takes_what_clients_send():
+    """pure-sasl's and the Java client's digest-responses take the fast path."""
+    py = (b'username="jaasuser",realm="zk-sasl-md5",nonce="' + NONCE + b'",cnonce="' + CNONCE
+          + b'",nc=00000001,qop=auth,digest-uri="zookeeper/zk-sasl-md5",response=4e819c4ab2a8057b7e841e5449fe53ed')
+    java = (b'charset=utf-8,username="kafka",realm="zk-sasl-md5",nonce="' + NONCE + b'",nc=00000001,cnonce="'
+            + CNONCE + b'",digest-uri="zookeeper/zk-sasl-md5",maxbuf=65536,response=4e819c4ab2a8057b7e8,qop=auth')
+    for buf in (py, java):
+        assert digest_md5._parse_plain(buf) == digest_md5._parse_directives(buf)
+        assert digest_md5._parse_plain(buf)["nonce"] == NONCE
+
+
+def test_nonce_pool_gives_fresh_jdk_shaped_nonces():
+    from coord.aio.nonces import NoncePool
+    pool = NoncePool(batch=4)
+    got = [pool() for _ in range(10)]   # across two refills
+    assert len(set(got)) == 10
+    for n in got:
+        assert len(n) == 40 and len(base64.b64decode(n, validate=True)) == 30

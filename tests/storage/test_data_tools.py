@@ -4,6 +4,7 @@ and TxnLogToolkit where Debian's jars run them."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -262,3 +263,59 @@ def test_zookeeper_data_dir_tools(tmp_path):
         "org.apache.zookeeper.server.persistence.TxnLogToolkit", "--dump", str(tmp_path / "fixed.log")))
     assert m and int(m.group(1)) == len(ours)
     assert bad.read_bytes() == bytes(data)  # the original untouched
+
+
+def _chop_dir_scenario(srv, tmp_path, start_again):
+    """Writes enough for several log files and snapshots, chops the data dir at a zxid in the
+    middle, and serves it: exactly the znodes created up to that zxid, later files set aside."""
+    czxid = {}
+    srv.start()
+    zk = KazooClient(srv.connect_string)
+    zk.start(15)
+    try:
+        zk.create("/c")
+        for i in range(300):
+            zk.create(f"/c/n{i:03d}", b"v")
+            czxid[i] = zk.exists(f"/c/n{i:03d}").czxid
+    finally:
+        zk.stop()
+    srv.stop()
+    v2 = srv.data_dir / "version-2"
+    logs = sorted(p.name for p in v2.glob("log.*"))
+    snaps = sorted(p.name for p in v2.glob("snapshot.*"))
+    assert len(logs) >= 2 and len(snaps) >= 2, (logs, snaps)
+    # the zxid to cut at: inside the last log but one, with a later log and a later snapshot
+    starts = sorted(int(n.split(".")[1], 16) for n in logs)
+    lo, hi = starts[-2], starts[-1]
+    cut = next(i for i in sorted(czxid) if lo < czxid[i] < hi and czxid[i] + 5 < hi)
+    assert any(int(n.split(".")[1], 16) > czxid[cut] for n in snaps), (snaps, czxid[cut])
+    r = coord_cli("data", "chop-log", str(srv.data_dir), "--zxid", hex(czxid[cut]))
+    assert "set aside as orig-" in r.stdout, r.stdout
+    left = [p.name for p in v2.iterdir() if p.name.startswith(("log.", "snapshot."))]
+    assert all(int(n.split(".")[1], 16) <= czxid[cut] for n in left), left
+    assert any(n.startswith("orig-snapshot.") for n in os.listdir(v2)), os.listdir(v2)
+    bad = coord_cli("data", "chop-log", str(srv.data_dir), "--zxid", "0x1", "--out", str(tmp_path / "x"), check=False)
+    assert bad.returncode == 2 and "in place" in bad.stderr, bad.stderr
+    start_again()
+    zk = KazooClient(srv.connect_string)
+    zk.start(15)
+    try:
+        assert sorted(zk.get_children("/c")) == [f"n{i:03d}" for i in range(cut + 1)]
+        zk.create("/c/after", b"")
+    finally:
+        zk.stop()
+        srv.stop()
+
+
+def test_chop_log_on_a_coord_data_dir(tmp_path):
+    srv = CoordProcess(tmp_path / "c", force_sync=True, extra_cfg={"snapCount": "60"})
+    _chop_dir_scenario(srv, tmp_path, srv.start)
+
+
+@pytest.mark.realzk
+def test_chop_log_on_a_zookeeper_data_dir(tmp_path):
+    """The same on real ZooKeeper 3.8's files, and ZooKeeper itself serves the chopped dir. (Its
+    snapshots are fuzzy: one named at or before the zxid may hold a few later txns; here the
+    writes are sequential, so a snapshot's name is its exact state.)"""
+    srv = RealZooKeeper(tmp_path / "zk", force_sync=True, extra_cfg={"snapCount": "60"})
+    _chop_dir_scenario(srv, tmp_path, srv.start)

@@ -136,6 +136,17 @@ class Kdc:
         subprocess.run([KINIT, "-k", "-t", str(keytab), "-c", f"FILE:{ccache}", *life, self.principal(name)],
                        env=self.env(), check=True, capture_output=True, timeout=30)
 
+    def trust(self, other: "Kdc", password: str = "coord-cross-realm") -> None:
+        """Cross-realm trust: principals of `other`'s realm get tickets for this realm's services
+        (krbtgt/<this realm>@<other realm>, the same key in both databases), and this krb5.conf
+        names `other`'s KDC too (clients and servers of this realm read it)."""
+        name = f"krbtgt/{self.realm}@{other.realm}"
+        for k in (self, other):
+            k.kadmin(f"addprinc -pw {password} {name}")
+        text = self.krb5_conf.read_text()
+        self.krb5_conf.write_text(text.replace(
+            "[domain_realm]\n", f"    {other.realm} = {{\n        kdc = 127.0.0.1:{other.port}\n    }}\n[domain_realm]\n", 1))
+
     def stop(self) -> None:
         if self.proc is not None:
             stop_process(self.proc, signal.SIGTERM)

@@ -24,7 +24,7 @@ class ObservedEnsemble:
     address the i-th observer (0: the first)."""
 
     def __init__(self, workdir: Path, kind: str, *, observers: int = 1, voter_cfg: dict | None = None,
-                 static_join: bool = True):
+                 static_join: bool = True, observer_cfg: dict | None = None):
         """static_join=False: the voters' zoo.cfg do not name the observers (they join by reconfig)."""
         assert kind in KINDS
         self.workdir = Path(workdir)
@@ -37,6 +37,7 @@ class ObservedEnsemble:
         if not static_join:
             self.voters.servers.update(self.observer_specs)   # what the observers' own zoo.cfg name
         self.observers: list = [None] * observers
+        self.observer_cfg = dict(observer_cfg or {})   # zoo.cfg keys both kinds of observer get
 
     @property
     def oc(self) -> int:
@@ -62,6 +63,7 @@ class ObservedEnsemble:
         """The voters' zoo.cfg (their keys and server lines), plus the one key coord needs."""
         cfg = {"tickTime": "2000", "initLimit": "10", "syncLimit": "5", "coord.peerProtocol": "zookeeper"}
         cfg.update({f"server.{sid}": spec for sid, spec in self.voters.servers.items()})
+        cfg.update(self.observer_cfg)
         return cfg
 
     def start_observer(self, wait: float = 60.0, i: int = 0) -> None:
@@ -74,7 +76,8 @@ class ObservedEnsemble:
             (obs.data_dir / "myid").write_text(f"{sid}\n")
             obs.start()
         else:
-            obs = RealZooKeeper(d, port, myid=sid, servers=self.voters.servers, extra_cfg={"peerType": "observer"})
+            obs = RealZooKeeper(d, port, myid=sid, servers=self.voters.servers,
+                                extra_cfg={"peerType": "observer", **self.observer_cfg})
             obs.start()
         self.observers[i] = obs
         self.wait_observing(wait, i)

@@ -184,3 +184,41 @@ def test_committed_records_not_ending_at_the_tree_are_ignored():
     p.start(0, 0, DurableState(1, 1, recs[-1][0].zxid, 0, committed=recs[:3], committed_base=0))
     assert len(p.history) == 0 and p.history.base == (1 << 32) | 4
     assert any(e[0] == "log" and "ignored" in e[2] for e in p.drain_effects())
+
+
+def test_taking_over_a_serving_core_leads_without_an_election_and_answers_what_it_held():
+    """A coord observer of a ZooKeeper ensemble taking over (coord.aio.zkobserver): the peer starts
+    over a core that serves a client, leads at once (no looking), keeps the client's connection and
+    commits the write the client asked while nothing led, in an epoch above the old one."""
+    from coord.core.scratch import logged
+    from coord.core.zab.sequencer import IdleSequencer
+    core = ServerCore(CoreConfig(server_id=1, tick_ms=100))
+    core.start(0, 0)
+    core.connection_made(1, "10.0.0.1:1")
+    core.frame(1, R.ConnectRequest(0, 0, 4000, 0, b"\0" * 16).encode())
+    logged(core)
+    core.drain()
+    held = []
+
+    class Holding(IdleSequencer):
+        decides_expiry = False
+
+        def submit(self, request):
+            held.append(request)
+    core.sequencer = Holding(None)
+    core.frame(1, R.RequestHeader(7, 1).encode()
+               + R.CreateRequest("/held", b"v", [R.ACL(31, R.Id("world", "anyone"))], 0).encode())
+    assert len(held) == 1 and not core.drain()[0]
+    last = core.tree.last_zxid
+    p = QuorumPeer(1, {1: ("host", 2889)}, {}, core, ZabConfig(tick_ms=100))
+    p.start_taking_over(0, 0, DurableState(accepted_epoch=1, current_epoch=1, last_logged_zxid=last), 1, held, [],
+                        serving=True)
+    eff = p.drain_effects()
+    assert p.state == "leading" and core.serving and ("role", "looking") not in eff and ("role", "leading") in eff
+    for e in eff:
+        if e[0] == "persist_epochs":
+            p.epochs_persisted(e[1], e[2])
+    drive_alone(p)
+    out, closing = core.drain()
+    assert 1 not in closing and core.tree.nodes["/held"].czxid >> 32 == 2
+    assert len(out[1]) == 1 and int.from_bytes(out[1][0][4:8], "big", signed=True) == 7   # the reply, xid 7

@@ -231,3 +231,66 @@ def test_a_fuzzy_snap_is_written_again_once_a_txn_verifies():
     assert obs.zk_digest.value == tree_digest(leader) == tree_digest(obs.core.tree)
     snaps = [e[1] for e in obs.disk if e[0] == "snapshot"]
     assert snaps == [snap_zxid, make_zxid(EPOCH, 3)]
+
+
+def serving_with_client(hold_ms: int):
+    """An observer serving one client whose session (0x55) the leader's SNAP holds; returns it."""
+    from coord.core.sessions import session_password
+    leader = DataTree()
+    obs = registered()
+    obs.hold_ms = hold_ms
+    obs.data(packet(Q.SNAP, 0) + wire_snapshot(leader, {0x55: 10000}) + packet(Q.NEWLEADER, make_zxid(EPOCH, 0))
+             + packet(Q.UPTODATE, -1))
+    sent(obs)
+    core = obs.core
+    core.connection_made(1, "127.0.0.1:5001")
+    core.frame(1, R.ConnectRequest(0, 0, 10000, 0x55, session_password(0x55)).encode() + b"\x00")
+    (reval,) = sent(obs)
+    assert reval.type == Q.REVALIDATE
+    obs.data(packet(Q.REVALIDATE, -1, struct.pack(">q?", 0x55, True)))
+    core.drain()
+    assert core.conns[1].established
+    return obs
+
+
+def set_data(core, xid, value):
+    core.frame(1, R.RequestHeader(xid, 5).encode() + R.SetDataRequest("/", value, -1).encode())
+
+
+def test_lost_leader_holds_clients_and_their_writes_for_the_take_over():
+    obs = serving_with_client(hold_ms=5000)
+    core = obs.core
+    set_data(core, 1, b"forwarded")
+    (req,) = sent(obs)
+    assert req.type == Q.REQUEST
+    obs.link_down("the ZooKeeper servers were stopped")
+    assert obs.phase == "holding" and core.serving and 1 in core.conns and not core.conns[1].closing
+    set_data(core, 2, b"held")                      # no leader: held, not forwarded, not failed
+    core.frame(1, R.RequestHeader(3, 11).encode())  # a ping: answered here, in order after the writes
+    assert sent(obs) == []
+    out, closing = core.drain()
+    assert 1 not in closing and out.get(1, []) == []
+    core.set_time(0, core.mono_ms + 4000)
+    obs.tick()
+    assert obs.phase == "holding"
+    requests, syncs, revals = obs.handed_over()
+    assert [(r.cxid, r.req.data) for r in requests] == [(1, b"forwarded"), (2, b"held")]
+    assert syncs == [] and revals == [] and obs.phase == "taken over"
+    obs.link_down("again")                          # the link's own close after the hand-over: nothing
+    assert core.serving and not core.conns[1].closing
+
+
+def test_a_hold_nobody_takes_over_closes_the_clients_as_zookeeper_does():
+    obs = serving_with_client(hold_ms=2000)
+    core = obs.core
+    obs.link_down("leader gone")
+    core.set_time(0, core.mono_ms + 2000)
+    obs.tick()
+    assert obs.phase == "idle" and not core.serving and core.conns[1].closing
+    obs = serving_with_client(hold_ms=2000)        # a new ZooKeeper leader found meanwhile: re-sync
+    obs.link_down("leader gone")
+    obs.link_up(2)
+    assert obs.phase == "registering" and not obs.core.serving and obs.core.conns[1].closing
+    obs = serving_with_client(hold_ms=0)           # no hold asked: closed at once
+    obs.link_down("leader gone")
+    assert not obs.core.serving and obs.core.conns[1].closing

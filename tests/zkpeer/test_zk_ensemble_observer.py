@@ -11,6 +11,7 @@ import time
 import pytest
 from kazoo.client import KazooClient
 
+from tests.support.real_zk import four_letter
 from tests.support.zk_observer import KINDS, ObservedEnsemble, zk_tree_digest
 
 pytestmark = pytest.mark.realzk
@@ -241,7 +242,8 @@ def test_join_by_dynamic_reconfig(kind, tmp_path):
     """The voters run with reconfigEnabled and do not name the observer; `reconfig -add` of its
     :observer line lets it in (the observer starts from a zoo.cfg naming the voters and itself)."""
     obs = ObservedEnsemble(tmp_path, kind, static_join=False,
-                           voter_cfg={"reconfigEnabled": "true", "skipACL": "yes"})
+                           voter_cfg={"reconfigEnabled": "true", "skipACL": "yes"},
+                           observer_cfg={"reconfigEnabled": "true"})
     obs.start()
     try:
         c = client(obs.voters.connect_string)
@@ -256,12 +258,36 @@ def test_join_by_dynamic_reconfig(kind, tmp_path):
         via.create("/written-through-the-joined-observer", b"3")
         c.sync("/")
         assert c.get("/written-through-the-joined-observer")[0] == b"3"
+        # A reconfig committed while observing becomes the observer's view of the ensemble (its
+        # `conf` membership: whom it looks for a leader among, and whom a take-over makes members),
+        # as ZooKeeper's observer activates it (INFORMANDACTIVATE).
+        assert conf_members(obs) == [1, 2, 3, 4]
+        leader = obs.voters.leader()
+        gone = next(m.myid for m in obs.voters.members if m is not leader)   # a follower: no election
+        at_leader = client(leader.connect_string)
+        data, _ = at_leader.reconfig(joining=None, leaving=str(gone), new_members=None)
+        at_leader.stop()
+        assert f"server.{gone}=".encode() not in data
+        wait_until(lambda: conf_members(obs) == sorted({1, 2, 3, 4} - {gone}),
+                   f"the observer's membership without server {gone}", 30)
+        if kind == "coord":
+            version = next(ln.split("=", 1)[1] for ln in data.decode().splitlines() if ln.startswith("version="))
+            assert obs.observer_mntr()["zk_zkpeer_config_version"] == f"0x{version}"
+        via.sync("/")
+        assert via.get("/zookeeper/config")[0] == data
+        via.create("/after-reconfig", b"4")
         via.stop()
         c.stop()
         ours, theirs = digests_equal(obs, obs.voters.leader().connect_string)
         assert ours == theirs
     finally:
         obs.stop()
+
+
+def conf_members(obs: ObservedEnsemble) -> list[int]:
+    """The server ids in the observer's `conf` membership (ZooKeeper's QuorumVerifier, coord's view)."""
+    text = four_letter("127.0.0.1", obs.oc, "conf", 2.0)
+    return sorted(int(ln.split("=", 1)[0][len("server."):]) for ln in text.splitlines() if ln.startswith("server."))
 
 
 @pytest.mark.slow

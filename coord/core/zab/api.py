@@ -46,6 +46,9 @@ Effects (tuples; first field is the kind)
                                              newest snapshot, then drop every log record after zxid
                                              (the log continues from the snapshot); then
                                              snapshot_installed(zxid)
+                                             data None: write the core's own tree (a leader's
+                                             restored tree, at zxid), however the driver snapshots
+    ("restored", request_id, zxid, error)    the answer to QuorumPeer.restore (error None: restored)
     ("role", name)                           "looking" | "leading" | "following" | "observing" |
                                              "removed" (a reconfig took us out), for srvr/mntr
     ("config", voters, observers, version)   a configuration became active (dynamic reconfiguration):

@@ -45,6 +45,17 @@ The successor leads without an election and the others follow it, everyone keepi
 the new epoch still goes through discovery and synchronisation, so safety rests where it always
 did (docs/zab.md, "Graceful leader handoff"). A learner that does not take part (a lost HANDOFF, a
 successor that dies) falls back to an election.
+
+Restore (the AdminServer's `restore`, asked of any member: a learner forwards it as RESTORE): the
+whole ensemble takes the snapshot's tree, consistently. New writes are held; once everything
+proposed is committed, the leader runs an epoch roll; when a quorum has promised the new epoch E it
+stops serving, makes the snapshot's tree its own at zxid (E, 0) (above everything committed, in an
+epoch no other leader can ever use), writes it as a snapshot (`install_snapshot`), and syncs every
+learner from it: their last zxids are not in its history, so each gets a SNAP. The usual NEWLEADER
+rule then answers the restore: ACKNEWLEADER from a quorum means a quorum holds the restored tree
+durable (learners ack only after `snapshot_installed` and currentEpoch E are on disk). The held
+writes then run on the restored tree. A leader that loses its quorum first answers "outcome
+unknown": whoever leads next syncs everyone from its own history, restored or not, never a mix.
 """
 from __future__ import annotations
 
@@ -128,10 +139,13 @@ class LeaderRole:
         self.local_syncs: deque = deque()
         self.remote_syncs: deque = deque()
         self.next_ping = 0
+        self.restore_pending = None      # (tree, origin sid or None, request id): a restore asked for
+        self.restoring = False           # the epoch roll running now installs it
+        self.restore_rx: dict = {}       # learner sid -> (request id, SnapshotReceiver): RESTORE chunks
         self.handlers = {
             M.FollowerInfo: self.on_followerinfo, M.AckEpoch: self.on_ackepoch,
             M.AckNewLeader: self.on_acknewleader, M.Ack: self.on_ack, M.Request: self.on_request,
-            M.SyncReq: self.on_syncreq, M.Pong: self.on_pong,
+            M.SyncReq: self.on_syncreq, M.Pong: self.on_pong, M.Restore: self.on_restore,
         }
 
     @property
@@ -155,6 +169,13 @@ class LeaderRole:
         self.local_syncs.clear()
         self.remote_syncs.clear()
         self.pending = []
+        if self.restore_pending is not None:
+            _, origin, rid = self.restore_pending
+            self.restore_pending = None
+            why = ("the leader stepped down while restoring: outcome unknown (every member ends with "
+                   "the tree of whoever leads next)" if self.restoring else "the leader stepped down before restoring")
+            if origin is None:
+                self.peer.effects.append(("restored", rid, 0, why))
 
     def step(self, sender: int, msg) -> None:
         h = self.handles.get(sender)
@@ -176,6 +197,7 @@ class LeaderRole:
         pass
 
     def on_link_down(self, sid: int) -> None:
+        self.restore_rx.pop(sid, None)
         h = self.handles.pop(sid, None)
         if h is not None:
             self._end_stream(h)
@@ -197,6 +219,7 @@ class LeaderRole:
             self._try_handoff()
             if peer.role is not self:
                 return
+        self._maybe_start_restore()
         if now >= self.next_ping:
             self.next_ping = now + cfg.ping_ms
             ping = M.Ping(self.commit_zxid)
@@ -291,6 +314,8 @@ class LeaderRole:
             return
         self._flush_proposals()
         self.phase = NEWLEADER
+        if self.restoring:
+            self._install_restore()
         self.newleader_zxid = self.peer.last_zxid
         self.peer.log("info", f"epoch {self.new_epoch} promised by {sorted(self.epoch_acks)}; syncing to "
                               f"0x{self.newleader_zxid:x}")
@@ -437,6 +462,8 @@ class LeaderRole:
         elif was_rolling:
             peer.log("info", f"rolled to epoch {self.new_epoch} without leaving service")
         self._complete_syncs()
+        if self.restoring:
+            self._answer_restore(z, "")
         held = self.held
         self.held = deque()
         for req in held:
@@ -448,7 +475,7 @@ class LeaderRole:
         core = self.core
         if self.handing_off:
             return          # its learner forwards it again to our successor; our own clients reconnect
-        if self.phase != BROADCAST or self.rolling:
+        if self.phase != BROADCAST or self.rolling or self.restore_pending is not None:
             if len(self.held) >= self.cfg.max_held_requests:
                 peer.log("warn", "too many writes held during an epoch change; dropping one")
                 return
@@ -502,12 +529,14 @@ class LeaderRole:
         self._maybe_commit()
         if self.handing_off:
             self._try_handoff()
+        self._maybe_start_restore()
 
     def on_log_truncated(self, zxid: int) -> None:
         pass
 
     def on_snapshot_installed(self, zxid: int) -> None:
-        pass
+        if self.phase == NEWLEADER:          # our restored tree is on disk (see _install_restore)
+            self._maybe_persist_current()
 
     def on_ack(self, sid: int, m: M.Ack) -> None:
         h = self.handles[sid]
@@ -521,6 +550,7 @@ class LeaderRole:
             self._maybe_commit()
             if self.handing_off:
                 self._try_handoff()
+            self._maybe_start_restore()
 
     def _maybe_commit(self) -> None:
         if not self.established:
@@ -613,7 +643,7 @@ class LeaderRole:
             tracker.touch(s, now)
 
     # -- epoch roll -----------------------------------------------------------------------------------
-    def start_roll(self, min_epoch: int = 0) -> None:
+    def start_roll(self, min_epoch: int = 0, why: str = "") -> None:
         if self.rolling:
             return
         peer = self.peer
@@ -621,8 +651,8 @@ class LeaderRole:
         self.rolling = True
         peer.stats.epoch_rolls += 1
         e = max(peer.promised_epoch + 1, peer.current_epoch + 1, min_epoch)
-        why = (f"zxid counter at its limit (0x{self.core.next_zxid_counter:x})" if not min_epoch
-               else "a learner promised a later epoch")
+        why = why or (f"zxid counter at its limit (0x{self.core.next_zxid_counter:x})" if not min_epoch
+                      else "a learner promised a later epoch")
         peer.log("info", f"{why}: rolling to epoch {e}")
         self.new_epoch = e
         self.phase = ACCEPTING
@@ -638,6 +668,92 @@ class LeaderRole:
             elif h.phase != H_INFO:
                 self.drop(h.sid, "epoch roll while it was still syncing")
         peer.persist_epochs(e, peer.current_epoch)
+
+    # -- restore --------------------------------------------------------------------------------------
+    def request_restore(self, tree, origin: int | None, req_id: int) -> str:
+        """Restore the ensemble to `tree` (docstring above); "" when under way, else why not. The
+        answer comes later: a `("restored", req_id, zxid, error)` effect (origin None) or RESTORED."""
+        if self.handing_off:
+            return "the leader is stopping; ask again once a new leader serves"
+        if self.restore_pending is not None:
+            return "a restore is already in progress"
+        if not self.established or self.phase != BROADCAST or self.rolling:
+            return "the leader is changing epochs; ask again in a moment"
+        self.restore_pending = (tree, origin, req_id)
+        self.peer.log("info", f"restore asked ({'here' if origin is None else f'by {origin}'}): "
+                              f"{len(tree.nodes)} znodes, {len(tree.sessions)} sessions; holding new writes")
+        self._maybe_start_restore()
+        return ""
+
+    def on_restore(self, sid: int, m: M.Restore) -> None:
+        """A chunk of a restore a learner forwards; built into a tree as it arrives (as a SNAP is),
+        so no single message stalls the leader for a whole tree."""
+        got = self.restore_rx.get(sid)
+        if m.offset == 0:
+            got = self.restore_rx[sid] = (m.req_id, snapformat.SnapshotReceiver())
+        if got is None or got[0] != m.req_id or m.offset != len(got[1]):
+            if got is not None and got[0] == m.req_id:
+                self.restore_rx.pop(sid, None)
+                self.peer.send(sid, M.Restored(m.req_id, 0, "restore chunks out of order"))
+            return
+        rx = got[1]
+        if m.total > self.cfg.max_snapshot_bytes:
+            self.restore_rx.pop(sid, None)
+            self.peer.send(sid, M.Restored(m.req_id, 0, f"snapshot of over {self.cfg.max_snapshot_bytes} bytes"))
+            return
+        try:
+            rx.feed(m.data)
+            if len(rx) < m.total:
+                return
+            self.restore_rx.pop(sid, None)
+            tree, _info = rx.finish()
+        except Exception as e:        # noqa: BLE001 - the learner checked it; any failure is a bad body
+            self.restore_rx.pop(sid, None)
+            self.peer.send(sid, M.Restored(m.req_id, 0, f"not a usable snapshot: {e}"))
+            return
+        if not self.handles[sid].uptodate:
+            self.peer.send(sid, M.Restored(m.req_id, 0, "the leader is not ready for it yet"))
+            return
+        why = self.request_restore(tree, sid, m.req_id)
+        if why:
+            self.peer.send(sid, M.Restored(m.req_id, 0, why))
+
+    def _maybe_start_restore(self) -> None:
+        """Roll the epoch for a restore once everything proposed so far is committed."""
+        if self.restore_pending is None or self.restoring or self.rolling or self.handing_off \
+                or self.phase != BROADCAST or self.pending or self.commit_zxid < self.peer.last_zxid \
+                or self.peer.membership.pending or self.peer.role is not self:
+            return
+        self.restoring = True
+        self.start_roll(why="restoring the ensemble from a snapshot")
+
+    def _install_restore(self) -> None:
+        """A quorum promised the new epoch: the snapshot's tree becomes ours at (epoch, 0), durable
+        before our NEWLEADER counts (durable_to waits for `snapshot_installed`)."""
+        peer = self.peer
+        core = self.core
+        tree = self.restore_pending[0]
+        z = make_zxid(self.new_epoch, 0)
+        tree.last_zxid = z
+        node = tree.nodes.get("/zookeeper/config")
+        if node is not None and core.config.config_data:
+            node.data = core.config.config_data    # the ensemble keeps its own membership
+        peer.stop_serving("the tree is being restored from a snapshot")
+        if peer.listener is not None:
+            peer.listener.restored(peer, tree)
+        peer.replace_tree(tree)
+        peer.install_snapshot(None, z)      # the driver writes our tree (a forked snapshot: no stall here)
+        peer.log("info", f"restore: the snapshot's tree is ours at 0x{z:x}; every learner syncs from it by SNAP")
+
+    def _answer_restore(self, z: int, error: str) -> None:
+        _, origin, rid = self.restore_pending
+        self.restore_pending = None
+        self.restoring = False
+        self.peer.log("info", f"restore established at 0x{z:x} on a quorum")
+        if origin is None:
+            self.peer.effects.append(("restored", rid, z, error or None))
+        elif origin in self.handles:
+            self.peer.send(origin, M.Restored(rid, z, error))
 
     # -- handoff --------------------------------------------------------------------------------------
     def begin_handoff(self) -> None:

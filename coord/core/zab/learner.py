@@ -74,6 +74,7 @@ class LearnerRole:
         self.held: list = []           # writes and sync()s waiting for UPTODATE (after a handoff)
         self.next_sync_id = 1
         self.syncs: dict[int, tuple[int, object]] = {}
+        self.restores: set[int] = set()   # AdminServer restores forwarded to the leader, unanswered
         # Session deadlines as last reported to the leader; starting from today's, so that only our
         # clients' activity from now on is reported (see _touched).
         self.reported: dict[int, int] = self._deadlines()
@@ -82,6 +83,7 @@ class LearnerRole:
             M.Snap: self.on_snap, M.NewLeader: self.on_newleader, M.UpToDate: self.on_uptodate,
             M.Proposal: self.on_proposal, M.Commit: self.on_commit, M.Inform: self.on_inform,
             M.Ping: self.on_ping, M.SyncReply: self.on_syncreply, M.Handoff: self.on_handoff,
+            M.Restored: self.on_restored,
         }
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -96,6 +98,10 @@ class LearnerRole:
             self.peer.disconnect(self.leader, "no longer following it")
         self.syncs.clear()
         self.snap_rx = None
+        for rid in sorted(self.restores):
+            self.peer.effects.append(("restored", rid, 0, f"lost leader {self.leader} before it answered "
+                                                          "the restore: outcome unknown"))
+        self.restores.clear()
 
     def want_links(self) -> None:
         if self.leader not in self.peer.links:
@@ -462,6 +468,24 @@ class LearnerRole:
     def carry(self, requests, syncs) -> None:
         """A previous role's unanswered writes and sync()s: sent to our leader after its UPTODATE."""
         self.held = [("w", r, None) for r in requests] + [("s", c, p) for c, p in syncs]
+
+    # -- restore (leader.py, "Restore") ---------------------------------------------------------------
+    def request_restore(self, data: bytes, req_id: int) -> str:
+        """Forward an AdminServer restore to the leader; "" when sent, else why not."""
+        if self.phase != BROADCAST or self.rolling:
+            return "this member is not synced with a leader; ask again in a moment"
+        if len(data) > self.cfg.max_snapshot_bytes:
+            return f"a snapshot of {len(data)} bytes is over max_snapshot_bytes ({self.cfg.max_snapshot_bytes})"
+        self.restores.add(req_id)
+        step = self.cfg.snap_chunk_bytes
+        for off in range(0, len(data), step):        # chunks, as a SNAP: the leader builds as they come
+            self.peer.send(self.leader, M.Restore(req_id, len(data), off, data[off:off + step]))
+        return ""
+
+    def on_restored(self, m: M.Restored) -> None:
+        if m.req_id in self.restores:
+            self.restores.discard(m.req_id)
+            self.peer.effects.append(("restored", m.req_id, m.zxid, m.error or None))
 
     def on_syncreply(self, m: M.SyncReply) -> None:
         entry = self.syncs.pop(m.req_id, None)

@@ -417,9 +417,59 @@ class ConfigInfo(Message):
         return cls(r.take(_Q), _r_bytes(r))
 
 
+class Restore(Message):
+    """A learner forwards an AdminServer `restore` to the leader: one chunk of the snapshot bytes as
+    POSTed (`total` is the whole length; the leader restores the whole ensemble from them;
+    docs/zab.md, "Restore")."""
+    __slots__ = ("req_id", "total", "offset", "data")
+    TYPE = 22
+    _H = struct.Struct(">QQQ")
+
+    def __init__(self, req_id, total, offset, data):
+        self._wire = None
+        self.req_id = req_id
+        self.total = total
+        self.offset = offset
+        self.data = data
+
+    def _body(self, out):
+        out += self._H.pack(self.req_id, self.total, self.offset)
+        _w_bytes(out, self.data)
+
+    @classmethod
+    def _parse(cls, r):
+        rid, total, off = r.take(_U64), r.take(_U64), r.take(_U64)
+        data = _r_bytes(r)
+        if off + len(data) > total:
+            raise ValueError("restore chunk beyond its total")
+        return cls(rid, total, off, data)
+
+
+class Restored(Message):
+    """The leader's answer to RESTORE: the restored tree's zxid, or why it was not restored ("")."""
+    __slots__ = ("req_id", "zxid", "error")
+    TYPE = 23
+
+    def __init__(self, req_id, zxid, error):
+        self._wire = None
+        self.req_id = req_id
+        self.zxid = zxid
+        self.error = error
+
+    def _body(self, out):
+        out += _U64.pack(self.req_id)
+        out += _Q.pack(self.zxid)
+        _w_str(out, self.error)
+
+    @classmethod
+    def _parse(cls, r):
+        return cls(r.take(_U64), r.take(_Q), _r_str(r))
+
+
 TYPES: dict[int, type[Message]] = {c.TYPE: c for c in (
     Notification, FollowerInfo, LeaderInfo, AckEpoch, Trunc, Diff, Snap, NewLeader, AckNewLeader,
-    UpToDate, Proposal, Ack, Commit, Inform, Request, Ping, Pong, SyncReq, SyncReply, ConfigInfo, Handoff)}
+    UpToDate, Proposal, Ack, Commit, Inform, Request, Ping, Pong, SyncReq, SyncReply, ConfigInfo, Handoff,
+    Restore, Restored)}
 
 
 def encode(msg: Message, seq: int) -> bytes:

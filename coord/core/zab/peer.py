@@ -155,9 +155,29 @@ class QuorumPeer:
 
     # -- inputs ------------------------------------------------------------------------------------
     def start(self, now_ms: int, mono_ms: int, durable_state: DurableState | None = None) -> None:
-        ds = durable_state or DurableState()
         self._time(now_ms, mono_ms)
         self.core.start(now_ms, mono_ms)
+        self._restore(durable_state or DurableState())
+        self.become_looking("start")
+
+    def start_taking_over(self, now_ms: int, mono_ms: int, durable_state: DurableState, leader: int,
+                          requests: list, syncs: list, serving: bool) -> None:
+        """Start over a core that is already serving (a coord observer of a ZooKeeper ensemble taking
+        over, coord.aio.zkobserver): no election and no pause in service; `leader` (the member with
+        the highest zxid, named by the take-over) leads and the others follow it, as after a
+        handoff. The clients' unanswered writes and sync()s go to the new leader once it is
+        established (as take_handoff carries them). A core that was not serving (`serving` False:
+        it had closed its clients) starts serving once synced, as after an election."""
+        self._time(now_ms, mono_ms)
+        self._restore(durable_state)
+        self.durable_zxid = max(self.durable_zxid, self.core.tree.last_zxid)
+        if not serving:
+            self.settle(leader, Vote(leader, self.last_zxid, self.peer_epoch))
+            return
+        self.core.serving = True          # __init__ turned it off; the clients never saw a pause
+        self._serve_through(leader, None, requests, syncs)
+
+    def _restore(self, ds: DurableState) -> None:
         self.current_epoch = self.asked_current = ds.current_epoch
         self.accepted_epoch = self.asked_accepted = max(ds.accepted_epoch, ds.current_epoch)
         self._adopt_tree_config()
@@ -184,7 +204,6 @@ class QuorumPeer:
                          f"{self.current_epoch}, tree at 0x{self.core.tree.last_zxid:x}, "
                          f"log to 0x{h.last:x} ({len(h) - h.applied} txns not yet known committed, "
                          f"{h.applied} committed kept for DIFF)")
-        self.become_looking("start")
 
     def _seed_committed(self, ds: DurableState) -> None:
         """The committed window the driver replayed into the tree: it must end exactly at the tree."""
@@ -558,6 +577,17 @@ class QuorumPeer:
             self._commit_config(v, o, z, data)
         return entries
 
+    def restore(self, data: bytes, tree: DataTree, req_id: int) -> str:
+        """The AdminServer's `restore` on a member: the leader restores the whole ensemble, a learner
+        forwards the snapshot to it (leader.py, "Restore"). "" when under way (a `("restored",
+        req_id, zxid, error)` effect answers it), else why not."""
+        role = self.role
+        if role is None or not hasattr(role, "request_restore"):
+            return f"this member is {self.state}: no leader to restore the ensemble through"
+        if hasattr(role, "on_restore"):       # leading
+            return role.request_restore(tree, None, req_id)
+        return role.request_restore(data, req_id)
+
     def replace_tree(self, tree: DataTree) -> None:
         """Install a tree received by SNAP; only while not serving."""
         core = self.core
@@ -698,11 +728,13 @@ class QuorumPeer:
         and without leaving service. The new epoch still needs discovery and synchronisation; what
         our clients asked of the old leader and got no answer to (`old_role.unanswered()`) goes to
         the new one once we are up to date with it."""
+        requests, syncs = old_role.unanswered()
+        self._serve_through(successor, self.leader_sid, requests, syncs)
+
+    def _serve_through(self, successor: int, old: int | None, requests: list, syncs: list) -> None:
         from coord.core.zab.leader import LeaderRole
         from coord.core.zab.learner import LearnerRole
         from coord.core.zab.sequencer import LeaderSequencer, LearnerSequencer
-        old = self.leader_sid
-        requests, syncs = old_role.unanswered()
         self.vote = Vote(successor, self.last_zxid, self.peer_epoch)
         self.leader_sid = successor
         if successor == self.sid:
@@ -718,13 +750,14 @@ class QuorumPeer:
                     role.local_sync(conn, pending)
                     if pending.state == DEFERRED:
                         self.core._flush(conn)
-            self.log("info", f"taking over from leader {old}")
+            self.log("info", f"taking over from leader {old}" if old is not None else "leading without an election")
         else:
             role = LearnerRole(self, successor, observer=self.is_observer, serving=True)
             self.set_role(OBSERVING if self.is_observer else FOLLOWING, role)
             self.core.sequencer = LearnerSequencer(self, role)
             role.carry(requests, syncs)
-            self.log("info", f"leader {old} handed over to {successor}; following it")
+            self.log("info", f"leader {old} handed over to {successor}; following it" if old is not None
+                     else f"following {successor} without an election")
         role.start()
 
     # -- introspection (srvr, mntr) ----------------------------------------------------------------

@@ -65,6 +65,9 @@ class QuorumSequencer:
     def drain_log(self) -> list:
         return []          # the peer emits `append` effects itself
 
+    def unlogged(self) -> bool:
+        return False
+
     def on_logged(self, zxid: int) -> None:
         pass               # durability reaches the peer as log_durable
 

@@ -15,6 +15,15 @@ Transitions (phase):
     idle --link_up--> registering --LEADERINFO--> syncing --DIFF--> txns
                                                           --SNAP--> snapshot --tree read--> txns
     txns --NEWLEADER--> (ack) --UPTODATE--> serving;  any --link_down / bad input--> idle
+    serving --link_down (hold_ms > 0)--> holding --hold_ms passed / link_up--> idle (clients closed)
+    holding --handed_over()--> taken over (coord's own Zab drives the core from then on)
+
+Holding keeps the clients' connections, sessions and watches while no ZooKeeper leader is reachable
+(the operator has stopped the ZooKeeper servers before `coord migrate take-over`): reads and pings
+are answered from the tree, writes, new sessions, sync() and revalidations are held, and nothing
+expires. Within hold_ms either the take-over hands everything held (and every forwarded write the
+leader never answered) to coord's Zab, or, as a ZooKeeper observer does at once, the clients are
+closed and move on.
     any --TRUNC below what we applied--> stopped (fatal: applied state cannot be unapplied)
 
 Verification: every txn carries the tree digest the leader's tree has after it; we apply, compare
@@ -26,13 +35,18 @@ A packet that is not ZooKeeper's protocol closes the link before anything in it 
 Effects leave through `out` (bytes for the leader link), `close` (the link must close: the reason),
 `logs` ((level, message)), and `disk`, in order: ("append", hdr, txn) for each applied txn,
 ("snapshot", zxid, coord snapshot bytes) after a SNAP (the log restarts after it), ("reset",) when the copy is dropped;
-`epochs_changed` when accepted/current epoch must be persisted (before `out` leaves). `fatal` is set
+`epochs_changed` when accepted/current epoch must be persisted (before `out` leaves); `membership`
+((voters, observers, version, data)) when a configuration newer than ours is committed (a reconfig
+INFORMed or synced, or found in the tree at start): it becomes our view of the ensemble, as
+ZooKeeper's observers activate it on INFORMANDACTIVATE: whom we look for the leader among, and
+whom `coord migrate take-over` makes coord's members. `fatal` is set
 when the observer must stop. The observer applies before its log is durable, as ZooKeeper's do: a
 crash loses only txns the leader sends again (DIFF from what is durable).
 """
 from __future__ import annotations
 
 import struct
+from collections import deque
 
 from coord.core import snapformat
 from coord.core.datatree import DataTree
@@ -75,10 +89,36 @@ class ObserverSequencer(IdleSequencer):
         self.observer.revalidate(conn, sid, timeout)
 
 
+class HoldingSequencer(IdleSequencer):
+    """ServerCore's sequencer while holding: what would go to a leader waits for the take-over."""
+    decides_expiry = False
+
+    def __init__(self, observer: "ZkObserver"):
+        super().__init__(observer)
+        self.observer = observer
+
+    def submit(self, request: Request) -> None:
+        self.observer.held.append(("w", request, None))
+
+    def sync(self, conn: Connection, pending: Pending) -> None:
+        pending.state = WAIT_COMMIT
+        self.observer.held.append(("s", conn.conn_id, pending))
+
+    def revalidate(self, conn: Connection, sid: int, timeout: int) -> None:
+        self.observer.held.append(("r", conn.conn_id, (sid, timeout)))
+
+
 class ZkObserver:
     def __init__(self, sid: int, core: ServerCore, *, config_version: int = 0,
-                 max_buffer: int = 0xFFFFF + 1024, accepted_epoch: int = 0, current_epoch: int = 0):
+                 max_buffer: int = 0xFFFFF + 1024, accepted_epoch: int = 0, current_epoch: int = 0,
+                 hold_ms: int = 0, history: int = 0):
         self.sid = sid
+        self.hold_ms = hold_ms
+        self.hold_until = 0
+        self.held: list[tuple] = []         # ("w", request, None) / ("s", conn id, pending) / ("r", conn id, (sid, timeout))
+        self.inflight: dict[tuple[int, int], Request] = {}   # forwarded writes the leader has not answered
+        self.recent: deque | None = deque(maxlen=history) if history > 0 else None
+        self.recent_base = core.tree.last_zxid   # the zxid before recent[0]
         self.core = core
         self.config_version = config_version
         self.max_buffer = max_buffer
@@ -107,8 +147,31 @@ class ZkObserver:
         self.reported: dict[int, int] = {}
         self.syncs_done = {"DIFF": 0, "SNAP": 0, "TRUNC": 0}
         self.leader_sid: int | None = None
+        self.membership: tuple | None = None
+        self._config_seen: bytes | None = None
         core.serving = False
         core.sequencer = IdleSequencer(self)
+        self._check_config()
+
+    def _check_config(self) -> None:
+        """Adopt the tree's /zookeeper/config when a reconfig has made it newer than our view."""
+        from coord.core.zab.membership import parse_config
+        node = self.core.tree.nodes.get("/zookeeper/config")
+        data = node.data if node is not None else None
+        if data is self._config_seen:
+            return
+        self._config_seen = data
+        cfg = parse_config(data)
+        if cfg is None or cfg[2] <= self.config_version:
+            return
+        voters, observers, version = cfg
+        self.config_version = version
+        self.membership = (voters, observers, version, data)
+        self.log("info", f"ZooKeeper configuration 0x{version:x} is now this observer's: voters "
+                         f"{sorted(voters)}, observers {sorted(observers)}")
+        if self.sid not in voters and self.sid not in observers:
+            self.log("warn", f"server {self.sid} is not in the ZooKeeper ensemble's configuration 0x{version:x} "
+                             "any more: it is removed (its leader will not take it on again)")
 
     def log(self, level: str, msg: str) -> None:
         self.logs.append((level, msg))
@@ -116,6 +179,9 @@ class ZkObserver:
     # -- the link -----------------------------------------------------------------------------------
     def link_up(self, leader_sid: int) -> None:
         """Connected to the leader's quorum port: register as an observer."""
+        if self.phase == "holding":     # a new ZooKeeper leader re-syncs us: the clients move on first
+            self.phase = "idle"
+            self._stop_serving("syncing with a new ZooKeeper leader")
         self.leader_sid = leader_sid
         self.stream = Q.PacketStream(self.max_buffer)
         self.close = None
@@ -124,12 +190,44 @@ class ZkObserver:
         self._send(Q.OBSERVERINFO, make_zxid(self.accepted_epoch, 0), info)
 
     def link_down(self, why: str) -> None:
+        if self.phase in ("holding", "taken over"):
+            return
         if self.phase != "idle":
             self.log("warn", f"link to ZooKeeper leader {self.leader_sid} lost in phase {self.phase}: {why}")
+        was = self.phase
         self.phase = "idle"
         self.snap = None
         self.proposals.clear()
+        if was == "serving" and self.hold_ms > 0 and self.fatal is None:
+            self.phase = "holding"
+            self.hold_until = self.core.mono_ms + self.hold_ms
+            self.core.sequencer = HoldingSequencer(self)
+            self.log("info", f"holding {len(self.core.conns)} client connections for up to {self.hold_ms} ms "
+                             "(a take-over keeps them; otherwise they are closed)")
+            return
         self._stop_serving(f"lost the ZooKeeper leader ({why})")
+
+    def tick(self) -> None:
+        """A hold that nobody took over ends as a ZooKeeper observer's loss of its leader does."""
+        if self.phase == "holding" and self.core.mono_ms >= self.hold_until:
+            self.phase = "idle"
+            self._stop_serving(f"no ZooKeeper leader for {self.hold_ms} ms")
+
+    def handed_over(self) -> tuple[list, list, list]:
+        """The take-over: stop observing and give up, in order, the writes no leader answered (the
+        forwarded ones first: a ZooKeeper leader that committed one would have INFORMed us of it
+        before its link closed, or its commit is lost with it), the unanswered sync()s and the held
+        revalidations ((conn id, session, timeout)), for coord's Zab to answer."""
+        requests = list(self.inflight.values()) + [a for k, a, _ in self.held if k == "w"]
+        syncs = list(self.syncs) + [(a, b) for k, a, b in self.held if k == "s"]
+        revals = [(c, s, t) for s, (c, t) in self.revalidating.items()]
+        revals += [(a, b[0], b[1]) for k, a, b in self.held if k == "r"]
+        self.inflight.clear()
+        self.held.clear()
+        self.syncs = []
+        self.revalidating.clear()
+        self.phase = "taken over"
+        return requests, syncs, revals
 
     def data(self, chunk: bytes) -> None:
         """Bytes from the leader link."""
@@ -248,6 +346,8 @@ class ZkObserver:
         core.prep = Prep(tree, extended_types=core.config.extended_types)
         core.next_zxid_counter = tree.last_zxid
         self.zk_digest = ZkDigest(tree)
+        self._forget_recent()
+        self._check_config()
         self.disk.append(("snapshot", tree.last_zxid, snapformat.encode_tree(tree)))
         self.fuzzy = True
         self.unverified = 0
@@ -278,7 +378,6 @@ class ZkObserver:
             if len(data) < 8:
                 return self._fail("INFORMANDACTIVATE without a leader id")
             data = data[8:]
-            self.log("warn", "the ZooKeeper ensemble reconfigured; this observer keeps its configuration")
         e = self._decode(data)
         if e is not None:
             self._apply(*e)
@@ -296,6 +395,15 @@ class ZkObserver:
         paths = self.zk_digest.before(tree, hdr, txn)
         res = core.commit(hdr, txn)
         self.disk.append(("append", hdr, txn))
+        if self.inflight:
+            self.inflight.pop((hdr.clientId, hdr.cxid), None)
+        if hdr.type == 16 or hdr.type == 14:      # reconfig, or a multi that may hold one
+            self._check_config()
+        rec = self.recent
+        if rec is not None:
+            if len(rec) == rec.maxlen:
+                self.recent_base = rec[0][0].zxid
+            rec.append((hdr, txn))
         if hdr.type == 1 and res.err == -110:
             fuzzy_create(tree, hdr, txn)
         ours = self.zk_digest.after(tree, paths)
@@ -329,7 +437,14 @@ class ZkObserver:
         core.prep = Prep(tree, extended_types=core.config.extended_types)
         core.next_zxid_counter = 0
         self.zk_digest = ZkDigest(tree)
+        self._forget_recent()
         self.disk.append(("reset",))
+
+    def _forget_recent(self) -> None:
+        """The tree was replaced: the committed window starts again at it."""
+        if self.recent is not None:
+            self.recent.clear()
+        self.recent_base = self.core.tree.last_zxid
 
     def _on_uptodate(self) -> None:
         self._send(Q.ACK, make_zxid(self.new_epoch, 0))
@@ -356,6 +471,8 @@ class ZkObserver:
         core.connecting.clear()
         self.syncs.clear()
         self.revalidating.clear()
+        self.held.clear()
+        self.inflight.clear()
         if was:
             for conn in list(core.conns.values()):
                 if not conn.closing:
@@ -381,6 +498,7 @@ class ZkObserver:
         if self.phase != "serving":
             self.log("debug", f"dropping a write from session 0x{request.session_id:x}: not serving")
             return
+        self.inflight[(request.session_id, request.cxid)] = request
         frame = request.frame
         body = frame[8:] if frame is not None else encode_request_body(request.type, request.req)
         data = _REQ.pack(request.session_id, request.cxid, request.type) + bytes(body)
@@ -426,7 +544,9 @@ class ZkObserver:
     # -- introspection --------------------------------------------------------------------------------
     def info(self) -> dict:
         return {"zk_zkpeer_phase": self.phase, "zk_zkpeer_leader": self.leader_sid if self.leader_sid else -1,
-                "zk_zkpeer_epoch": self.new_epoch, "zk_zkpeer_tree_digest": self.zk_digest.value,
+                "zk_zkpeer_epoch": self.new_epoch, "zk_zkpeer_zxid": f"0x{self.core.tree.last_zxid:x}",
+                "zk_zkpeer_held": len(self.held),
+                "zk_zkpeer_config_version": f"0x{self.config_version:x}", "zk_zkpeer_tree_digest": self.zk_digest.value,
                 "zk_zkpeer_digests_verified": self.verified, "zk_digest_mismatches_count": self.mismatches,
                 "zk_zkpeer_txns_without_digest": self.no_digest,
                 "zk_zkpeer_diff_syncs": self.syncs_done.get("DIFF", 0),
