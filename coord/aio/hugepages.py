@@ -9,9 +9,11 @@ request: madvise(MADV_COLLAPSE) copies a 2 MiB range of small pages into one hug
 the mmaps that hold the interpreter's objects), in a background thread, one 2 MiB range per call
 with a pause between. Collapsing a range takes the mm's lock for write while it copies, so a
 fault by the event loop on the same mm waits for that one range (well under a millisecond) and
-never for a whole pass. A pass runs after recovery and again after every forked snapshot: while
-the child lives, every huge page the parent writes is split back into small pages by
-copy-on-write, and the next fork would pay for them again. The snapshot taker asks a running pass to
+never for a whole pass, and sleeps 3x as long as each range took (a quarter of a core at most). A
+pass runs after recovery and, in a process of 512 MiB or more, again after every forked snapshot:
+while the child lives, every huge page the parent writes is split back into small pages by
+copy-on-write, and the next fork would pay for them again. Below that size the 4 KiB fork is short
+enough and re-collapsing the whole heap after every snapshot costs more CPU than it saves. The snapshot taker asks a running pass to
 stop before it forks; it stops after the range in hand.
 
 Why not madvise(MADV_HUGEPAGE) or glibc.malloc.hugetlb: a fault in such a region may compact
@@ -45,6 +47,15 @@ MIN_RESIDENT = 448
 # below this RSS a fork copies few enough entries (~2.5 ms at 128 MiB here) that a pass is not worth its
 # CPU: test servers and small trees skip it
 MIN_RSS_MIB = 128
+# after a forked snapshot the child's life has split nearly every huge page (a server of 463 MiB: 392
+# MiB in huge pages before, 6 after 100,000 setData), so each pass re-copies the whole heap: 0.2-1.1 s
+# of CPU per snapshot (load 49; 187-224 ranges), to save 12-15 ms of fork. Below this RSS a 4 KiB fork
+# stays under the 10 ms stall bound (8.5-12.4 ms at 200,000 znodes, 20-22 at 850 MiB; docs/storage.md)
+# and the pass costs more than it saves: passes after a snapshot only from here (issue 17)
+MIN_RSS_AFTER_SNAPSHOT_MIB = 512
+# a pass sleeps at least this many times as long as each collapse took (and pause_s): at most a
+# quarter of a core, so a pass never competes with the loop for a whole core on a busy machine
+DUTY_SLEEP_FACTOR = 3.0
 _GIVE_UP_ENOMEM = 16   # consecutive ranges without a free huge page: memory is fragmented, stop the pass
 
 try:
@@ -111,10 +122,12 @@ class PassResult:
 class HeapCollapser:
     """At most one background pass at a time; see the module docstring."""
 
-    def __init__(self, enabled: bool = True, pause_s: float = 0.001, min_rss_mib: int = MIN_RSS_MIB):
+    def __init__(self, enabled: bool = True, pause_s: float = 0.001, min_rss_mib: int = MIN_RSS_MIB,
+                 min_rss_after_snapshot_mib: int = MIN_RSS_AFTER_SNAPSHOT_MIB):
         self.enabled = enabled and available()
         self.pause_s = pause_s
         self.min_rss_mib = min_rss_mib
+        self.min_rss_after_snapshot_mib = min_rss_after_snapshot_mib
         self.small = 0   # starts skipped because the process was below min_rss_mib
         self.supported: bool | None = None   # None until a pass has tried
         self.passes = 0
@@ -135,12 +148,13 @@ class HeapCollapser:
         not reached yet (the snapshot trigger waits for it, up to that bound)."""
         return self._active and time.monotonic() - self._pass_started < max_s
 
-    def start(self) -> bool:
+    def start(self, after_snapshot: bool = False) -> bool:
         """Begin a pass in the background unless the kernel cannot collapse; if one is running, another
-        whole pass follows it (ranges it already did may have been split again since)."""
+        whole pass follows it (ranges it already did may have been split again since). after_snapshot:
+        only in a process of min_rss_after_snapshot_mib or more (see MIN_RSS_AFTER_SNAPSHOT_MIB)."""
         if not self.enabled or self.supported is False:
             return False
-        if rss_mib() < self.min_rss_mib:
+        if rss_mib() < (self.min_rss_after_snapshot_mib if after_snapshot else self.min_rss_mib):
             self.small += 1
             return False
         with self._lock:
@@ -223,6 +237,7 @@ class HeapCollapser:
                     res.sparse += 1
                     res.sparse_resident += resident
                     continue
+                t_range = time.perf_counter()
                 if _madvise(addr, HUGE, MADV_COLLAPSE) == 0:
                     res.collapsed += 1
                     short_of_memory = 0
@@ -239,8 +254,9 @@ class HeapCollapser:
                         res.busy += 1
                     else:  # EINVAL: not eligible, or no MADV_COLLAPSE; EFAULT: unmapped meanwhile
                         res.ineligible += 1
-                if self.pause_s:
-                    time.sleep(self.pause_s)
+                pause = max(self.pause_s, DUTY_SLEEP_FACTOR * (time.perf_counter() - t_range))
+                if pause:
+                    time.sleep(pause)
         res.seconds = time.perf_counter() - t0
         return res
 

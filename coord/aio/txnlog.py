@@ -1,9 +1,14 @@
 """The txn log on disk: append in batches, fsync off the event loop, roll files, survive write errors.
 
-Group commit: while one write+fsync runs in a worker thread, new records accumulate; when it
-completes they are written and synced together. `on_durable(zxid)` is called only after fsync
-returns (forceSync=yes), so no reply ever depends on bytes a crash could lose; with forceSync=no the
-records are written but not synced, as ZooKeeper does. A new file (log.<first zxid hex>) is started
+Group commit: while one write+fsync runs in the log's own sync thread, new records accumulate; when
+it completes the thread takes them at once and writes and syncs them together (as ZooKeeper's
+SyncRequestProcessor flushes as soon as its queue is empty), without waiting for the event loop.
+Each batch's fate is handed to the loop with one call_soon_threadsafe, which runs in the turn the
+wake-up ends: request to reply is three turns of the loop (read, flush to the log, completion and
+reply; an executor future and a task cost two more) and one handoff to the thread and back.
+`on_durable(zxid)` is called only after fsync returns (forceSync=yes), so no reply ever depends on
+bytes a crash could lose; with forceSync=no the records are written but not synced, on the loop's
+thread, as ZooKeeper does. A new file (log.<first zxid hex>) is started
 at the size limit, on `roll()` (the server rolls when it starts a snapshot) and at every start; a new
 file is durable in its directory (fsync of the dir) before any record in it is reported durable.
 
@@ -29,6 +34,7 @@ import asyncio
 import errno
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -91,7 +97,16 @@ class TxnLog:
         self.failed: BaseException | None = None  # the last write error (kept for diagnostics)
         self.max_fsync_ms = 0.0
         self.on_batch = None           # callback(ms, first zxid, last zxid, fsynced): coord.aio.metrics
-        self._idle: asyncio.Event | None = None
+        # forceSync=yes: the sync thread. `_lock` guards buffer/buffer_first/buffer_last/roll_pending
+        # and the batch counters between the loop and the thread; `_hold` (set by the thread when a
+        # batch failed) keeps it from writing more until the loop has failed what was buffered.
+        self._cv = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+        self._loop = None
+        self._stop = False
+        self._hold = False
+        self._taken = 0                # batches the thread took (under _cv)
+        self._reported = 0             # batches whose fate the loop has reported
 
     def files(self) -> list[Path]:
         return [p for _, p in list_logs(self.dir)]
@@ -105,11 +120,23 @@ class TxnLog:
     # -- appending ------------------------------------------------------------------------------
     def roll(self) -> None:
         """Start a new file with the next batch (a snapshot was just started)."""
-        self.roll_pending = True
+        with self._cv:
+            self.roll_pending = True
 
     def append(self, records, blobs=None) -> None:
         """Queue [(TxnHeader, txn)] in zxid order; on_durable/on_failed report their fate. blobs, if
         given, are the records' TxnHeader + txn already encoded (in the same order)."""
+        if self.force_sync:
+            self._loop = asyncio.get_running_loop()
+            with self._cv:
+                self._encode(records, blobs)
+                if self.buffer:
+                    if self._thread is None or not self._thread.is_alive():
+                        self._stop = False
+                        self._thread = threading.Thread(target=self._sync_main, name="txnlog-sync", daemon=True)
+                        self._thread.start()
+                    self._cv.notify()
+            return
         self._encode(records, blobs)
         if not self.syncing and self.buffer:
             self.syncing = True
@@ -141,7 +168,8 @@ class TxnLog:
         self.buffer_last = records[-1][0].zxid
 
     def pending(self) -> bool:
-        return self.syncing or bool(self.buffer)
+        with self._cv:
+            return self.syncing or bool(self.buffer) or self._taken != self._reported
 
     async def drain(self) -> None:
         """Wait until nothing is buffered or being written."""
@@ -149,24 +177,58 @@ class TxnLog:
             await asyncio.sleep(0.005)
 
     async def _flush_loop(self) -> None:
-        loop = asyncio.get_running_loop()
+        """forceSync=no, appended while a write was pending: written on the loop's thread (a write to
+        the page cache costs less than the hop to a thread)."""
         try:
             while self.buffer:
-                if not self.force_sync:  # a write to the page cache costs less than the hop to a thread
-                    self._write_buffered()
-                    continue
-                data, first, last, roll_first = self._take_buffer()
-                try:
-                    self._check_usable()
-                    t0 = loop.time()
-                    await loop.run_in_executor(None, self._write_batch, data, roll_first)
-                    self._note_ms((loop.time() - t0) * 1000, first, last, True)
-                except OSError as e:
-                    self._fail(e, first, last)
-                    continue
-                self._durable(last)
+                self._write_buffered()
         finally:
             self.syncing = False
+
+    def _sync_main(self) -> None:
+        """The sync thread: write+fdatasync whatever is buffered, as soon as there is any, and hand
+        each batch's fate to the loop (_synced, in order)."""
+        cv = self._cv
+        while True:
+            with cv:
+                while self._hold or not self.buffer:
+                    if self._stop:
+                        return
+                    cv.wait()
+                data, first, last, roll_first = self._take_buffer()
+                self._taken += 1
+            err = None
+            t0 = time.monotonic()
+            try:
+                self._check_usable()
+                self._write_batch(data, roll_first)
+            except OSError as e:
+                err = e
+                with cv:
+                    self._hold = True
+            ms = (time.monotonic() - t0) * 1000
+            try:
+                self._loop.call_soon_threadsafe(self._synced, first, last, ms, err)
+            except RuntimeError:   # the loop is closed: nobody is waiting for the fate any more
+                with cv:
+                    self._reported = self._taken
+                return
+
+    def _synced(self, first: int, last: int, ms: float, err: OSError | None) -> None:
+        """On the loop: one batch of the sync thread is durable (or failed)."""
+        if err is not None:
+            with self._cv:
+                self._reported += 1
+                if self.buffer:   # appended meanwhile: they build on the failed ones, so they fail too
+                    last = self.buffer_last
+                    self.buffer.clear()
+                self._hold = False
+            self._fail(err, first, last)
+            return
+        with self._cv:
+            self._reported += 1
+        self._note_ms(ms, first, last, True)
+        self._durable(last)
 
     def _write_buffered(self) -> None:
         """Write (without fsync) everything buffered, on this thread, and report it."""
@@ -346,6 +408,14 @@ class TxnLog:
                     yield hdr, txn
 
     def close(self) -> None:
+        t = self._thread
+        if t is not None:
+            with self._cv:
+                self._stop = True
+                self._cv.notify()
+            if t is not threading.current_thread():
+                t.join()
+            self._thread = None
         if self.fd is not None:
             self._trim()
             os.close(self.fd)

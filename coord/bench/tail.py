@@ -46,6 +46,8 @@ class TailConfig:
     force_sync: bool = True
     rates: dict | None = None   # op -> ops/s: skip the calibration and take these as 100%
     coord_env: dict | None = None   # extra environment of the coord servers (PYPY_GC_*, COORD_*): A/B runs
+    rounds: int = 1                 # rounds of every (op, fraction) on the same servers; the table shows medians
+    coord_cfg: dict | None = None   # extra zoo.cfg settings of the coord servers (coord.collapseHugePages=false): A/B runs
 
 
 @dataclass
@@ -180,20 +182,22 @@ def run(cfg: TailConfig, workdir: str | None = None, plot_dir: str | None = None
         full = {**calib["zookeeper"], **(cfg.rates or {})}
         rows, curves = [], {}
         i = 0
-        for op in cfg.ops:
-            for frac in cfg.fractions:
-                order = SYSTEMS if i % 2 == 0 else SYSTEMS[::-1]
-                i += 1
-                for name in order:
-                    try:
-                        row, lat = _one(systems[name], cfg, op, frac, frac * full[op], log)
-                    except BenchError as e:   # recorded; the other runs still tell something
-                        log(f"{name} {op} @{frac:.0%}: failed: {e}")
-                        rows.append({"system": name, "op": op, "fraction": frac, "rate": round(frac * full[op], 1),
-                                     "error": str(e)})
-                        continue
-                    rows.append(row)
-                    curves[(op, frac, name)] = lat
+        for rnd in range(max(1, cfg.rounds)):
+            for op in cfg.ops:
+                for frac in cfg.fractions:
+                    order = SYSTEMS if i % 2 == 0 else SYSTEMS[::-1]
+                    i += 1
+                    for name in order:
+                        try:
+                            row, lat = _one(systems[name], cfg, op, frac, frac * full[op], log)
+                        except BenchError as e:   # recorded; the other runs still tell something
+                            log(f"{name} {op} @{frac:.0%}: failed: {e}")
+                            rows.append({"system": name, "op": op, "fraction": frac, "round": rnd,
+                                         "rate": round(frac * full[op], 1), "error": str(e)})
+                            continue
+                        row["round"] = rnd
+                        rows.append(row)
+                        curves[(op, frac, name)] = lat   # the plot shows the last round
         for s in systems.values():
             _cleanup(s, cfg)
     finally:
@@ -238,6 +242,7 @@ def _start_servers(name: str, cfg: TailConfig, base: Path, started: list) -> _Sy
                 with open(s.config, "a") as f:
                     f.write(f"metricsProvider.className={METRICS_CLASS}\nmetricsProvider.httpHost=127.0.0.1\n"
                             f"metricsProvider.httpPort={port}\n")
+                    f.write("".join(f"{k}={v}\n" for k, v in (cfg.coord_cfg or {}).items()))
                 urls.append(f"http://127.0.0.1:{port}/metrics")
         started.append(ens.stop)
         ens.start_all()
@@ -246,7 +251,7 @@ def _start_servers(name: str, cfg: TailConfig, base: Path, started: list) -> _Sy
         port = free_port()
         proc = CoordServerProcess(base / name, force_sync=cfg.force_sync, extra_cfg={
             "metricsProvider.className": METRICS_CLASS, "metricsProvider.httpHost": "127.0.0.1",
-            "metricsProvider.httpPort": str(port)})
+            "metricsProvider.httpPort": str(port), **(cfg.coord_cfg or {})})
         urls = [f"http://127.0.0.1:{port}/metrics"]
     else:
         proc, urls = ZooKeeperProcess(base / name, force_sync=cfg.force_sync), []
@@ -255,9 +260,65 @@ def _start_servers(name: str, cfg: TailConfig, base: Path, started: list) -> _Sy
     return _Sys(name, [("127.0.0.1", proc.client_port)], [proc.pid], urls)
 
 
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def medians(out: dict) -> dict:
+    """(op, fraction, system) -> one row whose p50/p99/p99.9/max, client lateness and load are the
+    medians over the rounds that did not fail (`n_rounds`: how many)."""
+    groups: dict = {}
+    for r in out["runs"]:
+        if "error" not in r:
+            groups.setdefault((r["op"], r["fraction"], r["system"]), []).append(r)
+    res = {}
+    for k, rs in groups.items():
+        m = dict(rs[-1])
+        for q in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "late_p99_ms"):
+            m[q] = _median([r[q] for r in rs])
+        m["loadavg"] = [_median([r["loadavg"][0] for r in rs]), _median([r["loadavg"][1] for r in rs])]
+        m["n_rounds"] = len(rs)
+        res[k] = m
+    for r in out["runs"]:   # a key whose every round failed shows the failure
+        k = (r["op"], r["fraction"], r["system"])
+        if k not in res:
+            res[k] = r
+    return res
+
+
+def stall_table(out: dict) -> list[str]:
+    """Markdown rows: coord's stalls over 2 ms per op and fraction, by cause, summed over the rounds
+    (count / total ms / of them 10 ms or more), with the rounds' worst RSS of both systems."""
+    lines = ["| op | load | rounds | coord stalls > 2 ms by cause: count / total ms / >= 10 ms | coord RSS MiB | "
+             "ZooKeeper RSS MiB |", "|---|---:|---:|---|---:|---:|"]
+    keys = []
+    for r in out["runs"]:
+        if (r["op"], r["fraction"]) not in keys:
+            keys.append((r["op"], r["fraction"]))
+    for op, frac in keys:
+        rs = [r for r in out["runs"] if r["op"] == op and r["fraction"] == frac and "error" not in r]
+        tot: dict = {}
+        for r in rs:
+            if r["system"] != "coord":
+                continue
+            for c, v in r.get("stalls", {}).items():
+                t = tot.setdefault(c, [0, 0.0, 0])
+                t[0] += v["count"]
+                t[1] += v["ms"]
+                t[2] += v["over_10ms"]
+        rss = {n: max((r["rss_mib"] for r in rs if r["system"] == n), default=0) for n in SYSTEMS}
+        text = ", ".join(f"{c} {v[0]} / {v[1]:.0f} / {v[2]}" for c, v in sorted(tot.items())) or "none"
+        lines.append(f"| {op} | {frac:.0%} | {len([r for r in rs if r['system'] == 'coord'])} | {text} | "
+                     f"{rss['coord']} | {rss['zookeeper']} |")
+    return lines
+
+
 def table(out: dict) -> list[str]:
-    """Markdown rows: per op and fraction, coord and ZooKeeper p50/p99/p99.9/max (ms) and the ratios."""
-    by = {(r["op"], r["fraction"], r["system"]): r for r in out["runs"]}
+    """Markdown rows: per op and fraction, coord and ZooKeeper p50/p99/p99.9/max (ms) and the ratios
+    (medians over the rounds when there were several)."""
+    by = medians(out)
     lines = ["| op | load | rate/s | coord p50 | p99 | p99.9 | max | ZooKeeper p50 | p99 | p99.9 | max | "
              "p99 ratio | p99.9 ratio | max ratio | client late p99 | load avg |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

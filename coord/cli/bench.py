@@ -44,16 +44,18 @@ import click
               help="With --open-loop: write an HDR-style latency plot per op here (needs matplotlib).")
 @click.option("--coord-env", multiple=True, metavar="KEY=VALUE",
               help="With --open-loop: environment of the coord servers (e.g. PYPY_GC_NURSERY=64MB for an A/B).")
+@click.option("--coord-cfg", multiple=True, metavar="KEY=VALUE",
+              help="With --open-loop: extra zoo.cfg settings of the coord servers (e.g. coord.collapseHugePages=false).")
 @click.option("--rates", default=None, metavar="OP=N,...",
               help="With --open-loop: take these ops/s as 100% instead of measuring ZooKeeper's maximum.")
 def bench(target, compare, vs_zookeeper, null_server, force_sync, connections, depth, ops, data_size,
           procs, rounds, latency_ops, phases, warmup_ops, null_procs, workdir, as_json, open_loop, ensemble,
-          open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates) -> None:
+          open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg) -> None:
     """Measure throughput and latency of a ZooKeeper-protocol server (coord or ZooKeeper)."""
     from rich.console import Console
     if open_loop:
         _bench_open_loop(force_sync, connections, depth, data_size, procs, ops, workdir, as_json, ensemble,
-                         open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates)
+                         open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg, rounds or 1)
         return
     force_sync = bool(force_sync)
 
@@ -82,7 +84,7 @@ def bench(target, compare, vs_zookeeper, null_server, force_sync, connections, d
 
 
 def _bench_open_loop(force_sync, connections, depth, data_size, procs, ops, workdir, as_json, ensemble,
-                     open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates) -> None:
+                     open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg=(), rounds=1) -> None:
     from coord.bench import tail
     from coord.bench.churn import parse_env
     from coord.bench.client import BenchError
@@ -102,18 +104,20 @@ def _bench_open_loop(force_sync, connections, depth, data_size, procs, ops, work
     bad = [o for o in chosen if o not in tail.OPEN_OPS]
     if bad:
         raise click.BadParameter(f"unknown op(s) {bad}; choose from {list(tail.OPEN_OPS)}")
+    if rounds < 1:
+        raise click.BadParameter(f"--rounds must be at least 1, got {rounds}")
     if duration <= 0 or warmup < 0:
         raise click.BadParameter("--duration must be > 0 and --warmup >= 0")
     cfg = tail.TailConfig(ops=chosen, fractions=fr, duration_s=duration, warmup_s=warmup, connections=connections,
                           procs=procs, data_size=data_size, keys=keys, calib_ops=min(ops, 100_000), depth=depth,
                           ensemble=ensemble, force_sync=True if force_sync is None else force_sync,
-                          rates=full, coord_env=parse_env(coord_env))
+                          rates=full, coord_env=parse_env(coord_env), coord_cfg=parse_env(coord_cfg), rounds=rounds)
     log = (lambda m: click.echo(m, err=True))
     try:
         out = tail.run(cfg, workdir, plot_dir, log)
     except (BenchError, OSError, RuntimeError, TimeoutError, ValueError) as e:
         raise click.ClickException(str(e))
-    click.echo(tail.dumps(out) if as_json else "\n".join(tail.table(out)))
+    click.echo(tail.dumps(out) if as_json else "\n".join(tail.table(out) + [""] + tail.stall_table(out)))
 
 
 def register(main: click.Group) -> None:

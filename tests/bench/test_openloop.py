@@ -138,3 +138,23 @@ def test_table_ratios_and_failed_runs():
     assert lines[2].startswith("| getData | 50% | 1,000 | 0.500 | 1.000 | 2.000 | 4.0 | 0.500 | 2.000 |")
     assert "| 0.50 | 0.50 | 0.50 |" in lines[2]
     assert lines[3] == "| create | 50% | failed: server closed session 0x1 |"
+
+
+def test_table_shows_medians_over_rounds_and_stalls_summed():
+    from coord.bench.tail import stall_table, table
+
+    def row(system, rnd, p99, stalls=None, err=None):
+        r = {"system": system, "op": "setData", "fraction": 0.25, "rate": 500.0, "round": rnd}
+        if err:
+            return {**r, "error": err}
+        return {**r, "p50_ms": p99 / 10, "p99_ms": p99, "p999_ms": 2 * p99, "max_ms": 4 * p99, "late_p99_ms": 0.1,
+                "loadavg": [float(rnd), 1.0], "rss_mib": 100 + rnd, "stalls": stalls or {}}
+    fsync = {"fsync": {"count": 3, "ms": 40.0, "over_10ms": 1}}
+    runs = [row("coord", 0, 9.0, fsync), row("zookeeper", 0, 3.0), row("coord", 1, 1.0, fsync),
+            row("zookeeper", 1, 2.0), row("coord", 2, 2.0), row("zookeeper", 2, 0, err="timed out")]
+    lines = table({"runs": runs})
+    # coord: median of 9, 1, 2 is 2; ZooKeeper: of 3 and 2 (the failed round left out) is 2.5
+    assert lines[2].startswith("| setData | 25% | 500 | 0.200 | 2.000 | 4.000 | 8.0 | 0.250 | 2.500 |"), lines[2]
+    assert "| 0.80 | 0.80 | 0.80 |" in lines[2]
+    st = stall_table({"runs": runs})
+    assert st[2] == "| setData | 25% | 3 | fsync 6 / 80 / 2 | 102 | 101 |", st[2]
