@@ -51,6 +51,9 @@ def main() -> None:
     ap.add_argument("--ops", type=int, default=100_000)
     ap.add_argument("--force-sync", action="store_true")
     ap.add_argument("--phases", default="create,getData,setData,exists,delete")
+    ap.add_argument("--scrape-every", type=float, default=1.0,
+                    help="seconds between scrapes of the metrics-on server (0: never scraped, which "
+                         "leaves the per-request accounting alone in the A/B)")
     a = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="coord-metrics-ab-"))
     port = free_port()
@@ -64,7 +67,8 @@ def main() -> None:
     try:
         on.start()
         off.start()
-        scraper = start_scraper(f"http://127.0.0.1:{port}/metrics")
+        if a.scrape_every > 0:
+            scraper = start_scraper(f"http://127.0.0.1:{port}/metrics", a.scrape_every)
         probes = {on.target: ph.proc_cpu_probe(on.pid), off.target: ph.proc_cpu_probe(off.pid)}
         log = lambda m: console.print(f"[dim]{m}[/dim]")  # noqa: E731
         run_rounds([on.target, off.target], ph.BenchConfig(**{**cfg.__dict__, "ops": a.ops // 2}), 1, probes, log)
@@ -78,11 +82,11 @@ def main() -> None:
         on.stop()
         off.stop()
         shutil.rmtree(base, ignore_errors=True)
-    if scraper.returncode != -9:
+    if scraper is not None and scraper.returncode != -9:
         raise SystemExit(f"the scraper died (exit {scraper.returncode}): /metrics stopped answering")
     _finish(console, False, cfg, {"metrics on": runs[on.target], "metrics off": runs[off.target]},
             names=("metrics on", "metrics off"),
-            title=f"coord with vs without the Prometheus provider (scraped every 1 s, {scrapes} "
+            title=f"coord with vs without the Prometheus provider (scraped every {a.scrape_every:g} s, {scrapes} "
                   f"scrapes), forceSync={'yes' if a.force_sync else 'no'}, median of {a.rounds}")
 
 
