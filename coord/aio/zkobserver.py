@@ -23,6 +23,7 @@ import asyncio
 import copy
 import dataclasses
 import logging
+import os
 import struct
 import time
 
@@ -378,7 +379,7 @@ class ZkObserverNode(CoordServer):
         """SaslQuorumAuthLearner's exchange (coord.core.zkpeer.quorum_auth) when quorum SASL is on."""
         if self.learner_sasl is None:
             return
-        auth = DigestMD5Learner(*self.learner_sasl)
+        auth = DigestMD5Learner(*self.learner_sasl, cnonce=os.urandom(24).hex().encode())
         out = auth.first()
         while out is not None:
             writer.write(out)

@@ -11,7 +11,8 @@ import os
 import sys
 import time
 
-from coord.sim.world import SimOptions, run_seed
+from coord.sim.run import run_seed
+from coord.sim.world import SimOptions
 
 
 def _run(opts: SimOptions):

@@ -19,7 +19,8 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from coord.sim.world import SimOptions, SimResult, run_seed
+from coord.sim.run import run_seed
+from coord.sim.world import SimOptions, SimResult
 
 # (label, weight, options): the weights favour the shapes that have found the most bugs (swarm).
 MIX: list[tuple[str, int, dict]] = [

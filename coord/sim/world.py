@@ -509,10 +509,3 @@ class World:
             "reconfigs": len(ck.configs) - 1,
             "final_voters": sorted(ck.voters),
         }
-
-
-def run_seed(opts: SimOptions) -> SimResult:
-    if opts.zk_peer:
-        from coord.sim.zkworld import run_zkpeer_seed
-        return run_zkpeer_seed(opts)
-    return World(opts).run()

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from coord.sim.world import SimOptions, run_seed
+from coord.sim.run import run_seed
+from coord.sim.world import SimOptions
 
 STEPS = 6000
 CHUNK = 8

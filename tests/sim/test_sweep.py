@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from coord.sim.sweep import MIX, SweepReport, ci_range, config_for, options_for, sweep
+from coord.sim.sweep import MIX, ZK_PEER, SweepReport, ci_range, config_for, options_for, sweep
 from coord.sim.world import SimResult
 
 SEEDS = 1000
@@ -51,7 +51,9 @@ def test_ci_range_changes_with_the_commit_and_stays_clear_of_the_fixed_sets():
 def test_a_seed_always_means_the_same_configuration_and_the_mix_is_covered():
     assert [config_for(s) for s in range(500, 600)] == [config_for(s) for s in range(500, 600)]
     labels = {config_for(s)[0] for s in range(2000)}
-    assert labels == {m[0] for m in MIX}
+    assert labels == {m[0] for m in MIX} | {m[0] for m in ZK_PEER}
+    share = sum(config_for(s)[0].startswith("zk-peer") for s in range(2000)) / 2000
+    assert 0.03 < share < 0.09          # ZK_PEER_SHARE (6%) of the seeds, drawn with their own salt
     o = options_for(4242, 123)
     assert o.steps == 123 and o.seed == 4242
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from coord.core.zkpeer.observer import ZkObserver
-from coord.sim.world import SimOptions, run_seed
+from coord.sim.run import run_seed
+from coord.sim.world import SimOptions
 
 STEPS = 4000
 SETS = [

@@ -14,7 +14,6 @@ Anything else (ERROR, a wrong rspauth, a packet without the magic) fails the lin
 from __future__ import annotations
 
 import hmac
-import os
 import struct
 
 from coord.core.digest_md5 import parse_directives, response_value
@@ -52,10 +51,10 @@ class DigestMD5Learner:
     """One learner-side exchange: `first()`, then `step(status, token)` for each server packet; it
     returns the next packet to send, or None once the server's rspauth has been verified."""
 
-    def __init__(self, username: str, password: str, cnonce: bytes | None = None):
+    def __init__(self, username: str, password: str, cnonce: bytes):
         self.username = username
         self.password = password
-        self.cnonce = cnonce or os.urandom(24).hex().encode()
+        self.cnonce = cnonce             # the shell's randomness: the core stays pure
         self.expect_rspauth: bytes | None = None
         self.done = False
 
