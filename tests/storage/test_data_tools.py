@@ -284,10 +284,13 @@ def _chop_dir_scenario(srv, tmp_path, start_again):
     logs = sorted(p.name for p in v2.glob("log.*"))
     snaps = sorted(p.name for p in v2.glob("snapshot.*"))
     assert len(logs) >= 2 and len(snaps) >= 2, (logs, snaps)
-    # the zxid to cut at: inside the last log but one, with a later log and a later snapshot
+    # the zxid to cut at: inside a log that has a later log, and before a later snapshot (snapshots
+    # are taken in the background, so where the last one lands against the log rolls varies: the
+    # latest log that qualifies is taken)
     starts = sorted(int(n.split(".")[1], 16) for n in logs)
-    lo, hi = starts[-2], starts[-1]
-    cut = next(i for i in sorted(czxid) if lo < czxid[i] < hi and czxid[i] + 5 < hi)
+    last_snap = max(int(n.split(".")[1], 16) for n in snaps)
+    cut = next(i for lo, hi in reversed(list(zip(starts, starts[1:])))
+               for i in sorted(czxid) if lo < czxid[i] and czxid[i] + 5 < min(hi, last_snap))
     assert any(int(n.split(".")[1], 16) > czxid[cut] for n in snaps), (snaps, czxid[cut])
     r = coord_cli("data", "chop-log", str(srv.data_dir), "--zxid", hex(czxid[cut]))
     assert "set aside as orig-" in r.stdout, r.stdout
