@@ -158,19 +158,23 @@ class ClientProtocol(asyncio.Protocol):
         self.serve(frames)
 
     def serve(self, frames: list[bytes]) -> None:
-        """Hand up to MAX_FRAMES_PER_TURN frames to the core; keep the rest for a later turn."""
+        """Hand up to MAX_FRAMES_PER_TURN frames to the core; keep the rest for a later turn. With
+        the request throttler on, it is the backlog: every frame goes to the core, which holds what
+        may not enter yet (up to the queue bound, _serve_bounded), so a connection that closes
+        finds its waiting requests held and they are dropped as stale, as in ZooKeeper."""
         srv = self.server
-        if len(frames) > MAX_FRAMES_PER_TURN:
+        core = srv.core
+        turn = MAX_FRAMES_PER_TURN if core.req_throttle is None else len(frames)
+        if len(frames) > turn:
             if not self.backlog:
                 self.transport.pause_reading()
                 srv.backlogged.add(self)
-            self.backlog = frames[MAX_FRAMES_PER_TURN:]
-            frames = frames[:MAX_FRAMES_PER_TURN]
+            self.backlog = frames[turn:]
+            frames = frames[:turn]
         elif self.backlog:
             self.backlog = []
             srv.backlogged.discard(self)
             self.maybe_resume_reading()
-        core = srv.core
         srv.tick_clock()
         if core.req_throttle is None:
             for payload in frames:
