@@ -5,9 +5,12 @@ voter (`:participant` line) still answers, and so does this command, before it a
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from coord.aio.zkobserver import TAKEOVER_WORD, answering_voters
 from coord.aio.zoocfg import ServerConfig
+
+log = logging.getLogger("coord.migrate")
 
 
 async def _ask(host: str, port: int, timeout_s: float, word: str = TAKEOVER_WORD) -> str:
@@ -37,6 +40,7 @@ async def take_over(cfg: ServerConfig, timeout_s: float = 30.0, wait_s: float = 
     while answering and loop.time() < deadline:
         await asyncio.sleep(0.05)
         answering = await answering_voters(voters, 0.5)
+    log.info("take-over: %d ZooKeeper voter ports answer", len(answering))
     if answering:
         return False, ["refused: ZooKeeper voters still answer: " + ", ".join(answering) +
                        "; stop every ZooKeeper server first (nothing was changed)"]
@@ -58,6 +62,7 @@ async def take_over(cfg: ServerConfig, timeout_s: float = 30.0, wait_s: float = 
     # Name the leader (the highest zxid, then the highest sid, as an election would choose), so
     # that the members switch in place without an election; if any observer cannot say, they elect.
     known = await asyncio.gather(*(zxid(sid, q) for sid, q in sorted(coord.items())))
+    log.info("take-over: last zxids %s", ", ".join(f"server.{k[1]} 0x{k[0]:x}" if k else "?" for k in known))
     word = TAKEOVER_WORD
     if all(k is not None for k in known):
         word += f" leader={max(known)[1]}\n"
@@ -70,5 +75,7 @@ async def take_over(cfg: ServerConfig, timeout_s: float = 30.0, wait_s: float = 
             answer = f"refused: no answer from {host}:{q.client_port}: {e}"
         return f"server.{sid}: {answer or 'refused: empty answer (not a coord observer?)'}"
     # all at once: the members elect as soon as a quorum of them has switched
+    log.info("take-over: asking %s", word.strip())
     lines = await asyncio.gather(*(one(sid, q) for sid, q in sorted(coord.items())))
+    log.info("take-over: every observer answered")
     return all(": ok:" in line for line in lines), list(lines)

@@ -4,6 +4,9 @@ ephemerals and watches. (coord only: ZooKeeper has no such step to compare with.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import logging
+import re
 import subprocess
 import sys
 import threading
@@ -35,6 +38,42 @@ def modes(obs: ObservedEnsemble) -> list[str]:
         except OSError as e:
             out.append(str(e))
     return out
+
+
+STEPS = [  # (what, pattern in an observer's log): the take-over's steps, in the order they happen
+    ("holds its clients (ZooKeeper gone)", r"holding \d+ client connections"),
+    ("tkov asked", r"take-over asked \(leader \d"),
+    ("refuse-check done", r"voter ports answer \(checked"),
+    ("switched to coord's Zab", r"(leading|following \d+) without an election"),
+    ("leader: epoch proposed", r"proposing epoch \d+"),
+    ("leader: epoch promised", r"epoch \d+ promised by"),
+    ("leader: epoch established", r"epoch \d+ established with"),
+]
+
+
+def log_events(text: str, sid: int) -> list[tuple[float, str]]:
+    """(wall time, step) for each first match of STEPS in a coord log (its timestamps are local time, ms)."""
+    out = []
+    for what, pat in STEPS:
+        for line in text.splitlines():
+            if re.search(pat, line):
+                t = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                out.append((t, f"server {sid}: {what}"))
+                break
+    for line in text.splitlines():
+        if "take-over steps:" in line:
+            print(f"  server {sid}: {line.split('take-over steps: ', 1)[1]}")
+    return out
+
+
+class Marks(logging.Handler):
+    """The in-process command's own steps (coord.migrate's log), with their wall times."""
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.events: list[tuple[float, str]] = []
+
+    def emit(self, record):
+        self.events.append((record.created, "command: " + record.getMessage()))
 
 
 def test_take_over_keeps_sessions_ephemerals_watches_and_zxids(tmp_path):
@@ -93,11 +132,19 @@ def test_take_over_keeps_sessions_ephemerals_watches_and_zxids(tmp_path):
         while len(acks) < 20:
             time.sleep(0.01)
         t_stop = time.monotonic()
+        wall = time.time() - t_stop          # monotonic -> wall clock, for the timeline
         for m in obs.voters.members:     # the operator stops every ZooKeeper server
             m.stop()
         time.sleep(0.5)                  # the operator, then the command (run here in-process: the
         t_cmd = time.monotonic()         # CLI's own Python start, ~2 s on this machine, is not the outage)
-        ok, lines = asyncio.run(take_over_in_process(parse_cfg(cfg.read_text(), str(cfg))))
+        marks = Marks()
+        mlog = logging.getLogger("coord.migrate")
+        mlog.addHandler(marks)
+        mlog.setLevel(logging.INFO)
+        try:
+            ok, lines = asyncio.run(take_over_in_process(parse_cfg(cfg.read_text(), str(cfg))))
+        finally:
+            mlog.removeHandler(marks)
         t_done = time.monotonic()
         assert ok and sum("ok: server" in ln and "clients kept" in ln for ln in lines) == 3, lines
         deadline = time.monotonic() + 60
@@ -111,6 +158,14 @@ def test_take_over_keeps_sessions_ephemerals_watches_and_zxids(tmp_path):
         print(f"take-over: write outage {t_write - t_stop:.3f}s from stopping ZooKeeper, "
               f"{t_write - t_cmd:.3f}s from the take-over command (command {t_done - t_cmd:.3f}s); "
               f"{len(errors)} client errors")
+        steps = [(wall + t_stop, "ZooKeeper servers being stopped"), (wall + t_cmd, "command starts"),
+                  (wall + t_done, "command returns"), (wall + t_write, "first write after the command acked")]
+        steps += marks.events
+        for k, o in enumerate(obs.observers):
+            steps += log_events(o.log_text(), 4 + k)
+        print("take-over timeline (ms from the command):")
+        for t, what in sorted(steps):
+            print(f"  {(t - wall - t_cmd) * 1000:8.1f}  {what}")
         assert errors == [], errors[:5]       # held and answered, never failed
         deadline = time.monotonic() + 60
         while sorted(modes(obs)) != ["follower", "follower", "leader"]:   # the last follower may still sync
