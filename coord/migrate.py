@@ -1,7 +1,10 @@
 """`coord migrate take-over`: the last step of moving a live ZooKeeper ensemble onto coord
-(docs/migration.md). The coord observers named by the zoo.cfg (its `:observer` lines) leave the
-ZooKeeper ensemble and form coord's own from the state they hold; each refuses while any ZooKeeper
-voter (`:participant` line) still answers, and so does this command, before it asks anything."""
+(docs/migration.md). The coord observers leave the ZooKeeper ensemble and form coord's own from the
+state they hold; each refuses while any ZooKeeper voter still answers, and so does this command,
+before it asks anything. Which servers take part is the ensemble's current configuration as the
+observers named by the zoo.cfg (its `:observer` lines) know it: an observer added later by
+`reconfig -add` takes part too, one removed by `reconfig -remove` does not.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -9,6 +12,7 @@ import logging
 
 from coord.aio.zkobserver import TAKEOVER_WORD, answering_voters
 from coord.aio.zoocfg import ServerConfig
+from coord.core import reconfig as rc
 
 log = logging.getLogger("coord.migrate")
 
@@ -23,17 +27,50 @@ async def _ask(host: str, port: int, timeout_s: float, word: str = TAKEOVER_WORD
         w.close()
 
 
+def host_of(q) -> str:
+    return q.client_host if q.client_host not in (None, "", "0.0.0.0") else q.host
+
+
+async def current_members(cfg: ServerConfig, named: dict, timeout_s: float) -> tuple[dict, dict, list[str]]:
+    """(the ensemble's servers, {sid: last zxid} of the observers that answered, notes): the newest
+    configuration any named observer holds (`tkov members`: zoo.cfg's lines, then every reconfig it
+    applied, as ZooKeeper's observers track it from COMMITANDACTIVATE / INFORMANDACTIVATE), or
+    zoo.cfg's own lines when none answers."""
+    async def view(sid, q):
+        if q.client_port is None:
+            return None
+        try:
+            text = await _ask(host_of(q), q.client_port, timeout_s, TAKEOVER_WORD + " members\n")
+            servers, version = rc.parse(text.encode())
+            zxid = int(text.rsplit("zxid=", 1)[1].split()[0], 16)
+        except (OSError, asyncio.TimeoutError, ValueError, IndexError):
+            return None          # not a coord observer's answer (or an older coord's)
+        if not any(v.role == "participant" for v in servers.values()):
+            return None
+        return version, sid, servers, zxid
+    views = [v for v in await asyncio.gather(*(view(s, q) for s, q in sorted(named.items()))) if v]
+    zxids = {v[1]: v[3] for v in views}
+    if not views:
+        log.info("take-over: no observer told its view of the ensemble; using %s", cfg.path)
+        return dict(cfg.servers), zxids, []
+    version, sid, servers, _ = max(views, key=lambda v: (v[0], v[1]))
+    observers = sorted(s for s, q in servers.items() if q.role == "observer")
+    notes = [f"members: server.{sid}'s view of the ensemble (configuration version 0x{version:x}): "
+             f"coord observers {','.join(map(str, observers))}"]
+    notes += [f"server.{s}: named in {cfg.path} but not in the ensemble's current configuration: not asked"
+              for s in sorted(set(named) - set(observers))]
+    log.info("take-over: %s", "; ".join(notes))
+    return servers, zxids, notes
+
+
 async def take_over(cfg: ServerConfig, timeout_s: float = 30.0, wait_s: float = 0.0) -> tuple[bool, list[str]]:
     """(all took over, one line per server). wait_s > 0: wait up to that long for the ZooKeeper
     voters to stop answering (the operator stops them after starting this), then take over at
     once, inside the observers' hold window whatever this process's own start cost."""
-    voters = {s: q for s, q in cfg.servers.items() if q.role == "participant"}
-    coord = {s: q for s, q in cfg.servers.items() if q.role == "observer"}
-    if not coord:
+    named = {s: q for s, q in cfg.servers.items() if q.role == "observer"}
+    if not named:
         return False, ["no server.N=...:observer lines: no coord observers to take over"]
-    missing = [s for s, q in coord.items() if q.client_port is None]
-    if missing:
-        return False, [f"server.{s} has no client port (;port at the end of its line): cannot reach it" for s in missing]
+    voters = {s: q for s, q in cfg.servers.items() if q.role == "participant"}
     answering = await answering_voters(voters)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
@@ -44,10 +81,21 @@ async def take_over(cfg: ServerConfig, timeout_s: float = 30.0, wait_s: float = 
     if answering:
         return False, ["refused: ZooKeeper voters still answer: " + ", ".join(answering) +
                        "; stop every ZooKeeper server first (nothing was changed)"]
-    def host_of(q):
-        return q.client_host if q.client_host not in (None, "", "0.0.0.0") else q.host
+    members, zxids, notes = await current_members(cfg, named, min(timeout_s, 5.0))
+    added = {s: q for s, q in members.items() if q.role == "participant" and s not in voters}
+    answering = await answering_voters(added) if added else []    # voters a reconfig added
+    if answering:
+        return False, notes + ["refused: ZooKeeper voters still answer: " + ", ".join(answering) +
+                               "; stop every ZooKeeper server first (nothing was changed)"]
+    coord = {s: q for s, q in members.items() if q.role == "observer"}
+    missing = [s for s, q in coord.items() if q.client_port is None]
+    if missing:
+        return False, notes + [f"server.{s} has no client port (;port at the end of its line): cannot reach it"
+                               for s in missing]
 
     async def zxid(sid, q):
+        if sid in zxids:
+            return zxids[sid], sid
         try:
             text = await _ask(host_of(q), q.client_port, min(timeout_s, 5.0), TAKEOVER_WORD + " zxid\n")
         except (OSError, asyncio.TimeoutError):
@@ -78,4 +126,4 @@ async def take_over(cfg: ServerConfig, timeout_s: float = 30.0, wait_s: float = 
     log.info("take-over: asking %s", word.strip())
     lines = await asyncio.gather(*(one(sid, q) for sid, q in sorted(coord.items())))
     log.info("take-over: every observer answered")
-    return all(": ok:" in line for line in lines), list(lines)
+    return all(": ok:" in line for line in lines), notes + list(lines)

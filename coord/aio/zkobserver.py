@@ -517,6 +517,11 @@ class ZkObserverNode(CoordServer):
             proto.transport.write(f"zxid 0x{self.core.tree.last_zxid:x}\n".encode())
             proto.transport.close()
             return
+        if arg == "members":     # the ensemble as this observer knows it now (zoo.cfg, then every
+            # reconfig it applied) and its last zxid: nothing changes
+            proto.transport.write(self.config_text + f"\nzxid=0x{self.core.tree.last_zxid:x}\n".encode())
+            proto.transport.close()
+            return
         if arg:
             try:
                 leader = int(arg.removeprefix("leader="))

@@ -203,3 +203,58 @@ def test_take_over_keeps_sessions_ephemerals_watches_and_zxids(tmp_path):
             except Exception:
                 pass
         obs.stop()
+
+
+def test_take_over_asks_observers_added_by_reconfig(tmp_path):
+    """The operator's zoo.cfg names one coord observer (server.4); server.5 joined later by `reconfig
+    -add`. The command reads the ensemble's current configuration from server.4 (`tkov members`) and
+    takes server.5 over too: both become coord's ensemble, a client of server.5 keeps its session."""
+    obs = ObservedEnsemble(tmp_path, "coord", observers=2, static_join=False,
+                           voter_cfg={"reconfigEnabled": "true", "skipACL": "yes"},
+                           observer_cfg={"reconfigEnabled": "true"})
+    obs.start()
+    clients: list[KazooClient] = []
+    try:
+        admin = KazooClient(hosts=obs.voters.connect_string, timeout=20)
+        clients.append(admin)
+        admin.start(timeout=30)
+        admin.reconfig(joining=f"server.4={obs.observer_specs[4]}", leaving=None, new_members=None)
+        obs.start_observer(i=0)
+        # the operator's file: the voters and server.4, written before server.5 existed
+        cfg_text = "".join(f"{k}={v}\n" for k, v in obs.coord_cfg().items() if k != "server.5")
+        admin.reconfig(joining=f"server.5={obs.observer_specs[5]}", leaving=None, new_members=None)
+        obs.start_observer(i=1)
+        admin.stop()
+        late = KazooClient(hosts=f"127.0.0.1:{obs.ports[1][2]}", timeout=20)
+        clients.append(late)
+        late.start(timeout=30)
+        late.create("/broker-5", b"registered", ephemeral=True)
+        session = late.client_id[0]
+        wait_until_members = time.monotonic() + 30          # server.4 has applied the second reconfig
+        while "server.5=" not in four_letter("127.0.0.1", obs.ports[0][2], "conf", 2.0):
+            assert time.monotonic() < wait_until_members, "server.4 never learnt of server.5"
+            time.sleep(0.2)
+        for m in obs.voters.members:
+            m.stop()
+        cfg = parse_cfg(cfg_text, "operator-zoo.cfg")
+        assert sorted(s for s, q in cfg.servers.items() if q.role == "observer") == [4]
+        ok, lines = asyncio.run(take_over_in_process(cfg))
+        assert ok, lines
+        assert any(ln.startswith("members: server.4's view") and "coord observers 4,5" in ln for ln in lines), lines
+        assert sum(ln.startswith(("server.4: ok:", "server.5: ok:")) for ln in lines) == 2, lines
+        deadline = time.monotonic() + 60
+        while sorted(modes(obs)) != ["follower", "leader"]:
+            assert time.monotonic() < deadline, modes(obs)
+            time.sleep(0.1)
+        late.set("/broker-5", b"after take-over")       # a write through the reconfig-added server
+        assert late.client_id[0] == session
+        st = late.exists("/broker-5")
+        assert st is not None and st.ephemeralOwner == session
+    finally:
+        for c in clients:
+            try:
+                c.stop()
+                c.close()
+            except Exception:
+                pass
+        obs.stop()
