@@ -64,7 +64,7 @@ async def current_members(cfg: ServerConfig, named: dict, timeout_s: float) -> t
 
 
 async def take_over(cfg: ServerConfig, timeout_s: float = 30.0, wait_s: float = 0.0) -> tuple[bool, list[str]]:
-    """(all took over, one line per server). wait_s > 0: wait up to that long for the ZooKeeper
+    """(all took over, one line per server, then notes on the members). wait_s > 0: wait up to that long for the ZooKeeper
     voters to stop answering (the operator stops them after starting this), then take over at
     once, inside the observers' hold window whatever this process's own start cost."""
     named = {s: q for s, q in cfg.servers.items() if q.role == "observer"}
@@ -126,4 +126,4 @@ async def take_over(cfg: ServerConfig, timeout_s: float = 30.0, wait_s: float = 
     log.info("take-over: asking %s", word.strip())
     lines = await asyncio.gather(*(one(sid, q) for sid, q in sorted(coord.items())))
     log.info("take-over: every observer answered")
-    return all(": ok:" in line for line in lines), notes + list(lines)
+    return all(": ok:" in line for line in lines), list(lines) + notes
