@@ -189,7 +189,7 @@ def test_take_over_keeps_sessions_ephemerals_watches_and_zxids(tmp_path):
             c.stop()
         first = obs.observers[0]                             # restarted: a coord member, no observer
         first.stop()
-        first.start()
+        first.start(60)     # PyPy's start alone took over 20 s at load 50
         deadline = time.monotonic() + 60
         while modes(obs)[0] not in ("follower", "leader"):
             assert time.monotonic() < deadline, modes(obs)
