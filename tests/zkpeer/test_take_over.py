@@ -33,7 +33,7 @@ def modes(obs: ObservedEnsemble) -> list[str]:
     out = []
     for _, _, port in obs.ports:
         try:
-            text = four_letter("127.0.0.1", port, "srvr", 1.0)
+            text = four_letter("127.0.0.1", port, "srvr", 5.0)   # 1 s timed out at load 67
             out.append(next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("Mode:")), text.strip()))
         except OSError as e:
             out.append(str(e))
