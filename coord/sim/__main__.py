@@ -43,6 +43,10 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     if a.sweep:
+        fixed = [f for f in ("zk_peer", "takeover", "reconfig", "graceful", "swarm", "no_faults") if getattr(a, f)]
+        if fixed:   # a sweep draws each seed's configuration from its mix (coord.sim.sweep)
+            ap.error(f"--sweep picks each seed's configuration itself; for --{fixed[0].replace('_', '-')} "
+                     "runs use --seeds A-B")
         return _sweep(a)
     if a.steps is None:
         a.steps = 20000

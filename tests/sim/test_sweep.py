@@ -68,3 +68,13 @@ def test_a_failure_is_reported_with_its_replay_command():
     assert "1/2 seeds passed" in text
     assert f"FAILED seed {seed} (n3-swarm) at 12 virtual ms: something broke" in text
     assert f"replay: python -m coord.sim --seed {seed} --nodes 3 --steps 6000 --swarm -v" in text
+
+
+def test_a_sweep_refuses_options_that_fix_the_configuration(capsys):
+    """A sweep draws each seed's configuration from its mix, so --zk-peer (and the like) with --sweep
+    would be silently ignored: it is refused, naming --seeds as the way to run those."""
+    from coord.sim.__main__ import main
+    with pytest.raises(SystemExit) as e:
+        main(["--sweep", "1-2", "--zk-peer"])
+    assert e.value.code == 2
+    assert "use --seeds A-B" in capsys.readouterr().err
