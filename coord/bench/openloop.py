@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from coord.bench.client import _REQ_HDR, _REPLY, OPEN_ACL, BenchError, Session, drive, request_body, close_sockets, close_workers, worker_failed
 from coord.jute import records as R
 
-# Run in this order: delete right after create takes back the znodes the create runs added (0.6M a
-# round at 50% of ZooKeeper's rate), so the reads are not measured in the wake of a grown tree
-# (its snapshot, its major collections) on either system.
+# Run in this order: delete right after create takes back the znodes the create runs added (~0.4M a
+# round of 8 s runs at 25-75% of ZooKeeper's rate), so the reads are not measured in the wake of a
+# grown tree (its snapshot, its major collections) on either system.
 OPEN_OPS = ("create", "delete", "getData", "exists", "setData", "multi", "mixed")
 _CODES = {"create": 1, "delete": 2, "exists": 3, "getData": 4, "setData": 5, "multi": 14}
 
