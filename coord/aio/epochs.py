@@ -88,7 +88,7 @@ class EpochStore:
         return decode(self.path.read_bytes())
 
     def write(self, accepted_epoch: int, current_epoch: int) -> None:
-        """Blocking; durable when it returns. Call it off the event loop."""
+        """Blocking; durable when it returns. Call it off the event loop when it syncs."""
         self.dir.mkdir(parents=True, exist_ok=True)
         _atomic_write(self.path, encode(accepted_epoch, current_epoch), self.sync)
         for name, value in (("acceptedEpoch", accepted_epoch), ("currentEpoch", current_epoch)):

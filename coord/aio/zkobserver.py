@@ -131,6 +131,34 @@ def takeover_marker(cfg: ServerConfig):
     return cfg.data_dir / TAKEOVER_MARKER
 
 
+def preload_member() -> None:
+    """Import what the coord member runs on (Zab's peer, roles, sequencers) now, not at the
+    take-over: loading these modules took ~200 ms of the switch under load (PyPy, load 45), time
+    the clients wait through."""
+    import coord.core.reconfig  # noqa: F401
+    import coord.core.zab.leader  # noqa: F401
+    import coord.core.zab.learner  # noqa: F401
+    import coord.core.zab.membership  # noqa: F401
+    import coord.core.zab.peer  # noqa: F401
+    import coord.core.zab.sequencer  # noqa: F401
+    import coord.jute.records  # noqa: F401
+
+
+class Steps:
+    """How long each step of a take-over took (ms), for the log: the outage's breakdown."""
+    def __init__(self):
+        self.t = time.monotonic()
+        self.done: list[tuple[str, float]] = []
+
+    def mark(self, what: str) -> None:
+        now = time.monotonic()
+        self.done.append((what, (now - self.t) * 1000))
+        self.t = now
+
+    def __str__(self) -> str:
+        return ", ".join(f"{what} +{ms:.1f} ms" for what, ms in self.done)
+
+
 class ZkObserverNode(CoordServer):
     extra_words = frozenset({TAKEOVER_WORD.encode()})
 
@@ -202,6 +230,7 @@ class ZkObserverNode(CoordServer):
         # held from now on, no outgoing connection can get it as its ephemeral source port meanwhile.
         self.quorum_server = await asyncio.start_server(self._quorum_accept, host=me.host, port=me.quorum_port,
                                                         reuse_address=True, ssl=tls)
+        preload_member()
         log.info("server %d: observing ZooKeeper voters %s; clients on port %d", self.sid,
                  ",".join(str(s) for s in sorted(self.voters)), self.port)
         self.peer_task = self.loop.create_task(self._peer_loop())
@@ -488,6 +517,11 @@ class ZkObserverNode(CoordServer):
             proto.transport.write(f"zxid 0x{self.core.tree.last_zxid:x}\n".encode())
             proto.transport.close()
             return
+        if arg == "members":     # the ensemble as this observer knows it now (zoo.cfg, then every
+            # reconfig it applied) and its last zxid: nothing changes
+            proto.transport.write(self.config_text + f"\nzxid=0x{self.core.tree.last_zxid:x}\n".encode())
+            proto.transport.close()
+            return
         if arg:
             try:
                 leader = int(arg.removeprefix("leader="))
@@ -508,10 +542,14 @@ class ZkObserverNode(CoordServer):
         if self.taking_over:
             return True, f"server {self.sid} is already taking over"
         obs = self.observer
+        t0 = time.monotonic()
+        log.info("server %d: take-over asked (leader %s)", self.sid, leader)
         if obs.current_epoch == 0 or self.core.tree.last_zxid == 0:
             return False, (f"server {self.sid} has never been synced by a ZooKeeper leader (zxid 0x0): "
                            "it holds no state to take over with")
         answering = await answering_voters(self.voters)
+        log.info("server %d: take-over: %d ZooKeeper voter ports answer (checked in %.1f ms)", self.sid,
+                 len(answering), (time.monotonic() - t0) * 1000)
         if answering:
             return False, ("ZooKeeper voters still answer: " + ", ".join(answering) +
                            "; stop every ZooKeeper server first (nothing was changed)")
@@ -519,31 +557,36 @@ class ZkObserverNode(CoordServer):
         if leader is not None and leader not in members.servers:
             return False, f"leader={leader} is not one of the coord servers ({sorted(members.servers)})"
         self.taking_over = True
+        steps = Steps()
         if self.peer_task is not None:
             self.peer_task.cancel()
             try:
                 await self.peer_task
             except (asyncio.CancelledError, Exception):
                 pass
+        steps.mark("observer stopped")
         self.flush()
         await self.txnlog.drain()
+        steps.mark("log drained")
         lines = "".join(f"server.{sid}={q.spec()}\n" for sid, q in sorted(members.servers.items()))
         marker = takeover_marker(self.cfg)
         tmp = marker.with_name(marker.name + ".tmp")
         tmp.write_text(f"# written by coord's take-over at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
                        + lines)
         tmp.replace(marker)
+        steps.mark("marker written")
         msg = (f"server {self.sid} takes over at zxid 0x{self.core.tree.last_zxid:x} (ZooKeeper epoch "
                f"{obs.current_epoch}) with {len(self.core.tree.sessions)} sessions; coord members "
                + ",".join(str(s) for s in sorted(members.servers)))
         if leader is not None:
-            await self._become_member(members, leader)
+            await self._become_member(members, leader, steps)
             msg += f"; leader {leader}, clients kept"
         log.warning("%s", msg)
+        log.info("server %d: take-over steps: %s", self.sid, steps)
         self.took_over.set()
         return True, msg
 
-    async def _become_member(self, members: ServerConfig, leader: int) -> None:
+    async def _become_member(self, members: ServerConfig, leader: int, steps: "Steps") -> None:
         from coord.aio.ensemble_node import become_member
         from coord.core.zab.api import DurableState
         obs = self.observer
@@ -554,6 +597,7 @@ class ZkObserverNode(CoordServer):
                 srv.close()
                 await srv.wait_closed()
         self.election_server = self.quorum_server = None
+        steps.mark("peer ports closed")
         self.flush()
         await self.txnlog.drain()
         tree = self.core.tree
@@ -568,6 +612,7 @@ class ZkObserverNode(CoordServer):
             revals.extend(held)
             return requests, syncs
         node = await become_member(self, members, ds, leader, carried)
+        steps.mark("coord member started")
         core = node.core
         for conn_id, sid, timeout in revals:     # held reconnects: the session is ours to judge now
             core.finish_revalidation(conn_id, sid, timeout, sid in core.tree.sessions)

@@ -54,23 +54,22 @@ def run(connects: int = 20_000, rounds: int = 3, nonce=None, out=print) -> dict[
     first = _sasl_frame(1, b"")
     cid = 0
 
-    def plain():
+    def connected() -> int:
+        """A new connection whose session is created (its txn logged) and answered."""
         nonlocal cid
         cid += 1
         core.connection_made(cid, "127.0.0.1:5000")
         core.frame(cid, CONNECT)
         logged(core)
         core.drain()
-        core.connection_lost(cid)
+        return cid
+
+    def plain():
+        core.connection_lost(connected())
         core.drain()
 
     def sasl():
-        nonlocal cid
-        cid += 1
-        core.connection_made(cid, "127.0.0.1:5000")
-        core.frame(cid, CONNECT)
-        logged(core)
-        core.drain()
+        cid = connected()
         core.frame(cid, first)
         core.drain()
         core.frame(cid, _sasl_frame(2, digest_response(made.pop())))

@@ -16,13 +16,13 @@ replays exactly: `python -m coord.sim --seed N` (plus the options printed with t
 """
 from __future__ import annotations
 
-import heapq
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
 from coord.core.zab.api import ZabConfig
 from coord.sim.checker import Checker, SimFailure
+from coord.sim.clock import VirtualClock
 from coord.sim.client import SimClient
 from coord.sim.net import Network
 from coord.sim.node import SimNode
@@ -79,14 +79,11 @@ class SimResult:
     tail: list = field(default_factory=list)
 
 
-class World:
+class World(VirtualClock):
     def __init__(self, opts: SimOptions):
+        super().__init__()
         self.opts = opts
         self.rng = Rng(opts.seed)
-        self.now = 0
-        self.events: list = []
-        self.seq = 0
-        self.count = 0
         self.conn_ids = 0
         self.logs: deque = deque(maxlen=400)
         self.voters = set(range(1, opts.nodes + 1))
@@ -127,23 +124,7 @@ class World:
         self.handoffs = 0                              # graceful stops of a leader that handed over
         self.down_until: dict[int, int] = {}
 
-    # -- the event loop -----------------------------------------------------------------------------
-    def at(self, t: int, fn, *args) -> None:
-        self.seq += 1
-        heapq.heappush(self.events, (t, self.seq, fn, args))
-
-    def after(self, d: int, fn, *args) -> None:
-        self.at(self.now + d, fn, *args)
-
-    def step(self) -> bool:
-        if not self.events:
-            return False
-        t, _, fn, args = heapq.heappop(self.events)
-        self.now = t
-        self.count += 1
-        fn(*args)
-        return True
-
+    # -- nodes ------------------------------------------------------------------------------------
     def up(self, sid: int) -> bool:
         n = self.nodes.get(sid)
         return n is not None and n.up

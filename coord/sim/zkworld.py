@@ -27,7 +27,6 @@ Invariants (a violation stops the run):
 """
 from __future__ import annotations
 
-import heapq
 import time
 from collections import deque
 from dataclasses import replace
@@ -42,6 +41,7 @@ from coord.core.zkpeer.observer import ZkObserver
 from coord.jute import quorum as Q
 from coord.jute import records as R
 from coord.sim.checker import SimFailure
+from coord.sim.clock import VirtualClock
 from coord.sim.net import Network
 from coord.sim.rng import Rng
 from coord.sim.zkmodel import ZkEnsemble
@@ -276,14 +276,11 @@ class ObsClient:
             home.pump()
 
 
-class ZkPeerWorld:
+class ZkPeerWorld(VirtualClock):
     def __init__(self, opts):
+        super().__init__()
         self.opts = opts
         self.rng = Rng(opts.seed)
-        self.now = 0
-        self.events: list = []
-        self.seq = 0
-        self.count = 0
         self.logs: deque = deque(maxlen=400)
         cfg = self.rng.stream("config")
         self.net = Network(self, self.rng.stream("net"))
@@ -307,23 +304,7 @@ class ZkPeerWorld:
         self.phase = "observing"
         self.expired_total = 0
 
-    # -- the event loop (what Network needs of a world) -----------------------------------------------
-    def at(self, t: int, fn, *args) -> None:
-        self.seq += 1
-        heapq.heappush(self.events, (t, self.seq, fn, args))
-
-    def after(self, d: int, fn, *args) -> None:
-        self.at(self.now + d, fn, *args)
-
-    def step(self) -> bool:
-        if not self.events:
-            return False
-        t, _, fn, args = heapq.heappop(self.events)
-        self.now = t
-        self.count += 1
-        fn(*args)
-        return True
-
+    # -- what Network needs of a world (besides the clock) ------------------------------------------
     def up(self, sid: int) -> bool:
         if sid in self.obs:
             return self.obs[sid].up

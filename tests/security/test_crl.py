@@ -147,10 +147,8 @@ def test_quorum_peer_with_a_revoked_certificate_is_refused(kind, pki, crl_server
     """ssl.quorum.crl=true on a TLS ensemble: server 3's certificate is revoked in the CRL its
     distribution point names; 1 and 2 form the quorum and serve, 3 never joins."""
     import ipaddress
-    import time
-
     from tests.security.certs import PASSWORD
-    from tests.security.test_quorum_tls import _kazoo_on, _need, tls_ensemble
+    from tests.security.test_quorum_tls import _need, tls_ensemble, two_serve_and_the_third_stays_out
     _need(kind)
     url = f"http://127.0.0.1:{crl_server.server_address[1]}/ca.crl"
     san = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
@@ -165,20 +163,7 @@ def test_quorum_peer_with_a_revoked_certificate_is_refused(kind, pki, crl_server
                 "ssl.quorum.trustStore.location": trust, "ssl.quorum.trustStore.password": PASSWORD}
     ens = tls_ensemble(tmp_path / kind, kind, {1: cfg("q_good"), 2: cfg("q_good"), 3: cfg("q_revoked")})
     try:
-        for m in ens.members.values():
-            m.start()
-        assert ens.wait_serving(sids=[1, 2], wait=120) in (1, 2)
-        zk = _kazoo_on(ens, ens.connect_string([1, 2]))
-        try:
-            zk.create("/qcrl", b"ok")
-            assert zk.get("/qcrl")[0] == b"ok"
-        finally:
-            zk.stop()
-            zk.close()
-        deadline = time.monotonic() + 4
-        while time.monotonic() < deadline:
-            assert ens.members[3].mode() not in ("leader", "follower"), "the revoked server joined"
-            time.sleep(0.5)
+        two_serve_and_the_third_stays_out(ens, "/qcrl")
         if kind == "coord":
             logs = ens.members[1].log_text() + ens.members[2].log_text()
             assert "certificate revoked" in logs, ens.dump_logs(40)

@@ -65,6 +65,25 @@ def _kazoo_on(ens: Ensemble, hosts: str):
         pytest.fail(f"kazoo could not connect to {hosts}: {e!r}; modes {ens.modes()}\n{ens.dump_logs(30)}")
 
 
+def two_serve_and_the_third_stays_out(ens: Ensemble, path: str) -> None:
+    """Servers 1 and 2 (good certificates) elect a leader and serve a write; server 3 (a certificate
+    they must refuse) keeps trying and never becomes leader or follower."""
+    for m in ens.members.values():
+        m.start()
+    assert ens.wait_serving(sids=[1, 2], wait=120) in (1, 2)
+    zk = _kazoo_on(ens, ens.connect_string([1, 2]))
+    try:
+        zk.create(path, b"ok")
+        assert zk.get(path)[0] == b"ok"
+    finally:
+        zk.stop()
+        zk.close()
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        assert ens.members[3].mode() not in ("leader", "follower"), "the refused server joined"
+        time.sleep(0.5)
+
+
 # -- a TLS ensemble: serves; garbage on its ports --------------------------------------------------------
 @pytest.fixture(scope="module", params=KINDS)
 def tls_ens(request, tmp_path_factory, stores):
@@ -169,22 +188,7 @@ def test_untrusted_peer_is_refused(kind, tmp_path, stores):
     ens = tls_ensemble(tmp_path / kind, kind, {1: dict(good, sslQuorum="true"), 2: dict(good, sslQuorum="true"),
                                                3: dict(rogue, sslQuorum="true")})
     try:
-        for m in ens.members.values():
-            m.start()
-        leader = ens.wait_serving(sids=[1, 2], wait=120)
-        assert leader in (1, 2)
-        zk = _kazoo_on(ens, ens.connect_string([1, 2]))
-        try:
-            zk.create("/qtls-rogue", b"ok")
-            assert zk.get("/qtls-rogue")[0] == b"ok"
-        finally:
-            zk.stop()
-            zk.close()
-        # the rogue server keeps trying for a while and never serves
-        deadline = time.monotonic() + 4
-        while time.monotonic() < deadline:
-            assert ens.members[3].mode() not in ("leader", "follower"), "the untrusted server joined"
-            time.sleep(0.5)
+        two_serve_and_the_third_stays_out(ens, "/qtls-rogue")
         logs = ens.members[1].log_text() + ens.members[2].log_text()
         assert REFUSED[kind].search(logs), ens.dump_logs(40)
     finally:

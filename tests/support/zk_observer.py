@@ -77,7 +77,7 @@ class ObservedEnsemble:
             obs = CoordProcess(d, port, extra_cfg=self.coord_cfg())
             obs.data_dir.mkdir(parents=True, exist_ok=True)
             (obs.data_dir / "myid").write_text(f"{sid}\n")
-            obs.start()
+            obs.start(wait)      # PyPy's start alone took over 20 s at load 45
         else:
             obs = RealZooKeeper(d, port, myid=sid, servers=self.voters.servers, extra_cfg={"peerType": "observer", **self.observer_cfg},
                                 heap_mb=self.observer_heap_mb, jvm_flags=self.observer_jvm_flags)

@@ -4,6 +4,9 @@ ephemerals and watches. (coord only: ZooKeeper has no such step to compare with.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import logging
+import re
 import subprocess
 import sys
 import threading
@@ -30,11 +33,47 @@ def modes(obs: ObservedEnsemble) -> list[str]:
     out = []
     for _, _, port in obs.ports:
         try:
-            text = four_letter("127.0.0.1", port, "srvr", 1.0)
+            text = four_letter("127.0.0.1", port, "srvr", 5.0)   # 1 s timed out at load 67
             out.append(next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("Mode:")), text.strip()))
         except OSError as e:
             out.append(str(e))
     return out
+
+
+STEPS = [  # (what, pattern in an observer's log): the take-over's steps, in the order they happen
+    ("holds its clients (ZooKeeper gone)", r"holding \d+ client connections"),
+    ("tkov asked", r"take-over asked \(leader \d"),
+    ("refuse-check done", r"voter ports answer \(checked"),
+    ("switched to coord's Zab", r"(leading|following \d+) without an election"),
+    ("leader: epoch proposed", r"proposing epoch \d+"),
+    ("leader: epoch promised", r"epoch \d+ promised by"),
+    ("leader: epoch established", r"epoch \d+ established with"),
+]
+
+
+def log_events(text: str, sid: int) -> list[tuple[float, str]]:
+    """(wall time, step) for each first match of STEPS in a coord log (its timestamps are local time, ms)."""
+    out = []
+    for what, pat in STEPS:
+        for line in text.splitlines():
+            if re.search(pat, line):
+                t = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                out.append((t, f"server {sid}: {what}"))
+                break
+    for line in text.splitlines():
+        if "take-over steps:" in line:
+            print(f"  server {sid}: {line.split('take-over steps: ', 1)[1]}")
+    return out
+
+
+class Marks(logging.Handler):
+    """The in-process command's own steps (coord.migrate's log), with their wall times."""
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.events: list[tuple[float, str]] = []
+
+    def emit(self, record):
+        self.events.append((record.created, "command: " + record.getMessage()))
 
 
 def test_take_over_keeps_sessions_ephemerals_watches_and_zxids(tmp_path):
@@ -93,11 +132,19 @@ def test_take_over_keeps_sessions_ephemerals_watches_and_zxids(tmp_path):
         while len(acks) < 20:
             time.sleep(0.01)
         t_stop = time.monotonic()
+        wall = time.time() - t_stop          # monotonic -> wall clock, for the timeline
         for m in obs.voters.members:     # the operator stops every ZooKeeper server
             m.stop()
         time.sleep(0.5)                  # the operator, then the command (run here in-process: the
         t_cmd = time.monotonic()         # CLI's own Python start, ~2 s on this machine, is not the outage)
-        ok, lines = asyncio.run(take_over_in_process(parse_cfg(cfg.read_text(), str(cfg))))
+        marks = Marks()
+        mlog = logging.getLogger("coord.migrate")
+        mlog.addHandler(marks)
+        mlog.setLevel(logging.INFO)
+        try:
+            ok, lines = asyncio.run(take_over_in_process(parse_cfg(cfg.read_text(), str(cfg))))
+        finally:
+            mlog.removeHandler(marks)
         t_done = time.monotonic()
         assert ok and sum("ok: server" in ln and "clients kept" in ln for ln in lines) == 3, lines
         deadline = time.monotonic() + 60
@@ -111,6 +158,14 @@ def test_take_over_keeps_sessions_ephemerals_watches_and_zxids(tmp_path):
         print(f"take-over: write outage {t_write - t_stop:.3f}s from stopping ZooKeeper, "
               f"{t_write - t_cmd:.3f}s from the take-over command (command {t_done - t_cmd:.3f}s); "
               f"{len(errors)} client errors")
+        steps = [(wall + t_stop, "ZooKeeper servers being stopped"), (wall + t_cmd, "command starts"),
+                  (wall + t_done, "command returns"), (wall + t_write, "first write after the command acked")]
+        steps += marks.events
+        for k, o in enumerate(obs.observers):
+            steps += log_events(o.log_text(), 4 + k)
+        print("take-over timeline (ms from the command):")
+        for t, what in sorted(steps):
+            print(f"  {(t - wall - t_cmd) * 1000:8.1f}  {what}")
         assert errors == [], errors[:5]       # held and answered, never failed
         deadline = time.monotonic() + 60
         while sorted(modes(obs)) != ["follower", "follower", "leader"]:   # the last follower may still sync
@@ -134,7 +189,7 @@ def test_take_over_keeps_sessions_ephemerals_watches_and_zxids(tmp_path):
             c.stop()
         first = obs.observers[0]                             # restarted: a coord member, no observer
         first.stop()
-        first.start()
+        first.start(60)     # PyPy's start alone took over 20 s at load 50
         deadline = time.monotonic() + 60
         while modes(obs)[0] not in ("follower", "leader"):
             assert time.monotonic() < deadline, modes(obs)
@@ -142,6 +197,61 @@ def test_take_over_keeps_sessions_ephemerals_watches_and_zxids(tmp_path):
         assert "took over from ZooKeeper earlier" in first.log_text()
     finally:
         for c in clients:        # kazoo's threads would keep retrying (and the interpreter alive)
+            try:
+                c.stop()
+                c.close()
+            except Exception:
+                pass
+        obs.stop()
+
+
+def test_take_over_asks_observers_added_by_reconfig(tmp_path):
+    """The operator's zoo.cfg names one coord observer (server.4); server.5 joined later by `reconfig
+    -add`. The command reads the ensemble's current configuration from server.4 (`tkov members`) and
+    takes server.5 over too: both become coord's ensemble, a client of server.5 keeps its session."""
+    obs = ObservedEnsemble(tmp_path, "coord", observers=2, static_join=False,
+                           voter_cfg={"reconfigEnabled": "true", "skipACL": "yes"},
+                           observer_cfg={"reconfigEnabled": "true"})
+    obs.start()
+    clients: list[KazooClient] = []
+    try:
+        admin = KazooClient(hosts=obs.voters.connect_string, timeout=20)
+        clients.append(admin)
+        admin.start(timeout=30)
+        admin.reconfig(joining=f"server.4={obs.observer_specs[4]}", leaving=None, new_members=None)
+        obs.start_observer(i=0)
+        # the operator's file: the voters and server.4, written before server.5 existed
+        cfg_text = "".join(f"{k}={v}\n" for k, v in obs.coord_cfg().items() if k != "server.5")
+        admin.reconfig(joining=f"server.5={obs.observer_specs[5]}", leaving=None, new_members=None)
+        obs.start_observer(i=1)
+        admin.stop()
+        late = KazooClient(hosts=f"127.0.0.1:{obs.ports[1][2]}", timeout=20)
+        clients.append(late)
+        late.start(timeout=30)
+        late.create("/broker-5", b"registered", ephemeral=True)
+        session = late.client_id[0]
+        wait_until_members = time.monotonic() + 30          # server.4 has applied the second reconfig
+        while "server.5=" not in four_letter("127.0.0.1", obs.ports[0][2], "conf", 2.0):
+            assert time.monotonic() < wait_until_members, "server.4 never learnt of server.5"
+            time.sleep(0.2)
+        for m in obs.voters.members:
+            m.stop()
+        cfg = parse_cfg(cfg_text, "operator-zoo.cfg")
+        assert sorted(s for s, q in cfg.servers.items() if q.role == "observer") == [4]
+        ok, lines = asyncio.run(take_over_in_process(cfg))
+        assert ok, lines
+        assert any(ln.startswith("members: server.4's view") and "coord observers 4,5" in ln for ln in lines), lines
+        assert sum(ln.startswith(("server.4: ok:", "server.5: ok:")) for ln in lines) == 2, lines
+        deadline = time.monotonic() + 60
+        while sorted(modes(obs)) != ["follower", "leader"]:
+            assert time.monotonic() < deadline, modes(obs)
+            time.sleep(0.1)
+        late.set("/broker-5", b"after take-over")       # a write through the reconfig-added server
+        assert late.client_id[0] == session
+        st = late.exists("/broker-5")
+        assert st is not None and st.ephemeralOwner == session
+    finally:
+        for c in clients:
             try:
                 c.stop()
                 c.close()
