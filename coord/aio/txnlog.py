@@ -28,7 +28,7 @@ fails the log is `broken`: every later append fails at once, and a restart recov
 The error passed on names the log file (`[Errno 28] No space left on device: '.../log.1a'`).
 
 Test only: with COORD_TEST_FAIL_FSYNC=<path> in the environment (relative paths are from the working
-directory), every fdatasync of a log file fails with EIO, without syncing, while <path> exists.
+directory), every synced write of a log batch fails with EIO, writing nothing, while <path> exists.
 """
 from __future__ import annotations
 
