@@ -1,8 +1,10 @@
 """The txn log on disk: append in batches, fsync off the event loop, roll files, survive write errors.
 
-Group commit: while one write+fsync runs in the log's own sync thread, new records accumulate; when
+Group commit: while one durable write runs in the log's own sync thread, new records accumulate; when
 it completes the thread takes them at once and writes and syncs them together (as ZooKeeper's
 SyncRequestProcessor flushes as soon as its queue is empty), without waiting for the event loop.
+With forceSync=yes the file is opened O_DSYNC, so a batch is one write() that returns when it is
+durable (what write + fdatasync give, in one call and one release of the interpreter lock).
 Each batch's fate is handed to the loop with one call_soon_threadsafe, which runs in the turn the
 wake-up ends: request to reply is three turns of the loop (read, flush to the log, completion and
 reply; an executor future and a task cost two more) and one handoff to the thread and back.
@@ -26,7 +28,7 @@ fails the log is `broken`: every later append fails at once, and a restart recov
 The error passed on names the log file (`[Errno 28] No space left on device: '.../log.1a'`).
 
 Test only: with COORD_TEST_FAIL_FSYNC=<path> in the environment (relative paths are from the working
-directory), every fdatasync of a log file fails with EIO, without syncing, while <path> exists.
+directory), every synced write of a log batch fails with EIO, writing nothing, while <path> exists.
 """
 from __future__ import annotations
 
@@ -186,17 +188,24 @@ class TxnLog:
             self.syncing = False
 
     def _sync_main(self) -> None:
-        """The sync thread: write+fdatasync whatever is buffered, as soon as there is any, and hand
-        each batch's fate to the loop (_synced, in order)."""
+        """The sync thread: write whatever is buffered as one durable write, as soon as there is any,
+        and hand each batch's fate to the loop (_synced, in order). The next batch is taken before the
+        loop is woken: once awake, the loop holds the interpreter lock while it applies and answers
+        the batch, and a thread that still needed the lock to start the next write would wait for it
+        (up to a switch interval per batch, measured 0.14 ms of a 0.71 ms cycle at 17k creates/s)."""
         cv = self._cv
+        batch = None
         while True:
-            with cv:
-                while self._hold or not self.buffer:
-                    if self._stop:
-                        return
-                    cv.wait()
-                data, first, last, roll_first = self._take_buffer()
-                self._taken += 1
+            if batch is None:
+                with cv:
+                    while self._hold or not self.buffer:
+                        if self._stop:
+                            return
+                        cv.wait()
+                    batch = self._take_buffer()
+                    self._taken += 1
+            data, first, last, roll_first = batch
+            batch = None
             err = None
             t0 = time.monotonic()
             try:
@@ -204,9 +213,13 @@ class TxnLog:
                 self._write_batch(data, roll_first)
             except OSError as e:
                 err = e
-                with cv:
-                    self._hold = True
             ms = (time.monotonic() - t0) * 1000
+            with cv:
+                if err is not None:
+                    self._hold = True
+                elif self.buffer and not self._hold:
+                    batch = self._take_buffer()
+                    self._taken += 1
             try:
                 self._loop.call_soon_threadsafe(self._synced, first, last, ms, err)
             except RuntimeError:   # the loop is closed: nobody is waiting for the fate any more
@@ -293,7 +306,10 @@ class TxnLog:
             self.fd = None
         path = self.dir / logformat.log_name(first_zxid)
         # No intact record can be in a file named after a zxid past the durable end: overwrite it.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        # forceSync=yes: O_DSYNC makes each write durable when it returns (as write + fdatasync) in one
+        # call, so the sync thread gives up and retakes the interpreter lock once per batch, not twice.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (os.O_DSYNC if self.force_sync else 0)
+        fd = os.open(path, flags, 0o644)
         try:
             write_all(fd, logformat.file_header())
         except OSError as e:
@@ -338,13 +354,11 @@ class TxnLog:
         try:
             if self.pre_alloc_bytes and durable + len(data) > self.allocated:
                 self._preallocate(durable + len(data))
-            write_all(fd, data)
-            if self.force_sync:
-                if FAIL_FSYNC_FLAG and os.path.exists(FAIL_FSYNC_FLAG):
-                    raise OSError(errno.EIO, "fdatasync failed (injected: COORD_TEST_FAIL_FSYNC)")
-                os.fdatasync(fd)
-                if self.new_file:
-                    fsync_dir(self.dir)
+            if self.force_sync and FAIL_FSYNC_FLAG and os.path.exists(FAIL_FSYNC_FLAG):
+                raise OSError(errno.EIO, "fdatasync failed (injected: COORD_TEST_FAIL_FSYNC)")
+            write_all(fd, data)   # forceSync=yes: O_DSYNC, durable on return (see _open_new)
+            if self.force_sync and self.new_file:
+                fsync_dir(self.dir)
         except OSError as e:
             self._cut_back(durable)
             if e.filename is None and self.path is not None:

@@ -140,10 +140,11 @@ def _calibrate(s: _Sys, cfg: TailConfig, log) -> dict:
 
 
 def _one(s: _Sys, cfg: TailConfig, op: str, frac: float, rate: float, log) -> tuple[dict, object]:
+    plan = _plan(s, cfg, op, rate=rate)   # first: a delete run's pool top-up is no part of its stalls
     load0 = os.getloadavg()[0]
     st0 = s.stalls()
     with OpenLoopClient(s.targets, cfg.connections, cfg.procs) as cl:
-        res = cl.run(_plan(s, cfg, op, rate=rate))
+        res = cl.run(plan)
     st1 = s.stalls()
     q = quantiles(res.lat_us)
     lq = quantiles(res.late_us)

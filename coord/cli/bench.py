@@ -33,7 +33,7 @@ import click
 @click.option("--open-loop", is_flag=True, help="Tail latency at constant rates, coord vs a real ZooKeeper 3.8 "
               "started here (coord.bench.tail); see docs/benchmarks.md.")
 @click.option("--ensemble", is_flag=True, help="With --open-loop: 3-node ensembles, connections over all members.")
-@click.option("--open-ops", default="create,getData,setData,exists,delete,multi,mixed", show_default=True,
+@click.option("--open-ops", default="create,delete,getData,exists,setData,multi,mixed", show_default=True,
               help="With --open-loop: ops to run.")
 @click.option("--fractions", default="0.25,0.5,0.75", show_default=True,
               help="With --open-loop: rates as fractions of ZooKeeper's measured maximum for each op.")

@@ -59,7 +59,7 @@ def test_plot_writes_one_image_per_op(tmp_path):
 
 
 def _open_loop(connect_string: str, rate: float = 400.0) -> None:
-    """The same harness for coord and ZooKeeper: preload, open-loop getData/multi/mixed/create/delete,
+    """The same harness for coord and ZooKeeper: preload, open-loop getData/exists/setData/multi/mixed/create/delete,
     clean up; every scheduled request answered without error, latencies only from the measured window."""
     host, port = parse_target(connect_string)
     admin = Session(host, port)
@@ -70,7 +70,7 @@ def _open_loop(connect_string: str, rate: float = 400.0) -> None:
             assert admin.call("create", f"{root}/k{i:07d}", b"v")[0] == 0
         with ol.OpenLoopClient([(host, port)] * 2, connections=4, procs=2) as cl:
             base = 0
-            for op in ("getData", "multi", "mixed", "create", "delete"):
+            for op in ("getData", "exists", "setData", "multi", "mixed", "create", "delete"):
                 plan = ol.Plan(op, root, rate, warmup_s=0.5, duration_s=1.0, keys=20, base=0)
                 res = cl.run(plan)
                 assert res.sent == plan.total == 600, op

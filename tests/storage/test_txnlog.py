@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import os
 
 from coord.aio import txnlog as txnlog_mod
@@ -31,16 +32,17 @@ def test_group_commit_rolling_and_eio_cut_back(tmp_path, monkeypatch):
             log.append(_txns(mk, 10))
             await log.drain()
         assert len(list_logs(tmp_path)) >= 3, "rolled at the size limit (between batches)"
+        assert fcntl.fcntl(log.fd, fcntl.F_GETFL) & os.O_DSYNC, "forceSync=yes: each write is the sync"
         mk.zxid = 80
-        real = os.fdatasync
+        real = txnlog_mod.write_all
         calls = {"n": 0}
 
-        def flaky(fd):
+        def flaky(fd, data):   # an O_DSYNC write that fails as its sync would
             calls["n"] += 1
             if calls["n"] == 1:
                 raise OSError(errno.EIO, "Input/output error")
-            return real(fd)
-        monkeypatch.setattr(txnlog_mod.os, "fdatasync", flaky)
+            return real(fd, data)
+        monkeypatch.setattr(txnlog_mod, "write_all", flaky)
         log.append(_txns(mk, 3))   # zxids 81..83 fail
         await log.drain()
         assert failed == [(errno.EIO, 81, 83)]
@@ -66,6 +68,7 @@ def test_force_sync_off_never_fsyncs(tmp_path, monkeypatch):
         log.on_durable = seen.append
         log.append(_txns(TxnMaker(), 5))
         await log.drain()
+        assert not fcntl.fcntl(log.fd, fcntl.F_GETFL) & os.O_DSYNC, "forceSync=no: no synchronous writes"
         log.close()
         return seen
     assert asyncio.run(run()) == [5]
