@@ -18,6 +18,8 @@ import sys
 import time
 from collections import Counter
 
+from coord.aio.metrics import pypy_heap
+
 log = logging.getLogger("coord.heapcensus")
 
 
@@ -28,15 +30,9 @@ def census(top: int = 60) -> dict:
         gc.collect()
     counts = Counter(type(o).__name__ for o in gc.get_objects())
     out: dict = {"objects": sum(counts.values()), "by_type": dict(counts.most_common(top))}
-    stats = getattr(gc, "get_stats", None)       # PyPy only
-    if stats is not None:
-        try:
-            s = stats()
-            out["pypy"] = {k: int(getattr(s, k)) for k in ("total_gc_memory", "total_arena_memory",
-                                                           "total_rawmalloced_memory", "memory_used_sum")
-                           if hasattr(s, k)}
-        except Exception as e:                     # a debug aid must not take the server down
-            out["pypy_error"] = repr(e)
+    heap = pypy_heap()                           # PyPy's own figures ({} on CPython)
+    if heap:
+        out["pypy"] = heap
     return out
 
 
