@@ -25,7 +25,8 @@ log = logging.getLogger("coord.heapcensus")
 
 def census(top: int = 60) -> dict:
     """The live objects counted by type name (the `top` most numerous). PyPy's get_objects walks
-    from the roots (live objects only); CPython's lists garbage too, so it collects first."""
+    from the roots (live objects only); CPython's lists garbage too, so it collects first, and
+    leaves out what gc.freeze() moved to its permanent generation (coord.runtime does at start)."""
     if sys.implementation.name != "pypy":
         gc.collect()
     counts = Counter(type(o).__name__ for o in gc.get_objects())
