@@ -21,6 +21,7 @@ from collections import Counter
 from coord.aio.metrics import pypy_heap
 
 log = logging.getLogger("coord.heapcensus")
+_task: asyncio.Task | None = None
 
 
 def census(top: int = 60) -> dict:
@@ -60,4 +61,6 @@ def start_from_env() -> asyncio.Task | None:
         log.warning("COORD_HEAP_CENSUS_S=%r is not a positive number of seconds; no heap census", raw)
         return None
     log.warning("heap census every %.0f s into %s (a debug aid: each one pauses the server)", every, path)
-    return asyncio.ensure_future(_run(path, every))
+    global _task
+    _task = asyncio.ensure_future(_run(path, every))     # held here: the loop keeps only weak references
+    return _task
