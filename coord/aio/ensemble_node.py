@@ -297,7 +297,12 @@ class EnsembleNode(CoordServer):
 
     # -- clock and ticks ---------------------------------------------------------------------------
     def tick_clock(self) -> None:
-        self.core.set_time(wall_ms(), mono_ms())
+        # the peer's clock too: it stamps the session touches a PONG carries; left at the last tick,
+        # a loop stall of S ms made those touches S ms old and the leader expired them S ms early
+        now, mono = wall_ms(), mono_ms()
+        self.core.set_time(now, mono)
+        if self.peer is not None:
+            self.peer.set_time(now, mono)
         self.clock_fresh = True
 
     async def _ticker(self) -> None:

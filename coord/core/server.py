@@ -1250,7 +1250,11 @@ class ServerCore:
             if sid in self.local_sessions:
                 self.close_local_session(sid, "expired")
                 continue
-            self.log(f"expiring session 0x{sid:x}")
+            s = self.sessions.get(sid)
+            # the age of the last touch (own client or a learner's PING report) tells a silent
+            # client from touches that arrived late
+            self.log(f"expiring session 0x{sid:x}: timeout {s.timeout_ms} ms, last touched "
+                     f"{self.mono_ms - s.touched_ms} ms ago" if s is not None else f"expiring session 0x{sid:x}")
             self.sequencer.submit(Request(sid, 0, -11, None, ()))
         if self.mono_ms >= self.next_container_check:
             self.next_container_check = self.mono_ms + self.config.container_check_interval_ms

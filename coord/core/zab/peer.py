@@ -155,7 +155,7 @@ class QuorumPeer:
 
     # -- inputs ------------------------------------------------------------------------------------
     def start(self, now_ms: int, mono_ms: int, durable_state: DurableState | None = None) -> None:
-        self._time(now_ms, mono_ms)
+        self.set_time(now_ms, mono_ms)
         self.core.start(now_ms, mono_ms)
         self._restore(durable_state or DurableState())
         self.become_looking("start")
@@ -168,7 +168,7 @@ class QuorumPeer:
         handoff. The clients' unanswered writes and sync()s go to the new leader once it is
         established (as take_handoff carries them). A core that was not serving (`serving` False:
         it had closed its clients) starts serving once synced, as after an election."""
-        self._time(now_ms, mono_ms)
+        self.set_time(now_ms, mono_ms)
         self._restore(durable_state)
         self.durable_zxid = max(self.durable_zxid, self.core.tree.last_zxid)
         if not serving:
@@ -224,7 +224,7 @@ class QuorumPeer:
         h.applied = len(h)
 
     def tick(self, now_ms: int, mono_ms: int) -> None:
-        self._time(now_ms, mono_ms)
+        self.set_time(now_ms, mono_ms)
         if not self.started:
             return
         if self.removed:
@@ -389,7 +389,10 @@ class QuorumPeer:
     def log(self, level: str, text: str) -> None:
         self.effects.append(("log", level, f"[{self.sid}] {text}"))
 
-    def _time(self, now_ms: int, mono_ms: int) -> None:
+    def set_time(self, now_ms: int, mono_ms: int) -> None:
+        """The clock for the inputs that follow (messages carry no time of their own): a PONG's
+        session touches and a learner's last_heard are stamped with it, so it must not lag the
+        core's, whose clock the expiry check reads."""
         self.now_ms = now_ms
         self.mono_ms = mono_ms
         self.core.set_time(now_ms, mono_ms)
