@@ -111,6 +111,19 @@ def analyse(runs_a: list[ph.RunResult], runs_b: list[ph.RunResult], tolerance: f
     return out
 
 
+def against_floor(result: dict, floor: dict) -> None:
+    """Mark each A/B verdict with where its median falls in an A/A run's interval (same phase, same
+    measure): inside it, the A/B shows nothing two identical servers do not show too."""
+    for op, row in result.items():
+        for key in ("throughput", "ops_per_server_cpu_s"):
+            r, f = row.get(key), floor.get(op, {}).get(key)
+            if r and f:
+                lo, hi = f["ci95"]
+                r["aa_floor"] = [lo, hi]
+                if lo <= r["median"] <= hi:
+                    r["verdict"] += " (inside the A/A floor)"
+
+
 def print_table(console: Console, title: str, result: dict) -> None:
     t = Table(title=title)
     for c in ("phase", "throughput A/B: median", "95% CI", "verdict", "ops per server CPU-s A/B", "95% CI",
@@ -176,6 +189,7 @@ def main() -> None:
                     help="seconds between scrapes of each metrics-on server (0: never scraped, which "
                          "leaves the per-request accounting alone in the A/B)")
     ap.add_argument("--json", type=Path, help="also write the rounds and the analysis here")
+    ap.add_argument("--floor", type=Path, help="an A/A run's --json: mark A/B medians that fall inside its intervals")
     ap.add_argument("--scrape-cost", type=int, default=0, metavar="N",
                     help="only measure the server CPU per /metrics scrape over N scrapes, and exit")
     a = ap.parse_args()
@@ -218,6 +232,8 @@ def main() -> None:
         if s.returncode != -9:
             raise SystemExit(f"a scraper died (exit {s.returncode}): /metrics stopped answering")
     result = analyse(runs[srv_a.target], runs[srv_b.target])
+    if a.floor:
+        against_floor(result, json.loads(a.floor.read_text())["analysis"])
     names = {"ab": "A metrics on, B off", "aa-off": "A and B both metrics off",
              "aa-on": "A and B both metrics on"}[a.mode]
     title = (f"metrics_ab --mode {a.mode} ({names}; scraped every {a.scrape_every:g} s: {scrapes} scrapes), "
