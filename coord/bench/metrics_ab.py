@@ -146,25 +146,26 @@ def scrape_cost(scrapes: int, force_sync: bool, console: Console) -> dict:
     """The server CPU one /metrics scrape costs (ns-precise, so other load on the machine does not
     enter it): a metrics-on server at rest, `scrapes` GETs after as many to warm the JIT, minus the
     CPU the same server spends idle over the same wall time."""
-    import urllib.request
+    import http.client
     base = Path(tempfile.mkdtemp(prefix="coord-scrape-cost-"))
     srv, port = _server(base / "s", True, force_sync)
-    url = f"http://127.0.0.1:{port}/metrics"
     try:
         srv.start()
         cpu = ns_cpu_probe(srv.pid)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)   # kept alive, as Prometheus does
 
         def scrape_n(n: int) -> tuple[float, float, int]:
             c0, t0, size = cpu(), time.monotonic(), 0
             for _ in range(n):
-                with urllib.request.urlopen(url, timeout=30) as r:
-                    size = len(r.read())
+                conn.request("GET", "/metrics")
+                size = len(conn.getresponse().read())
             return cpu() - c0, time.monotonic() - t0, size
         scrape_n(scrapes)                                  # warm-up
         busy, wall, size = scrape_n(scrapes)
         c0 = cpu()
         time.sleep(min(wall, 10.0))
         idle = (cpu() - c0) / min(wall, 10.0) * wall
+        conn.close()
     finally:
         srv.stop()
         shutil.rmtree(base, ignore_errors=True)
