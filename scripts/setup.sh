@@ -82,6 +82,19 @@ if [ ! -f "$zk_prom/.complete" ]; then
     echo "setup: no ZooKeeper Prometheus provider jars: tests/ops' ZooKeeper runs will skip" >&2
   fi
 fi
+# ZooKeeper 3.9 (AdminServer `snapshot`/`restore`; Debian ships 3.8) for tests/ops/test_restore_zk39.py.
+zk39=.cache/zk39-$(sha1sum tests/ops/zk39-pom.xml | cut -c1-12)
+if [ ! -f "$zk39/.complete" ]; then
+  if command -v mvn >/dev/null 2>&1 && rm -rf "$zk39" && mvn -q -B -f tests/ops/zk39-pom.xml \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$PWD/$zk39"; then
+    touch "$zk39/.complete"
+  elif [ -n "${CI:-}" ]; then
+    echo "setup: could not fetch ZooKeeper 3.9 (tests/ops/zk39-pom.xml)" >&2
+    exit 1
+  else
+    echo "setup: no ZooKeeper 3.9 jars: tests/ops/test_restore_zk39.py will skip" >&2
+  fi
+fi
 # cli_mt with TLS (tests/security/test_cli_mt_tls.py): Debian's is built without OpenSSL; built once
 # from Debian's zookeeper source package into .cache/zk-c-client-tls.
 if ! bash scripts/build-cli-mt-tls.sh; then

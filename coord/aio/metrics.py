@@ -301,6 +301,7 @@ class ServerMetrics:
         self.looking_since: float | None = time.monotonic()   # a member starts looking
         self.sync_since: float | None = None
         self.snapshots_seen = -1
+        self._unmeasured_pages: dict[tuple, bytes] = {}   # render_page's cache
 
     # -- hooks (event loop) --------------------------------------------------------------------------
     def on_log_batch(self, ms: float, first_zxid: int, last_zxid: int, synced: bool) -> None:  # TxnLog.on_batch
@@ -360,6 +361,40 @@ class ServerMetrics:
     # -- reading -------------------------------------------------------------------------------------
     def families(self) -> list[Metric]:
         """Every metric family, read now (in the event loop)."""
+        measured, unmeasured, coord = self.family_parts()
+        return measured + self._unmeasured(unmeasured) + coord
+
+    def family_parts(self) -> tuple[list[Metric], tuple[str, ...], list[Metric]]:
+        """ZooKeeper's families coord measures, the names of those it does not (ZK_FAMILIES: always
+        zero, so a scrape renders them once per set of names, see render_page), coord's own."""
+        measured = self._measured()
+        present = {m.name for m in measured}
+        return measured, tuple(n for n in ZK_FAMILIES if n not in present), self._coord_families(time.monotonic())
+
+    def render_page(self, extra: list[Metric] = ()) -> bytes:
+        """render(self.families() + extra), with the constant block of unmeasured families rendered
+        once per distinct set (a leader's set differs from a follower's) instead of on every scrape:
+        they were ~50 Summary objects and a third of the page's samples, built and formatted anew."""
+        measured, unmeasured, coord = self.family_parts()
+        block = self._unmeasured_pages.get(unmeasured)
+        if block is None:
+            block = self._unmeasured_pages[unmeasured] = render(self._unmeasured(unmeasured))
+        return render(measured) + block + render(coord + list(extra))
+
+    @staticmethod
+    def _unmeasured(names) -> list[Metric]:
+        out = []
+        for name in names:   # not measured by coord: see ZK_FAMILIES
+            kind = ZK_FAMILIES[name]
+            if kind in ("counter", "gauge"):
+                out.append(_counter(name, 0.0) if kind == "counter" else _gauge(name, 0.0))
+            elif kind in ("summary_set", "gauge_set", "counter_set"):
+                out.append(Metric(name, name, kind[:-4]))   # a labelled set with no key yet
+            else:
+                out.append(_summary(name, Summary(ADVANCED if kind == "summary_advanced" else BASIC), 0.0))
+        return out
+
+    def _measured(self) -> list[Metric]:
         self.poll()
         srv = self.server
         now = time.monotonic()
@@ -386,17 +421,6 @@ class ServerMetrics:
             out.append(_summary(name, s, now))
         out += self._request_families(now)
         out += self._quota_families()
-        present = {m.name for m in out}
-        for name, kind in ZK_FAMILIES.items():
-            if name in present:
-                continue
-            if kind in ("counter", "gauge"):   # not measured by coord: see ZK_FAMILIES
-                out.append(_counter(name, 0.0) if kind == "counter" else _gauge(name, 0.0))
-            elif kind in ("summary_set", "gauge_set", "counter_set"):
-                out.append(Metric(name, name, kind[:-4]))   # a labelled set with no key yet
-            else:
-                out.append(_summary(name, Summary(ADVANCED if kind == "summary_advanced" else BASIC), now))
-        out += self._coord_families(now)
         return out
 
     def _request_families(self, now: float) -> list[Metric]:
@@ -532,7 +556,7 @@ class ServerMetrics:
         return rows
 
     def render(self) -> bytes:
-        return render(self.families())
+        return self.render_page()
 
 
 def _gauge(name: str, v: float) -> Metric:
@@ -633,10 +657,7 @@ class MetricsServer:
         self.http = None
 
     def page(self) -> bytes:
-        fams = self.metrics.families()
-        if self.metrics.export_runtime:
-            fams += runtime_families()
-        return render(fams)
+        return self.metrics.render_page(runtime_families() if self.metrics.export_runtime else [])
 
     async def start(self) -> None:
         from coord.aio.httpd import HttpServer

@@ -1,8 +1,14 @@
 """What the Prometheus metrics provider costs a whole server: two coord servers, one with
 `metricsProvider.className` set and scraped every second, one without, the same closed-loop load
-on both in alternating rounds (coord.bench.main.run_rounds), medians and ratios on/off.
+on both in alternating rounds (coord.bench.main.run_rounds, the order rotating each round).
 
-    python -m coord.bench.metrics_ab [--rounds 7] [--ops 100000] [--force-sync]
+    python -m coord.bench.metrics_ab [--mode ab|aa-off|aa-on] [--rounds 9] [--ops 100000] [--json F]
+
+The verdict is made from paired ratios (coord.bench.paired): each round gives one on/off ratio of
+throughput and one of server CPU per op, and the median of those ratios carries a 95% order-statistic
+confidence interval. `--mode aa-off` (both servers without metrics) and `--mode aa-on` (both with
+metrics, both scraped) run the same harness on two identical servers: their intervals are this
+machine's noise floor, and an A/B verdict narrower than that floor is not a verdict.
 
 Run it with the servers' interpreter (.venv-pypy/bin/python): the servers are started with it.
 Issue 16's goal is throughput with metrics on within 3% of off; the per-request cost measured in
@@ -11,19 +17,26 @@ the pure core alone is `python -m coord.bench.core --metrics-cost`.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
-import tempfile
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.table import Table
 
 from coord.bench import phases as ph
 from coord.bench.launch import CoordServerProcess, free_port
-from coord.bench.main import _finish, run_rounds
+from coord.bench.main import run_rounds
+from coord.bench.paired import median_ci, paired_ratios, verdict
 from coord.bench.tail import METRICS_CLASS
 
+GOAL = 0.03          # issue 16: throughput with metrics on within 3% of off
+MIN_ROUNDS = 6       # below 6 paired ratios even (min, max) covers the median with less than 95%
 
 SCRAPE_LOOP = """
 import sys, time, urllib.request
@@ -37,6 +50,12 @@ while True:
     print(n, flush=True)
 """
 
+MODES = {             # mode -> (server A has metrics, server B has metrics)
+    "ab": (True, False),
+    "aa-off": (False, False),
+    "aa-on": (True, True),
+}
+
 
 def start_scraper(url: str, every: float = 1.0) -> subprocess.Popen:
     """GET url every `every` seconds from its own process, as a Prometheus server would. (A thread in
@@ -45,49 +64,196 @@ def start_scraper(url: str, every: float = 1.0) -> subprocess.Popen:
                             stdout=subprocess.PIPE, text=True)
 
 
+def ns_cpu_probe(pid: int):
+    """CPU seconds of a process's live threads from /proc/PID/task/*/schedstat (nanoseconds), where
+    /proc/PID/stat counts 10 ms clock ticks: 20,000 ops at ~10 us of server CPU each are only ~20
+    ticks, a 5% quantization that alone would hide a 3% cost. Falls back to the tick probe."""
+    task_dir = Path(f"/proc/{pid}/task")
+    ticks = ph.proc_cpu_probe(pid)
+
+    def probe() -> float | None:
+        try:
+            total = 0
+            for t in task_dir.iterdir():
+                with open(t / "schedstat") as f:
+                    total += int(f.read().split()[0])
+            return total / 1e9
+        except (OSError, ValueError, IndexError):
+            return ticks()
+    return probe
+
+
+def _server(workdir: Path, metrics: bool, force_sync: bool) -> tuple[CoordServerProcess, int | None]:
+    if not metrics:
+        return CoordServerProcess(workdir, force_sync=force_sync), None
+    port = free_port()
+    return CoordServerProcess(workdir, force_sync=force_sync, extra_cfg={
+        "metricsProvider.className": METRICS_CLASS, "metricsProvider.httpHost": "127.0.0.1",
+        "metricsProvider.httpPort": str(port)}), port
+
+
+def analyse(runs_a: list[ph.RunResult], runs_b: list[ph.RunResult], tolerance: float = GOAL) -> dict:
+    """Per phase: the paired A/B ratios of throughput and of ops per server CPU-second, each with its
+    median, 95% interval and verdict (coord.bench.paired)."""
+    out = {}
+    for op in runs_a[0].phases if runs_a else ():
+        row = {}
+        for key, get in (("throughput", lambda p: p.ops_per_s),
+                         ("ops_per_server_cpu_s", lambda p: p.ops / p.server_cpu_s if p.server_cpu_s else None)):
+            r = paired_ratios([get(x.phases[op]) for x in runs_a], [get(x.phases[op]) for x in runs_b])
+            if not r:
+                continue
+            med, lo, hi = median_ci(r)
+            row[key] = {"ratios": [round(x, 4) for x in r], "median": round(med, 4), "ci95": [round(lo, 4), round(hi, 4)],
+                        "verdict": verdict(lo, hi, tolerance) if len(r) >= MIN_ROUNDS else "too few rounds"}
+        row["background_cpu_s"] = [round(x.phases[op].background_cpu_s or 0.0, 3) for x in runs_a + runs_b]
+        out[op] = row
+    return out
+
+
+def against_floor(result: dict, floor: dict) -> None:
+    """Mark each A/B verdict with where its median falls in an A/A run's interval (same phase, same
+    measure): inside it, the A/B shows nothing two identical servers do not show too."""
+    for op, row in result.items():
+        for key in ("throughput", "ops_per_server_cpu_s"):
+            r, f = row.get(key), floor.get(op, {}).get(key)
+            if r and f:
+                lo, hi = f["ci95"]
+                r["aa_floor"] = [lo, hi]
+                if lo <= r["median"] <= hi:
+                    r["verdict"] += " (inside the A/A floor)"
+
+
+def print_table(console: Console, title: str, result: dict) -> None:
+    t = Table(title=title)
+    for c in ("phase", "throughput A/B: median", "95% CI", "verdict", "ops per server CPU-s A/B", "95% CI",
+              "verdict"):
+        t.add_column(c, justify="right" if c != "phase" else "left")
+    for op, row in result.items():
+        cells = [op]
+        for key in ("throughput", "ops_per_server_cpu_s"):
+            r = row.get(key)
+            cells += ([f"{r['median']:.3f}", f"{r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}", r["verdict"]]
+                      if r else ["-", "-", "-"])
+        t.add_row(*cells)
+    console.print(t)
+    console.print(f"paired ratios, one per round (A and B measured minutes apart, order rotating); 95% CI of "
+                  f"the median from order statistics; verdict against +-{GOAL:.0%}: within / slower / faster "
+                  f"only if the whole interval says so, else unresolved")
+
+
+def scrape_cost(scrapes: int, force_sync: bool, console: Console) -> dict:
+    """The server CPU one /metrics scrape costs (ns-precise, so other load on the machine does not
+    enter it): a metrics-on server at rest, `scrapes` GETs after as many to warm the JIT, minus the
+    CPU the same server spends idle over the same wall time."""
+    import http.client
+    base = Path(tempfile.mkdtemp(prefix="coord-scrape-cost-"))
+    srv, port = _server(base / "s", True, force_sync)
+    try:
+        srv.start()
+        cpu = ns_cpu_probe(srv.pid)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)   # kept alive, as Prometheus does
+
+        def scrape_n(n: int) -> tuple[float, float, int]:
+            c0, t0, size = cpu(), time.monotonic(), 0
+            for _ in range(n):
+                conn.request("GET", "/metrics")
+                size = len(conn.getresponse().read())
+            return cpu() - c0, time.monotonic() - t0, size
+        scrape_n(scrapes)                                  # warm-up
+        busy, wall, size = scrape_n(scrapes)
+        c0 = cpu()
+        time.sleep(min(wall, 10.0))
+        idle = (cpu() - c0) / min(wall, 10.0) * wall
+        conn.close()
+    finally:
+        srv.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    per_ms = max(0.0, busy - idle) / scrapes * 1000
+    res = {"scrapes": scrapes, "bytes": size, "server_cpu_ms_per_scrape": round(per_ms, 3),
+           "idle_cpu_s": round(idle, 4), "busy_cpu_s": round(busy, 4), "wall_s": round(wall, 3)}
+    console.print(f"/metrics ({size:,} bytes): {per_ms:.2f} ms of server CPU per scrape over {scrapes} scrapes "
+                  f"(idle CPU over the same time {idle * 1000:.1f} ms subtracted): {per_ms / 10:.3f}% of a core "
+                  f"at a 1 s scrape interval, {per_ms / 150:.4f}% at Prometheus' default 15 s")
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--mode", choices=sorted(MODES), default="ab",
+                    help="ab: A with metrics, B without; aa-off / aa-on: both without / both with (the noise floor)")
+    ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--ops", type=int, default=100_000)
     ap.add_argument("--force-sync", action="store_true")
     ap.add_argument("--phases", default="create,getData,setData,exists,delete")
     ap.add_argument("--scrape-every", type=float, default=1.0,
-                    help="seconds between scrapes of the metrics-on server (0: never scraped, which "
+                    help="seconds between scrapes of each metrics-on server (0: never scraped, which "
                          "leaves the per-request accounting alone in the A/B)")
+    ap.add_argument("--json", type=Path, help="also write the rounds and the analysis here")
+    ap.add_argument("--swap", action="store_true",
+                    help="start B first and give B the first turn of each round pair (the A/A runs put A, "
+                         "metrics-on's place, below 1 in 18 of 24 medians at load 25-68: position or chance)")
+    ap.add_argument("--floor", type=Path, help="an A/A run's --json: mark A/B medians that fall inside its intervals")
+    ap.add_argument("--scrape-cost", type=int, default=0, metavar="N",
+                    help="only measure the server CPU per /metrics scrape over N scrapes, and exit")
     a = ap.parse_args()
+    if a.scrape_cost > 0:
+        res = scrape_cost(a.scrape_cost, a.force_sync, Console(width=150))
+        if a.json:
+            a.json.write_text(json.dumps(res, indent=1))
+        return
+    if a.rounds < 1 or a.ops < 1:
+        raise SystemExit("--rounds and --ops must be positive")
     base = Path(tempfile.mkdtemp(prefix="coord-metrics-ab-"))
-    port = free_port()
-    on = CoordServerProcess(base / "on", force_sync=a.force_sync, extra_cfg={
-        "metricsProvider.className": METRICS_CLASS, "metricsProvider.httpHost": "127.0.0.1",
-        "metricsProvider.httpPort": str(port)})
-    off = CoordServerProcess(base / "off", force_sync=a.force_sync)
-    cfg = ph.BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")))
-    console = Console()
-    scraper = None
+    with_a, with_b = MODES[a.mode]
+    srv_a, port_a = _server(base / "a", with_a, a.force_sync)
+    srv_b, port_b = _server(base / "b", with_b, a.force_sync)
+    cfg = ph.BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")), latency=False)
+    console = Console(width=150)
+    scrapers: list[subprocess.Popen] = []
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    load0 = os.getloadavg()
     try:
-        on.start()
-        off.start()
+        first, second = (srv_b, srv_a) if a.swap else (srv_a, srv_b)
+        first.start()
+        second.start()
         if a.scrape_every > 0:
-            scraper = start_scraper(f"http://127.0.0.1:{port}/metrics", a.scrape_every)
-        probes = {on.target: ph.proc_cpu_probe(on.pid), off.target: ph.proc_cpu_probe(off.pid)}
+            scrapers = [start_scraper(f"http://127.0.0.1:{p}/metrics", a.scrape_every)
+                        for p in (port_a, port_b) if p is not None]
+        probes = {srv_a.target: ns_cpu_probe(srv_a.pid), srv_b.target: ns_cpu_probe(srv_b.pid)}
         log = lambda m: console.print(f"[dim]{m}[/dim]")  # noqa: E731
-        run_rounds([on.target, off.target], ph.BenchConfig(**{**cfg.__dict__, "ops": a.ops // 2}), 1, probes, log)
-        runs = run_rounds([on.target, off.target], cfg, a.rounds, probes, log)
+        order = [first.target, second.target]
+        run_rounds(order, ph.BenchConfig(**{**cfg.__dict__, "ops": a.ops // 2}), 1, probes, log)
+        runs = run_rounds(order, cfg, a.rounds, probes, log)
     finally:
-        scrapes = 0
-        if scraper is not None:
-            scraper.kill()
-            out = scraper.communicate()[0].split()
-            scrapes = int(out[-1]) if out else 0
-        on.stop()
-        off.stop()
+        scrapes = []
+        for s in scrapers:
+            s.kill()
+            out = s.communicate()[0].split()
+            scrapes.append(int(out[-1]) if out else 0)
+        srv_a.stop()
+        srv_b.stop()
         shutil.rmtree(base, ignore_errors=True)
-    if scraper is not None and scraper.returncode != -9:
-        raise SystemExit(f"the scraper died (exit {scraper.returncode}): /metrics stopped answering")
-    _finish(console, False, cfg, {"metrics on": runs[on.target], "metrics off": runs[off.target]},
-            names=("metrics on", "metrics off"),
-            title=f"coord with vs without the Prometheus provider (scraped every {a.scrape_every:g} s, {scrapes} "
-                  f"scrapes), forceSync={'yes' if a.force_sync else 'no'}, median of {a.rounds}")
+    for s in scrapers:
+        if s.returncode != -9:
+            raise SystemExit(f"a scraper died (exit {s.returncode}): /metrics stopped answering")
+    result = analyse(runs[srv_a.target], runs[srv_b.target])
+    if a.floor:
+        against_floor(result, json.loads(a.floor.read_text())["analysis"])
+    names = {"ab": "A metrics on, B off", "aa-off": "A and B both metrics off",
+             "aa-on": "A and B both metrics on"}[a.mode]
+    title = (f"metrics_ab --mode {a.mode}{' --swap' if a.swap else ''} ({names}; scraped every {a.scrape_every:g} s: {scrapes} scrapes), "
+             f"forceSync={'yes' if a.force_sync else 'no'}, {a.rounds} rounds of {a.ops:,} ops")
+    print_table(console, title, result)
+    load1 = os.getloadavg()
+    console.print(f"load average at start {load0[0]:.1f}, at end {load1[0]:.1f}")
+    if a.json:
+        a.json.write_text(json.dumps({
+            "mode": a.mode, "swap": a.swap, "started": started, "rounds": a.rounds, "ops": a.ops, "force_sync": a.force_sync,
+            "scrape_every": a.scrape_every, "scrapes": scrapes, "load": [load0[0], load1[0]],
+            "analysis": result,
+            "runs": {"A": [r.to_json() for r in runs[srv_a.target]], "B": [r.to_json() for r in runs[srv_b.target]]},
+        }, indent=1))
 
 
 if __name__ == "__main__":

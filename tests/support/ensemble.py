@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.real_zk import ZK_CONF_EXAMPLE, four_letter, free_port, zk_classpath
+from tests.support.real_zk import LOGBACK, ZK_CONF_EXAMPLE, four_letter, free_port, zk_classpath
 from coord.bench.launch import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,10 +85,12 @@ class Member:
             conf.mkdir(exist_ok=True)
             if (ZK_CONF_EXAMPLE / "log4j.properties").exists():
                 shutil.copy(ZK_CONF_EXAMPLE / "log4j.properties", conf / "log4j.properties")
+            (conf / "logback.xml").write_text(LOGBACK)
             cmd = ["java", f"-Xmx{self.ens.heap_mb}m", f"-Dzookeeper.log.dir={self.dir}",
                    "-Dzookeeper.root.logger=INFO,CONSOLE", "-Dzookeeper.extendedTypesEnabled=true",
                    *self.ens.jvm_flags, *self.ens.server_jvmflags,
-                   "-cp", ":".join([zk_classpath(conf), *self.ens.classpath]),
+                   "-cp", ":".join([str(conf), *self.ens.jars] if self.ens.jars else
+                                   [zk_classpath(conf), *self.ens.classpath]),
                    "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
         self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, env=env,
                                      cwd=self.dir, start_new_session=True)
@@ -159,7 +161,7 @@ class Ensemble:
                  force_sync: bool = True, extra_cfg: dict | None = None, heap_mb: int = 256,
                  log_level: str = "info", jvm_flags: list[str] | None = None,
                  member_cfg: dict[int, dict] | None = None, classpath: list[str] | None = None,
-                 server_jvmflags: list[str] | None = None):
+                 server_jvmflags: list[str] | None = None, jars: list[str] | None = None):
         if kind not in ("coord", "zookeeper"):
             raise ValueError(kind)
         self.workdir = Path(workdir)
@@ -175,6 +177,7 @@ class Ensemble:
         self.log_level = log_level
         self.jvm_flags = list(jvm_flags or [])   # real ZooKeeper only, e.g. -Dreadonlymode.enabled=true
         self.classpath = list(classpath or [])   # real ZooKeeper only: jars after zookeeper.jar's
+        self.jars = list(jars or [])             # real ZooKeeper only: instead of Debian's (e.g. 3.9's)
         # both kinds, as zkServer.sh passes them: the JVM's flags, coord's SERVER_JVMFLAGS (e.g. JAAS)
         self.server_jvmflags = list(server_jvmflags or [])
         # per-server zoo.cfg keys (e.g. each its own metrics port): then each server has its own file

@@ -18,6 +18,13 @@ from coord.bench.launch import zookeeper_available as available  # noqa: F401
 
 ZKCLI = Path("/usr/share/zookeeper/bin/zkCli.sh")
 CLI_MT = Path("/usr/lib/zookeeper/bin/cli_mt")
+LOGBACK = """<configuration>
+  <appender name="CONSOLE" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%d{ISO8601} [myid:%X{myid}] - %-5p [%t:%C{1}@%L] - %m%n</pattern></encoder>
+  </appender>
+  <root level="INFO"><appender-ref ref="CONSOLE"/></root>
+</configuration>
+"""
 
 
 class RealZooKeeper:
@@ -26,8 +33,10 @@ class RealZooKeeper:
     def __init__(self, workdir: Path, client_port: int | None = None, *, force_sync: bool = False,
                  extra_cfg: dict[str, str] | None = None, myid: int | None = None,
                  servers: dict[int, str] | None = None, heap_mb: int = 512,
-                 jvm_flags: list[str] | None = None, classpath: list[str] | None = None):
+                 jvm_flags: list[str] | None = None, classpath: list[str] | None = None,
+                 jars: list[str] | None = None):
         self.workdir = Path(workdir)
+        self.jars = list(jars or [])            # instead of Debian's 3.8 (e.g. ZooKeeper 3.9 from Maven Central)
         self.classpath = list(classpath or [])  # jars after zookeeper.jar's (e.g. the Prometheus provider)
         self.client_port = client_port or free_port()
         self.force_sync = force_sync
@@ -75,10 +84,11 @@ class RealZooKeeper:
         log4j = ZK_CONF_EXAMPLE / "log4j.properties"
         if log4j.exists():
             shutil.copy(log4j, self.conf_dir / "log4j.properties")
+        (self.conf_dir / "logback.xml").write_text(LOGBACK)   # ZooKeeper 3.9 logs through logback
         return path
 
     def start(self, wait: float = 60.0) -> "RealZooKeeper":
-        if not available():
+        if not self.jars and not available():
             raise RuntimeError("real ZooKeeper not installed: apt-get install zookeeper (scripts/setup.sh does)")
         cfg = self.write_config()
         env = dict(os.environ)
@@ -88,7 +98,8 @@ class RealZooKeeper:
             ["java", f"-Xmx{self.heap_mb}m", "-Dzookeeper.log.dir=" + str(self.workdir),
              "-Dzookeeper.root.logger=WARN,CONSOLE", "-Dzookeeper.extendedTypesEnabled=true",
              *self.jvm_flags,
-             "-cp", ":".join([zk_classpath(self.conf_dir), *self.classpath]),
+             "-cp", ":".join([str(self.conf_dir), *self.jars] if self.jars else [zk_classpath(self.conf_dir)]
+                             + self.classpath),
              "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         if not self.servers:
