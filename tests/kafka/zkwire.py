@@ -125,7 +125,7 @@ def requests(path: Path, server_ports: set[int]) -> tuple[list[Request], dict[st
             if not s.connected:
                 s.connected = True
                 if to_server:
-                    out.append(Request(conn, sp, -10**9, "connect", t))
+                    out.append(Request(conn, sp, -10**9, "connect", t, depth=1))
                     inflight[conn][-10**9] = out[-1]
                 else:
                     r = inflight[conn].pop(-10**9, None)
