@@ -7,7 +7,8 @@ per backend, then in order:
   ensemble leader (and, as the machine's noise, in the 5 s before it), and how many broker sessions
   were lost (broker epochs that changed);
 - broker failover: kill -9 of the non-controller broker leading the most partitions (~1/3) until every
-  one of them has a new leader in the brokers' metadata;
+  one of them has a new leader in the brokers' metadata; then, until the controller has taken it out of
+  every ISR (so that the controller failover starts from the same state on both backends);
 - controller failover: kill -9 of the controller broker until a new controller has given every
   partition it led a new leader.
 
@@ -20,6 +21,8 @@ ratio of the medians."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import statistics
 import tempfile
@@ -33,6 +36,7 @@ from tests.broker_meta.benchrun import cpu_seconds, runqueue_wait_seconds
 from tests.kafka.conftest import SESSION_TIMEOUT_MS, kafka_cluster_on
 from tests.kafka.load import under_load
 from tests.kafka.test_faults import create_topic
+from tests.kafka.zkwire import capture
 
 
 class Usage:
@@ -118,10 +122,11 @@ def _moved(admin, names, dead: int, parts) -> bool:
     return all(now[tp] not in (dead, -1) for tp in parts)
 
 
-def broker_failover(env, admin: AdminClient, names: list[str]) -> tuple[float, float, float, int]:
+def broker_failover(env, admin: AdminClient, names: list[str]) -> tuple[float, float, float, int, float]:
     """(kill to every led partition moved, kill to registration gone (the session's expiry), registration
-    gone to moved, partitions moved). The clock starts at the signal: a big JVM takes seconds to be
-    torn down on a loaded machine, and its session runs out from the signal on."""
+    gone to moved, partitions moved, kill to the broker out of every ISR). The clock starts at the
+    signal: a big JVM takes seconds to be torn down on a loaded machine, and its session runs out from
+    the signal on."""
     c = env.cluster
     controller = c.controller()
     lead = leaders(admin, names)
@@ -136,8 +141,25 @@ def broker_failover(env, admin: AdminClient, names: list[str]) -> tuple[float, f
             gone = time.monotonic()
         if gone is not None and _moved(admin, names, victim, parts):
             done = time.monotonic()
-            return done - t0, gone - t0, done - gone, len(parts)
+            return done - t0, gone - t0, done - gone, len(parts), isr_settled(env, names, victim, t0)
         time.sleep(0.05)
+
+
+def in_isrs(env, names: list[str], broker: int) -> int:
+    """How many partitions still list broker in their ISR, as the controller wrote it in ZooKeeper."""
+    zk, root = env.cluster.zk, env.cluster.chroot
+    calls = [zk.get_async(f"{root}/brokers/topics/{t}/partitions/{p}/state") for t in names for p in range(10)]
+    return sum(1 for c in calls if broker in json.loads(c.get(timeout=60)[0])["isr"])
+
+
+def isr_settled(env, names: list[str], dead: int, t_kill: float) -> float:
+    """Seconds from the kill until the controller has taken the dead broker out of every ISR. A broker
+    failure is handled in two steps, elections for the partitions it led (what broker_failover waits
+    for), then its removal from every other ISR: a controller killed between them leaves the rest to
+    its successor, so the controller failover's work would depend on when the bench's poll landed."""
+    while in_isrs(env, names, dead):
+        time.sleep(0.2)
+    return time.monotonic() - t_kill
 
 
 def controller_kill(env, admin: AdminClient, names: list[str]) -> tuple[float, float, float]:
@@ -165,6 +187,7 @@ METRICS = {
     "broker_failover_s": "kill -9 of the broker leading ~1/3 of the partitions until all have new leaders (s)",
     "broker_expiry_s": "  of which until the ensemble dropped its registration (session expiry, s)",
     "broker_failover_after_expiry_s": "  of which after that (s)",
+    "broker_out_of_isrs_s": "  kill until the controller took the broker out of every ISR (s; only then the controller is killed)",
     "controller_failover_s": "kill -9 of the controller broker until every partition it led has a new leader (s)",
     "controller_elected_s": "  of which until a new controller was elected (s)",
     "controller_failover_after_election_s": "  of which after that (s)",
@@ -175,29 +198,40 @@ METRICS = {
 }
 
 
-def trial(backend: str, topics: int, keep: Path | None = None) -> dict[str, float]:
-    """One trial on a fresh cluster; keep: leave its logs (servers', brokers') in a folder under keep."""
+def trial(backend: str, topics: int, keep: Path | None = None, pcap: bool = False) -> dict[str, float]:
+    """One trial on a fresh cluster; keep: leave its logs (servers', brokers') in a folder under keep;
+    pcap: also a capture of the brokers' ZooKeeper traffic during the failovers there (failover.pcap,
+    read by tests/kafka/zkwire.py and failover_phases)."""
     if keep:
         keep.mkdir(parents=True, exist_ok=True)
-        return _trial(backend, topics, Path(tempfile.mkdtemp(prefix=f"{backend}-", dir=keep)))
+        return _trial(backend, topics, Path(tempfile.mkdtemp(prefix=f"{backend}-", dir=keep)), pcap)
     with tempfile.TemporaryDirectory(prefix=f"bench-kafka-{backend}-") as d:
         return _trial(backend, topics, Path(d))
 
 
-def _trial(backend: str, topics: int, d: Path) -> dict[str, float]:
+def _captured(env, d: Path, pcap: bool):
+    if not pcap:
+        return contextlib.nullcontext()
+    ports = [m.client_port for m in env.ensemble.members.values()]
+    (d / "client_ports").write_text(",".join(map(str, ports)))
+    return capture(ports, d / "failover.pcap")
+
+
+def _trial(backend: str, topics: int, d: Path, pcap: bool = False) -> dict[str, float]:
     with kafka_cluster_on(backend, d, security=False) as env:
         admin = AdminClient({"bootstrap.servers": env.bootstrap, "socket.timeout.ms": 300000})
         r: dict[str, float] = {}
         r["create_s"], names = create_many(env, admin, topics)
         r["leader_kill_gap_s"], r["gap_before_kill_s"], r["sessions_lost"] = leader_kill(env)
-        u = Usage(env)
-        (r["broker_failover_s"], r["broker_expiry_s"], r["broker_failover_after_expiry_s"],
-         moved) = broker_failover(env, admin, names)
-        u.done(r, "broker_failover")
-        u = Usage(env)
-        (r["controller_failover_s"], r["controller_elected_s"],
-         r["controller_failover_after_election_s"]) = controller_kill(env, admin, names)
-        u.done(r, "controller_failover")
+        with _captured(env, d, pcap):
+            u = Usage(env)
+            (r["broker_failover_s"], r["broker_expiry_s"], r["broker_failover_after_expiry_s"],
+             moved, r["broker_out_of_isrs_s"]) = broker_failover(env, admin, names)
+            u.done(r, "broker_failover")
+            u = Usage(env)
+            (r["controller_failover_s"], r["controller_elected_s"],
+             r["controller_failover_after_election_s"]) = controller_kill(env, admin, names)
+            u.done(r, "controller_failover")
         print(f"  ({backend}: the failed-over broker led {moved} of {topics * 10} partitions)", flush=True)
         return r
 
@@ -208,6 +242,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--backends", default="coord,zookeeper")
     ap.add_argument("--keep", type=Path, help="keep every trial's logs under this folder")
+    ap.add_argument("--pcap", action="store_true", help="with --keep: capture the failovers' ZooKeeper traffic")
     args = ap.parse_args()
     backends = args.backends.split(",")
     rows: dict[str, dict[str, list[float]]] = {"coord": {}, "zookeeper": {}}
@@ -215,7 +250,7 @@ def main() -> None:
     for n in range(args.trials):
         for backend in backends:
             try:
-                r = trial(backend, args.topics, args.keep)
+                r = trial(backend, args.topics, args.keep, args.pcap)
             except Exception as e:   # one trial lost (say CreateTopics timed out on a loaded box): say so, go on
                 failed[backend] += 1
                 print(f"trial {n + 1} {backend} FAILED (load average {os.getloadavg()[0]:.1f}): {e!r}", flush=True)

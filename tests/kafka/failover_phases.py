@@ -15,6 +15,8 @@ from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
+from tests.kafka import zkwire
+
 STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\] ")
 SERVER_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 STALL = re.compile(r"coord\.stalls: stall ([\d.]+) ms: ([\w-]+)")
@@ -60,8 +62,12 @@ def controller_failover(trial: Path) -> tuple[dict[str, float], tuple[float, flo
         if j is None:
             break
         out[label] = lines[j][0] - t_prev
+        WINDOWS[(trial, label)] = (t_prev, lines[j][0])
         t_prev, i = lines[j][0], j
     return out, (t_first, t_prev)
+
+
+WINDOWS: dict[tuple[Path, str], tuple[float, float]] = {}   # (trial, phase) -> its start and end (epoch s)
 
 
 def stalls(trial: Path, window: tuple[float, float]) -> dict[str, float]:
@@ -91,6 +97,13 @@ def main() -> None:
         print(f"{trial.name}: controller failover, elected to ready {window[1] - window[0]:.2f} s")
         for label, s in phases.items():
             print(f"  {s:7.2f}  {label}")
+        if (trial / "failover.pcap").exists():   # bench_kafka --pcap: the brokers' requests per phase
+            ports = {int(p) for p in (trial / "client_ports").read_text().split(",")}
+            reqs, _ = zkwire.requests(trial / "failover.pcap", ports)
+            for label in phases:
+                t0, t1 = WINDOWS[(trial, label)]
+                print(f"  ZooKeeper requests in '{label}':")
+                print("    " + "\n    ".join(zkwire.summary(reqs, t0, t1)))
         if trial.name.startswith("coord"):
             st = stalls(trial, window)
             print("  coord stalls in that window (ms, all servers): "
