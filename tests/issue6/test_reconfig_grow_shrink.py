@@ -49,6 +49,21 @@ def _reconfig(ens: Ensemble, joining=None, leaving=None, deadline_s: float = 90.
         time.sleep(0.5)
 
 
+def _wait_listening(m: Member, wait: float = 90.0) -> None:
+    """Until m answers ruok: its process has read its zoo.cfg and listens (a PyPy start took over
+    20 s on a loaded machine, where a fixed sleep of 1 s let the test rewrite the file first)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if m.four("ruok", 1.0) == "imok":
+                return
+        except OSError:
+            pass
+        assert m.proc.poll() is None, f"server {m.sid} exited:\n{m.log_text()[-2000:]}"
+        assert time.monotonic() < deadline, f"server {m.sid} not listening after {wait} s"
+        time.sleep(0.2)
+
+
 def reconfig_ensemble(tmp_path, n: int = 3) -> Ensemble:
     """A coord ensemble (not started) with reconfig on and SUPER as its super user."""
     return Ensemble(tmp_path, n, kind="coord", force_sync=False,
@@ -162,7 +177,7 @@ def test_leader_killed_during_a_membership_change(tmp_path):
         ens.members[4] = Member(ens, 4, *ports)
         ens.write_configs()                     # the joiner's config: the ensemble plus itself
         ens.members[4].start()
-        time.sleep(1.0)
+        _wait_listening(ens.members[4])         # it has read its zoo.cfg before that is rewritten
         m4 = ens.members.pop(4)                 # the members' own zoo.cfg stays as it was: a restarted
         ens.write_configs()                     # member learns membership from the committed config
         ens.members[4] = m4
