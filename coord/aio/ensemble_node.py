@@ -107,6 +107,7 @@ class EnsembleNode(CoordServer):
         self.fatal_reason = ""
         self.clock_fresh = False
         self.installing = 0
+        self.peer_input = False      # a peer message arrived and no flush followed yet
         # Read-only mode (readonlymode.enabled): after a grace period of looking, serve reads to
         # read-only clients until the peer leaves looking (QuorumPeer's ReadOnlyZooKeeperServer).
         self.ro_enabled = cfg.read_only_enabled or os.environ.get("COORD_READONLYMODE", "") == "true"
@@ -231,7 +232,7 @@ class EnsembleNode(CoordServer):
         self.transport = PeerTransport(
             self.sid, addrs, digest=membership_digest(self.voters, self.observers),
             on_connected=self._peer_connected, on_disconnected=self._peer_disconnected,
-            on_message=self._peer_message,
+            on_message=self._peer_message, on_read_done=self._peer_read_done, driver_flushes=True,
             # quorumListenOnAllIPs: every interface ("" = all, IPv4 and IPv6), as ZooKeeper binds the wildcard
             listen_host="" if cfg.quorum_listen_on_all_ips else None,
             max_frame_bytes=self.peer.config.max_message_bytes + 1024, dynamic=cfg.reconfig_enabled,
@@ -334,7 +335,14 @@ class EnsembleNode(CoordServer):
         self.peer.message(sid, data)
         if self.ro_active:
             self._read_only_check()
-        self.schedule_flush()
+        self.peer_input = True
+
+    def _peer_read_done(self) -> None:
+        """The messages of one read are in: one flush for them, now if nothing else waits in this
+        loop turn (input_done), so a hop costs no turn of its own."""
+        if self.peer_input:
+            self.peer_input = False
+            self.input_done()
 
     # -- read-only mode ------------------------------------------------------------------------------
     def _read_only_check(self) -> None:
@@ -622,7 +630,9 @@ class EnsembleNode(CoordServer):
             rows += [("zk_peer_links", len(tr.stats()["links"])),
                      ("zk_peer_messages_sent", tr.messages_sent),
                      ("zk_peer_messages_received", tr.messages_received),
-                     ("zk_peer_garbage_disconnects", tr.garbage_disconnects)]
+                     ("zk_peer_garbage_disconnects", tr.garbage_disconnects),
+                     ("zk_flushes_inline", self.flushes_inline),
+                     ("zk_flushes_deferred", self.flushes_deferred)]
         return rows
 
 
