@@ -418,6 +418,7 @@ class EnsembleNode(CoordServer):
         reconfig must still reach the servers it removes (an observer learns so that it is removed)."""
         tr = self.transport
         configs = []
+        written = []       # forceSync=no appends: written after this batch's messages have left
         links = self.metrics.links if self.metrics is not None and self.role == "leading" else None
         sent: dict[int, int] = {}
         for e in effects:
@@ -434,7 +435,7 @@ class EnsembleNode(CoordServer):
                 if self.disk_q or (self.disk_task is not None and not self.disk_task.done()):
                     self.disk_q.append(e)
                 elif not self.txnlog.force_sync and not self.txnlog.pending():
-                    self.txnlog.write(e[1], e[2])   # _on_durable reports it to the peer, unflushed
+                    written.append(e)
                 else:
                     self.txnlog.append(e[1], e[2])
             elif kind in ("persist_epochs", "truncate", "install_snapshot"):
@@ -459,6 +460,17 @@ class EnsembleNode(CoordServer):
                 raise AssertionError(f"unknown effect {kind!r}")
         if sent:
             links.batch_sent(sent, time.monotonic())
+        if written:
+            # A leader's PROPOSALs leave before its own log write, as ZooKeeper's leader sends them
+            # before its SyncRequestProcessor logs: the write (and its durable report, which only
+            # counts the leader's own ack) is off the path to the followers' ACKs. Nothing a
+            # member says depends on a record before log_durable reports it, so no order changes
+            # that another server can see; disk effects queued behind these appends wait for them
+            # (the disk worker starts on a later turn).
+            if tr is not None:
+                tr.flush()
+            for e in written:
+                self.txnlog.write(e[1], e[2])   # _on_durable reports it to the peer, unflushed
         for e in configs:
             self._set_members(e[1], e[2])
 

@@ -1,4 +1,4 @@
-"""The write path's hops leave in the loop turn that made them (issue 17).
+"""The write path's hops leave in the loop turn that made them, and in ZooKeeper's order (issues 15, 17).
 
 A write through a follower crosses four peer hops (REQUEST, PROPOSAL, ACK, COMMIT); every loop turn a
 message waits before it is written is one more chance to be preempted on a loaded machine, which is
@@ -40,6 +40,7 @@ def _watch_flushes(node: EnsembleNode, seen: dict) -> None:
 
     def flush() -> None:
         before = node.transport.messages_sent if node.transport is not None else 0
+        seen["sent_at_flush_start"][node.sid] = before
         inner()
         tr = node.transport
         if tr is None:
@@ -51,11 +52,23 @@ def _watch_flushes(node: EnsembleNode, seen: dict) -> None:
             seen["left_behind"].append((node.sid, node.role, left, node.txnlog.pending()))
     node.flush = flush
 
+    write = node.txnlog.write
+
+    def log_write(*a, **kw):
+        """A forceSync=no log write: the messages of its batch (a leader's PROPOSALs) left first."""
+        tr = node.transport
+        if tr is not None and node.role == "leading" and node.core.serving:
+            pending = any(c.pending for c in tr.conns if not c.closed and c.transport is not None)
+            if pending or tr.messages_sent == seen["sent_at_flush_start"].get(node.sid):
+                seen["written_before_send"].append((node.sid, tr.messages_sent, pending))
+        return write(*a, **kw)
+    node.txnlog.write = log_write
+
 
 async def _run(tmp_path) -> dict:
     ports = _free_ports(9)
     nodes = []
-    seen = {"flushes_that_sent": 0, "left_behind": []}
+    seen = {"flushes_that_sent": 0, "left_behind": [], "written_before_send": [], "sent_at_flush_start": {}}
     for sid in (1, 2, 3):
         node = EnsembleNode(load(_config(tmp_path, sid, ports)))
         _watch_flushes(node, seen)
@@ -71,6 +84,7 @@ async def _run(tmp_path) -> dict:
             await asyncio.sleep(0.05)
         follower = next(n for n in nodes if n.role == "following")
         seen["left_behind"].clear()
+        seen["written_before_send"].clear()
         seen["flushes_that_sent"] = 0
 
         def client() -> int:
@@ -93,6 +107,8 @@ def test_write_through_a_follower_leaves_nothing_queued_for_a_later_turn(tmp_pat
     # REQUEST, PROPOSAL, ACK and COMMIT of 200 writes were sent from inside flushes
     assert seen["flushes_that_sent"] >= 4 * 200
     assert seen["left_behind"] == [], seen["left_behind"][:5]
+    # the leader's PROPOSALs leave before its own log write (ZooKeeper's order), not after it
+    assert seen["written_before_send"] == [], seen["written_before_send"][:5]
 
 
 # -- the same writes on real server processes: no loop turn between a read and its flush --------------
