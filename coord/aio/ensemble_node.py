@@ -107,6 +107,7 @@ class EnsembleNode(CoordServer):
         self.fatal_reason = ""
         self.clock_fresh = False
         self.installing = 0
+        self.peer_input = False      # a peer message arrived and no flush followed yet
         # Read-only mode (readonlymode.enabled): after a grace period of looking, serve reads to
         # read-only clients until the peer leaves looking (QuorumPeer's ReadOnlyZooKeeperServer).
         self.ro_enabled = cfg.read_only_enabled or os.environ.get("COORD_READONLYMODE", "") == "true"
@@ -231,7 +232,7 @@ class EnsembleNode(CoordServer):
         self.transport = PeerTransport(
             self.sid, addrs, digest=membership_digest(self.voters, self.observers),
             on_connected=self._peer_connected, on_disconnected=self._peer_disconnected,
-            on_message=self._peer_message,
+            on_message=self._peer_message, on_read_done=self._peer_read_done, driver_flushes=True,
             # quorumListenOnAllIPs: every interface ("" = all, IPv4 and IPv6), as ZooKeeper binds the wildcard
             listen_host="" if cfg.quorum_listen_on_all_ips else None,
             max_frame_bytes=self.peer.config.max_message_bytes + 1024, dynamic=cfg.reconfig_enabled,
@@ -339,7 +340,14 @@ class EnsembleNode(CoordServer):
         self.peer.message(sid, data)
         if self.ro_active:
             self._read_only_check()
-        self.schedule_flush()
+        self.peer_input = True
+
+    def _peer_read_done(self) -> None:
+        """The messages of one read are in: one flush for them, now if nothing else waits in this
+        loop turn (input_done), so a hop costs no turn of its own."""
+        if self.peer_input:
+            self.peer_input = False
+            self.input_done()
 
     # -- read-only mode ------------------------------------------------------------------------------
     def _read_only_check(self) -> None:
@@ -415,6 +423,7 @@ class EnsembleNode(CoordServer):
         reconfig must still reach the servers it removes (an observer learns so that it is removed)."""
         tr = self.transport
         configs = []
+        written = []       # forceSync=no appends: written after this batch's messages have left
         links = self.metrics.links if self.metrics is not None and self.role == "leading" else None
         sent: dict[int, int] = {}
         for e in effects:
@@ -431,7 +440,7 @@ class EnsembleNode(CoordServer):
                 if self.disk_q or (self.disk_task is not None and not self.disk_task.done()):
                     self.disk_q.append(e)
                 elif not self.txnlog.force_sync and not self.txnlog.pending():
-                    self.txnlog.write(e[1], e[2])   # _on_durable reports it to the peer, unflushed
+                    written.append(e)
                 else:
                     self.txnlog.append(e[1], e[2])
             elif kind in ("persist_epochs", "truncate", "install_snapshot"):
@@ -456,6 +465,17 @@ class EnsembleNode(CoordServer):
                 raise AssertionError(f"unknown effect {kind!r}")
         if sent:
             links.batch_sent(sent, time.monotonic())
+        if written:
+            # A leader's PROPOSALs leave before its own log write, as ZooKeeper's leader sends them
+            # before its SyncRequestProcessor logs: the write (and its durable report, which only
+            # counts the leader's own ack) is off the path to the followers' ACKs. Nothing a
+            # member says depends on a record before log_durable reports it, so no order changes
+            # that another server can see; disk effects queued behind these appends wait for them
+            # (the disk worker starts on a later turn).
+            if tr is not None:
+                tr.flush()
+            for e in written:
+                self.txnlog.write(e[1], e[2])   # _on_durable reports it to the peer, unflushed
         for e in configs:
             self._set_members(e[1], e[2])
 
@@ -630,7 +650,9 @@ class EnsembleNode(CoordServer):
             rows += [("zk_peer_links", len(tr.stats()["links"])),
                      ("zk_peer_messages_sent", tr.messages_sent),
                      ("zk_peer_messages_received", tr.messages_received),
-                     ("zk_peer_garbage_disconnects", tr.garbage_disconnects)]
+                     ("zk_peer_garbage_disconnects", tr.garbage_disconnects),
+                     ("zk_flushes_inline", self.flushes_inline),
+                     ("zk_flushes_deferred", self.flushes_deferred)]
         return rows
 
 

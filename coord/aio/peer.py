@@ -188,12 +188,14 @@ class _Conn(asyncio.Protocol):
                 sid = self.sid
                 for kind, payload in frames:
                     if self.closed:
-                        return
+                        break
                     if kind == DATA:
                         mgr.messages_received += 1
                         deliver(sid, payload)
                     elif kind == HELLO:
                         raise FrameError("second HELLO")
+                if mgr.on_read_done is not None:
+                    mgr.on_read_done()
                 return
             for kind, payload in frames:
                 if self.closed:
@@ -208,6 +210,8 @@ class _Conn(asyncio.Protocol):
                 elif kind == PING:
                     if not self.established:
                         raise FrameError("PING before HELLO")
+            if mgr.on_read_done is not None:
+                mgr.on_read_done()
         except FrameError as e:
             mgr.garbage_disconnects += 1
             self.abort(f"protocol error: {e}")
@@ -293,7 +297,8 @@ class PeerTransport:
                  max_frame_bytes: int = DEFAULT_MAX_FRAME, max_queue_bytes: int = DEFAULT_MAX_QUEUE,
                  idle_timeout_ms: int = 4000, ping_interval_ms: int = 250,
                  handshake_timeout_ms: int = 2000, backoff_min_ms: int = 5, backoff_max_ms: int = 500,
-                 dynamic: bool = False, tls=None):
+                 dynamic: bool = False, tls=None, on_read_done: Callable[[], None] | None = None,
+                 driver_flushes: bool = False):
         if my_sid not in peers:
             raise ValueError(f"sid {my_sid} is not among the peers")
         self.sid = my_sid
@@ -307,6 +312,11 @@ class PeerTransport:
         self.on_connected = on_connected
         self.on_disconnected = on_disconnected
         self.on_message = on_message
+        # on_read_done(): after the messages of one read were delivered (the driver flushes then, once)
+        self.on_read_done = on_read_done
+        # driver_flushes: every send() comes from a driver that calls flush() itself before it
+        # returns to the loop, so a send schedules no flush of its own (an empty turn per hop)
+        self.driver_flushes = driver_flushes
         self.listen_host = listen_host
         self.max_frame = max_frame_bytes
         self.max_queue = max_queue_bytes
@@ -394,7 +404,7 @@ class PeerTransport:
         self.messages_sent += 1
         if c not in self.dirty:
             self.dirty.add(c)
-            if not self.flush_scheduled:
+            if not self.flush_scheduled and not self.driver_flushes:
                 self.flush_scheduled = True
                 self.loop.call_soon(self.flush)
         return True

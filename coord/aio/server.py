@@ -187,7 +187,7 @@ class ClientProtocol(asyncio.Protocol):
             self.reading_paused = True
             self.transport.pause_reading()
             srv.throttled.add(self.conn_id)
-        srv.schedule_flush()
+        srv.input_done()
 
     def _serve_bounded(self, frames: list[bytes]) -> None:
         """With the request throttler on, frames it holds count toward the connection's bound too, and
@@ -250,6 +250,8 @@ class CoordServer:
         self.next_conn_id = 1
         self.flush_scheduled = False
         self.flushing = False          # inside flush's own synchronous log write
+        self.flushes_inline = 0        # reads flushed in their own turn (input_done) ...
+        self.flushes_deferred = 0      # ... and reads whose flush waited for the rest of the turn
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server: asyncio.base_events.Server | None = None
         self.secure_server: asyncio.base_events.Server | None = None   # secureClientPort (coord.aio.tls)
@@ -378,6 +380,19 @@ class CoordServer:
             self.flush_scheduled = True
             self.loop.call_soon(self.flush)
 
+    def input_done(self) -> None:
+        """One read was handed to the core: flush now if no other callback waits in this loop turn
+        (nothing to batch with: a call_soon would only add a turn, an epoll_wait and a chance to be
+        preempted before the reply or the peer message leaves), else once, after them. asyncio's
+        loop runs what select() returned as one batch (`_ready`); a loop without one (uvloop)
+        always defers, as before."""
+        if not self.flush_scheduled and not self.flushing and not getattr(self.loop, "_ready", True):
+            self.flushes_inline += 1
+            self.flush()
+        else:
+            self.flushes_deferred += 1
+            self.schedule_flush()
+
     def flush(self) -> None:
         self.flush_scheduled = False
         core = self.core
@@ -438,6 +453,7 @@ class CoordServer:
         this again); one whose client is not reading its replies, until it does (resume_writing)."""
         self.backlog_scheduled = False
         core = self.core
+        self.schedule_flush()     # one flush after all of them (input_done defers to it)
         for p in list(self.backlogged):
             conn = core.conns.get(p.conn_id)
             if p.paused or (conn is not None and core.queued(conn) >= self.max_queued):

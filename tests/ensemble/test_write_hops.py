@@ -1,4 +1,4 @@
-"""The write path's hops leave in the loop turn that made them (issue 17).
+"""The write path's hops leave in the loop turn that made them, and in ZooKeeper's order (issues 15, 17).
 
 A write through a follower crosses four peer hops (REQUEST, PROPOSAL, ACK, COMMIT); every loop turn a
 message waits before it is written is one more chance to be preempted on a loaded machine, which is
@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from kazoo.client import KazooClient
+
 from coord.aio.ensemble_node import EnsembleNode
 from coord.aio.zoocfg import load
 from coord.bench.client import Session
-from tests.support.ensemble import _free_ports
+from tests.support.ensemble import Ensemble, _free_ports
 
 
 def _config(tmp_path, sid: int, ports: list[int]) -> str:
@@ -37,6 +40,7 @@ def _watch_flushes(node: EnsembleNode, seen: dict) -> None:
 
     def flush() -> None:
         before = node.transport.messages_sent if node.transport is not None else 0
+        seen["sent_at_flush_start"][node.sid] = before
         inner()
         tr = node.transport
         if tr is None:
@@ -48,11 +52,23 @@ def _watch_flushes(node: EnsembleNode, seen: dict) -> None:
             seen["left_behind"].append((node.sid, node.role, left, node.txnlog.pending()))
     node.flush = flush
 
+    write = node.txnlog.write
+
+    def log_write(*a, **kw):
+        """A forceSync=no log write: the messages of its batch (a leader's PROPOSALs) left first."""
+        tr = node.transport
+        if tr is not None and node.role == "leading" and node.core.serving:
+            pending = any(c.pending for c in tr.conns if not c.closed and c.transport is not None)
+            if pending or tr.messages_sent == seen["sent_at_flush_start"].get(node.sid):
+                seen["written_before_send"].append((node.sid, tr.messages_sent, pending))
+        return write(*a, **kw)
+    node.txnlog.write = log_write
+
 
 async def _run(tmp_path) -> dict:
     ports = _free_ports(9)
     nodes = []
-    seen = {"flushes_that_sent": 0, "left_behind": []}
+    seen = {"flushes_that_sent": 0, "left_behind": [], "written_before_send": [], "sent_at_flush_start": {}}
     for sid in (1, 2, 3):
         node = EnsembleNode(load(_config(tmp_path, sid, ports)))
         _watch_flushes(node, seen)
@@ -68,6 +84,7 @@ async def _run(tmp_path) -> dict:
             await asyncio.sleep(0.05)
         follower = next(n for n in nodes if n.role == "following")
         seen["left_behind"].clear()
+        seen["written_before_send"].clear()
         seen["flushes_that_sent"] = 0
 
         def client() -> int:
@@ -90,3 +107,66 @@ def test_write_through_a_follower_leaves_nothing_queued_for_a_later_turn(tmp_pat
     # REQUEST, PROPOSAL, ACK and COMMIT of 200 writes were sent from inside flushes
     assert seen["flushes_that_sent"] >= 4 * 200
     assert seen["left_behind"] == [], seen["left_behind"][:5]
+    # the leader's PROPOSALs leave before its own log write (ZooKeeper's order), not after it
+    assert seen["written_before_send"] == [], seen["written_before_send"][:5]
+
+
+# -- the same writes on real server processes: no loop turn between a read and its flush --------------
+N_WRITES = 300
+
+
+def _mntr_ints(member, keys) -> dict[str, int]:
+    m = member.mntr()
+    return {k: int(m[k]) for k in keys}
+
+
+@pytest.mark.parametrize("kind", ["coord", pytest.param("zookeeper", marks=pytest.mark.realzk)])
+def test_follower_write_flushes_in_the_turn_of_its_read(tmp_path, kind):
+    """One session, one setData at a time through a follower of a 3-process ensemble (the figure
+    issues 15 and 17 compare with ZooKeeper). Both systems: every write answered in order, visible
+    through the leader. coord: a read with nothing else waiting in its loop turn is flushed in that
+    turn (input_done), so the REQUEST, PROPOSAL, ACK, COMMIT and the reply leave without a call_soon
+    hop each; before, every read's flush waited one turn (zk_flushes_inline stayed 0). A turn that
+    also ran a tick or another read defers, so the counts are a majority, not all."""
+    ens = Ensemble(tmp_path / kind, 3, kind=kind, force_sync=False, tick_ms=1000)
+    try:
+        ens.start(wait=120)
+        leader = ens.wait_serving(wait=120)
+        follower = next(s for s in ens.members if s != leader)
+        keys = ("zk_flushes_inline", "zk_flushes_deferred", "zk_peer_messages_sent")
+        s = Session("127.0.0.1", ens.members[follower].client_port)
+        try:
+            s.call("create", "/hops", b"x")
+            s.latency("setData", ["/hops"] * 50, b"w" * 100)   # links and JIT warm
+            before = {sid: _mntr_ints(m, keys) for sid, m in ens.members.items()} if kind == "coord" else {}
+            lat = s.latency("setData", ["/hops"] * N_WRITES, b"y" * 100)
+            after = {sid: _mntr_ints(m, keys) for sid, m in ens.members.items()} if kind == "coord" else {}
+            assert len(lat) == N_WRITES
+        finally:
+            s.close()
+        r = KazooClient(ens.members[leader].connect_string, timeout=10)
+        r.start(timeout=30)
+        try:
+            data, stat = r.get("/hops")
+        finally:
+            r.stop()
+            r.close()
+        assert data == b"y" * 100
+        assert stat.version == 50 + N_WRITES
+        if kind != "coord":
+            return
+        d = {sid: {k: after[sid][k] - before[sid][k] for k in keys} for sid in after}
+        # the follower reads the request, the PROPOSAL and the COMMIT (one read when the other
+        # follower's ACK was quicker than our turn): most reads are alone in their turn
+        f = d[follower]
+        assert f["zk_flushes_inline"] + f["zk_flushes_deferred"] >= 2 * N_WRITES, (follower, d)
+        assert f["zk_flushes_inline"] > f["zk_flushes_deferred"], (follower, d)
+        # the leader reads the REQUEST alone; the two ACKs often arrive in one turn, and then the
+        # first one's flush rightly waits for the second (one COMMIT batch), so only a floor here
+        g = d[leader]
+        assert g["zk_flushes_inline"] + g["zk_flushes_deferred"] >= 2 * N_WRITES, (leader, d)
+        assert g["zk_flushes_inline"] >= N_WRITES // 2, (leader, d)
+        # the follower sends a REQUEST and an ACK per write (and a PONG per leader ping), no more
+        assert 2 * N_WRITES <= d[follower]["zk_peer_messages_sent"] <= 2 * N_WRITES + 100, d
+    finally:
+        ens.stop()
