@@ -5,12 +5,12 @@ Found by CI under load: a 3,000-request burst was reset by peer; here the shell'
 so that the same happens at any load. In process: it inspects the shell's bound (coord only; the
 differential burst against ZooKeeper is tests/limits/test_request_throttle.py)."""
 import asyncio
-import threading
 
 from coord.aio.server import CoordServer
 from coord.aio.zoocfg import parse
 from coord.jute import records as R
 from tests.compat.rawclient import RawClient
+from tests.support.inproc import serving_on_a_thread
 
 OPEN = [R.ACL(31, R.Id("world", "anyone"))]
 
@@ -21,17 +21,7 @@ def test_a_flood_of_held_requests_is_read_later_not_reset(tmp_path):
     loop = asyncio.new_event_loop()
     srv = CoordServer(cfg)
     srv.max_queued = 50                    # the shell's per-connection bound, far below the throttler's cap
-    started = threading.Event()
-
-    def serve():
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(srv.start())
-        started.set()
-        loop.run_forever()
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    assert started.wait(30)
-    try:
+    with serving_on_a_thread(srv, loop):
         c = RawClient("127.0.0.1", srv.port).start()
         c.create("/f")
         n = 3000                           # past the throttler's cap of 1,000 held frames
@@ -39,7 +29,3 @@ def test_a_flood_of_held_requests_is_read_later_not_reset(tmp_path):
         got = [c._read_reply() for _ in xids]
         assert [r.xid for r in got] == xids and {r.err for r in got} == {0}
         c.close_socket()
-    finally:
-        asyncio.run_coroutine_threadsafe(srv.stop(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        t.join(10)
