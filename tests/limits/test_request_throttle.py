@@ -129,3 +129,26 @@ def test_one_in_process_admits_per_completed_request(holding_pair):
     print(f"{n} creates, one in process: ZooKeeper {zk_s:.2f} s, coord {coord_s:.2f} s")
     # One write per tick would be >= 250 s here; the factor and the constant absorb a loaded machine.
     assert coord_s <= 4 * zk_s + 5, f"coord {coord_s:.1f} s, ZooKeeper {zk_s:.1f} s for {n} creates"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["coord", "zookeeper"])
+def test_throttled_ops_through_a_follower(kind, tmp_path):
+    """The same burst on a follower of a 3-server ensemble, each server with the same throttler keys:
+    a write is in process there until the quorum commits it (forwarded to the leader and back), so
+    more requests wait; the properties are ZooKeeper's and coord's alike."""
+    from tests.ops.prom import need
+    from tests.support.ensemble import Ensemble, coord_ensemble_available
+    from tests.support.real_zk import available
+    need(coord_ensemble_available() if kind == "coord" else available(), f"a {kind} ensemble")
+    ens = Ensemble(tmp_path / kind, 3, kind=kind, force_sync=False,
+                   extra_cfg={"request_throttle_max_requests": "1", "throttled_op_wait_time": "1"})
+    try:
+        ens.start(wait=120)
+        follower = ens.followers()[0]
+        out = _burst("127.0.0.1", follower.client_port)
+    finally:
+        ens.stop()
+    assert out == {"in_order": True, "codes": {"ping": True, "read": True, "create": True},
+                   "throttled_have_no_body": True, "nodes_are_the_done_creates": True,
+                   "some_throttled": True, "counted": True}, out
