@@ -147,6 +147,7 @@ def test_throttled_ops_through_a_follower(kind, tmp_path):
         ens.start(wait=120)
         follower = ens.followers()[0]
         out = _burst("127.0.0.1", follower.client_port)
+        print(kind, follower.mode(), out)
     finally:
         ens.stop()
     assert out == {"in_order": True, "codes": {"ping": True, "read": True, "create": True},
