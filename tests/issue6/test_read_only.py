@@ -13,6 +13,7 @@ from kazoo.protocol.states import KeeperState
 
 from tests.support import real_zk
 from tests.support.ensemble import Ensemble, coord_ensemble_available
+from tests.support.kazoo_clients import stop_all
 
 
 def _wait(pred, timeout: float, what: str):
@@ -102,12 +103,7 @@ def _scenario(workdir, kind: str, local_sessions: bool = True) -> dict:
         print(ens.dump_logs())
         raise
     finally:
-        for c in clients:
-            try:
-                c.stop()
-                c.close()
-            except Exception:
-                pass
+        stop_all(clients)
         ens.stop()
 
 

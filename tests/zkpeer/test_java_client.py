@@ -12,6 +12,7 @@ from kazoo.client import KazooClient
 from coord.aio.zoocfg import parse as parse_cfg
 from coord.migrate import take_over
 from tests.compat.zkcli import ZkCli
+from tests.support.kazoo_clients import stop_all
 from tests.support.zk_observer import KINDS, ObservedEnsemble
 
 pytestmark = [pytest.mark.realzk, pytest.mark.slow]
@@ -83,10 +84,5 @@ def test_java_client_through_an_observer(kind, tmp_path):
     finally:
         if cli is not None:
             cli.close()
-        for c in clients:
-            try:
-                c.stop()
-                c.close()
-            except Exception:
-                pass
+        stop_all(clients)
         obs.stop()

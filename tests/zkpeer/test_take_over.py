@@ -18,6 +18,7 @@ from kazoo.client import KazooClient
 from coord.aio.zoocfg import parse as parse_cfg
 from coord.migrate import take_over as take_over_in_process
 from tests.support.coord_server import ROOT
+from tests.support.kazoo_clients import stop_all
 from tests.support.real_zk import four_letter
 from tests.support.zk_observer import ObservedEnsemble
 
@@ -196,12 +197,7 @@ def test_take_over_keeps_sessions_ephemerals_watches_and_zxids(tmp_path):
             time.sleep(0.2)
         assert "took over from ZooKeeper earlier" in first.log_text()
     finally:
-        for c in clients:        # kazoo's threads would keep retrying (and the interpreter alive)
-            try:
-                c.stop()
-                c.close()
-            except Exception:
-                pass
+        stop_all(clients)
         obs.stop()
 
 
@@ -251,10 +247,5 @@ def test_take_over_asks_observers_added_by_reconfig(tmp_path):
         st = late.exists("/broker-5")
         assert st is not None and st.ephemeralOwner == session
     finally:
-        for c in clients:
-            try:
-                c.stop()
-                c.close()
-            except Exception:
-                pass
+        stop_all(clients)
         obs.stop()
