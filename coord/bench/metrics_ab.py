@@ -178,6 +178,40 @@ def scrape_cost(scrapes: int, force_sync: bool, console: Console) -> dict:
     return res
 
 
+def _epoch(a, cfg, with_a: bool, with_b: bool, swap: bool, rounds: int, console):
+    """Start A and B (B first when swap), warm both up, run `rounds` paired rounds, stop them:
+    (A's runs, B's runs, scrapes per scraper)."""
+    base = Path(tempfile.mkdtemp(prefix="coord-metrics-ab-"))
+    srv_a, port_a = _server(base / "a", with_a, a.force_sync)
+    srv_b, port_b = _server(base / "b", with_b, a.force_sync)
+    scrapers: list[subprocess.Popen] = []
+    try:
+        first, second = (srv_b, srv_a) if swap else (srv_a, srv_b)
+        first.start()
+        second.start()
+        if a.scrape_every > 0:
+            scrapers = [start_scraper(f"http://127.0.0.1:{p}/metrics", a.scrape_every)
+                        for p in (port_a, port_b) if p is not None]
+        probes = {srv_a.target: ns_cpu_probe(srv_a.pid), srv_b.target: ns_cpu_probe(srv_b.pid)}
+        log = lambda m: console.print(f"[dim]{m}[/dim]")  # noqa: E731
+        order = [first.target, second.target]
+        run_rounds(order, ph.BenchConfig(**{**cfg.__dict__, "ops": a.ops // 2}), 1, probes, log)
+        runs = run_rounds(order, cfg, rounds, probes, log)
+    finally:
+        scrapes = []
+        for s in scrapers:
+            s.kill()
+            out = s.communicate()[0].split()
+            scrapes.append(int(out[-1]) if out else 0)
+        srv_a.stop()
+        srv_b.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    for s in scrapers:
+        if s.returncode != -9:
+            raise SystemExit(f"a scraper died (exit {s.returncode}): /metrics stopped answering")
+    return runs[srv_a.target], runs[srv_b.target], scrapes
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", choices=sorted(MODES), default="ab",
@@ -193,6 +227,9 @@ def main() -> None:
     ap.add_argument("--swap", action="store_true",
                     help="start B first and give B the first turn of each round pair (the A/A runs put A, "
                          "metrics-on's place, below 1 in 18 of 24 medians at load 25-68: position or chance)")
+    ap.add_argument("--restart-every", type=int, default=0, metavar="K",
+                    help="fresh server processes every K rounds, the start order alternating (the A/A bias "
+                         "between two processes at load 2 was 5-11%%: each PyPy process JITs its own traces)")
     ap.add_argument("--floor", type=Path, help="an A/A run's --json: mark A/B medians that fall inside its intervals")
     ap.add_argument("--scrape-cost", type=int, default=0, metavar="N",
                     help="only measure the server CPU per /metrics scrape over N scrapes, and exit")
@@ -204,45 +241,35 @@ def main() -> None:
         return
     if a.rounds < 1 or a.ops < 1:
         raise SystemExit("--rounds and --ops must be positive")
-    base = Path(tempfile.mkdtemp(prefix="coord-metrics-ab-"))
     with_a, with_b = MODES[a.mode]
-    srv_a, port_a = _server(base / "a", with_a, a.force_sync)
-    srv_b, port_b = _server(base / "b", with_b, a.force_sync)
     cfg = ph.BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")), latency=False)
     console = Console(width=150)
-    scrapers: list[subprocess.Popen] = []
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load0 = os.getloadavg()
-    try:
-        first, second = (srv_b, srv_a) if a.swap else (srv_a, srv_b)
-        first.start()
-        second.start()
-        if a.scrape_every > 0:
-            scrapers = [start_scraper(f"http://127.0.0.1:{p}/metrics", a.scrape_every)
-                        for p in (port_a, port_b) if p is not None]
-        probes = {srv_a.target: ns_cpu_probe(srv_a.pid), srv_b.target: ns_cpu_probe(srv_b.pid)}
-        log = lambda m: console.print(f"[dim]{m}[/dim]")  # noqa: E731
-        order = [first.target, second.target]
-        run_rounds(order, ph.BenchConfig(**{**cfg.__dict__, "ops": a.ops // 2}), 1, probes, log)
-        runs = run_rounds(order, cfg, a.rounds, probes, log)
-    finally:
-        scrapes = []
-        for s in scrapers:
-            s.kill()
-            out = s.communicate()[0].split()
-            scrapes.append(int(out[-1]) if out else 0)
-        srv_a.stop()
-        srv_b.stop()
-        shutil.rmtree(base, ignore_errors=True)
-    for s in scrapers:
-        if s.returncode != -9:
-            raise SystemExit(f"a scraper died (exit {s.returncode}): /metrics stopped answering")
-    result = analyse(runs[srv_a.target], runs[srv_b.target])
+    per = a.restart_every or a.rounds
+    runs_a: list[ph.RunResult] = []
+    runs_b: list[ph.RunResult] = []
+    scrapes: list[int] = []
+    done = 0
+    epoch = 0
+    while done < a.rounds:
+        # with --restart-every: fresh server processes every `per` rounds, the start order alternating,
+        # so the pairs average over process instances (each PyPy process JIT-compiles its own traces)
+        swap = a.swap != (a.restart_every > 0 and epoch % 2 == 1)
+        n = min(per, a.rounds - done)
+        ra, rb, sc = _epoch(a, cfg, with_a, with_b, swap, n, console)
+        runs_a += ra
+        runs_b += rb
+        scrapes += sc
+        done += n
+        epoch += 1
+    result = analyse(runs_a, runs_b)
     if a.floor:
         against_floor(result, json.loads(a.floor.read_text())["analysis"])
     names = {"ab": "A metrics on, B off", "aa-off": "A and B both metrics off",
              "aa-on": "A and B both metrics on"}[a.mode]
-    title = (f"metrics_ab --mode {a.mode}{' --swap' if a.swap else ''} ({names}; scraped every {a.scrape_every:g} s: {scrapes} scrapes), "
+    restarts = f", fresh servers every {a.restart_every} rounds" if a.restart_every else ""
+    title = (f"metrics_ab --mode {a.mode}{' --swap' if a.swap else ''} ({names}; scraped every {a.scrape_every:g} s: {sum(scrapes)} scrapes{restarts}), "
              f"forceSync={'yes' if a.force_sync else 'no'}, {a.rounds} rounds of {a.ops:,} ops")
     print_table(console, title, result)
     load1 = os.getloadavg()
@@ -252,7 +279,8 @@ def main() -> None:
             "mode": a.mode, "swap": a.swap, "started": started, "rounds": a.rounds, "ops": a.ops, "force_sync": a.force_sync,
             "scrape_every": a.scrape_every, "scrapes": scrapes, "load": [load0[0], load1[0]],
             "analysis": result,
-            "runs": {"A": [r.to_json() for r in runs[srv_a.target]], "B": [r.to_json() for r in runs[srv_b.target]]},
+            "restart_every": a.restart_every,
+            "runs": {"A": [r.to_json() for r in runs_a], "B": [r.to_json() for r in runs_b]},
         }, indent=1))
 
 
