@@ -55,46 +55,30 @@ if command -v pypy3 >/dev/null 2>&1; then
 else
   rm -f .venv/coord-server-python
 fi
-# Real Kafka 3.9 brokers (`coord kafka up`, tests/kafka): kafka/pom.xml's jars from Maven Central, copied
-# once into .cache/kafka-libs-<hash of the pom> (coord/kafka/libs.py finds them there).
-kafka_libs=.cache/kafka-libs-$(sha1sum kafka/pom.xml | cut -c1-12)
-if [ ! -f "$kafka_libs/.complete" ]; then
-  if command -v mvn >/dev/null 2>&1 && rm -rf "$kafka_libs" && mvn -q -B -f kafka/pom.xml \
-      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$PWD/$kafka_libs"; then
-    touch "$kafka_libs/.complete"
+# Java artifacts from Maven Central: a pom's runtime jars copied once into .cache/<name>-<hash of the
+# pom> (a changed pom fetches again). Under CI a fetch that fails stops set-up; elsewhere the tests
+# that need the jars skip, as the message says.
+maven_libs() {   # pom, cache name, what (for CI's error), what skips without it; sets libs_dir
+  local dir=.cache/$2-$(sha1sum "$1" | cut -c1-12)
+  libs_dir=$dir
+  [ -f "$dir/.complete" ] && return 0
+  if command -v mvn >/dev/null 2>&1 && rm -rf "$dir" && mvn -q -B -f "$1" \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$PWD/$dir"; then
+    touch "$dir/.complete"
   elif [ -n "${CI:-}" ]; then
-    echo "setup: could not fetch Kafka from Maven Central (kafka/pom.xml); needs mvn and the registry" >&2
+    echo "setup: could not fetch $3 from Maven Central ($1); needs mvn and the registry" >&2
     exit 1
   else
-    echo "setup: no Kafka libs (needs mvn and Maven Central): tests/kafka will skip" >&2
+    echo "setup: no $3 (needs mvn and Maven Central): $4 will skip" >&2
   fi
-fi
+}
+# Real Kafka 3.9 brokers (`coord kafka up`, tests/kafka; coord/kafka/libs.py finds them).
+maven_libs kafka/pom.xml kafka-libs "Kafka libs" "tests/kafka"
+kafka_libs=$libs_dir
 # ZooKeeper 3.8's PrometheusMetricsProvider (Debian's zookeeper lacks it) for tests/ops' ZooKeeper runs.
-zk_prom=.cache/zk-prometheus-$(sha1sum tests/ops/zk-prometheus-pom.xml | cut -c1-12)
-if [ ! -f "$zk_prom/.complete" ]; then
-  if command -v mvn >/dev/null 2>&1 && rm -rf "$zk_prom" && mvn -q -B -f tests/ops/zk-prometheus-pom.xml \
-      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$PWD/$zk_prom"; then
-    touch "$zk_prom/.complete"
-  elif [ -n "${CI:-}" ]; then
-    echo "setup: could not fetch ZooKeeper's Prometheus provider (tests/ops/zk-prometheus-pom.xml)" >&2
-    exit 1
-  else
-    echo "setup: no ZooKeeper Prometheus provider jars: tests/ops' ZooKeeper runs will skip" >&2
-  fi
-fi
+maven_libs tests/ops/zk-prometheus-pom.xml zk-prometheus "ZooKeeper's Prometheus provider jars" "tests/ops' ZooKeeper runs"
 # ZooKeeper 3.9 (AdminServer `snapshot`/`restore`; Debian ships 3.8) for tests/ops/test_restore_zk39.py.
-zk39=.cache/zk39-$(sha1sum tests/ops/zk39-pom.xml | cut -c1-12)
-if [ ! -f "$zk39/.complete" ]; then
-  if command -v mvn >/dev/null 2>&1 && rm -rf "$zk39" && mvn -q -B -f tests/ops/zk39-pom.xml \
-      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$PWD/$zk39"; then
-    touch "$zk39/.complete"
-  elif [ -n "${CI:-}" ]; then
-    echo "setup: could not fetch ZooKeeper 3.9 (tests/ops/zk39-pom.xml)" >&2
-    exit 1
-  else
-    echo "setup: no ZooKeeper 3.9 jars: tests/ops/test_restore_zk39.py will skip" >&2
-  fi
-fi
+maven_libs tests/ops/zk39-pom.xml zk39 "ZooKeeper 3.9 jars" "tests/ops/test_restore_zk39.py"
 # cli_mt with TLS (tests/security/test_cli_mt_tls.py): Debian's is built without OpenSSL; built once
 # from Debian's zookeeper source package into .cache/zk-c-client-tls.
 if ! bash scripts/build-cli-mt-tls.sh; then
