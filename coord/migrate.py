@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from coord.aio.zkobserver import TAKEOVER_WORD, answering_voters
+from coord.aio.zkobserver import TAKEOVER_WORD, answering_voters, still_answering
 from coord.aio.zoocfg import ServerConfig
 from coord.core import reconfig as rc
 
@@ -79,14 +79,12 @@ async def take_over(cfg: ServerConfig, timeout_s: float = 30.0, wait_s: float = 
         answering = await answering_voters(voters, 0.5)
     log.info("take-over: %d ZooKeeper voter ports answer", len(answering))
     if answering:
-        return False, ["refused: ZooKeeper voters still answer: " + ", ".join(answering) +
-                       "; stop every ZooKeeper server first (nothing was changed)"]
+        return False, ["refused: " + still_answering(answering)]
     members, zxids, notes = await current_members(cfg, named, min(timeout_s, 5.0))
     added = {s: q for s, q in members.items() if q.role == "participant" and s not in voters}
     answering = await answering_voters(added) if added else []    # voters a reconfig added
     if answering:
-        return False, notes + ["refused: ZooKeeper voters still answer: " + ", ".join(answering) +
-                               "; stop every ZooKeeper server first (nothing was changed)"]
+        return False, notes + ["refused: " + still_answering(answering)]
     coord = {s: q for s, q in members.items() if q.role == "observer"}
     missing = [s for s, q in coord.items() if q.client_port is None]
     if missing:

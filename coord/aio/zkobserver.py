@@ -99,6 +99,12 @@ def render_config(cfg: ServerConfig) -> bytes:
     return ("\n".join(lines) + "\nversion=0").encode()
 
 
+def still_answering(answering: list[str]) -> str:
+    """Why a take-over is refused while ZooKeeper voters answer (the observer's and the command's)."""
+    return ("ZooKeeper voters still answer: " + ", ".join(answering) +
+            "; stop every ZooKeeper server first (nothing was changed)")
+
+
 async def answering_voters(voters: dict, timeout_s: float = 1.0) -> list[str]:
     """Every ZooKeeper voter port that accepts a connection ("server.N host:port (what)")."""
     async def probe(sid, host, port, what):
@@ -551,8 +557,7 @@ class ZkObserverNode(CoordServer):
         log.info("server %d: take-over: %d ZooKeeper voter ports answer (checked in %.1f ms)", self.sid,
                  len(answering), (time.monotonic() - t0) * 1000)
         if answering:
-            return False, ("ZooKeeper voters still answer: " + ", ".join(answering) +
-                           "; stop every ZooKeeper server first (nothing was changed)")
+            return False, still_answering(answering)
         members = coord_members(self.cfg)
         if leader is not None and leader not in members.servers:
             return False, f"leader={leader} is not one of the coord servers ({sorted(members.servers)})"
