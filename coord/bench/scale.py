@@ -262,7 +262,7 @@ class _Holder:
             "lost": sum(c.lost for c in cs),
             "check_failed": sum(1 for c in cs if not c.lost and (c.stage != 3 or c.check_err)),
             "kept_alive": sum(alive),
-            "false_expiries": sum(a and g for a, g in zip(alive, gone)),
+            "false_expiries": len(false),
             "expired_unpinged": sum(g and not a for a, g in zip(alive, gone)),
             "max_ping_gap_s": max((c.max_gap for c in cs), default=0.0),
             "max_ping_turn_gap_s": self.max_turn_gap,
