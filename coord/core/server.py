@@ -1260,6 +1260,10 @@ class ServerCore:
             self.next_container_check = self.mono_ms + self.config.container_check_interval_ms
             self._clean_containers()
 
+    def holds_throttled(self) -> bool:
+        """The request throttler holds requests: tick() releases them, so the driver ticks promptly."""
+        return self.req_throttle is not None and bool(self.req_throttle.fifo)
+
     def is_sequencer(self) -> bool:
         """Whether this server decides session expiry: standalone always; in an ensemble, the leader
         (its sequencer says so with `decides_expiry`)."""
