@@ -3,6 +3,8 @@ depth: the same raw-socket client against a 3-server coord ensemble and a 3-serv
 ensemble (forceSync=no, as bench_kafka runs both), through the leader and through a follower.
 
 `.venv/bin/python -m tests.kafka.bench_multi_depth [--partitions 2000] [--ops 4000] [--depths 1,10,100,1000]`
+(COORD_JIT_WARMUP_OPS=N in the environment: coord's servers warm their JIT up first, and the bench
+waits for it; `--warmup 0` measures servers as cold as a Kafka controller finds them.)
 
 Why: in a Kafka failover the controller keeps many such multis in flight (one per partition it
 moves), and the wire (bench_kafka --pcap) showed coord's p50 at 2.5-4x ZooKeeper's at equal depth.
@@ -15,13 +17,14 @@ it does for Kafka's controller).
 from __future__ import annotations
 
 import argparse
-import socket
+import os
 import struct
 import tempfile
 import time
 from pathlib import Path
 
 from coord.bench.client import BenchError, Session, drive, encode_batch
+from coord.bench.phases import proc_cpu_probe
 from coord.jute import records as R
 from tests.kafka.conftest import TICK_MS
 from tests.support.ensemble import Ensemble
@@ -128,26 +131,40 @@ def pct(xs: list[int], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] / 1e6
 
 
+def wait_warm(ens: Ensemble, timeout: float = 300.0) -> None:
+    """Every coord server has logged its JIT warm-up's end (COORD_JIT_WARMUP_OPS, coord.aio.warmup)."""
+    deadline = time.monotonic() + timeout
+    while not all("JIT warm-up: " in m.log_text() for m in ens.members.values()):
+        if time.monotonic() > deadline:
+            raise BenchError("the coord servers did not finish their JIT warm-up")
+        time.sleep(0.5)
+
+
 def measure(kind: str, partitions: int, ops: int, depths: list[int], warmup: int) -> dict:
-    """{(via, depth): (p50 ms, p99 ms, multis/s)} for one backend."""
+    """{(via, depth): (p50 ms, p99 ms, multis/s, server CPU us per multi)} for one backend; the CPU is
+    summed over the three servers' processes (every thread), so it is the ensemble's cost of a multi."""
     out = {}
     with tempfile.TemporaryDirectory(prefix=f"multi-depth-{kind}-") as d:
         with Ensemble(Path(d), 3, kind=kind, tick_ms=TICK_MS, force_sync=False) as ens:
             leader = ens.members[ens.wait_serving()]
+            if kind == "coord" and os.environ.get("COORD_JIT_WARMUP_OPS", "0") not in ("", "0"):
+                wait_warm(ens)
             host, port = "127.0.0.1", leader.client_port
             setup = Session(host, port)
             create_tree(setup, partitions)
             setup.close()
+            probes = [proc_cpu_probe(m.proc.pid) for m in ens.members.values()]
             for via, member in (("leader", leader), ("follower", ens.followers()[0])):
                 w = Writer("127.0.0.1", member.client_port, partitions)
                 try:
                     w.run(warmup, 100)
                     for depth in depths:
+                        cpu0 = sum(p() for p in probes)
                         lat, secs = w.run(ops, depth)
-                        out[(via, depth)] = (pct(lat, 0.5), pct(lat, 0.99), ops / secs)
-                        print(f"{kind:9} via {via:8} depth {depth:4}: p50 {out[(via, depth)][0]:8.2f} ms  "
-                              f"p99 {out[(via, depth)][1]:8.2f} ms  {out[(via, depth)][2]:8.0f} multis/s",
-                              flush=True)
+                        cpu_us = (sum(p() for p in probes) - cpu0) / ops * 1e6
+                        r = out[(via, depth)] = (pct(lat, 0.5), pct(lat, 0.99), ops / secs, cpu_us)
+                        print(f"{kind:9} via {via:8} depth {depth:4}: p50 {r[0]:8.2f} ms  p99 {r[1]:8.2f} ms  "
+                              f"{r[2]:8.0f} multis/s  {r[3]:6.0f} us server CPU/multi", flush=True)
                 finally:
                     w.close()
     return out
@@ -166,10 +183,10 @@ def main() -> None:
     res = {k: measure(k, args.partitions, args.ops, depths, args.warmup) for k in kinds}
     if len(kinds) == 2:
         a, b = (res[k] for k in kinds)
-        print(f"\nratio {kinds[0]}/{kinds[1]}:  via       depth   p50    p99    throughput")
+        print(f"\nratio {kinds[0]}/{kinds[1]}:  via       depth   p50    p99    throughput  CPU/multi")
         for key in a:
             print(f"{'':28}{key[0]:9} {key[1]:5}  {a[key][0] / b[key][0]:5.2f}  {a[key][1] / b[key][1]:5.2f}  "
-                  f"{a[key][2] / b[key][2]:5.2f}")
+                  f"{a[key][2] / b[key][2]:5.2f}        {a[key][3] / b[key][3]:5.2f}")
 
 
 if __name__ == "__main__":
