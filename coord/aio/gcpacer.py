@@ -41,6 +41,7 @@ class GcPacer:
         self.gap_s = gap_ms / 1000.0
         self.steps = 0                # steps this pacer ran
         self.cycles_ended = 0         # major cycles whose last step was one of them
+        self.cycle_steps = 0          # steps it ran since it last ended a cycle
         self.last = 0.0
 
     def install(self, loop) -> bool:
@@ -75,8 +76,11 @@ class GcPacer:
             self.gap_s = float("inf")
             return
         self.steps += 1
+        self.cycle_steps += 1
         if getattr(stats, "major_is_done", False):
             self.cycles_ended += 1
+            log.info("major GC cycle ended by an idle-time step (%d idle-time steps in it)", self.cycle_steps)
+            self.cycle_steps = 0
 
 
 def install_from_env(monitor, loop) -> GcPacer | None:
