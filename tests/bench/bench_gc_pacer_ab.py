@@ -29,9 +29,11 @@ def main() -> None:
     ap.add_argument("--a-env", action="append", default=[])
     ap.add_argument("--b-env", action="append", default=["COORD_GC_IDLE_STEPS=0"])
     ap.add_argument("--json", dest="json_path", default=None)
+    ap.add_argument("--workdir", default=None, help="keep the servers' dirs (logs) here")
     args = ap.parse_args()
     rates = {k: float(v) for k, v in parse_env(args.ops.split(",")).items()}
-    base = Path(tempfile.mkdtemp(prefix="coord-gcab-"))
+    base = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="coord-gcab-"))
+    base.mkdir(parents=True, exist_ok=True)
     started: list = []
     rows = []
     try:
@@ -58,7 +60,8 @@ def main() -> None:
     finally:
         for stop in reversed(started):
             stop()
-        shutil.rmtree(base, ignore_errors=True)
+        if not args.workdir:
+            shutil.rmtree(base, ignore_errors=True)
     print("\nmedians over rounds (p50 / p99 / p99.9 / max ms; gc-major stalls: count / of 10 ms or more; all stalls >= 10 ms)")
     for op in rates:
         for name in ("A", "B"):
