@@ -41,7 +41,7 @@ class GcPacer:
         self.gap_s = gap_ms / 1000.0
         self.steps = 0                # steps this pacer ran
         self.cycles_ended = 0         # major cycles whose last step was one of them
-        self.cycle_steps = 0          # steps it ran since it last ended a cycle
+        self.cycle_steps = 0          # steps it ran in the current major cycle
         self.last = 0.0
 
     def install(self, loop) -> bool:
@@ -54,6 +54,8 @@ class GcPacer:
         mon = self.monitor
 
         def select(timeout=None):
+            if self.cycle_steps and not mon.gc_major_active:
+                self._cycle_ended()
             if mon.gc_major_active and (timeout is None or timeout > 0):
                 now = clock()
                 if now - self.last >= self.gap_s:
@@ -79,8 +81,12 @@ class GcPacer:
         self.cycle_steps += 1
         if getattr(stats, "major_is_done", False):
             self.cycles_ended += 1
-            log.info("major GC cycle ended by an idle-time step (%d idle-time steps in it)", self.cycle_steps)
-            self.cycle_steps = 0
+            self._cycle_ended(by_pacer=True)
+
+    def _cycle_ended(self, by_pacer: bool = False) -> None:
+        log.info("major GC cycle ended%s; %d idle-time steps in it", " by an idle-time step" if by_pacer else "",
+                 self.cycle_steps)
+        self.cycle_steps = 0
 
 
 def install_from_env(monitor, loop) -> GcPacer | None:
