@@ -42,6 +42,7 @@ class GcPacer:
         self.steps = 0                # steps this pacer ran
         self.cycles_ended = 0         # major cycles whose last step was one of them
         self.cycle_steps = 0          # steps it ran in the current major cycle
+        self.cycles_started = 0       # steps it ran in SCANNING (a stale "in progress"): should stay 0
         self.last = 0.0
 
     def install(self, loop) -> bool:
@@ -79,13 +80,18 @@ class GcPacer:
             return
         self.steps += 1
         self.cycle_steps += 1
-        if getattr(stats, "major_is_done", False):
+        if stats.oldstate == stats.STATE_SCANNING:
+            # the hook that reported the cycle's end had not run yet: this step began a new cycle
+            self.cycles_started += 1
+        # the step's own result, not the hook (PyPy delivers hooks later, at a bytecode boundary)
+        self.monitor.gc_major_active = stats.newstate != stats.STATE_SCANNING
+        if stats.major_is_done:
             self.cycles_ended += 1
             self._cycle_ended(by_pacer=True)
 
     def _cycle_ended(self, by_pacer: bool = False) -> None:
-        log.info("major GC cycle ended%s; %d idle-time steps in it", " by an idle-time step" if by_pacer else "",
-                 self.cycle_steps)
+        log.info("major GC cycle ended%s; %d idle-time steps in it (%d idle-time steps so far began a cycle)",
+                 " by an idle-time step" if by_pacer else "", self.cycle_steps, self.cycles_started)
         self.cycle_steps = 0
 
 
