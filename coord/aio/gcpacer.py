@@ -4,10 +4,11 @@ Why: PyPy's incremental GC marks a fixed amount (PYPY_GC_INCREMENT_STEP) after e
 collection, so marking a large heap (a 1M-znode tree: ~125 steps) spans many seconds of requests.
 Every old object the server writes meanwhile (each setData's znode) is turned grey again, and all of
 them, with the new objects they point to, are re-traced in the one step that ends marking: that step
-is not incremental, and at 1M znodes it took 30-95 ms in process (tests/bench/bench_gc_steps.py
---tree; docs/benchmarks.md, "Major-GC steps at 1M znodes"). Running extra steps while the loop has
-nothing to do shortens the marking phase in wall time, so fewer znodes are written during it and the
-final step shrinks (94 ms -> 27 ms with one extra step per 1,000 setData, 11 ms with four).
+is not incremental: at 1M znodes and ~220,000 setData/s in process it took 70-175 ms every cycle
+(tests/bench/bench_gc_steps.py --tree; docs/benchmarks.md, "Major-GC steps at 1M znodes"). Running
+extra steps while the loop has nothing to do shortens the marking phase in wall time, so fewer
+znodes are written during it and the final step shrinks (in process: 94 ms -> 27 ms with one extra
+step per 1,000 setData, 11 ms with four; on a real server at 19,000 writes/s not yet shown).
 
 The pacer wraps the loop's selector (after the stall monitor, so a step it runs is counted in a
 loop turn and attributed as gc-major like any other): when select() would block, a major cycle is in
