@@ -654,6 +654,22 @@ def check_fds(cfg: ScaleConfig) -> None:
     except BenchError as e:
         raise BenchError(f"{biggest:,} sessions over {cfg.members} members: {e}; or use more --members") from None
     _raise_nofile(-(-biggest // cfg.procs) + 256)
+    lo, hi = local_port_range()
+    per_member = -(-biggest // cfg.members)
+    if per_member > hi - lo + 1:
+        raise BenchError(f"{biggest:,} sessions over {cfg.members} members: {per_member:,} connections to one "
+                         f"member's port from 127.0.0.1, but net.ipv4.ip_local_port_range ({lo}-{hi}) has "
+                         f"{hi - lo + 1:,} source ports; use more --members")
+
+
+def local_port_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tuple[int, int]:
+    """The ephemeral ports a connect() picks from: one source address reaches one member's port at
+    most this many times at once."""
+    try:
+        lo, hi = map(int, Path(path).read_text().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999                     # Linux's default
 
 
 def run(cfg: ScaleConfig, workdir: str | None, log) -> dict:
