@@ -311,6 +311,8 @@ class EnsembleNode(CoordServer):
         while True:
             # a leader streaming a SNAP encodes a slice per tick: tick again once other work is served
             await sleep(0 if self.peer.streaming else TICK_MS / 1000)
+            for sid in self.peer.stream_targets:     # a stream goes at the learner's pace
+                self.peer.link_backlog(sid, self.transport.backlog(sid))
             now, mono = wall_ms(), mono_ms()
             self.peer.tick(now, mono)
             self._read_only_check()
