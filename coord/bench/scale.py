@@ -581,13 +581,14 @@ def snap_trial(ens: LocalEnsemble, znodes: int, cfg: ScaleConfig, log) -> dict:
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
         t_start, cpu_start = time.monotonic(), leader_cpu()
         ens.start(lagger)
+        follower_cpu = ph.proc_cpu_probe(ens.procs[lagger].pid)   # on one machine, taken from the leader
         goal = ens.zxid(leader)
         port = ens.client_port(lagger)
         while True:
             info = srvr(port)
             if info.get("Mode") == "follower" and int(info.get("Zxid", "-1"), 16) >= goal:
                 t_synced = time.monotonic()
-                cpu_synced = leader_cpu()
+                cpu_synced, follower_cpu_s = leader_cpu(), follower_cpu()
                 break
             if time.monotonic() - t_start > 900:
                 raise BenchError(f"{ens.engine}: wiped follower not synced after 900 s")
@@ -621,6 +622,7 @@ def snap_trial(ens: LocalEnsemble, znodes: int, cfg: ScaleConfig, log) -> dict:
            "slowest_during": [(round(t - t_start, 2), _ms(lat)) for t, lat in
                               sorted(load.samples, key=lambda x: -x[1]) if t_start <= t < t_synced][:15],
            "leader_cpu_during_s": round(cpu_synced - cpu_start, 2) if cpu_synced and cpu_start else None,
+           "follower_cpu_during_s": None if follower_cpu_s is None else round(follower_cpu_s, 2),
            "load_avg": os.getloadavg()}
     log(f"{ens.engine}: SNAP sync of a wiped follower {out['sync_s']:.2f} s; leader p99 "
         f"{out['p99_before_ms']} ms before, {out['p99_during_ms']} ms during (max {out['max_during_ms']}); "
