@@ -330,8 +330,11 @@ class EnsembleNode(CoordServer):
                     self.tick_wake = None
             else:
                 await sleep(TICK_MS / 1000)
+            peer = self.peer
+            for sid in peer.stream_targets:     # a stream goes at the learner's pace
+                peer.link_backlog(sid, self.transport.backlog(sid))
             now, mono = wall_ms(), mono_ms()
-            self.peer.tick(now, mono)
+            peer.tick(now, mono)
             self._read_only_check()
             self.flush()
 

@@ -388,6 +388,13 @@ class PeerTransport:
         c = self.links.get(sid)
         return c is not None and c.established and not c.closed
 
+    def backlog(self, sid: int) -> int:
+        """Bytes queued for sid that the kernel has not taken yet (ours and the transport's)."""
+        c = self.links.get(sid)
+        if c is None or c.closed:
+            return 0
+        return c.pending_bytes + (c.transport.get_write_buffer_size() if c.transport is not None else 0)
+
     def send(self, sid: int, data: bytes) -> bool:
         """Queue one message; False (and dropped) if there is no established link to sid."""
         c = self.links.get(sid)

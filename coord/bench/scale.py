@@ -534,6 +534,26 @@ def pct(xs: list[float], q: float) -> float | None:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
+LOAD_CONNS = 8
+LOAD_SLICE = 50_000          # znodes per pipelined phase: each phase's requests are encoded before it starts
+
+
+def load_znodes(port: int, root: str, znodes: int) -> None:
+    """`znodes` children of `root`, created by the bench's pipelined client (depth 32, 8 sessions in 2
+    processes), the same for both systems. In slices: encoding all 1M requests up front left the
+    sessions idle past their timeout on a loaded machine (`server closed session ... after 0 replies`)."""
+    workers = ph.Workers(f"127.0.0.1:{port}", LOAD_CONNS, 2)
+    try:
+        for lo in range(0, znodes, LOAD_SLICE):
+            hi = min(znodes, lo + LOAD_SLICE)
+            names = {c: [f"{root}/n{j:07d}" for j in range(lo + c, hi, LOAD_CONNS)] for c in range(LOAD_CONNS)}
+            r = workers.phase("create", names, b"x" * 16, 32)
+            if r.errors:
+                raise BenchError(f"{r.errors} of creates {lo:,}-{hi:,} failed (first error {r.first_err})")
+    finally:
+        workers.close()
+
+
 def snap_trial(ens: LocalEnsemble, znodes: int, cfg: ScaleConfig, log) -> dict:
     leader = ens.wait_serving()
     followers = [s for s in ens.servers if s != leader]
@@ -545,19 +565,11 @@ def snap_trial(ens: LocalEnsemble, znodes: int, cfg: ScaleConfig, log) -> dict:
     s.close()
     if err not in (0, -110):
         raise BenchError(f"cannot create {root}: error {err}")
-    conns = 8
-    per = -(-znodes // conns)
-    names = {c: [f"{root}/c{c}n{j:07d}" for j in range(per) if c * per + j < znodes] for c in range(conns)}
     t0 = time.monotonic()
-    workers = ph.Workers(f"127.0.0.1:{lport}", conns, 2)
-    try:
-        r = workers.phase("create", names, b"x" * 16, 32)
-    finally:
-        workers.close()
-    if r.errors:
-        raise BenchError(f"{r.errors} of the {znodes:,} creates failed (first error {r.first_err})")
+    load_znodes(lport, root, znodes)
     log(f"{ens.engine}: {znodes:,} znodes created in {time.monotonic() - t0:.1f} s")
     load = _LightLoad(lport, "/snap-light", cfg.light_rate)
+    leader_cpu = ph.proc_cpu_probe(ens.procs[leader].pid)
     load.start()
     try:
         time.sleep(10.0)
@@ -567,14 +579,16 @@ def snap_trial(ens: LocalEnsemble, znodes: int, cfg: ScaleConfig, log) -> dict:
         for p in data.iterdir():
             if p.name != "myid":
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
-        t_start = time.monotonic()
+        t_start, cpu_start = time.monotonic(), leader_cpu()
         ens.start(lagger)
+        follower_cpu = ph.proc_cpu_probe(ens.procs[lagger].pid)   # on one machine, taken from the leader
         goal = ens.zxid(leader)
         port = ens.client_port(lagger)
         while True:
             info = srvr(port)
             if info.get("Mode") == "follower" and int(info.get("Zxid", "-1"), 16) >= goal:
                 t_synced = time.monotonic()
+                cpu_synced, follower_cpu_s = leader_cpu(), follower_cpu()
                 break
             if time.monotonic() - t_start > 900:
                 raise BenchError(f"{ens.engine}: wiped follower not synced after 900 s")
@@ -600,8 +614,16 @@ def snap_trial(ens: LocalEnsemble, znodes: int, cfg: ScaleConfig, log) -> dict:
            "leader_znode_count": int(ml.get("zk_znode_count", -1)),
            "follower_znode_count": int(mf.get("zk_znode_count", -2)),
            "light_rate": cfg.light_rate, "samples_before": len(before), "samples_during": len(during),
-           "p99_before_ms": _ms(pct(before, 0.99)), "p99_during_ms": _ms(pct(during, 0.99)),
-           "p50_during_ms": _ms(pct(during, 0.5)), "max_during_ms": _ms(max(during, default=None))}
+           "p50_before_ms": _ms(pct(before, 0.5)), "p99_before_ms": _ms(pct(before, 0.99)),
+           "max_before_ms": _ms(max(before, default=None)),
+           "p50_during_ms": _ms(pct(during, 0.5)), "p99_during_ms": _ms(pct(during, 0.99)),
+           "max_during_ms": _ms(max(during, default=None)),
+           # where in the sync the tail fell (s after the restart, ms), and what the leader spent
+           "slowest_during": [(round(t - t_start, 2), _ms(lat)) for t, lat in
+                              sorted(load.samples, key=lambda x: -x[1]) if t_start <= t < t_synced][:15],
+           "leader_cpu_during_s": round(cpu_synced - cpu_start, 2) if cpu_synced and cpu_start else None,
+           "follower_cpu_during_s": None if follower_cpu_s is None else round(follower_cpu_s, 2),
+           "load_avg": os.getloadavg()}
     log(f"{ens.engine}: SNAP sync of a wiped follower {out['sync_s']:.2f} s; leader p99 "
         f"{out['p99_before_ms']} ms before, {out['p99_during_ms']} ms during (max {out['max_during_ms']}); "
         f"znodes leader {out['leader_znode_count']:,} follower {out['follower_znode_count']:,}")
@@ -634,6 +656,22 @@ def check_fds(cfg: ScaleConfig) -> None:
     except BenchError as e:
         raise BenchError(f"{biggest:,} sessions over {cfg.members} members: {e}; or use more --members") from None
     _raise_nofile(-(-biggest // cfg.procs) + 256)
+    lo, hi = local_port_range()
+    per_member = -(-biggest // cfg.members)
+    if per_member > hi - lo + 1:
+        raise BenchError(f"{biggest:,} sessions over {cfg.members} members: {per_member:,} connections to one "
+                         f"member's port from 127.0.0.1, but net.ipv4.ip_local_port_range ({lo}-{hi}) has "
+                         f"{hi - lo + 1:,} source ports; use more --members")
+
+
+def local_port_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tuple[int, int]:
+    """The ephemeral ports a connect() picks from: one source address reaches one member's port at
+    most this many times at once."""
+    try:
+        lo, hi = map(int, Path(path).read_text().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999                     # Linux's default
 
 
 def run(cfg: ScaleConfig, workdir: str | None, log) -> dict:

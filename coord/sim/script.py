@@ -545,6 +545,11 @@ class ScriptWorld:
             if not self.fsync_one(n):
                 break
 
+    def cmd_backlog(self, s, to, nbytes):
+        """Server s's driver reports nbytes unsent on its link to `to` (as the shell does before each
+        tick while a SNAP streams to it): a stream waits while that is over snap_window_bytes."""
+        self.nodes[int(s)].peer.link_backlog(int(to), int(nbytes))
+
     def cmd_tick(self, ms):
         self.tick_all(int(ms), stable_quiet=False)
 

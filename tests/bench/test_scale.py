@@ -50,6 +50,17 @@ def test_nofile_past_the_hard_limit_is_a_clear_error():
     scale.check_fds(scale.ScaleConfig(watches=many, members=6, procs=6 * 2, parts=("fanout",)))
 
 
+def test_more_connections_to_a_member_than_source_ports_is_a_clear_error(monkeypatch, tmp_path):
+    f = tmp_path / "range"
+    f.write_text("60000\t60999\n")
+    assert scale.local_port_range(str(f)) == (60000, 60999)
+    monkeypatch.setattr(scale, "local_port_range", lambda: (60000, 60999))     # 1,000 source ports
+    with pytest.raises(scale.BenchError, match=r"1,667 connections to one member's port.*ip_local_port_range"
+                                               r" \(60000-60999\) has 1,000 source ports; use more --members"):
+        scale.check_fds(scale.ScaleConfig(watches=5000, members=3, procs=4, parts=("fanout",)))
+    scale.check_fds(scale.ScaleConfig(watches=5000, members=7, procs=4, parts=("fanout",)))
+
+
 @pytest.fixture(params=scale.SYSTEMS)
 def ensemble(request, tmp_path):
     ens = scale._ensemble(tmp_path, request.param, CFG, "t")

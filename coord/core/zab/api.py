@@ -26,6 +26,10 @@ Inputs (QuorumPeer methods)
                                              (after serving other input) while `peer.streaming` is
                                              true: a leader sends a SNAP a slice per tick
     peer_connected(sid) / peer_disconnected(sid)
+    link_backlog(sid, unsent_bytes)          bytes on the link to sid not yet taken by the kernel; the
+                                             driver reports it for each sid in `peer.stream_targets`
+                                             before a tick (a SNAP stream waits while it is over
+                                             snap_window_bytes); never reported: no bound
     message(from_sid, data: bytes)           one whole peer message
     epochs_persisted(accepted_epoch, current_epoch)
     log_durable(zxid)                        every record up to zxid is fsynced
@@ -112,6 +116,7 @@ class ZabConfig:
     max_batch_bytes: int = 1 << 20       # proposals / DIFF txns per message
     snap_chunk_bytes: int = 1 << 20
     snap_slice_nodes: int = 256          # znodes a leader encodes per tick while streaming a SNAP (~1 ms)
+    snap_window_bytes: int = 8 << 20     # SNAP bytes unsent on a learner's link before the leader encodes more
     max_message_bytes: int = 64 << 20
     max_snapshot_bytes: int = 8 << 30
     max_held_requests: int = 100000      # client writes held while the leader rolls its epoch

@@ -211,7 +211,8 @@ class LeaderRole:
         now = peer.mono_ms
         cfg = self.cfg
         for h in [h for h in self.handles.values() if h.stream is not None]:
-            self._pump_stream(h)            # one slice per tick: the loop serves everything else between
+            if self._may_pump(h):
+                self._pump_stream(h)        # one slice per tick: the loop serves everything else between
         if (not self.established or self.rolling) and self.phase != BROADCAST and now > self.deadline:
             peer.become_looking(f"no quorum for epoch {self.new_epoch or '?'} within initLimit")
             return
@@ -508,7 +509,15 @@ class LeaderRole:
 
     @property
     def streaming(self) -> bool:
-        return any(h.stream is not None for h in self.handles.values())
+        return any(h.stream is not None and self._may_pump(h) for h in self.handles.values())
+
+    @property
+    def stream_targets(self) -> tuple[int, ...]:
+        return tuple(h.sid for h in self.handles.values() if h.stream is not None)
+
+    def _may_pump(self, h: LearnerHandle) -> bool:
+        window = self.cfg.snap_window_bytes
+        return not window or self.peer.backlog.get(h.sid, 0) < window
 
     def settled(self) -> bool:
         """Broadcasting to up-to-date learners only, with no roll, handoff or restore under way."""

@@ -91,6 +91,7 @@ class QuorumPeer:
         self.config = config or ZabConfig()
         c = self.config
         self.effects: list[tuple] = []
+        self.backlog: dict[int, int] = {}    # unsent bytes per link, as the driver last reported them
         self.now_ms = 0
         self.mono_ms = 0
         self.started = False
@@ -145,7 +146,8 @@ class QuorumPeer:
 
     @property
     def streaming(self) -> bool:
-        """A leader is streaming a SNAP (a slice per tick): the driver should tick again promptly."""
+        """A leader is streaming a SNAP (a slice per tick) and may send more: the driver should tick
+        again promptly."""
         return bool(getattr(self.role, "streaming", False))
 
     def settled(self) -> bool:
@@ -161,6 +163,11 @@ class QuorumPeer:
             if s != self.sid and s not in self.links:
                 return False
         return not self.core.holds_throttled()
+
+    @property
+    def stream_targets(self) -> tuple[int, ...]:
+        """The learners a SNAP is streaming to: the driver reports their links' backlog before a tick."""
+        return getattr(self.role, "stream_targets", ())
 
     @property
     def promised_epoch(self) -> int:
@@ -274,6 +281,7 @@ class QuorumPeer:
 
     def peer_disconnected(self, sid: int) -> None:
         self.closing.pop(sid, None)
+        self.backlog.pop(sid, None)
         if self.links.pop(sid, None) is not None and self.role is not None:
             self.role.on_link_down(sid)
 
@@ -402,6 +410,13 @@ class QuorumPeer:
 
     def log(self, level: str, text: str) -> None:
         self.effects.append(("log", level, f"[{self.sid}] {text}"))
+
+    def link_backlog(self, sid: int, unsent_bytes: int) -> None:
+        """Bytes queued on the link to sid that the kernel has not taken yet. A SNAP stream encodes
+        its next slice only while this is under snap_window_bytes, so it goes at the learner's pace:
+        unpaced, the leader encoded a 1M-znode tree in a few seconds of busy turns and held the
+        learner's tens of MiB in a send buffer until the learner caught up."""
+        self.backlog[sid] = unsent_bytes
 
     def set_time(self, now_ms: int, mono_ms: int) -> None:
         """The clock for the inputs that follow (messages carry no time of their own): a PONG's
