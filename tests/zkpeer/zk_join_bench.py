@@ -13,7 +13,8 @@ time from an empty dataDir (a SNAP), the kind that goes first alternating; per j
   rss_mb      the observer's peak resident memory (VmHWM), read once its copy is on disk (ZooKeeper
               writes its snapshot before serving; coord writes it in a forked child after: its peak
               includes that period; the child's own memory is not in it)
-  write p50/p99/max  one client's back-to-back setData to the ZooKeeper leader during the join
+  write p50/p99/max  one client's setData to the ZooKeeper leader during the join, --write-rate a
+              second (the txns the observer applies while it joins and after)
 The table gives the median of the runs per kind and coord / ZooKeeper.
 
 Reads (`--reads-seconds` > 0, 0 skips them): both observers joined, `--keys` znodes of 100 bytes
@@ -76,12 +77,21 @@ def _fill(c: KazooClient, n: int, data: bytes) -> float:
     return time.monotonic() - t0
 
 
-def _writer(hosts: str, stop: threading.Event, out: list) -> None:
+def _writer(hosts: str, stop: threading.Event, out: list, rate: float) -> None:
+    """setData to the leader at `rate` per second (0: back to back), each one's latency in `out`: a
+    paced writer gives either observer the same txns per second to apply while it joins."""
     c = KazooClient(hosts=hosts, timeout=30)
     c.start(timeout=60)
     c.ensure_path("/lat")
+    gap = 1.0 / rate if rate > 0 else 0.0
+    due = time.perf_counter()
     try:
         while not stop.is_set():
+            if gap:
+                due += gap
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
             t0 = time.perf_counter()
             c.set("/lat", b"x")
             out.append(time.perf_counter() - t0)
@@ -115,13 +125,13 @@ def _on_disk(obs: ObservedEnsemble, kind: str, i: int, timeout: float = 120.0) -
     raise TimeoutError(f"the coord observer's snapshot was not on disk {timeout:.0f} s after it served")
 
 
-def join_once(obs: ObservedEnsemble, kind: str, n: int) -> dict:
+def join_once(obs: ObservedEnsemble, kind: str, n: int, write_rate: float) -> dict:
     i = SLOT[kind]
     shutil.rmtree(_observer_dir(obs, i), ignore_errors=True)      # empty dataDir: a SNAP
     leader = obs.voters.leader()
     during: list = []
     stop = threading.Event()
-    w = threading.Thread(target=_writer, args=(leader.connect_string, stop, during))
+    w = threading.Thread(target=_writer, args=(leader.connect_string, stop, during, write_rate))
     w.start()
     time.sleep(1)
     load0 = os.getloadavg()[0]
@@ -204,6 +214,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=int, default=100, help="bytes of data per znode")
     ap.add_argument("--kinds", default="coord,zookeeper")
     ap.add_argument("--runs", type=int, default=3, help="joins per kind (the median is reported)")
+    ap.add_argument("--write-rate", type=float, default=200.0, help="setData/s to the leader during a join (0: back to back)")
     ap.add_argument("--reads-seconds", type=float, default=10.0, help="open-loop seconds per read run; 0: no reads")
     ap.add_argument("--keys", type=int, default=10_000, help="znodes the reads go over")
     ap.add_argument("--connections", type=int, default=8)
@@ -231,7 +242,7 @@ def main(argv=None) -> int:
         got: dict[str, list[dict]] = {k: [] for k in kinds}
         for r in range(a.runs):
             for kind in (kinds if r % 2 == 0 else kinds[::-1]):
-                j = join_once(obs, kind, a.znodes)
+                j = join_once(obs, kind, a.znodes, a.write_rate)
                 got[kind].append(j)
                 print(f"{kind:<9} observer, run {r + 1}: joined and serving in {j['join_s']:.1f} s (CPU {j['cpu_s']:.1f} s); "
                       f"peak RSS {j['rss_mb']:.0f} MB; on disk {j['disk_s']:.1f} s after serving; leader setData "

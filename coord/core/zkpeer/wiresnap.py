@@ -115,7 +115,6 @@ class WireSnapshotReader:
         buf, pos, end = s.buf, s.pos, len(s.buf)
         limit = s.max_buffer
         unpack_len, unpack_tail = _I.unpack_from, _ACL_STAT.unpack_from
-        nodes = self.tree.nodes
         load = self.tree.load_node
         acls = self.acls
         crc = zlib.crc32
@@ -155,8 +154,8 @@ class WireSnapshotReader:
                 acl = acls.get(acl_id)
                 if acl is None:
                     raise QuorumWireError(f"snapshot: {path} refers to ACL {acl_id}, not in the snapshot")
-                if path != ROOT and (path[0] != "/" or parent_of(path) not in nodes):
-                    raise QuorumWireError(f"snapshot: {path} arrives before its parent")
+                if path != ROOT and path[0] != "/":
+                    raise QuorumWireError(f"snapshot: {path} is not an absolute path")
                 # ZooKeeper's StatPersisted: its stored cversion (creations) is coord's too
                 node = Node(data, acl, czxid, ctime, owner)
                 if mzxid != czxid:
@@ -168,7 +167,10 @@ class WireSnapshotReader:
                 node.version = version
                 node.cversion = cversion
                 node.aversion = aversion
-                load(path, node)
+                try:
+                    load(path, node)          # looks the parent up first: nothing changes without it
+                except KeyError:
+                    raise QuorumWireError(f"snapshot: {path} arrives before its parent") from None
                 self.nodes += 1
                 if not raw.startswith(b"/zookeeper/"):      # ZooKeeper's digest leaves those out
                     c = crc(raw)
