@@ -220,7 +220,7 @@ def main(argv=None) -> int:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--depth", type=int, default=32)
-    ap.add_argument("--calib-ops", type=int, default=200_000, help="requests of a closed-loop maximum")
+    ap.add_argument("--calib-ops", type=int, default=100_000, help="requests of a closed-loop maximum")
     ap.add_argument("--rate-fraction", type=float, default=0.5)
     ap.add_argument("--workdir", default=None)
     a = ap.parse_args(argv)
