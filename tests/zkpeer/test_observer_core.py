@@ -296,3 +296,29 @@ def test_a_hold_nobody_takes_over_closes_the_clients_as_zookeeper_does():
     obs = serving_with_client(hold_ms=0)           # no hold asked: closed at once
     obs.link_down("leader gone")
     assert not obs.core.serving and obs.core.conns[1].closing
+
+
+def test_wire_snapshot_reader_sums_zookeepers_digest_as_nodes_arrive():
+    """The digest the reader sums while it reads equals ZooKeeper's digest of the tree it built
+    (nodes under /zookeeper/ left out, null data, ephemerals, versions), whatever the chunking."""
+    from coord.core.zkpeer.wiresnap import WireSnapshotReader
+    leader = DataTree()
+    for i, path in enumerate(["/a", "/a/b", "/a/b/c", "/e", "/zookeeper/x"], 1):
+        create(make_zxid(EPOCH, i), path, data=b"d%d" % i, digest_of=leader)
+    leader.nodes["/a/b"].data = None
+    leader.nodes["/a/b/c"].owner = 0x55
+    leader.nodes["/e"].version = 7
+    leader.nodes["/e"].mzxid = make_zxid(EPOCH, 9)
+    stream = wire_snapshot(leader, {0x55: 10000})
+    want = tree_digest(leader)
+    for size in (1, 7, 68, len(stream)):
+        r = WireSnapshotReader(leader.last_zxid)
+        s = Q.PacketStream(1 << 20)
+        done = False
+        for i in range(0, len(stream), size):
+            s.feed(stream[i:i + size])
+            done = r.step(s)
+        assert done and r.nodes == len(leader.nodes)
+        assert r.zk_digest == tree_digest(r.tree) == want
+        assert r.tree.nodes["/a/b"].data is None and r.tree.nodes["/a/b/c"].owner == 0x55
+        assert r.tree.nodes["/e"].stat_values() == leader.nodes["/e"].stat_values()
