@@ -18,7 +18,9 @@ time from an empty dataDir (a SNAP), the kind that goes first alternating; per j
 The table gives the median of the runs per kind and coord / ZooKeeper.
 
 Reads (`--reads-seconds` > 0, 0 skips them): both observers joined, `--keys` znodes of 100 bytes
-preloaded through the leader, then per op (getData, exists) and observer, with coord's pipelined
+preloaded through the leader, each observer's copy on disk (coord writes its snapshot in the
+background after a SNAP: not during the reads), then per op (getData, exists) and observer, with
+coord's pipelined
 bench client (coord.bench.openloop, --connections sessions over --procs processes): the closed-loop
 maximum (ops/s, and the observer's CPU per op), then an open-loop run at --rate-fraction of the
 lower of the two maxima, the same rate for both, for p50/p99 from scheduled send times.
@@ -178,6 +180,13 @@ def reads(obs: ObservedEnsemble, kinds: list[str], a) -> None:
     for kind in kinds:
         shutil.rmtree(_observer_dir(obs, SLOT[kind]), ignore_errors=True)
         obs.start_observer(wait=900, i=SLOT[kind], kind=kind)
+    c = KazooClient(hosts=obs.voters.leader().connect_string, timeout=30)
+    c.start(timeout=60)
+    c.set(root, b"x")           # a txn that verifies coord's SNAP: its snapshot is written, then measured
+    c.stop()
+    c.close()
+    for kind in kinds:
+        _on_disk(obs, kind, SLOT[kind])
     for kind in kinds:          # every key visible through each observer before the clock starts
         c = KazooClient(hosts=f"127.0.0.1:{obs.ports[SLOT[kind]][2]}", timeout=30)
         c.start(timeout=60)
@@ -190,9 +199,10 @@ def reads(obs: ObservedEnsemble, kinds: list[str], a) -> None:
         for r, kind in enumerate(kinds if op == "getData" else kinds[::-1]):
             pid = obs.observers[SLOT[kind]].proc.pid
             with OpenLoopClient([("127.0.0.1", obs.ports[SLOT[kind]][2])], a.connections, a.procs) as cl:
-                cl.max_rate(Plan(op, root, 0.0, 0.0, 0.0, keys=a.keys, count=a.calib_ops // 4), a.depth)  # warm-up
+                warm = cl.max_rate(Plan(op, root, 0.0, 0.0, 0.0, keys=a.keys, count=a.calib_ops // 4), a.depth)[0]
+                count = max(a.calib_ops, int(warm * a.closed_seconds))    # a few seconds, however fast
                 c0 = _cpu_s(pid)
-                rate, done, errors = cl.max_rate(Plan(op, root, 0.0, 0.0, 0.0, keys=a.keys, count=a.calib_ops), a.depth)
+                rate, done, errors = cl.max_rate(Plan(op, root, 0.0, 0.0, 0.0, keys=a.keys, count=count), a.depth)
                 per_op = (_cpu_s(pid) - c0) / max(1, done) * 1e6
             maxima[kind] = rate
             print(f"{kind:<9} observer {op}: max {rate:,.0f} ops/s closed loop ({done} acknowledged, {errors} errors; "
@@ -213,7 +223,7 @@ def main(argv=None) -> int:
     ap.add_argument("--znodes", type=int, default=1_000_000)
     ap.add_argument("--data", type=int, default=100, help="bytes of data per znode")
     ap.add_argument("--kinds", default="coord,zookeeper")
-    ap.add_argument("--runs", type=int, default=3, help="joins per kind (the median is reported)")
+    ap.add_argument("--runs", type=int, default=3, help="joins per kind (the median is reported; 0: reads only)")
     ap.add_argument("--write-rate", type=float, default=200.0, help="setData/s to the leader during a join (0: back to back)")
     ap.add_argument("--reads-seconds", type=float, default=10.0, help="open-loop seconds per read run; 0: no reads")
     ap.add_argument("--keys", type=int, default=10_000, help="znodes the reads go over")
@@ -221,6 +231,8 @@ def main(argv=None) -> int:
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--depth", type=int, default=32)
     ap.add_argument("--calib-ops", type=int, default=100_000, help="requests of a closed-loop maximum")
+    ap.add_argument("--closed-seconds", type=float, default=3.0,
+                    help="a closed-loop maximum runs at least this long (its warm-up's rate x this many requests)")
     ap.add_argument("--rate-fraction", type=float, default=0.5)
     ap.add_argument("--workdir", default=None)
     a = ap.parse_args(argv)
@@ -248,7 +260,8 @@ def main(argv=None) -> int:
                       f"peak RSS {j['rss_mb']:.0f} MB; on disk {j['disk_s']:.1f} s after serving; leader setData "
                       f"during the join p50 {j['p50']:.2f} ms p99 {j['p99']:.2f} ms max {j['max']:.0f} ms "
                       f"({j['n']} writes); load average {j['load'][0]:.1f} -> {j['load'][1]:.1f}", flush=True)
-        med = {k: {f: statistics.median(j[f] for j in v) for f in ("join_s", "cpu_s", "rss_mb")} for k, v in got.items()}
+        med = {k: {f: statistics.median(j[f] for j in v) for f in ("join_s", "cpu_s", "rss_mb")}
+               for k, v in got.items() if v}
         for k, m in med.items():
             print(f"{k:<9} observer, median of {a.runs}: joined in {m['join_s']:.1f} s, CPU {m['cpu_s']:.1f} s, "
                   f"peak RSS {m['rss_mb']:.0f} MB", flush=True)
