@@ -61,6 +61,11 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING
            "error": logging.ERROR, "critical": logging.CRITICAL}
 
 
+def _wake(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class ReadOnlySequencer(IdleSequencer):
     """The core's sequencer while serving read-only: writes and sync never reach it (NOTREADONLY),
     and it decides no global session's expiry (local sessions expire in the core)."""
@@ -106,6 +111,7 @@ class EnsembleNode(CoordServer):
         self.fatal = asyncio.Event()
         self.fatal_reason = ""
         self.clock_fresh = False
+        self.tick_wake: asyncio.Future | None = None   # the settled ticker's sleep; flush() ends it
         self.installing = 0
         self.peer_input = False      # a peer message arrived and no flush followed yet
         # Read-only mode (readonlymode.enabled): after a grace period of looking, serve reads to
@@ -308,9 +314,22 @@ class EnsembleNode(CoordServer):
 
     async def _ticker(self) -> None:
         sleep = asyncio.sleep
+        loop = self.loop
         while True:
-            # a leader streaming a SNAP encodes a slice per tick: tick again once other work is served
-            await sleep(0 if self.peer.streaming else TICK_MS / 1000)
+            peer = self.peer
+            if peer.streaming:
+                await sleep(0)      # a leader streaming a SNAP encodes a slice per tick: once other work is served
+            elif peer.settled():
+                # a settled peer ticks a few times a second; flush() wakes it early when that ends
+                wake = self.tick_wake = loop.create_future()
+                timer = loop.call_later(peer.config.idle_tick_ms / 1000, _wake, wake)
+                try:
+                    await wake
+                finally:
+                    timer.cancel()
+                    self.tick_wake = None
+            else:
+                await sleep(TICK_MS / 1000)
             now, mono = wall_ms(), mono_ms()
             self.peer.tick(now, mono)
             self._read_only_check()
@@ -414,6 +433,9 @@ class EnsembleNode(CoordServer):
                 self.flushing = nested
             if self.transport is not None:
                 self.transport.flush()
+            wake = self.tick_wake
+            if wake is not None and not peer.settled():
+                _wake(wake)
         super().flush()
         if self.core is not None and self.core.config.config_data is not self.written_config:
             self._write_dynamic_config()

@@ -70,6 +70,7 @@ class StallMonitor:
         self.jit_at = 0.0
         self.loop = None
         self._gc_installed = False
+        self.gc_major_active = False               # PyPy: a major collection cycle is in progress
         self._cpython_t0 = 0.0
 
     # -- installing ---------------------------------------------------------------------------------
@@ -113,6 +114,8 @@ class StallMonitor:
                     mon.on_gc("minor", stats.duration * 1000.0)
 
                 def on_gc_collect_step(self, stats):
+                    # a major cycle is under way until a step ends in SCANNING (coord.aio.gcpacer)
+                    mon.gc_major_active = stats.GC_STATES[stats.newstate] != "SCANNING"
                     mon.on_gc("major", stats.duration * 1000.0)
             hooks.set(_Hooks())
         elif hasattr(gc, "callbacks"):

@@ -32,6 +32,7 @@ log = logging.getLogger("coord.server")
 DEFAULT_OPS = 0
 _ACL = [R.ACL(31, R.Id("world", "anyone"))]
 _HDR = struct.Struct(">ii")   # xid, type (the frame splitter has taken the length off)
+_REPLY = struct.Struct(">iiqi")
 
 
 def _frames(i0: int, op: str, paths: list[str], data: bytes) -> list[bytes]:
@@ -46,8 +47,10 @@ def _frames(i0: int, op: str, paths: list[str], data: bytes) -> list[bytes]:
         elif op == "setData":
             code, body = 5, R.SetDataRequest(p, data, -1).encode()
         elif op == "multi":
-            code, body = 14, b"".join((R.MultiHeader(5, False, -1).encode(), R.SetDataRequest(p, data, -1).encode(),
-                                       R.MultiHeader(3, False, -1).encode(), R.ExistsRequest(p, False).encode(),
+            # Kafka's controller write: check a version, then set data (a write multi may not hold
+            # reads: exists here would fail the whole request before prep and warm nothing up)
+            code, body = 14, b"".join((R.MultiHeader(13, False, -1).encode(), R.CheckVersionRequest(p, -1).encode(),
+                                       R.MultiHeader(5, False, -1).encode(), R.SetDataRequest(p, data, -1).encode(),
                                        R.MultiHeader(-1, True, -1).encode()))
         else:
             code, body = 2, R.DeleteRequest(p, -1).encode()
@@ -55,9 +58,10 @@ def _frames(i0: int, op: str, paths: list[str], data: bytes) -> list[bytes]:
     return out
 
 
-def warm_up(ops: int = 60_000, connections: int = 8, depth: int = 32) -> int:
+def warm_up(ops: int = 60_000, connections: int = 8, depth: int = 32) -> tuple[int, int]:
     """Run ~ops requests (create, getData, setData, exists, multi, delete over ops/5 znodes) through a
-    scratch core, the txns made durable at once as the shell would after its fsync. Returns replies."""
+    scratch core, the txns made durable at once as the shell would after its fsync. Returns (replies,
+    failed replies): a failed one ran an error path, not the path the warm-up is for."""
     core = connected_core(connections, int(time.time() * 1000))
     conns = list(range(1, connections + 1))
     core.frame(1, _HDR.pack(1, 1) + R.CreateRequest("/warm", b"", _ACL, 0).encode())
@@ -65,7 +69,7 @@ def warm_up(ops: int = 60_000, connections: int = 8, depth: int = 32) -> int:
     core.drain()
     per = max(1, ops // 6 // connections)
     data = b"x" * 100
-    replies = 0
+    replies = failed = 0
     xid = 2
     for op in ("create", "getData", "setData", "exists", "multi", "delete"):
         frames = {c: _frames(xid, op, [f"/warm/c{c:03d}n{j:07d}" for j in range(per)], data) for c in conns}
@@ -76,8 +80,23 @@ def warm_up(ops: int = 60_000, connections: int = 8, depth: int = 32) -> int:
                     core.frame(c, f)
             logged(core)
             out, _closing = core.drain()
-            replies += sum(len(v) for v in out.values())
-    return replies
+            for chunks in out.values():
+                n, bad = _count(b"".join(chunks))
+                replies += n
+                failed += bad
+    return replies, failed
+
+
+def _count(stream: bytes) -> tuple[int, int]:
+    """(replies, replies with an error code) in a connection's output: frames of length, xid, zxid, err."""
+    n = bad = pos = 0
+    while pos < len(stream):
+        ln, xid, _zxid, err = _REPLY.unpack_from(stream, pos)
+        pos += 4 + ln
+        if xid >= 0:
+            n += 1
+            bad += err != 0
+    return n, bad
 
 
 def start_in_background() -> threading.Thread | None:
@@ -95,11 +114,11 @@ def start_in_background() -> threading.Thread | None:
     def run() -> None:
         t0 = time.monotonic()
         try:
-            n = warm_up(ops)
+            n, failed = warm_up(ops)
         except Exception:  # noqa: BLE001 - a warm-up must never take the server down
             log.exception("JIT warm-up failed (the server serves as before, compiling as it goes)")
             return
-        log.info("JIT warm-up: %d scratch requests in %.2fs", n, time.monotonic() - t0)
+        log.info("JIT warm-up: %d scratch requests in %.2fs (%d failed)", n, time.monotonic() - t0, failed)
     t = threading.Thread(target=run, name="jit-warm-up", daemon=True)
     t.start()
     return t

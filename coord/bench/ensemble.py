@@ -161,7 +161,45 @@ class EnsembleBenchResult:
     throughput: dict[str, list[ph.RunResult]] = field(default_factory=dict)
     failover_s: dict[str, list[float]] = field(default_factory=dict)
     catchup_s: dict[str, list[float]] = field(default_factory=dict)
+    idle: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # (CPU s per 10 s, wake-ups/s)
     errors: dict[str, str] = field(default_factory=dict)
+
+
+def cpu_and_wakeups(pids: list[int]) -> tuple[float, int]:
+    """CPU seconds and voluntary context switches so far, over every thread of the processes (a
+    JVM's and PyPy's helper threads wake too). A voluntary switch is a thread going to sleep, i.e.
+    one wake-up of its own; involuntary ones count preemptions, which follow the machine's load."""
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu, wakeups = 0.0, 0
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{t}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                cpu += (int(fields[11]) + int(fields[12])) / tick
+                with open(f"/proc/{pid}/task/{t}/status") as f:
+                    wakeups += sum(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt"))
+            except (OSError, IndexError, ValueError):
+                continue        # a thread that ended meanwhile
+    return cpu, wakeups
+
+
+def idle_trial(ens: LocalEnsemble, seconds: float, settle_s: float = 10.0) -> tuple[float, float]:
+    """An ensemble with no client: its servers' CPU seconds per 10 s and wake-ups per second (what
+    an idle coordination service costs the machine it shares), after settle_s."""
+    ens.wait_serving()
+    time.sleep(settle_s)
+    pids = ens.pids()
+    c0, x0 = cpu_and_wakeups(pids)
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    c1, x1 = cpu_and_wakeups(pids)
+    dt = time.monotonic() - t0
+    return (c1 - c0) * 10 / dt, (x1 - x0) / dt
 
 
 def failover_trial(ens: LocalEnsemble, tag: str, settle_s: float = 1.0, limit_s: float = 120.0) -> float:
@@ -282,12 +320,23 @@ def _catchup(ens, res, cfg, systems, log, *, catchup_writes, catchup_trials, **_
             log(f"catch-up trial {i + 1}/{catchup_trials}: {e} {t:.2f} s after missing {catchup_writes:,} writes")
 
 
-_PARTS = {"throughput": _throughput, "failover": _failover, "catchup": _catchup}
+def _idle(ens, res, cfg, systems, log, *, idle_trials, idle_seconds, **_):
+    for e in systems:
+        res.idle[e] = []
+    for i in range(idle_trials):
+        for e in (systems if i % 2 == 0 else systems[::-1]):
+            cpu, wakes = idle_trial(ens[e], idle_seconds)
+            res.idle[e].append((cpu, wakes))
+            log(f"idle trial {i + 1}/{idle_trials}: {e} {cpu:.2f} CPU s per 10 s, {wakes:.0f} wake-ups/s")
+
+
+_PARTS = {"idle": _idle, "throughput": _throughput, "failover": _failover, "catchup": _catchup}
 
 
 def run(cfg: ph.BenchConfig, *, rounds: int, failover_trials: int, catchup_writes: int, catchup_trials: int,
         force_sync: bool, warmup_ops: int, workdir: str | None, as_json: bool, console: Console,
-        parts: tuple[str, ...] = ("throughput", "failover", "catchup"), server_log_level: str = "warning") -> dict:
+        parts: tuple[str, ...] = ("throughput", "failover", "catchup"), server_log_level: str = "warning",
+        idle_trials: int = 3, idle_seconds: float = 10.0) -> dict:
     if not (ZK_JAR.exists() and shutil.which("java")):
         raise RuntimeError("Apache ZooKeeper is not installed (apt-get install zookeeper)")
     base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="coord-bench-ensemble-"))
@@ -300,13 +349,13 @@ def run(cfg: ph.BenchConfig, *, rounds: int, failover_trials: int, catchup_write
         for e in systems:
             leader = ens[e].start_all()
             log(f"{e}: 3 servers serving, leader {leader}; data under {base / e}")
-        for part in ("throughput", "failover", "catchup"):
+        for part in _PARTS:
             if part not in parts:
                 continue
             try:
                 _PARTS[part](ens, res, cfg, systems, log, rounds=rounds, warmup_ops=warmup_ops,
                              failover_trials=failover_trials, catchup_writes=catchup_writes,
-                             catchup_trials=catchup_trials)
+                             catchup_trials=catchup_trials, idle_trials=idle_trials, idle_seconds=idle_seconds)
             except (BenchError, OSError) as err:
                 res.errors[part] = str(err)
                 log(f"{part} failed: {err}")
@@ -357,6 +406,13 @@ def finish(res: EnsembleBenchResult, cfg: ph.BenchConfig, rounds: int, force_syn
         out["catchup_s"] = res.catchup_s
         rows.append((f"catch-up after {catchup_writes:,} writes, median of {len(res.catchup_s['coord'])} (s)",
                      f"{ca:.2f}", f"{cb:.2f}", f"{ca / cb:.2f}", "<= 1.0"))
+    if res.idle.get("coord") and res.idle.get("zookeeper"):
+        out["idle"] = res.idle
+        for k, name, fmt in ((0, "idle: CPU s per 10 s, 3 servers", "{:.2f}"),
+                             (1, "idle: wake-ups/s (voluntary context switches)", "{:.0f}")):
+            ca, cb = _med([t[k] for t in res.idle["coord"]]), _med([t[k] for t in res.idle["zookeeper"]])
+            rows.append((f"{name}, median of {len(res.idle['coord'])}", fmt.format(ca), fmt.format(cb),
+                         f"{ca / cb:.2f}" if cb else "-", "<= 1.0"))
     out["table"] = rows
     out["errors"] = res.errors
     if as_json:
@@ -390,12 +446,16 @@ def add_command(main) -> None:
     @click.option("--catchup-writes", default=100_000, show_default=True)
     @click.option("--catchup-trials", default=1, show_default=True)
     @click.option("--no-fsync", is_flag=True, help="forceSync=no on both systems.")
-    @click.option("--only", default="throughput,failover,catchup", show_default=True)
+    @click.option("--idle-trials", default=3, show_default=True, help="Idle part: trials per system.")
+    @click.option("--idle-seconds", default=10.0, show_default=True, help="Idle part: seconds measured per trial.")
+    @click.option("--only", default="throughput,failover,catchup", show_default=True,
+                  help="Parts, of idle (servers' CPU and wake-ups with no client), throughput, failover, catchup.")
     @click.option("--workdir", default=None, help="Keep data and logs here.")
     @click.option("--server-log-level", default="warning", show_default=True, help="coord servers' log level.")
     @click.option("--json", "as_json", is_flag=True)
     def bench_ensemble(connections, depth, ops, data_size, procs, rounds, warmup_ops, failover_trials,
-                       catchup_writes, catchup_trials, no_fsync, only, workdir, server_log_level, as_json) -> None:
+                       catchup_writes, catchup_trials, idle_trials, idle_seconds, no_fsync, only, workdir,
+                       server_log_level, as_json) -> None:
         """Benchmark a 3-node coord ensemble against a 3-node ZooKeeper 3.8 ensemble (clients on followers)."""
         import signal
 
@@ -403,7 +463,7 @@ def add_command(main) -> None:
             raise KeyboardInterrupt   # so that the ensembles are stopped on the way out
         signal.signal(signal.SIGTERM, _terminate)
         parts = tuple(p.strip() for p in only.split(",") if p.strip())
-        bad = [p for p in parts if p not in ("throughput", "failover", "catchup")]
+        bad = [p for p in parts if p not in _PARTS]
         if bad:
             raise click.BadParameter(f"unknown part(s) {bad}")
         cfg = ph.BenchConfig(connections=connections, depth=depth, ops=ops, data_size=data_size, procs=procs,
@@ -412,6 +472,7 @@ def add_command(main) -> None:
         try:
             run(cfg, rounds=rounds, failover_trials=failover_trials, catchup_writes=catchup_writes,
                 catchup_trials=catchup_trials, force_sync=not no_fsync, warmup_ops=warmup_ops,
-                workdir=workdir, as_json=as_json, console=console, parts=parts, server_log_level=server_log_level)
+                workdir=workdir, as_json=as_json, console=console, parts=parts, server_log_level=server_log_level,
+                idle_trials=idle_trials, idle_seconds=idle_seconds)
         except (BenchError, OSError, RuntimeError) as e:
             raise click.ClickException(str(e))

@@ -48,6 +48,7 @@ class TailConfig:
     coord_env: dict | None = None   # extra environment of the coord servers (PYPY_GC_*, COORD_*): A/B runs
     rounds: int = 1                 # rounds of every (op, fraction) on the same servers; the table shows medians
     coord_cfg: dict | None = None   # extra zoo.cfg settings of the coord servers (coord.collapseHugePages=false): A/B runs
+    preload: int = 0                # znodes created (closed loop, in the create/delete pool) before the runs: a large tree
 
 
 @dataclass
@@ -104,6 +105,10 @@ def _prepare(s: _Sys, cfg: TailConfig) -> None:
     if _closed(s, "create", [s.root], b"") or _closed(
             s, "create", [f"{s.root}/k{i:07d}" for i in range(cfg.keys)], data):
         raise BenchError(f"{s.name}: cannot create the preloaded znodes under {s.root}")
+    if cfg.preload > 0:
+        if _closed(s, "create", [f"{s.root}/c{i:09d}" for i in range(cfg.preload)], data):
+            raise BenchError(f"{s.name}: cannot preload {cfg.preload:,} znodes under {s.root}")
+        s.pool_hi = cfg.preload
 
 
 def _cleanup(s: _Sys, cfg: TailConfig) -> None:

@@ -46,16 +46,19 @@ import click
               help="With --open-loop: environment of the coord servers (e.g. PYPY_GC_NURSERY=64MB for an A/B).")
 @click.option("--coord-cfg", multiple=True, metavar="KEY=VALUE",
               help="With --open-loop: extra zoo.cfg settings of the coord servers (e.g. coord.collapseHugePages=false).")
+@click.option("--preload", default=0, show_default=True,
+              help="With --open-loop: znodes created before the runs (a large tree, e.g. 1000000).")
 @click.option("--rates", default=None, metavar="OP=N,...",
               help="With --open-loop: take these ops/s as 100% instead of measuring ZooKeeper's maximum.")
 def bench(target, compare, vs_zookeeper, null_server, force_sync, connections, depth, ops, data_size,
           procs, rounds, latency_ops, phases, warmup_ops, null_procs, workdir, as_json, open_loop, ensemble,
-          open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg) -> None:
+          open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg, preload) -> None:
     """Measure throughput and latency of a ZooKeeper-protocol server (coord or ZooKeeper)."""
     from rich.console import Console
     if open_loop:
         _bench_open_loop(force_sync, connections, depth, data_size, procs, ops, workdir, as_json, ensemble,
-                         open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg, rounds or 1)
+                         open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg, rounds or 1,
+                         preload)
         return
     force_sync = bool(force_sync)
 
@@ -84,7 +87,8 @@ def bench(target, compare, vs_zookeeper, null_server, force_sync, connections, d
 
 
 def _bench_open_loop(force_sync, connections, depth, data_size, procs, ops, workdir, as_json, ensemble,
-                     open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg=(), rounds=1) -> None:
+                     open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg=(), rounds=1,
+                     preload=0) -> None:
     from coord.bench import tail
     from coord.bench.churn import parse_env
     from coord.bench.client import BenchError
@@ -108,10 +112,13 @@ def _bench_open_loop(force_sync, connections, depth, data_size, procs, ops, work
         raise click.BadParameter(f"--rounds must be at least 1, got {rounds}")
     if duration <= 0 or warmup < 0:
         raise click.BadParameter("--duration must be > 0 and --warmup >= 0")
+    if preload < 0:
+        raise click.BadParameter(f"--preload must be >= 0, got {preload}")
     cfg = tail.TailConfig(ops=chosen, fractions=fr, duration_s=duration, warmup_s=warmup, connections=connections,
                           procs=procs, data_size=data_size, keys=keys, calib_ops=min(ops, 100_000), depth=depth,
                           ensemble=ensemble, force_sync=True if force_sync is None else force_sync,
-                          rates=full, coord_env=parse_env(coord_env), coord_cfg=parse_env(coord_cfg), rounds=rounds)
+                          rates=full, coord_env=parse_env(coord_env), coord_cfg=parse_env(coord_cfg), rounds=rounds,
+                          preload=preload)
     log = (lambda m: click.echo(m, err=True))
     try:
         out = tail.run(cfg, workdir, plot_dir, log)

@@ -45,6 +45,10 @@ _READ = int(Perms.READ)
 _LEN = struct.Struct(">i")
 _ZXID_AT = struct.Struct(">q")
 _MULTI_END = R.MultiHeader(-1, True, -1).encode()
+# A multi reply's per-op headers: the successful ones are constants; a failed op is its header
+# (type -1, done false, err) and then the error code again as its ErrorResponse.
+_MULTI_OK = {t: R.MultiHeader(t, False, 0).encode() for t in (1, 2, 5, 13, 15)}
+_MULTI_ERR = struct.Struct(">i?ii")
 _SYNC_CONNECTED = int(KeeperState.SyncConnected)
 _UNTHROTTLED = frozenset(struct.pack(">i", op) for op in (100, 102))   # auth, sasl: never held
 
@@ -130,8 +134,8 @@ class Request:
         self.req = req
         self.auth = auth
         self.origin = origin
-        # The client's whole frame when req is exactly its body (from byte 8): a learner forwards
-        # those bytes to the leader instead of encoding req again.
+        # The client's whole frame when req is exactly its body (from byte 8), or is a multi the
+        # body decodes to: a learner forwards those bytes to the leader instead of encoding req again.
         self.frame = frame
 
 
@@ -563,6 +567,10 @@ class ServerCore:
                         whole = payload
                 else:
                     req = self._decode_write(op, payload)
+                    if op == 14:
+                        # A learner forwards the client's bytes (as ZooKeeper's Learner.request does),
+                        # not a re-encoding: the leader's decode gives the same ops, as this one did.
+                        whole = payload
             except (JuteError, struct.error):
                 req = MALFORMED
             if sid in self.local_sessions and req is not MALFORMED and _creates_ephemeral(op, req):
@@ -977,21 +985,20 @@ class ServerCore:
             t = r.type
             if t == -1 or r.err:
                 err = r.err
-                out += R.MultiHeader(-1, False, err).encode()
-                out += _LEN.pack(err)
+                out += _MULTI_ERR.pack(-1, False, err, err)
             elif t == 1:
-                out += R.MultiHeader(t, False, 0).encode()
+                out += _MULTI_OK[1]
                 out += R.CreateResponse(r.path).encode()
             elif t in (15, 19, 21):
                 # OpResult.CreateResult with a Stat is always typed create2 on the wire; Java
                 # clients reject any other type in a multi response.
-                out += R.MultiHeader(15, False, 0).encode()
+                out += _MULTI_OK[15]
                 out += R.Create2Response(r.path, r.stat).encode()
             elif t == 5:
-                out += R.MultiHeader(t, False, 0).encode()
-                out += r.stat.encode()
+                out += _MULTI_OK[5]
+                r.stat._write_into(out, r.stat)
             else:  # delete, check
-                out += R.MultiHeader(t, False, 0).encode()
+                out += _MULTI_OK.get(t) or R.MultiHeader(t, False, 0).encode()
         out += _MULTI_END
         return bytes(out)
 
@@ -1259,6 +1266,10 @@ class ServerCore:
         if self.mono_ms >= self.next_container_check:
             self.next_container_check = self.mono_ms + self.config.container_check_interval_ms
             self._clean_containers()
+
+    def holds_throttled(self) -> bool:
+        """The request throttler holds requests: tick() releases them, so the driver ticks promptly."""
+        return self.req_throttle is not None and bool(self.req_throttle.fifo)
 
     def is_sequencer(self) -> bool:
         """Whether this server decides session expiry: standalone always; in an ensemble, the leader

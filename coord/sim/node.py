@@ -57,6 +57,8 @@ class SimNode:
         self.core: ServerCore | None = None
         self.up = False
         self.incarnation = 0
+        self.tick_gen = 0           # the one scheduled tick that counts (an earlier one is rescheduled)
+        self.tick_idle = False      # that tick is the settled peer's idle one
         self.links: dict[int, int] = {}
         self.conns: dict[int, object] = {}
         self.conn_at: dict[int, int] = {}
@@ -96,7 +98,7 @@ class SimNode:
         now, mono = self.clock()
         self.peer.start(now, mono, ds)
         self.pump()
-        self.world.after(TICK_MS, self._tick, self.incarnation)
+        self._schedule_tick(self.incarnation)
 
     def crash(self) -> None:
         if not self.up:
@@ -150,13 +152,22 @@ class SimNode:
         self.boot()
 
     # -- inputs ----------------------------------------------------------------------------------
-    def _tick(self, inc: int) -> None:
-        if inc != self.incarnation:
+    def _tick(self, inc: int, gen: int) -> None:
+        if inc != self.incarnation or gen != self.tick_gen:
             return
         now, mono = self.clock()
         self.peer.tick(now, mono)
         self.pump()
-        self.world.after(TICK_MS, self._tick, inc)
+        self._schedule_tick(inc)
+
+    def _schedule_tick(self, inc: int, delay: int | None = None) -> None:
+        """As the shell's ticker: every TICK_MS, or the peer's idle tick while it is settled (pump
+        ends that sleep as soon as the peer is not settled any more)."""
+        self.tick_gen += 1
+        self.tick_idle = delay is None and self.peer.settled() and not self.peer.streaming
+        if delay is None:
+            delay = self.zab_config.idle_tick_ms if self.tick_idle else TICK_MS
+        self.world.after(delay, self._tick, inc, self.tick_gen)
 
     def link_up(self, other: int, lid: int) -> None:
         self.links[other] = lid
@@ -248,6 +259,8 @@ class SimNode:
         if self.disk.busy is None and self.disk.queue:
             self.disk.next_op()
             w.after(self.disk.latency(), self._disk_done, self.incarnation)
+        if self.tick_idle and not self.peer.settled():
+            self._schedule_tick(self.incarnation, 0)
 
     # -- the peer's listener (forwarded to the checkers) ----------------------------------------------
     def applied(self, peer, entry) -> None:

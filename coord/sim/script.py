@@ -24,7 +24,7 @@ Commands
     watch C PATH | sync C            getData with a watch (no reply may then pass its event) / sync()
     disconnect C                     the client vanishes; its session must expire
     inject A->B MESSAGE | garbage A->B HEX | flip A->B   a crafted message / raw bytes / a bit flipped
-    status | queue | tree S | check  | expect S FIELD VALUE
+    status | queue | tree S | check  | expect S FIELD VALUE   (FIELD: state tree log current accepted phase settled)
 """
 from __future__ import annotations
 
@@ -671,6 +671,7 @@ class ScriptWorld:
             "state": lambda: n.peer.state, "tree": lambda: zx(n.core.tree.last_zxid),
             "log": lambda: zx(n.peer.last_zxid), "current": lambda: str(n.peer.current_epoch),
             "accepted": lambda: str(n.peer.accepted_epoch), "phase": lambda: getattr(n.peer.role, "phase", "-"),
+            "settled": lambda: "yes" if n.peer.settled() else "no",
         }[field]()
         if got != value:
             raise SimFailure(f"expected {s} {field} = {value}, got {got}")

@@ -104,7 +104,7 @@ def test_open_loop_against_zookeeper(real_zookeeper):
 @pytest.mark.slow
 @pytest.mark.realzk
 def test_bench_open_loop_command(tmp_path):
-    """`coord bench --open-loop` starts both systems, calibrates, runs both at each fraction, plots."""
+    """`coord bench --open-loop` starts both systems, preloads a tree, calibrates, runs both at each fraction, plots."""
     import json
 
     from click.testing import CliRunner
@@ -112,7 +112,7 @@ def test_bench_open_loop_command(tmp_path):
     from coord.cli import main
     r = CliRunner().invoke(main, ["bench", "--open-loop", "--open-ops", "getData,multi", "--fractions", "0.1",
                                   "--duration", "1", "--warmup", "0.5", "-k", "3000", "--keys", "200",
-                                  "--connections", "4", "--plot-dir", str(tmp_path), "--json"])
+                                  "--connections", "4", "--plot-dir", str(tmp_path), "--json", "--preload", "500"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert set(out["max_rate"]) == {"coord", "zookeeper"}

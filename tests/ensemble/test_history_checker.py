@@ -265,3 +265,12 @@ def test_append_zxids_are_in_the_zxid_order_check():
     ops[4] = app(2, 26, 30, 4, zxid=0x102)         # acknowledged after 0x103's append answered
     rep = check(H(*ops))
     assert rep.order and not rep.appends
+
+
+def test_append_answered_with_another_requests_path_is_an_anomaly():
+    """An append whose reply names a path that is not the parent's prefix plus a 10-digit counter is
+    reported (seen once on ZooKeeper under a full disk), not a crash of the checker."""
+    ops = _appends_ok()
+    ops[4].result = "/k1"
+    rep = check(H(*ops), appended={o.result for o in ops if o.status == "ok"})
+    assert [a for a in rep.appends if "not a sequential name" in a and "'/k1'" in a], rep.appends

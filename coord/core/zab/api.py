@@ -106,6 +106,7 @@ class ZabConfig:
     election_resend_ms: int = 100        # notification resend interval; doubles up to the max
     election_resend_max_ms: int = 2000
     reconnect_ms: int = 200              # re-issue `connect` for a wanted link this often
+    settled_tick_ms: int = 100           # the driver's tick while nothing time-bound is under way
     history_txns: int = 10000            # committed txns kept in memory for DIFF sync
     history_bytes: int = 64 << 20
     max_batch_bytes: int = 1 << 20       # proposals / DIFF txns per message
@@ -119,6 +120,14 @@ class ZabConfig:
     @property
     def ping_ms(self) -> int:
         return self.ping_interval_ms or max(1, self.tick_ms // 2)
+
+    @property
+    def idle_tick_ms(self) -> int:
+        """The tick of a settled peer (QuorumPeer.settled): what remains on the tick then is pings
+        (every ping_ms), limits of syncLimit ticks and session expiry, none finer than a quarter
+        tick, so a few ticks a second do (ZooKeeper's own wake-ups are per tickTime) where 100 a
+        second made an idle coord ensemble use ten times ZooKeeper's CPU."""
+        return max(1, min(self.settled_tick_ms, self.tick_ms // 4))
 
 
 def zxid(epoch: int, counter: int) -> int:

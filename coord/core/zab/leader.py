@@ -510,6 +510,16 @@ class LeaderRole:
     def streaming(self) -> bool:
         return any(h.stream is not None for h in self.handles.values())
 
+    def settled(self) -> bool:
+        """Broadcasting to up-to-date learners only, with no roll, handoff or restore under way."""
+        if not self.established or self.phase != BROADCAST or self.rolling or self.handing_off \
+                or self.restore_pending is not None or self.restore_rx:
+            return False
+        for h in self.handles.values():
+            if not h.uptodate or h.stream is not None:
+                return False
+        return True
+
     def _flush_proposals(self) -> None:
         if not self.pending:
             return

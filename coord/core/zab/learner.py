@@ -141,6 +141,10 @@ class LearnerRole:
         if peer.mono_ms - self.last_heard > limit:
             peer.become_looking(f"nothing from leader {self.leader} for {limit} ms in phase {self.phase}")
 
+    def settled(self) -> bool:
+        """Following a leader's broadcast (no sync, no epoch roll under way)."""
+        return self.phase == BROADCAST and not self.rolling
+
     def fail(self, why: str) -> None:
         """The leader broke the protocol (or we cannot follow it): leave it."""
         peer = self.peer

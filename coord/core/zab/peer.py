@@ -148,6 +148,20 @@ class QuorumPeer:
         """A leader is streaming a SNAP (a slice per tick): the driver should tick again promptly."""
         return bool(getattr(self.role, "streaming", False))
 
+    def settled(self) -> bool:
+        """Nothing time-bound is under way: serving in a broadcast phase with every link up, no
+        epoch file write, sync, stream, handoff or restore in progress and no request held by the
+        throttler. The driver may then tick at `config.idle_tick_ms` rather than every few ms, and
+        must tick promptly again as soon as this turns false."""
+        role = self.role
+        if role is None or self.state not in (LEADING, FOLLOWING, OBSERVING) or self.removed \
+                or self.persists_in_flight or self.barriers or self.membership.pending or not role.settled():
+            return False
+        for s in self.quorum.voters:
+            if s != self.sid and s not in self.links:
+                return False
+        return not self.core.holds_throttled()
+
     @property
     def promised_epoch(self) -> int:
         """The highest epoch we may have promised: durable or on its way to disk."""
