@@ -22,11 +22,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import gc
 import logging
 import os
+import platform
 import struct
 import time
 
+from coord import runtime
 from coord.aio.datadir import RecoveryError
 from coord.aio.epochs import EpochFileError, EpochStore
 from coord.aio.server import CoordServer, core_config, mono_ms, wall_ms
@@ -43,6 +46,13 @@ NOT_SERVING = "This ZooKeeper instance is not currently serving requests\n"
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 _LEN = struct.Struct(">i")
 RETRY_S = 0.2
+# While a SNAP streams in, PyPy's GC frees the large objects that die on the way (every read's
+# bytes, the receive buffer outgrown) only at its next major collection, and malloc keeps what it
+# frees: a 1M-znode SNAP (188 MB) peaked at 1,007 MB with ~600 MB of it the tree. A collection and
+# a trim every 24 MB of stream (and one at its end) held the peak at 768 MB for +0.26 s of CPU (in
+# process, PyPy; every 12.5 MB: no lower, +1.0 s). Not on CPython: reference counting frees them.
+SNAP_COLLECT_BYTES = 24 << 20
+_PYPY = platform.python_implementation() == "PyPy"
 TAKEOVER_WORD = "tkov"                  # the four-letter word `coord migrate take-over` sends
 TAKEOVER_MARKER = "coord-takeover.cfg"  # in dataDir: the membership this server runs after taking over
 
@@ -195,6 +205,9 @@ class ZkObserverNode(CoordServer):
         self.leader: int | None = None
         self.config_text = render_config(cfg)
         self.took_over = asyncio.Event()
+        self.held_log: list | None = None     # appends after a SNAP, until its tree is on disk
+        self.snap_gen = 0                     # SNAPs and resets so far: a snapshot of an older tree is void
+        self.sync_snapshot: asyncio.Task | None = None
         self.taking_over = False
         self.in_place = False
         self.learner_sasl = quorum_sasl_credentials(cfg)   # (user, password) or None: quorum SASL
@@ -242,6 +255,8 @@ class ZkObserverNode(CoordServer):
         self.peer_task = self.loop.create_task(self._peer_loop())
 
     async def stop(self) -> None:
+        if self.sync_snapshot is not None:
+            self.sync_snapshot.cancel()
         if self.peer_task is not None:
             self.peer_task.cancel()
             try:
@@ -305,30 +320,93 @@ class ZkObserverNode(CoordServer):
                  ",".join(map(str, sorted(voters))), ",".join(map(str, sorted(observers))))
 
     def _perform_disk(self, effects: list[tuple]) -> None:
-        """The observer's disk effects in order: appends are group-written (fsynced by the log when
-        forceSync); a snapshot or a reset replaces what is on disk (the observe loop has drained the
-        log first; appends queued before one in the same batch are superseded by it)."""
-        from coord.aio.snapshots import list_snapshots, write_snapshot_bytes
+        """The observer's disk effects in order. Appends are group-written (fsynced by the log when
+        forceSync), or held in memory while a SNAP's tree is not yet on disk; a ("snap", z) starts
+        holding (the older copy on disk stays whole); ("snapshot",) writes the tree in the background
+        (coord's forked snapshot) and, once it is durable, restarts the log after it with what was
+        held; ("reset",) drops what is on disk (the observe loop has drained the log first)."""
+        records: list = []
+        for e in effects:
+            kind = e[0]
+            if kind == "append":
+                (self.held_log if self.held_log is not None else records).append((e[1], e[2]))
+            elif kind == "snap":
+                records = []           # superseded by the SNAP's tree
+                self.held_log = []
+                self.snap_gen += 1
+            elif kind == "snapshot":
+                self._write_records(records)
+                records = []
+                self._start_sync_snapshot()
+            elif kind == "reset":
+                records = []
+                self.held_log = None
+                self.snap_gen += 1
+                self._restart_log(0, None)
+        self._write_records(records)
+
+    def _write_records(self, records: list) -> None:
+        if not records:
+            return
         txnlog = self.txnlog
-        last = max((i for i, e in enumerate(effects) if e[0] != "append"), default=-1)
-        if last >= 0:
-            e = effects[last]
-            z = e[1] if e[0] == "snapshot" else 0
-            for sz, path in list_snapshots(self.storage.snap_dir):
-                if sz > z or e[0] == "reset":
-                    path.unlink()
-            if e[0] == "snapshot":
-                write_snapshot_bytes(self.storage.snap_dir, z, e[2])
-                log.info("server %d: installed the leader's tree as snapshot 0x%x (%d bytes)", self.sid, z, len(e[2]))
-            if txnlog.last_zxid > z:
-                txnlog.truncate_after(z)
-            txnlog.start(z)
-        records = [(e[1], e[2]) for e in effects[last + 1:]]
-        if records:
-            if txnlog.force_sync or txnlog.pending():
-                txnlog.append(records)
-            else:
-                txnlog.write(records)
+        if txnlog.force_sync or txnlog.pending():
+            txnlog.append(records)
+        else:
+            txnlog.write(records)
+
+    def _restart_log(self, z: int, keep) -> None:
+        """What is on disk from now on is the snapshot `keep` at z (None: nothing) and the log after z."""
+        from coord.aio.snapshots import list_snapshots
+        for sz, path in list_snapshots(self.storage.snap_dir):
+            if (sz > z or keep is None) and path != keep:
+                path.unlink()
+        txnlog = self.txnlog
+        if txnlog.last_zxid > z:
+            txnlog.truncate_after(z)
+        txnlog.start(z)
+
+    def _start_sync_snapshot(self) -> None:
+        if self.sync_snapshot is None or self.sync_snapshot.done():
+            self.sync_snapshot = self.loop.create_task(self._sync_snapshot(self.snap_gen))
+
+    async def _sync_snapshot(self, gen: int) -> None:
+        """Write the tree a SNAP gave us (as it is now, exact), then the held appends after it."""
+        taker = self.storage.snapshots
+        t0 = time.monotonic()
+        while True:
+            while taker.in_progress:             # a periodic snapshot is being written: after it
+                await asyncio.sleep(0.05)
+            await self.txnlog.drain()
+            if gen != self.snap_gen:
+                return
+            tree = self.core.tree
+            z = tree.last_zxid
+            path = await taker.take(tree)
+            if gen != self.snap_gen:             # superseded by a newer SNAP or a reset meanwhile
+                if path is not None:
+                    path.unlink(missing_ok=True)
+                return
+            if path is not None:
+                break
+            log.warning("server %d: the snapshot of the leader's tree failed; trying again in 1 s", self.sid)
+            await asyncio.sleep(1.0)
+        held, self.held_log = self.held_log or [], None
+        self._restart_log(z, path)
+        self._write_records([r for r in held if r[0].zxid > z])
+        log.info("server %d: the leader's tree is on disk as snapshot 0x%x (%.1f s after it was asked for; "
+                 "%d txns were held meanwhile)", self.sid, z, time.monotonic() - t0, len(held))
+
+    async def snapshot_durable(self) -> None:
+        """Before the state on disk is relied on (a take-over): the SNAP's tree written, if not yet."""
+        if self.held_log is None:
+            return
+        if self.sync_snapshot is None or self.sync_snapshot.done():
+            self.observer.snapshot_due = False
+            self._start_sync_snapshot()
+        while self.held_log is not None and self.sync_snapshot is not None:
+            await asyncio.shield(self.sync_snapshot)
+            if self.held_log is not None:
+                self._start_sync_snapshot()
 
     # -- the peer loop: find the leader, observe it, again after it is lost --------------------------
     async def _peer_loop(self) -> None:
@@ -469,6 +547,7 @@ class ZkObserverNode(CoordServer):
         self.writer = writer
         self.leader = leader
         why = "closed by the leader"
+        snap_bytes = 0
         try:
             self.tick_clock()
             obs.link_up(leader)
@@ -482,7 +561,14 @@ class ZkObserverNode(CoordServer):
                 if not chunk:
                     break
                 self.tick_clock()
+                was_snap = obs.phase == "snapshot"
                 obs.data(chunk)
+                if _PYPY and (was_snap or obs.phase == "snapshot"):
+                    snap_bytes += len(chunk)
+                    if snap_bytes >= SNAP_COLLECT_BYTES or obs.phase != "snapshot":
+                        snap_bytes = 0     # not serving yet: nobody waits on the pause
+                        gc.collect()
+                        runtime.release_free_memory()
                 if self.txnlog.pending() and any(e[0] != "append" for e in obs.disk):
                     await self.txnlog.drain()
                 self.flush()
@@ -571,6 +657,7 @@ class ZkObserverNode(CoordServer):
                 pass
         steps.mark("observer stopped")
         self.flush()
+        await self.snapshot_durable()
         await self.txnlog.drain()
         steps.mark("log drained")
         lines = "".join(f"server.{sid}={q.spec()}\n" for sid, q in sorted(members.servers.items()))

@@ -86,6 +86,7 @@ class ObserverNode:
         self.snapshot: bytes | None = None         # durable coord snapshot (the log restarts after it)
         self.durable: list[tuple] = []             # durable (hdr, txn) after the snapshot
         self.volatile: list[tuple] = []            # applied, not yet durable
+        self.holding = False                       # a SNAP's tree is not on disk yet: volatile waits for it
         self.epochs = (0, 0)
         self.pos = -1                              # index in the committed sequence of our last txn
         self.target: int | None = None
@@ -112,6 +113,14 @@ class ObserverNode:
         self.world.check_tree(self, "booted with")
         self.world.after(self.rng.randint(1, TICK_MS), self._tick, self.inc)
 
+    def write_snapshot(self) -> None:
+        """The shell's snapshot of the tree as it is now; the log restarts after it."""
+        tree = self.obs.core.tree
+        z = tree.last_zxid
+        if z and z not in self.world.ens.committed_at:
+            raise SimFailure(f"observer {self.sid} wrote a snapshot at 0x{z:x}, never committed")
+        self.snapshot, self.durable, self.volatile, self.holding = snapformat.encode_tree(tree), [], [], False
+
     def clock(self) -> tuple[int, int]:
         t = self.world.now
         return 1_700_000_000_000 + t, t
@@ -123,6 +132,7 @@ class ObserverNode:
         self.inc += 1
         lost = len(self.volatile)
         self.volatile = []
+        self.holding = False
         self.world.net.node_down(self.sid)
         self.obs = None
         self.serving_since = None
@@ -134,7 +144,7 @@ class ObserverNode:
         w = self.world
         obs = self.obs
         obs.core.set_time(*self.clock())
-        if self.volatile and self.rng.random() < 0.6:
+        if self.volatile and not self.holding and self.rng.random() < 0.6:
             self.durable += self.volatile
             self.volatile = []
         if self.target is not None and w.now - self.heard > READ_TIMEOUT_MS:
@@ -357,12 +367,14 @@ class ZkPeerWorld(VirtualClock):
                                  f"{'nothing yet' if want is None else hex(want)}")
             o.pos += 1
             o.volatile.append((hdr, txn))
-        elif eff[0] == "snapshot":
+        elif eff[0] == "snap":
             z = eff[1]
             if z and z not in ens.committed_at:
-                raise SimFailure(f"observer {o.sid} wrote a snapshot at 0x{z:x}, never committed")
+                raise SimFailure(f"observer {o.sid} installed a SNAP at 0x{z:x}, never committed")
             o.pos = ens.committed_at.get(z, -1)
-            o.snapshot, o.durable, o.volatile = eff[2], [], []
+            o.volatile, o.holding = [], True       # the older copy on disk stays; appends wait
+        elif eff[0] == "snapshot":
+            o.write_snapshot()
         elif eff[0] == "reset":
             raise SimFailure(f"observer {o.sid} dropped its copy (digest mismatch)")
 
@@ -571,6 +583,8 @@ class ZkPeerWorld(VirtualClock):
         # each observer's state as it is on its disk: what a crash-free take-over flushes first
         states = {}
         for sid, o in sorted(self.obs.items()):
+            if o.holding and o.up:
+                o.write_snapshot()      # the take-over writes a SNAP's tree first (snapshot_durable)
             o.durable += o.volatile
             o.volatile = []
             tree = snapformat.load_bytes(o.snapshot)[0] if o.snapshot is not None else DataTree()

@@ -69,11 +69,13 @@ class ObservedEnsemble:
         cfg.update(self.observer_cfg)
         return cfg
 
-    def start_observer(self, wait: float = 60.0, i: int = 0) -> None:
+    def start_observer(self, wait: float = 60.0, i: int = 0, kind: str | None = None) -> None:
+        """kind: this observer's, when it is not the ensemble's (a coord and a ZooKeeper observer of
+        the same ensemble, side by side)."""
         sid = 4 + i
         d = self.workdir / ("observer" if i == 0 else f"observer{sid}")
         port = self.ports[i][2]
-        if self.kind == "coord":
+        if (kind or self.kind) == "coord":
             obs = CoordProcess(d, port, extra_cfg=self.coord_cfg())
             obs.data_dir.mkdir(parents=True, exist_ok=True)
             (obs.data_dir / "myid").write_text(f"{sid}\n")

@@ -212,11 +212,11 @@ def test_wire_acl_is_interned_like_a_tree_acl():
     assert aclmod.intern(((31, "world", "anyone"),)) == aclmod.OPEN_ACL_UNSAFE
 
 
-def test_a_fuzzy_snap_is_written_again_once_a_txn_verifies():
+def test_a_fuzzy_snap_is_written_once_a_txn_verifies():
     """The leader serialised its tree while /n2 and /n3 were being applied: the snapshot (sent as of
     /n1) already holds both, and their INFORMs come again. After /n2 our tree cannot match the
     leader's digest (it has /n3 too); after /n3 it does: from then on every txn must verify, and the
-    tree is written again as an exact snapshot."""
+    tree is written as a snapshot then (not at the SNAP, when it may not be exact)."""
     leader = DataTree()
     create(make_zxid(EPOCH, 1), "/n1", digest_of=leader)
     snap_zxid = leader.last_zxid
@@ -229,8 +229,10 @@ def test_a_fuzzy_snap_is_written_again_once_a_txn_verifies():
              + b"".join(packet(Q.INFORM, make_zxid(EPOCH, i), b) for i, b in ((2, b2), (3, b3), (4, b4))))
     assert obs.close is None and obs.mismatches == 0 and (obs.unverified, obs.verified) == (1, 2)
     assert obs.zk_digest.value == tree_digest(leader) == tree_digest(obs.core.tree)
-    snaps = [e[1] for e in obs.disk if e[0] == "snapshot"]
-    assert snaps == [snap_zxid, make_zxid(EPOCH, 3)]
+    # the SNAP's tree is asked to be written once, right after the first txn that verifies (/n3)
+    kinds = [e[0] if e[0] != "append" else e[1].zxid for e in obs.disk]
+    assert kinds == ["snap", make_zxid(EPOCH, 2), make_zxid(EPOCH, 3), "snapshot", make_zxid(EPOCH, 4)]
+    assert obs.disk[0] == ("snap", snap_zxid)
 
 
 def serving_with_client(hold_ms: int):
@@ -294,3 +296,29 @@ def test_a_hold_nobody_takes_over_closes_the_clients_as_zookeeper_does():
     obs = serving_with_client(hold_ms=0)           # no hold asked: closed at once
     obs.link_down("leader gone")
     assert not obs.core.serving and obs.core.conns[1].closing
+
+
+def test_wire_snapshot_reader_sums_zookeepers_digest_as_nodes_arrive():
+    """The digest the reader sums while it reads equals ZooKeeper's digest of the tree it built
+    (nodes under /zookeeper/ left out, null data, ephemerals, versions), whatever the chunking."""
+    from coord.core.zkpeer.wiresnap import WireSnapshotReader
+    leader = DataTree()
+    for i, path in enumerate(["/a", "/a/b", "/a/b/c", "/e", "/zookeeper/x"], 1):
+        create(make_zxid(EPOCH, i), path, data=b"d%d" % i, digest_of=leader)
+    leader.nodes["/a/b"].data = None
+    leader.nodes["/a/b/c"].owner = 0x55
+    leader.nodes["/e"].version = 7
+    leader.nodes["/e"].mzxid = make_zxid(EPOCH, 9)
+    stream = wire_snapshot(leader, {0x55: 10000})
+    want = tree_digest(leader)
+    for size in (1, 7, 68, len(stream)):
+        r = WireSnapshotReader(leader.last_zxid)
+        s = Q.PacketStream(1 << 20)
+        done = False
+        for i in range(0, len(stream), size):
+            s.feed(stream[i:i + size])
+            done = r.step(s)
+        assert done and r.nodes == len(leader.nodes)
+        assert r.zk_digest == tree_digest(r.tree) == want
+        assert r.tree.nodes["/a/b"].data is None and r.tree.nodes["/a/b/c"].owner == 0x55
+        assert r.tree.nodes["/e"].stat_values() == leader.nodes["/e"].stat_values()

@@ -208,6 +208,49 @@ def test_observer_restarted_syncs_again(observed):
     print(f"{observed.kind} observer restarted and observing in {took:.2f}s")
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_observer_killed_before_and_after_its_snap_is_on_disk(kind, tmp_path):
+    """A ZooKeeper observer writes the leader's tree before it serves; a coord observer serves first
+    and writes it in the background once a txn proves the tree exact. Killed before that, it
+    restarts from what its disk held (here nothing) and is synced again; killed after, it restarts
+    from the snapshot and is DIFFed. Either way it serves the leader's tree."""
+    obs = ObservedEnsemble(tmp_path, kind)
+    obs.start()
+    try:
+        leader = client(obs.voters.connect_string)
+        leader.ensure_path("/pre")
+        for i in range(50):
+            leader.create(f"/pre/n{i}", b"%d" % i)
+        obs.start_observer()
+        obs.stop_observer(kill=True)            # no txn since the SNAP: coord has written nothing yet
+        leader.create("/pre/while-down", b"1")
+        obs.start_observer()
+        ours, theirs = digests_equal(obs, obs.voters.leader().connect_string)
+        assert ours == theirs
+        if kind == "coord":
+            m = obs.observer_mntr()
+            assert m["zk_zkpeer_snap_syncs"] == "1", m
+            recovered = [ln for ln in obs.observer_log().splitlines() if "recovered zxid" in ln]
+            assert "recovered zxid 0x0 " in recovered[-1], recovered
+        leader.create("/pre/after", b"2")       # verifies the tree: now it goes to disk
+        if kind == "coord":
+            wait_until(lambda: "on disk as snapshot" in obs.observer_log(), "the SNAP's tree on disk", 120)
+        else:
+            time.sleep(1)
+        obs.stop_observer(kill=True)
+        leader.create("/pre/while-down-again", b"3")
+        obs.start_observer()
+        via = client(obs.observer_connect)
+        assert via.get("/pre/while-down-again")[0] == b"3"
+        ours, theirs = digests_equal(obs, obs.voters.leader().connect_string)
+        assert ours == theirs
+        if kind == "coord":
+            m = obs.observer_mntr()
+            assert (m["zk_zkpeer_diff_syncs"], m["zk_zkpeer_snap_syncs"]) == ("1", "0"), m
+    finally:
+        obs.stop()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_zookeeper_leader_killed_the_observer_follows_the_new_leader(kind, tmp_path):

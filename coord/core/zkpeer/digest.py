@@ -63,8 +63,9 @@ def touched(tree: DataTree, hdr, txn) -> set[str]:
 class ZkDigest:
     """The running ZooKeeper digest of one DataTree: `before` and `after` bracket each apply."""
 
-    def __init__(self, tree: DataTree):
-        self.value = tree_digest(tree)
+    def __init__(self, tree: DataTree, value: int | None = None):
+        """value: the tree's digest when already known (summed as a SNAP's nodes arrived)."""
+        self.value = tree_digest(tree) if value is None else value
 
     def before(self, tree: DataTree, hdr, txn) -> list[str]:
         paths = list(touched(tree, hdr, txn))

@@ -33,8 +33,15 @@ tree), so mismatches are tolerated until the first txn that verifies, for at mos
 A packet that is not ZooKeeper's protocol closes the link before anything in it is applied.
 
 Effects leave through `out` (bytes for the leader link), `close` (the link must close: the reason),
-`logs` ((level, message)), and `disk`, in order: ("append", hdr, txn) for each applied txn,
-("snapshot", zxid, coord snapshot bytes) after a SNAP (the log restarts after it), ("reset",) when the copy is dropped;
+`logs` ((level, message)), and `disk`, in order: ("append", hdr, txn) for each applied txn;
+("snap", zxid) when a SNAP replaced the tree (what is on disk is an older copy: it stays as it is, and
+the appends after it are held, until a snapshot of the new tree is durable); ("snapshot",) once that
+tree is exact (the first txn after the SNAP that verifies; txns INFORMed after UPTODATE may still be
+in the leader's fuzzy serialisation, so nothing earlier is known exact; with an idle ensemble the
+take-over asks for it): the shell writes the tree as it is then, in the background, and restarts the log after it;
+("reset",) when the copy is dropped. ZooKeeper's learner writes its snapshot before it acks
+NEWLEADER and serves; an observer's ack counts in no quorum, so coord serves first and writes after,
+and a crash meanwhile restarts from the older copy (the leader syncs it again);
 `epochs_changed` when accepted/current epoch must be persisted (before `out` leaves); `membership`
 ((voters, observers, version, data)) when a configuration newer than ours is committed (a reconfig
 INFORMed or synced, or found in the tree at start): it becomes our view of the ensemble, as
@@ -48,7 +55,6 @@ from __future__ import annotations
 import struct
 from collections import deque
 
-from coord.core import snapformat
 from coord.core.datatree import DataTree
 from coord.core.prep import Prep
 from coord.core.server import DEFERRED, WAIT_COMMIT, Connection, Pending, Request, ServerCore
@@ -134,6 +140,7 @@ class ZkObserver:
         self.epochs_changed = False
         self.new_epoch = 0
         self.snap: WireSnapshotReader | None = None
+        self.snapshot_due = False         # a SNAP replaced the tree; no snapshot of it asked for yet
         self.proposals: list[tuple] = []
         self.sync_kind = ""
         self.zk_digest = ZkDigest(core.tree)
@@ -345,10 +352,11 @@ class ZkObserver:
         core.tree = tree
         core.prep = Prep(tree, extended_types=core.config.extended_types)
         core.next_zxid_counter = tree.last_zxid
-        self.zk_digest = ZkDigest(tree)
+        self.zk_digest = ZkDigest(tree, snap.zk_digest)
         self._forget_recent()
         self._check_config()
-        self.disk.append(("snapshot", tree.last_zxid, snapformat.encode_tree(tree)))
+        self.disk.append(("snap", tree.last_zxid))
+        self.snapshot_due = True
         self.fuzzy = True
         self.unverified = 0
         self.log("info", f"snapshot from ZooKeeper leader: {snap.nodes} znodes, {len(tree.sessions)} "
@@ -409,14 +417,14 @@ class ZkObserver:
         ours = self.zk_digest.after(tree, paths)
         if digest is None or digest[0] != DIGEST_VERSION:
             self.no_digest += 1
+            self._snapshot_now()       # nothing to verify against: as exact as it can be known
             return
         theirs = digest[1] & 0xFFFFFFFFFFFFFFFF
         if theirs == ours:
             self.verified += 1
-            if self.fuzzy and self.unverified:
-                # the fuzzy window has closed: the snapshot written at SNAP may hold effects of txns
-                # logged after it; this one is exact (coord's recovery does not replay fuzzily)
-                self.disk.append(("snapshot", z, snapformat.encode_tree(tree)))
+            # the fuzzy window has closed: the tree is exact from here on, so it is the one written
+            # (coord's recovery does not replay fuzzily over a snapshot, as ZooKeeper's does)
+            self._snapshot_now()
             self.fuzzy = False
             return
         if self.fuzzy and self.unverified < FUZZY_TXNS:
@@ -427,7 +435,13 @@ class ZkObserver:
                    "dropping this copy and syncing again")
         self._reset_tree()
 
+    def _snapshot_now(self) -> None:
+        if self.snapshot_due:
+            self.snapshot_due = False
+            self.disk.append(("snapshot",))
+
     def _reset_tree(self) -> None:
+        self.snapshot_due = False
         self._stop_serving("re-syncing after a digest mismatch")
         core = self.core
         tree = DataTree()

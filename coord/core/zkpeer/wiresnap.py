@@ -12,29 +12,20 @@ informed again (ZooKeeper's fuzzy snapshot; the observer applies them with ZooKe
 from __future__ import annotations
 
 import struct
+import zlib
 
 from coord.core import acl as aclmod
 from coord.core.datatree import DataTree, Node
 from coord.core.paths import ROOT, parent_of
+from coord.core.zkpeer.digest import node_digest
 from coord.jute.quorum import NeedMore, PacketStream, QuorumWireError
 
 SIGNATURE = "BenWasHere"
-_STAT = struct.Struct(">qqqqiiiqq")
+_ACL_STAT = struct.Struct(">qqqqqiiiqq")         # a node's ACL id, then its StatPersisted
+_DIGEST_STAT = struct.Struct(">qqqqqiiiq")       # the fields ZooKeeper's node digest covers, in its order
+_I = struct.Struct(">i")
+_MASK64 = (1 << 64) - 1
 MAX_ACL_ENTRIES = 1 << 16
-
-
-def zk_node(data, acl: tuple, st) -> Node:
-    """A Node from ZooKeeper's StatPersisted fields (czxid, mzxid, ctime, mtime, version, cversion,
-    aversion, ephemeralOwner, pzxid): ZooKeeper's stored cversion is coord's (creations)."""
-    czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid = st
-    n = Node(data, acl, czxid, ctime, owner)
-    n.mzxid = mzxid
-    n.mtime = mtime
-    n.pzxid = pzxid
-    n.version = version
-    n.cversion = cversion
-    n.aversion = aversion
-    return n
 
 
 def fuzzy_create(tree: DataTree, hdr, txn) -> None:
@@ -61,6 +52,8 @@ class WireSnapshotReader:
         self.acls: dict[int, tuple] = {-1: aclmod.OPEN_ACL_UNSAFE}
         self.nodes = 0
         self.max_sessions = max_sessions
+        self.zk_digest = 0          # ZooKeeper's digest of the nodes read so far (coord.core.zkpeer.digest)
+        self._initial = dict(self.tree.nodes)
 
     def step(self, s: PacketStream) -> bool:
         try:
@@ -92,21 +85,18 @@ class WireSnapshotReader:
                         self.left -= 1
                     self.phase = "nodes"
                 elif self.phase == "nodes":
-                    path = s.read_string("snapshot path")
-                    if path == "/":
+                    if self._nodes(s):
                         self.phase = "signature"
                         continue
-                    if path is None:
-                        raise QuorumWireError("snapshot: null path")
-                    data = s.read_buffer("node data")
-                    acl_id = s.read_long()
-                    p = s._take(_STAT.size)
-                    self._node(path or ROOT, data, acl_id, _STAT.unpack_from(s.buf, p))
+                    return False
                 else:
                     sig = s.read_string("signature")
                     if sig != SIGNATURE:
                         raise QuorumWireError(f"snapshot: missing signature (got {sig!r})")
                     self.tree.last_zxid = self.zxid
+                    for path, node in self._initial.items():    # a DataTree's own nodes the stream left
+                        if self.tree.nodes.get(path) is node:
+                            self.zk_digest = (self.zk_digest + node_digest(path, node)) & _MASK64
                     return True
         except NeedMore:
             s.rewind()
@@ -119,11 +109,74 @@ class WireSnapshotReader:
             raise QuorumWireError(f"snapshot: {what} {n}")
         return n
 
-    def _node(self, path: str, data, acl_id: int, st) -> None:
-        acl = self.acls.get(acl_id)
-        if acl is None:
-            raise QuorumWireError(f"snapshot: {path} refers to ACL {acl_id}, not in the snapshot")
-        if path != ROOT and (not path.startswith("/") or parent_of(path) not in self.tree.nodes):
-            raise QuorumWireError(f"snapshot: {path} arrives before its parent")
-        self.tree.load_node(path, zk_node(data, acl, st))
-        self.nodes += 1
+    def _nodes(self, s: PacketStream) -> bool:
+        """Every whole node in the buffer, in one tight loop (1M nodes arrive in seconds); True at the
+        "/" that ends the list, False when the buffer ends mid-node (read again with more)."""
+        buf, pos, end = s.buf, s.pos, len(s.buf)
+        limit = s.max_buffer
+        unpack_len, unpack_tail = _I.unpack_from, _ACL_STAT.unpack_from
+        load = self.tree.load_node
+        acls = self.acls
+        crc = zlib.crc32
+        pack_digest = _DIGEST_STAT.pack
+        total = self.zk_digest
+        try:
+            while True:
+                if pos + 4 > end:
+                    return False
+                n = unpack_len(buf, pos)[0]
+                if n < 0 or n > limit:
+                    raise QuorumWireError("snapshot: null path" if n == -1 else f"snapshot path: length {n}")
+                p1 = pos + 4 + n
+                if p1 > end:
+                    return False
+                raw = bytes(buf[pos + 4:p1])
+                if raw == b"/":
+                    pos = p1
+                    return True
+                if p1 + 4 > end:
+                    return False
+                n = unpack_len(buf, p1)[0]
+                if n == -1:
+                    data, p2 = None, p1 + 4
+                elif 0 <= n <= limit:
+                    p2 = p1 + 4 + n
+                    if p2 > end:
+                        return False
+                    data = bytes(buf[p1 + 4:p2])
+                else:
+                    raise QuorumWireError(f"node data: length {n} outside 0..{limit}")
+                if p2 + _ACL_STAT.size > end:
+                    return False
+                acl_id, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid = unpack_tail(buf, p2)
+                pos = p2 + _ACL_STAT.size
+                path = raw.decode("utf-8", "replace") if raw else ROOT
+                acl = acls.get(acl_id)
+                if acl is None:
+                    raise QuorumWireError(f"snapshot: {path} refers to ACL {acl_id}, not in the snapshot")
+                if path != ROOT and path[0] != "/":
+                    raise QuorumWireError(f"snapshot: {path} is not an absolute path")
+                # ZooKeeper's StatPersisted: its stored cversion (creations) is coord's too
+                node = Node(data, acl, czxid, ctime, owner)
+                if mzxid != czxid:
+                    node.mzxid = mzxid
+                if pzxid != czxid:
+                    node.pzxid = pzxid
+                if mtime != ctime:
+                    node.mtime = mtime
+                node.version = version
+                node.cversion = cversion
+                node.aversion = aversion
+                try:
+                    load(path, node)          # looks the parent up first: nothing changes without it
+                except KeyError:
+                    raise QuorumWireError(f"snapshot: {path} arrives before its parent") from None
+                self.nodes += 1
+                if not raw.startswith(b"/zookeeper/"):      # ZooKeeper's digest leaves those out
+                    c = crc(raw)
+                    if data is not None:
+                        c = crc(data, c)
+                    total += crc(pack_digest(czxid, mzxid, pzxid, ctime, mtime, version, cversion, aversion, owner), c)
+        finally:
+            s.pos = pos
+            self.zk_digest = total & _MASK64
