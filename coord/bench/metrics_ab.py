@@ -297,7 +297,7 @@ def main() -> None:
 
 def toggle_main(a) -> None:
     """--mode toggle (coord.bench.metrics_toggle): one process, A/B and A/A blocks, two tables."""
-    from coord.bench.metrics_toggle import run_toggle
+    from coord.bench.metrics_toggle import best_cpu, run_toggle
     cfg = ph.BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")), latency=False)
     console = Console(width=150)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -313,15 +313,23 @@ def toggle_main(a) -> None:
     print_table(console, f"metrics_ab --mode toggle, A/B: A metrics on, B off; {head}", result["ab"], note)
     if "aa" in result:
         print_table(console, f"metrics_ab --mode toggle, A/A: both off (the floor); {head}", result["aa"], note)
+    best = {kind: best_cpu(got["single"][kind]) for kind in result}
+    t = Table(title="least server CPU per op of any run (us), and A/B as ops per CPU-s")
+    for c in ("phase", *(f"{k} {x}" for k in best for x in ("A", "B", "A/B"))):
+        t.add_column(c, justify="right" if c != "phase" else "left")
+    for op in best["ab"]:
+        t.add_row(op, *(f"{best[k][op][f]:.3f}" if op in best[k] else "-" for k in best
+                        for f in ("A_us_per_op", "B_us_per_op", "ops_per_cpu_s_A_over_B")))
+    console.print(t)
     load1 = os.getloadavg()
     console.print(f"{time.monotonic() - t0:.0f} s; load average at start {load0[0]:.1f}, at end {load1[0]:.1f}")
     if a.json:
         a.json.write_text(json.dumps({
             "mode": "toggle", "started": started, "rounds": a.rounds, "ops": a.ops, "force_sync": a.force_sync,
             "scrape_every": a.scrape_every, "scrapes": got["scrapes"], "load": [load0[0], load1[0]],
-            "blocks": got["blocks"], "analysis": result,
-            "runs": {kind: {"A": [r.to_json() for r in got[kind][0]], "B": [r.to_json() for r in got[kind][1]]}
-                     for kind in ("ab", "aa")},
+            "blocks": got["blocks"], "analysis": result, "best_cpu": best,
+            "runs": {kind: {"A": [r.to_json() for r in got["single"][kind]["A"]],
+                            "B": [r.to_json() for r in got["single"][kind]["B"]]} for kind in ("ab", "aa")},
         }, indent=1))
 
 

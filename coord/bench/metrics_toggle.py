@@ -7,6 +7,8 @@ SIGUSR2 off), and the same closed-loop runs (coord.bench.phases, every phase) al
 states in blocks of four, ABBA then BAAB, so a linear drift of the machine cancels within a block.
 While metrics are on, /metrics is scraped every `scrape_every` seconds from its own process, as a
 Prometheus server would; while off, nobody scrapes (and the server would answer 503 without work).
+Server CPU comes from schedstat (ns, all threads), so it counts the server's own work however loaded
+the machine is; throughput does not, and on a loaded machine only the CPU column means much.
 
 A/B blocks (A on, B off) alternate with A/A blocks (both off, the same signals sent): each block gives
 one ratio per phase of throughput and of ops per server CPU-second (schedstat, ns), and the medians
@@ -17,6 +19,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -29,6 +33,26 @@ from coord.bench.launch import CoordServerProcess, free_port
 from coord.bench.tail import METRICS_CLASS
 
 BLOCK = ("A", "B", "B", "A")
+
+# One scraper process for the whole run, scraping only while the flag file exists: a scraper started
+# per metrics-on run would add a Python start-up to the on-runs' CPU contention on a 2-core machine.
+SCRAPE_WHILE_FLAG = """
+import os, sys, time, urllib.error, urllib.request
+url, every, flag = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+n = 0
+while True:
+    time.sleep(every)
+    if os.path.exists(flag):
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                r.read()
+        except urllib.error.HTTPError as e:   # 503: switched off between the flag check and the GET
+            if e.code != 503:
+                raise
+            continue
+        n += 1
+        print(n, flush=True)
+"""
 
 
 def wait_state(url: str, on: bool, timeout: float = 15.0) -> None:
@@ -88,31 +112,50 @@ def combine(runs: list[ph.RunResult]) -> ph.RunResult:
     return ph.RunResult(runs[0].target, phases, {})
 
 
+def best_cpu(single: dict) -> dict:
+    """Per phase, the least server CPU per op (us) of any A run and of any B run, and their ratio as
+    ops per CPU-second A/B: the least disturbed run of each state, as coord.bench.core keeps, which a
+    loaded machine blurs far less than a median."""
+    out = {}
+    for op in single["A"][0].phases if single["A"] else ():
+        best = {}
+        for label in ("A", "B"):
+            per = [r.phases[op].server_cpu_s / r.phases[op].ops * 1e6 for r in single[label]
+                   if r.phases[op].server_cpu_s and r.phases[op].ops]
+            best[label] = min(per) if per else None
+        if best["A"] and best["B"]:
+            out[op] = {"A_us_per_op": round(best["A"], 4), "B_us_per_op": round(best["B"], 4),
+                       "ops_per_cpu_s_A_over_B": round(best["B"] / best["A"], 4)}
+    return out
+
+
 def run_toggle(a, cfg: ph.BenchConfig, console) -> dict:
     """Blocks alternately A/B and A/A (`a.rounds` of each kind unless a.no_aa), in one server process.
     Returns {"ab": (A blocks, B blocks), "aa": (...), "scrapes": n, "block_order": [...]}."""
-    from coord.bench.metrics_ab import ns_cpu_probe, start_scraper
+    from coord.bench.metrics_ab import ns_cpu_probe
     base = Path(tempfile.mkdtemp(prefix="coord-metrics-toggle-"))
     srv = ToggledServer(base / "s", a.force_sync)
+    flag = base / "scrape-now"
+    scraper = None
     log = lambda m: console.print(f"[dim]{m}[/dim]")  # noqa: E731
-    out: dict = {"ab": ([], []), "aa": ([], []), "scrapes": 0, "blocks": []}
+    out: dict = {"ab": ([], []), "aa": ([], []), "scrapes": 0, "blocks": [],
+                 "single": {"ab": {"A": [], "B": []}, "aa": {"A": [], "B": []}}}
     kinds = ["ab", "aa"] * a.rounds if not a.no_aa else ["ab"] * a.rounds
     try:
         srv.start()
         probe = ns_cpu_probe(srv.proc.pid)
+        if a.scrape_every > 0:
+            scraper = subprocess.Popen([sys.executable, "-c", SCRAPE_WHILE_FLAG, srv.url, str(a.scrape_every),
+                                        str(flag)], stdout=subprocess.PIPE, text=True)
 
         def one(on: bool, c: ph.BenchConfig) -> ph.RunResult:
+            flag.unlink(missing_ok=True)                # no scrape may reach a server switched off
             srv.set(on)
-            scraper = start_scraper(srv.url, a.scrape_every) if on and a.scrape_every > 0 else None
-            try:
-                return ph.run(srv.proc.target, c, probe, log)
-            finally:
-                if scraper is not None:
-                    scraper.kill()
-                    got = scraper.communicate()[0].split()
-                    out["scrapes"] += int(got[-1]) if got else 0
-                    if scraper.returncode != -9:
-                        raise SystemExit(f"the scraper died (exit {scraper.returncode}): /metrics stopped answering")
+            if on:
+                flag.touch()
+            if scraper is not None and scraper.poll() is not None:
+                raise SystemExit(f"the scraper died (exit {scraper.returncode}): /metrics stopped answering")
+            return ph.run(srv.proc.target, c, probe, log)
         warm = ph.BenchConfig(**{**cfg.__dict__, "ops": max(1, cfg.ops // 2)})
         for on in (True, False, True, False):          # both states' paths compiled before measuring
             log(f"warm-up, metrics {'on' if on else 'off'}")
@@ -124,10 +167,16 @@ def run_toggle(a, cfg: ph.BenchConfig, console) -> dict:
                 on = kind == "ab" and label == "A"
                 log(f"block {i + 1}/{len(kinds)} ({kind}, {''.join(order)}): {label}, metrics {'on' if on else 'off'}")
                 got[label].append(one(on, cfg))
+                out["single"][kind][label].append(got[label][-1])
             out[kind][0].append(combine(got["A"]))
             out[kind][1].append(combine(got["B"]))
             out["blocks"].append({"kind": kind, "order": "".join(order)})
     finally:
+        flag.unlink(missing_ok=True)
+        if scraper is not None:
+            scraper.kill()
+            got = scraper.communicate()[0].split()
+            out["scrapes"] = int(got[-1]) if got else 0
         srv.stop()
         shutil.rmtree(base, ignore_errors=True)
     return out
