@@ -303,7 +303,7 @@ def toggle_main(a) -> None:
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load0 = os.getloadavg()
     t0 = time.monotonic()
-    got = run_toggle(a, cfg, console)
+    got = run_toggle(a, cfg, console, ns_cpu_probe)
     result = {kind: analyse(*got[kind]) for kind in ("ab", "aa") if got[kind][0]}
     if "aa" in result:
         against_floor(result["ab"], result["aa"])

@@ -78,15 +78,32 @@ class ToggledServer:
     """One coord server with the Prometheus provider and the bench switch."""
 
     def __init__(self, workdir: Path, force_sync: bool):
-        self.http_port = free_port()
-        self.url = f"http://127.0.0.1:{self.http_port}/metrics"
-        self.proc = CoordServerProcess(workdir, force_sync=force_sync, extra_env={ENV: "1"}, extra_cfg={
-            "metricsProvider.className": METRICS_CLASS, "metricsProvider.httpHost": "127.0.0.1",
-            "metricsProvider.httpPort": str(self.http_port)})
+        self.workdir = workdir
+        self.force_sync = force_sync
+        self._make()
         self.on = True
 
+    def _make(self) -> None:
+        self.http_port = free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}/metrics"
+        self.proc = CoordServerProcess(self.workdir, force_sync=self.force_sync, extra_env={ENV: "1"}, extra_cfg={
+            "metricsProvider.className": METRICS_CLASS, "metricsProvider.httpHost": "127.0.0.1",
+            "metricsProvider.httpPort": str(self.http_port)})
+
     def start(self) -> None:
-        self.proc.start()
+        """Started, with one more try on fresh ports: a free port picked here can be taken by another
+        process before the server binds it (seen once at load 20)."""
+        for attempt in (1, 2):
+            try:
+                self.proc.start()
+                break
+            except RuntimeError as e:
+                log_file = self.workdir / self.proc.log_name
+                tail = log_file.read_text(errors="replace")[-1500:] if log_file.exists() else ""
+                if attempt == 2:
+                    raise SystemExit(f"{e}\n{tail}") from None
+                self.proc.stop()
+                self._make()
         wait_state(self.url, True)
 
     def set(self, on: bool) -> None:
@@ -129,10 +146,10 @@ def best_cpu(single: dict) -> dict:
     return out
 
 
-def run_toggle(a, cfg: ph.BenchConfig, console) -> dict:
+def run_toggle(a, cfg: ph.BenchConfig, console, cpu_probe) -> dict:
     """Blocks alternately A/B and A/A (`a.rounds` of each kind unless a.no_aa), in one server process.
-    Returns {"ab": (A blocks, B blocks), "aa": (...), "scrapes": n, "block_order": [...]}."""
-    from coord.bench.metrics_ab import ns_cpu_probe
+    cpu_probe(pid) -> a probe of the server's CPU seconds. Returns {"ab": (A blocks, B blocks), "aa":
+    (...), "single": every run by kind and label, "scrapes": n, "blocks": [kind and order]}."""
     base = Path(tempfile.mkdtemp(prefix="coord-metrics-toggle-"))
     srv = ToggledServer(base / "s", a.force_sync)
     flag = base / "scrape-now"
@@ -143,7 +160,7 @@ def run_toggle(a, cfg: ph.BenchConfig, console) -> dict:
     kinds = ["ab", "aa"] * a.rounds if not a.no_aa else ["ab"] * a.rounds
     try:
         srv.start()
-        probe = ns_cpu_probe(srv.proc.pid)
+        probe = cpu_probe(srv.proc.pid)
         if a.scrape_every > 0:
             scraper = subprocess.Popen([sys.executable, "-c", SCRAPE_WHILE_FLAG, srv.url, str(a.scrape_every),
                                         str(flag)], stdout=subprocess.PIPE, text=True)
