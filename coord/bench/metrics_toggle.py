@@ -44,11 +44,14 @@ while True:
     time.sleep(every)
     if os.path.exists(flag):
         try:
-            with urllib.request.urlopen(url, timeout=10) as r:
+            with urllib.request.urlopen(url, timeout=30) as r:
                 r.read()
         except urllib.error.HTTPError as e:   # 503: switched off between the flag check and the GET
             if e.code != 503:
                 raise
+            continue
+        except OSError as e:                  # a timeout on a machine at load 50: try again, say so
+            print("scrape failed:", e, file=sys.stderr, flush=True)
             continue
         n += 1
         print(n, flush=True)
