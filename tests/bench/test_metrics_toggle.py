@@ -37,3 +37,9 @@ def test_toggle_mode_runs(tmp_path):
                     assert p["errors"] == 0 and p["ops"] == 1000 and p["server_cpu_s"] > 0
     assert d["scrapes"] > 0
     assert "least server CPU per op" in r.stdout
+
+
+def test_accounting_bench_runs():
+    """`python -m coord.bench.core --accounting` measures something (a positive time per read)."""
+    from coord.bench.core import accounting_ns
+    assert accounting_ns(calls=20_000, rounds=2, namespaces=2) > 0
