@@ -302,6 +302,7 @@ class ServerMetrics:
         self.sync_since: float | None = None
         self.snapshots_seen = -1
         self._unmeasured_pages: dict[tuple, bytes] = {}   # render_page's cache
+        self.enabled = True                       # False only while coord.aio.metrics_switch has it off
 
     # -- hooks (event loop) --------------------------------------------------------------------------
     def on_log_batch(self, ms: float, first_zxid: int, last_zxid: int, synced: bool) -> None:  # TxnLog.on_batch
@@ -666,6 +667,8 @@ class MetricsServer:
         def handle(method: str, path: str, query: dict, headers: dict, body: bytes):
             if path != "/metrics":
                 return 404, "text/plain", b"Not Found\n", {}
+            if not self.metrics.enabled:   # coord.aio.metrics_switch (bench only): no scrape work
+                return 503, "text/plain", b"metrics switched off\n", {}
             return 200, CONTENT_TYPE, self.page(), {}
         self.http = HttpServer(handle, "metrics")
         self.port = await self.http.start(self.host, self.port)

@@ -313,6 +313,8 @@ class CoordServer:
         from coord.aio import admin, metrics
         if self.metrics is not None:
             self.ops.append(await metrics.start_server(self))
+            from coord.aio import metrics_switch   # bench only: off unless its env var is set
+            metrics_switch.install(self, self.loop or asyncio.get_running_loop())
         a = await admin.start_server(self)
         if a is not None:
             self.ops.append(a)

@@ -103,6 +103,29 @@ def metrics_cost(rounds: int, ops: int, connections: int, depth: int, data_size:
     return res
 
 
+def accounting_ns(calls: int = 1_000_000, rounds: int = 5, namespaces: int = 1) -> float:
+    """ns per read of the metrics' request accounting alone (RequestStats.read + latency, as the
+    core's getData fast path calls them), over the same loop without them; each path a fresh string
+    as the decoder makes it; best of `rounds`. `namespaces` > 1 cycles the reads through that many
+    top namespaces (the worst case of NamespaceTable's last-row cache is a new namespace each read)."""
+    from coord.core.requeststats import RequestStats
+    raw = [f"/bench{j % namespaces}/c{j % 8:03d}n{j:07d}".encode() for j in range(8000)]
+    reply = bytes(24) + b"x" * 100 + bytes(68)
+    rs = RequestStats()
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.process_time()
+        for i in range(calls):
+            raw[i % 8000].decode()
+        base = time.process_time() - t0
+        t0 = time.process_time()
+        for i in range(calls):
+            rs.read(4, raw[i % 8000].decode(), reply)
+            rs.latency(False, 0)
+        best = min(best, time.process_time() - t0 - base)
+    return max(best, 0.0) / calls * 1e9
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ops", type=int, default=50_000)
@@ -112,7 +135,13 @@ def main() -> None:
     ap.add_argument("--profile", choices=PHASES, default=None)
     ap.add_argument("--metrics-cost", type=int, default=0, metavar="ROUNDS",
                     help="rounds alternating the metrics' request accounting off and on; best of each")
+    ap.add_argument("--accounting", action="store_true",
+                    help="only the ns per read of the metrics' request accounting (RequestStats), alone")
     a = ap.parse_args()
+    if a.accounting:
+        for k in (1, 2, 1000):
+            print(f"read + latency accounting, {k} namespace(s): {accounting_ns(namespaces=k):.1f} ns per read")
+        return
     if a.metrics_cost:
         metrics_cost(a.metrics_cost, a.ops, a.connections, a.depth, a.data_size)
         return

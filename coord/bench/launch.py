@@ -87,8 +87,9 @@ class _Process:
     log_name = "server.log"
 
     def __init__(self, workdir: Path, client_port: int | None = None, *, force_sync: bool = False,
-                 extra_cfg: dict[str, str] | None = None):
+                 extra_cfg: dict[str, str] | None = None, extra_env: dict[str, str] | None = None):
         self.workdir = Path(workdir)
+        self.extra_env = dict(extra_env or {})
         self.client_port = client_port or free_port()
         self.force_sync = force_sync
         self.extra_cfg = dict(extra_cfg or {})
@@ -139,7 +140,7 @@ class _Process:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = self._command()
         self._log = open(self.workdir / self.log_name, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self._env(),
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env={**self._env(), **self.extra_env},
                                      cwd=self.workdir, start_new_session=True)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:

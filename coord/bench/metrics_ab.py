@@ -2,13 +2,16 @@
 `metricsProvider.className` set and scraped every second, one without, the same closed-loop load
 on both in alternating rounds (coord.bench.main.run_rounds, the order rotating each round).
 
-    python -m coord.bench.metrics_ab [--mode ab|aa-off|aa-on] [--rounds 9] [--ops 100000] [--json F]
+    python -m coord.bench.metrics_ab [--mode ab|aa-off|aa-on|toggle] [--rounds 9] [--ops 100000] [--json F]
 
 The verdict is made from paired ratios (coord.bench.paired): each round gives one on/off ratio of
 throughput and one of server CPU per op, and the median of those ratios carries a 95% order-statistic
 confidence interval. `--mode aa-off` (both servers without metrics) and `--mode aa-on` (both with
 metrics, both scraped) run the same harness on two identical servers: their intervals are this
 machine's noise floor, and an A/B verdict narrower than that floor is not a verdict.
+
+`--mode toggle` measures inside ONE server process instead (coord.bench.metrics_toggle): metrics
+switched on and off at run time in ABBA blocks, A/B blocks alternating with A/A blocks (the floor).
 
 Run it with the servers' interpreter (.venv-pypy/bin/python): the servers are started with it.
 Issue 16's goal is throughput with metrics on within 3% of off; the per-request cost measured in
@@ -124,7 +127,10 @@ def against_floor(result: dict, floor: dict) -> None:
                     r["verdict"] += " (inside the A/A floor)"
 
 
-def print_table(console: Console, title: str, result: dict) -> None:
+ROUNDS_NOTE = ("paired ratios, one per round (A and B measured minutes apart, order rotating)")
+
+
+def print_table(console: Console, title: str, result: dict, note: str = ROUNDS_NOTE) -> None:
     t = Table(title=title)
     for c in ("phase", "throughput A/B: median", "95% CI", "verdict", "ops per server CPU-s A/B", "95% CI",
               "verdict"):
@@ -137,7 +143,7 @@ def print_table(console: Console, title: str, result: dict) -> None:
                       if r else ["-", "-", "-"])
         t.add_row(*cells)
     console.print(t)
-    console.print(f"paired ratios, one per round (A and B measured minutes apart, order rotating); 95% CI of "
+    console.print(f"{note}; 95% CI of "
                   f"the median from order statistics; verdict against +-{GOAL:.0%}: within / slower / faster "
                   f"only if the whole interval says so, else unresolved")
 
@@ -214,8 +220,10 @@ def _epoch(a, cfg, with_a: bool, with_b: bool, swap: bool, rounds: int, console)
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=sorted(MODES), default="ab",
-                    help="ab: A with metrics, B without; aa-off / aa-on: both without / both with (the noise floor)")
+    ap.add_argument("--mode", choices=sorted(MODES) + ["toggle"], default="ab",
+                    help="ab: A with metrics, B without; aa-off / aa-on: both without / both with (the noise floor); "
+                         "toggle: one server, metrics switched at run time, --rounds A/B blocks and as many A/A")
+    ap.add_argument("--no-aa", action="store_true", help="toggle: A/B blocks only")
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--ops", type=int, default=100_000)
     ap.add_argument("--force-sync", action="store_true")
@@ -241,6 +249,9 @@ def main() -> None:
         return
     if a.rounds < 1 or a.ops < 1:
         raise SystemExit("--rounds and --ops must be positive")
+    if a.mode == "toggle":
+        toggle_main(a)
+        return
     with_a, with_b = MODES[a.mode]
     cfg = ph.BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")), latency=False)
     console = Console(width=150)
@@ -281,6 +292,44 @@ def main() -> None:
             "analysis": result,
             "restart_every": a.restart_every,
             "runs": {"A": [r.to_json() for r in runs_a], "B": [r.to_json() for r in runs_b]},
+        }, indent=1))
+
+
+def toggle_main(a) -> None:
+    """--mode toggle (coord.bench.metrics_toggle): one process, A/B and A/A blocks, two tables."""
+    from coord.bench.metrics_toggle import best_cpu, run_toggle
+    cfg = ph.BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")), latency=False)
+    console = Console(width=150)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    load0 = os.getloadavg()
+    t0 = time.monotonic()
+    got = run_toggle(a, cfg, console, ns_cpu_probe)
+    result = {kind: analyse(*got[kind]) for kind in ("ab", "aa") if got[kind][0]}
+    if "aa" in result:
+        against_floor(result["ab"], result["aa"])
+    note = "paired ratios, one per ABBA block in one server process (metrics switched at run time)"
+    head = (f"forceSync={'yes' if a.force_sync else 'no'}, {a.rounds} blocks of 4 runs x {a.ops:,} ops per phase, "
+            f"scraped every {a.scrape_every:g} s while on ({got['scrapes']} scrapes)")
+    print_table(console, f"metrics_ab --mode toggle, A/B: A metrics on, B off; {head}", result["ab"], note)
+    if "aa" in result:
+        print_table(console, f"metrics_ab --mode toggle, A/A: both off (the floor); {head}", result["aa"], note)
+    best = {kind: best_cpu(got["single"][kind]) for kind in result}
+    t = Table(title="least server CPU per op of any run (us), and A/B as ops per CPU-s")
+    for c in ("phase", *(f"{k} {x}" for k in best for x in ("A", "B", "A/B"))):
+        t.add_column(c, justify="right" if c != "phase" else "left")
+    for op in best["ab"]:
+        t.add_row(op, *(f"{best[k][op][f]:.3f}" if op in best[k] else "-" for k in best
+                        for f in ("A_us_per_op", "B_us_per_op", "ops_per_cpu_s_A_over_B")))
+    console.print(t)
+    load1 = os.getloadavg()
+    console.print(f"{time.monotonic() - t0:.0f} s; load average at start {load0[0]:.1f}, at end {load1[0]:.1f}")
+    if a.json:
+        a.json.write_text(json.dumps({
+            "mode": "toggle", "started": started, "rounds": a.rounds, "ops": a.ops, "force_sync": a.force_sync,
+            "scrape_every": a.scrape_every, "scrapes": got["scrapes"], "load": [load0[0], load1[0]],
+            "blocks": got["blocks"], "analysis": result, "best_cpu": best,
+            "runs": {kind: {"A": [r.to_json() for r in got["single"][kind]["A"]],
+                            "B": [r.to_json() for r in got["single"][kind]["B"]]} for kind in ("ab", "aa")},
         }, indent=1))
 
 

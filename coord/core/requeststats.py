@@ -42,32 +42,70 @@ class LatencySamples:
         if len(s) < self.keep:
             s.append(v)
         else:
-            s[self.i] = v
-            self.i = (self.i + 1) % self.keep
+            i = self.i
+            s[i] = v
+            i += 1
+            self.i = 0 if i == self.keep else i
+
+
+class NamespaceTable:
+    """namespace -> [count, bytes], with the last namespace's row kept at hand: consecutive requests
+    mostly share a namespace, and a `startswith` of "/ns/" costs neither the slice that
+    top_namespace allocates nor the hash of that new string (read + latency accounting on PyPy: ~30
+    ns per read before, ~10 after; `python -m coord.bench.core --accounting`). A miss looks the row up
+    by the path's "/ns/" prefix, one slice and one hash as before. Why the cache is exact: a path that
+    starts with the prefix has its first "/" after index 0 at the same place, so the same top
+    namespace (ZooKeeper's validated paths never hold the "\0" that matches nothing here)."""
+    __slots__ = ("rows", "by_prefix", "prefix", "row")
+
+    def __init__(self):
+        self.rows: dict[str, list[int]] = {}          # read at scrape time
+        self.by_prefix: dict[str, list[int]] = {}     # "/ns/" -> the row of "ns"
+        self.prefix = "\0"
+        self.row: list[int] = [0, 0]
+
+    def _row(self, ns: str) -> list[int]:
+        row = self.rows.get(ns)
+        if row is None:
+            row = self.rows[ns] = [0, 0]
+        return row
+
+    def add(self, path: str | None, n: int) -> None:
+        if path is not None and path.startswith(self.prefix):
+            row = self.row
+        elif not path:
+            return
+        else:
+            end = path.find("/", 1)
+            if end < 0:                              # "/ns" itself (top_namespace: path[1:])
+                if len(path) < 2:
+                    return
+                row = self._row(path[1:])
+            else:
+                prefix = path[:end + 1]
+                row = self.by_prefix.get(prefix)
+                if row is None:
+                    if end == 1:                     # "//...": no top namespace
+                        return
+                    row = self.by_prefix[prefix] = self._row(path[1:end])
+                self.prefix = prefix
+                self.row = row
+        row[0] += 1
+        row[1] += n
 
 
 class RequestStats:
     def __init__(self, keep: int = 4096):
-        self.reads: dict[str, list[int]] = {}     # namespace -> [count, bytes]
-        self.writes: dict[str, list[int]] = {}
+        self.read_table = NamespaceTable()
+        self.write_table = NamespaceTable()
+        self.reads = self.read_table.rows            # namespace -> [count, bytes], read at scrape time
+        self.writes = self.write_table.rows
         self.read_latency = LatencySamples(keep)
         self.update_latency = LatencySamples(keep)
 
-    @staticmethod
-    def _add(table: dict, path: str | None, n: int) -> None:
-        ns = top_namespace(path)
-        if ns is None:
-            return
-        row = table.get(ns)
-        if row is None:
-            table[ns] = [1, n]
-        else:
-            row[0] += 1
-            row[1] += n
-
     def write(self, path: str, data) -> None:
         """A create, setData or delete applied to the tree (data None for a delete)."""
-        self._add(self.writes, path, len(path) + (len(data) if data else 0))
+        self.write_table.add(path, len(path) + (len(data) if data else 0))
 
     def read(self, op: int, path: str | None, reply: bytes) -> None:
         """A read's reply as sent (length prefix, xid, zxid, err, body): its size gives what
@@ -85,7 +123,7 @@ class RequestStats:
                 n += STAT_BYTES
         else:
             return
-        self._add(self.reads, path, len(path) + n)
+        self.read_table.add(path, len(path) + n)
 
     def latency(self, write: bool, ms: int) -> None:
         (self.update_latency if write else self.read_latency).add(ms)

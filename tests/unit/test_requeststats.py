@@ -1,5 +1,8 @@
 """coord.core.requeststats: ZooKeeper's namespace of a path, and the read/latency bookkeeping. (The
 byte counts themselves are held to ZooKeeper's in tests/ops/test_metrics.py, on both servers.)"""
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from coord.core.requeststats import LatencySamples, RequestStats, top_namespace
 
 
@@ -24,3 +27,52 @@ def test_latency_keeps_a_bounded_window_and_exact_totals():
         s.add(v)
     assert (s.count, s.total) == (5, 15)
     assert sorted(s.samples) == [3, 4, 5]
+
+
+def _reference(ops) -> tuple[dict, dict]:
+    """Bytes per namespace as ZooKeeper counts them, without NamespaceTable's last-row cache: what
+    the accounting was before the cache, and must stay."""
+    reads, writes = {}, {}
+    for kind, path, n in ops:
+        ns = top_namespace(path)
+        if ns is not None:
+            row = (reads if kind == "r" else writes).setdefault(ns, [0, 0])
+            row[0] += 1
+            row[1] += n
+    return reads, writes
+
+
+SEGMENTS = st.sampled_from(["a", "ab", "b", "zookeeper", "config", ""])
+PATHS = st.one_of(st.none(), st.just("/"), st.lists(SEGMENTS, min_size=1, max_size=4).map(lambda s: "/" + "/".join(s)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("rw"), PATHS, st.integers(0, 1000)), max_size=40))
+def test_namespace_cache_counts_as_zookeeper(ops):
+    """The last-namespace cache of NamespaceTable gives the same counts as top_namespace per request,
+    for namespaces that are prefixes of each other ("/a" and "/ab"), a namespace's own node ("/a"),
+    the root, "//" and no path, in any order."""
+    rs = RequestStats()
+    for kind, path, n in ops:
+        (rs.read_table if kind == "r" else rs.write_table).add(path, n)
+    assert (rs.reads, rs.writes) == _reference(ops)
+
+
+def test_read_and_write_bytes_through_the_cache():
+    """read() and write() of the same paths, twice (the second time through the cached row)."""
+    rs = RequestStats()
+    ok = lambda body: (len(body) + 20).to_bytes(4, "big") + bytes(16) + body  # noqa: E731 - err 0
+    for _ in range(2):
+        rs.write("/ns/a", b"x" * 10)                         # 5 + 10
+        rs.write("/ns", None)                                # 3 (a delete)
+        rs.read(4, "/ns/a", ok((10).to_bytes(4, "big") + b"x" * 10 + bytes(68)))   # 5 + 10 + 68
+        rs.read(3, "/nsb/c", ok(bytes(68)))                  # 6 + 68
+    assert rs.writes == {"ns": [4, 36]}
+    assert rs.reads == {"ns": [2, 2 * (5 + 10 + 68)], "nsb": [2, 2 * 74]}
+
+
+def test_latency_window_wraps_in_order():
+    s = LatencySamples(keep=3)
+    for v in range(1, 8):
+        s.add(v)
+    assert s.samples == [7, 5, 6] and s.i == 1 and (s.count, s.total) == (7, 28)
