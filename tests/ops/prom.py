@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -50,6 +51,15 @@ def zk_prometheus_jars() -> list[str]:
 def get(url: str, timeout: float = 10.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.read()
+
+
+def status(url: str) -> int:
+    """The HTTP status of a GET (an error status is an answer here, not a failure)."""
+    try:
+        get(url)
+        return 200
+    except urllib.error.HTTPError as e:
+        return e.code
 
 
 def families(text: str) -> dict[str, str]:

@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.error
 
 import pytest
 
 from coord.aio.admin import Commands, pretty
-from tests.ops.prom import PROVIDER, get, need, zk_prometheus_jars
+from tests.ops.prom import PROVIDER, get, need, status, zk_prometheus_jars
 from tests.support import real_zk
 from tests.support.ensemble import Ensemble
 from tests.support.real_zk import free_port
@@ -118,18 +117,10 @@ def _collect(kind: str, tmp_path) -> dict:
         ens.stop()
 
 
-def _status(url: str) -> int:
-    try:
-        get(url)
-        return 200
-    except urllib.error.HTTPError as e:
-        return e.code
-
-
 def _readiness(ens, admin) -> dict:
     """/ready on every member with a quorum; then two members killed: the last one answers 503 on
     /ready while /commands/ruok and the ruok word still answer."""
-    res = {"with_quorum": {sid: _status(f"http://127.0.0.1:{p}/ready") for sid, p in admin.items()}}
+    res = {"with_quorum": {sid: status(f"http://127.0.0.1:{p}/ready") for sid, p in admin.items()}}
     last = ens.followers()[0]
     for m in ens.members.values():
         if m is not last:
@@ -137,7 +128,7 @@ def _readiness(ens, admin) -> dict:
     deadline = time.monotonic() + 30
     code = 200
     while time.monotonic() < deadline and code == 200:
-        code = _status(f"http://127.0.0.1:{admin[last.sid]}/ready")
+        code = status(f"http://127.0.0.1:{admin[last.sid]}/ready")
         time.sleep(0.2)
     res["without_quorum"] = code
     res["ruok_json"] = json.loads(get(f"http://127.0.0.1:{admin[last.sid]}/commands/ruok"))

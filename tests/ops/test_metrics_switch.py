@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-import urllib.error
 
 import pytest
 
@@ -15,7 +14,7 @@ from coord.aio import metrics as metrics_mod
 from coord.aio import metrics_switch
 from coord.aio.server import CoordServer
 from coord.aio.zoocfg import parse
-from tests.ops.prom import PROVIDER, get, samples
+from tests.ops.prom import PROVIDER, get, samples, status
 from tests.support.coord_server import CoordProcess
 from tests.support.real_zk import four_letter, free_port
 
@@ -54,17 +53,9 @@ def _page(url: str) -> dict[str, float]:
     return {k: p.get(f'{k}{{key="nsw",}}') for k in NS}
 
 
-def _status(url: str) -> int:
-    try:
-        get(url)
-        return 200
-    except urllib.error.HTTPError as e:
-        return e.code
-
-
 def _until(url: str, code: int) -> None:
     deadline = time.monotonic() + 30
-    while _status(url) != code:
+    while status(url) != code:
         assert time.monotonic() < deadline, f"/metrics never answered {code}"
         time.sleep(0.05)
 
@@ -121,6 +112,6 @@ def test_no_switch_unless_asked(tmp_path, env):
     srv.start()
     try:
         assert "bench switch installed" not in srv.log_text()
-        assert _status(f"http://127.0.0.1:{port}/metrics") == 200
+        assert status(f"http://127.0.0.1:{port}/metrics") == 200
     finally:
         srv.stop()
