@@ -320,12 +320,12 @@ def _catchup(ens, res, cfg, systems, log, *, catchup_writes, catchup_trials, **_
             log(f"catch-up trial {i + 1}/{catchup_trials}: {e} {t:.2f} s after missing {catchup_writes:,} writes")
 
 
-def _idle(ens, res, cfg, systems, log, *, idle_trials, idle_seconds, **_):
+def _idle(ens, res, cfg, systems, log, *, idle_trials, idle_seconds, idle_settle, **_):
     for e in systems:
         res.idle[e] = []
     for i in range(idle_trials):
         for e in (systems if i % 2 == 0 else systems[::-1]):
-            cpu, wakes = idle_trial(ens[e], idle_seconds)
+            cpu, wakes = idle_trial(ens[e], idle_seconds, idle_settle)
             res.idle[e].append((cpu, wakes))
             log(f"idle trial {i + 1}/{idle_trials}: {e} {cpu:.2f} CPU s per 10 s, {wakes:.0f} wake-ups/s")
 
@@ -336,7 +336,7 @@ _PARTS = {"idle": _idle, "throughput": _throughput, "failover": _failover, "catc
 def run(cfg: ph.BenchConfig, *, rounds: int, failover_trials: int, catchup_writes: int, catchup_trials: int,
         force_sync: bool, warmup_ops: int, workdir: str | None, as_json: bool, console: Console,
         parts: tuple[str, ...] = ("throughput", "failover", "catchup"), server_log_level: str = "warning",
-        idle_trials: int = 3, idle_seconds: float = 10.0) -> dict:
+        idle_trials: int = 3, idle_seconds: float = 10.0, idle_settle: float = 10.0) -> dict:
     if not (ZK_JAR.exists() and shutil.which("java")):
         raise RuntimeError("Apache ZooKeeper is not installed (apt-get install zookeeper)")
     base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="coord-bench-ensemble-"))
@@ -355,7 +355,8 @@ def run(cfg: ph.BenchConfig, *, rounds: int, failover_trials: int, catchup_write
             try:
                 _PARTS[part](ens, res, cfg, systems, log, rounds=rounds, warmup_ops=warmup_ops,
                              failover_trials=failover_trials, catchup_writes=catchup_writes,
-                             catchup_trials=catchup_trials, idle_trials=idle_trials, idle_seconds=idle_seconds)
+                             catchup_trials=catchup_trials, idle_trials=idle_trials, idle_seconds=idle_seconds,
+                             idle_settle=idle_settle)
             except (BenchError, OSError) as err:
                 res.errors[part] = str(err)
                 log(f"{part} failed: {err}")
@@ -448,14 +449,16 @@ def add_command(main) -> None:
     @click.option("--no-fsync", is_flag=True, help="forceSync=no on both systems.")
     @click.option("--idle-trials", default=3, show_default=True, help="Idle part: trials per system.")
     @click.option("--idle-seconds", default=10.0, show_default=True, help="Idle part: seconds measured per trial.")
+    @click.option("--idle-settle", default=10.0, show_default=True,
+                  help="Idle part: seconds to wait first, so that start-up work (recovery, the huge-page pass, JIT) is over.")
     @click.option("--only", default="throughput,failover,catchup", show_default=True,
                   help="Parts, of idle (servers' CPU and wake-ups with no client), throughput, failover, catchup.")
     @click.option("--workdir", default=None, help="Keep data and logs here.")
     @click.option("--server-log-level", default="warning", show_default=True, help="coord servers' log level.")
     @click.option("--json", "as_json", is_flag=True)
     def bench_ensemble(connections, depth, ops, data_size, procs, rounds, warmup_ops, failover_trials,
-                       catchup_writes, catchup_trials, idle_trials, idle_seconds, no_fsync, only, workdir,
-                       server_log_level, as_json) -> None:
+                       catchup_writes, catchup_trials, idle_trials, idle_seconds, idle_settle, no_fsync, only,
+                       workdir, server_log_level, as_json) -> None:
         """Benchmark a 3-node coord ensemble against a 3-node ZooKeeper 3.8 ensemble (clients on followers)."""
         import signal
 
@@ -473,6 +476,6 @@ def add_command(main) -> None:
             run(cfg, rounds=rounds, failover_trials=failover_trials, catchup_writes=catchup_writes,
                 catchup_trials=catchup_trials, force_sync=not no_fsync, warmup_ops=warmup_ops,
                 workdir=workdir, as_json=as_json, console=console, parts=parts, server_log_level=server_log_level,
-                idle_trials=idle_trials, idle_seconds=idle_seconds)
+                idle_trials=idle_trials, idle_seconds=idle_seconds, idle_settle=idle_settle)
         except (BenchError, OSError, RuntimeError) as e:
             raise click.ClickException(str(e))
