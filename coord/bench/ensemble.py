@@ -168,7 +168,8 @@ class EnsembleBenchResult:
 def cpu_and_wakeups(pids: list[int]) -> tuple[float, int]:
     """CPU seconds and voluntary context switches so far, over every thread of the processes (a
     JVM's and PyPy's helper threads wake too). A voluntary switch is a thread going to sleep, i.e.
-    one wake-up of its own; involuntary ones count preemptions, which follow the machine's load."""
+    one wake-up of its own; involuntary ones count preemptions, which follow the machine's load. A
+    thread that ended between two samples drops out of the second (its counts go with it)."""
     tick = os.sysconf("SC_CLK_TCK")
     cpu, wakeups = 0.0, 0
     for pid in pids:
