@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from coord.bench import phases as ph
-from coord.bench.launch import CoordServerProcess, free_port
+from coord.bench.launch import CoordServerProcess, allowed_cpus, free_port
 from coord.bench.main import run_rounds
 from coord.bench.paired import median_ci, paired_ratios, verdict
 from coord.bench.tail import METRICS_CLASS
@@ -218,6 +218,18 @@ def _epoch(a, cfg, with_a: bool, with_b: bool, swap: bool, rounds: int, console)
     return runs[srv_a.target], runs[srv_b.target], scrapes
 
 
+def parse_pin(text: str) -> tuple[set[int], set[int]]:
+    """'0:1' or '0,1:2,3' -> ({server CPUs}, {load CPUs}), disjoint and available to this process."""
+    try:
+        server, load = ({int(c) for c in part.split(",")} for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SERVER_CPUS:LOAD_CPUS such as 0:1, got {text!r}") from None
+    have = allowed_cpus()
+    if server & load or not (server | load) <= have:
+        raise argparse.ArgumentTypeError(f"{text!r}: the two sets must be disjoint and within {sorted(have)}")
+    return server, load
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", choices=sorted(MODES) + ["toggle"], default="ab",
@@ -241,7 +253,12 @@ def main() -> None:
     ap.add_argument("--floor", type=Path, help="an A/A run's --json: mark A/B medians that fall inside its intervals")
     ap.add_argument("--scrape-cost", type=int, default=0, metavar="N",
                     help="only measure the server CPU per /metrics scrape over N scrapes, and exit")
+    ap.add_argument("--pin", type=parse_pin, metavar="SERVER:LOAD",
+                    help="toggle: bind the server's threads and the load's to separate CPUs, e.g. 0:1 (the "
+                         "A/A floor on 2 shared cores was up to 15%% unpinned)")
     a = ap.parse_args()
+    if a.pin and a.mode != "toggle":
+        ap.error("--pin is for --mode toggle")
     if a.scrape_cost > 0:
         res = scrape_cost(a.scrape_cost, a.force_sync, Console(width=150))
         if a.json:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from coord.aio.metrics_switch import ENV
 from coord.bench import phases as ph
-from coord.bench.launch import CoordServerProcess, free_port
+from coord.bench.launch import CoordServerProcess, free_port, pin_process
 from coord.bench.tail import METRICS_CLASS
 
 BLOCK = ("A", "B", "B", "A")
@@ -163,6 +163,11 @@ def run_toggle(a, cfg: ph.BenchConfig, console, cpu_probe) -> dict:
     kinds = ["ab", "aa"] * a.rounds if not a.no_aa else ["ab"] * a.rounds
     try:
         srv.start()
+        if getattr(a, "pin", None):
+            server_cpus, client_cpus = a.pin
+            pin_process(srv.proc.pid, server_cpus)
+            pin_process(os.getpid(), client_cpus)      # this harness, its load threads and the scraper
+            log(f"pinned: server on CPUs {sorted(server_cpus)}, load on {sorted(client_cpus)}")
         probe = cpu_probe(srv.proc.pid)
         if a.scrape_every > 0:
             scraper = subprocess.Popen([sys.executable, "-c", SCRAPE_WHILE_FLAG, srv.url, str(a.scrape_every),
