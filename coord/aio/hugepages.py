@@ -48,17 +48,15 @@ MIN_RESIDENT = 448
 # below this RSS a fork copies few enough entries (~2.5 ms at 128 MiB here) that a pass is not worth its
 # CPU: test servers and small trees skip it
 MIN_RSS_MIB = 128
-# after a forked snapshot the child's life has split nearly every huge page (a server of 463 MiB: 392
-# MiB in huge pages before, 6 after 100,000 setData), so each pass re-copies the whole heap: 0.2-1.1 s
-# of CPU per snapshot (load 49; 187-224 ranges), to save 12-15 ms of fork. Below this RSS a 4 KiB fork
-# stays under the 10 ms stall bound (8.5-12.4 ms at 200,000 znodes, 20-22 at 850 MiB; docs/storage.md)
-# and the pass costs more than it saves.
-# And above it the pass hurts more than the fork: on a 1M-znode 3-member ensemble (~800 MiB each) the
-# passes after each member's snapshot ran 25-30 s, and a one-at-a-time writer's p99 was 44-70 ms in
-# every 5 s while they ran against 7-21 ms with no pass (load 10-13; tests/bench/bench_light_writer.py,
-# docs/benchmarks.md "A light writer at 1M znodes"); no loop stall explained most of those writes. So
-# no pass after a snapshot unless COORD_HUGEPAGES_AFTER_SNAPSHOT_MIB sets the RSS from which to run
-# one (512 was the former policy); the fork then copies 4 KiB page tables (~20 ms at 850 MiB quiet)
+# After a forked snapshot the child's life has split most huge pages back (a server of 463 MiB: 392
+# MiB in huge pages before, 6 after 100,000 setData), so a pass then re-copies the whole heap: 0.2-1.1 s
+# of CPU to save 12-15 ms of fork (a 4 KiB fork: 8.5-12.4 ms at 200,000 znodes, 20-22 at 850 MiB;
+# docs/storage.md). It costs more than CPU: on a 1M-znode 3-member ensemble (~800 MiB each) the passes
+# after each member's snapshot ran 25-30 s, and a one-at-a-time writer's p99 was 44-70 ms in every 5 s
+# while they ran against 7-22 ms with no pass; most of those writes had no loop stall to explain them
+# (load 10-13; tests/bench/bench_light_writer.py; docs/benchmarks.md, "A light writer at 1M znodes").
+# So no pass after a snapshot, unless COORD_HUGEPAGES_AFTER_SNAPSHOT_MIB sets the RSS from which one
+# runs (512 was the former policy).
 MIN_RSS_AFTER_SNAPSHOT_ENV = "COORD_HUGEPAGES_AFTER_SNAPSHOT_MIB"
 
 

@@ -16,7 +16,8 @@ pending node digest shares it settles itself (settling them in the parent would 
 the stall under a write load); the parent checks the node count, and the digest whenever it was
 already settled at the fork. The loop is held only for the fork itself (copying the page tables:
 ~20 ms per GiB of RSS in 4 KiB pages here, ~2 ms for the same heap in 2 MiB pages, which
-coord.aio.hugepages rebuilds in the background after recovery and after every forked snapshot) and
+coord.aio.hugepages builds in the background after recovery; a child's copy-on-write splits them
+again, and no pass follows a snapshot by default) and
 the bookkeeping around it; that is `max_stall_ms`. If fork fails (ENOMEM, EAGAIN) the snapshot is
 taken in-loop instead.
 
@@ -111,8 +112,10 @@ def child_nice(raw: str | None) -> int:
     """The forked child's niceness (COORD_SNAPSHOT_CHILD_NICE, 0-19; default 19). Why: the child of a
     1M-znode tree needs a core for 2-3 s; at the server's own priority it competes with the event
     loops of every server on the machine (a 3-member ensemble on 2 cores: each request's wake-ups
-    wait for it), and a light writer's p99 grows by tens of ms while it runs (issue 17). At 19 the
-    scheduler lets a waking loop preempt it at once; it still has every idle cycle."""
+    wait for it), and a light writer's p99 grows by tens of ms while it runs (issue 17). At 19 a
+    waking loop goes ahead of it (on the leader, loop stalls of 10 ms or more during its own child
+    fell from 5.8/s to 3.0/s, one loaded run each); it still gets every idle cycle, so on a saturated
+    machine a snapshot takes longer (child_timeout_s bounds it)."""
     if raw is None or raw == "":
         return CHILD_NICE
     try:
@@ -383,7 +386,7 @@ class SnapshotTaker:
             # also when cancelled (Storage.close): no child left running, no tmp file left behind
             self._end_child(child)
             # the parent's writes while the child lived split huge pages (copy-on-write): gather them
-            # again where the heap is big enough for a 4 KiB fork to be a long stall
+            # again only if COORD_HUGEPAGES_AFTER_SNAPSHOT_MIB asks (coord.aio.hugepages: off by default)
             self.huge_pages.start(after_snapshot=True)
         self._taken(zxid, final, "fork", t_start, stall_ms, max(stall_ms, post_ms), max(stall_cpu, post_cpu))
         self.last_fork_ms = fork_ms
