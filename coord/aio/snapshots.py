@@ -105,17 +105,16 @@ _CHILD_WRITE_BYTES = 1 << 20  # frames are written in runs of about this size
 # tests only: seconds the child waits after fsyncing its file, before it reports (kill -9 tests)
 _CHILD_DELAY_S = float(os.environ.get("COORD_TEST_SNAPSHOT_CHILD_DELAY_S", "0") or 0)
 CHILD_NICE_ENV = "COORD_SNAPSHOT_CHILD_NICE"
-CHILD_NICE = 19
+CHILD_NICE = 0
 
 
 def child_nice(raw: str | None) -> int:
-    """The forked child's niceness (COORD_SNAPSHOT_CHILD_NICE, 0-19; default 19). Why: the child of a
-    1M-znode tree needs a core for 2-3 s; at the server's own priority it competes with the event
-    loops of every server on the machine (a 3-member ensemble on 2 cores: each request's wake-ups
-    wait for it), and a light writer's p99 grows by tens of ms while it runs (issue 17). At 19 a
-    waking loop goes ahead of it (on the leader, loop stalls of 10 ms or more during its own child
-    fell from 5.8/s to 3.0/s, one loaded run each); it still gets every idle cycle, so on a saturated
-    machine a snapshot takes longer (child_timeout_s bounds it)."""
+    """The forked child's niceness (COORD_SNAPSHOT_CHILD_NICE, 0-19; default 0: the server's own).
+    A knob for A/B runs, off by default. The child of a 1M-znode tree needs a core for 2-3 s, and
+    while it lives its parent loop has 1.3-22x more "preempted" stalls of 10 ms or more (issue 17). At nice 19
+    it took longer and more snapshots were skipped under a saturated preload (9-11 against 6 per
+    1M creates), and a light writer's p99 was no better (19.9-23.5 ms against 17.1; one loaded run
+    each; docs/benchmarks.md, "A light writer at 1M znodes")."""
     if raw is None or raw == "":
         return CHILD_NICE
     try:

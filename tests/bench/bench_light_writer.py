@@ -143,7 +143,8 @@ def child_effect(events: list[dict], t_lo: float, t_hi: float) -> dict:
         other_s = max(1e-9, (t_hi - t_lo) - kid_s)
         row = {"role": mine[0]["role"], "child_s": round(kid_s, 1)}
         for cause in sorted({e["cause"] for e in mine if e["kind"] == "stall" and e["ms"] >= 10}):
-            xs = [e for e in mine if e["kind"] == "stall" and e["cause"] == cause and e["ms"] >= 10 and t_lo <= e["end"] <= t_hi]
+            xs = [e for e in mine if e["kind"] == "stall" and e["cause"] == cause and e["ms"] >= 10
+                  and t_lo <= e["end"] <= t_hi]
             inside = sum(any(a <= e["end"] <= b for a, b in kids) for e in xs)
             row[cause] = {"per_s_in_child": round(inside / kid_s, 2) if kid_s else None,
                           "per_s_otherwise": round((len(xs) - inside) / other_s, 2)}
@@ -208,7 +209,8 @@ def run_one(engine: str, args, base: Path, log) -> dict:
                "max_ms": round(max(lats) * 1000, 2), f"over_{args.slow_ms:g}ms": len(slow),
                "slow_by_cause": causes, "timeline": timeline(samples, events, args.step),
                "own_child_effect": child_effect(events, t_lo, t_hi), "member_stalls_over_10ms": stalls10,
-               "background": [{k: e[k] for k in ("member", "role", "cause", "ms", "detail")} | {"at": round(e["start"] - t_lo, 2)}
+               "background": [{k: e[k] for k in ("member", "role", "cause", "ms", "detail")}
+                              | {"at": round(e["start"] - t_lo, 2)}
                               for e in events if e["kind"] in ("snapshot", "hugepages", "gc")],
                "slow": [dict(r, t=round(r["t"] - t_lo, 3)) for r in sorted(slow, key=lambda r: -r["ms"])],
                "load_avg": os.getloadavg(), "env": env_add, "coord_cfg": args.coord_cfg if engine == "coord" else []}
