@@ -10,11 +10,12 @@ the mmaps that hold the interpreter's objects), in a background thread, one 2 Mi
 with a pause between. Collapsing a range takes the mm's lock for write while it copies, so a
 fault by the event loop on the same mm waits for that one range (well under a millisecond) and
 never for a whole pass, and sleeps 3x as long as each range took (a quarter of a core at most). A
-pass runs after recovery and, in a process of 512 MiB or more, again after every forked snapshot:
-while the child lives, every huge page the parent writes is split back into small pages by
-copy-on-write, and the next fork would pay for them again. Below that size the 4 KiB fork is short
-enough and re-collapsing the whole heap after every snapshot costs more CPU than it saves. The snapshot taker asks a running pass to
-stop before it forks; it stops after the range in hand.
+pass runs after recovery (and after a SNAP is loaded). While a snapshot child lives, every huge page
+the parent writes is split back into small pages by copy-on-write, and the next fork pays for them
+again; a pass after every snapshot would gather them again, but it re-copies the whole heap and a
+light writer's tail suffered for the 25-30 s it ran at 1M znodes (MIN_RSS_AFTER_SNAPSHOT_MIB), so it
+is off unless COORD_HUGEPAGES_AFTER_SNAPSHOT_MIB asks for it. The snapshot taker asks a running pass
+to stop before it forks; it stops after the range in hand.
 
 Why not madvise(MADV_HUGEPAGE) or glibc.malloc.hugetlb: a fault in such a region may compact
 memory synchronously (THP defrag=madvise, the common default), which is latency on the request
@@ -47,12 +48,32 @@ MIN_RESIDENT = 448
 # below this RSS a fork copies few enough entries (~2.5 ms at 128 MiB here) that a pass is not worth its
 # CPU: test servers and small trees skip it
 MIN_RSS_MIB = 128
-# after a forked snapshot the child's life has split nearly every huge page (a server of 463 MiB: 392
-# MiB in huge pages before, 6 after 100,000 setData), so each pass re-copies the whole heap: 0.2-1.1 s
-# of CPU per snapshot (load 49; 187-224 ranges), to save 12-15 ms of fork. Below this RSS a 4 KiB fork
-# stays under the 10 ms stall bound (8.5-12.4 ms at 200,000 znodes, 20-22 at 850 MiB; docs/storage.md)
-# and the pass costs more than it saves: passes after a snapshot only from here (issue 17)
-MIN_RSS_AFTER_SNAPSHOT_MIB = 512
+# After a forked snapshot the child's life has split most huge pages back (a server of 463 MiB: 392
+# MiB in huge pages before, 6 after 100,000 setData), so a pass then re-copies the whole heap: 0.2-1.1 s
+# of CPU to save 12-15 ms of fork (a 4 KiB fork: 8.5-12.4 ms at 200,000 znodes, 20-22 at 850 MiB;
+# docs/storage.md). It costs more than CPU: on a 1M-znode 3-member ensemble (~800 MiB each) the passes
+# after each member's snapshot ran 25-30 s, and a one-at-a-time writer's p99 was 44-70 ms in every 5 s
+# while they ran against 7-22 ms with no pass; most of those writes had no loop stall to explain them
+# (load 10-13; tests/bench/bench_light_writer.py; docs/benchmarks.md, "A light writer at 1M znodes").
+# So no pass after a snapshot, unless COORD_HUGEPAGES_AFTER_SNAPSHOT_MIB sets the RSS from which one
+# runs (512 was the former policy).
+MIN_RSS_AFTER_SNAPSHOT_ENV = "COORD_HUGEPAGES_AFTER_SNAPSHOT_MIB"
+
+
+def min_rss_after_snapshot(raw: str | None) -> float:
+    """MiB from which a pass follows each forked snapshot; inf (never) unless set to a number >= 0."""
+    try:
+        v = float(raw) if raw else float("inf")
+        if not v >= 0:
+            raise ValueError(raw)
+        return v
+    except ValueError:
+        log.warning("%s=%r is not a number of MiB >= 0; no huge-page pass after snapshots",
+                    MIN_RSS_AFTER_SNAPSHOT_ENV, raw)
+        return float("inf")
+
+
+MIN_RSS_AFTER_SNAPSHOT_MIB = min_rss_after_snapshot(os.environ.get(MIN_RSS_AFTER_SNAPSHOT_ENV))
 # a pass sleeps at least this many times as long as each collapse took (and pause_s): at most a
 # quarter of a core, so a pass never competes with the loop for a whole core on a busy machine
 DUTY_SLEEP_FACTOR = 3.0
@@ -123,7 +144,7 @@ class HeapCollapser:
     """At most one background pass at a time; see the module docstring."""
 
     def __init__(self, enabled: bool = True, pause_s: float = 0.001, min_rss_mib: int = MIN_RSS_MIB,
-                 min_rss_after_snapshot_mib: int = MIN_RSS_AFTER_SNAPSHOT_MIB):
+                 min_rss_after_snapshot_mib: float = MIN_RSS_AFTER_SNAPSHOT_MIB):
         self.enabled = enabled and available()
         self.pause_s = pause_s
         self.min_rss_mib = min_rss_mib

@@ -16,7 +16,8 @@ pending node digest shares it settles itself (settling them in the parent would 
 the stall under a write load); the parent checks the node count, and the digest whenever it was
 already settled at the fork. The loop is held only for the fork itself (copying the page tables:
 ~20 ms per GiB of RSS in 4 KiB pages here, ~2 ms for the same heap in 2 MiB pages, which
-coord.aio.hugepages rebuilds in the background after recovery and after every forked snapshot) and
+coord.aio.hugepages builds in the background after recovery; a child's copy-on-write splits them
+again, and no pass follows a snapshot by default) and
 the bookkeeping around it; that is `max_stall_ms`. If fork fails (ENOMEM, EAGAIN) the snapshot is
 taken in-loop instead.
 
@@ -103,6 +104,30 @@ _CHILD_BATCH = 4096          # nodes per add_batch in the child
 _CHILD_WRITE_BYTES = 1 << 20  # frames are written in runs of about this size
 # tests only: seconds the child waits after fsyncing its file, before it reports (kill -9 tests)
 _CHILD_DELAY_S = float(os.environ.get("COORD_TEST_SNAPSHOT_CHILD_DELAY_S", "0") or 0)
+CHILD_NICE_ENV = "COORD_SNAPSHOT_CHILD_NICE"
+CHILD_NICE = 0
+
+
+def child_nice(raw: str | None) -> int:
+    """The forked child's niceness (COORD_SNAPSHOT_CHILD_NICE, 0-19; default 0: the server's own).
+    A knob for A/B runs, off by default. The child of a 1M-znode tree needs a core for 2-3 s, and
+    while it lives its parent loop has 1.3-22x more "preempted" stalls of 10 ms or more (issue 17). At nice 19
+    it took longer and more snapshots were skipped under a saturated preload (9-11 against 6 per
+    1M creates), and a light writer's p99 was no better (19.9-23.5 ms against 17.1; one loaded run
+    each; docs/benchmarks.md, "A light writer at 1M znodes")."""
+    if raw is None or raw == "":
+        return CHILD_NICE
+    try:
+        n = int(raw)
+        if not 0 <= n <= 19:
+            raise ValueError(raw)
+        return n
+    except ValueError:
+        log.warning("%s=%r is not a niceness in [0, 19]; using %d", CHILD_NICE_ENV, raw, CHILD_NICE)
+        return CHILD_NICE
+
+
+_CHILD_NICE = child_nice(os.environ.get(CHILD_NICE_ENV))
 
 
 def snapshot_name(zxid: int) -> str:
@@ -360,7 +385,7 @@ class SnapshotTaker:
             # also when cancelled (Storage.close): no child left running, no tmp file left behind
             self._end_child(child)
             # the parent's writes while the child lived split huge pages (copy-on-write): gather them
-            # again where the heap is big enough for a 4 KiB fork to be a long stall
+            # again only if COORD_HUGEPAGES_AFTER_SNAPSHOT_MIB asks (coord.aio.hugepages: off by default)
             self.huge_pages.start(after_snapshot=True)
         self._taken(zxid, final, "fork", t_start, stall_ms, max(stall_ms, post_ms), max(stall_cpu, post_cpu))
         self.last_fork_ms = fork_ms
@@ -606,6 +631,11 @@ def _child_detach(wfd: int, parent_pid: int) -> None:
         _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
         if os.getppid() != parent_pid:  # the parent died before the request took effect
             raise RuntimeError("the parent is gone")
+    if _CHILD_NICE:
+        try:
+            os.nice(_CHILD_NICE)
+        except OSError:
+            pass
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)

@@ -327,3 +327,45 @@ def test_kill_9_during_a_forked_snapshot_then_restart_recovers(tmp_path, monkeyp
         assert "removing unfinished snapshot" in srv.log_text()
     finally:
         srv.stop()
+
+
+def _nice_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[16])   # field 19: nice
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("nice", [19, 0])
+def test_the_snapshot_child_runs_at_its_own_niceness(tmp_path, monkeypatch, nice):
+    """The child runs at COORD_SNAPSHOT_CHILD_NICE (default 0: the server's own; an A/B knob of
+    issue 17); the server's own niceness is unchanged."""
+    monkeypatch.setattr(snapshots, "_CHILD_NICE", nice)
+    monkeypatch.setattr(snapshots, "_CHILD_DELAY_S", 1.0)   # read in the child, after the fork
+    tree = big_tree(2_000)
+    taker = SnapshotTaker(tmp_path, method="fork")
+    parent_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    seen = []
+
+    async def run():
+        task = asyncio.ensure_future(taker.take(tree))
+        deadline = time.monotonic() + 30
+        while not seen:
+            assert time.monotonic() < deadline, "no snapshot child seen"
+            child = taker._child
+            if child is not None and leftovers(tmp_path):   # past _child_detach: the file is open
+                seen.append(_nice_of(child.pid))
+            await asyncio.sleep(0.01)
+        try:
+            return await task
+        finally:
+            taker.close()
+    assert asyncio.run(run()) is not None
+    assert seen == [min(19, parent_nice + nice)]
+    assert os.getpriority(os.PRIO_PROCESS, 0) == parent_nice
+
+
+def test_a_bad_child_niceness_falls_back_to_the_default():
+    assert snapshots.child_nice(None) == snapshots.child_nice("") == snapshots.CHILD_NICE == 0
+    assert snapshots.child_nice("5") == 5
+    for bad in ("-1", "20", "high"):
+        assert snapshots.child_nice(bad) == snapshots.CHILD_NICE

@@ -228,3 +228,21 @@ def test_a_small_process_skips_the_pass():
     """Below min_rss_mib the fork is already short: no thread, no pass."""
     h = HeapCollapser(min_rss_mib=1 << 30)
     assert not h.start() and not h.running and h.small == (1 if h.enabled else 0) and h.passes == 0
+
+
+def test_no_pass_follows_a_snapshot_unless_asked():
+    """A pass after every forked snapshot re-copies the whole heap and hurt a light writer's tail for
+    the 25-30 s it ran at 1M znodes (issue 17): off by default; COORD_HUGEPAGES_AFTER_SNAPSHOT_MIB
+    sets the RSS from which it runs again; a bad value keeps it off."""
+    assert hugepages.min_rss_after_snapshot(None) == hugepages.min_rss_after_snapshot("") == float("inf")
+    assert hugepages.min_rss_after_snapshot("512") == 512.0
+    for bad in ("-1", "lots", "nan"):
+        assert hugepages.min_rss_after_snapshot(bad) == float("inf")
+    h = HeapCollapser(min_rss_mib=0)
+    assert h.min_rss_after_snapshot_mib == float("inf")
+    assert not h.start(after_snapshot=True) and not h.running and h.passes == 0
+    asked = HeapCollapser(min_rss_mib=0, min_rss_after_snapshot_mib=0)
+    try:
+        assert asked.start(after_snapshot=True) == asked.enabled
+    finally:
+        asked.stop(wait=60)
