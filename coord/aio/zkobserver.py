@@ -175,6 +175,34 @@ class Steps:
         return ", ".join(f"{what} +{ms:.1f} ms" for what, ms in self.done)
 
 
+class JoinTimeline:
+    """The first join's steps, each logged once at INFO with the seconds since the process started
+    (coord.runtime.process_age_s): where a join's time goes, waiting or working (docs/migration.md)."""
+
+    def __init__(self):
+        self.seen: set[str] = set()
+
+    def mark(self, step: str, detail: str = "") -> None:
+        if step not in self.seen:
+            self.seen.add(step)
+            log.info("join timeline: +%.3f s %s%s", runtime.process_age_s(), step, detail)
+
+
+class SnapCost:
+    """Where a SNAP's wall time went on the loop: decoding (obs.data; its CPU time too), the
+    collections between chunks, and waiting for bytes."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+        self.decode = self.decode_cpu = self.gc = 0.0
+        self.bytes = 0
+
+    def __str__(self) -> str:
+        wall = time.perf_counter() - self.t0
+        return (f"{self.bytes / 1e6:.0f} MB in {wall:.2f} s: decoding {self.decode:.2f} s (CPU {self.decode_cpu:.2f} s), "
+                f"collections {self.gc:.2f} s, waiting for bytes {wall - self.decode - self.gc:.2f} s")
+
+
 class ZkObserverNode(CoordServer):
     extra_words = frozenset({TAKEOVER_WORD.encode()})
 
@@ -205,6 +233,7 @@ class ZkObserverNode(CoordServer):
         self.leader: int | None = None
         self.config_text = render_config(cfg)
         self.took_over = asyncio.Event()
+        self.timeline = JoinTimeline()
         self.held_log: list | None = None     # appends after a SNAP, until its tree is on disk
         self.snap_gen = 0                     # SNAPs and resets so far: a snapshot of an older tree is void
         self.sync_snapshot: asyncio.Task | None = None
@@ -252,6 +281,7 @@ class ZkObserverNode(CoordServer):
         preload_member()
         log.info("server %d: observing ZooKeeper voters %s; clients on port %d", self.sid,
                  ",".join(str(s) for s in sorted(self.voters)), self.port)
+        self.timeline.mark("recovered, ports open")
         self.peer_task = self.loop.create_task(self._peer_loop())
 
     async def stop(self) -> None:
@@ -447,9 +477,11 @@ class ZkObserverNode(CoordServer):
                         n = await asyncio.wait_for(self._read_notification(reader), 1.0)
                     except asyncio.TimeoutError:
                         continue
+                    self.timeline.mark("first election notification", f" (server {sid})")
                     leader = finder.on_notification(sid, n)
                     if leader is not None and not decided.done():
                         log.info("ZooKeeper leader is server %d (epoch %d), says server %d", leader, n.peer_epoch, sid)
+                        self.timeline.mark("leader found")
                         decided.set_result(leader)
                     elif n.state not in (Q.LEADING, Q.FOLLOWING):
                         await asyncio.sleep(RETRY_S)
@@ -548,10 +580,13 @@ class ZkObserverNode(CoordServer):
         self.leader = leader
         why = "closed by the leader"
         snap_bytes = 0
+        cost: SnapCost | None = None
+        timeline = self.timeline
         try:
             self.tick_clock()
             obs.link_up(leader)
             self.flush()
+            timeline.mark("quorum link up, OBSERVERINFO sent")
             while obs.close is None and obs.fatal is None:
                 try:
                     chunk = await asyncio.wait_for(reader.read(1 << 18), idle_s)
@@ -562,13 +597,33 @@ class ZkObserverNode(CoordServer):
                     break
                 self.tick_clock()
                 was_snap = obs.phase == "snapshot"
-                obs.data(chunk)
+                if cost is not None or was_snap:
+                    w0, c0 = time.perf_counter(), time.thread_time()
+                    obs.data(chunk)
+                    cost.decode += time.perf_counter() - w0
+                    cost.decode_cpu += time.thread_time() - c0
+                    cost.bytes += len(chunk)
+                else:
+                    obs.data(chunk)
+                if obs.phase == "snapshot" and not was_snap and cost is None:
+                    cost = SnapCost()
+                    timeline.mark("SNAP started")
                 if _PYPY and (was_snap or obs.phase == "snapshot"):
                     snap_bytes += len(chunk)
                     if snap_bytes >= SNAP_COLLECT_BYTES or obs.phase != "snapshot":
                         snap_bytes = 0     # not serving yet: nobody waits on the pause
+                        g0 = time.perf_counter()
                         gc.collect()
                         runtime.release_free_memory()
+                        cost.gc += time.perf_counter() - g0
+                if cost is not None and obs.phase != "snapshot":
+                    log.info("server %d: SNAP stream read and loaded: %s", self.sid, cost)
+                    timeline.mark("SNAP received and loaded")
+                    cost = None
+                if obs.phase == "serving":
+                    timeline.mark("serving (UPTODATE)")
+                if obs.verified:
+                    timeline.mark("first txn digest verified")
                 if self.txnlog.pending() and any(e[0] != "append" for e in obs.disk):
                     await self.txnlog.drain()
                 self.flush()
@@ -734,6 +789,8 @@ async def run_observer(cfg: ServerConfig) -> None:
         node = ZkObserverNode(cfg)
     except ZkObserverError as e:
         raise SystemExit(f"coord: {e}") from None
+    node.timeline.mark("coord imported, observer starting", f" (the server runtime was exec'd at "
+                       f"+{os.environ.get(runtime.EXECED_AT, '?')} s; {runtime.describe()})")
     await node.start()
     fatal = node.fatal
     try:

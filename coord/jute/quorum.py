@@ -92,16 +92,29 @@ class PacketStream:
 
     def __init__(self, max_buffer: int):
         self.max_buffer = max_buffer     # jute.maxbuffer: the bound on any one length
-        self.buf = bytearray()
+        self.buf = bytearray()           # bytes pos..end are unread; the rest is room, reused
         self.pos = 0
+        self.end = 0
         self.mark_pos = 0
 
-    def feed(self, data: bytes) -> None:
-        if self.pos > 1 << 20 and self.pos > len(self.buf) // 2:
-            del self.buf[:self.pos]
-            self.mark_pos -= self.pos
-            self.pos = 0
-        self.buf += data
+    def feed(self, data) -> None:
+        """Copy `data` in after what is unread. The buffer keeps its size (the unread bytes move to
+        its front when the room at its end runs out) and doubles only when too small: on PyPy, a
+        bytearray appended to and cut at its front gets new storage each time, and that garbage (1.3x
+        the bytes fed) is freed only at the next major collection: a 188 MB SNAP peaked ~120 MB higher."""
+        n = len(data)
+        buf, pos, end = self.buf, self.pos, self.end
+        if end + n > len(buf):
+            live = end - pos     # a mark is only rewound to before more bytes come, as before
+            if live + n > len(buf):
+                grown = bytearray(max(2 * len(buf), live + n, 1 << 16))
+                grown[:live] = buf[pos:end]
+                self.buf = buf = grown
+            elif live:
+                buf[:live] = buf[pos:end]
+            self.pos, self.mark_pos, end = 0, self.mark_pos - pos, live
+        buf[end:end + n] = data
+        self.end = end + n
 
     def mark(self) -> None:
         self.mark_pos = self.pos
@@ -111,7 +124,7 @@ class PacketStream:
 
     def _take(self, n: int) -> int:
         p = self.pos
-        if p + n > len(self.buf):
+        if p + n > self.end:
             raise NeedMore
         self.pos = p + n
         return p
