@@ -32,6 +32,7 @@ import time
 from coord import runtime
 from coord.aio.datadir import RecoveryError
 from coord.aio.epochs import EpochFileError, EpochStore
+from coord.aio.leaderlink import LeaderLink
 from coord.aio.server import CoordServer, core_config, mono_ms, wall_ms
 from coord.aio.zoocfg import ServerConfig
 from coord.core.server import ServerCore
@@ -189,7 +190,7 @@ class JoinTimeline:
 
 
 class SnapCost:
-    """Where a SNAP's wall time went on the loop: decoding (obs.data; its CPU time too), the
+    """Where a SNAP's wall time went on the loop: decoding (obs.received; its CPU time too), the
     collections between chunks, and waiting for bytes."""
 
     def __init__(self):
@@ -224,7 +225,7 @@ class ZkObserverNode(CoordServer):
         self.sid = cfg.myid
         self.me = me
         self.observer: ZkObserver | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self.writer: LeaderLink | None = None    # the link to the ZooKeeper leader
         self.peer_task: asyncio.Task | None = None
         self.election_server: asyncio.base_events.Server | None = None
         self.quorum_server: asyncio.base_events.Server | None = None
@@ -403,6 +404,10 @@ class ZkObserverNode(CoordServer):
         """Write the tree a SNAP gave us (as it is now, exact), then the held appends after it."""
         taker = self.storage.snapshots
         t0 = time.monotonic()
+        # The first txn after a SNAP often verifies before UPTODATE: the fork of the whole process
+        # (150-200 ms for a 1M tree at load 10) and its child's CPU wait until we serve (or 10 s).
+        while not self.core.serving and gen == self.snap_gen and time.monotonic() - t0 < 10:
+            await asyncio.sleep(0.05)
         while True:
             while taker.in_progress:             # a periodic snapshot is being written: after it
                 await asyncio.sleep(0.05)
@@ -501,11 +506,14 @@ class ZkObserverNode(CoordServer):
 
     async def _dial_any(self, q, election: bool):
         """Each address of a (multi-address) server line in turn, as ZooKeeper's learner and
-        QuorumCnxManager do: the first that answers."""
+        QuorumCnxManager do: the first that answers. The election port: (reader, writer); the
+        quorum port: a LeaderLink."""
         last: Exception | None = None
         for host, qport, eport in q.addresses():
             try:
-                return await asyncio.wait_for(self._dial(host, eport if election else qport), 2)
+                if not election:
+                    return await asyncio.wait_for(self._dial_link(host, qport), 2)
+                return await asyncio.wait_for(self._dial(host, eport), 2)
             except (OSError, asyncio.TimeoutError) as e:
                 last = e
                 log.debug("server %d at %s:%d: %s", q.sid, host, eport if election else qport, e)
@@ -519,6 +527,16 @@ class ZkObserverNode(CoordServer):
             return asyncio.open_connection(host, port)
         return asyncio.open_connection(host, port, ssl=self.qtls.client_ctx(), server_hostname=host,
                                        ssl_handshake_timeout=self.qtls.settings.handshake_timeout_ms / 1000)
+
+    async def _dial_link(self, host: str, port: int) -> LeaderLink:
+        """The quorum port, TLS as in _dial, received into the observer's stream (coord.aio.leaderlink)."""
+        kw = {}
+        if self.qtls is not None:
+            kw = dict(ssl=self.qtls.client_ctx(), server_hostname=host,
+                      ssl_handshake_timeout=self.qtls.settings.handshake_timeout_ms / 1000)
+        max_buffer = self.cfg.jute_maxbuffer + 1024
+        _, link = await self.loop.create_connection(lambda: LeaderLink(max_buffer), host, port, **kw)
+        return link
 
     async def _authenticate(self, reader, writer, sid: int) -> None:
         """SaslQuorumAuthLearner's exchange (coord.core.zkpeer.quorum_auth) when quorum SASL is on."""
@@ -569,14 +587,13 @@ class ZkObserverNode(CoordServer):
         q = self.voters[leader]
         obs = self.observer
         idle_s = max(1.0, self.cfg.tick_ms * self.cfg.sync_limit / 1000)
-        reader, writer = await asyncio.wait_for(self._dial_any(q, election=False),
-                                                self.cfg.tick_ms * self.cfg.init_limit / 1000)
+        link = await asyncio.wait_for(self._dial_any(q, election=False), self.cfg.tick_ms * self.cfg.init_limit / 1000)
         try:
-            await asyncio.wait_for(self._authenticate(reader, writer, leader), self.cfg.tick_ms * self.cfg.init_limit / 1000)
+            await asyncio.wait_for(self._authenticate(link, link, leader), self.cfg.tick_ms * self.cfg.init_limit / 1000)
         except (QuorumAuthError, OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
-            writer.close()
+            link.close()
             raise ZkObserverError(f"quorum SASL with ZooKeeper leader {leader} failed: {e!r}") from None
-        self.writer = writer
+        self.writer = link
         self.leader = leader
         why = "closed by the leader"
         snap_bytes = 0
@@ -585,31 +602,34 @@ class ZkObserverNode(CoordServer):
         try:
             self.tick_clock()
             obs.link_up(leader)
+            link.adopt(obs.stream)          # the leader's bytes land in the observer's stream
             self.flush()
             timeline.mark("quorum link up, OBSERVERINFO sent")
             while obs.close is None and obs.fatal is None:
                 try:
-                    chunk = await asyncio.wait_for(reader.read(1 << 18), idle_s)
+                    n = await link.wait(idle_s)
                 except asyncio.TimeoutError:
                     why = f"nothing from the leader for {idle_s:.1f}s"
                     break
-                if not chunk:
+                if not n:
+                    if link.error is not None:
+                        why = str(link.error)
                     break
                 self.tick_clock()
                 was_snap = obs.phase == "snapshot"
                 if cost is not None or was_snap:
                     w0, c0 = time.perf_counter(), time.thread_time()
-                    obs.data(chunk)
+                    obs.received()
                     cost.decode += time.perf_counter() - w0
                     cost.decode_cpu += time.thread_time() - c0
-                    cost.bytes += len(chunk)
+                    cost.bytes += n
                 else:
-                    obs.data(chunk)
+                    obs.received()
                 if obs.phase == "snapshot" and not was_snap and cost is None:
                     cost = SnapCost()
                     timeline.mark("SNAP started")
                 if _PYPY and (was_snap or obs.phase == "snapshot"):
-                    snap_bytes += len(chunk)
+                    snap_bytes += n
                     if snap_bytes >= SNAP_COLLECT_BYTES or obs.phase != "snapshot":
                         snap_bytes = 0     # not serving yet: nobody waits on the pause
                         g0 = time.perf_counter()
@@ -633,7 +653,7 @@ class ZkObserverNode(CoordServer):
             why = str(e)
         finally:
             self.writer = None
-            writer.close()
+            link.close()
             self.tick_clock()
             obs.link_down(why)
             self.flush()
