@@ -47,12 +47,16 @@ NOT_SERVING = "This ZooKeeper instance is not currently serving requests\n"
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 _LEN = struct.Struct(">i")
 RETRY_S = 0.2
-# While a SNAP streams in, PyPy's GC frees the large objects that die on the way (every read's
-# bytes, the receive buffer outgrown) only at its next major collection, and malloc keeps what it
-# frees: a 1M-znode SNAP (188 MB) peaked at 1,007 MB with ~600 MB of it the tree. A collection and
-# a trim every 24 MB of stream (and one at its end) held the peak at 768 MB for +0.26 s of CPU (in
-# process, PyPy; every 12.5 MB: no lower, +1.0 s). Not on CPython: reference counting frees them.
-SNAP_COLLECT_BYTES = 24 << 20
+# While a SNAP streams in, PyPy's GC frees the large objects that die on the way (the tables of
+# the node dict and of a big parent's child set, outgrown) only at its next major collection, and
+# malloc keeps what it frees: a 1M-znode SNAP (188 MB) peaked at 1,007 MB with ~600 MB of it the
+# tree, when every read's bytes were garbage too. A collection and a trim every 24 MB of stream (and
+# one at its end) held the peak at 768 MB for +0.26 s of CPU (in process, PyPy). Since the link
+# receives into a reused buffer (coord.aio.leaderlink) there is far less garbage: on the 1M join
+# (load 11-14) every 24 MB peaked at 668 MB for 1.13 s of collections' CPU, 40 MB at 669-671 MB
+# (0.75 s), 48 MB at 696 MB (0.61 s), 64 MB at 720 MB (0.45 s; ZooKeeper's observer: 755 MB).
+# Not on CPython: reference counting frees them.
+SNAP_COLLECT_BYTES = 64 << 20
 _PYPY = platform.python_implementation() == "PyPy"
 TAKEOVER_WORD = "tkov"                  # the four-letter word `coord migrate take-over` sends
 TAKEOVER_MARKER = "coord-takeover.cfg"  # in dataDir: the membership this server runs after taking over
@@ -195,13 +199,13 @@ class SnapCost:
 
     def __init__(self):
         self.t0 = time.perf_counter()
-        self.decode = self.decode_cpu = self.gc = 0.0
+        self.decode = self.decode_cpu = self.gc = self.gc_cpu = 0.0
         self.bytes = 0
 
     def __str__(self) -> str:
         wall = time.perf_counter() - self.t0
         return (f"{self.bytes / 1e6:.0f} MB in {wall:.2f} s: decoding {self.decode:.2f} s (CPU {self.decode_cpu:.2f} s), "
-                f"collections {self.gc:.2f} s, waiting for bytes {wall - self.decode - self.gc:.2f} s")
+                f"collections {self.gc:.2f} s (CPU {self.gc_cpu:.2f} s), waiting for bytes {wall - self.decode - self.gc:.2f} s")
 
 
 class ZkObserverNode(CoordServer):
@@ -462,9 +466,10 @@ class ZkObserverNode(CoordServer):
         try:
             return await decided
         finally:
+            # not awaited: each ends at its next step (the leader is decided), and waiting for the
+            # slowest to wind down took up to 0.2 s of the join (measured 9-212 ms at load 10)
             for t in tasks:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _ask_voter(self, sid: int, finder: LeaderFinder, decided: asyncio.Future) -> None:
         q = self.voters[sid]
@@ -502,7 +507,8 @@ class ZkObserverNode(CoordServer):
             finally:
                 if writer is not None:
                     writer.close()
-            await asyncio.sleep(RETRY_S)
+            if not decided.done():
+                await asyncio.sleep(RETRY_S)
 
     async def _dial_any(self, q, election: bool):
         """Each address of a (multi-address) server line in turn, as ZooKeeper's learner and
@@ -632,10 +638,11 @@ class ZkObserverNode(CoordServer):
                     snap_bytes += n
                     if snap_bytes >= SNAP_COLLECT_BYTES or obs.phase != "snapshot":
                         snap_bytes = 0     # not serving yet: nobody waits on the pause
-                        g0 = time.perf_counter()
+                        g0, c0 = time.perf_counter(), time.thread_time()
                         gc.collect()
                         runtime.release_free_memory()
                         cost.gc += time.perf_counter() - g0
+                        cost.gc_cpu += time.thread_time() - c0
                 if cost is not None and obs.phase != "snapshot":
                     log.info("server %d: SNAP stream read and loaded: %s", self.sid, cost)
                     timeline.mark("SNAP received and loaded")
