@@ -153,9 +153,9 @@ def takeover_marker(cfg: ServerConfig):
 
 
 def preload_member() -> None:
-    """Import what the coord member runs on (Zab's peer, roles, sequencers) now, not at the
-    take-over: loading these modules took ~200 ms of the switch under load (PyPy, load 45), time
-    the clients wait through."""
+    """Import what the coord member runs on (Zab's peer, roles, sequencers) once the observer serves,
+    not at the take-over: loading these modules took ~200 ms of the switch under load (PyPy, load
+    45), time the clients wait through. Not at start either: ~45 ms of CPU before the first join."""
     import coord.core.reconfig  # noqa: F401
     import coord.core.zab.leader  # noqa: F401
     import coord.core.zab.learner  # noqa: F401
@@ -283,7 +283,6 @@ class ZkObserverNode(CoordServer):
         # held from now on, no outgoing connection can get it as its ephemeral source port meanwhile.
         self.quorum_server = await asyncio.start_server(self._quorum_accept, host=me.host, port=me.quorum_port,
                                                         reuse_address=True, ssl=tls)
-        preload_member()
         log.info("server %d: observing ZooKeeper voters %s; clients on port %d", self.sid,
                  ",".join(str(s) for s in sorted(self.voters)), self.port)
         self.timeline.mark("recovered, ports open")
@@ -647,8 +646,9 @@ class ZkObserverNode(CoordServer):
                     log.info("server %d: SNAP stream read and loaded: %s", self.sid, cost)
                     timeline.mark("SNAP received and loaded")
                     cost = None
-                if obs.phase == "serving":
+                if obs.phase == "serving" and "serving (UPTODATE)" not in timeline.seen:
                     timeline.mark("serving (UPTODATE)")
+                    self.loop.call_later(2.0, preload_member)     # ~45 ms of imports, off the join's path
                 if obs.verified:
                     timeline.mark("first txn digest verified")
                 if self.txnlog.pending() and any(e[0] != "append" for e in obs.disk):
