@@ -328,3 +328,31 @@ def test_wire_snapshot_reader_sums_zookeepers_digest_as_nodes_arrive():
         assert r.tree.data_bytes == sum(len(n.data) for n in r.tree.nodes.values() if n.data)
         assert r.tree.ephemerals == {0x55: {"/a/b/c"}} and r.tree.containers == {"/f"}
         assert r.tree.nodes["/a"].children == {"b"} and r.tree.nodes["/"].children == {"a", "e", "f", "zookeeper"}
+
+
+def test_packet_stream_reuses_its_buffer_across_many_feeds_and_receives():
+    """The buffer keeps its size while the unread bytes move to its front, grows for a packet larger
+    than it, and gives the same packets whether bytes are fed or received into it (room/filled),
+    in pieces of any size."""
+    import random
+    rng = random.Random(7)
+    datas = [bytes([i % 251]) * rng.choice((0, 10, 3000, 200_000)) for i in range(300)]
+    stream = b"".join(packet(Q.PING, i, d) for i, d in enumerate(datas))
+    for receive in (False, True):
+        s = Q.PacketStream(1 << 20)
+        got, sizes, i = [], set(), 0
+        while i < len(stream):
+            n = rng.choice((1, 7, 1000, 65536, 300_000))
+            piece = stream[i:i + n]
+            if receive:
+                view = s.room(len(piece))
+                view[:len(piece)] = piece
+                s.filled(len(piece))
+            else:
+                s.feed(piece)
+            i += len(piece)
+            while (qp := s.next_packet()) is not None:
+                got.append(qp)
+            sizes.add(len(s.buf))
+        assert [(p.zxid, p.data or b"") for p in got] == list(enumerate(datas)) and s.unread() == 0
+        assert len(sizes) <= 5, sizes          # doubled a few times, never reallocated per feed
