@@ -18,13 +18,17 @@ import gc
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 from coord.core.gcpause import cycle_collector_paused  # noqa: F401 (re-exported for the shell)
 
+_IMPORTED = time.monotonic()
+
 ENV = "COORD_SERVER_PYTHON"
 RUNTIME_FILE = "coord-server-python"
 _EXECED = "COORD_SERVER_RUNTIME_EXECED"  # set across the re-exec, so it happens at most once
+EXECED_AT = "COORD_SERVER_RUNTIME_EXECED_AT"  # process_age_s() when it re-exec'd
 # PyPy's GC settings for a server (each one an environment variable of PyPy's incminimark GC; one
 # already in the environment wins). Measured in-process (coord.bench.core, 3 x 50,000 ops per phase,
 # under SCHED_FIFO so that the machine's load does not stretch the pauses; docs/benchmarks.md,
@@ -76,6 +80,7 @@ def exec_server_runtime(argv: list[str]) -> None:
         return
     env = dict(os.environ)
     env[_EXECED] = "1"
+    env[EXECED_AT] = f"{process_age_s():.3f}"   # the start-up timeline's first step (zkobserver)
     # PyPy's GC settings (GC_ENV above); CPython ignores the variables.
     for k, v in GC_ENV.items():
         env.setdefault(k, v)
@@ -130,6 +135,18 @@ def freeze_gc() -> None:
     PyPy has no gc.freeze: there this does nothing."""
     if hasattr(gc, "freeze"):
         gc.freeze()
+
+
+def process_age_s() -> float:
+    """Seconds since this process started, by the kernel's clock (an exec'd server runtime's start
+    includes the interpreter it replaced): the join timeline's origin. Where /proc cannot say, since
+    this module was imported."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.monotonic() - _IMPORTED
 
 
 def rss_mib() -> int:

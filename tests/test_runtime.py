@@ -104,3 +104,17 @@ def test_ci_serves_on_the_runtime_users_get():
         pytest.skip("not CI: a machine without PyPy serves on CPython")
     assert CONFIGURED and os.access(CONFIGURED, os.X_OK), \
         f"no server runtime in {Path(sys.prefix) / runtime.RUNTIME_FILE}: scripts/setup.sh should have built it"
+
+
+def test_process_age_counts_from_the_process_start():
+    """The join timeline's origin: a child started now is younger than this process, and its age
+    includes its own interpreter's start (the kernel's start time, not an import's)."""
+    import subprocess
+    import time
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", "import time; time.sleep(0.3); from coord import runtime; "
+                          "print(runtime.process_age_s())"], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+    child = float(out.stdout)
+    assert 0.3 <= child <= time.monotonic() - t0 + 0.05       # clock ticks are 10 ms
+    assert runtime.process_age_s() >= time.monotonic() - t0

@@ -32,6 +32,7 @@ import time
 from coord import runtime
 from coord.aio.datadir import RecoveryError
 from coord.aio.epochs import EpochFileError, EpochStore
+from coord.aio.leaderlink import LeaderLink
 from coord.aio.server import CoordServer, core_config, mono_ms, wall_ms
 from coord.aio.zoocfg import ServerConfig
 from coord.core.server import ServerCore
@@ -46,12 +47,16 @@ NOT_SERVING = "This ZooKeeper instance is not currently serving requests\n"
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 _LEN = struct.Struct(">i")
 RETRY_S = 0.2
-# While a SNAP streams in, PyPy's GC frees the large objects that die on the way (every read's
-# bytes, the receive buffer outgrown) only at its next major collection, and malloc keeps what it
-# frees: a 1M-znode SNAP (188 MB) peaked at 1,007 MB with ~600 MB of it the tree. A collection and
-# a trim every 24 MB of stream (and one at its end) held the peak at 768 MB for +0.26 s of CPU (in
-# process, PyPy; every 12.5 MB: no lower, +1.0 s). Not on CPython: reference counting frees them.
-SNAP_COLLECT_BYTES = 24 << 20
+# While a SNAP streams in, PyPy's GC frees the large objects that die on the way (the tables of
+# the node dict and of a big parent's child set, outgrown) only at its next major collection, and
+# malloc keeps what it frees: a 1M-znode SNAP (188 MB) peaked at 1,007 MB with ~600 MB of it the
+# tree, when every read's bytes were garbage too. A collection and a trim every 24 MB of stream (and
+# one at its end) held the peak at 768 MB for +0.26 s of CPU (in process, PyPy). Since the link
+# receives into a reused buffer (coord.aio.leaderlink) there is far less garbage: on the 1M join
+# (load 11-14) every 24 MB peaked at 668 MB for 1.13 s of collections' CPU, 40 MB at 669-671 MB
+# (0.75 s), 48 MB at 696 MB (0.61 s), 64 MB at 720 MB (0.45 s; ZooKeeper's observer: 755 MB).
+# Not on CPython: reference counting frees them.
+SNAP_COLLECT_BYTES = 64 << 20
 _PYPY = platform.python_implementation() == "PyPy"
 TAKEOVER_WORD = "tkov"                  # the four-letter word `coord migrate take-over` sends
 TAKEOVER_MARKER = "coord-takeover.cfg"  # in dataDir: the membership this server runs after taking over
@@ -148,9 +153,9 @@ def takeover_marker(cfg: ServerConfig):
 
 
 def preload_member() -> None:
-    """Import what the coord member runs on (Zab's peer, roles, sequencers) now, not at the
-    take-over: loading these modules took ~200 ms of the switch under load (PyPy, load 45), time
-    the clients wait through."""
+    """Import what the coord member runs on (Zab's peer, roles, sequencers) once the observer serves,
+    not at the take-over: loading these modules took ~200 ms of the switch under load (PyPy, load
+    45), time the clients wait through. Not at start either: ~45 ms of CPU before the first join."""
     import coord.core.reconfig  # noqa: F401
     import coord.core.zab.leader  # noqa: F401
     import coord.core.zab.learner  # noqa: F401
@@ -175,6 +180,34 @@ class Steps:
         return ", ".join(f"{what} +{ms:.1f} ms" for what, ms in self.done)
 
 
+class JoinTimeline:
+    """The first join's steps, each logged once at INFO with the seconds since the process started
+    (coord.runtime.process_age_s): where a join's time goes, waiting or working (docs/migration.md)."""
+
+    def __init__(self):
+        self.seen: set[str] = set()
+
+    def mark(self, step: str, detail: str = "") -> None:
+        if step not in self.seen:
+            self.seen.add(step)
+            log.info("join timeline: +%.3f s %s%s", runtime.process_age_s(), step, detail)
+
+
+class SnapCost:
+    """Where a SNAP's wall time went on the loop: decoding (obs.received; its CPU time too), the
+    collections between chunks, and waiting for bytes."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+        self.decode = self.decode_cpu = self.gc = self.gc_cpu = 0.0
+        self.bytes = 0
+
+    def __str__(self) -> str:
+        wall = time.perf_counter() - self.t0
+        return (f"{self.bytes / 1e6:.0f} MB in {wall:.2f} s: decoding {self.decode:.2f} s (CPU {self.decode_cpu:.2f} s), "
+                f"collections {self.gc:.2f} s (CPU {self.gc_cpu:.2f} s), waiting for bytes {wall - self.decode - self.gc:.2f} s")
+
+
 class ZkObserverNode(CoordServer):
     extra_words = frozenset({TAKEOVER_WORD.encode()})
 
@@ -196,7 +229,7 @@ class ZkObserverNode(CoordServer):
         self.sid = cfg.myid
         self.me = me
         self.observer: ZkObserver | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self.writer: LeaderLink | None = None    # the link to the ZooKeeper leader
         self.peer_task: asyncio.Task | None = None
         self.election_server: asyncio.base_events.Server | None = None
         self.quorum_server: asyncio.base_events.Server | None = None
@@ -205,6 +238,7 @@ class ZkObserverNode(CoordServer):
         self.leader: int | None = None
         self.config_text = render_config(cfg)
         self.took_over = asyncio.Event()
+        self.timeline = JoinTimeline()
         self.held_log: list | None = None     # appends after a SNAP, until its tree is on disk
         self.snap_gen = 0                     # SNAPs and resets so far: a snapshot of an older tree is void
         self.sync_snapshot: asyncio.Task | None = None
@@ -249,9 +283,9 @@ class ZkObserverNode(CoordServer):
         # held from now on, no outgoing connection can get it as its ephemeral source port meanwhile.
         self.quorum_server = await asyncio.start_server(self._quorum_accept, host=me.host, port=me.quorum_port,
                                                         reuse_address=True, ssl=tls)
-        preload_member()
         log.info("server %d: observing ZooKeeper voters %s; clients on port %d", self.sid,
                  ",".join(str(s) for s in sorted(self.voters)), self.port)
+        self.timeline.mark("recovered, ports open")
         self.peer_task = self.loop.create_task(self._peer_loop())
 
     async def stop(self) -> None:
@@ -373,6 +407,10 @@ class ZkObserverNode(CoordServer):
         """Write the tree a SNAP gave us (as it is now, exact), then the held appends after it."""
         taker = self.storage.snapshots
         t0 = time.monotonic()
+        # The first txn after a SNAP often verifies before UPTODATE: the fork of the whole process
+        # (150-200 ms for a 1M tree at load 10) and its child's CPU wait until we serve (or 10 s).
+        while not self.core.serving and gen == self.snap_gen and time.monotonic() - t0 < 10:
+            await asyncio.sleep(0.05)
         while True:
             while taker.in_progress:             # a periodic snapshot is being written: after it
                 await asyncio.sleep(0.05)
@@ -427,9 +465,10 @@ class ZkObserverNode(CoordServer):
         try:
             return await decided
         finally:
+            # not awaited: each ends at its next step (the leader is decided), and waiting for the
+            # slowest to wind down took up to 0.2 s of the join (measured 9-212 ms at load 10)
             for t in tasks:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _ask_voter(self, sid: int, finder: LeaderFinder, decided: asyncio.Future) -> None:
         q = self.voters[sid]
@@ -447,9 +486,11 @@ class ZkObserverNode(CoordServer):
                         n = await asyncio.wait_for(self._read_notification(reader), 1.0)
                     except asyncio.TimeoutError:
                         continue
+                    self.timeline.mark("first election notification", f" (server {sid})")
                     leader = finder.on_notification(sid, n)
                     if leader is not None and not decided.done():
                         log.info("ZooKeeper leader is server %d (epoch %d), says server %d", leader, n.peer_epoch, sid)
+                        self.timeline.mark("leader found")
                         decided.set_result(leader)
                     elif n.state not in (Q.LEADING, Q.FOLLOWING):
                         await asyncio.sleep(RETRY_S)
@@ -465,15 +506,19 @@ class ZkObserverNode(CoordServer):
             finally:
                 if writer is not None:
                     writer.close()
-            await asyncio.sleep(RETRY_S)
+            if not decided.done():
+                await asyncio.sleep(RETRY_S)
 
     async def _dial_any(self, q, election: bool):
         """Each address of a (multi-address) server line in turn, as ZooKeeper's learner and
-        QuorumCnxManager do: the first that answers."""
+        QuorumCnxManager do: the first that answers. The election port: (reader, writer); the
+        quorum port: a LeaderLink."""
         last: Exception | None = None
         for host, qport, eport in q.addresses():
             try:
-                return await asyncio.wait_for(self._dial(host, eport if election else qport), 2)
+                if not election:
+                    return await asyncio.wait_for(self._dial_link(host, qport), 2)
+                return await asyncio.wait_for(self._dial(host, eport), 2)
             except (OSError, asyncio.TimeoutError) as e:
                 last = e
                 log.debug("server %d at %s:%d: %s", q.sid, host, eport if election else qport, e)
@@ -487,6 +532,16 @@ class ZkObserverNode(CoordServer):
             return asyncio.open_connection(host, port)
         return asyncio.open_connection(host, port, ssl=self.qtls.client_ctx(), server_hostname=host,
                                        ssl_handshake_timeout=self.qtls.settings.handshake_timeout_ms / 1000)
+
+    async def _dial_link(self, host: str, port: int) -> LeaderLink:
+        """The quorum port, TLS as in _dial, received into the observer's stream (coord.aio.leaderlink)."""
+        kw = {}
+        if self.qtls is not None:
+            kw = dict(ssl=self.qtls.client_ctx(), server_hostname=host,
+                      ssl_handshake_timeout=self.qtls.settings.handshake_timeout_ms / 1000)
+        max_buffer = self.cfg.jute_maxbuffer + 1024
+        _, link = await self.loop.create_connection(lambda: LeaderLink(max_buffer), host, port, **kw)
+        return link
 
     async def _authenticate(self, reader, writer, sid: int) -> None:
         """SaslQuorumAuthLearner's exchange (coord.core.zkpeer.quorum_auth) when quorum SASL is on."""
@@ -537,38 +592,65 @@ class ZkObserverNode(CoordServer):
         q = self.voters[leader]
         obs = self.observer
         idle_s = max(1.0, self.cfg.tick_ms * self.cfg.sync_limit / 1000)
-        reader, writer = await asyncio.wait_for(self._dial_any(q, election=False),
-                                                self.cfg.tick_ms * self.cfg.init_limit / 1000)
+        link = await asyncio.wait_for(self._dial_any(q, election=False), self.cfg.tick_ms * self.cfg.init_limit / 1000)
         try:
-            await asyncio.wait_for(self._authenticate(reader, writer, leader), self.cfg.tick_ms * self.cfg.init_limit / 1000)
+            await asyncio.wait_for(self._authenticate(link, link, leader), self.cfg.tick_ms * self.cfg.init_limit / 1000)
         except (QuorumAuthError, OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
-            writer.close()
+            link.close()
             raise ZkObserverError(f"quorum SASL with ZooKeeper leader {leader} failed: {e!r}") from None
-        self.writer = writer
+        self.writer = link
         self.leader = leader
         why = "closed by the leader"
         snap_bytes = 0
+        cost: SnapCost | None = None
+        timeline = self.timeline
         try:
             self.tick_clock()
             obs.link_up(leader)
+            link.adopt(obs.stream)          # the leader's bytes land in the observer's stream
             self.flush()
+            timeline.mark("quorum link up, OBSERVERINFO sent")
             while obs.close is None and obs.fatal is None:
                 try:
-                    chunk = await asyncio.wait_for(reader.read(1 << 18), idle_s)
+                    n = await link.wait(idle_s)
                 except asyncio.TimeoutError:
                     why = f"nothing from the leader for {idle_s:.1f}s"
                     break
-                if not chunk:
+                if not n:
+                    if link.error is not None:
+                        why = str(link.error)
                     break
                 self.tick_clock()
                 was_snap = obs.phase == "snapshot"
-                obs.data(chunk)
+                if cost is not None or was_snap:
+                    w0, c0 = time.perf_counter(), time.thread_time()
+                    obs.received()
+                    cost.decode += time.perf_counter() - w0
+                    cost.decode_cpu += time.thread_time() - c0
+                    cost.bytes += n
+                else:
+                    obs.received()
+                if obs.phase == "snapshot" and not was_snap and cost is None:
+                    cost = SnapCost()
+                    timeline.mark("SNAP started")
                 if _PYPY and (was_snap or obs.phase == "snapshot"):
-                    snap_bytes += len(chunk)
+                    snap_bytes += n
                     if snap_bytes >= SNAP_COLLECT_BYTES or obs.phase != "snapshot":
                         snap_bytes = 0     # not serving yet: nobody waits on the pause
+                        g0, c0 = time.perf_counter(), time.thread_time()
                         gc.collect()
                         runtime.release_free_memory()
+                        cost.gc += time.perf_counter() - g0
+                        cost.gc_cpu += time.thread_time() - c0
+                if cost is not None and obs.phase != "snapshot":
+                    log.info("server %d: SNAP stream read and loaded: %s", self.sid, cost)
+                    timeline.mark("SNAP received and loaded")
+                    cost = None
+                if obs.phase == "serving" and "serving (UPTODATE)" not in timeline.seen:
+                    timeline.mark("serving (UPTODATE)")
+                    self.loop.call_later(2.0, preload_member)     # ~45 ms of imports, off the join's path
+                if obs.verified:
+                    timeline.mark("first txn digest verified")
                 if self.txnlog.pending() and any(e[0] != "append" for e in obs.disk):
                     await self.txnlog.drain()
                 self.flush()
@@ -578,7 +660,7 @@ class ZkObserverNode(CoordServer):
             why = str(e)
         finally:
             self.writer = None
-            writer.close()
+            link.close()
             self.tick_clock()
             obs.link_down(why)
             self.flush()
@@ -734,6 +816,8 @@ async def run_observer(cfg: ServerConfig) -> None:
         node = ZkObserverNode(cfg)
     except ZkObserverError as e:
         raise SystemExit(f"coord: {e}") from None
+    node.timeline.mark("coord imported, observer starting", f" (the server runtime was exec'd at "
+                       f"+{os.environ.get(runtime.EXECED_AT, '?')} s; {runtime.describe()})")
     await node.start()
     fatal = node.fatal
     try:

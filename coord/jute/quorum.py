@@ -92,16 +92,47 @@ class PacketStream:
 
     def __init__(self, max_buffer: int):
         self.max_buffer = max_buffer     # jute.maxbuffer: the bound on any one length
-        self.buf = bytearray()
+        self.buf = bytearray()           # bytes pos..end are unread; the rest is room, reused
         self.pos = 0
+        self.end = 0
         self.mark_pos = 0
 
-    def feed(self, data: bytes) -> None:
-        if self.pos > 1 << 20 and self.pos > len(self.buf) // 2:
-            del self.buf[:self.pos]
-            self.mark_pos -= self.pos
-            self.pos = 0
-        self.buf += data
+    def feed(self, data) -> None:
+        """Copy `data` in after what is unread. The buffer keeps its size (the unread bytes move to
+        its front when the room at its end runs out) and doubles only when too small: on PyPy, a
+        bytearray appended to and cut at its front gets new storage each time, and that garbage (1.3x
+        the bytes fed) is freed only at the next major collection: a 188 MB SNAP peaked ~120 MB higher."""
+        n = len(data)
+        end = self.make_room(n)
+        self.buf[end:end + n] = data
+        self.end = end + n
+
+    def make_room(self, n: int) -> int:
+        """Room for n more bytes at `end` (returned): the unread bytes move to the front, or the
+        buffer doubles. A reader that receives into the buffer itself (`room`, `filled`) makes no
+        bytes objects at all."""
+        buf, pos, end = self.buf, self.pos, self.end
+        if end + n > len(buf):
+            live = end - pos     # a mark is only rewound to before more bytes come, as before
+            if live + n > len(buf):
+                grown = bytearray(max(2 * len(buf), live + n, 1 << 16))
+                grown[:live] = buf[pos:end]
+                self.buf = grown
+            elif live:
+                buf[:live] = buf[pos:end]
+            self.pos, self.mark_pos, self.end = 0, self.mark_pos - pos, live
+        return self.end
+
+    def room(self, n: int) -> memoryview:
+        """A writable view of n bytes after what is unread; `filled(k)` once k of them are written."""
+        end = self.make_room(n)
+        return memoryview(self.buf)[end:end + n]
+
+    def filled(self, k: int) -> None:
+        self.end += k
+
+    def unread(self) -> int:
+        return self.end - self.pos
 
     def mark(self) -> None:
         self.mark_pos = self.pos
@@ -111,7 +142,7 @@ class PacketStream:
 
     def _take(self, n: int) -> int:
         p = self.pos
-        if p + n > len(self.buf):
+        if p + n > self.end:
             raise NeedMore
         self.pos = p + n
         return p

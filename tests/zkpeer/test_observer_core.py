@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from coord.core import acl as aclmod
-from coord.core.datatree import DataTree
+from coord.core.datatree import CONTAINER_OWNER, DataTree
 from coord.core.server import ServerCore
 from coord.core.zkpeer.digest import tree_digest
 from coord.core.zkpeer.election import NO_VOTE, LeaderFinder
@@ -303,8 +303,9 @@ def test_wire_snapshot_reader_sums_zookeepers_digest_as_nodes_arrive():
     (nodes under /zookeeper/ left out, null data, ephemerals, versions), whatever the chunking."""
     from coord.core.zkpeer.wiresnap import WireSnapshotReader
     leader = DataTree()
-    for i, path in enumerate(["/a", "/a/b", "/a/b/c", "/e", "/zookeeper/x"], 1):
+    for i, path in enumerate(["/a", "/a/b", "/a/b/c", "/e", "/zookeeper/x", "/f"], 1):
         create(make_zxid(EPOCH, i), path, data=b"d%d" % i, digest_of=leader)
+    leader.nodes["/f"].owner = CONTAINER_OWNER
     leader.nodes["/a/b"].data = None
     leader.nodes["/a/b/c"].owner = 0x55
     leader.nodes["/e"].version = 7
@@ -322,3 +323,36 @@ def test_wire_snapshot_reader_sums_zookeepers_digest_as_nodes_arrive():
         assert r.zk_digest == tree_digest(r.tree) == want
         assert r.tree.nodes["/a/b"].data is None and r.tree.nodes["/a/b/c"].owner == 0x55
         assert r.tree.nodes["/e"].stat_values() == leader.nodes["/e"].stat_values()
+        # coord's own digest and indexes, as DataTree.load_node would have left them
+        assert r.tree.digest == r.tree.recompute_digest() == leader.recompute_digest()
+        assert r.tree.data_bytes == sum(len(n.data) for n in r.tree.nodes.values() if n.data)
+        assert r.tree.ephemerals == {0x55: {"/a/b/c"}} and r.tree.containers == {"/f"}
+        assert r.tree.nodes["/a"].children == {"b"} and r.tree.nodes["/"].children == {"a", "e", "f", "zookeeper"}
+
+
+def test_packet_stream_reuses_its_buffer_across_many_feeds_and_receives():
+    """The buffer keeps its size while the unread bytes move to its front, grows for a packet larger
+    than it, and gives the same packets whether bytes are fed or received into it (room/filled),
+    in pieces of any size."""
+    import random
+    rng = random.Random(7)
+    datas = [bytes([i % 251]) * rng.choice((0, 10, 3000, 200_000)) for i in range(300)]
+    stream = b"".join(packet(Q.PING, i, d) for i, d in enumerate(datas))
+    for receive in (False, True):
+        s = Q.PacketStream(1 << 20)
+        got, sizes, i = [], set(), 0
+        while i < len(stream):
+            n = rng.choice((1, 7, 1000, 65536, 300_000))
+            piece = stream[i:i + n]
+            if receive:
+                view = s.room(len(piece))
+                view[:len(piece)] = piece
+                s.filled(len(piece))
+            else:
+                s.feed(piece)
+            i += len(piece)
+            while (qp := s.next_packet()) is not None:
+                got.append(qp)
+            sizes.add(len(s.buf))
+        assert [(p.zxid, p.data or b"") for p in got] == list(enumerate(datas)) and s.unread() == 0
+        assert len(sizes) <= 5, sizes          # doubled a few times, never reallocated per feed

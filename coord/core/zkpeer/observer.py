@@ -240,8 +240,14 @@ class ZkObserver:
         """Bytes from the leader link."""
         if self.phase == "idle" or self.close is not None:
             return
+        self.stream.feed(chunk)
+        self.received()
+
+    def received(self) -> None:
+        """Bytes from the leader link, already written into `stream` (received into its buffer)."""
+        if self.phase == "idle" or self.close is not None:
+            return
         s = self.stream
-        s.feed(chunk)
         try:
             while self.close is None and self.fatal is None:
                 if self.phase == "snapshot":
