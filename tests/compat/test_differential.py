@@ -922,3 +922,39 @@ def test_multi_container_result_is_create2_typed(pair):
         assert r.err == 0 and [t for t, _, _ in r.value] == [15, 2], (name, r.value)
         assert r.value[0][2].path == f"/jm-{name}" and r.value[0][2].stat.ephemeralOwner == 0
         c.stop()
+
+
+def test_large_children_set_as_zookeeper(pair):
+    """A parent with more children than coord keeps in a plain set (its children then become a
+    coord.core.heldmap.HeldSet): pipelined creates past the threshold, duplicate creates, deletes
+    of every third child, re-creates, sequential children and a child watch answer as ZooKeeper
+    does (children as a sorted list, numChildren, cversion, errors, the one child event)."""
+    from coord.core.datatree import _HELD_CHILDREN
+    n = _HELD_CHILDREN + 500
+    seen = {}
+    for name, host, port in pair.targets:
+        c = RawClient(host, port).start()
+        base = f"/bigkids-{name}"
+        assert c.create(base).err == 0
+
+        def pipelined(reqs):
+            return [c.wait(x).err for x in [c.submit(op, rec.encode()) for op, rec in reqs]]
+        creates = pipelined([(1, R.CreateRequest(f"{base}/c{i:05d}", b"x", OPEN_ACL, 0)) for i in range(n)])
+        dups = pipelined([(1, R.CreateRequest(f"{base}/c{i:05d}", b"x", OPEN_ACL, 0)) for i in range(0, n, 97)])
+        assert c.get_children(base, watch=True).err == 0
+        dels = pipelined([(2, R.DeleteRequest(f"{base}/c{i:05d}", -1)) for i in range(0, n, 3)])
+        again = pipelined([(2, R.DeleteRequest(f"{base}/c{i:05d}", -1)) for i in range(0, n, 9)])
+        back = pipelined([(1, R.CreateRequest(f"{base}/c{i:05d}", b"y", OPEN_ACL, 0)) for i in range(0, n, 6)])
+        seq = [c.create(f"{base}/s-", b"", flags=2) for _ in range(5)]
+        kids = c.get_children2(base)
+        assert kids.err == 0
+        st = kids.value.stat
+        c.ping()
+        events = [(e.type, e.path[len(base):]) for e in c.drain_events()]
+        seen[name] = (set(creates), set(dups), set(dels), set(again), set(back),
+                      [(r.err, r.value.path[len(base):]) for r in seq],
+                      sorted(kids.value.children), st.numChildren, st.cversion, events)
+        c.stop()
+    (a, za), (b, zb) = seen.items()
+    assert za == zb, (a, b)
+    assert za[7] > _HELD_CHILDREN and za[0] == {0} and za[1] == {-110}   # past the threshold; NODEEXISTS
