@@ -1,7 +1,8 @@
 """A/B of a coord setting on a large tree, open loop: two coord servers (A: as configured, B: with
 --b-env), each preloaded with --preload znodes, then each op at a fixed rate, A and B alternating
 which goes first, --rounds times; per run p50/p99/p99.9/max and the server's stalls (gc-major counts
-and those of 10 ms or more). Default: the idle-time GC pacer (coord.aio.gcpacer) on vs off.
+and those of 10 ms or more). Default: the idle-time GC pacer (coord.aio.gcpacer) on vs off;
+`--b-env COORD_GC_HOLD=0`: the write hold while marking (coord.aio.gchold) on vs off.
 
     .venv/bin/python -m tests.bench.bench_gc_pacer_ab [--preload 1000000] [--ops setData=19000,create=19000]
         [--duration 10] [--warmup 2] [--rounds 3] [--b-env COORD_GC_IDLE_STEPS=0]
@@ -27,7 +28,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--a-env", action="append", default=[])
-    ap.add_argument("--b-env", action="append", default=["COORD_GC_IDLE_STEPS=0"])
+    ap.add_argument("--b-env", action="append", default=None,
+                    help="B's environment (repeatable; given, it replaces the default COORD_GC_IDLE_STEPS=0)")
     ap.add_argument("--json", dest="json_path", default=None)
     ap.add_argument("--workdir", default=None, help="keep the servers' dirs (logs) here")
     args = ap.parse_args()
@@ -38,7 +40,8 @@ def main() -> None:
     rows = []
     try:
         systems = {}
-        for name, env in (("A", args.a_env), ("B", args.b_env)):
+        b_env = args.b_env if args.b_env is not None else ["COORD_GC_IDLE_STEPS=0"]
+        for name, env in (("A", args.a_env), ("B", b_env)):
             cfg = tail.TailConfig(ops=tuple(rates), fractions=(1.0,), duration_s=args.duration,
                                   warmup_s=args.warmup, preload=args.preload, coord_env=parse_env(env))
             with tail.server_env(cfg.coord_env):
