@@ -2,7 +2,7 @@
 --b-env), each preloaded with --preload znodes, then each op at a fixed rate, A and B alternating
 which goes first, --rounds times; per run p50/p99/p99.9/max and the server's stalls (gc-major counts
 and those of 10 ms or more). Default: the idle-time GC pacer (coord.aio.gcpacer) on vs off;
-`--b-env COORD_GC_HOLD=0`: the write hold while marking (coord.aio.gchold) on vs off.
+`--b-env K=V` (repeatable) replaces B's environment with another setting to compare.
 
     .venv/bin/python -m tests.bench.bench_gc_pacer_ab [--preload 1000000] [--ops setData=19000,create=19000]
         [--duration 10] [--warmup 2] [--rounds 3] [--b-env COORD_GC_IDLE_STEPS=0]

@@ -925,12 +925,10 @@ def test_multi_container_result_is_create2_typed(pair):
 
 
 def test_large_children_set_as_zookeeper(pair):
-    """A parent with more children than coord keeps in a plain set (its children then become a
-    coord.core.heldmap.HeldSet): pipelined creates past the threshold, duplicate creates, deletes
-    of every third child, re-creates, sequential children and a child watch answer as ZooKeeper
-    does (children as a sorted list, numChildren, cversion, errors, the one child event)."""
-    from coord.core.datatree import _HELD_CHILDREN
-    n = _HELD_CHILDREN + 500
+    """A parent with thousands of children: pipelined creates, duplicate creates, deletes of every
+    third child, re-creates, sequential children and a child watch answer as ZooKeeper does
+    (children as a sorted list, numChildren, cversion, errors, the one child event)."""
+    n = 2548
     seen = {}
     for name, host, port in pair.targets:
         c = RawClient(host, port).start()
@@ -957,4 +955,4 @@ def test_large_children_set_as_zookeeper(pair):
         c.stop()
     (a, za), (b, zb) = seen.items()
     assert za == zb, (a, b)
-    assert za[7] > _HELD_CHILDREN and za[0] == {0} and za[1] == {-110}   # past the threshold; NODEEXISTS
+    assert za[7] > 2048 and za[0] == {0} and za[1] == {-110}   # NODEEXISTS for the duplicates
