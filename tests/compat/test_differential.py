@@ -800,16 +800,12 @@ def _fmt(obs, norm):
     return f"step {n}: {step!r}\n    -> {norm(res)!r}\n    events {norm(events)!r}"
 
 
-def run_seed(pair, seed: int, steps: int = STEPS, after_each=None):
-    """after_each(host, port, root): called after each target's run (targets that share one ensemble,
-    such as two observers of it, must remove the root before the next one runs the same script)."""
+def run_seed(pair, seed: int, steps: int = STEPS):
     root = f"/diff{seed}x{random.Random().randrange(1 << 30)}"
     script = Script(seed, root, steps)
     results = {}
     for name, host, port in pair.targets:
         results[name] = Runner(name, host, port, root).run(script)
-        if after_each is not None:
-            after_each(host, port, root)
     ((zk_obs, zk_norm), zk_time), ((co_obs, co_norm), co_time) = results["zk"], results["coord"]
     replay = (f"COMPAT_DIFF_SEED={seed} COMPAT_DIFF_STEPS={steps} .venv/bin/python -m pytest -q "
               f"tests/compat/test_differential.py -k random_sequences")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from coord.core.datatree import TXN_RECORD, DataTree, Node
+from coord.core.datatree import CONTAINER_OWNER, TXN_RECORD, DataTree, Node
 from coord.core.paths import parent_of
 from coord.jute.codec import decode
 
@@ -58,6 +58,61 @@ def touched(tree: DataTree, hdr, txn) -> set[str]:
     else:
         _paths(hdr.type, txn, out)
     return out
+
+
+def _creates(type_: int, txn, out: list) -> None:
+    if type_ in (1, 15, 19) and txn is not None:
+        out.append((type_, txn))
+    elif type_ == 14 and txn is not None:
+        for sub in txn.txns:
+            cls = TXN_RECORD.get(sub.type)
+            if cls is not None and sub.type in (1, 15, 19):
+                out.append((sub.type, decode(cls, sub.data)[0]))
+
+
+def owner_quirks(tree: DataTree, hdr, txn) -> list[list[int]]:
+    """For each node this txn created whose owner ZooKeeper's leader may have digested differently,
+    the digest deltas (leader's minus ours) of the owners it may have used. Why: a 3.8 leader
+    digests a new node with the owner its create *flags* ask for (PrepRequestProcessor), while every
+    server applies the owner the txn's *type* says (DataTree.processTxn): a createContainer sent with
+    flags 0 or 1 is applied as a container but digested as persistent or ephemeral, a create with the
+    container flag is applied as persistent but digested as a container. Real ZooKeeper then logs
+    "Digests are not matching" on every server and goes on; these deltas let the observer verify
+    such a txn exactly instead of dropping its copy."""
+    found: list = []
+    _creates(hdr.type, txn, found)
+    out = []
+    for type_, t in found:
+        node = tree.nodes.get(t.path)
+        if node is None:
+            continue
+        if type_ == 19 and node.owner == CONTAINER_OWNER:
+            alts = (0, hdr.clientId)                 # flags persistent or ephemeral
+        elif type_ != 19 and not t.ephemeral and node.owner == 0:
+            alts = (CONTAINER_OWNER,)                # the container flag on create / create2
+        else:
+            continue
+        mine = node_digest(t.path, node)
+        deltas = []
+        for alt in alts:
+            node.owner, applied = alt, node.owner
+            try:
+                deltas.append((node_digest(t.path, node) - mine) & _MASK64)
+            finally:
+                node.owner = applied
+        out.append(deltas)
+    return out
+
+
+def explained(deviation: int, carried: int, quirks: list[list[int]]) -> bool:
+    """Whether the leader's digest minus ours (`deviation`) is what the owner quirks of this txn,
+    on top of the deviation its leader's digest chain already `carried` or not, add up to. A leader
+    digests a txn from its last outstanding change when one is pending, so a quirk's delta rides on
+    the txns prepared after it until its chain starts again from the applied tree."""
+    sums = {0}
+    for deltas in quirks[:6]:                       # a multi with more such creates: not explained
+        sums = {(x + d) & _MASK64 for x in sums for d in (0, *deltas)}
+    return any((base + x) & _MASK64 == deviation for base in {0, carried} for x in sums)
 
 
 class ZkDigest:
