@@ -6,6 +6,8 @@ no node), pings never -127, and mntr's throttled_ops counts the -127 replies. Wh
 long enough is timing, so the test compares these properties, not the lists."""
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from coord.jute import records as R
@@ -82,20 +84,23 @@ def holding_pair(tmp_path_factory):
 def test_held_requests_all_served_in_order_and_stale_ones_dropped(holding_pair):
     """Without throttled_op_wait_time every held request is served, in order; the requests of a
     connection that closes while they wait are dropped as stale (stale_requests_dropped)."""
+    run_id = uuid.uuid4().hex[:8]      # fresh paths: a rerun on the same servers must not meet the last run's nodes
+
     def run(host, port):
+        hold, stale = f"/hold-{run_id}", f"/stale-{run_id}"
         c = RawClient(host, port).start()
-        c.create("/hold")
-        xids = [c.submit(1, R.CreateRequest(f"/hold/n{i:04d}", b"", OPEN, 0).encode()) for i in range(200)]
+        c.create(hold)
+        xids = [c.submit(1, R.CreateRequest(f"{hold}/n{i:04d}", b"", OPEN, 0).encode()) for i in range(200)]
         got = [c._read_reply() for _ in xids]
         served = ([r.xid for r in got] == xids, sorted({r.err for r in got}))   # (in order, codes)
         c.close_socket()
         gone = RawClient(host, port).start()
-        gone.create("/stale")
+        gone.create(stale)
         for i in range(3000):
-            gone.submit(1, R.CreateRequest(f"/stale/n{i:04d}", b"", OPEN, 0).encode())
+            gone.submit(1, R.CreateRequest(f"{stale}/n{i:04d}", b"", OPEN, 0).encode())
         gone.close_socket()
         probe = RawClient(host, port).start()
-        alive = probe.exists("/hold").err == 0
+        alive = probe.exists(hold).err == 0
         probe.close_socket()
         rows = dict(ln.split("\t", 1) for ln in four_letter(host, port, "mntr").splitlines() if "\t" in ln)
         return served, alive, int(rows["zk_stale_requests_dropped"]) > 0, rows["zk_throttled_ops"]
