@@ -19,6 +19,7 @@ DIGEST_VERSION = 2
 _STAT = struct.Struct(">qqqqqiiiq")
 _MASK64 = (1 << 64) - 1
 _PATH_TXNS = frozenset({1, 2, 5, 7, 15, 19, 20, 21})    # create*, delete*, setData, setACL
+_CREATE_TXNS = frozenset({1, 15, 19})                    # create, create2, createContainer
 
 
 def node_digest(path: str, node: Node) -> int:
@@ -35,16 +36,24 @@ def tree_digest(tree: DataTree) -> int:
     return sum(node_digest(p, n) for p, n in tree.nodes.items()) & _MASK64
 
 
-def _paths(type_: int, txn, out: set) -> None:
-    if type_ in _PATH_TXNS and txn is not None:
-        out.add(txn.path)
-        if type_ != 5 and type_ != 7:
-            out.add(parent_of(txn.path))
-    elif type_ == 14 and txn is not None:
+def _ops(type_: int, txn, wanted: frozenset):
+    """(type, txn) of the txn itself, or of each of a multi's txns, whose type is `wanted`."""
+    if txn is None:
+        return
+    if type_ in wanted:
+        yield type_, txn
+    elif type_ == 14:
         for sub in txn.txns:
             cls = TXN_RECORD.get(sub.type)
-            if cls is not None and sub.type in _PATH_TXNS:
-                _paths(sub.type, decode(cls, sub.data)[0], out)
+            if cls is not None and sub.type in wanted:
+                yield sub.type, decode(cls, sub.data)[0]
+
+
+def _paths(type_: int, txn, out: set) -> None:
+    for t, op in _ops(type_, txn, _PATH_TXNS):
+        out.add(op.path)
+        if t != 5 and t != 7:
+            out.add(parent_of(op.path))
 
 
 def touched(tree: DataTree, hdr, txn) -> set[str]:
@@ -60,16 +69,6 @@ def touched(tree: DataTree, hdr, txn) -> set[str]:
     return out
 
 
-def _creates(type_: int, txn, out: list) -> None:
-    if type_ in (1, 15, 19) and txn is not None:
-        out.append((type_, txn))
-    elif type_ == 14 and txn is not None:
-        for sub in txn.txns:
-            cls = TXN_RECORD.get(sub.type)
-            if cls is not None and sub.type in (1, 15, 19):
-                out.append((sub.type, decode(cls, sub.data)[0]))
-
-
 def owner_quirks(tree: DataTree, hdr, txn) -> list[list[int]]:
     """For each node this txn created whose owner ZooKeeper's leader may have digested differently,
     the digest deltas (leader's minus ours) of the owners it may have used. Why: a 3.8 leader
@@ -79,10 +78,8 @@ def owner_quirks(tree: DataTree, hdr, txn) -> list[list[int]]:
     container flag is applied as persistent but digested as a container. Real ZooKeeper then logs
     "Digests are not matching" on every server and goes on; these deltas let the observer verify
     such a txn exactly instead of dropping its copy."""
-    found: list = []
-    _creates(hdr.type, txn, found)
     out = []
-    for type_, t in found:
+    for type_, t in _ops(hdr.type, txn, _CREATE_TXNS):
         node = tree.nodes.get(t.path)
         if node is None:
             continue
