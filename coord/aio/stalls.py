@@ -21,11 +21,23 @@ fsync waits do not stall the loop but hold replies: the txn log reports each bat
 threshold is recorded with cause `fsync`. Every stall is counted per cause (coord_stall_ms{cause},
 a summary in /metrics, coord_stall_max_ms and coord_stalls_over_10ms; `stalls_by_cause()`), and
 logged: INFO, or WARNING at `warn_ms` (10 ms) and over. Where the loop has no selector to wrap (uvloop on CPython) only GC, fsync and notes are seen.
+
+For benchmarks, COORD_STALL_TRACE=DIR makes the server also append every stall to
+DIR/stalls-<pid>.txt as "end ms cause<TAB>detail" (CLOCK_MONOTONIC seconds, which every process on the machine
+shares), so a client can tell which of its slow requests waited on which stall (coord.bench.tailcause).
+Unbuffered appends from the loop thread: a few µs per stall, and stalls are at most hundreds a second.
+
+What a "busy" turn was doing the causes above cannot say. COORD_STALL_SAMPLE_MS=N (diagnosis only)
+starts a CPU-time interval timer (SIGPROF every N ms of the process's CPU) whose handler notes the
+loop thread's innermost frames; a stall's detail then lists the places most samples of that turn
+fell in ("at server.py:412 _on_data x3, ..."). Each sample forces the interrupted frame out of
+PyPy's JIT, so this costs throughput and is never on by default.
 """
 from __future__ import annotations
 
 import gc
 import logging
+import os
 import time
 from collections import deque
 
@@ -34,6 +46,8 @@ log = logging.getLogger("coord.stalls")
 THRESHOLD_MS = 2.0
 WARN_MS = 10.0
 LOG_PER_S = 20     # INFO lines per second at most (a loaded machine can stall every turn); all are counted
+TRACE_ENV = "COORD_STALL_TRACE"
+SAMPLE_ENV = "COORD_STALL_SAMPLE_MS"
 CAUSES = ("gc-minor", "gc-major", "jit", "snapshot-fork", "hugepages", "preempted", "busy", "fsync")
 
 try:
@@ -72,6 +86,8 @@ class StallMonitor:
         self._gc_installed = False
         self.gc_major_active = False               # PyPy: a major collection cycle is in progress
         self._cpython_t0 = 0.0
+        self.trace_fd = open_trace(os.environ.get(TRACE_ENV))
+        self.samples: list = []                    # (monotonic, "file:line func < caller") with COORD_STALL_SAMPLE_MS
 
     # -- installing ---------------------------------------------------------------------------------
     def install(self, loop) -> None:
@@ -99,6 +115,37 @@ class StallMonitor:
                 self.jit_base = jit_seconds()
             return events
         sel.select = select
+        self.start_sampling(os.environ.get(SAMPLE_ENV))
+
+    def start_sampling(self, raw: str | None) -> bool:
+        """SIGPROF every `raw` ms of CPU, noting where the loop thread was (diagnosis only)."""
+        if not raw:
+            return False
+        try:
+            every = float(raw) / 1000.0
+            if every <= 0:
+                raise ValueError(raw)
+        except ValueError:
+            log.warning("%s=%r is not a positive number of ms; not sampling", SAMPLE_ENV, raw)
+            return False
+        import signal
+        samples = self.samples
+
+        def where(f) -> str:
+            out = []
+            while f is not None and len(out) < 3:
+                out.append(f"{os.path.basename(f.f_code.co_filename)}:{f.f_lineno} {f.f_code.co_name}")
+                f = f.f_back
+            return " < ".join(out)
+
+        def on_sigprof(signum, frame):
+            samples.append((time.monotonic(), where(frame)))
+            if len(samples) > 4096:
+                del samples[:2048]
+        self._old_sigprof = signal.signal(signal.SIGPROF, on_sigprof)
+        signal.setitimer(signal.ITIMER_PROF, every, every)
+        log.warning("sampling the event loop every %.1f ms of CPU (%s): a diagnosis mode, slower", every * 1000, SAMPLE_ENV)
+        return True
 
     def install_gc(self) -> None:
         if self._gc_installed:
@@ -195,7 +242,23 @@ class StallMonitor:
         if got < ms / 2:
             cause = "hugepages" if during_pass else "busy"
         detail = ", ".join(f"{k} {v:.1f} ms" for k, v in parts.items() if v >= 0.05)
+        if self.samples:
+            detail += self._sampled(t0, t1)
         self.record(cause, ms, detail)
+
+    def stop_sampling(self) -> None:
+        import signal
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        signal.signal(signal.SIGPROF, getattr(self, "_old_sigprof", None) or signal.SIG_DFL)
+
+    def _sampled(self, t0: float, t1: float) -> str:
+        """The places most of this turn's samples fell in."""
+        seen: dict[str, int] = {}
+        for t, w in self.samples[:]:
+            if t0 <= t <= t1:
+                seen[w] = seen.get(w, 0) + 1
+        top = sorted(seen.items(), key=lambda kv: -kv[1])[:4]
+        return ("; at " + " | ".join(f"{w} x{n}" for w, n in top)) if top else ""
 
     def record(self, cause: str, ms: float, detail: str = "") -> None:
         if cause not in self.count:
@@ -209,6 +272,11 @@ class StallMonitor:
             self.max_ms[cause] = ms
         now = time.monotonic()
         self.recent.append((now, cause, ms, detail))
+        if self.trace_fd is not None:
+            try:
+                os.write(self.trace_fd, f"{now:.6f} {ms:.3f} {cause}\t{detail}\n".encode())
+            except OSError:
+                self.trace_fd = None
         if int(now) != self.log_second:
             self.log_second, self.logged = int(now), 0
         self.logged += 1
@@ -219,6 +287,19 @@ class StallMonitor:
     def stalls_by_cause(self) -> dict[str, tuple[int, float, float, int]]:
         """cause -> (count, total ms, max ms, count of warn_ms or more), causes seen so far."""
         return {c: (n, self.total_ms[c], self.max_ms[c], self.over_warn[c]) for c, n in self.count.items() if n}
+
+
+def open_trace(directory: str | None) -> int | None:
+    """An O_APPEND fd on DIR/stalls-<pid>.txt, or None (no DIR, or it cannot be written: logged)."""
+    if not directory:
+        return None
+    path = os.path.join(directory, f"stalls-{os.getpid()}.txt")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as e:
+        log.warning("%s: cannot write %s (%s); no stall trace", TRACE_ENV, path, e)
+        return None
 
 
 MONITOR: StallMonitor | None = None

@@ -127,6 +127,7 @@ def run_plan(sessions: list[Session], plan: Plan, proc: int, procs: int, start: 
     n = len(sched_times)
     measure_from = start + plan.warmup_s
     lat = array.array("d")
+    at = array.array("d")     # the scheduled send time (monotonic s) of each measured latency
     late = array.array("d")
     errors = 0
     first_err = 0
@@ -191,12 +192,13 @@ def run_plan(sessions: list[Session], plan: Plan, proc: int, procs: int, start: 
                         first_err = first_err or err
                     if t_s >= measure_from:
                         lat.append((t_recv - t_s) * 1e6)
+                        at.append(t_s)
                 if pos:
                     del buf[:pos]
     finally:
         for c in conns:
             c.sock.setblocking(True)
-    return {"lat_us": lat.tobytes(), "late_us": late.tobytes(), "sent": k, "received": received,
+    return {"lat_us": lat.tobytes(), "at_s": at.tobytes(), "late_us": late.tobytes(), "sent": k, "received": received,
             "errors": errors, "first_err": first_err}
 
 
@@ -264,6 +266,7 @@ class OpenLoopResult:
     rate: float
     lat_us: array.array       # measured window, from scheduled send times
     late_us: array.array      # the generator's own lateness, every request
+    at_s: array.array         # the scheduled send time (monotonic s) of each lat_us entry
     sent: int
     errors: int
     first_err: int
@@ -327,11 +330,12 @@ class OpenLoopClient:
         for pipe in self.pipes:
             pipe.send(("run", plan, start))
         res = [m[1] for m in self._gather("done", plan.warmup_s + plan.duration_s + 120)]
-        lat, late = array.array("d"), array.array("d")
+        lat, late, at = array.array("d"), array.array("d"), array.array("d")
         for r in res:
             lat.frombytes(r["lat_us"])
             late.frombytes(r["late_us"])
-        return OpenLoopResult(plan.op, plan.rate, lat, late, sum(r["sent"] for r in res),
+            at.frombytes(r["at_s"])
+        return OpenLoopResult(plan.op, plan.rate, lat, late, at, sum(r["sent"] for r in res),
                               sum(r["errors"] for r in res), next((r["first_err"] for r in res if r["first_err"]), 0),
                               sum(r["cpu_s"] for r in res), time.monotonic() - start)
 

@@ -49,6 +49,7 @@ class TailConfig:
     rounds: int = 1                 # rounds of every (op, fraction) on the same servers; the table shows medians
     coord_cfg: dict | None = None   # extra zoo.cfg settings of the coord servers (coord.collapseHugePages=false): A/B runs
     preload: int = 0                # znodes created (closed loop, in the create/delete pool) before the runs: a large tree
+    attribute: bool = False         # trace coord's stalls and charge its requests over p99 to them (coord.bench.tailcause)
 
 
 @dataclass
@@ -62,6 +63,7 @@ class _Sys:
     pool_lo: int = 0
     pool_hi: int = 0
     mbase: int = 0
+    trace_dir: Path | None = None   # COORD_STALL_TRACE of its servers (coord, --attribute)
 
     def stalls(self) -> dict:
         """cause -> [count, total ms, count of 10 ms or more] summed over the members (/metrics:
@@ -157,11 +159,18 @@ def _one(s: _Sys, cfg: TailConfig, op: str, frac: float, rate: float, log) -> tu
     stalls = {c: {"count": int(v[0] - st0.get(c, z)[0]), "ms": round(v[1] - st0.get(c, z)[1], 1),
                   "over_10ms": int(v[2] - st0.get(c, z)[2])}
               for c, v in st1.items() if v[0] - st0.get(c, z)[0] > 0}
+    slow = None
+    if s.trace_dir is not None and res.lat_us:
+        from coord.bench import tailcause
+        t0 = min(res.at_s)
+        t1 = max(t + lat / 1e6 for t, lat in zip(res.at_s, res.lat_us))
+        slow = tailcause.attribute(res.at_s, res.lat_us, tailcause.read_traces(s.trace_dir), q["p99_ms"], (t0, t1))
+        log(f"{s.name} {op} @{frac:.0%}: {tailcause.summary(slow)}")
     row = {"system": s.name, "op": op, "fraction": frac, "rate": round(rate, 1), **q,
            "sent": res.sent, "errors": res.errors, "first_err": res.first_err,
            "client_cpu_s": round(res.client_cpu_s, 2), "late_p99_ms": lq["p99_ms"], "late_max_ms": lq["max_ms"],
            "loadavg": [round(load0, 2), round(os.getloadavg()[0], 2)], "rss_mib": round(rss_mib(s.pids)),
-           "stalls": stalls}
+           "stalls": stalls, **({"slow_by_cause": slow} if slow else {})}
     log(f"{s.name} {op} @{frac:.0%} ({rate:,.0f}/s): p50 {q['p50_ms']:.3f} p99 {q['p99_ms']:.3f} "
         f"p99.9 {q['p999_ms']:.3f} max {q['max_ms']:.3f} ms; client late p99 {lq['p99_ms']:.3f} ms; "
         f"errors {res.errors}; load {load0:.1f}; stalls {stalls}")
@@ -220,8 +229,15 @@ def run(cfg: TailConfig, workdir: str | None = None, plot_dir: str | None = None
 
 
 def _start(name: str, cfg: TailConfig, base: Path, started: list) -> _Sys:
-    with server_env(cfg.coord_env if name == "coord" else None):
-        return _start_servers(name, cfg, base, started)
+    env = dict(cfg.coord_env or {}) if name == "coord" else {}
+    trace = base / "stall-trace" if name == "coord" and cfg.attribute else None
+    if trace is not None:
+        from coord.aio.stalls import TRACE_ENV
+        env[TRACE_ENV] = str(trace)
+    with server_env(env):
+        s = _start_servers(name, cfg, base, started)
+    s.trace_dir = trace
+    return s
 
 
 @contextmanager
@@ -318,6 +334,22 @@ def stall_table(out: dict) -> list[str]:
         text = ", ".join(f"{c} {v[0]} / {v[1]:.0f} / {v[2]}" for c, v in sorted(tot.items())) or "none"
         lines.append(f"| {op} | {frac:.0%} | {len([r for r in rs if r['system'] == 'coord'])} | {text} | "
                      f"{rss['coord']} | {rss['zookeeper']} |")
+    return lines
+
+
+def cause_table(out: dict) -> list[str]:
+    """Markdown rows (--attribute): per coord run, its requests at or over its p99 by the stall cause
+    that overlapped each most ("none": no stall of 2 ms or more did)."""
+    rows = [r for r in out["runs"] if r.get("slow_by_cause")]
+    if not rows:
+        return []
+    lines = ["| op | load | round | coord p99 ms | requests >= p99 | by the stall they waited on |",
+             "|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        a = r["slow_by_cause"]
+        n = a["slow"] or 1
+        text = ", ".join(f"{c} {100.0 * k / n:.0f}%" for c, k in a["by_cause"].items())
+        lines.append(f"| {r['op']} | {r['fraction']:.0%} | {r.get('round', 0)} | {a['bound_ms']:.2f} | {a['slow']:,} | {text} |")
     return lines
 
 

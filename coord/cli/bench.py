@@ -48,17 +48,20 @@ import click
               help="With --open-loop: extra zoo.cfg settings of the coord servers (e.g. coord.collapseHugePages=false).")
 @click.option("--preload", default=0, show_default=True,
               help="With --open-loop: znodes created before the runs (a large tree, e.g. 1000000).")
+@click.option("--attribute", is_flag=True,
+              help="With --open-loop: trace coord's stalls (COORD_STALL_TRACE) and tell which cause each request "
+                   "over coord's p99 waited on.")
 @click.option("--rates", default=None, metavar="OP=N,...",
               help="With --open-loop: take these ops/s as 100% instead of measuring ZooKeeper's maximum.")
 def bench(target, compare, vs_zookeeper, null_server, force_sync, connections, depth, ops, data_size,
           procs, rounds, latency_ops, phases, warmup_ops, null_procs, workdir, as_json, open_loop, ensemble,
-          open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg, preload) -> None:
+          open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg, preload, attribute) -> None:
     """Measure throughput and latency of a ZooKeeper-protocol server (coord or ZooKeeper)."""
     from rich.console import Console
     if open_loop:
         _bench_open_loop(force_sync, connections, depth, data_size, procs, ops, workdir, as_json, ensemble,
                          open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg, rounds or 1,
-                         preload)
+                         preload, attribute)
         return
     force_sync = bool(force_sync)
 
@@ -88,7 +91,7 @@ def bench(target, compare, vs_zookeeper, null_server, force_sync, connections, d
 
 def _bench_open_loop(force_sync, connections, depth, data_size, procs, ops, workdir, as_json, ensemble,
                      open_ops, fractions, duration, warmup, keys, plot_dir, coord_env, rates, coord_cfg=(), rounds=1,
-                     preload=0) -> None:
+                     preload=0, attribute=False) -> None:
     from coord.bench import tail
     from coord.bench.churn import parse_env
     from coord.bench.client import BenchError
@@ -118,13 +121,14 @@ def _bench_open_loop(force_sync, connections, depth, data_size, procs, ops, work
                           procs=procs, data_size=data_size, keys=keys, calib_ops=min(ops, 100_000), depth=depth,
                           ensemble=ensemble, force_sync=True if force_sync is None else force_sync,
                           rates=full, coord_env=parse_env(coord_env), coord_cfg=parse_env(coord_cfg), rounds=rounds,
-                          preload=preload)
+                          preload=preload, attribute=attribute)
     log = (lambda m: click.echo(m, err=True))
     try:
         out = tail.run(cfg, workdir, plot_dir, log)
     except (BenchError, OSError, RuntimeError, TimeoutError, ValueError) as e:
         raise click.ClickException(str(e))
-    click.echo(tail.dumps(out) if as_json else "\n".join(tail.table(out) + [""] + tail.stall_table(out)))
+    click.echo(tail.dumps(out) if as_json else "\n".join(tail.table(out) + [""] + tail.stall_table(out)
+                                                            + [""] + tail.cause_table(out)))
 
 
 def register(main: click.Group) -> None:

@@ -112,7 +112,8 @@ def test_bench_open_loop_command(tmp_path):
     from coord.cli import main
     r = CliRunner().invoke(main, ["bench", "--open-loop", "--open-ops", "getData,multi", "--fractions", "0.1",
                                   "--duration", "1", "--warmup", "0.5", "-k", "3000", "--keys", "200",
-                                  "--connections", "4", "--plot-dir", str(tmp_path), "--json", "--preload", "500"])
+                                  "--connections", "4", "--plot-dir", str(tmp_path), "--json", "--preload", "500",
+                                  "--attribute"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert set(out["max_rate"]) == {"coord", "zookeeper"}
@@ -121,6 +122,11 @@ def test_bench_open_loop_command(tmp_path):
     for k, x in runs.items():
         assert x["errors"] == 0 and x["n"] > 0 and x["p99_ms"] > 0, k
         assert x["rate"] == pytest.approx(0.1 * out["max_rate"]["zookeeper"][k[0]], rel=0.01)
+        if k[1] == "coord":   # --attribute: its requests at or over its p99, each charged to a cause or "none"
+            a = x["slow_by_cause"]
+            assert a["bound_ms"] == x["p99_ms"] and a["slow"] >= 1 and sum(a["by_cause"].values()) == a["slow"]
+        else:
+            assert "slow_by_cause" not in x
     assert len(out["plots"]) == 2
 
 

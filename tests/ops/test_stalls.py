@@ -56,6 +56,32 @@ def test_monitor_sees_a_long_turn_of_a_real_loop():
     assert long[0][1] in ("busy", "preempted", "gc-minor", "gc-major"), long
 
 
+def test_sampling_names_where_a_busy_turn_was_spent(monkeypatch):
+    """COORD_STALL_SAMPLE_MS: a long turn's detail lists the frames its SIGPROF samples fell in."""
+    monkeypatch.setenv("COORD_STALL_SAMPLE_MS", "0.5")
+    m = StallMonitor()
+    m.jit_base = float("inf")
+
+    def spin_for_a_while():
+        t = time.thread_time()
+        while time.thread_time() - t < 0.03:   # 30 ms of CPU in one turn
+            pass
+
+    async def main():
+        m.install(asyncio.get_running_loop())
+        await asyncio.sleep(0.01)
+        spin_for_a_while()
+        await asyncio.sleep(0.01)
+    try:
+        asyncio.run(main())
+    finally:
+        m.stop_sampling()
+        m.uninstall()
+    long = [r for r in m.recent if r[2] >= 25.0]
+    assert long, list(m.recent)
+    assert "; at " in long[0][3] and "spin_for_a_while" in long[0][3], long[0][3]
+
+
 def test_server_exports_and_logs_stalls(tmp_path):
     """A multi of 3,000 creates is one long turn of a fresh (not yet JIT-compiled) server."""
     from kazoo.client import KazooClient

@@ -1,0 +1,54 @@
+"""Charging slow requests to the server stalls they waited on (coord.bench.tailcause) and the servers'
+stall trace it reads (COORD_STALL_TRACE, coord.aio.stalls)."""
+from __future__ import annotations
+
+import array
+import os
+
+from coord.aio import stalls
+from coord.bench import tailcause
+
+
+def test_slow_requests_go_to_the_stall_that_overlaps_them_most(tmp_path):
+    (tmp_path / "stalls-1.txt").write_text("100.010000 10.000 gc-major\tgc-major 9.9 ms\n100.012000 3.000 fsync\t\n"
+                                           "100.500000 5.000 snapshot-fork\n")
+    (tmp_path / "stalls-2.txt").write_text("200.000000 4.000 jit\n100.51")   # a cut last line is skipped
+    tr = tailcause.read_traces(tmp_path)
+    assert [c for _, _, c in tr] == ["gc-major", "fsync", "snapshot-fork", "jit"]
+    assert tr[0][0] == 100.0 and tr[0][1] == 100.01
+    at = array.array("d", [100.001, 100.0095, 100.3, 100.497, 100.9, 150.0])
+    lat = array.array("d", [9000, 3000, 8000, 6000, 100, 7000])   # µs
+    a = tailcause.attribute(at, lat, tr, bound_ms=2.0, window=(99.0, 101.0))
+    # 100.001+9 ms: gc-major 9 ms vs fsync 1 ms; 100.0095+3 ms: fsync 2.5 vs gc-major 0.5;
+    # 100.3: nothing; 100.497: the fork; 100.9 is fast; 150.0 is outside the stalls (jit is at 200)
+    assert a["slow"] == 5
+    assert a["by_cause"] == {"none": 2, "gc-major": 1, "fsync": 1, "snapshot-fork": 1}
+    assert a["stalled_ms"] == {"gc-major": 10.0, "snapshot-fork": 5.0, "fsync": 3.0}   # jit is outside the window
+    assert tailcause.summary(a).startswith("5 requests >= 2.00 ms: none 40%, gc-major 20%")
+
+
+def test_a_long_stall_that_began_before_the_request_is_found():
+    tr = [(10.0, 10.5, "gc-major"), (10.45, 10.452, "busy")]
+    a = tailcause.attribute([10.3], [250_000.0], tr, bound_ms=100.0)
+    assert a["by_cause"] == {"gc-major": 1}
+
+
+def test_monitor_appends_every_stall_to_its_trace(tmp_path, monkeypatch):
+    monkeypatch.setenv(stalls.TRACE_ENV, str(tmp_path / "t"))
+    m = stalls.StallMonitor()
+    m.on_fsync(7.5)
+    m.on_fsync(1.0)                  # under the threshold: not a stall
+    m.record("busy", 3.25)
+    (f,) = (tmp_path / "t").glob("stalls-*.txt")
+    lines = [ln.split("\t") for ln in f.read_text().splitlines()]
+    assert [(ln[0].split()[1:], ln[1]) for ln in lines] == [(["7.500", "fsync"], "txn log write+fdatasync"),
+                                                            (["3.250", "busy"], "")]
+    lines = [ln[0].split() for ln in lines]
+    assert float(lines[0][0]) <= float(lines[1][0])
+    os.close(m.trace_fd)
+
+
+def test_no_trace_without_the_variable(monkeypatch):
+    monkeypatch.delenv(stalls.TRACE_ENV, raising=False)
+    assert stalls.StallMonitor().trace_fd is None
+    assert stalls.open_trace("/proc/no-such-dir/x") is None    # cannot be written: warned, no trace
