@@ -30,7 +30,11 @@ TTL_MAX = (1 << 40) - 1
 _DIGEST_STAT = struct.Struct(">qqqqiiiq")
 _MASK64 = (1 << 64) - 1
 _STAT = struct.Struct(">qqqqiiiqiiq")
-_DIRTY_MAX = 4096   # nodes whose digest share may be stale before the sum is settled
+# Nodes whose digest share may be stale before the sum is settled. Settling costs ~1-2.5 µs a node
+# in one go, inside the write that fills the batch: 4096 made every 4096th write a 4-10 ms loop turn,
+# which was the "busy" cause of ~40% of the requests over p99 in the open-loop setData run (the stall
+# sampler, docs/benchmarks.md "Session 7"). 256 bounds it at ~0.5 ms, for the same CPU per write.
+_DIRTY_MAX = 256
 
 
 def ttl_owner(ttl: int) -> int:
@@ -184,7 +188,7 @@ class DataTree:
     @property
     def digest_settled(self) -> bool:
         """Reading `digest` costs nothing now (no node's share waits to be recomputed; settling up
-        to _DIRTY_MAX of them takes ~10 ms)."""
+        to _DIRTY_MAX of them takes ~0.5 ms)."""
         return not self._dirty
 
     @digest.setter
