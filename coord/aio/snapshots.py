@@ -1,8 +1,9 @@
 """Snapshot files: taken from the live tree without stalling the event loop, and read back.
 
-Taking one (`SnapshotTaker.take`) has two methods (zoo.cfg `coord.snapshotMethod=fork|inloop`):
+Taking one (`SnapshotTaker.take`) has two methods (zoo.cfg `coord.snapshotMethod=fork|inloop`), and
+`auto` (the default where os.fork exists) picks one per snapshot, below.
 
-fork (the default where os.fork exists). The loop notes the tree's last applied zxid and node count
+fork. The loop notes the tree's last applied zxid and node count
 (and digest, see below), freezes the GC generations and forks. The child holds an OS copy-on-write image of the
 tree exactly as of that zxid, so it needs no TreeCapture: it encodes every node with the same
 SnapshotEncoder, compresses, writes `snapshot.<zxid>.tmp`, fsyncs it and writes one result line
@@ -12,7 +13,7 @@ noted at the fork, and only then renames the file to `snapshot.<zxid hex>` and f
 Only the parent renames: an orphaned child (parent killed) can at most leave a `.tmp` file, which
 recovery removes, and it is killed with its parent anyway (PR_SET_PDEATHSIG on Linux). The child
 also checks its encoder's digest sum and node count against its own image of the tree, whose
-pending node digest shares it settles itself (settling them in the parent would be up to ~10 ms of
+pending node digest shares it settles itself (settling them in the parent would be up to ~0.5 ms of
 the stall under a write load); the parent checks the node count, and the digest whenever it was
 already settled at the fork. The loop is held only for the fork itself (copying the page tables:
 ~20 ms per GiB of RSS in 4 KiB pages here, ~2 ms for the same heap in 2 MiB pages, which
@@ -56,6 +57,18 @@ frames and writes them to `snapshot.<zxid>.tmp`. At the end the file is fsynced,
 spent inside the snapshot in one go is kept in `max_stall_ms`. Zab's SNAP streaming to learners
 (coord.core.zab.snapstream) always uses TreeCapture.
 
+auto. Both keep the loop's turns short, but not equally: a fork holds the loop for the whole page-table
+copy (9.5 ms at 173 MiB of RSS, 20 ms and more per GiB), once per snapshot, whatever the tree's size;
+in-loop slices hold it at most `slice_ms` each but spend the encoding CPU (a few µs a node) on the
+loop's own thread. For a tree whose encoding is cheap next to the time between snapshots, in-loop
+is the shorter tail at little cost: in the 60 s open-loop setData run at 17,652 writes/s (a
+20,000-znode tree, a snapshot every ~4 s) p99 was 8.4 ms in-loop against 11.0 forked, and requests
+over p99 no longer waited on forks (docs/benchmarks.md, "Session 7"). For a large tree under a high
+write rate in-loop encoding would take a large share of the loop, and the fork's child does it on
+another core. So auto takes a snapshot in-loop when its estimated loop CPU (nodes x the CPU per node
+the last in-loop snapshot measured, `AUTO_NODE_CPU_S` before the first) is at most `AUTO_SHARE` of
+the time since the previous snapshot began, and forks otherwise.
+
 Reading one (`read_snapshot`) verifies every frame and the tree digest; recovery
 (coord.aio.datadir) walks back from the newest file to the first that loads.
 """
@@ -83,8 +96,10 @@ log = logging.getLogger("coord.snapshots")
 
 PREFIX = "snapshot"
 
-METHODS = ("fork", "inloop")
-DEFAULT_METHOD = "fork" if hasattr(os, "fork") else "inloop"
+METHODS = ("fork", "inloop", "auto")
+DEFAULT_METHOD = "auto" if hasattr(os, "fork") else "inloop"
+AUTO_SHARE = 0.25            # auto: in-loop while its encoding takes at most this share of the loop
+AUTO_NODE_CPU_S = 4e-6       # auto: loop CPU per node of an in-loop snapshot until one has measured it
 
 try:  # the child asks to be killed with its parent (Linux); bound here, never imported in the child
     import ctypes
@@ -128,6 +143,23 @@ def child_nice(raw: str | None) -> int:
 
 
 _CHILD_NICE = child_nice(os.environ.get(CHILD_NICE_ENV))
+SLICE_ENV = "COORD_SNAPSHOT_SLICE_MS"
+SLICE_MS = 2.0
+
+
+def slice_ms_of(raw: str | None) -> float:
+    """CPU per slice of an in-loop snapshot (COORD_SNAPSHOT_SLICE_MS, 0.2-50; default 2): a knob for
+    A/B runs. Each slice is one loop turn every other request waits behind."""
+    if raw is None or raw == "":
+        return SLICE_MS
+    try:
+        v = float(raw)
+        if not 0.2 <= v <= 50:
+            raise ValueError(raw)
+        return v
+    except ValueError:
+        log.warning("%s=%r is not a number of ms in [0.2, 50]; using %.1f", SLICE_ENV, raw, SLICE_MS)
+        return SLICE_MS
 
 
 def snapshot_name(zxid: int) -> str:
@@ -224,14 +256,14 @@ def remove_temp_files(snap_dir: Path) -> None:
 class SnapshotTaker:
     """At most one snapshot at a time: in a forked child, or in slices interleaved with the loop."""
 
-    def __init__(self, snap_dir: Path, *, slice_ms: float = 2.0, compressed: bool = True,
+    def __init__(self, snap_dir: Path, *, slice_ms: float | None = None, compressed: bool = True,
                  fsync: bool = True, method: str = DEFAULT_METHOD, collapse_huge_pages: bool = False):
         if method not in METHODS:
             raise ValueError(f"snapshot method must be one of {', '.join(METHODS)}, got {method!r}")
-        if method == "fork" and not hasattr(os, "fork"):
+        if method in ("fork", "auto") and not hasattr(os, "fork"):
             method = "inloop"
         self.dir = Path(snap_dir)
-        self.slice_ms = slice_ms
+        self.slice_ms = slice_ms if slice_ms is not None else slice_ms_of(os.environ.get(SLICE_ENV))
         self.compressed = compressed
         self.fsync = fsync
         self.method = method
@@ -258,8 +290,12 @@ class SnapshotTaker:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="snapshot-writer")
         self._nodes_per_slice = 300
         self._child: _Child | None = None
+        self.node_cpu_s = AUTO_NODE_CPU_S    # loop CPU per node of the last in-loop snapshot
+        self.last_loop_cpu_ms = 0.0          # the loop's CPU inside the last in-loop snapshot, all slices
+        self._last_start: float | None = time.monotonic()   # the first interval counts from start-up
+        self.auto_choices = {"fork": 0, "inloop": 0}
         # forks copy page tables: keep them short by keeping the heap in huge pages (coord.aio.hugepages)
-        self.huge_pages = HeapCollapser(enabled=collapse_huge_pages and self.method == "fork")
+        self.huge_pages = HeapCollapser(enabled=collapse_huge_pages and self.method in ("fork", "auto"))
 
     def tree_loaded(self) -> None:
         """A tree was just built (recovery, a SNAP from the leader): gather its pages into huge pages
@@ -270,7 +306,8 @@ class SnapshotTaker:
         """Snapshot tree as of now; returns the file, or None if it failed (logged)."""
         if self.in_progress:
             return None
-        if self.method == "fork":
+        method = self.choose(len(tree.nodes), time.monotonic())
+        if method == "fork":
             self.in_progress = True
             try:
                 res = await self._take_forked(tree)
@@ -281,13 +318,26 @@ class SnapshotTaker:
             self.fork_fallbacks += 1
         return await self._take_inloop(tree)
 
+    def choose(self, nodes: int, now: float) -> str:
+        """The method of a snapshot starting now: the configured one, or auto's pick (above)."""
+        last, self._last_start = self._last_start, now
+        if self.method != "auto":
+            return self.method
+        estimate = nodes * self.node_cpu_s
+        since = now - last if last is not None else float("inf")
+        method = "inloop" if estimate <= AUTO_SHARE * since else "fork"
+        self.auto_choices[method] += 1
+        log.debug("auto snapshot: %s (%d nodes x %.2f us = %.0f ms of loop CPU, %.1f s since the last)",
+                  method, nodes, self.node_cpu_s * 1e6, estimate * 1000, since)
+        return method
+
     async def _take_forked(self, tree: DataTree):
         loop = asyncio.get_running_loop()
         t_start = time.perf_counter()
         c_start = time.thread_time()
         zxid = tree.last_zxid
-        # settling the digest (up to 4096 pending node shares, ~10 ms under a write load) would be
-        # most of the stall: the child settles its identical image instead and checks its encoder
+        # settling the digest (up to 256 pending node shares, ~0.5 ms under a write load) would be
+        # added to the stall: the child settles its identical image instead and checks its encoder
         # against it; the parent compares digests too when it has one for free
         digest = tree.digest if tree.digest_settled else None
         node_count = len(tree.nodes)
@@ -454,6 +504,7 @@ class SnapshotTaker:
         capture_ms = (time.perf_counter() - t_start) * 1000
         max_slice = capture_ms
         max_cpu = (time.thread_time() - c_start) * 1000
+        loop_cpu = max_cpu
         zxid = capture.zxid
         final = self.dir / snapshot_name(zxid)
         tmp = final.with_name(final.name + ".tmp")
@@ -482,6 +533,7 @@ class SnapshotTaker:
                     pending.append(loop.run_in_executor(self._pool, write, frames))
                 ms = (time.perf_counter() - t0) * 1000
                 cpu = (time.thread_time() - c0) * 1000
+                loop_cpu += cpu
                 if cpu > max_cpu:
                     max_cpu = cpu
                     log.debug("snapshot slice of %d nodes: %.1f ms wall, %.1f ms CPU", self._nodes_per_slice, ms, cpu)
@@ -495,9 +547,11 @@ class SnapshotTaker:
                     await pending.pop(0)
                 await asyncio.sleep(0)
             t0 = time.perf_counter()
+            c0 = time.thread_time()
             frames = enc.finish()
             capture.close()
             max_slice = max(max_slice, (time.perf_counter() - t0) * 1000)
+            loop_cpu += (time.thread_time() - c0) * 1000
             if enc.digest != capture.digest or enc.node_count != capture.node_count:
                 raise RuntimeError(f"captured state changed while writing (digest 0x{enc.digest:x} != "
                                    f"0x{capture.digest:x}); snapshot abandoned")
@@ -505,7 +559,7 @@ class SnapshotTaker:
             for p in pending:
                 await p
             pending.clear()
-            await loop.run_in_executor(self._pool, self._finish_file, f, tmp, final)
+            size = await loop.run_in_executor(self._pool, self._finish_file, f, tmp, final)
             f = None
         except Exception as e:
             capture.close()
@@ -523,17 +577,24 @@ class SnapshotTaker:
             capture.close()  # also when cancelled: the tree must not keep calling a dead capture
             self.in_progress = False
         self._taken(zxid, final, "inloop", t_start, capture_ms, max_slice, max_cpu)
-        log.info("snapshot %s: %d nodes, %d sessions in %.2fs (capture %.1f ms, longest slice %.1f ms, "
-                 "%.1f ms CPU)", final.name, enc.node_count, len(capture.sessions), self.last_duration_s,
-                 capture_ms, max_slice, max_cpu)
+        self.last_loop_cpu_ms = loop_cpu
+        self.last_bytes = size
+        if enc.node_count >= 1000:   # a tiny tree's per-node figure is mostly fixed costs
+            self.node_cpu_s = loop_cpu / 1000.0 / enc.node_count
+        log.info("snapshot %s: %d nodes, %d sessions in %.2fs in-loop (capture %.1f ms, longest slice %.1f ms, "
+                 "%.1f ms CPU; %.0f ms of loop CPU in all)", final.name, enc.node_count, len(capture.sessions),
+                 self.last_duration_s, capture_ms, max_slice, max_cpu, loop_cpu)
         return final
 
-    def _finish_file(self, f, tmp: Path, final: Path) -> None:
+    def _finish_file(self, f, tmp: Path, final: Path) -> int:
+        """Durable, closed and renamed; returns its size."""
         f.flush()
+        size = f.tell()
         if self.fsync:
             os.fsync(f.fileno())
         f.close()
         self._install_file(tmp, final)
+        return size
 
     def close(self) -> None:
         """Stop: a running child is killed and reaped and its tmp file removed, never renamed."""

@@ -42,7 +42,7 @@ class ServerConfig:
     snap_retain_count: int = 3
     purge_interval_hours: int = 1          # autopurge on by default (hourly, keeping 3); 0 turns it off
     pre_alloc_size_kb: int = 65536
-    snapshot_method: str | None = None   # coord.snapshotMethod: fork | inloop (None: fork where possible)
+    snapshot_method: str | None = None   # coord.snapshotMethod: fork | inloop | auto (None: auto where fork exists)
     collapse_huge_pages: bool = True     # coord.collapseHugePages: keep the heap in huge pages (short forks)
     servers: dict[int, QuorumServer] = field(default_factory=dict)
     myid: int | None = None
@@ -273,8 +273,8 @@ def _apply(cfg: ServerConfig, k: str, v: str) -> None:
     elif k in ("znode.container.checkIntervalMs", "containerCheckIntervalMs"):
         cfg.container_check_interval_ms = _int(v, k)
     elif k == "coord.snapshotMethod":
-        if v not in ("fork", "inloop"):
-            raise ValueError(f"{k} must be fork or inloop, got {v!r}")
+        if v not in ("fork", "inloop", "auto"):
+            raise ValueError(f"{k} must be fork, inloop or auto, got {v!r}")
         cfg.snapshot_method = v
     elif k == "coord.collapseHugePages":
         cfg.collapse_huge_pages = _bool(v, k)

@@ -257,7 +257,7 @@ def test_in_loop_method_selected_by_zoo_cfg(tmp_path):
 
 
 def test_a_bad_snapshot_method_fails_at_start_naming_the_line():
-    with pytest.raises(ConfigError, match=r"zoo.cfg:2: coord.snapshotMethod must be fork or inloop"):
+    with pytest.raises(ConfigError, match=r"zoo.cfg:2: coord.snapshotMethod must be fork, inloop or auto"):
         parse("dataDir=/tmp/x\ncoord.snapshotMethod=thread\n")
 
 
@@ -282,7 +282,8 @@ def test_kill_9_during_a_forked_snapshot_then_restart_recovers(tmp_path, monkeyp
     from tests.support.coord_server import CoordProcess
     delay = 3.0
     monkeypatch.setenv("COORD_TEST_SNAPSHOT_CHILD_DELAY_S", str(delay))
-    srv = CoordProcess(tmp_path / "coord", force_sync=True, extra_cfg={"snapCount": "200"})
+    srv = CoordProcess(tmp_path / "coord", force_sync=True, extra_cfg={"snapCount": "200",
+                                                                        "coord.snapshotMethod": "fork"})
     srv.start()
     snap_dir = srv.data_dir / "version-2"
     zk = KazooClient(hosts=srv.connect_string, timeout=10)

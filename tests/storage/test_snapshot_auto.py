@@ -1,0 +1,77 @@
+"""coord.snapshotMethod=auto (the default where os.fork exists): in-loop while the encoding is a small
+share of the time between snapshots, forked when it would be a large one."""
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from coord.aio import snapshots
+from coord.aio.snapshots import AUTO_SHARE, SnapshotTaker
+from coord.aio.zoocfg import parse
+from tests.storage.test_snapshot_stall import big_tree
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="auto needs os.fork")
+
+
+def test_auto_is_the_default_and_a_config_value():
+    assert snapshots.DEFAULT_METHOD == "auto"
+    assert parse("dataDir=/tmp/x\ncoord.snapshotMethod=auto\n").snapshot_method == "auto"
+
+
+def test_auto_picks_in_loop_while_encoding_is_a_small_share_of_the_interval(tmp_path):
+    t = SnapshotTaker(tmp_path)
+    try:
+        assert t.method == "auto"
+        t.node_cpu_s = 4e-6
+        start = t._last_start
+        # 20,000 nodes: 80 ms of loop CPU, 4 s after the last: in-loop
+        assert t.choose(20_000, start + 4.0) == "inloop"
+        # 1M nodes: 4 s of loop CPU, 5 s after the last one began: forked
+        assert t.choose(1_000_000, start + 9.0) == "fork"
+        # the same tree when snapshots are a minute apart: 4 s is under a quarter of 60 s
+        assert t.choose(1_000_000, start + 69.0) == "inloop"
+        # right at the bound
+        assert t.choose(250_000, start + 69.0 + 1.0 / AUTO_SHARE) == "inloop"
+        assert t.auto_choices == {"fork": 1, "inloop": 3}
+    finally:
+        t.close()
+    fixed = SnapshotTaker(tmp_path, method="fork")
+    try:
+        assert fixed.choose(10, fixed._last_start + 100) == "fork"
+    finally:
+        fixed.close()
+
+
+def test_an_in_loop_snapshot_measures_its_cpu_per_node_and_size(tmp_path):
+    tree = big_tree(20_000)
+
+    async def run():
+        t = SnapshotTaker(tmp_path)
+        t._last_start -= 3600          # an hour since start-up: in-loop
+        try:
+            path = await t.take(tree)
+            return t, path
+        finally:
+            t.close()
+    t, path = asyncio.run(run())
+    assert path is not None and t.last_method == "inloop"
+    assert t.last_bytes == path.stat().st_size > 0       # the low-disk warning's input
+    assert t.last_loop_cpu_ms > 0
+    assert t.node_cpu_s == pytest.approx(t.last_loop_cpu_ms / 1000 / len(tree.nodes), rel=0.05)
+
+
+def test_auto_forks_a_tree_too_large_for_the_interval(tmp_path):
+    tree = big_tree(20_000)
+
+    async def run():
+        t = SnapshotTaker(tmp_path)
+        t.node_cpu_s = 1e-3            # as if encoding took 1 ms a node: 20 s, far over a quarter of ~0 s
+        try:
+            path = await t.take(tree)
+            return t, path
+        finally:
+            t.close()
+    t, path = asyncio.run(run())
+    assert path is not None and t.last_method == "fork" and t.auto_choices["fork"] == 1
