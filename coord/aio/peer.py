@@ -136,8 +136,10 @@ class PeerAddr:
     election_port: int
 
 
-class _Conn(asyncio.Protocol):
-    """One TCP connection, dialled (outbound) or accepted (inbound)."""
+class _Conn(asyncio.BufferedProtocol):
+    """One TCP connection, dialled (outbound) or accepted (inbound). Buffered, reading into its
+    transport manager's one buffer: a plain Protocol's transport allocates recv(256 KiB) for every
+    read, which on PyPy drives major collections (coord.aio.server.ClientProtocol)."""
 
     def __init__(self, mgr: "PeerTransport", outbound_sid: int | None, via: str):
         self.mgr = mgr
@@ -172,6 +174,12 @@ class _Conn(asyncio.Protocol):
     def _handshake_timeout(self) -> None:
         if not self.established and not self.closed:
             self.abort(f"no HELLO within {self.mgr.handshake_timeout_ms} ms")
+
+    def get_buffer(self, sizehint: int):
+        return self.mgr.read_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(self.mgr.read_view[:nbytes]))   # frames keep slices of it
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -302,6 +310,7 @@ class PeerTransport:
         if my_sid not in peers:
             raise ValueError(f"sid {my_sid} is not among the peers")
         self.sid = my_sid
+        self.read_view = memoryview(bytearray(256 * 1024))   # every _Conn reads into it (get_buffer)
         self.peers = peers
         self.digest = digest
         # reconfigEnabled: servers join and leave at run time, so a peer we do not know yet (a
