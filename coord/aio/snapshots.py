@@ -67,7 +67,10 @@ over p99 no longer waited on forks (docs/benchmarks.md, "Session 7"). For a larg
 write rate in-loop encoding would take a large share of the loop, and the fork's child does it on
 another core. So auto takes a snapshot in-loop when its estimated loop CPU (nodes x the CPU per node
 the last in-loop snapshot measured, `AUTO_NODE_CPU_S` before the first) is at most `AUTO_SHARE` of
-the time since the previous snapshot began, and forks otherwise.
+the time since the previous snapshot began and at most `AUTO_MAX_LOOP_S`, and forks otherwise. The
+bound matters after a quiet spell: the interval then says nothing about the burst that filled the
+snapshot, and an in-loop capture of a 1.9M-node tree under 11,800 deletes/s lived for minutes and
+copied every node the deletes touched.
 
 Reading one (`read_snapshot`) verifies every frame and the tree digest; recovery
 (coord.aio.datadir) walks back from the newest file to the first that loads.
@@ -100,6 +103,7 @@ METHODS = ("fork", "inloop", "auto")
 DEFAULT_METHOD = "auto" if hasattr(os, "fork") else "inloop"
 AUTO_SHARE = 0.25            # auto: in-loop while its encoding takes at most this share of the loop
 AUTO_NODE_CPU_S = 4e-6       # auto: loop CPU per node of an in-loop snapshot until one has measured it
+AUTO_MAX_LOOP_S = 0.5        # auto: never in-loop past this much loop CPU (~125,000-300,000 nodes)
 
 try:  # the child asks to be killed with its parent (Linux); bound here, never imported in the child
     import ctypes
@@ -328,7 +332,7 @@ class SnapshotTaker:
             return self.method
         estimate = nodes * self.node_cpu_s
         since = now - last if last is not None else float("inf")
-        method = "inloop" if estimate <= AUTO_SHARE * since else "fork"
+        method = "inloop" if estimate <= min(AUTO_MAX_LOOP_S, AUTO_SHARE * since) else "fork"
         self.auto_choices[method] += 1
         log.debug("auto snapshot: %s (%d nodes x %.2f us = %.0f ms of loop CPU, %.1f s since the last)",
                   method, nodes, self.node_cpu_s * 1e6, estimate * 1000, since)

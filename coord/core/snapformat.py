@@ -444,11 +444,13 @@ class TreeCapture:
         batch = list(map(self.tree.nodes.get, paths))
         saved = self.saved
         if saved:
-            changed = saved.keys() & paths
-            if changed:
-                for i, p in enumerate(paths):
-                    if p in changed:
-                        batch[i] = saved[p]
+            # one lookup per path: `saved.keys() & paths` built a set of every saved copy per call,
+            # O(copies) per slice, and a capture under writes keeps tens of thousands of copies (a
+            # 1.9M-node snapshot under 11,800 deletes/s: loop turns of 0.1-1 s, issue 17)
+            get = saved.get
+            for i, c in enumerate(map(get, paths)):
+                if c is not None:
+                    batch[i] = c
         if None in batch:
             raise RuntimeError("a captured node is neither in the tree nor copied")
         enc.add_batch(paths, batch)

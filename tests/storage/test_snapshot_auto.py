@@ -8,7 +8,7 @@ import os
 import pytest
 
 from coord.aio import snapshots
-from coord.aio.snapshots import AUTO_SHARE, SnapshotTaker
+from coord.aio.snapshots import AUTO_MAX_LOOP_S, AUTO_SHARE, SnapshotTaker
 from coord.aio.zoocfg import parse
 from tests.storage.test_snapshot_stall import big_tree
 
@@ -30,11 +30,15 @@ def test_auto_picks_in_loop_while_encoding_is_a_small_share_of_the_interval(tmp_
         assert t.choose(20_000, start + 4.0) == "inloop"
         # 1M nodes: 4 s of loop CPU, 5 s after the last one began: forked
         assert t.choose(1_000_000, start + 9.0) == "fork"
-        # the same tree when snapshots are a minute apart: 4 s is under a quarter of 60 s
-        assert t.choose(1_000_000, start + 69.0) == "inloop"
-        # right at the bound
-        assert t.choose(250_000, start + 69.0 + 1.0 / AUTO_SHARE) == "inloop"
-        assert t.auto_choices == {"fork": 1, "inloop": 3}
+        # the same tree when snapshots are a minute apart: 4 s is under a quarter of 60 s, but over
+        # the bound on in-loop CPU whatever the interval
+        assert t.choose(1_000_000, start + 69.0) == "fork"
+        # just under the share: 0.39 s of CPU, 1.6 s after the last
+        assert t.choose(97_500, start + 69.0 + 0.4 / AUTO_SHARE) == "inloop"
+        # right at the bound, after an hour
+        n = int(AUTO_MAX_LOOP_S / 4e-6)
+        assert t.choose(n - 1000, start + 3600) == "inloop" and t.choose(n + 1000, start + 7200) == "fork"
+        assert t.auto_choices == {"fork": 3, "inloop": 3}
     finally:
         t.close()
     fixed = SnapshotTaker(tmp_path, method="fork")
