@@ -127,6 +127,21 @@ CHILD_NICE_ENV = "COORD_SNAPSHOT_CHILD_NICE"
 CHILD_NICE = 0
 
 
+def _knob(env: str, raw: str | None, kind, lo, hi, default, what: str):
+    """An A/B knob from the environment: raw parsed as kind within [lo, hi], else the default
+    (an unusable value is logged, never fatal)."""
+    if raw is None or raw == "":
+        return default
+    try:
+        v = kind(raw)
+        if not lo <= v <= hi:
+            raise ValueError(raw)
+        return v
+    except ValueError:
+        log.warning("%s=%r is not %s in [%s, %s]; using %s", env, raw, what, lo, hi, default)
+        return default
+
+
 def child_nice(raw: str | None) -> int:
     """The forked child's niceness (COORD_SNAPSHOT_CHILD_NICE, 0-19; default 0: the server's own).
     A knob for A/B runs, off by default. The child of a 1M-znode tree needs a core for 2-3 s, and
@@ -134,16 +149,7 @@ def child_nice(raw: str | None) -> int:
     it took longer and more snapshots were skipped under a saturated preload (9-11 against 6 per
     1M creates), and a light writer's p99 was no better (19.9-23.5 ms against 17.1; one loaded run
     each; docs/benchmarks.md, "A light writer at 1M znodes")."""
-    if raw is None or raw == "":
-        return CHILD_NICE
-    try:
-        n = int(raw)
-        if not 0 <= n <= 19:
-            raise ValueError(raw)
-        return n
-    except ValueError:
-        log.warning("%s=%r is not a niceness in [0, 19]; using %d", CHILD_NICE_ENV, raw, CHILD_NICE)
-        return CHILD_NICE
+    return _knob(CHILD_NICE_ENV, raw, int, 0, 19, CHILD_NICE, "a niceness")
 
 
 _CHILD_NICE = child_nice(os.environ.get(CHILD_NICE_ENV))
@@ -157,8 +163,7 @@ def slice_ms_of(raw: str | None) -> float:
     other request waits behind that turn: with 2 ms slices, turns of 2-5 ms ("busy") were what 43-47%
     of the requests over p99 waited on in the 60 s setData run at 17,652/s, with 0.5 ms slices 3-8%
     (3 rounds each; p99 median 9.1 against 8.5 ms; docs/benchmarks.md, "Session 7")."""
-    if raw is None or raw == "":
-        return SLICE_MS
+    return _knob(SLICE_ENV, raw, float, 0.2, 50.0, SLICE_MS, "a number of ms")
     try:
         v = float(raw)
         if not 0.2 <= v <= 50:

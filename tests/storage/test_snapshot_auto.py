@@ -48,18 +48,24 @@ def test_auto_picks_in_loop_while_encoding_is_a_small_share_of_the_interval(tmp_
         fixed.close()
 
 
+def _take(tmp_path, tree, prepare):
+    """One snapshot by a fresh auto taker after prepare(taker); returns (taker, path)."""
+    async def run():
+        t = SnapshotTaker(tmp_path)
+        prepare(t)
+        try:
+            return t, await t.take(tree)
+        finally:
+            t.close()
+    return asyncio.run(run())
+
+
 def test_an_in_loop_snapshot_measures_its_cpu_per_node_and_size(tmp_path):
     tree = big_tree(20_000)
 
-    async def run():
-        t = SnapshotTaker(tmp_path)
-        t._last_start -= 3600          # an hour since start-up: in-loop
-        try:
-            path = await t.take(tree)
-            return t, path
-        finally:
-            t.close()
-    t, path = asyncio.run(run())
+    def an_hour_ago(t):                # an hour since start-up: in-loop
+        t._last_start -= 3600
+    t, path = _take(tmp_path, tree, an_hour_ago)
     assert path is not None and t.last_method == "inloop"
     assert t.last_bytes == path.stat().st_size > 0       # the low-disk warning's input
     assert t.last_loop_cpu_ms > 0
@@ -69,13 +75,7 @@ def test_an_in_loop_snapshot_measures_its_cpu_per_node_and_size(tmp_path):
 def test_auto_forks_a_tree_too_large_for_the_interval(tmp_path):
     tree = big_tree(20_000)
 
-    async def run():
-        t = SnapshotTaker(tmp_path)
-        t.node_cpu_s = 1e-3            # as if encoding took 1 ms a node: 20 s, far over a quarter of ~0 s
-        try:
-            path = await t.take(tree)
-            return t, path
-        finally:
-            t.close()
-    t, path = asyncio.run(run())
+    def slow_encoding(t):              # as if encoding took 1 ms a node: 20 s, over the bound
+        t.node_cpu_s = 1e-3
+    t, path = _take(tmp_path, tree, slow_encoding)
     assert path is not None and t.last_method == "fork" and t.auto_choices["fork"] == 1
