@@ -164,14 +164,6 @@ def slice_ms_of(raw: str | None) -> float:
     of the requests over p99 waited on in the 60 s setData run at 17,652/s, with 0.5 ms slices 3-8%
     (3 rounds each; p99 median 9.1 against 8.5 ms; docs/benchmarks.md, "Session 7")."""
     return _knob(SLICE_ENV, raw, float, 0.2, 50.0, SLICE_MS, "a number of ms")
-    try:
-        v = float(raw)
-        if not 0.2 <= v <= 50:
-            raise ValueError(raw)
-        return v
-    except ValueError:
-        log.warning("%s=%r is not a number of ms in [0.2, 50]; using %.1f", SLICE_ENV, raw, SLICE_MS)
-        return SLICE_MS
 
 
 def snapshot_name(zxid: int) -> str:

@@ -88,6 +88,7 @@ class StallMonitor:
         self._cpython_t0 = 0.0
         self.trace_fd = open_trace(os.environ.get(TRACE_ENV))
         self.samples: list = []                    # (monotonic, "file:line func < caller") with COORD_STALL_SAMPLE_MS
+        self._old_sigprof = None                   # the SIGPROF handler sampling replaced
 
     # -- installing ---------------------------------------------------------------------------------
     def install(self, loop) -> None:
@@ -249,7 +250,7 @@ class StallMonitor:
     def stop_sampling(self) -> None:
         import signal
         signal.setitimer(signal.ITIMER_PROF, 0, 0)
-        signal.signal(signal.SIGPROF, getattr(self, "_old_sigprof", None) or signal.SIG_DFL)
+        signal.signal(signal.SIGPROF, self._old_sigprof or signal.SIG_DFL)
 
     def _sampled(self, t0: float, t1: float) -> str:
         """The places most of this turn's samples fell in."""

@@ -343,13 +343,13 @@ def cause_table(out: dict) -> list[str]:
     rows = [r for r in out["runs"] if r.get("slow_by_cause")]
     if not rows:
         return []
+    from coord.bench.tailcause import shares
     lines = ["| op | load | round | coord p99 ms | requests >= p99 | by the stall they waited on |",
              "|---|---:|---:|---:|---:|---|"]
     for r in rows:
         a = r["slow_by_cause"]
-        n = a["slow"] or 1
-        text = ", ".join(f"{c} {100.0 * k / n:.0f}%" for c, k in a["by_cause"].items())
-        lines.append(f"| {r['op']} | {r['fraction']:.0%} | {r.get('round', 0)} | {a['bound_ms']:.2f} | {a['slow']:,} | {text} |")
+        lines.append(f"| {r['op']} | {r['fraction']:.0%} | {r.get('round', 0)} | {a['bound_ms']:.2f} | "
+                     f"{a['slow']:,} | {shares(a)} |")
     return lines
 
 

@@ -73,8 +73,12 @@ def attribute(at_s, lat_us, stalls: list[tuple[float, float, str]], bound_ms: fl
             "stalled_ms": {c: round(v, 1) for c, v in sorted(stalled.items(), key=lambda kv: -kv[1])}}
 
 
+def shares(a: dict) -> str:
+    """attribute()'s causes as shares of the slow requests: "gc-major 35%, fsync 30%, ..."."""
+    n = a["slow"] or 1
+    return ", ".join(f"{c} {100.0 * k / n:.0f}%" for c, k in a["by_cause"].items())
+
+
 def summary(a: dict) -> str:
     """One line: "412 requests >= 8.4 ms: gc-major 35%, fsync 30%, ..."."""
-    n = a["slow"] or 1
-    parts = ", ".join(f"{c} {100.0 * k / n:.0f}%" for c, k in a["by_cause"].items())
-    return f"{a['slow']} requests >= {a['bound_ms']:.2f} ms: {parts or 'none'}"
+    return f"{a['slow']} requests >= {a['bound_ms']:.2f} ms: {shares(a) or 'none'}"
