@@ -8,6 +8,8 @@ import socket
 import struct
 import time
 
+import pytest
+
 from coord.aio.server import READ_BUFFER_BYTES, ClientProtocol
 from coord.bench.client import OPS, Session, encode_batch, recv_frame, request_body
 from coord.jute import records as R
@@ -38,7 +40,17 @@ def test_is_buffered_and_shares_the_server_buffer():
 
 
 def test_frames_cut_anywhere_merged_and_larger_than_the_buffer(coord_server):
-    host, port = coord_server.connect_string.split(":")
+    _frames_cut_anywhere(coord_server.connect_string)
+
+
+@pytest.mark.realzk
+def test_the_same_on_zookeeper(real_zookeeper):
+    """The same harness against real ZooKeeper 3.8: a failure above is coord's."""
+    _frames_cut_anywhere(real_zookeeper.connect_string)
+
+
+def _frames_cut_anywhere(connect_string: str) -> None:
+    host, port = connect_string.split(":")
     a = socket.create_connection((host, int(port)), timeout=10)
     b = socket.create_connection((host, int(port)), timeout=10)
     try:
