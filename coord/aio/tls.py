@@ -280,13 +280,25 @@ class _TlsTransport(asyncio.Transport):
         return self.owner.transport.get_extra_info(name, default)
 
 
-class TlsProtocol(asyncio.Protocol):
+# Every TlsProtocol of the process reads its TLS records into this one buffer: what a read brought is
+# copied into the connection's MemoryBIO before buffer_updated returns. A plain Protocol's transport
+# would allocate recv(256 KiB) per read instead, on PyPy a non-moving object each time: the largest
+# input of major collections under load (coord.aio.server.ClientProtocol, issue 17).
+TLS_READ_BYTES = 256 * 1024
+_records = memoryview(bytearray(TLS_READ_BYTES))
+
+
+class TlsProtocol(asyncio.BufferedProtocol):
     """One connection: TLS in memory around `make_plain()`'s protocol. With `sniff`, a first byte
     other than 0x16 hands the connection to the plain protocol as it is (`detect_timeout_ms` bounds
     the wait for that byte). `ctx()` gives the current SSLContext (ContextSource). Accepted by
     default; `server_side=False` dials (with `server_hostname` for the hostname check).
     `check_peer(der, remote_ip)` may refuse a verified peer certificate (a reason, or None);
-    `on_lost()` is called when the connection ends before the plain protocol was made."""
+    `on_lost()` is called when the connection ends before the plain protocol was made.
+
+    Buffered on both sides: records are read into one shared buffer (`_records`), and decrypted
+    bytes are read straight into the plain protocol's own buffer when it is a BufferedProtocol (the
+    client connection's and the peer link's are), so a read allocates nothing per call."""
 
     def __init__(self, ctx, settings: TlsSettings, make_plain, *, sniff: bool = False,
                  on_failure=None, server_side: bool = True, server_hostname: str | None = None,
@@ -373,7 +385,14 @@ class TlsProtocol(asyncio.Protocol):
         if data:
             self.transport.write(data)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int):
+        return _records
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(_records[:nbytes])
+
+    def data_received(self, data) -> None:
+        """data: bytes, or a view of the shared record buffer, copied before this returns."""
         if self.closed:
             return
         if self.sslobj is None:   # sniffing a unified port
@@ -384,7 +403,7 @@ class TlsProtocol(asyncio.Protocol):
                 plain = self.make_plain()
                 self.transport.set_protocol(plain)
                 plain.connection_made(self.transport)
-                plain.data_received(data)
+                plain.data_received(bytes(data))   # once per connection; a peer link keeps slices
                 return
             if not self._start_tls():
                 return
@@ -458,9 +477,12 @@ class TlsProtocol(asyncio.Protocol):
         return True
 
     def _read(self) -> None:
+        inner = self.inner
+        buffered = isinstance(inner, asyncio.BufferedProtocol)
         while not self.closed:
+            room = inner.get_buffer(-1) if buffered else None
             try:
-                chunk = self.sslobj.read(65536)
+                got = self.sslobj.read(len(room), room) if buffered else self.sslobj.read(65536)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
@@ -471,9 +493,12 @@ class TlsProtocol(asyncio.Protocol):
             except (ssl.SSLError, OSError) as e:
                 self.fail(f"bad TLS record: {e}")
                 return
-            if not chunk:
+            if not got:
                 break
-            self.inner.data_received(chunk)
+            if buffered:
+                inner.buffer_updated(got)
+            else:
+                inner.data_received(got)
         if not self.closed:
             self.flush_out()
 

@@ -327,3 +327,22 @@ def test_pipelined_large_replies_over_tls(pki, tls_pair):
         return got
     zk, coord = both(tls_pair, run)
     assert zk == coord == [True] * 40
+
+
+def test_records_cut_anywhere_merged_and_larger_than_the_buffers(pki, tls_pair):
+    """The TLS read path (coord.aio.tls.TlsProtocol, buffered on both sides): the frames test of
+    tests/unit/test_client_reads.py through TLS on both servers: a handshake a byte at a time,
+    requests cut mid-frame and merged, a 600 KB frame over many records, two connections in turn."""
+    from coord.aio.tls import TLS_READ_BYTES, TlsProtocol
+    from tests.unit.test_client_reads import _frames_cut_anywhere
+    import asyncio
+    assert issubclass(TlsProtocol, asyncio.BufferedProtocol) and TLS_READ_BYTES >= 64 * 1024
+
+    def open_tls(host, port):
+        raw = socket.create_connection((host, port), timeout=10)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return client_context(pki, "other").wrap_socket(raw)
+
+    for name, host, port in secure_targets(tls_pair):
+        plain = tls_pair.zk if name == "zk" else tls_pair.coord
+        _frames_cut_anywhere(f"{host}:{port}", open_tls, plain.connect_string)

@@ -49,13 +49,19 @@ def test_the_same_on_zookeeper(real_zookeeper):
     _frames_cut_anywhere(real_zookeeper.connect_string)
 
 
-def _frames_cut_anywhere(connect_string: str) -> None:
+def _plain(host: str, port: int):
+    s = socket.create_connection((host, port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def _frames_cut_anywhere(connect_string: str, open_socket=_plain, check_string: str | None = None) -> None:
+    """open_socket(host, port): the two connections (plain, or TLS: tests/security/test_tls.py);
+    check_string: where a plain session reads the results back (default connect_string)."""
     host, port = connect_string.split(":")
-    a = socket.create_connection((host, int(port)), timeout=10)
-    b = socket.create_connection((host, int(port)), timeout=10)
+    a = open_socket(host, int(port))
+    b = open_socket(host, int(port))
     try:
-        for s in (a, b):
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # the handshake a byte at a time on a, in two pieces on b, interleaved
         hs = _connect_frame()
         b.sendall(hs[:6])
@@ -87,6 +93,7 @@ def _frames_cut_anywhere(connect_string: str) -> None:
     finally:
         a.close()
         b.close()
+    host, port = (check_string or connect_string).split(":")
     s = Session(host, int(port))
     try:
         err, frame = s.call("getData", "/reads-a")
