@@ -1,6 +1,7 @@
 """In-process benchmark of the pure request machine: no sockets, no event loop, no disk.
 
-`python -m coord.bench.core [--ops K] [--connections N] [--depth D] [--profile PHASE] [--metrics-cost R]`
+`python -m coord.bench.core [--ops K] [--connections N] [--depth D] [--phases P,..] [--preload N]
+[--profile PHASE] [--metrics-cost R]`
 
 It drives ServerCore exactly as the shell does, one "loop iteration" at a time: N connections each
 deliver D request frames (pre-encoded by the bench client's encoder), the sequencer's txns are
@@ -29,6 +30,24 @@ from coord.core.server import ServerCore
 from coord.jute import records as R
 
 PHASES = ("create", "getData", "setData", "exists", "delete")
+EXTRA_PHASES = ("multi",)   # the open-loop bench's multi: create + setData + delete of one fresh znode
+
+
+def _frame(op: str, path: str, data: bytes, xid: int) -> bytes:
+    """One request without its length prefix (what ServerCore.frame takes)."""
+    from coord.bench.openloop import _CODES, _body
+    return struct.pack(">ii", xid, _CODES[op]) + _body(op, path, data)
+
+
+def _preload(core: ServerCore, n: int, data: bytes, depth: int = 1000) -> None:
+    """n znodes under /b (/b/p0000000..), created through the core as requests: a large tree."""
+    names = [f"/b/p{j:07d}" for j in range(n)]
+    for base in range(0, n, depth):
+        blob, offs = encode_batch("create", names[base:base + depth], data, 10_000_000 + base)
+        for i in range(len(offs) - 1):
+            core.frame(1, blob[offs[i] + 4:offs[i + 1]])
+        _durable(core)
+        core.drain()
 
 
 def _durable(core: ServerCore) -> int:
@@ -43,8 +62,10 @@ def _durable(core: ServerCore) -> int:
 
 
 def run(ops: int = 50_000, connections: int = 8, depth: int = 32, data_size: int = 100,
-        profile: str | None = None, out=print, request_stats: bool = False) -> dict[str, float]:
-    """Returns CPU microseconds per op for each phase."""
+        profile: str | None = None, out=print, request_stats: bool = False,
+        phases: tuple[str, ...] = PHASES, preload: int = 0) -> dict[str, float]:
+    """Returns CPU microseconds per op for each phase. `preload` znodes are created first (not timed),
+    so the phases run on a large tree; the phases' own znodes are children of the same parent."""
     core = connected_core(connections, 1_700_000_000_000)
     if request_stats:
         from coord.core.requeststats import RequestStats
@@ -54,14 +75,21 @@ def run(ops: int = 50_000, connections: int = 8, depth: int = 32, data_size: int
     core.frame(1, struct.pack(">ii", 1, 1) + root)
     _durable(core)
     core.drain()
+    data = b"x" * data_size
+    if preload:
+        t0 = time.process_time()
+        _preload(core, preload, data)
+        out(f"preloaded {preload:,} znodes in {time.process_time() - t0:.1f} s CPU")
     per = ops // connections
     names = {c: [f"/b/c{c:03d}n{j:07d}" for j in range(per)] for c in conns}
-    data = b"x" * data_size
     result = {}
-    for op in PHASES:
+    for k, op in enumerate(phases):
         frames = {}
         for c in conns:
-            blob, offs = encode_batch(op, names[c], data, 100 + per * PHASES.index(op))
+            if op in EXTRA_PHASES:
+                frames[c] = [_frame(op, f"/b/m{c:03d}n{j:07d}", data, 100 + per * k + j) for j in range(per)]
+                continue
+            blob, offs = encode_batch(op, names[c], data, 100 + per * k)
             frames[c] = [blob[offs[i] + 4:offs[i + 1]] for i in range(len(offs) - 1)]
         prof = cProfile.Profile() if profile == op else None
         if prof:
@@ -132,7 +160,10 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--depth", type=int, default=32)
     ap.add_argument("--data-size", type=int, default=100)
-    ap.add_argument("--profile", choices=PHASES, default=None)
+    ap.add_argument("--phases", default=",".join(PHASES),
+                    help=f"comma-separated, of {', '.join(PHASES + EXTRA_PHASES)}")
+    ap.add_argument("--preload", type=int, default=0, help="znodes created first (a large tree)")
+    ap.add_argument("--profile", choices=PHASES + EXTRA_PHASES, default=None)
     ap.add_argument("--metrics-cost", type=int, default=0, metavar="ROUNDS",
                     help="rounds alternating the metrics' request accounting off and on; best of each")
     ap.add_argument("--accounting", action="store_true",
@@ -145,7 +176,11 @@ def main() -> None:
     if a.metrics_cost:
         metrics_cost(a.metrics_cost, a.ops, a.connections, a.depth, a.data_size)
         return
-    run(a.ops, a.connections, a.depth, a.data_size, a.profile)
+    phases = tuple(p for p in a.phases.split(",") if p)
+    bad = [p for p in phases if p not in PHASES + EXTRA_PHASES]
+    if bad:
+        ap.error(f"unknown phase(s) {', '.join(bad)}")
+    run(a.ops, a.connections, a.depth, a.data_size, a.profile, phases=phases, preload=a.preload)
 
 
 if __name__ == "__main__":

@@ -63,3 +63,32 @@ def test_core_bench_runs():
     from coord.bench import core
     res = core.run(ops=800, connections=4, depth=8, out=lambda *_: None)
     assert set(res) == set(core.PHASES) and all(v > 0 for v in res.values())
+
+
+def test_core_bench_multi_on_a_preloaded_tree():
+    """--phases multi --preload N: the multis (create + setData + delete) are all answered (run()
+    checks one reply per request) and every one succeeded: the tree holds the preload and the root."""
+    from coord.bench import core
+    seen = []
+    res = core.run(ops=400, connections=4, depth=8, out=seen.append, phases=("multi",), preload=3000)
+    assert set(res) == {"multi"} and res["multi"] > 0
+    assert any("preloaded 3,000 znodes" in line for line in seen)
+
+
+def test_core_bench_multi_ops_succeed():
+    """The multi frame the core bench sends is one the core accepts: every op of it applies."""
+    from coord.bench.core import _durable, _frame
+    from coord.core.scratch import connected_core
+    from coord.jute import records as R
+    import struct
+    core = connected_core(1, 1_700_000_000_000)
+    core.frame(1, struct.pack(">ii", 1, 1) + R.CreateRequest("/b", b"", [R.ACL(31, R.Id("world", "anyone"))], 0).encode())
+    _durable(core)
+    core.drain()
+    core.frame(1, _frame("multi", "/b/m1", b"x", 2))
+    _durable(core)
+    out, _ = core.drain()
+    reply = b"".join(out[1])
+    xid, zxid, err = struct.unpack_from(">iqi", reply, 4)
+    assert (xid, err) == (2, 0) and zxid > 0
+    assert "/b/m1" not in core.tree.nodes   # created, set and deleted in one txn
