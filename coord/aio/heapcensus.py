@@ -42,7 +42,7 @@ async def _run(path: str, every_s: float) -> None:
     while True:
         await asyncio.sleep(every_s)
         t0 = time.monotonic()
-        row = {"t": round(time.time(), 1), **census()}
+        row = {"t": round(time.time(), 1), "pid": os.getpid(), **census()}   # members of one ensemble share a file
         row["census_s"] = round(time.monotonic() - t0, 3)
         with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")

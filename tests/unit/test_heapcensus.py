@@ -1,4 +1,5 @@
 """The heap-census debug hook (coord/aio/heapcensus.py): counts live objects by type, off unless asked."""
+import os
 import asyncio
 import json
 
@@ -40,4 +41,4 @@ def test_rows_are_appended_while_the_server_loop_runs(monkeypatch, tmp_path):
 
     asyncio.run(asyncio.wait_for(main(), 30))
     rows = [json.loads(x) for x in path.read_text().splitlines()]
-    assert rows and all(r["objects"] > 0 and r["by_type"] and r["census_s"] >= 0 for r in rows), rows
+    assert rows and all(r["objects"] > 0 and r["by_type"] and r["census_s"] >= 0 and r["pid"] == os.getpid() for r in rows), rows
