@@ -71,6 +71,38 @@ def rss_mib(pids) -> float:
     return total / (1 << 20)
 
 
+def thread_cpu(pids) -> dict:
+    """{(pid, tid): (user s, system s)} of every thread of local processes (/proc/PID/task/*/stat;
+    a thread or process gone is left out). Two readings give each thread's share of a run, where
+    one whole-process figure would hide that coord's work is one loop thread and ZooKeeper's is
+    spread over many."""
+    tck = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                out[(pid, int(tid))] = (int(fields[11]) / tck, int(fields[12]) / tck)
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def cpu_per_op(before: dict, after: dict, ops: int) -> dict:
+    """Server CPU per op in us between two thread_cpu readings: user, system, and the busiest thread's."""
+    if ops <= 0:
+        return {}
+    deltas = [(u - before.get(k, (0.0, 0.0))[0], st - before.get(k, (0.0, 0.0))[1]) for k, (u, st) in after.items()]
+    per = 1e6 / ops
+    return {"user": round(sum(u for u, _ in deltas) * per, 1), "sys": round(sum(st for _, st in deltas) * per, 1),
+            "busiest_thread": round(max((u + st for u, st in deltas), default=0.0) * per, 1)}
+
+
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace_s: float = 15.0) -> None:
     """Send sig to a server process still running and reap it; SIGKILL if it outlives grace_s."""
     if proc.poll() is not None:

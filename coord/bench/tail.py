@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coord.bench.client import BenchError, Session, drive, encode_batch
-from coord.bench.launch import rss_mib
+from coord.bench.launch import cpu_per_op, rss_mib, thread_cpu
 from coord.bench.openloop import OPEN_OPS, OpenLoopClient, Plan, quantiles
 
 SYSTEMS = ("coord", "zookeeper")
@@ -151,7 +151,9 @@ def _one(s: _Sys, cfg: TailConfig, op: str, frac: float, rate: float, log) -> tu
     load0 = os.getloadavg()[0]
     st0 = s.stalls()
     with OpenLoopClient(s.targets, cfg.connections, cfg.procs) as cl:
+        cpu0 = thread_cpu(s.pids)   # after the client's start-up: its connects are no part of the run
         res = cl.run(plan)
+        cpu1 = thread_cpu(s.pids)
     st1 = s.stalls()
     q = quantiles(res.lat_us)
     lq = quantiles(res.late_us)
@@ -170,10 +172,11 @@ def _one(s: _Sys, cfg: TailConfig, op: str, frac: float, rate: float, log) -> tu
            "sent": res.sent, "errors": res.errors, "first_err": res.first_err,
            "client_cpu_s": round(res.client_cpu_s, 2), "late_p99_ms": lq["p99_ms"], "late_max_ms": lq["max_ms"],
            "loadavg": [round(load0, 2), round(os.getloadavg()[0], 2)], "rss_mib": round(rss_mib(s.pids)),
+           "server_cpu_us": cpu_per_op(cpu0, cpu1, res.sent),   # per request sent, warm-up included
            "stalls": stalls, **({"slow_by_cause": slow} if slow else {})}
     log(f"{s.name} {op} @{frac:.0%} ({rate:,.0f}/s): p50 {q['p50_ms']:.3f} p99 {q['p99_ms']:.3f} "
         f"p99.9 {q['p999_ms']:.3f} max {q['max_ms']:.3f} ms; client late p99 {lq['p99_ms']:.3f} ms; "
-        f"errors {res.errors}; load {load0:.1f}; stalls {stalls}")
+        f"errors {res.errors}; load {load0:.1f}; server CPU {row['server_cpu_us']} us/op; stalls {stalls}")
     return row, res.lat_us
 
 

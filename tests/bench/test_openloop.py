@@ -122,6 +122,8 @@ def test_bench_open_loop_command(tmp_path):
     for k, x in runs.items():
         assert x["errors"] == 0 and x["n"] > 0 and x["p99_ms"] > 0, k
         assert x["rate"] == pytest.approx(0.1 * out["max_rate"]["zookeeper"][k[0]], rel=0.01)
+        cpu = x["server_cpu_us"]   # the server did the work: some CPU per request, one thread at most all of it
+        assert cpu["user"] + cpu["sys"] > 0 and 0 < cpu["busiest_thread"] <= cpu["user"] + cpu["sys"] + 0.1, k
         if k[1] == "coord":   # --attribute: its requests at or over its p99, each charged to a cause or "none"
             a = x["slow_by_cause"]
             assert a["bound_ms"] == x["p99_ms"] and a["slow"] >= 1 and sum(a["by_cause"].values()) == a["slow"]
@@ -164,3 +166,30 @@ def test_table_shows_medians_over_rounds_and_stalls_summed():
     assert "| 0.80 | 0.80 | 0.80 |" in lines[2]
     st = stall_table({"runs": runs})
     assert st[2] == "| setData | 25% | 3 | fsync 6 / 80 / 2 | 102 | 101 |", st[2]
+
+
+def test_thread_cpu_counts_each_thread_of_a_process():
+    """coord.bench.launch.thread_cpu / cpu_per_op: a thread that spins shows as the busiest thread."""
+    import os
+    import threading
+    import time
+
+    from coord.bench.launch import cpu_per_op, thread_cpu
+
+    def spin(stop):
+        while not stop.is_set():
+            sum(range(1000))
+    before = thread_cpu([os.getpid()])
+    assert (os.getpid(), os.getpid()) in before   # the main thread's tid is the pid
+    stop = threading.Event()
+    t = threading.Thread(target=spin, args=(stop,))
+    t.start()
+    time.sleep(0.5)
+    stop.set()
+    t.join()
+    after = thread_cpu([os.getpid()])
+    per = cpu_per_op(before, after, 1000)   # us per "op" of 1,000 ops: 1 ms of CPU is 1 us/op
+    assert per["busiest_thread"] >= 200    # the spinner ran ~0.5 s (at least 0.2 s on a loaded machine)
+    assert per["user"] + per["sys"] >= per["busiest_thread"]
+    assert cpu_per_op(before, after, 0) == {}
+    assert thread_cpu([2 ** 22 + 12345]) == {}   # no such process: nothing, no error
