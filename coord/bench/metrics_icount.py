@@ -1,0 +1,373 @@
+"""What the Prometheus metrics cost, counted in instructions: `metrics_ab --mode icount`.
+
+Why instructions: timing could not resolve issue 16's 3% on this 2-core VM (two identical server
+processes differ by 5-30%, one process toggled in ABBA blocks still has an A/A floor of 5-15%:
+docs/operations.md), and the VM has no hardware counters. Valgrind's callgrind counts the guest
+instructions (Ir) a process executes, whatever else the machine runs. A server saturated by a
+closed-loop load is CPU-bound, so its throughput is the inverse of its CPU per op, and the ratio of
+instructions per op (metrics off / on) is a deterministic proxy of the throughput ratio on / off. It
+does not capture what an instruction costs: cache and TLB misses, branch mispredictions (metrics
+touch more memory per request than their instruction count says), nor another process's work (the
+scraper's). PyPy's JIT runs under valgrind, so the counted code is the compiled request path.
+
+The same harness as `--mode toggle` (coord.bench.metrics_toggle): ONE server, started under
+callgrind on the server interpreter with the provider and the bench switch (SIGUSR1 on, SIGUSR2 off),
+the closed-loop phases in ABBA blocks, A/B blocks (A on) alternating with A/A blocks (both off, the
+floor). Each phase is bracketed by `callgrind_control -d` (a dump writes the count since the last one
+and zeroes it), so the count is the server's instructions, every thread, during that phase only.
+
+What would leak wall time into counts: valgrind makes the server ~30-100x slower, and work done per
+wall-second (the 50 ms tick, timers) grows with the run's length. The idle server's rate (Ir per
+second, on and off) is measured after the blocks and subtracted per phase (its share is reported).
+Left out because they do per-wall-second or per-long-turn work that a native server does not: the
+stall monitor and its idle GC pacer (under valgrind every loop turn exceeds the 2 ms stall threshold),
+the huge-page collapse thread, the AdminServer. They run the same in both states, so dropping them
+only makes the on/off ratio stricter. No scraping during the runs (a scrape per valgrind wall-second
+would be 30-100x too many): one scrape is counted on its own and turned into a share of a core at 1 s
+and 15 s intervals with a native calibration (server CPU per op over instructions per op, measured
+here without valgrind).
+"""
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from coord import runtime
+from coord.bench import phases as ph
+from coord.bench.client import Session, drive, encode_batch
+from coord.bench.launch import CoordServerProcess
+from coord.bench.metrics_toggle import ToggledServer
+from coord.bench.paired import median_ci, paired_ratios, verdict
+
+GOAL = 0.03
+# Work driven by wall time or by long loop turns (see the docstring), off in both states.
+QUIET_ENV = {"COORD_STALL_MONITOR": "0"}
+SERVER_ENV = {**runtime.GC_ENV, **QUIET_ENV}      # GC_ENV: what the re-exec to the server runtime would set
+QUIET_CFG = {"admin.enableServer": "false", "coord.collapseHugePages": "false"}
+
+
+def missing() -> str | None:
+    """Why the icount mode cannot run here, or None."""
+    for tool in ("valgrind", "callgrind_control"):
+        if shutil.which(tool) is None:
+            return f"{tool} not found (Debian package valgrind)"
+    return None
+
+
+def server_interpreter() -> str:
+    """The interpreter `coord serve` would re-exec on (coord.runtime), named directly: valgrind
+    does not follow an exec, so a re-exec would leave it behind."""
+    return runtime.server_python() or sys.executable
+
+
+class CallgrindServer(CoordServerProcess):
+    """`coord serve` under `valgrind --tool=callgrind`, on the server interpreter."""
+
+    name = "coord (callgrind)"
+
+    def _command(self) -> list[str]:
+        cmd = super()._command()
+        return ["valgrind", "--tool=callgrind", "--dump-line=no",
+                f"--callgrind-out-file={self.workdir}/callgrind.out.%p", server_interpreter(), *cmd[1:]]
+
+    def _env(self) -> dict[str, str]:
+        env = super()._env()
+        env[runtime.ENV] = ""                        # serve here: no re-exec out of valgrind
+        return env
+
+
+class InstructionCounter:
+    """The guest instructions of a process under callgrind so far, as a cpu_probe: each call dumps
+    (`callgrind_control -d`: the count since the last dump, then zeroed) and adds that dump's total."""
+
+    def __init__(self, pid: int, workdir: Path):
+        self.pid = pid
+        self.prefix = workdir / f"callgrind.out.{pid}"
+        self.dumps = 0
+        self.total = 0
+
+    def dump(self) -> int:
+        r = subprocess.run(["callgrind_control", "-d", str(self.pid)], capture_output=True, text=True, timeout=120)
+        if r.returncode != 0 or "OK" not in r.stdout:
+            raise RuntimeError(f"callgrind_control -d {self.pid}: {r.stdout.strip()} {r.stderr.strip()}")
+        self.dumps += 1
+        f = Path(f"{self.prefix}.{self.dumps}")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            text = f.read_text() if f.exists() else ""
+            m = re.search(r"^summary:\s*(\d+)", text, re.M)
+            if m and re.search(r"^totals:", text, re.M):
+                f.unlink()
+                return int(m.group(1))
+            time.sleep(0.05)
+        raise RuntimeError(f"no complete callgrind dump {f}")
+
+    def __call__(self) -> float:
+        self.total += self.dump()
+        return float(self.total)
+
+
+def idle_rates(srv: ToggledServer, count: InstructionCounter, seconds: float, repeats: int = 2) -> dict:
+    """Instructions per second of the idle server, metrics on and off ({"on": [..], "off": [..]})."""
+    out: dict[str, list[float]] = {"on": [], "off": []}
+    for on in [True, False] * repeats:
+        srv.set(on)
+        count()
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        n = count.dump()
+        out["on" if on else "off"].append(n / (time.monotonic() - t0))
+    return out
+
+
+def scrape_ir(srv: ToggledServer, count: InstructionCounter, scrapes: int, idle_on: float) -> dict:
+    """Instructions per /metrics scrape (one kept-alive connection, as Prometheus scrapes), the idle
+    rate over the same wall time subtracted; and per GET answered 503 with metrics off."""
+    out = {}
+    for on in (True, False):
+        srv.set(on)
+        conn = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=600)
+        conn.request("GET", "/metrics")                 # the connection and the page's first render
+        conn.getresponse().read()
+        count()
+        t0 = time.monotonic()
+        size = 0
+        for _ in range(scrapes):
+            conn.request("GET", "/metrics")
+            resp = conn.getresponse()
+            size = len(resp.read())
+        n = count.dump()
+        wall = time.monotonic() - t0
+        conn.close()
+        idle = (idle_on if on else 0.0) * wall
+        out["on" if on else "off"] = {"ir_per_get": round(max(0.0, n - idle) / scrapes), "status": resp.status,
+                                      "bytes": size, "wall_s": round(wall, 3)}
+    return out
+
+
+def preload(target: str, n: int, chunk: int = 20_000) -> None:
+    """n znodes of 100 bytes under a fresh parent, through one pipelined session."""
+    host, _, port = target.rpartition(":")
+    root = f"/icount-tree-{os.getpid()}"
+    s = Session(host, int(port))
+    try:
+        for i in range(-1, n, chunk):
+            paths = [root] if i < 0 else [f"{root}/n{j:09d}" for j in range(i, min(n, i + chunk))]
+            blob, offs = encode_batch("create", paths, b"x" * (0 if i < 0 else 100), s.xid)
+            s.load(blob, offs)
+            drive([s], 64)
+            if s.errors:
+                raise RuntimeError(f"preload: {s.errors} creates failed (first error {s.first_err})")
+    finally:
+        s.close()
+
+
+def minus_idle(runs: list[ph.RunResult], rate: float) -> list[ph.RunResult]:
+    """Runs whose phase counts (in server_cpu_s) have the idle rate times the phase's wall time taken off."""
+    out = []
+    for r in runs:
+        phases = {op: ph.PhaseResult(p.op, p.ops, p.errors, p.first_err, p.seconds, p.client_cpu_s,
+                                     None if p.server_cpu_s is None else max(0.0, p.server_cpu_s - rate * p.seconds),
+                                     p.machine_cpu_s)
+                  for op, p in r.phases.items()}
+        out.append(ph.RunResult(r.target, phases, r.latency))
+    return out
+
+
+def per_op(runs: list[ph.RunResult], op: str) -> list[float]:
+    return [r.phases[op].server_cpu_s / r.phases[op].ops for r in runs
+            if r.phases[op].ops and r.phases[op].server_cpu_s]
+
+
+def analyse(got: dict, idle: dict, tolerance: float = GOAL) -> dict:
+    """Per phase: median instructions per op on and off; the paired block ratios of ops per
+    instruction A/B (the throughput proxy, on/off) and A/A, each a median with its 95% interval; and
+    the verdict on the A/B interval widened by how far the A/A interval strays from 1."""
+    rate = {s: statistics.mean(v) for s, v in idle.items()}
+    blocks = {("ab", "A"): minus_idle(got["ab"][0], rate["on"]), ("ab", "B"): minus_idle(got["ab"][1], rate["off"]),
+              ("aa", "A"): minus_idle(got["aa"][0], rate["off"]), ("aa", "B"): minus_idle(got["aa"][1], rate["off"])}
+    singles = {"on": minus_idle(got["single"]["ab"]["A"], rate["on"]),
+               "off": minus_idle(got["single"]["ab"]["B"] + got["single"]["aa"]["A"] + got["single"]["aa"]["B"],
+                                 rate["off"])}
+    out = {}
+    for op in got["ab"][0][0].phases if got["ab"][0] else ():
+        row: dict = {}
+        for state, runs in singles.items():
+            xs = per_op(runs, op)
+            row[f"ir_per_op_{state}"] = {"median": round(statistics.median(xs)), "min": round(min(xs)),
+                                         "max": round(max(xs)), "n": len(xs)}
+        raw = [p.server_cpu_s for r in got["single"]["ab"]["A"] + got["single"]["ab"]["B"] for p in [r.phases[op]]]
+        secs = [p.seconds for r in got["single"]["ab"]["A"] + got["single"]["ab"]["B"] for p in [r.phases[op]]]
+        row["idle_share"] = round(max(rate.values()) * sum(secs) / sum(raw), 5) if sum(raw) else None
+        for kind in ("ab", "aa"):
+            r = paired_ratios([p_ops_per_ir(x, op) for x in blocks[(kind, "A")]],
+                              [p_ops_per_ir(x, op) for x in blocks[(kind, "B")]])
+            if r:
+                med, lo, hi = median_ci(r)
+                row[kind] = {"ratios": [round(x, 4) for x in r], "median": round(med, 4),
+                             "ci95": [round(lo, 4), round(hi, 4)]}
+        if "ab" in row and "aa" in row:
+            lo, hi = row["ab"]["ci95"]
+            alo, ahi = row["aa"]["ci95"]
+            wide = (lo + min(0.0, alo - 1), hi + max(0.0, ahi - 1))
+            row["ab_with_floor"] = [round(wide[0], 4), round(wide[1], 4)]
+            row["verdict"] = (verdict(*wide, tolerance) if len(row["ab"]["ratios"]) >= 6
+                              else "too few blocks")
+        out[op] = row
+    return out
+
+
+def p_ops_per_ir(run: ph.RunResult, op: str) -> float | None:
+    p = run.phases[op]
+    return p.ops / p.server_cpu_s if p.server_cpu_s else None
+
+
+def native_ns_per_ir(cfg: ph.BenchConfig, result: dict, force_sync: bool, runs: int, cpu_probe, log) -> dict:
+    """ns of native server CPU per counted instruction, per phase and over all: the same phases on a
+    server without valgrind (metrics off), the least CPU per op of `runs` runs over the counted
+    instructions per op off."""
+    base = Path(tempfile.mkdtemp(prefix="coord-icount-native-"))
+    srv = ToggledServer(base / "s", force_sync, extra_cfg=QUIET_CFG, extra_env=SERVER_ENV)
+    best: dict[str, float] = {}
+    try:
+        srv.start()
+        srv.set(False)
+        probe = cpu_probe(srv.proc.pid)
+        for i in range(runs + 1):                     # the first run warms the JIT up
+            r = ph.run(srv.proc.target, cfg, probe, log)
+            for op, p in r.phases.items():
+                if i and p.server_cpu_s:
+                    best[op] = min(best.get(op, float("inf")), p.server_cpu_s / p.ops)
+    finally:
+        srv.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    per = {op: best[op] * 1e9 / result[op]["ir_per_op_off"]["median"] for op in best if op in result}
+    return {"us_per_op": {op: round(v * 1e6, 4) for op, v in best.items()},
+            "ns_per_ir": {op: round(v, 5) for op, v in per.items()},
+            "ns_per_ir_all": round(statistics.median(per.values()), 5) if per else None}
+
+
+def add_args(ap) -> None:
+    """metrics_ab's options for --mode icount."""
+    g = ap.add_argument_group("--mode icount (instructions under callgrind)")
+    g.add_argument("--warmup", type=int, default=8, metavar="RUNS",
+                   help="icount: runs of half the ops, on and off alternately, before the blocks (PyPy's JIT under "
+                        "valgrind compiles on counts, not time: the first runs cost up to 4x)")
+    g.add_argument("--idle-seconds", type=float, default=10.0, help="icount: each of 2+2 idle measurements")
+    g.add_argument("--scrapes", type=int, default=20, help="icount: /metrics scrapes counted (0: none)")
+    g.add_argument("--scrape-tree", type=int, default=0, metavar="N",
+                   help="icount: also count a scrape after preloading N znodes (e.g. 1000000)")
+    g.add_argument("--native-runs", type=int, default=3,
+                   help="icount: native runs (no valgrind) to turn instructions into CPU time (0: none)")
+
+
+def run_icount(a, cfg: ph.BenchConfig, console, cpu_probe) -> dict:
+    """The whole measurement; cpu_probe(pid) -> a native server-CPU probe (for the calibration)."""
+    why = missing()
+    if why:
+        raise SystemExit(f"--mode icount: {why}")
+    if a.no_aa or a.pin:
+        raise SystemExit("--mode icount always runs A/A blocks (its floor) and needs no pinning")
+    from coord.bench.metrics_toggle import run_toggle
+    log = lambda m: console.print(f"[dim]{m}[/dim]")  # noqa: E731
+    base = Path(tempfile.mkdtemp(prefix="coord-icount-"))
+    srv = ToggledServer(base / "s", a.force_sync, process=CallgrindServer, extra_cfg=QUIET_CFG,
+                        extra_env=SERVER_ENV, start_wait=600, switch_timeout=300)
+    res: dict = {}
+    try:
+        t0 = time.monotonic()
+        srv.start()
+        log(f"server under callgrind serving after {time.monotonic() - t0:.0f} s")
+        count = InstructionCounter(srv.proc.pid, srv.workdir)
+        a.scrape_every = 0                      # a scrape per valgrind wall-second is 30-100x too many
+        got = run_toggle(a, cfg, console, lambda pid: count, server=srv, warm_runs=a.warmup)
+        res["idle_ir_per_s"] = {k: [round(x) for x in v] for k, v in idle_rates(srv, count, a.idle_seconds).items()}
+        res["analysis"] = analyse(got, res["idle_ir_per_s"])
+        res["runs"] = {kind: {lab: [r.to_json() for r in got["single"][kind][lab]] for lab in ("A", "B")}
+                       for kind in ("ab", "aa")}
+        res["blocks"] = got["blocks"]
+        on_idle = statistics.mean(res["idle_ir_per_s"]["on"])
+        if a.scrapes > 0:
+            res["scrape"] = {"tree": scrape_ir(srv, count, a.scrapes, on_idle)}
+            if a.scrape_tree > 0:
+                srv.set(False)
+                t1 = time.monotonic()
+                preload(srv.proc.target, a.scrape_tree)
+                log(f"preloaded {a.scrape_tree:,} znodes in {time.monotonic() - t1:.0f} s")
+                res["scrape"][f"tree+{a.scrape_tree}"] = scrape_ir(srv, count, a.scrapes, on_idle)
+    finally:
+        srv.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    if a.native_runs > 0:
+        res["native"] = native_ns_per_ir(cfg, res["analysis"], a.force_sync, a.native_runs, cpu_probe, log)
+        ns = res["native"]["ns_per_ir_all"]
+        for s in res.get("scrape", {}).values():
+            ms = s["on"]["ir_per_get"] * ns / 1e6
+            s["on"]["native_ms_est"] = round(ms, 3)
+            s["on"]["core_share_at_1s"] = round(ms / 1000, 6)
+            s["on"]["core_share_at_15s"] = round(ms / 15000, 7)
+    return res
+
+
+def print_result(console, res: dict, head: str) -> None:
+    from rich.table import Table
+    t = Table(title=f"metrics_ab --mode icount: instructions per op under callgrind, metrics on vs off; {head}")
+    for c in ("phase", "Ir/op on", "Ir/op off", "on/off (ops per Ir)", "95% CI", "A/A", "A/A 95% CI",
+              "idle share", "verdict (+-3%, with the A/A spread)"):
+        t.add_column(c, justify="left" if c == "phase" else "right")
+    for op, r in res["analysis"].items():
+        ab, aa = r.get("ab"), r.get("aa")
+        t.add_row(op, f"{r['ir_per_op_on']['median']:,}", f"{r['ir_per_op_off']['median']:,}",
+                  f"{ab['median']:.4f}" if ab else "-", f"{ab['ci95'][0]:.4f}-{ab['ci95'][1]:.4f}" if ab else "-",
+                  f"{aa['median']:.4f}" if aa else "-", f"{aa['ci95'][0]:.4f}-{aa['ci95'][1]:.4f}" if aa else "-",
+                  f"{r['idle_share']:.2%}" if r.get("idle_share") is not None else "-", r.get("verdict", "-"))
+    console.print(t)
+    idle = res["idle_ir_per_s"]
+    console.print(f"idle server: {', '.join(f'{x / 1e6:.2f}' for x in idle['on'])} M Ir/s on, "
+                  f"{', '.join(f'{x / 1e6:.2f}' for x in idle['off'])} off (subtracted per phase by its wall time; "
+                  "'idle share': the higher state's rate times the phases' wall time over their counts)")
+    for tree, s in res.get("scrape", {}).items():
+        on = s["on"]
+        line = (f"/metrics ({tree}, {on['bytes']:,} bytes): {on['ir_per_get']:,} Ir per scrape on; "
+                f"{s['off']['ir_per_get']:,} Ir per GET off (answered {s['off']['status']})")
+        if "native_ms_est" in on:
+            line += (f"; ~{on['native_ms_est']:.2f} ms of native CPU: {on['core_share_at_1s']:.3%} of a core at a "
+                     f"1 s interval, {on['core_share_at_15s']:.4%} at 15 s")
+        console.print(line)
+    if "native" in res:
+        n = res["native"]
+        console.print("native calibration (no valgrind, metrics off, least of the runs): "
+                      + ", ".join(f"{op} {us:.3f} us/op = {n['ns_per_ir'].get(op, 0):.4f} ns/Ir"
+                                  for op, us in n["us_per_op"].items()))
+
+
+def main(a, cpu_probe) -> None:
+    """metrics_ab --mode icount: run, print the table, write --json."""
+    import json
+
+    from rich.console import Console
+    cfg = ph.BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")), latency=False)
+    console = Console(width=160)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    load0 = os.getloadavg()
+    t0 = time.monotonic()
+    res = run_icount(a, cfg, console, cpu_probe)
+    head = (f"forceSync={'yes' if a.force_sync else 'no'}, {a.rounds} A/B + {a.rounds} A/A blocks of 4 runs x "
+            f"{a.ops:,} ops per phase after {a.warmup} warm-up runs")
+    print_result(console, res, head)
+    load1 = os.getloadavg()
+    console.print(f"{time.monotonic() - t0:.0f} s; load average at start {load0[0]:.1f}, at end {load1[0]:.1f} "
+                  "(instruction counts do not depend on it)")
+    if a.json:
+        a.json.write_text(json.dumps({"mode": "icount", "started": started, "rounds": a.rounds, "ops": a.ops,
+                                      "warmup": a.warmup, "force_sync": a.force_sync, "phases": list(cfg.phases),
+                                      "load": [load0[0], load1[0]], "seconds": round(time.monotonic() - t0), **res},
+                                     indent=1))
