@@ -19,6 +19,8 @@ and zeroes it), so the count is the server's instructions, every thread, during 
 What would leak wall time into counts: valgrind makes the server ~30-100x slower, and work done per
 wall-second (the 50 ms tick, timers) grows with the run's length. The idle server's rate (Ir per
 second, on and off) is measured after the blocks and subtracted per phase (its share is reported).
+Counts are not perfectly repeatable: a major-GC step or a JIT compilation adds instructions to the
+phase it falls in, so the verdict uses each state's least count, with the A/A blocks as its floor.
 Left out because they do per-wall-second or per-long-turn work that a native server does not: the
 stall monitor and its idle GC pacer (under valgrind every loop turn exceeds the 2 ms stall threshold),
 the huge-page collapse thread, the AdminServer. They run the same in both states, so dropping them
@@ -43,11 +45,12 @@ from pathlib import Path
 from coord import runtime
 from coord.bench import phases as ph
 from coord.bench.client import Session, drive, encode_batch
-from coord.bench.launch import CoordServerProcess
+from coord.bench.launch import CoordServerProcess, four_letter
 from coord.bench.metrics_toggle import ToggledServer
 from coord.bench.paired import median_ci, paired_ratios, verdict
 
 GOAL = 0.03
+MIN_RUNS = 6         # per label (two per block): the least of fewer may still be a disturbed run
 # Work driven by wall time or by long loop turns (see the docstring), off in both states.
 QUIET_ENV = {"COORD_STALL_MONITOR": "0"}
 SERVER_ENV = {**runtime.GC_ENV, **QUIET_ENV}      # GC_ENV: what the re-exec to the server runtime would set
@@ -72,11 +75,12 @@ class CallgrindServer(CoordServerProcess):
     """`coord serve` under `valgrind --tool=callgrind`, on the server interpreter."""
 
     name = "coord (callgrind)"
+    interpreter: str | None = None      # None: the server runtime (PyPy where set up)
 
     def _command(self) -> list[str]:
         cmd = super()._command()
-        return ["valgrind", "--tool=callgrind", "--dump-line=no",
-                f"--callgrind-out-file={self.workdir}/callgrind.out.%p", server_interpreter(), *cmd[1:]]
+        return ["valgrind", "--tool=callgrind", "--dump-line=no", f"--callgrind-out-file={self.workdir}/callgrind.out.%p",
+                self.interpreter or server_interpreter(), *cmd[1:]]
 
     def _env(self) -> dict[str, str]:
         env = super()._env()
@@ -153,6 +157,16 @@ def scrape_ir(srv: ToggledServer, count: InstructionCounter, scrapes: int, idle_
     return out
 
 
+def write_batches(srv: ToggledServer) -> dict:
+    """Txns per txn-log write over the metrics-on runs (mntr's sync_processor_batch_size): under
+    valgrind the load always waits on the server, so its batches should be full (8 x 32 in flight)."""
+    srv.set(True)
+    host, _, port = srv.proc.target.rpartition(":")
+    rows = dict(line.split("\t", 1) for line in four_letter(host, int(port), "mntr", 30).splitlines() if "\t" in line)
+    return {k: float(rows[f"zk_{k}_sync_processor_batch_size"]) for k in ("min", "avg", "max")
+            if f"zk_{k}_sync_processor_batch_size" in rows}
+
+
 def preload(target: str, n: int, chunk: int = 20_000) -> None:
     """n znodes of 100 bytes under a fresh parent, through one pipelined session."""
     host, _, port = target.rpartition(":")
@@ -187,40 +201,48 @@ def per_op(runs: list[ph.RunResult], op: str) -> list[float]:
             if r.phases[op].ops and r.phases[op].server_cpu_s]
 
 
+def _summary(xs: list[float]) -> dict:
+    med, lo, hi = median_ci(xs)
+    return {"least": round(min(xs)), "median": round(med), "ci95": [round(lo), round(hi)], "max": round(max(xs)),
+            "n": len(xs)}
+
+
 def analyse(got: dict, idle: dict, tolerance: float = GOAL) -> dict:
-    """Per phase: median instructions per op on and off; the paired block ratios of ops per
-    instruction A/B (the throughput proxy, on/off) and A/A, each a median with its 95% interval; and
-    the verdict on the A/B interval widened by how far the A/A interval strays from 1."""
-    rate = {s: statistics.mean(v) for s, v in idle.items()}
-    blocks = {("ab", "A"): minus_idle(got["ab"][0], rate["on"]), ("ab", "B"): minus_idle(got["ab"][1], rate["off"]),
-              ("aa", "A"): minus_idle(got["aa"][0], rate["off"]), ("aa", "B"): minus_idle(got["aa"][1], rate["off"])}
-    singles = {"on": minus_idle(got["single"]["ab"]["A"], rate["on"]),
-               "off": minus_idle(got["single"]["ab"]["B"] + got["single"]["aa"]["A"] + got["single"]["aa"]["B"],
-                                 rate["off"])}
+    """Per phase, from the single runs (two per label per block), for the A/B blocks (A on, B off)
+    and the A/A blocks (both off, the floor): instructions per op of A and of B, and their ratio B/A
+    (= ops per instruction A/B, the throughput proxy on/off) two ways:
+    - least: of the least value of each label. A major-GC step or a JIT compilation only ever adds
+      instructions to the phase it lands in (runs scatter upward by up to 60%, never downward), so the
+      least is the undisturbed run, as timeit's best-of;
+    - median: of the medians, with the conservative interval [lo_B / hi_A, hi_B / lo_A] from the two
+      95% intervals (coord.bench.paired.median_ci), which those outliers widen.
+    Verdict: the A/B least ratio +- how far the A/A least ratio strays from 1, inside 1 +- tolerance.
+    One idle rate (the mean of all four measurements: they drift over time more than they differ by
+    state) times each phase's wall time is subtracted first; `raw_least` is the ratio without that."""
+    rate = statistics.mean(idle["on"] + idle["off"])
     out = {}
-    for op in got["ab"][0][0].phases if got["ab"][0] else ():
+    single = got["single"]
+    for op in single["ab"]["A"][0].phases if single["ab"]["A"] else ():
         row: dict = {}
-        for state, runs in singles.items():
-            xs = per_op(runs, op)
-            row[f"ir_per_op_{state}"] = {"median": round(statistics.median(xs)), "min": round(min(xs)),
-                                         "max": round(max(xs)), "n": len(xs)}
-        raw = [p.server_cpu_s for r in got["single"]["ab"]["A"] + got["single"]["ab"]["B"] for p in [r.phases[op]]]
-        secs = [p.seconds for r in got["single"]["ab"]["A"] + got["single"]["ab"]["B"] for p in [r.phases[op]]]
-        row["idle_share"] = round(max(rate.values()) * sum(secs) / sum(raw), 5) if sum(raw) else None
         for kind in ("ab", "aa"):
-            r = paired_ratios([p_ops_per_ir(x, op) for x in blocks[(kind, "A")]],
-                              [p_ops_per_ir(x, op) for x in blocks[(kind, "B")]])
-            if r:
-                med, lo, hi = median_ci(r)
-                row[kind] = {"ratios": [round(x, 4) for x in r], "median": round(med, 4),
-                             "ci95": [round(lo, 4), round(hi, 4)]}
+            a, b = (per_op(minus_idle(single[kind][lab], rate), op) for lab in ("A", "B"))
+            if not a or not b:
+                continue
+            sa, sb = _summary(a), _summary(b)
+            raw_a, raw_b = (per_op(single[kind][lab], op) for lab in ("A", "B"))
+            row[kind] = {"A": sa, "B": sb, "least": round(min(b) / min(a), 4),
+                         "raw_least": round(min(raw_b) / min(raw_a), 4),
+                         "median": round(statistics.median(b) / statistics.median(a), 4),
+                         "ci95": [round(sb["ci95"][0] / sa["ci95"][1], 4), round(sb["ci95"][1] / sa["ci95"][0], 4)]}
+        runs = single["ab"]["A"] + single["ab"]["B"]
+        raw = sum(r.phases[op].server_cpu_s or 0.0 for r in runs)
+        row["idle_share"] = round(rate * sum(r.phases[op].seconds for r in runs) / raw, 5) if raw else None
         if "ab" in row and "aa" in row:
-            lo, hi = row["ab"]["ci95"]
-            alo, ahi = row["aa"]["ci95"]
-            wide = (lo + min(0.0, alo - 1), hi + max(0.0, ahi - 1))
-            row["ab_with_floor"] = [round(wide[0], 4), round(wide[1], 4)]
-            row["verdict"] = (verdict(*wide, tolerance) if len(row["ab"]["ratios"]) >= 6
-                              else "too few blocks")
+            floor = abs(row["aa"]["least"] - 1)
+            lo, hi = row["ab"]["least"] - floor, row["ab"]["least"] + floor
+            row["least_with_floor"] = [round(lo, 4), round(hi, 4)]
+            row["verdict"] = (verdict(lo, hi, tolerance) if row["ab"]["A"]["n"] >= MIN_RUNS
+                              else "too few runs")
         out[op] = row
     return out
 
@@ -232,7 +254,7 @@ def p_ops_per_ir(run: ph.RunResult, op: str) -> float | None:
 
 def native_ns_per_ir(cfg: ph.BenchConfig, result: dict, force_sync: bool, runs: int, cpu_probe, log) -> dict:
     """ns of native server CPU per counted instruction, per phase and over all: the same phases on a
-    server without valgrind (metrics off), the least CPU per op of `runs` runs over the counted
+    server without valgrind (metrics off), the least CPU per op of `runs` runs over the least counted
     instructions per op off."""
     base = Path(tempfile.mkdtemp(prefix="coord-icount-native-"))
     srv = ToggledServer(base / "s", force_sync, extra_cfg=QUIET_CFG, extra_env=SERVER_ENV)
@@ -249,7 +271,7 @@ def native_ns_per_ir(cfg: ph.BenchConfig, result: dict, force_sync: bool, runs: 
     finally:
         srv.stop()
         shutil.rmtree(base, ignore_errors=True)
-    per = {op: best[op] * 1e9 / result[op]["ir_per_op_off"]["median"] for op in best if op in result}
+    per = {op: best[op] * 1e9 / result[op]["ab"]["B"]["least"] for op in best if "ab" in result.get(op, {})}
     return {"us_per_op": {op: round(v * 1e6, 4) for op, v in best.items()},
             "ns_per_ir": {op: round(v, 5) for op, v in per.items()},
             "ns_per_ir_all": round(statistics.median(per.values()), 5) if per else None}
@@ -289,6 +311,7 @@ def run_icount(a, cfg: ph.BenchConfig, console, cpu_probe) -> dict:
         count = InstructionCounter(srv.proc.pid, srv.workdir)
         a.scrape_every = 0                      # a scrape per valgrind wall-second is 30-100x too many
         got = run_toggle(a, cfg, console, lambda pid: count, server=srv, warm_runs=a.warmup)
+        res["write_batches"] = write_batches(srv)
         res["idle_ir_per_s"] = {k: [round(x) for x in v] for k, v in idle_rates(srv, count, a.idle_seconds).items()}
         res["analysis"] = analyse(got, res["idle_ir_per_s"])
         res["runs"] = {kind: {lab: [r.to_json() for r in got["single"][kind][lab]] for lab in ("A", "B")}
@@ -320,20 +343,27 @@ def run_icount(a, cfg: ph.BenchConfig, console, cpu_probe) -> dict:
 def print_result(console, res: dict, head: str) -> None:
     from rich.table import Table
     t = Table(title=f"metrics_ab --mode icount: instructions per op under callgrind, metrics on vs off; {head}")
-    for c in ("phase", "Ir/op on", "Ir/op off", "on/off (ops per Ir)", "95% CI", "A/A", "A/A 95% CI",
-              "idle share", "verdict (+-3%, with the A/A spread)"):
+    for c in ("phase", "Ir/op on", "Ir/op off", "on/off", "A/A", "on/off +- A/A", "verdict (3%)",
+              "on/off of medians (95% CI)", "A/A of medians (95% CI)", "idle share"):
         t.add_column(c, justify="left" if c == "phase" else "right")
     for op, r in res["analysis"].items():
         ab, aa = r.get("ab"), r.get("aa")
-        t.add_row(op, f"{r['ir_per_op_on']['median']:,}", f"{r['ir_per_op_off']['median']:,}",
-                  f"{ab['median']:.4f}" if ab else "-", f"{ab['ci95'][0]:.4f}-{ab['ci95'][1]:.4f}" if ab else "-",
-                  f"{aa['median']:.4f}" if aa else "-", f"{aa['ci95'][0]:.4f}-{aa['ci95'][1]:.4f}" if aa else "-",
-                  f"{r['idle_share']:.2%}" if r.get("idle_share") is not None else "-", r.get("verdict", "-"))
+        if not ab or not aa:
+            continue
+        w = r["least_with_floor"]
+        t.add_row(op, f"{ab['A']['least']:,}", f"{ab['B']['least']:,}", f"{ab['least']:.4f}", f"{aa['least']:.4f}",
+                  f"{w[0]:.3f}-{w[1]:.3f}", r["verdict"],
+                  f"{ab['median']:.4f} ({ab['ci95'][0]:.3f}-{ab['ci95'][1]:.3f})",
+                  f"{aa['median']:.4f} ({aa['ci95'][0]:.3f}-{aa['ci95'][1]:.3f})",
+                  f"{r['idle_share']:.2%}" if r.get("idle_share") is not None else "-")
     console.print(t)
+    console.print("Ir/op: the least of the runs in each state (a GC step or a JIT compilation only adds "
+                  "instructions); on/off = Ir/op off over Ir/op on = throughput on over off if CPU-bound; "
+                  "A/A: the same for two labels both off")
     idle = res["idle_ir_per_s"]
     console.print(f"idle server: {', '.join(f'{x / 1e6:.2f}' for x in idle['on'])} M Ir/s on, "
-                  f"{', '.join(f'{x / 1e6:.2f}' for x in idle['off'])} off (subtracted per phase by its wall time; "
-                  "'idle share': the higher state's rate times the phases' wall time over their counts)")
+                  f"{', '.join(f'{x / 1e6:.2f}' for x in idle['off'])} off (their mean, times each phase's wall time, "
+                  "subtracted; 'idle share': what that took off the A/B runs' counts)")
     for tree, s in res.get("scrape", {}).items():
         on = s["on"]
         line = (f"/metrics ({tree}, {on['bytes']:,} bytes): {on['ir_per_get']:,} Ir per scrape on; "
@@ -342,6 +372,10 @@ def print_result(console, res: dict, head: str) -> None:
             line += (f"; ~{on['native_ms_est']:.2f} ms of native CPU: {on['core_share_at_1s']:.3%} of a core at a "
                      f"1 s interval, {on['core_share_at_15s']:.4%} at 15 s")
         console.print(line)
+    wb = res.get("write_batches") or {}
+    if wb:
+        console.print(f"txns per log write while on (mntr): min {wb.get('min', 0):g}, avg {wb.get('avg', 0):g}, "
+                      f"max {wb.get('max', 0):g} (the load keeps 256 requests in flight)")
     if "native" in res:
         n = res["native"]
         console.print("native calibration (no valgrind, metrics off, least of the runs): "
