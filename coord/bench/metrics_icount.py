@@ -132,28 +132,30 @@ def idle_rates(srv: ToggledServer, count: InstructionCounter, seconds: float, re
     return out
 
 
-def scrape_ir(srv: ToggledServer, count: InstructionCounter, scrapes: int, idle_on: float) -> dict:
-    """Instructions per /metrics scrape (one kept-alive connection, as Prometheus scrapes), the idle
-    rate over the same wall time subtracted; and per GET answered 503 with metrics off."""
+def scrape_ir(srv: ToggledServer, count: InstructionCounter, scrapes: int, idle_rate: float) -> dict:
+    """Instructions per /metrics GET (one kept-alive connection, as Prometheus scrapes), each GET
+    counted on its own, less the idle rate over its wall time: with metrics on (a scrape) and off
+    (answered 503). The mean is what scrapes cost over time (GC steps included), the least the clean one."""
     out = {}
     for on in (True, False):
         srv.set(on)
         conn = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=600)
         conn.request("GET", "/metrics")                 # the connection and the page's first render
         conn.getresponse().read()
-        count()
-        t0 = time.monotonic()
-        size = 0
+        each = []
+        size = status = 0
         for _ in range(scrapes):
+            count()
+            t0 = time.monotonic()
             conn.request("GET", "/metrics")
             resp = conn.getresponse()
-            size = len(resp.read())
-        n = count.dump()
-        wall = time.monotonic() - t0
+            size, status = len(resp.read()), resp.status
+            n = count.dump()
+            each.append(max(0.0, n - idle_rate * (time.monotonic() - t0)))
         conn.close()
-        idle = (idle_on if on else 0.0) * wall
-        out["on" if on else "off"] = {"ir_per_get": round(max(0.0, n - idle) / scrapes), "status": resp.status,
-                                      "bytes": size, "wall_s": round(wall, 3)}
+        out["on" if on else "off"] = {"ir_per_get": round(statistics.mean(each)), "least": round(min(each)),
+                                      "median": round(statistics.median(each)), "max": round(max(each)),
+                                      "status": status, "bytes": size}
     return out
 
 
@@ -317,15 +319,15 @@ def run_icount(a, cfg: ph.BenchConfig, console, cpu_probe) -> dict:
         res["runs"] = {kind: {lab: [r.to_json() for r in got["single"][kind][lab]] for lab in ("A", "B")}
                        for kind in ("ab", "aa")}
         res["blocks"] = got["blocks"]
-        on_idle = statistics.mean(res["idle_ir_per_s"]["on"])
+        idle = statistics.mean(res["idle_ir_per_s"]["on"] + res["idle_ir_per_s"]["off"])
         if a.scrapes > 0:
-            res["scrape"] = {"tree": scrape_ir(srv, count, a.scrapes, on_idle)}
+            res["scrape"] = {"tree": scrape_ir(srv, count, a.scrapes, idle)}
             if a.scrape_tree > 0:
                 srv.set(False)
                 t1 = time.monotonic()
                 preload(srv.proc.target, a.scrape_tree)
                 log(f"preloaded {a.scrape_tree:,} znodes in {time.monotonic() - t1:.0f} s")
-                res["scrape"][f"tree+{a.scrape_tree}"] = scrape_ir(srv, count, a.scrapes, on_idle)
+                res["scrape"][f"tree+{a.scrape_tree}"] = scrape_ir(srv, count, a.scrapes, idle)
     finally:
         srv.stop()
         shutil.rmtree(base, ignore_errors=True)
@@ -366,7 +368,8 @@ def print_result(console, res: dict, head: str) -> None:
                   "subtracted; 'idle share': what that took off the A/B runs' counts)")
     for tree, s in res.get("scrape", {}).items():
         on = s["on"]
-        line = (f"/metrics ({tree}, {on['bytes']:,} bytes): {on['ir_per_get']:,} Ir per scrape on; "
+        line = (f"/metrics ({tree}, {on['bytes']:,} bytes): {on['ir_per_get']:,} Ir per scrape on (mean; least "
+                f"{on['least']:,}, most {on['max']:,}); "
                 f"{s['off']['ir_per_get']:,} Ir per GET off (answered {s['off']['status']})")
         if "native_ms_est" in on:
             line += (f"; ~{on['native_ms_est']:.2f} ms of native CPU: {on['core_share_at_1s']:.3%} of a core at a "
