@@ -16,7 +16,7 @@ the closed-loop phases in ABBA blocks, A/B blocks (A on) alternating with A/A bl
 floor). Each phase is bracketed by `callgrind_control -d` (a dump writes the count since the last one
 and zeroes it), so the count is the server's instructions, every thread, during that phase only.
 
-What would leak wall time into counts: valgrind makes the server ~30-100x slower, and work done per
+What would leak wall time into counts: valgrind makes the server ~15-30x slower (more on a loaded machine), and work done per
 wall-second (the 50 ms tick, timers) grows with the run's length. The idle server's rate (Ir per
 second, on and off) is measured after the blocks and its largest possible share of the counts is
 reported; it is not subtracted (analyse() says why).
@@ -49,7 +49,7 @@ from coord.bench import phases as ph
 from coord.bench.client import Session, drive, encode_batch
 from coord.bench.launch import CoordServerProcess
 from coord.bench.metrics_toggle import ToggledServer
-from coord.bench.paired import median_ci, paired_ratios, verdict
+from coord.bench.paired import median_ci, verdict
 
 GOAL = 0.03
 MIN_RUNS = 6         # per label (two per block): the least of fewer may still be a disturbed run
@@ -136,15 +136,16 @@ def idle_rates(srv: ToggledServer, count: InstructionCounter, seconds: float, re
 
 def scrape_ir(srv: ToggledServer, count: InstructionCounter, scrapes: int, idle_rate: float) -> dict:
     """Instructions per /metrics GET (one kept-alive connection, as Prometheus scrapes), each GET
-    counted on its own, less the idle rate over its wall time: with metrics on (a scrape) and off
-    (answered 503). The mean is what scrapes cost over time (GC steps included), the least the clean one."""
+    counted on its own: with metrics on (a scrape) and off (answered 503). The mean is what scrapes
+    cost over time (GC steps included), the least the clean one; `less_idle` the mean less the idle
+    rate over each GET's wall time (a lower bound, as that rate need not apply to a busy server)."""
     out = {}
     for on in (True, False):
         srv.set(on)
         conn = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=600)
         conn.request("GET", "/metrics")                 # the connection and the page's first render
         conn.getresponse().read()
-        each = []
+        each, walls = [], []
         size = status = 0
         for _ in range(scrapes):
             count()
@@ -152,12 +153,13 @@ def scrape_ir(srv: ToggledServer, count: InstructionCounter, scrapes: int, idle_
             conn.request("GET", "/metrics")
             resp = conn.getresponse()
             size, status = len(resp.read()), resp.status
-            n = count.dump()
-            each.append(max(0.0, n - idle_rate * (time.monotonic() - t0)))
+            each.append(count.dump())
+            walls.append(time.monotonic() - t0)
         conn.close()
-        out["on" if on else "off"] = {"ir_per_get": round(statistics.mean(each)), "least": round(min(each)),
-                                      "median": round(statistics.median(each)), "max": round(max(each)),
-                                      "status": status, "bytes": size}
+        out["on" if on else "off"] = {
+            "ir_per_get": round(statistics.mean(each)), "least": min(each), "median": round(statistics.median(each)),
+            "max": max(each), "less_idle": round(max(0.0, statistics.mean(each) - idle_rate * statistics.mean(walls))),
+            "wall_s_mean": round(statistics.mean(walls), 4), "status": status, "bytes": size}
     return out
 
 
@@ -257,11 +259,6 @@ def analyse(got: dict, idle: dict, tolerance: float = GOAL) -> dict:
                               else "too few runs")
         out[op] = row
     return out
-
-
-def p_ops_per_ir(run: ph.RunResult, op: str) -> float | None:
-    p = run.phases[op]
-    return p.ops / p.server_cpu_s if p.server_cpu_s else None
 
 
 def native_ns_per_ir(cfg: ph.BenchConfig, result: dict, force_sync: bool, runs: int, cpu_probe, log) -> dict:
@@ -379,7 +376,7 @@ def print_result(console, res: dict, head: str) -> None:
     for tree, s in res.get("scrape", {}).items():
         on = s["on"]
         line = (f"/metrics ({tree}, {on['bytes']:,} bytes): {on['ir_per_get']:,} Ir per scrape on (mean; least "
-                f"{on['least']:,}, most {on['max']:,}); "
+                f"{on['least']:,}, most {on['max']:,}; {on['less_idle']:,} less the idle rate); "
                 f"{s['off']['ir_per_get']:,} Ir per GET off (answered {s['off']['status']})")
         if "native_ms_est" in on:
             line += (f"; ~{on['native_ms_est']:.2f} ms of native CPU: {on['core_share_at_1s']:.3%} of a core at a "
