@@ -69,6 +69,8 @@ def wait_state(url: str, on: bool, timeout: float = 15.0) -> None:
                 r.read()
         except urllib.error.HTTPError as e:
             code = e.code
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as e:   # /metrics may bind after the client port
+            code = f"no answer ({e})"
         if code == want:
             return
         if time.monotonic() > deadline:
