@@ -17,6 +17,8 @@ command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 [ -x /usr/sbin/krb5kdc ] && [ -x /usr/sbin/kadmin.local ] && command -v kinit >/dev/null 2>&1 \
   || need_apt+=(krb5-kdc krb5-admin-server krb5-user)
 command -v krb5-config >/dev/null 2>&1 || need_apt+=(libkrb5-dev)
+# coord.bench.metrics_icount (metrics_ab --mode icount): the server's instructions counted by callgrind
+command -v valgrind >/dev/null 2>&1 && command -v callgrind_control >/dev/null 2>&1 || need_apt+=(valgrind)
 # The servers' runtime: PyPy runs coord's request path 2-5x faster than CPython (coord/runtime.py).
 command -v pypy3 >/dev/null 2>&1 && pypy3 -c 'import venv, ensurepip' 2>/dev/null \
   && ls /usr/include/pypy3*/Python.h >/dev/null 2>&1 || need_apt+=(pypy3 pypy3-venv pypy3-dev)

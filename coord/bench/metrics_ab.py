@@ -12,6 +12,8 @@ machine's noise floor, and an A/B verdict narrower than that floor is not a verd
 
 `--mode toggle` measures inside ONE server process instead (coord.bench.metrics_toggle): metrics
 switched on and off at run time in ABBA blocks, A/B blocks alternating with A/A blocks (the floor).
+`--mode icount` runs the toggle harness with the server under valgrind's callgrind and counts its
+instructions per op instead of timing it (coord.bench.metrics_icount): repeatable on a loaded machine.
 
 Run it with the servers' interpreter (.venv-pypy/bin/python): the servers are started with it.
 Issue 16's goal is throughput with metrics on within 3% of off; the per-request cost measured in
@@ -35,6 +37,7 @@ from rich.table import Table
 from coord.bench import phases as ph
 from coord.bench.launch import CoordServerProcess, allowed_cpus, free_port
 from coord.bench.main import run_rounds
+from coord.bench.metrics_icount import add_args as add_icount_args
 from coord.bench.paired import median_ci, paired_ratios, verdict
 from coord.bench.tail import METRICS_CLASS
 
@@ -232,7 +235,7 @@ def parse_pin(text: str) -> tuple[set[int], set[int]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=sorted(MODES) + ["toggle"], default="ab",
+    ap.add_argument("--mode", choices=sorted(MODES) + ["toggle", "icount"], default="ab",
                     help="ab: A with metrics, B without; aa-off / aa-on: both without / both with (the noise floor); "
                          "toggle: one server, metrics switched at run time, --rounds A/B blocks and as many A/A")
     ap.add_argument("--no-aa", action="store_true", help="toggle: A/B blocks only")
@@ -256,6 +259,7 @@ def main() -> None:
     ap.add_argument("--pin", type=parse_pin, metavar="SERVER:LOAD",
                     help="toggle: bind the server's threads and the load's to separate CPUs, e.g. 0:1 (the "
                          "A/A floor on 2 shared cores was up to 15%% unpinned)")
+    add_icount_args(ap)
     a = ap.parse_args()
     if a.pin and a.mode != "toggle":
         ap.error("--pin is for --mode toggle")
@@ -268,6 +272,10 @@ def main() -> None:
         raise SystemExit("--rounds and --ops must be positive")
     if a.mode == "toggle":
         toggle_main(a)
+        return
+    if a.mode == "icount":
+        from coord.bench.metrics_icount import main as icount_main
+        icount_main(a, ns_cpu_probe)
         return
     with_a, with_b = MODES[a.mode]
     cfg = ph.BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")), latency=False)

@@ -69,6 +69,8 @@ def wait_state(url: str, on: bool, timeout: float = 15.0) -> None:
                 r.read()
         except urllib.error.HTTPError as e:
             code = e.code
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as e:   # /metrics may bind after the client port
+            code = f"no answer ({e})"
         if code == want:
             return
         if time.monotonic() > deadline:
@@ -80,25 +82,33 @@ def wait_state(url: str, on: bool, timeout: float = 15.0) -> None:
 class ToggledServer:
     """One coord server with the Prometheus provider and the bench switch."""
 
-    def __init__(self, workdir: Path, force_sync: bool):
+    def __init__(self, workdir: Path, force_sync: bool, process: type = CoordServerProcess,
+                 extra_cfg: dict[str, str] | None = None, extra_env: dict[str, str] | None = None,
+                 start_wait: float = 60.0, switch_timeout: float = 15.0):
+        """`process` and the waits: coord.bench.metrics_icount runs the same server under valgrind."""
         self.workdir = workdir
         self.force_sync = force_sync
+        self.process = process
+        self.extra_cfg = dict(extra_cfg or {})
+        self.extra_env = dict(extra_env or {})
+        self.start_wait = start_wait
+        self.switch_timeout = switch_timeout
         self._make()
         self.on = True
 
     def _make(self) -> None:
         self.http_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}/metrics"
-        self.proc = CoordServerProcess(self.workdir, force_sync=self.force_sync, extra_env={ENV: "1"}, extra_cfg={
+        self.proc = self.process(self.workdir, force_sync=self.force_sync, extra_env={**self.extra_env, ENV: "1"}, extra_cfg={
             "metricsProvider.className": METRICS_CLASS, "metricsProvider.httpHost": "127.0.0.1",
-            "metricsProvider.httpPort": str(self.http_port)})
+            "metricsProvider.httpPort": str(self.http_port), **self.extra_cfg})
 
     def start(self) -> None:
         """Started, with one more try on fresh ports: a free port picked here can be taken by another
         process before the server binds it (seen once at load 20)."""
         for attempt in (1, 2):
             try:
-                self.proc.start()
+                self.proc.start(self.start_wait)
                 break
             except RuntimeError as e:
                 log_file = self.workdir / self.proc.log_name
@@ -107,11 +117,11 @@ class ToggledServer:
                     raise SystemExit(f"{e}\n{tail}") from None
                 self.proc.stop()
                 self._make()
-        wait_state(self.url, True)
+        wait_state(self.url, True, self.switch_timeout)
 
     def set(self, on: bool) -> None:
         os.kill(self.proc.pid, signal.SIGUSR1 if on else signal.SIGUSR2)
-        wait_state(self.url, on)
+        wait_state(self.url, on, self.switch_timeout)
         self.on = on
 
     def stop(self) -> None:
@@ -149,12 +159,16 @@ def best_cpu(single: dict) -> dict:
     return out
 
 
-def run_toggle(a, cfg: ph.BenchConfig, console, cpu_probe) -> dict:
+def run_toggle(a, cfg: ph.BenchConfig, console, cpu_probe, server: ToggledServer | None = None,
+               warm_runs: int = 4) -> dict:
     """Blocks alternately A/B and A/A (`a.rounds` of each kind unless a.no_aa), in one server process.
     cpu_probe(pid) -> a probe of the server's CPU seconds. Returns {"ab": (A blocks, B blocks), "aa":
-    (...), "single": every run by kind and label, "scrapes": n, "blocks": [kind and order]}."""
+    (...), "single": every run by kind and label, "scrapes": n, "blocks": [kind and order]}.
+    `server`: one the caller has started and stops (metrics_icount: under valgrind); `warm_runs`
+    runs of half the ops, on and off alternately, come first."""
     base = Path(tempfile.mkdtemp(prefix="coord-metrics-toggle-"))
-    srv = ToggledServer(base / "s", a.force_sync)
+    owned = server is None
+    srv = ToggledServer(base / "s", a.force_sync) if owned else server
     flag = base / "scrape-now"
     scraper = None
     log = lambda m: console.print(f"[dim]{m}[/dim]")  # noqa: E731
@@ -162,7 +176,8 @@ def run_toggle(a, cfg: ph.BenchConfig, console, cpu_probe) -> dict:
                  "single": {"ab": {"A": [], "B": []}, "aa": {"A": [], "B": []}}}
     kinds = ["ab", "aa"] * a.rounds if not a.no_aa else ["ab"] * a.rounds
     try:
-        srv.start()
+        if owned:
+            srv.start()
         if getattr(a, "pin", None):
             server_cpus, client_cpus = a.pin
             pin_process(srv.proc.pid, server_cpus)
@@ -182,7 +197,7 @@ def run_toggle(a, cfg: ph.BenchConfig, console, cpu_probe) -> dict:
                 raise SystemExit(f"the scraper died (exit {scraper.returncode}): /metrics stopped answering")
             return ph.run(srv.proc.target, c, probe, log)
         warm = ph.BenchConfig(**{**cfg.__dict__, "ops": max(1, cfg.ops // 2)})
-        for on in (True, False, True, False):          # both states' paths compiled before measuring
+        for on in [True, False] * (warm_runs // 2):     # both states' paths compiled before measuring
             log(f"warm-up, metrics {'on' if on else 'off'}")
             one(on, warm)
         for i, kind in enumerate(kinds):
@@ -202,6 +217,7 @@ def run_toggle(a, cfg: ph.BenchConfig, console, cpu_probe) -> dict:
             scraper.kill()
             got = scraper.communicate()[0].split()
             out["scrapes"] = int(got[-1]) if got else 0
-        srv.stop()
+        if owned:
+            srv.stop()
         shutil.rmtree(base, ignore_errors=True)
     return out
