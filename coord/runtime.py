@@ -137,6 +137,26 @@ def freeze_gc() -> None:
         gc.freeze()
 
 
+def pause_major_gc() -> bool:
+    """PyPy's analogue of freeze_gc for the parent of a forked snapshot: stop major-collection steps
+    until resume_major_gc. Why: incminimark marks by writing a flag into every live object's header,
+    so a major cycle running while the child lives copies (copy-on-write) nearly every page of the
+    heap; at 1M znodes under 14,628 multis/s that was seconds of loop turns per snapshot and a p99 of
+    0.8-1.9 s, against 56 ms with no snapshot in the run (docs/benchmarks.md, session 8). Minor
+    collections go on. Call it between major cycles: a cycle stopped half-way makes every minor
+    collection slower until it resumes. True if it paused (PyPy, and collections were on);
+    CPython's collector is frozen instead (freeze_gc)."""
+    if sys.implementation.name != "pypy" or not gc.isenabled():
+        return False
+    gc.disable()   # on PyPy: no major step, even of a cycle already marking, until gc.enable()
+    return True
+
+
+def resume_major_gc(paused: bool) -> None:
+    if paused:
+        gc.enable()
+
+
 def process_age_s() -> float:
     """Seconds since this process started, by the kernel's clock (an exec'd server runtime's start
     includes the interpreter it replaced): the join timeline's origin. Where /proc cannot say, since

@@ -58,7 +58,8 @@ class GcPacer:
         def select(timeout=None):
             if self.cycle_steps and not mon.gc_major_active:
                 self._cycle_ended()
-            if mon.gc_major_active and (timeout is None or timeout > 0):
+            if mon.gc_major_active and (timeout is None or timeout > 0) and gc.isenabled():
+                # (not while paused: coord.runtime.pause_major_gc, a forked snapshot's child lives)
                 now = clock()
                 if now - self.last >= self.gap_s:
                     events = inner(0)

@@ -83,6 +83,7 @@ import os
 import queue
 import signal
 import threading
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
@@ -93,7 +94,7 @@ from coord.aio.hugepages import HeapCollapser
 from coord.aio.txnlog import fsync_dir, write_all
 from coord.core import logformat, snapformat
 from coord.core.datatree import DataTree
-from coord.runtime import cycle_collector_paused, freeze_gc
+from coord.runtime import cycle_collector_paused, freeze_gc, pause_major_gc, resume_major_gc
 
 log = logging.getLogger("coord.snapshots")
 
@@ -103,6 +104,7 @@ METHODS = ("fork", "inloop", "auto")
 DEFAULT_METHOD = "auto" if hasattr(os, "fork") else "inloop"
 AUTO_SHARE = 0.25            # auto: in-loop while its encoding takes at most this share of the loop
 AUTO_NODE_CPU_S = 4e-6       # auto: loop CPU per node of an in-loop snapshot until one has measured it
+FORK_GC_WAIT_S = 15.0        # PyPy: how long a fork waits for a major-collection cycle to end (see _between_major_cycles)
 AUTO_MAX_LOOP_S = 0.5        # auto: never in-loop past this much loop CPU (~125,000-300,000 nodes)
 
 try:  # the child asks to be killed with its parent (Linux); bound here, never imported in the child
@@ -270,6 +272,7 @@ class SnapshotTaker:
         self.slice_ms = slice_ms if slice_ms is not None else slice_ms_of(os.environ.get(SLICE_ENV))
         self.compressed = compressed
         self.fsync = fsync
+        self.major_gc_paused = False   # PyPy's major collections stopped while a forked child lives
         self.method = method
         self.in_progress = False
         self.count = 0
@@ -335,7 +338,22 @@ class SnapshotTaker:
                   method, nodes, self.node_cpu_s * 1e6, estimate * 1000, since)
         return method
 
+    async def _between_major_cycles(self) -> bool:
+        """Wait (at most FORK_GC_WAIT_S) until no PyPy major-collection cycle is under way; True if
+        none is. Why: the child's life is then spent with major collections paused
+        (coord.runtime.pause_major_gc), and a cycle paused half-way is worse than one never started:
+        every old object the parent writes meanwhile is queued for re-marking, and the minor
+        collections grew to 10-78 ms each (640 of them over 10 ms in one 1M-znode run)."""
+        mon = stalls.active()
+        if mon is None or sys.implementation.name != "pypy":
+            return True
+        t0 = time.monotonic()
+        while mon.gc_major_active and time.monotonic() - t0 < FORK_GC_WAIT_S:
+            await asyncio.sleep(0.02)
+        return not mon.gc_major_active
+
     async def _take_forked(self, tree: DataTree):
+        between_cycles = await self._between_major_cycles()
         loop = asyncio.get_running_loop()
         t_start = time.perf_counter()
         c_start = time.thread_time()
@@ -359,47 +377,56 @@ class SnapshotTaker:
         parent_pid = os.getpid()
         self.huge_pages.stop()  # the parent's pages are about to be shared with the child
         freeze_gc()  # the parent's collections must not write every old object's GC header
+        paused = between_cycles and pause_major_gc()   # the same on PyPy: no major cycle while the child lives
         t_fork = time.perf_counter()
         try:
             pid = os.fork()
         except OSError as e:
+            resume_major_gc(paused)
             os.close(rfd)
             os.close(wfd)
             log.warning("snapshot at zxid 0x%x: fork failed (%s); taking it on the event loop instead", zxid, e)
             return _NO_FORK
         if pid == 0:  # the child: never returns
             try:
+                resume_major_gc(paused)   # the child collects as before: its garbage is its own
                 _child_main(tree, zxid, str(tmp), wfd, self.compressed, self.fsync, created_ms, parent_pid)
             finally:
                 os._exit(1)
-        fork_ms = (time.perf_counter() - t_fork) * 1000
-        mon = stalls.active()
-        if mon is not None:
-            now = time.monotonic()
-            mon.note("snapshot-fork", now - fork_ms / 1000, now)
-        os.close(wfd)
-        child = self._child = _Child(pid, rfd, tmp)
-        done = loop.create_future()
+        self.major_gc_paused = paused
+        try:
+            fork_ms = (time.perf_counter() - t_fork) * 1000
+            mon = stalls.active()
+            if mon is not None:
+                now = time.monotonic()
+                mon.note("snapshot-fork", now - fork_ms / 1000, now)
+            os.close(wfd)
+            child = self._child = _Child(pid, rfd, tmp)
+            done = loop.create_future()
 
-        def readable() -> None:
-            try:
-                b = os.read(rfd, 4096)
-            except BlockingIOError:
-                return
-            except OSError:
-                b = b""
-            if b and sum(map(len, child.out)) < 65536:
-                child.out.append(b)
-            elif not b:
-                loop.remove_reader(rfd)
-                child.reading = False
-                if not done.done():
-                    done.set_result(None)
-        os.set_blocking(rfd, False)
-        loop.add_reader(rfd, readable)
-        child.reading = True
-        stall_ms = (time.perf_counter() - t_start) * 1000
-        stall_cpu = (time.thread_time() - c_start) * 1000
+            def readable() -> None:
+                try:
+                    b = os.read(rfd, 4096)
+                except BlockingIOError:
+                    return
+                except OSError:
+                    b = b""
+                if b and sum(map(len, child.out)) < 65536:
+                    child.out.append(b)
+                elif not b:
+                    loop.remove_reader(rfd)
+                    child.reading = False
+                    if not done.done():
+                        done.set_result(None)
+            os.set_blocking(rfd, False)
+            loop.add_reader(rfd, readable)
+            child.reading = True
+            stall_ms = (time.perf_counter() - t_start) * 1000
+            stall_cpu = (time.thread_time() - c_start) * 1000
+        except BaseException:
+            resume_major_gc(paused)   # what follows would have resumed it
+            self.major_gc_paused = False
+            raise
         try:
             try:
                 await asyncio.wait_for(asyncio.shield(done), self.child_timeout_s)
@@ -438,6 +465,8 @@ class SnapshotTaker:
         finally:
             # also when cancelled (Storage.close): no child left running, no tmp file left behind
             self._end_child(child)
+            resume_major_gc(paused)
+            self.major_gc_paused = False
             # the parent's writes while the child lived split huge pages (copy-on-write): gather them
             # again only if COORD_HUGEPAGES_AFTER_SNAPSHOT_MIB asks (coord.aio.hugepages: off by default)
             self.huge_pages.start(after_snapshot=True)
