@@ -115,7 +115,10 @@ def test_import_zookeeper_data_dir_serves_the_same_tree(tmp_path):
 
 
 def test_inspect_and_dump_log(tmp_path):
-    srv = CoordProcess(tmp_path / "c", force_sync=True, extra_cfg={"snapCount": "50"})
+    # retention runs after every snapshot: with snapCount's random thresholds (25-49 txns) the ~125
+    # txns below made 3 or 4 snapshots, and with 4 the oldest log (the createSession's) was purged
+    srv = CoordProcess(tmp_path / "c", force_sync=True,
+                       extra_cfg={"snapCount": "50", "autopurge.snapRetainCount": "10"})
     srv.start()
     zk = KazooClient(srv.connect_string)
     zk.start(10)
