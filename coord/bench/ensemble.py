@@ -30,7 +30,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from coord.bench.launch import stop_process
+from coord.bench.launch import stop_process, thread_cpu
 from coord.bench import phases as ph
 from coord.bench import report
 from coord.bench.client import BenchError, Session
@@ -170,8 +170,8 @@ def cpu_and_wakeups(pids: list[int]) -> tuple[float, int]:
     JVM's and PyPy's helper threads wake too). A voluntary switch is a thread going to sleep, i.e.
     one wake-up of its own; involuntary ones count preemptions, which follow the machine's load. A
     thread that ended between two samples drops out of the second (its counts go with it)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    cpu, wakeups = 0.0, 0
+    cpu = sum(u + s for u, s in thread_cpu(pids).values())
+    wakeups = 0
     for pid in pids:
         try:
             tasks = os.listdir(f"/proc/{pid}/task")
@@ -179,9 +179,6 @@ def cpu_and_wakeups(pids: list[int]) -> tuple[float, int]:
             continue
         for t in tasks:
             try:
-                with open(f"/proc/{pid}/task/{t}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                cpu += (int(fields[11]) + int(fields[12])) / tick
                 with open(f"/proc/{pid}/task/{t}/status") as f:
                     wakeups += sum(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt"))
             except (OSError, IndexError, ValueError):
