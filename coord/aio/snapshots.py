@@ -82,8 +82,8 @@ import logging
 import os
 import queue
 import signal
-import threading
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
@@ -394,6 +394,7 @@ class SnapshotTaker:
             finally:
                 os._exit(1)
         self.major_gc_paused = paused
+        child = self._child = _Child(pid, rfd, tmp)
         try:
             fork_ms = (time.perf_counter() - t_fork) * 1000
             mon = stalls.active()
@@ -401,7 +402,6 @@ class SnapshotTaker:
                 now = time.monotonic()
                 mon.note("snapshot-fork", now - fork_ms / 1000, now)
             os.close(wfd)
-            child = self._child = _Child(pid, rfd, tmp)
             done = loop.create_future()
 
             def readable() -> None:
@@ -423,11 +423,6 @@ class SnapshotTaker:
             child.reading = True
             stall_ms = (time.perf_counter() - t_start) * 1000
             stall_cpu = (time.thread_time() - c_start) * 1000
-        except BaseException:
-            resume_major_gc(paused)   # what follows would have resumed it
-            self.major_gc_paused = False
-            raise
-        try:
             try:
                 await asyncio.wait_for(asyncio.shield(done), self.child_timeout_s)
             except asyncio.TimeoutError:
