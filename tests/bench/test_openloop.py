@@ -185,9 +185,9 @@ def test_thread_cpu_counts_each_thread_of_a_process():
     t = threading.Thread(target=spin, args=(stop,))
     t.start()
     time.sleep(0.5)
+    after = thread_cpu([os.getpid()])   # read while the spinner lives: a thread that has ended has no /proc entry
     stop.set()
     t.join()
-    after = thread_cpu([os.getpid()])
     per = cpu_per_op(before, after, 1000)   # us per "op" of 1,000 ops: 1 ms of CPU is 1 us/op
     assert per["busiest_thread"] >= 200    # the spinner ran ~0.5 s (at least 0.2 s on a loaded machine)
     assert per["user"] + per["sys"] >= per["busiest_thread"]
