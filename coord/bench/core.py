@@ -63,8 +63,9 @@ def _durable(core: ServerCore) -> int:
 
 def run(ops: int = 50_000, connections: int = 8, depth: int = 32, data_size: int = 100,
         profile: str | None = None, out=print, request_stats: bool = False,
-        phases: tuple[str, ...] = PHASES, preload: int = 0) -> dict[str, float]:
-    """Returns CPU microseconds per op for each phase. `preload` znodes are created first (not timed),
+        phases: tuple[str, ...] = PHASES, preload: int = 0, clock=time.process_time) -> dict[str, float]:
+    """Returns CPU microseconds per op for each phase (`clock`'s units x 1e6 per op: with
+    InstructionCounter, instructions per op x 1e6). `preload` znodes are created first (not timed),
     so the phases run on a large tree; the phases' own znodes are children of the same parent."""
     core = connected_core(connections, 1_700_000_000_000)
     if request_stats:
@@ -94,7 +95,7 @@ def run(ops: int = 50_000, connections: int = 8, depth: int = 32, data_size: int
         prof = cProfile.Profile() if profile == op else None
         if prof:
             prof.enable()
-        t0 = time.process_time()
+        t0 = clock()
         replies = 0
         for base in range(0, per, depth):
             for c in conns:
@@ -104,7 +105,7 @@ def run(ops: int = 50_000, connections: int = 8, depth: int = 32, data_size: int
             out_, _closing = core.drain()
             for chunks in out_.values():
                 replies += len(chunks)
-        dt = time.process_time() - t0
+        dt = clock() - t0
         if prof:
             prof.disable()
         n = per * connections
@@ -117,18 +118,58 @@ def run(ops: int = 50_000, connections: int = 8, depth: int = 32, data_size: int
     return result
 
 
-def metrics_cost(rounds: int, ops: int, connections: int, depth: int, data_size: int, out=print) -> dict:
-    """{phase: (best CPU us/op off, best on, on/off)} over `rounds` alternating rounds."""
+def metrics_cost(rounds: int, ops: int, connections: int, depth: int, data_size: int, out=print,
+                 clock=time.process_time, unit: str = "us/op", scale: float = 1.0,
+                 phases: tuple[str, ...] = PHASES) -> dict:
+    """{phase: (best off, best on, on/off)} over `rounds` alternating rounds, per op in `clock`'s
+    units x 1e6 x `scale` (CPU us by default; instructions with icount_clock and scale 1e-6)."""
     best: dict[bool, dict[str, float]] = {False: {}, True: {}}
     for r in range(rounds):
         for on in ((False, True) if r % 2 == 0 else (True, False)):
-            got = run(ops, connections, depth, data_size, out=lambda *_: None, request_stats=on)
-            for op, us in got.items():
-                best[on][op] = min(us, best[on].get(op, us))
-    res = {op: (best[False][op], best[True][op], best[True][op] / best[False][op]) for op in PHASES}
+            got = run(ops, connections, depth, data_size, out=lambda *_: None, request_stats=on, clock=clock,
+                      phases=phases)
+            for op, v in got.items():
+                best[on][op] = min(v * scale, best[on].get(op, v * scale))
+    res = {op: (best[False][op], best[True][op], best[True][op] / best[False][op]) for op in phases}
     for op, (off, on, ratio) in res.items():
-        out(f"{op:8s} off {off:6.2f} us/op  on {on:6.2f} us/op  on/off {ratio:.3f}")
+        out(f"{op:8s} off {off:9.2f} {unit}  on {on:9.2f} {unit}  on/off {ratio:.4f}  (+{on - off:.1f})")
     return res
+
+
+def icount_clock():
+    """A clock counting this process's instructions, when it runs under valgrind's callgrind
+    (coord.bench.metrics_icount.InstructionCounter dumping its own pid): deterministic where CPU
+    time on this shared VM is not; the JIT's compiled code is what is counted."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from coord.bench.metrics_icount import InstructionCounter
+    return InstructionCounter(os.getpid(), Path(os.environ.get("COORD_ICOUNT_DIR", tempfile.gettempdir())))
+
+
+def _reexec_under_callgrind() -> None:
+    """Run this same command again under callgrind (and the server interpreter, PyPy), once."""
+    import os
+    import shutil
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from coord import runtime
+    if os.environ.get("COORD_ICOUNT_DIR"):
+        return
+    vg = shutil.which("valgrind")
+    if vg is None:
+        raise SystemExit("--icount needs valgrind (apt-get install valgrind; scripts/setup.sh installs it)")
+    work = tempfile.mkdtemp(prefix="coord-core-icount-")
+    py = runtime.server_python() or sys.executable
+    src = str(Path(__file__).resolve().parents[2])   # this coord source, whatever that interpreter has installed
+    env = {**os.environ, **runtime.GC_ENV, "COORD_ICOUNT_DIR": work,
+           "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
+    cmd = [vg, "--tool=callgrind", "--dump-instr=no", f"--callgrind-out-file={work}/callgrind.out.%p",
+           py, "-m", "coord.bench.core", *sys.argv[1:]]
+    os.execve(vg, cmd, env)
 
 
 def accounting_ns(calls: int = 1_000_000, rounds: int = 5, namespaces: int = 1) -> float:
@@ -166,6 +207,9 @@ def main() -> None:
     ap.add_argument("--profile", choices=PHASES + EXTRA_PHASES, default=None)
     ap.add_argument("--metrics-cost", type=int, default=0, metavar="ROUNDS",
                     help="rounds alternating the metrics' request accounting off and on; best of each")
+    ap.add_argument("--icount", action="store_true",
+                    help="with --metrics-cost: count instructions per op under callgrind (re-runs itself "
+                         "under valgrind on the server interpreter) instead of CPU time")
     ap.add_argument("--accounting", action="store_true",
                     help="only the ns per read of the metrics' request accounting (RequestStats), alone")
     a = ap.parse_args()
@@ -173,13 +217,20 @@ def main() -> None:
         for k in (1, 2, 1000):
             print(f"read + latency accounting, {k} namespace(s): {accounting_ns(namespaces=k):.1f} ns per read")
         return
-    if a.metrics_cost:
-        metrics_cost(a.metrics_cost, a.ops, a.connections, a.depth, a.data_size)
-        return
     phases = tuple(p for p in a.phases.split(",") if p)
     bad = [p for p in phases if p not in PHASES + EXTRA_PHASES]
     if bad:
         ap.error(f"unknown phase(s) {', '.join(bad)}")
+    if a.metrics_cost:
+        if a.icount:
+            _reexec_under_callgrind()
+            metrics_cost(a.metrics_cost, a.ops, a.connections, a.depth, a.data_size,
+                         clock=icount_clock(), unit="Ir/op", scale=1e-6, phases=phases)
+        else:
+            metrics_cost(a.metrics_cost, a.ops, a.connections, a.depth, a.data_size, phases=phases)
+        return
+    if a.icount:
+        ap.error("--icount goes with --metrics-cost")
     run(a.ops, a.connections, a.depth, a.data_size, a.profile, phases=phases, preload=a.preload)
 
 

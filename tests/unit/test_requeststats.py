@@ -76,3 +76,36 @@ def test_latency_window_wraps_in_order():
     for v in range(1, 8):
         s.add(v)
     assert s.samples == [7, 5, 6] and s.i == 1 and (s.count, s.total) == (7, 28)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 6), st.lists(st.one_of(st.just(0), st.integers(1, 9), st.just("settle")), max_size=60))
+def test_zeros_counted_late_give_the_same_ring(keep, values):
+    """add_zero + settle (the fast path's latency 0) leaves the ring, its position, count and sum
+    exactly as add(0) would, whatever the runs of zeros (longer than the ring, several laps)."""
+    plain, late = LatencySamples(keep), LatencySamples(keep)
+    for v in values:
+        if v == "settle":
+            late.settle()
+            continue
+        plain.add(v)
+        late.add_zero() if v == 0 else late.add(v)
+    late.settle()
+    assert (late.samples, late.i, late.count, late.total, late.zeros) == \
+        (plain.samples, plain.i, plain.count, plain.total, 0)
+
+
+def test_read_at_once_counts_as_read_and_latency_zero():
+    """The fast path's read_at_once is read() + latency(False, 0), for getData, exists and an error."""
+    ok = lambda body: (len(body) + 20).to_bytes(4, "big") + bytes(16) + body  # noqa: E731 - err 0
+    nonode = (20).to_bytes(4, "big") + bytes(12) + (-101).to_bytes(4, "big", signed=True)
+    cases = [(4, "/ns/a", ok((3).to_bytes(4, "big") + b"abc" + bytes(68)), 24),
+             (3, "/ns/b", ok(bytes(68)), 20), (3, "/other", ok(bytes(68)), 20), (4, "/ns/c", nonode, 24)]
+    slow, fast = RequestStats(), RequestStats()
+    for op, path, reply, head in cases * 3:
+        slow.read(op, path, reply)
+        slow.latency(False, 0)
+        fast.read_at_once(path, reply, head)
+    fast.read_latency.settle()
+    assert fast.reads == slow.reads == {"ns": [6, 3 * ((5 + 3 + 68) + (5 + 68))], "other": [3, 3 * (6 + 68)]}
+    assert (fast.read_latency.count, fast.read_latency.samples) == (slow.read_latency.count, slow.read_latency.samples)
