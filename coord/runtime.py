@@ -84,6 +84,40 @@ def tune_jit() -> str:
     return params
 
 
+def jit_params_later() -> tuple[float, str] | None:
+    """COORD_JIT_PARAMS_LATER="SECONDS:name=value,...": JIT parameters to apply that long after the
+    server starts (run_node schedules it), or None. For an A/B of decay=200 set only after the first
+    load's compile storm: in the goal run's shape "10:decay=200" (the switch 8 s into the open-loop
+    warm-up, ~234 loops and bridges compiled by then) gave 12 and 21 compiles, 43 and 44 ms of JIT
+    time and no jit stall of 10 ms or more after the warm-up (two runs; PyPy's defaults: 58-92
+    compiles, 150-395 ms, 2-16 such stalls in three), and in coord.bench.core a switch after a
+    first pass left the CPU per op as it was (minimum of 4 runs: create +4%, the others equal or
+    less), where decay=200 from the start cost more. Not on by default: measured twice, and a server
+    left idle past SECONDS meets its first load with the high decay."""
+    raw = os.environ.get("COORD_JIT_PARAMS_LATER", "").strip()
+    if not raw:
+        return None
+    at, _, params = raw.partition(":")
+    try:
+        seconds = float(at)
+        if seconds < 0 or not params.strip():
+            raise ValueError(raw)
+    except ValueError:
+        print(f"coord: COORD_JIT_PARAMS_LATER={raw!r} is not SECONDS:name=value,...; ignored", file=sys.stderr)
+        return None
+    return seconds, params.strip()
+
+
+def set_jit_params(params: str) -> bool:
+    """pypyjit.set_param(params) on PyPy; False on CPython or for a string PyPy refuses."""
+    try:
+        import pypyjit
+        pypyjit.set_param(params)
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
 def describe() -> str:
     """E.g. 'PyPy 7.3.11 (Python 3.9.16)' or 'CPython 3.11.7', for the start-up log line."""
     impl = platform.python_implementation()

@@ -89,3 +89,36 @@ def test_tune_jit_is_nothing_on_cpython(monkeypatch):
     if sys.implementation.name != "pypy":
         monkeypatch.setenv("COORD_JIT_PARAMS", "decay=200")
         assert runtime.tune_jit() == ""
+
+
+def test_jit_params_later_parsing(monkeypatch):
+    monkeypatch.delenv("COORD_JIT_PARAMS_LATER", raising=False)
+    assert runtime.jit_params_later() is None
+    monkeypatch.setenv("COORD_JIT_PARAMS_LATER", "10:decay=200")
+    assert runtime.jit_params_later() == (10.0, "decay=200")
+    for bad in ("decay=200", "soon:decay=200", "5:", "-1:decay=200"):
+        monkeypatch.setenv("COORD_JIT_PARAMS_LATER", bad)
+        assert runtime.jit_params_later() is None, bad
+
+
+def test_server_applies_jit_params_later(tmp_path):
+    from kazoo.client import KazooClient
+
+    from tests.support.coord_server import CoordProcess
+    srv = CoordProcess(tmp_path / "c", env={"COORD_JIT_PARAMS_LATER": "0.5:decay=200"})
+    srv.start()
+    zk = KazooClient(hosts=srv.connect_string)
+    try:
+        zk.start(timeout=30)
+        zk.create("/j", b"1")
+        import time
+        deadline = time.monotonic() + 30
+        while "JIT parameters decay=200 " not in srv.log_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        line = "JIT parameters decay=200 " + ("applied" if runtime.server_python() else "not applied")
+        assert line in srv.log_text(), srv.log_text()[-2000:]
+        assert zk.get("/j")[0] == b"1"
+    finally:
+        zk.stop()
+        zk.close()
+        srv.stop()
