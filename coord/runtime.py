@@ -45,6 +45,79 @@ EXECED_AT = "COORD_SERVER_RUNTIME_EXECED_AT"  # process_age_s() when it re-exec'
 GC_ENV = {"PYPY_GC_NURSERY": "8MB", "PYPY_GC_MIN": "128MB", "PYPY_GC_INCREMENT_STEP": "4MB"}
 
 
+# PyPy's JIT parameters for a server: PyPy's own unless COORD_JIT_PARAMS says (pypyjit.set_param's
+# "name=value,..."; `coord bench --open-loop --coord-env COORD_JIT_PARAMS=decay=200` for an A/B).
+# The candidate, measured but not the default (issue 17, session 9: /work/briefs/s9/jit-report.md):
+# - decay=200 (PyPy: 40). Every 32 minor collections, and each time a trace starts, the JIT's hotness
+#   counters are multiplied by 1 - decay/1000, so a path too rare to reach its threshold (a loop 1039
+#   runs, a function 1619 calls, a guard 200 failures) never compiles. With 40, paths running a few to
+#   a few tens of times a second (the 50 ms session ticker, the stall monitor's attribution, metrics
+#   branches, the event loop's rarer callbacks) crept up to it and were traced tens of seconds into a
+#   steady load, a loop turn of 5-30 ms each. In the goal run's shape (setData at 17,652/s, 10 s
+#   warm-up, then 110 s), medians of 3: 65 -> 27 compiles, 318 -> 68 ms of JIT time, 15 -> 1 jit
+#   stalls of 10 ms or more after the warm-up. Why not the default yet: in coord.bench.core (the core
+#   alone, in-process, steady state, 12 runs each on a loaded machine) create, getData, setData and
+#   delete cost 4-45% more CPU per op (exists less): the traces are cut differently, not only rare
+#   paths left out. The whole server's closed-loop CPU per op showed no difference beyond its noise;
+#   what the server pays needs a quiet machine to settle.
+JIT_PARAMS = ""
+
+
+def tune_jit() -> str:
+    """Apply the server's JIT parameters (COORD_JIT_PARAMS, else JIT_PARAMS; PyPy only). Returns what
+    was applied ("" for PyPy's defaults)."""
+    try:
+        import pypyjit
+    except ImportError:
+        return ""
+    params = os.environ.get("COORD_JIT_PARAMS", JIT_PARAMS).strip()
+    if not params:
+        return ""
+    try:
+        pypyjit.set_param(params)
+    except ValueError:
+        print(f"coord: COORD_JIT_PARAMS={params!r} is not a PyPy JIT parameter string (name=value,...); "
+              f"using {JIT_PARAMS or 'PyPy defaults'}", file=sys.stderr)
+        params = JIT_PARAMS
+        if params:
+            pypyjit.set_param(params)
+    return params
+
+
+def jit_params_later() -> tuple[float, str] | None:
+    """COORD_JIT_PARAMS_LATER="SECONDS:name=value,...": JIT parameters to apply that long after the
+    server starts (run_node schedules it), or None. For an A/B of decay=200 set only after the first
+    load's compile storm: in the goal run's shape "10:decay=200" (the switch 8 s into the open-loop
+    warm-up, ~234 loops and bridges compiled by then) gave 12 and 21 compiles, 43 and 44 ms of JIT
+    time and no jit stall of 10 ms or more after the warm-up (two runs; PyPy's defaults: 58-92
+    compiles, 150-395 ms, 2-16 such stalls in three), and in coord.bench.core a switch after a
+    first pass left the CPU per op as it was (minimum of 4 runs: create +4%, the others equal or
+    less), where decay=200 from the start cost more. Not on by default: measured twice, and a server
+    left idle past SECONDS meets its first load with the high decay."""
+    raw = os.environ.get("COORD_JIT_PARAMS_LATER", "").strip()
+    if not raw:
+        return None
+    at, _, params = raw.partition(":")
+    try:
+        seconds = float(at)
+        if seconds < 0 or not params.strip():
+            raise ValueError(raw)
+    except ValueError:
+        print(f"coord: COORD_JIT_PARAMS_LATER={raw!r} is not SECONDS:name=value,...; ignored", file=sys.stderr)
+        return None
+    return seconds, params.strip()
+
+
+def set_jit_params(params: str) -> bool:
+    """pypyjit.set_param(params) on PyPy; False on CPython or for a string PyPy refuses."""
+    try:
+        import pypyjit
+        pypyjit.set_param(params)
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
 def describe() -> str:
     """E.g. 'PyPy 7.3.11 (Python 3.9.16)' or 'CPython 3.11.7', for the start-up log line."""
     impl = platform.python_implementation()
