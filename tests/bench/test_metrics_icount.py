@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,23 @@ def test_icount_mode_end_to_end(tmp_path):
     assert d["scrape"]["tree"]["on"]["ir_per_get"] > d["scrape"]["tree"]["off"]["ir_per_get"]
     assert d["native"]["ns_per_ir_all"] > 0
     assert "instructions per op under callgrind" in r.stdout
+
+
+def test_core_bench_counts_the_read_accounting(tmp_path):
+    """`python -m coord.bench.core --metrics-cost R --icount` re-runs itself under callgrind and
+    prints instructions per op, metrics off and on, per phase. On CPython (no JIT: counts repeat) a
+    read with the accounting on executes more instructions than with it off, and a logged create
+    many more than a read: the clock counts this process's work, not wall time."""
+    need(mi.missing() is None, "valgrind (callgrind)")
+    r = subprocess.run([sys.executable, "-m", "coord.bench.core", "--metrics-cost", "2", "--ops", "400",
+                        "--connections", "4", "--icount", "--phases", "create,getData,exists"],
+                       env=dict(os.environ, PYTHONPATH=str(ROOT), COORD_SERVER_PYTHON="", TMPDIR=str(tmp_path)),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = {m[0]: (float(m[1]), float(m[2])) for m in
+            re.findall(r"^(\w+)\s+off\s+([\d.]+) Ir/op\s+on\s+([\d.]+) Ir/op", r.stdout, re.M)}
+    assert set(rows) == {"create", "getData", "exists"}, r.stdout
+    for op in ("getData", "exists"):
+        off, on = rows[op]
+        assert 1000 < off < on, (op, rows)
+    assert rows["create"][0] > 2 * rows["getData"][0], rows
