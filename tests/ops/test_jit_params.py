@@ -111,10 +111,7 @@ def test_server_applies_jit_params_later(tmp_path):
     try:
         zk.start(timeout=30)
         zk.create("/j", b"1")
-        import time
-        deadline = time.monotonic() + 30
-        while "JIT parameters decay=200 " not in srv.log_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        srv.wait_for_log("JIT parameters decay=200 ")
         line = "JIT parameters decay=200 " + ("applied" if runtime.server_python() else "not applied")
         assert line in srv.log_text(), srv.log_text()[-2000:]
         assert zk.get("/j")[0] == b"1"

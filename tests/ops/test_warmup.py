@@ -24,10 +24,7 @@ def test_server_with_warm_up_serves(tmp_path):
         assert sorted(zk.get_children("/")) == ["w", "zookeeper"]
         from coord.runtime import server_python
         if server_python():   # on PyPy the warm-up ran and said so
-            import time
-            deadline = time.monotonic() + 60
-            while "JIT warm-up: " not in srv.log_text() and time.monotonic() < deadline:
-                time.sleep(0.2)
+            srv.wait_for_log("JIT warm-up: ", 60)
             # 3000 // 6 ops // 8 connections = 62 each: 2976 requests
             assert "JIT warm-up: 2976 scratch requests" in srv.log_text(), srv.log_text()[-2000:]
     finally:

@@ -82,6 +82,15 @@ class CoordProcess:
     def log_text(self) -> str:
         return (self.workdir / "coord.log").read_text(errors="replace")
 
+    def wait_for_log(self, text: str, timeout: float = 30.0) -> bool:
+        """True once `text` is in the server's log, False if it is not within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
     def __enter__(self):
         return self.start()
 
