@@ -102,20 +102,12 @@ def test_jit_params_later_parsing(monkeypatch):
 
 
 def test_server_applies_jit_params_later(tmp_path):
-    from kazoo.client import KazooClient
-
     from tests.support.coord_server import CoordProcess
-    srv = CoordProcess(tmp_path / "c", env={"COORD_JIT_PARAMS_LATER": "0.5:decay=200"})
-    srv.start()
-    zk = KazooClient(hosts=srv.connect_string)
-    try:
-        zk.start(timeout=30)
+    from tests.support.kazoo_clients import connected
+    with CoordProcess(tmp_path / "c", env={"COORD_JIT_PARAMS_LATER": "0.5:decay=200"}) as srv, \
+            connected(srv.connect_string) as zk:
         zk.create("/j", b"1")
         srv.wait_for_log("JIT parameters decay=200 ")
         line = "JIT parameters decay=200 " + ("applied" if runtime.server_python() else "not applied")
         assert line in srv.log_text(), srv.log_text()[-2000:]
         assert zk.get("/j")[0] == b"1"
-    finally:
-        zk.stop()
-        zk.close()
-        srv.stop()

@@ -10,27 +10,19 @@ def test_scratch_core_answers_every_request():
 
 
 def test_server_with_warm_up_serves(tmp_path):
-    from kazoo.client import KazooClient
-
+    from coord.runtime import server_python
     from tests.support.coord_server import CoordProcess
-    srv = CoordProcess(tmp_path / "c", env={"COORD_JIT_WARMUP_OPS": "3000"})
-    srv.start()
-    zk = KazooClient(hosts=srv.connect_string)
-    try:
-        zk.start(timeout=30)
+    from tests.support.kazoo_clients import connected
+    with CoordProcess(tmp_path / "c", env={"COORD_JIT_WARMUP_OPS": "3000"}) as srv, \
+            connected(srv.connect_string) as zk:
         zk.create("/w", b"1")
         assert zk.get("/w")[0] == b"1"
         # the scratch tree is not the served one
         assert sorted(zk.get_children("/")) == ["w", "zookeeper"]
-        from coord.runtime import server_python
         if server_python():   # on PyPy the warm-up ran and said so
             srv.wait_for_log("JIT warm-up: ", 60)
             # 3000 // 6 ops // 8 connections = 62 each: 2976 requests
             assert "JIT warm-up: 2976 scratch requests" in srv.log_text(), srv.log_text()[-2000:]
-    finally:
-        zk.stop()
-        zk.close()
-        srv.stop()
 
 
 def test_switch_interval(monkeypatch):
