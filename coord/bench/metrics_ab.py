@@ -14,6 +14,8 @@ machine's noise floor, and an A/B verdict narrower than that floor is not a verd
 switched on and off at run time in ABBA blocks, A/B blocks alternating with A/A blocks (the floor).
 `--mode icount` runs the toggle harness with the server under valgrind's callgrind and counts its
 instructions per op instead of timing it (coord.bench.metrics_icount): repeatable on a loaded machine.
+`--mode icount --fixed-state` counts four servers instead, two with metrics on and two off for their
+whole lives (coord.bench.metrics_fixed): what a server started with or without the provider pays.
 
 Run it with the servers' interpreter (.venv-pypy/bin/python): the servers are started with it.
 Issue 16's goal is throughput with metrics on within 3% of off; the per-request cost measured in
@@ -272,6 +274,10 @@ def main() -> None:
         raise SystemExit("--rounds and --ops must be positive")
     if a.mode == "toggle":
         toggle_main(a)
+        return
+    if a.mode == "icount" and a.fixed_state:
+        from coord.bench.metrics_fixed import main as fixed_main
+        fixed_main(a)
         return
     if a.mode == "icount":
         from coord.bench.metrics_icount import main as icount_main

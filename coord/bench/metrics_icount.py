@@ -296,6 +296,9 @@ def add_args(ap) -> None:
     g.add_argument("--scrapes", type=int, default=20, help="icount: /metrics scrapes counted (0: none)")
     g.add_argument("--scrape-tree", type=int, default=0, metavar="N",
                    help="icount: also count a scrape after preloading N znodes (e.g. 1000000)")
+    g.add_argument("--fixed-state", action="store_true",
+                   help="icount: four servers, two with metrics on and two off all their lives, instead of one "
+                        "toggled (coord.bench.metrics_fixed); --rounds runs each after --warmup")
     g.add_argument("--native-runs", type=int, default=3,
                    help="icount: native runs (no valgrind) to turn instructions into CPU time (0: none)")
 

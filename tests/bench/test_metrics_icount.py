@@ -100,3 +100,40 @@ def test_core_bench_counts_the_read_accounting(tmp_path):
         off, on = rows[op]
         assert 1000 < off < on, (op, rows)
     assert rows["create"][0] > 2 * rows["getData"][0], rows
+
+
+def test_fixed_state_analysis():
+    """metrics_fixed.analyse_fixed: each state's least over its two processes, the floor from the
+    two processes of a state, and the verdict on on/off +- floor."""
+    from coord.bench.metrics_fixed import analyse_fixed
+    runs = {"on-1": {"getData": [5100.0, 5050.0]}, "on-2": {"getData": [5080.0, 5060.0]},
+            "off-1": {"getData": [4900.0, 4950.0]}, "off-2": {"getData": [4910.0, 4920.0]}}
+    r = analyse_fixed(runs, rounds=3)["getData"]
+    assert (r["on"], r["off"], r["on_off"]) == (5050, 4900, round(4900 / 5050, 4))
+    assert r["within"] == {"on": round(5060 / 5050, 4), "off": round(4910 / 4900, 4)}
+    assert r["verdict"] == "unresolved"        # 0.970 +- 0.002 straddles 0.97
+    runs["on-1"]["getData"] = [4990.0]
+    runs["on-2"]["getData"] = [4995.0]
+    assert analyse_fixed(runs, rounds=3)["getData"]["verdict"] == "within"
+    assert analyse_fixed(runs, rounds=2)["getData"]["verdict"] == "too few runs"
+
+
+@pytest.mark.slow
+def test_fixed_state_mode_end_to_end(tmp_path):
+    """`metrics_ab --mode icount --fixed-state` on CPython servers (counts repeat), tiny: four
+    servers, each in its state from the start; a read with metrics on counts more than off."""
+    need(mi.missing() is None, "valgrind (callgrind)")
+    out = tmp_path / "fixed.json"
+    r = subprocess.run([sys.executable, "-m", "coord.bench.metrics_ab", "--mode", "icount", "--fixed-state",
+                        "--rounds", "2", "--ops", "600", "--phases", "create,getData", "--warmup", "1",
+                        "--json", str(out)],
+                       env=dict(os.environ, PYTHONPATH=str(ROOT), COORD_SERVER_PYTHON=""),
+                       capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    d = json.loads(out.read_text())
+    assert d["mode"] == "icount-fixed" and set(d["analysis"]) == {"create", "getData"}
+    for lab in ("on-1", "on-2", "off-1", "off-2"):
+        assert len(d["runs"][lab]["getData"]) == 2 and min(d["runs"][lab]["getData"]) > 1000
+    g = d["analysis"]["getData"]
+    assert g["on"] > g["off"], g
+    assert "--fixed-state" in r.stdout
