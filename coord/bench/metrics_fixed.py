@@ -3,10 +3,11 @@
 
 Why a second method: the toggle harness (coord.bench.metrics_icount) switches metrics on and off in
 ONE process, so the JIT compiles its traces in whichever state came first and runs the other through
-bridges, which charges the switch itself to the state that did not compile them. In the pure core
-(`coord.bench.core --metrics-cost --icount`) the reads' extra instructions were +147/+179 (getData,
-exists) toggled and +113/+114 with the state fixed per process. A production server is started with
-the provider or without it and never switches. Here each of four servers under callgrind is switched
+bridges, which could charge the switch itself to one state. In the pure core (`coord.bench.core
+--metrics-cost --icount`) the reads' extra instructions were +147/+179 (getData, exists) toggled
+and +113/+114 with the state fixed per process. A production server is started with the provider or
+without it and never switches. (For the whole server the two methods agreed, 2026-12-07: +258/+264
+fixed, +260/+268 toggled; docs/operations.md.) Here each of four servers under callgrind is switched
 once, before its first request, and never again: two on, two off. Each state's count is the least
 of its runs over both of its processes; the floor is how far the two processes of one state differ
 (each PyPy process compiles its own traces: session 8 saw up to 1.5% between two processes), and
