@@ -47,7 +47,7 @@ GC_ENV = {"PYPY_GC_NURSERY": "8MB", "PYPY_GC_MIN": "128MB", "PYPY_GC_INCREMENT_S
 
 # PyPy's JIT parameters for a server: PyPy's own unless COORD_JIT_PARAMS says (pypyjit.set_param's
 # "name=value,..."; `coord bench --open-loop --coord-env COORD_JIT_PARAMS=decay=200` for an A/B).
-# The candidate, measured but not the default (issue 17, session 9: /work/briefs/s9/jit-report.md):
+# The candidate, measured but not the default (issue 17; docs/benchmarks.md, "Session 9"):
 # - decay=200 (PyPy: 40). Every 32 minor collections, and each time a trace starts, the JIT's hotness
 #   counters are multiplied by 1 - decay/1000, so a path too rare to reach its threshold (a loop 1039
 #   runs, a function 1619 calls, a guard 200 failures) never compiles. With 40, paths running a few to
@@ -66,21 +66,15 @@ JIT_PARAMS = ""
 def tune_jit() -> str:
     """Apply the server's JIT parameters (COORD_JIT_PARAMS, else JIT_PARAMS; PyPy only). Returns what
     was applied ("" for PyPy's defaults)."""
-    try:
-        import pypyjit
-    except ImportError:
+    if platform.python_implementation() != "PyPy":
         return ""
     params = os.environ.get("COORD_JIT_PARAMS", JIT_PARAMS).strip()
-    if not params:
-        return ""
-    try:
-        pypyjit.set_param(params)
-    except ValueError:
+    if params and not set_jit_params(params):
         print(f"coord: COORD_JIT_PARAMS={params!r} is not a PyPy JIT parameter string (name=value,...); "
               f"using {JIT_PARAMS or 'PyPy defaults'}", file=sys.stderr)
         params = JIT_PARAMS
         if params:
-            pypyjit.set_param(params)
+            set_jit_params(params)
     return params
 
 

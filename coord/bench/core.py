@@ -157,13 +157,15 @@ def _reexec_under_callgrind() -> None:
     from pathlib import Path
 
     from coord import runtime
+    from coord.bench.metrics_icount import missing, server_interpreter
     if os.environ.get("COORD_ICOUNT_DIR"):
         return
+    why = missing()
+    if why:
+        raise SystemExit(f"--icount: {why}; scripts/setup.sh installs it")
     vg = shutil.which("valgrind")
-    if vg is None:
-        raise SystemExit("--icount needs valgrind (apt-get install valgrind; scripts/setup.sh installs it)")
     work = tempfile.mkdtemp(prefix="coord-core-icount-")
-    py = runtime.server_python() or sys.executable
+    py = server_interpreter()
     src = str(Path(__file__).resolve().parents[2])   # this coord source, whatever that interpreter has installed
     env = {**os.environ, **runtime.GC_ENV, "COORD_ICOUNT_DIR": work,
            "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}

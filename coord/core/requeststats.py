@@ -165,7 +165,7 @@ class RequestStats:
         is negative, so its first byte is 0xff; 0 is success."""
         if not reply[16]:
             self.read_table.add(path, len(path) + len(reply) - head)
-        self.read_latency.zeros += 1
+        self.read_latency.add_zero()
 
     def latency(self, write: bool, ms: int) -> None:
         (self.update_latency if write else self.read_latency).add(ms)

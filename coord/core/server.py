@@ -606,8 +606,8 @@ class ServerCore:
                 reply = self._read_op(conn, op, xid, req)
                 self._send(conn, reply)
                 if self.request_stats is not None:
-                    self.request_stats.read_at_once(req.path, reply, 24 if op == 4 else 20)
-                self._account(conn, op, 0)
+                    self.request_stats.read_at_once(req.path, reply, 24 if op == 4 else 20)   # latency 0 too
+                self._count(conn, op, 0)
                 return
         cls = REQUEST_RECORD.get(op)
         if cls is not None:
@@ -657,14 +657,16 @@ class ServerCore:
             p.reply = p.reply[:8] + _ZXID_AT.pack(self.tree.last_zxid) + p.reply[16:]
         if p.reply is not None:
             self._send(conn, p.reply)
-        lat = self.mono_ms - p.t0
-        if self.request_stats is not None:
-            self.request_stats.latency(p.op in WRITE_OPS, lat)
-        self._account(conn, p.op, lat)
+        self._account(conn, p.op, self.mono_ms - p.t0)
 
     def _account(self, conn: Connection, op: int, lat: int) -> None:
-        """The connection's and the server's latency counters (stat, cons, mntr); the metrics'
-        request accounting is the caller's (its fast path differs)."""
+        """A request done: the metrics' latency (while they are on), then _count."""
+        if self.request_stats is not None:
+            self.request_stats.latency(op in WRITE_OPS, lat)
+        self._count(conn, op, lat)
+
+    def _count(self, conn: Connection, op: int, lat: int) -> None:
+        """The connection's and the server's latency counters (stat, cons, mntr)."""
         conn.last_latency = lat
         conn.total_latency += lat
         conn.completed += 1
@@ -902,10 +904,7 @@ class ServerCore:
                     # are at, then whatever waited behind it.
                     q.popleft()
                     self._send(conn, reply)
-                    lat = self.mono_ms - pending.t0
-                    if self.request_stats is not None:
-                        self.request_stats.latency(pending.op in WRITE_OPS, lat)
-                    self._account(conn, pending.op, lat)
+                    self._account(conn, pending.op, self.mono_ms - pending.t0)
                     if q:
                         self._flush(conn)
                 else:

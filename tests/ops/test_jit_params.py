@@ -2,7 +2,7 @@
 JIT. The candidate setting, decay=200, keeps a path that runs too rarely for its hotness counter to
 outgrow the decay from ever compiling; with PyPy's default decay (40) the session ticker, the stall
 monitor and the event loop's rarer callbacks crept up to their thresholds and were traced tens of
-seconds into a steady load, each trace a loop turn of 5-30 ms (/work/briefs/s9/jit-report.md). Run in
+seconds into a steady load, each trace a loop turn of 5-30 ms (docs/benchmarks.md, "Session 9"). Run in
 a PyPy child (the tests run on CPython, which has no JIT)."""
 from __future__ import annotations
 
