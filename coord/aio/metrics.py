@@ -435,9 +435,9 @@ class ServerMetrics:
         learner links' summaries (QuorumLinks)."""
         rq = self.requests
         out = []
+        rq.settle()
         for name, lat in (("readlatency", rq.read_latency), ("updatelatency", rq.update_latency)):
             m = Metric(name, name, "summary")
-            lat.settle()
             vals = sorted(lat.samples)
             for q in ADVANCED:
                 m.add_sample(name, {"quantile": str(q)},

@@ -605,8 +605,9 @@ class ServerCore:
             else:
                 reply = self._read_op(conn, op, xid, req)
                 self._send(conn, reply)
-                if self.request_stats is not None:
-                    self.request_stats.read_at_once(req.path, reply, 24 if op == 4 else 20)   # latency 0 too
+                rs = self.request_stats
+                if rs is not None:
+                    rs.read_at_once(req.path, reply, 24 if op == 4 else 20)   # latency 0 too
                 self._count(conn, op, 0)
                 return
         cls = REQUEST_RECORD.get(op)

@@ -67,6 +67,7 @@ def test_read_and_write_bytes_through_the_cache():
         rs.write("/ns", None)                                # 3 (a delete)
         rs.read(4, "/ns/a", ok((10).to_bytes(4, "big") + b"x" * 10 + bytes(68)))   # 5 + 10 + 68
         rs.read(3, "/nsb/c", ok(bytes(68)))                  # 6 + 68
+    rs.settle()
     assert rs.writes == {"ns": [4, 36]}
     assert rs.reads == {"ns": [2, 2 * (5 + 10 + 68)], "nsb": [2, 2 * 74]}
 
@@ -81,7 +82,7 @@ def test_latency_window_wraps_in_order():
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 6), st.lists(st.one_of(st.just(0), st.integers(1, 9), st.just("settle")), max_size=60))
 def test_zeros_counted_late_give_the_same_ring(keep, values):
-    """add_zero + settle (the fast path's latency 0) leaves the ring, its position, count and sum
+    """add_zeros + settle (the fast path's latency 0) leaves the ring, its position, count and sum
     exactly as add(0) would, whatever the runs of zeros (longer than the ring, several laps)."""
     plain, late = LatencySamples(keep), LatencySamples(keep)
     for v in values:
@@ -89,7 +90,7 @@ def test_zeros_counted_late_give_the_same_ring(keep, values):
             late.settle()
             continue
         plain.add(v)
-        late.add_zero() if v == 0 else late.add(v)
+        late.add_zeros(1) if v == 0 else late.add(v)
     late.settle()
     assert (late.samples, late.i, late.count, late.total, late.zeros) == \
         (plain.samples, plain.i, plain.count, plain.total, 0)
@@ -106,6 +107,54 @@ def test_read_at_once_counts_as_read_and_latency_zero():
         slow.read(op, path, reply)
         slow.latency(False, 0)
         fast.read_at_once(path, reply, head)
-    fast.read_latency.settle()
+    fast.settle()
+    slow.settle()
     assert fast.reads == slow.reads == {"ns": [6, 3 * ((5 + 3 + 68) + (5 + 68))], "other": [3, 3 * (6 + 68)]}
     assert (fast.read_latency.count, fast.read_latency.samples) == (slow.read_latency.count, slow.read_latency.samples)
+
+
+def _ok_exists(_path):
+    return (88).to_bytes(4, "big") + bytes(16) + bytes(68)
+
+
+_READ_PATHS = st.lists(st.sampled_from(["a", "ab", "b", ""]), min_size=1, max_size=3).map(lambda s: "/" + "/".join(s))
+_FAST_STEPS = st.one_of(
+    st.tuples(st.just("fast"), _READ_PATHS, st.booleans()),
+    st.tuples(st.just("read"), _READ_PATHS, st.booleans()),
+    st.tuples(st.just("lat"), st.booleans(), st.integers(0, 9)),
+    st.tuples(st.just("settle"), st.none(), st.none()))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(1, 5), st.lists(_FAST_STEPS, max_size=60))
+def test_pending_fast_path_counts_settle_to_the_plain_accounting(keep, steps):
+    """read_at_once's pending counts (the hot namespace's reads, the zero latencies), mixed in any
+    order with read(), latency() and settle(), give after a settle() exactly the rows and rings that
+    counting each request at once gives: ZooKeeper's namespaces and add() per latency."""
+    nonode = (20).to_bytes(4, "big") + bytes(12) + (-101).to_bytes(4, "big", signed=True)
+    rs = RequestStats(keep)
+    ref_reads: dict = {}
+    ref_read_lat, ref_update_lat = LatencySamples(keep), LatencySamples(keep)
+    for kind, a, b in steps:
+        if kind == "settle":
+            rs.settle()
+            continue
+        if kind == "lat":
+            rs.latency(a, b)
+            (ref_update_lat if a else ref_read_lat).add(b)
+            continue
+        reply = _ok_exists(a) if b else nonode
+        if kind == "fast":
+            rs.read_at_once(a, reply, 20)
+            ref_read_lat.add(0)
+        else:
+            rs.read(3, a, reply)
+        ns = top_namespace(a)
+        if b and ns is not None:
+            row = ref_reads.setdefault(ns, [0, 0])
+            row[0] += 1
+            row[1] += len(a) + 68
+    rs.settle()
+    assert rs.reads == ref_reads
+    for got, want in ((rs.read_latency, ref_read_lat), (rs.update_latency, ref_update_lat)):
+        assert (got.samples, got.i, got.count, got.total) == (want.samples, want.i, want.count, want.total)
