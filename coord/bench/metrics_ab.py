@@ -245,6 +245,10 @@ def main() -> None:
     ap.add_argument("--ops", type=int, default=100_000)
     ap.add_argument("--force-sync", action="store_true")
     ap.add_argument("--phases", default="create,getData,setData,exists,delete")
+    ap.add_argument("--namespace", metavar="NAME",
+                    help="put the znodes under /NAME (e.g. brokers, Kafka's), not under the bench's own "
+                         "root (/coord-bench-PID-TOKEN, ~25 characters): the per-namespace accounting compares each "
+                         "path with its namespace")
     ap.add_argument("--scrape-every", type=float, default=1.0,
                     help="seconds between scrapes of each metrics-on server (0: never scraped, which "
                          "leaves the per-request accounting alone in the A/B)")
@@ -284,7 +288,7 @@ def main() -> None:
         icount_main(a, ns_cpu_probe)
         return
     with_a, with_b = MODES[a.mode]
-    cfg = ph.BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")), latency=False)
+    cfg = ph.BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")), latency=False, namespace=a.namespace)
     console = Console(width=150)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load0 = os.getloadavg()
@@ -329,7 +333,7 @@ def main() -> None:
 def toggle_main(a) -> None:
     """--mode toggle (coord.bench.metrics_toggle): one process, A/B and A/A blocks, two tables."""
     from coord.bench.metrics_toggle import best_cpu, run_toggle
-    cfg = ph.BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")), latency=False)
+    cfg = ph.BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")), latency=False, namespace=a.namespace)
     console = Console(width=150)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load0 = os.getloadavg()

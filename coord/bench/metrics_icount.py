@@ -402,7 +402,7 @@ def main(a, cpu_probe) -> None:
     import json
 
     from rich.console import Console
-    cfg = ph.BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")), latency=False)
+    cfg = ph.BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")), latency=False, namespace=a.namespace)
     console = Console(width=160)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load0 = os.getloadavg()

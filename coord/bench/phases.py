@@ -35,6 +35,10 @@ class BenchConfig:
     latency_ops: int = 2000
     phases: tuple[str, ...] = THROUGHPUT_PHASES
     latency: bool = True
+    # The top namespace the phases' znodes go under (/NAMESPACE/coord-bench-...), created if missing;
+    # None: the bench's own root is the namespace. Per-namespace read/write accounting (the metrics)
+    # compares each path with the namespace, so its cost grows with the namespace's length.
+    namespace: str | None = None
 
 
 @dataclass
@@ -218,6 +222,11 @@ def run(target: str, cfg: BenchConfig, cpu_probe=None, log=None) -> RunResult:
     host, port = parse_target(target)
     # Short-lived admin sessions: one kept open through slow phases could expire while idle.
     with _admin(host, port) as admin:
+        if cfg.namespace:
+            err, _ = admin.call("create", f"/{cfg.namespace}", b"")
+            if err not in (0, -110):                              # NODEEXISTS: an earlier run's
+                raise BenchError(f"cannot create /{cfg.namespace} on {target}: error {err}")
+            root = f"/{cfg.namespace}{root}"
         err, _ = admin.call("create", root, b"")
         if err:
             raise BenchError(f"cannot create {root} on {target}: error {err}")

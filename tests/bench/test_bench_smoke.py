@@ -3,11 +3,13 @@
 A smoke test, not a timed one: it asserts the numbers are sane (every op acknowledged, no errors,
 nonzero rates and latencies), never that they are fast.
 """
+import pytest
 from click.testing import CliRunner
 
 from coord.bench import phases as ph
 from coord.bench.nullserver import NullServer
 from coord.cli import main
+from tests.support.real_zk import RealZooKeeper
 
 CFG = dict(connections=4, depth=8, ops=2000, data_size=100, procs=2, latency_ops=100)
 
@@ -92,3 +94,31 @@ def test_core_bench_multi_ops_succeed():
     xid, zxid, err = struct.unpack_from(">iqi", reply, 4)
     assert (xid, err) == (2, 0) and zxid > 0
     assert "/b/m1" not in core.tree.nodes   # created, set and deleted in one txn
+
+
+def _namespace_run(connect: str) -> None:
+    """BenchConfig.namespace (metrics_ab --namespace) runs the phases under /NAME, twice (the second
+    run finds /NAME there), and leaves only /NAME behind."""
+    cfg = ph.BenchConfig(**{**CFG, "latency": False, "phases": ("create", "getData", "delete"), "namespace": "brokers"})
+    for _ in range(2):
+        res = ph.run(connect, cfg)
+        assert all(p.errors == 0 and p.ops == cfg.ops for p in res.phases.values()), res.phases
+    from kazoo.client import KazooClient
+    zk = KazooClient(hosts=connect)
+    zk.start(timeout=10)
+    try:
+        assert sorted(zk.get_children("/")) == ["brokers", "zookeeper"]
+        assert zk.get_children("/brokers") == []
+        assert zk.exists("/brokers").cversion == 4     # each run's root created and deleted there
+    finally:
+        zk.stop()
+
+
+def test_bench_namespace_on_coord(coord_server):
+    _namespace_run(coord_server.connect_string)
+
+
+@pytest.mark.realzk
+def test_bench_namespace_on_zookeeper(tmp_path):
+    with RealZooKeeper(tmp_path / "zk") as zk:
+        _namespace_run(zk.connect_string)
