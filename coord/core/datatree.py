@@ -54,10 +54,16 @@ def is_session_owner(owner: int) -> bool:
 
 
 class Node:
+    """A znode. `top` is the top-level znode it is under (itself for a top-level znode, None for the
+    root or where not known): ZooKeeper's namespace (PathUtils.getTopNamespace) as an object, so the
+    per-namespace read accounting tests a pointer, not a path's prefix (coord.core.requeststats).
+    Nodes that share a `top` share a namespace; a node that replaces one at the same path keeps its
+    `top`, so a namespace keeps one."""
     __slots__ = ("data", "acl", "czxid", "mzxid", "ctime", "mtime", "version", "cversion",
-                 "aversion", "owner", "pzxid", "children", "digest")
+                 "aversion", "owner", "pzxid", "children", "digest", "top")
 
     def __init__(self, data, acl, zxid, time, owner):
+        self.top = None
         self.data = data
         self.acl = acl
         self.czxid = self.mzxid = self.pzxid = zxid
@@ -161,6 +167,7 @@ class DataTree:
         if p.children is None:
             p.children = set()
         p.children.add(basename(path))
+        node.top = p.top or node
         self.nodes[path] = node
         self._add_digest(path, node)
 
@@ -264,6 +271,7 @@ class DataTree:
             parent.pzxid = zxid
         children.add(name)
         node = Node(data, aclmod.intern(acl), zxid, time, owner)
+        node.top = parent.top or node
         nodes[path] = node
         dirty = self._dirty
         dirty[parent_path] = parent
@@ -482,6 +490,9 @@ class DataTree:
         if old is not None:
             self._remove_digest(old)
             node.children = old.children
+            node.top = old.top
+        elif path != ROOT:
+            node.top = parent.top or node
         self.nodes[path] = node
         self._add_digest(path, node)
         if node.data:

@@ -127,13 +127,17 @@ class NamespaceTable:
         row[1] += n
 
 
+_NO_TOP = object()        # matches no Node.top: the hot namespace is not known by its top
+
+
 class RequestStats:
     """The core's per-request accounting. The fast path (read_at_once, every getData or exists
     answered the moment it arrives) touches only this object's own fields: the hot namespace's
-    pending read count and bytes, and the pending zero latencies. In the server that path is a JIT
-    bridge, where every object reached through another costs its guards and loads again per read
-    (issue 16: the table's cached row and the latency ring, one hop each, were ~60 of the ~63 trace
-    operations the accounting added). `settle()` puts the pending counts where readers look."""
+    pending read count and bytes and the pending zero latencies; `settle()` puts them where readers
+    look. In the server that path is a JIT bridge, where every object reached through another costs
+    its guards and loads again per read, and where a path-prefix test of the namespace cost ~14 + 6
+    instructions per character of it (issue 16; docs/operations.md): so the hot namespace is known
+    by its top-level znode (Node.top), a pointer comparison, and the table by path only on a change."""
 
     def __init__(self, keep: int = 4096):
         self.read_table = NamespaceTable()
@@ -142,8 +146,8 @@ class RequestStats:
         self.writes = self.write_table.rows
         self.read_latency = LatencySamples(keep)
         self.update_latency = LatencySamples(keep)
-        self.read_prefix = self.read_table.prefix    # kept equal to the table's cached "/ns/"
-        self.read_hits = 0                           # reads under read_prefix not yet in its row
+        self.read_top = _NO_TOP                      # the Node.top whose namespace's row is read_table.row
+        self.read_hits = 0                           # reads of read_top's namespace not yet in its row
         self.read_hit_bytes = 0
         self.read_zeros = 0                          # latency-0 reads not yet in read_latency
 
@@ -169,24 +173,32 @@ class RequestStats:
             return
         self._count_read(path, len(path) + n)
 
-    def read_at_once(self, path: str, reply: bytes, head: int) -> None:
-        """A getData or exists answered the moment it arrived (the core's fast path; latency 0): read()
-        and latency() cut to what that case needs. `head` is what the reply holds beyond the counted
-        bytes: 24 for getData (the frame's 20 and the data's length), 20 for exists. An error's code
-        is negative, so its first byte is 0xff; 0 is success."""
-        if not reply[16]:
-            self._count_read(path, len(path) + len(reply) - head)
+    def read_at_once(self, node, path: str, reply: bytes, head: int) -> None:
+        """A getData or exists answered the moment it arrived (the core's fast path; latency 0):
+        read() and latency() cut to what that case needs. `node` is the node read, None when the
+        reply is an error (ZooKeeper counts nothing then). `head` is what the reply holds beyond the
+        counted bytes: 24 for getData (the frame's 20 and the data's length), 20 for exists."""
+        if node is not None:
+            top = node.top
+            if top is self.read_top:
+                self.read_hits += 1
+                self.read_hit_bytes += len(path) + len(reply) - head
+            else:
+                n = len(path) + len(reply) - head
+                self._count_read(path, n)
+                if top is not None and path.startswith(self.read_table.prefix):
+                    self.read_top = top              # the table's row is now top's namespace's
         self.read_zeros += 1
 
     def _count_read(self, path: str, n: int) -> None:
-        if path.startswith(self.read_prefix):
-            self.read_hits += 1
-            self.read_hit_bytes += n
-        else:
-            self._fold_hits()                    # the table may move its cached row
-            table = self.read_table
-            table.add(path, n)
-            self.read_prefix = table.prefix
+        """A read counted by its path, in the table: the pending hits go into the row they belong
+        to first, and read_top is forgotten when the table moves its row."""
+        self._fold_hits()
+        table = self.read_table
+        row = table.row
+        table.add(path, n)
+        if table.row is not row:
+            self.read_top = _NO_TOP
 
     def _fold_hits(self) -> None:
         if self.read_hits:

@@ -603,11 +603,11 @@ class ServerCore:
             except JuteError:
                 pass  # the general path answers it
             else:
-                reply = self._read_op(conn, op, xid, req)
+                reply, node = self._node_read(conn, op, xid, req)
                 self._send(conn, reply)
                 rs = self.request_stats
                 if rs is not None:
-                    rs.read_at_once(req.path, reply, 24 if op == 4 else 20)   # latency 0 too
+                    rs.read_at_once(node, req.path, reply, 24 if op == 4 else 20)   # latency 0 too
                 self._count(conn, op, 0)
                 return
         cls = REQUEST_RECORD.get(op)
@@ -1032,41 +1032,46 @@ class ServerCore:
     def _read(self, conn: Connection, p: Pending) -> bytes:
         return self._read_op(conn, p.op, p.xid, p.req)
 
-    def _read_op(self, conn: Connection, op: int, xid: int, req) -> bytes:
+    def _node_read(self, conn: Connection, op: int, xid: int, req) -> tuple:
+        """A getData (4) or exists (3): (the reply, the node it read), the node None when the reply
+        is an error (the read fast path's accounting counts the node's namespace by its Node.top)."""
         tree = self.tree
-        auth = conn.auth
-        w = conn.conn_id
+        path = req.path
         if op == 4:
-            path = req.path
             node = tree.nodes.get(path)
             if node is None:
                 node = self._alias(path)
                 if node is None:
-                    return self._reply(xid, Err.NONODE if path is not None else Err.MARSHALLINGERROR)
-            if node.acl is not aclmod.OPEN_ACL_UNSAFE and not aclmod.check(node.acl, _READ, auth):
-                return self._reply(xid, Err.NOAUTH)
+                    return self._reply(xid, Err.NONODE if path is not None else Err.MARSHALLINGERROR), None
+            if node.acl is not aclmod.OPEN_ACL_UNSAFE and not aclmod.check(node.acl, _READ, conn.auth):
+                return self._reply(xid, Err.NOAUTH), None
             if req.watch:
-                self.watches.data.add(path, w)
+                self.watches.data.add(path, conn.conn_id)
             d = node.data
             if d is None:
-                return _GETDATA_HDR.pack(88, xid, tree.last_zxid, 0, -1) + node.stat_bytes()
+                return _GETDATA_HDR.pack(88, xid, tree.last_zxid, 0, -1) + node.stat_bytes(), node
             return b"".join((_GETDATA_HDR.pack(88 + len(d), xid, tree.last_zxid, 0, len(d)), d,
-                             node.stat_bytes()))
-        if op == 3:
-            path = req.path
-            if path is None:
-                return self._reply(xid, Err.MARSHALLINGERROR)
-            if "\0" in path:
-                return self._reply(xid, Err.BADARGUMENTS)
-            node = tree.nodes.get(path) or self._alias(path)
-            if node is not None and node.acl is not aclmod.OPEN_ACL_UNSAFE \
-                    and not aclmod.check(node.acl, _READ, auth):
-                return self._reply(xid, Err.NOAUTH)
-            if req.watch:
-                self.watches.data.add(path, w)
-            if node is None:
-                return self._reply(xid, Err.NONODE)
-            return _REPLY.pack(84, xid, tree.last_zxid, 0) + node.stat_bytes()
+                             node.stat_bytes())), node
+        if path is None:
+            return self._reply(xid, Err.MARSHALLINGERROR), None
+        if "\0" in path:
+            return self._reply(xid, Err.BADARGUMENTS), None
+        node = tree.nodes.get(path) or self._alias(path)
+        if node is not None and node.acl is not aclmod.OPEN_ACL_UNSAFE \
+                and not aclmod.check(node.acl, _READ, conn.auth):
+            return self._reply(xid, Err.NOAUTH), None
+        if req.watch:
+            self.watches.data.add(path, conn.conn_id)
+        if node is None:
+            return self._reply(xid, Err.NONODE), None
+        return _REPLY.pack(84, xid, tree.last_zxid, 0) + node.stat_bytes(), node
+
+    def _read_op(self, conn: Connection, op: int, xid: int, req) -> bytes:
+        tree = self.tree
+        auth = conn.auth
+        w = conn.conn_id
+        if op == 4 or op == 3:
+            return self._node_read(conn, op, xid, req)[0]
         if op == 8 or op == 12:
             path = req.path
             node = tree.nodes.get(path)

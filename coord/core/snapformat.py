@@ -477,6 +477,7 @@ def copy_node(n: Node, children: bool = False) -> Node:
     c.owner = n.owner
     c.children = set(n.children) if children and n.children else None
     c.digest = n.digest
+    c.top = n.top
     return c
 
 
@@ -674,6 +675,7 @@ class TreeBuilder:
             node.aversion = aversion
             node.owner = owner
             node.children = None
+            node.top = None if path == ROOT else (parent.top or node)
             if first or recompute:
                 first = False
                 c = node_digest(path, node)

@@ -96,17 +96,25 @@ def test_zeros_counted_late_give_the_same_ring(keep, values):
         (plain.samples, plain.i, plain.count, plain.total, 0)
 
 
+class _Read:
+    """A node as read_at_once sees it: only its Node.top."""
+    def __init__(self, top):
+        self.top = top
+
+
 def test_read_at_once_counts_as_read_and_latency_zero():
-    """The fast path's read_at_once is read() + latency(False, 0), for getData, exists and an error."""
+    """The fast path's read_at_once is read() + latency(False, 0), for getData, exists and an error
+    (no node), the namespace told by the node's top."""
     ok = lambda body: (len(body) + 20).to_bytes(4, "big") + bytes(16) + body  # noqa: E731 - err 0
     nonode = (20).to_bytes(4, "big") + bytes(12) + (-101).to_bytes(4, "big", signed=True)
-    cases = [(4, "/ns/a", ok((3).to_bytes(4, "big") + b"abc" + bytes(68)), 24),
-             (3, "/ns/b", ok(bytes(68)), 20), (3, "/other", ok(bytes(68)), 20), (4, "/ns/c", nonode, 24)]
+    ns, other = object(), object()
+    cases = [(4, "/ns/a", ok((3).to_bytes(4, "big") + b"abc" + bytes(68)), 24, ns),
+             (3, "/ns/b", ok(bytes(68)), 20, ns), (3, "/other", ok(bytes(68)), 20, other), (4, "/ns/c", nonode, 24, None)]
     slow, fast = RequestStats(), RequestStats()
-    for op, path, reply, head in cases * 3:
+    for op, path, reply, head, top in cases * 3:
         slow.read(op, path, reply)
         slow.latency(False, 0)
-        fast.read_at_once(path, reply, head)
+        fast.read_at_once(None if top is None else _Read(top), path, reply, head)
     fast.settle()
     slow.settle()
     assert fast.reads == slow.reads == {"ns": [6, 3 * ((5 + 3 + 68) + (5 + 68))], "other": [3, 3 * (6 + 68)]}
@@ -119,10 +127,10 @@ def _ok_exists(_path):
 
 _READ_PATHS = st.lists(st.sampled_from(["a", "ab", "b", ""]), min_size=1, max_size=3).map(lambda s: "/" + "/".join(s))
 _FAST_STEPS = st.one_of(
-    st.tuples(st.just("fast"), _READ_PATHS, st.booleans()),
-    st.tuples(st.just("read"), _READ_PATHS, st.booleans()),
-    st.tuples(st.just("lat"), st.booleans(), st.integers(0, 9)),
-    st.tuples(st.just("settle"), st.none(), st.none()))
+    st.tuples(st.just("fast"), _READ_PATHS, st.booleans(), st.integers(0, 1)),
+    st.tuples(st.just("read"), _READ_PATHS, st.booleans(), st.none()),
+    st.tuples(st.just("lat"), st.booleans(), st.integers(0, 9), st.none()),
+    st.tuples(st.just("settle"), st.none(), st.none(), st.none()))
 
 
 @settings(max_examples=400, deadline=None)
@@ -130,12 +138,16 @@ _FAST_STEPS = st.one_of(
 def test_pending_fast_path_counts_settle_to_the_plain_accounting(keep, steps):
     """read_at_once's pending counts (the hot namespace's reads, the zero latencies), mixed in any
     order with read(), latency() and settle(), give after a settle() exactly the rows and rings that
-    counting each request at once gives: ZooKeeper's namespaces and add() per latency."""
+    counting each request at once gives: ZooKeeper's namespaces and add() per latency. A node's top
+    is one of two objects per namespace (a replaced top-level znode's children keep the old one: one
+    namespace, two tops) and None for the root and for "//..." (no namespace); no two namespaces
+    share a top, as in a DataTree."""
     nonode = (20).to_bytes(4, "big") + bytes(12) + (-101).to_bytes(4, "big", signed=True)
     rs = RequestStats(keep)
     ref_reads: dict = {}
     ref_read_lat, ref_update_lat = LatencySamples(keep), LatencySamples(keep)
-    for kind, a, b in steps:
+    tops: dict = {}
+    for kind, a, b, variant in steps:
         if kind == "settle":
             rs.settle()
             continue
@@ -145,7 +157,9 @@ def test_pending_fast_path_counts_settle_to_the_plain_accounting(keep, steps):
             continue
         reply = _ok_exists(a) if b else nonode
         if kind == "fast":
-            rs.read_at_once(a, reply, 20)
+            ns = top_namespace(a)
+            top = None if ns is None else tops.setdefault((ns, variant), object())
+            rs.read_at_once(_Read(top) if b else None, a, reply, 20)
             ref_read_lat.add(0)
         else:
             rs.read(3, a, reply)

@@ -220,6 +220,7 @@ class WireSnapshotReader:
                 node.aversion = aversion if aversion else 0
                 node.owner = owner if owner else 0
                 node.children = None
+                node.top = None                  # load() sets it, or below once the parent is known
                 if not zk or not plain or path in nodes:     # the tree's own nodes, /zookeeper/..., odd paths
                     node.digest = 0
                     try:
@@ -240,6 +241,7 @@ class WireSnapshotReader:
                     parent.children = {path[i + 1:]}
                 else:
                     pc.add(path[i + 1:])
+                node.top = parent.top or node
                 c = crc(pack_coord(czxid, mzxid, ctime, mtime, version, cversion, aversion, owner), c0)
                 if data:
                     c = crc(data, c)
