@@ -328,7 +328,7 @@ class ServerMetrics:
         core = self.server.core
         core.collect_request_stats(self.requests)
         if core.config.quorum and core.config.config_data:
-            self.requests.write("/zookeeper/config", core.config.config_data)
+            self.requests.write(core.tree.nodes["/zookeeper/config"], "/zookeeper/config", core.config.config_data)
         self.dbinittime.observe((rec.snapshot_s + rec.replay_s) * 1000)
         self.startup_snap_load_time.observe(rec.snapshot_s * 1000)
         self.startup_txns_loaded.observe(rec.replayed)

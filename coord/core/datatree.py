@@ -293,7 +293,7 @@ class DataTree:
         if self.quota_paths:
             self._quota_update(path, len(data) if data else 0, 1)
         if self.write_stats is not None:
-            self.write_stats.write(path, data)
+            self.write_stats.write(node, path, data)
         watches = self.watches
         if watches is not None and watches.armed():
             watches.node_created(path, parent_path, node.acl, parent.acl)
@@ -332,7 +332,7 @@ class DataTree:
                 self.quota_paths.discard(parent_path[len(QUOTA):])
             self._quota_update(path, -len(node.data) if node.data else 0, -1)
         if self.write_stats is not None:
-            self.write_stats.write(path, None)
+            self.write_stats.write(node, path, None)
         watches = self.watches
         if watches is not None and watches.armed():
             watches.node_deleted(path, parent_path, node.acl, parent.acl)
@@ -351,7 +351,7 @@ class DataTree:
         if self.quota_paths:
             self._quota_update(path, (len(data) if data else 0) - (len(old) if old else 0), 0)
         if self.write_stats is not None:
-            self.write_stats.write(path, data)
+            self.write_stats.write(node, path, data)
         watches = self.watches
         if watches is not None and watches.armed():
             watches.node_data_changed(path, node.acl)

@@ -81,6 +81,9 @@ class LatencySamples:
         self.i = i
 
 
+_NO_TOP = object()        # matches no Node.top: the cached row's namespace is not known by its top
+
+
 class NamespaceTable:
     """namespace -> [count, bytes], with the last namespace's row kept at hand: consecutive requests
     mostly share a namespace, and a `startswith` of "/ns/" costs neither the slice that
@@ -89,13 +92,27 @@ class NamespaceTable:
     by the path's "/ns/" prefix, one slice and one hash as before. Why the cache is exact: a path that
     starts with the prefix has its first "/" after index 0 at the same place, so the same top
     namespace (ZooKeeper's validated paths never hold the "\0" that matches nothing here)."""
-    __slots__ = ("rows", "by_prefix", "prefix", "row")
+    __slots__ = ("rows", "by_prefix", "prefix", "row", "top")
 
     def __init__(self):
         self.rows: dict[str, list[int]] = {}          # read at scrape time
         self.by_prefix: dict[str, list[int]] = {}     # "/ns/" -> the row of "ns"
         self.prefix = "\0"
         self.row: list[int] = [0, 0]
+        self.top = _NO_TOP                            # the Node.top of row's namespace, once known
+
+    def add_node(self, top, path: str, n: int) -> None:
+        """add() for a znode's path, given its Node.top: a pointer comparison when it is in the cached
+        row's namespace (a prefix test costs ~6 instructions per character of the namespace on
+        PyPy), add() otherwise, learning the top when the cached row is then its namespace's."""
+        if top is self.top:
+            row = self.row
+            row[0] += 1
+            row[1] += n
+            return
+        self.add(path, n)
+        if top is not None and path.startswith(self.prefix):
+            self.top = top
 
     def _row(self, ns: str) -> list[int]:
         row = self.rows.get(ns)
@@ -123,11 +140,9 @@ class NamespaceTable:
                     row = self.by_prefix[prefix] = self._row(path[1:end])
                 self.prefix = prefix
                 self.row = row
+                self.top = _NO_TOP
         row[0] += 1
         row[1] += n
-
-
-_NO_TOP = object()        # matches no Node.top: the hot namespace is not known by its top
 
 
 class RequestStats:
@@ -146,14 +161,14 @@ class RequestStats:
         self.writes = self.write_table.rows
         self.read_latency = LatencySamples(keep)
         self.update_latency = LatencySamples(keep)
-        self.read_top = _NO_TOP                      # the Node.top whose namespace's row is read_table.row
+        self.read_top = _NO_TOP                      # read_table.top, at hand for the fast path
         self.read_hits = 0                           # reads of read_top's namespace not yet in its row
         self.read_hit_bytes = 0
         self.read_zeros = 0                          # latency-0 reads not yet in read_latency
 
-    def write(self, path: str, data) -> None:
-        """A create, setData or delete applied to the tree (data None for a delete)."""
-        self.write_table.add(path, len(path) + (len(data) if data else 0))
+    def write(self, node, path: str, data) -> None:
+        """A create, setData or delete of `node` applied to the tree (data None for a delete)."""
+        self.write_table.add_node(node.top, path, len(path) + (len(data) if data else 0))
 
     def read(self, op: int, path: str | None, reply: bytes) -> None:
         """A read's reply as sent (length prefix, xid, zxid, err, body): its size gives what
@@ -184,21 +199,18 @@ class RequestStats:
                 self.read_hits += 1
                 self.read_hit_bytes += len(path) + len(reply) - head
             else:
-                n = len(path) + len(reply) - head
-                self._count_read(path, n)
-                if top is not None and path.startswith(self.read_table.prefix):
-                    self.read_top = top              # the table's row is now top's namespace's
+                self._fold_hits()                    # into the row they belong to, before it moves
+                table = self.read_table
+                table.add_node(top, path, len(path) + len(reply) - head)
+                self.read_top = table.top
         self.read_zeros += 1
 
     def _count_read(self, path: str, n: int) -> None:
-        """A read counted by its path, in the table: the pending hits go into the row they belong
-        to first, and read_top is forgotten when the table moves its row."""
+        """A read counted by its path (read()), in the table."""
         self._fold_hits()
         table = self.read_table
-        row = table.row
         table.add(path, n)
-        if table.row is not row:
-            self.read_top = _NO_TOP
+        self.read_top = table.top
 
     def _fold_hits(self) -> None:
         if self.read_hits:

@@ -29,6 +29,12 @@ def test_latency_keeps_a_bounded_window_and_exact_totals():
     assert sorted(s.samples) == [3, 4, 5]
 
 
+class _Read:
+    """A node as the accounting sees it: only its Node.top."""
+    def __init__(self, top):
+        self.top = top
+
+
 def _reference(ops) -> tuple[dict, dict]:
     """Bytes per namespace as ZooKeeper counts them, without NamespaceTable's last-row cache: what
     the accounting was before the cache, and must stay."""
@@ -46,25 +52,33 @@ SEGMENTS = st.sampled_from(["a", "ab", "b", "zookeeper", "config", ""])
 PATHS = st.one_of(st.none(), st.just("/"), st.lists(SEGMENTS, min_size=1, max_size=4).map(lambda s: "/" + "/".join(s)))
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from("rw"), PATHS, st.integers(0, 1000)), max_size=40))
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("rw"), PATHS, st.integers(0, 1000), st.sampled_from([None, 0, 1])), max_size=40))
 def test_namespace_cache_counts_as_zookeeper(ops):
     """The last-namespace cache of NamespaceTable gives the same counts as top_namespace per request,
     for namespaces that are prefixes of each other ("/a" and "/ab"), a namespace's own node ("/a"),
-    the root, "//" and no path, in any order."""
+    the root, "//" and no path, in any order; by path (add) or by a node's top (add_node, two tops
+    per namespace as a replaced top-level znode leaves, None for the root and "//...")."""
     rs = RequestStats()
-    for kind, path, n in ops:
-        (rs.read_table if kind == "r" else rs.write_table).add(path, n)
-    assert (rs.reads, rs.writes) == _reference(ops)
+    tops: dict = {}
+    for kind, path, n, variant in ops:
+        table = rs.read_table if kind == "r" else rs.write_table
+        if variant is None or path is None:
+            table.add(path, n)
+        else:
+            ns = top_namespace(path)
+            table.add_node(None if ns is None else tops.setdefault((ns, variant), object()), path, n)
+    assert (rs.reads, rs.writes) == _reference([op[:3] for op in ops])
 
 
 def test_read_and_write_bytes_through_the_cache():
     """read() and write() of the same paths, twice (the second time through the cached row)."""
     rs = RequestStats()
     ok = lambda body: (len(body) + 20).to_bytes(4, "big") + bytes(16) + body  # noqa: E731 - err 0
+    ns = _Read(object())                                      # a node of /ns, by its top
     for _ in range(2):
-        rs.write("/ns/a", b"x" * 10)                         # 5 + 10
-        rs.write("/ns", None)                                # 3 (a delete)
+        rs.write(ns, "/ns/a", b"x" * 10)                     # 5 + 10
+        rs.write(ns, "/ns", None)                            # 3 (a delete)
         rs.read(4, "/ns/a", ok((10).to_bytes(4, "big") + b"x" * 10 + bytes(68)))   # 5 + 10 + 68
         rs.read(3, "/nsb/c", ok(bytes(68)))                  # 6 + 68
     rs.settle()
@@ -94,12 +108,6 @@ def test_zeros_counted_late_give_the_same_ring(keep, values):
     late.settle()
     assert (late.samples, late.i, late.count, late.total, late.zeros) == \
         (plain.samples, plain.i, plain.count, plain.total, 0)
-
-
-class _Read:
-    """A node as read_at_once sees it: only its Node.top."""
-    def __init__(self, top):
-        self.top = top
 
 
 def test_read_at_once_counts_as_read_and_latency_zero():
