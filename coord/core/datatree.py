@@ -56,9 +56,9 @@ def is_session_owner(owner: int) -> bool:
 class Node:
     """A znode. `top` is the top-level znode it is under (itself for a top-level znode, None for the
     root or where not known): ZooKeeper's namespace (PathUtils.getTopNamespace) as an object, so the
-    per-namespace read accounting tests a pointer, not a path's prefix (coord.core.requeststats).
-    Nodes that share a `top` share a namespace; a node that replaces one at the same path keeps its
-    `top`, so a namespace keeps one."""
+    per-namespace accounting of reads and writes tests a pointer, not a path's prefix
+    (coord.core.requeststats). Nodes that share a `top` share a namespace; a node that replaces one
+    at the same path keeps its `top`, so a namespace keeps one."""
     __slots__ = ("data", "acl", "czxid", "mzxid", "ctime", "mtime", "version", "cversion",
                  "aversion", "owner", "pzxid", "children", "digest", "top")
 
