@@ -288,7 +288,7 @@ def main() -> None:
         icount_main(a, ns_cpu_probe)
         return
     with_a, with_b = MODES[a.mode]
-    cfg = ph.BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")), latency=False, namespace=a.namespace)
+    cfg = ph.args_config(a)
     console = Console(width=150)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load0 = os.getloadavg()
@@ -333,7 +333,7 @@ def main() -> None:
 def toggle_main(a) -> None:
     """--mode toggle (coord.bench.metrics_toggle): one process, A/B and A/A blocks, two tables."""
     from coord.bench.metrics_toggle import best_cpu, run_toggle
-    cfg = ph.BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")), latency=False, namespace=a.namespace)
+    cfg = ph.args_config(a)
     console = Console(width=150)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load0 = os.getloadavg()

@@ -106,7 +106,7 @@ def print_fixed(console, res: dict, head: str) -> None:
 def main(a) -> None:
     """metrics_ab --mode icount --fixed-state: run, print the table, write --json."""
     from rich.console import Console
-    cfg = ph.BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")), latency=False, namespace=a.namespace)
+    cfg = ph.args_config(a)
     console = Console(width=160)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load0 = os.getloadavg()[0]

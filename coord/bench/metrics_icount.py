@@ -402,7 +402,7 @@ def main(a, cpu_probe) -> None:
     import json
 
     from rich.console import Console
-    cfg = ph.BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")), latency=False, namespace=a.namespace)
+    cfg = ph.args_config(a)
     console = Console(width=160)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load0 = os.getloadavg()

@@ -194,14 +194,15 @@ class RequestStats:
         reply is an error (ZooKeeper counts nothing then). `head` is what the reply holds beyond the
         counted bytes: 24 for getData (the frame's 20 and the data's length), 20 for exists."""
         if node is not None:
+            n = len(path) + len(reply) - head
             top = node.top
             if top is self.read_top:
                 self.read_hits += 1
-                self.read_hit_bytes += len(path) + len(reply) - head
+                self.read_hit_bytes += n
             else:
                 self._fold_hits()                    # into the row they belong to, before it moves
                 table = self.read_table
-                table.add_node(top, path, len(path) + len(reply) - head)
+                table.add_node(top, path, n)
                 self.read_top = table.top
         self.read_zeros += 1
 
@@ -223,17 +224,18 @@ class RequestStats:
         if write:
             self.update_latency.add(ms)
             return
+        self._settle_zeros()
+        self.read_latency.add(ms)
+
+    def _settle_zeros(self) -> None:
         if self.read_zeros:
             self.read_latency.add_zeros(self.read_zeros)
             self.read_zeros = 0
-        self.read_latency.add(ms)
 
     def settle(self) -> None:
         """Put the pending counts where readers look (`reads`, the latency rings); a scrape calls
         it first."""
         self._fold_hits()
-        if self.read_zeros:
-            self.read_latency.add_zeros(self.read_zeros)
-            self.read_zeros = 0
+        self._settle_zeros()
         self.read_latency.settle()
         self.update_latency.settle()
