@@ -159,8 +159,10 @@ class SnapshotEncoder:
     """Turns batches of (path, node), parents first, into raw frame payloads.
 
     `add_batch` takes lists of paths and nodes and encodes them in columns with a few C-level
-    calls (attribute getters, one struct pack per chunk), never a Python call per node: a million
-    znodes cost seconds, not minutes. `take()` returns the finished (kind, raw) payloads so far,
+    calls (attribute getters, one struct pack per column), never a Python call per node: a million
+    znodes cost seconds, not minutes. Each batch is packed as it comes, so the CPU a batch costs
+    follows its size: a frame's flush only joins packed pieces (packing a 4,096-node chunk at flush
+    time took 1.5-15 ms of the event loop in one go, inside an in-loop snapshot's 0.5 ms slice). `take()` returns the finished (kind, raw) payloads so far,
     ready for `seal_frame`; `finish()` returns the rest and the seal. Each node's digest comes
     from the node (DataTree keeps it) and the encoder sums them, so a writer that captured the
     wrong state finds out before it renames the file into place.
@@ -191,10 +193,12 @@ class SnapshotEncoder:
         self.frames += 1
 
     def _reset_chunk(self) -> None:
-        self.paths: list[str] = []
-        self.lens: list[int] = []
-        self.datas: list = []
-        self.rows: list = []  # _ROW values per node, flat
+        # the chunk's columns, one packed piece per batch: \0-joined paths, data lengths, data, stat rows
+        self.path_parts: list[bytes] = []
+        self.len_parts: list[bytes] = []
+        self.data_parts: list[bytes] = []
+        self.row_parts: list[bytes] = []
+        self.chunk_count = 0
         self.chunk_size = 0
 
     def _acl(self, acl: tuple) -> int:
@@ -218,7 +222,7 @@ class SnapshotEncoder:
         n = len(paths)
         i = 0
         while i < n:
-            j = min(n, i + self.chunk_nodes - len(self.paths))
+            j = min(n, i + self.chunk_nodes - self.chunk_count)
             if i or j < n:
                 self._add(paths[i:j], nodes[i:j])
             else:
@@ -246,28 +250,29 @@ class SnapshotEncoder:
             idx = [self._acl(a) if i is None else i for a, i in zip(acls, idx)]
         rows[_ROW_ACL::_ROW] = idx
         self.digest = (self.digest + sum(rows[_ROW_DIGEST::_ROW])) & _MASK64
-        self.node_count += len(paths)
-        self.paths += paths
-        self.lens += lens
-        self.datas += datas
-        self.rows += rows
+        n = len(paths)
+        self.node_count += n
+        self.path_parts.append("\0".join(paths).encode())
+        self.len_parts.append(struct.pack(f">{n}i", *lens))
+        self.data_parts.append(b"".join(datas))
+        self.row_parts.append(struct.pack(">" + _ROW_FMT * n, *rows))
+        self.chunk_count += n
         self.chunk_size += size
-        if len(self.paths) >= self.chunk_nodes or self.chunk_size >= self.chunk_bytes:
+        if self.chunk_count >= self.chunk_nodes or self.chunk_size >= self.chunk_bytes:
             self._flush_chunk()
 
     def add_node(self, path: str, n: Node) -> None:
         self.add_batch([path], [n])
 
     def _flush_chunk(self) -> None:
-        if not self.paths:
+        if not self.chunk_count:
             return
         if self.pending_acls:
             self._emit(KIND_ACLS, bytes(self.pending_acls))
             self.pending_acls = bytearray()
-        p = "\0".join(self.paths).encode()
-        n = len(self.paths)
-        raw = b"".join((_U32.pack(n), _U32.pack(len(p)), p, struct.pack(f">{n}i", *self.lens),
-                        b"".join(self.datas), struct.pack(">" + _ROW_FMT * n, *self.rows)))
+        p = b"\0".join(self.path_parts)
+        raw = b"".join((_U32.pack(self.chunk_count), _U32.pack(len(p)), p, *self.len_parts, *self.data_parts,
+                        *self.row_parts))
         self._emit(KIND_NODES, raw)
         self._reset_chunk()
 

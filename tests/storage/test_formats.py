@@ -248,6 +248,31 @@ def test_batched_encoding_of_null_and_large_data_and_equal_acls():
     assert loaded.nodes["/nul"].data is None
 
 
+@pytest.mark.parametrize("batch", [1, 3, 64, 300, 5000])
+def test_frames_are_the_same_whatever_the_batches(batch):
+    """Each batch is packed as it comes (so an in-loop snapshot's slice costs what its nodes cost,
+    with no chunk-sized packing at a flush): the frames must not depend on how the nodes were cut
+    into batches, null data and chunk boundaries inside a batch included."""
+    tree, *_ = build(n=1500, seed=7)
+    hdr = R.TxnHeader(1, 1, tree.last_zxid + 1, 0, 1)
+    assert tree.apply(hdr, R.CreateTxn("/nulldata", None, [R.ACL(31, R.Id("world", "anyone"))], False, 1)).err == 0
+    paths, nodes = list(tree.nodes), list(tree.nodes.values())
+    tree.digest  # settle every node's share
+
+    def frames(step):
+        enc = snapformat.SnapshotEncoder(tree.last_zxid, tree.sessions, chunk_nodes=256)
+        for i in range(0, len(paths), step):
+            enc.add_batch(paths[i:i + step], nodes[i:i + step])
+        return enc.finish()
+
+    whole = frames(len(paths))
+    assert sum(kind == snapformat.KIND_NODES for kind, _ in whole) == -(-len(paths) // 256)
+    assert frames(batch) == whole
+    loaded, _ = snapformat.load_bytes(snapformat.header(tree.last_zxid)
+                                      + b"".join(snapformat.seal_frame(k, r) for k, r in whole))
+    assert tree_state(loaded) == tree_state(tree) and loaded.nodes["/nulldata"].data is None
+
+
 @pytest.mark.parametrize("step", [1, 7, 100, 4096, 1 << 20])
 def test_snapshot_received_in_pieces_builds_the_same_tree(step):
     """SnapshotReceiver (SNAP sync) builds each frame as soon as it is whole: same tree as load_bytes,
