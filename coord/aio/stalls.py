@@ -208,9 +208,12 @@ class StallMonitor:
                 n[1] = end
                 return
 
-    def on_fsync(self, ms: float) -> None:
+    def on_fsync(self, ms: float, end: float | None = None) -> None:
+        """A log batch took ms; end: when its write returned (time.monotonic, the sync thread's clock
+        read), not when the loop got round to the report, so the stall's window in the trace is the
+        write's own and a client's slow request that waited on the loop instead is not charged to it."""
         if ms >= self.threshold_s * 1000.0:
-            self.record("fsync", ms, "txn log write+fdatasync")
+            self.record("fsync", ms, "txn log write+fdatasync", end)
 
     # -- attribution --------------------------------------------------------------------------------
     def _turn(self, t0: float, t1: float, cpu_s: float) -> None:
@@ -261,7 +264,7 @@ class StallMonitor:
         top = sorted(seen.items(), key=lambda kv: -kv[1])[:4]
         return ("; at " + " | ".join(f"{w} x{n}" for w, n in top)) if top else ""
 
-    def record(self, cause: str, ms: float, detail: str = "") -> None:
+    def record(self, cause: str, ms: float, detail: str = "", end: float | None = None) -> None:
         if cause not in self.count:
             self.count[cause] = self.over_warn[cause] = 0
             self.total_ms[cause] = self.max_ms[cause] = 0.0
@@ -271,7 +274,7 @@ class StallMonitor:
         self.total_ms[cause] += ms
         if ms > self.max_ms[cause]:
             self.max_ms[cause] = ms
-        now = time.monotonic()
+        now = time.monotonic() if end is None else end
         self.recent.append((now, cause, ms, detail))
         if self.trace_fd is not None:
             try:

@@ -213,7 +213,8 @@ class TxnLog:
                 self._write_batch(data, roll_first)
             except OSError as e:
                 err = e
-            ms = (time.monotonic() - t0) * 1000
+            t1 = time.monotonic()
+            ms = (t1 - t0) * 1000
             with cv:
                 if err is not None:
                     self._hold = True
@@ -221,13 +222,13 @@ class TxnLog:
                     batch = self._take_buffer()
                     self._taken += 1
             try:
-                self._loop.call_soon_threadsafe(self._synced, first, last, ms, err)
+                self._loop.call_soon_threadsafe(self._synced, first, last, ms, err, t1)
             except RuntimeError:   # the loop is closed: nobody is waiting for the fate any more
                 with cv:
                     self._reported = self._taken
                 return
 
-    def _synced(self, first: int, last: int, ms: float, err: OSError | None) -> None:
+    def _synced(self, first: int, last: int, ms: float, err: OSError | None, end: float | None = None) -> None:
         """On the loop: one batch of the sync thread is durable (or failed)."""
         if err is not None:
             with self._cv:
@@ -240,7 +241,7 @@ class TxnLog:
             return
         with self._cv:
             self._reported += 1
-        self._note_ms(ms, first, last, True)
+        self._note_ms(ms, first, last, True, end)
         self._durable(last)
 
     def _write_buffered(self) -> None:
@@ -271,13 +272,14 @@ class TxnLog:
         if self.broken is not None:
             raise LogWriteError(errno.EIO, f"txn log unusable since an earlier failure: {self.broken}")
 
-    def _note_ms(self, ms: float, first: int = 0, last: int = 0, synced: bool = True) -> None:
+    def _note_ms(self, ms: float, first: int = 0, last: int = 0, synced: bool = True,
+                 end: float | None = None) -> None:
         if ms > self.max_fsync_ms:
             self.max_fsync_ms = ms
         if synced and ms >= stalls.THRESHOLD_MS:
             mon = stalls.active()
             if mon is not None:
-                mon.on_fsync(ms)
+                mon.on_fsync(ms, end)
         if self.on_batch is not None:
             self.on_batch(ms, first, last, synced)
 

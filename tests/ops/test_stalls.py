@@ -3,10 +3,14 @@ a real server exports and logs them."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
+from coord.aio import stalls, txnlog
 from coord.aio.stalls import StallMonitor
+from coord.aio.txnlog import TxnLog
 from tests.ops.prom import PROVIDER, get
+from tests.storage.helpers import TxnMaker
 from tests.support.real_zk import free_port
 
 
@@ -129,3 +133,39 @@ def test_served_on_pypy_with_the_gc_settings(coord_server):
                open(f"/proc/{coord_server.proc.pid}/environ").read().split("\0") if "=" in kv)
     for k, v in GC_ENV.items():
         assert env.get(k) == v, (k, env.get(k))
+
+
+def test_an_fsync_stall_is_traced_where_its_write_ended_not_where_the_loop_saw_it(tmp_path, monkeypatch):
+    """The sync thread's write took 5 ms; the loop was busy for 60 ms more before it took the report.
+    The trace must put the stall at the write's end: `coord bench --attribute` joins the trace with
+    each slow request's window, and a stall placed at the report would take the blame for requests
+    that waited on the busy loop."""
+    m = StallMonitor()
+    m.trace_fd = stalls.open_trace(str(tmp_path / "trace"))
+    monkeypatch.setattr(stalls, "MONITOR", m)
+    real = txnlog.write_all
+    ended = []
+
+    def slow(fd, data):
+        time.sleep(0.005)
+        n = real(fd, data)
+        ended.append(time.monotonic())
+        return n
+
+    monkeypatch.setattr(txnlog, "write_all", slow)
+
+    async def run():
+        log = TxnLog(tmp_path / "log", force_sync=True)
+        log.start(0)
+        mk = TxnMaker()
+        log.append([mk.create("/a", b"x")])
+        time.sleep(0.06)          # the loop busy past the write: the report waits for it
+        await log.drain()
+        log.close()
+    asyncio.run(run())
+    os.close(m.trace_fd)
+    lines = (tmp_path / "trace" / f"stalls-{os.getpid()}.txt").read_text().splitlines()
+    fsync = [line.split("\t")[0].split() for line in lines if " fsync\t" in line]
+    assert len(fsync) == 1 and float(fsync[0][1]) >= 5.0, lines
+    end = float(fsync[0][0])
+    assert ended and abs(end - ended[-1]) < 0.01, (end, ended)   # at the write, not ~60 ms later
