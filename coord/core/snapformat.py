@@ -162,8 +162,9 @@ class SnapshotEncoder:
     calls (attribute getters, one struct pack per column), never a Python call per node: a million
     znodes cost seconds, not minutes. Each batch is packed as it comes, so the CPU a batch costs
     follows its size: a frame's flush only joins packed pieces (packing a 4,096-node chunk at flush
-    time took 1.5-15 ms of the event loop in one go, inside an in-loop snapshot's 0.5 ms slice). `take()` returns the finished (kind, raw) payloads so far,
-    ready for `seal_frame`; `finish()` returns the rest and the seal. Each node's digest comes
+    time took 1.5-15 ms of the event loop in one go, inside an in-loop snapshot's 0.5 ms slice).
+    `take()` returns the finished (kind, raw) payloads so far, ready for `seal_frame`; `finish()`
+    returns the rest and the seal. Each node's digest comes
     from the node (DataTree keeps it) and the encoder sums them, so a writer that captured the
     wrong state finds out before it renames the file into place.
     """
