@@ -40,9 +40,13 @@ EXECED_AT = "COORD_SERVER_RUNTIME_EXECED_AT"  # process_age_s() when it re-exec'
 # - PYPY_GC_MIN 128MB: no major collection below this heap size; PyPy's default is 8 nurseries, which
 #   at 64 MB was 512 MB: under create/delete churn RSS climbed ~25 MiB a round to ~640 MiB before the
 #   first major collection freed anything (issue 17); with 128 MB it levels at ~250 MiB.
-# - PYPY_GC_INCREMENT_STEP 4MB: what one incremental major-collection step marks (default: 2
-#   nurseries). Steps of 4 MB: max 3-4 ms; of 16 MB: 9-13 ms.
-GC_ENV = {"PYPY_GC_NURSERY": "8MB", "PYPY_GC_MIN": "128MB", "PYPY_GC_INCREMENT_STEP": "4MB"}
+# - PYPY_GC_INCREMENT_STEP 1MB: what one incremental major-collection step marks (default: 2
+#   nurseries). In process, steps of 4 MB: max 3-4 ms; of 16 MB: 9-13 ms. On a server (session 11,
+#   docs/benchmarks.md): a step holds the interpreter lock, so the txn log's thread cannot hand in a
+#   finished write until it ends; 1 MB against 4 MB took the gc-major stalls over 2 ms of the 60 s
+#   setData goal run from 165-222 to 101-106 ms per 30 s round, and at 1M znodes (multi at
+#   14,628/s) from 211 stalls / 1,481 ms / 28 over 10 ms to 101 / 347 ms / 2 (p99 213 -> 94 ms).
+GC_ENV = {"PYPY_GC_NURSERY": "8MB", "PYPY_GC_MIN": "128MB", "PYPY_GC_INCREMENT_STEP": "1MB"}
 
 
 # PyPy's JIT parameters for a server: PyPy's own unless COORD_JIT_PARAMS says (pypyjit.set_param's
