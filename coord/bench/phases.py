@@ -41,10 +41,10 @@ class BenchConfig:
     namespace: str | None = None
 
 
-
 def args_config(a) -> BenchConfig:
     """The closed-loop phases of metrics_ab's arguments (--ops, --phases, --namespace), no latency runs."""
     return BenchConfig(ops=a.ops, phases=tuple(a.phases.split(",")), latency=False, namespace=a.namespace)
+
 
 @dataclass
 class PhaseResult:

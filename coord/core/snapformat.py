@@ -164,9 +164,9 @@ class SnapshotEncoder:
     follows its size: a frame's flush only joins packed pieces (packing a 4,096-node chunk at flush
     time took 1.5-15 ms of the event loop in one go, inside an in-loop snapshot's 0.5 ms slice).
     `take()` returns the finished (kind, raw) payloads so far, ready for `seal_frame`; `finish()`
-    returns the rest and the seal. Each node's digest comes
-    from the node (DataTree keeps it) and the encoder sums them, so a writer that captured the
-    wrong state finds out before it renames the file into place.
+    returns the rest and the seal. Each node's digest comes from the node (DataTree keeps it) and
+    the encoder sums them, so a writer that captured the wrong state finds out before it renames the
+    file into place.
     """
 
     def __init__(self, zxid: int, sessions: dict[int, int], *, chunk_nodes: int = 8192,
