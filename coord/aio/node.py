@@ -5,7 +5,7 @@ import asyncio
 import logging
 import os
 
-from coord.aio import gcpacer, heapcensus, stalls, warmup
+from coord.aio import gcpacer, heapcensus, jitsettle, stalls, warmup
 from coord.aio.server import CoordServer
 from coord.aio.zoocfg import ServerConfig
 from coord.runtime import describe, jit_params_later, set_jit_params, tune_gc, tune_jit, tune_threads
@@ -24,6 +24,7 @@ async def run_node(cfg: ServerConfig) -> None:
     later = jit_params_later()
     if later is not None:
         asyncio.get_running_loop().call_later(later[0], _set_jit_later, later[1])
+    jitsettle.install_from_env(asyncio.get_running_loop())  # PyPy: decay=200 once the compile storm is over
     if os.environ.get("COORD_STALL_MONITOR", "1") != "0":  # loop turns over 2 ms, with their cause
         stalls.monitor().install(asyncio.get_running_loop())
         gcpacer.install_from_env(stalls.monitor(), asyncio.get_running_loop())  # PyPy: major-GC steps when idle

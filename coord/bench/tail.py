@@ -161,19 +161,24 @@ def _one(s: _Sys, cfg: TailConfig, op: str, frac: float, rate: float, log) -> tu
     stalls = {c: {"count": int(v[0] - st0.get(c, z)[0]), "ms": round(v[1] - st0.get(c, z)[1], 1),
                   "over_10ms": int(v[2] - st0.get(c, z)[2])}
               for c, v in st1.items() if v[0] - st0.get(c, z)[0] > 0}
-    slow = None
+    slow = measured = None
     if s.trace_dir is not None and res.lat_us:
         from coord.bench import tailcause
         t0 = min(res.at_s)
         t1 = max(t + lat / 1e6 for t, lat in zip(res.at_s, res.lat_us))
-        slow = tailcause.attribute(res.at_s, res.lat_us, tailcause.read_traces(s.trace_dir), q["p99_ms"], (t0, t1))
-        log(f"{s.name} {op} @{frac:.0%}: {tailcause.summary(slow)}")
+        traces = tailcause.read_traces(s.trace_dir)
+        slow = tailcause.attribute(res.at_s, res.lat_us, traces, q["p99_ms"], (t0, t1))
+        measured = tailcause.window_counts(traces, (t0, t1))
+        log(f"{s.name} {op} @{frac:.0%}: {tailcause.summary(slow)}; stalls of 10 ms or more in the measured "
+            f"window: {sum(v['over_10ms'] for v in measured.values())} "
+            f"{ {c: v['over_10ms'] for c, v in measured.items() if v['over_10ms']} }")
     row = {"system": s.name, "op": op, "fraction": frac, "rate": round(rate, 1), **q,
            "sent": res.sent, "errors": res.errors, "first_err": res.first_err,
            "client_cpu_s": round(res.client_cpu_s, 2), "late_p99_ms": lq["p99_ms"], "late_max_ms": lq["max_ms"],
            "loadavg": [round(load0, 2), round(os.getloadavg()[0], 2)], "rss_mib": round(rss_mib(s.pids)),
            "server_cpu_us": cpu_per_op(cpu0, cpu1, res.sent),   # per request sent, warm-up included
-           "stalls": stalls, **({"slow_by_cause": slow} if slow else {})}
+           "stalls": stalls, **({"slow_by_cause": slow} if slow else {}),
+           **({"stalls_measured": measured} if measured is not None else {})}
     log(f"{s.name} {op} @{frac:.0%} ({rate:,.0f}/s): p50 {q['p50_ms']:.3f} p99 {q['p99_ms']:.3f} "
         f"p99.9 {q['p999_ms']:.3f} max {q['max_ms']:.3f} ms; client late p99 {lq['p99_ms']:.3f} ms; "
         f"errors {res.errors}; load {load0:.1f}; server CPU {row['server_cpu_us']} us/op; stalls {stalls}")
@@ -315,9 +320,13 @@ def medians(out: dict) -> dict:
 
 def stall_table(out: dict) -> list[str]:
     """Markdown rows: coord's stalls over 2 ms per op and fraction, by cause, summed over the rounds
-    (count / total ms / of them 10 ms or more), with the rounds' worst RSS of both systems."""
-    lines = ["| op | load | rounds | coord stalls > 2 ms by cause: count / total ms / >= 10 ms | coord RSS MiB | "
-             "ZooKeeper RSS MiB |", "|---|---:|---:|---|---:|---:|"]
+    (count / total ms / of them 10 ms or more), with the rounds' worst RSS of both systems. With
+    --attribute the measured windows alone (from the stall trace); else the server's counters over
+    each whole run, warm-up included."""
+    measured = any("stalls_measured" in r for r in out["runs"])
+    what = "in the measured windows" if measured else "warm-up included"
+    lines = [f"| op | load | rounds | coord stalls > 2 ms by cause ({what}): count / total ms / >= 10 ms | "
+             "coord RSS MiB | ZooKeeper RSS MiB |", "|---|---:|---:|---|---:|---:|"]
     keys = []
     for r in out["runs"]:
         if (r["op"], r["fraction"]) not in keys:
@@ -328,7 +337,7 @@ def stall_table(out: dict) -> list[str]:
         for r in rs:
             if r["system"] != "coord":
                 continue
-            for c, v in r.get("stalls", {}).items():
+            for c, v in r.get("stalls_measured" if measured else "stalls", {}).items():
                 t = tot.setdefault(c, [0, 0.0, 0])
                 t[0] += v["count"]
                 t[1] += v["ms"]

@@ -73,6 +73,26 @@ def attribute(at_s, lat_us, stalls: list[tuple[float, float, str]], bound_ms: fl
             "stalled_ms": {c: round(v, 1) for c, v in sorted(stalled.items(), key=lambda kv: -kv[1])}}
 
 
+def window_counts(stalls: list[tuple[float, float, str]], window: tuple[float, float],
+                  warn_ms: float = 10.0) -> dict:
+    """The stalls that ended inside window (from, to), by cause: {cause: {"count", "ms", "over_10ms"}}.
+
+    The server's own counters (/metrics) cannot be read at the instant a run's warm-up ends, so a
+    run's counter difference includes its warm-up, when the JIT compiles the run's new paths; this
+    counts the measured window alone."""
+    out: dict[str, dict] = {}
+    for start, end, cause in stalls:
+        if window[0] <= end <= window[1]:
+            ms = round((end - start) * 1000.0, 3)   # the trace's own precision: 10.000 ms is 10 ms
+            c = out.setdefault(cause, {"count": 0, "ms": 0.0, "over_10ms": 0})
+            c["count"] += 1
+            c["ms"] += ms
+            c["over_10ms"] += ms >= warn_ms
+    for c in out.values():
+        c["ms"] = round(c["ms"], 1)
+    return out
+
+
 def shares(a: dict) -> str:
     """attribute()'s causes as shares of the slow requests: "gc-major 35%, fsync 30%, ..."."""
     n = a["slow"] or 1

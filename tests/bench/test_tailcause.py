@@ -27,6 +27,16 @@ def test_slow_requests_go_to_the_stall_that_overlaps_them_most(tmp_path):
     assert tailcause.summary(a).startswith("5 requests >= 2.00 ms: none 40%, gc-major 20%")
 
 
+def test_window_counts_only_the_stalls_that_ended_in_the_measured_window():
+    # a warm-up's JIT compiles end before the window; a collection that began before it ends inside
+    tr = [(4.0, 4.02, "jit"), (9.995, 10.007, "gc-major"), (12.0, 12.003, "fsync"), (12.5, 12.51, "fsync"),
+          (20.0, 20.05, "busy")]
+    assert tailcause.window_counts(tr, (10.0, 15.0)) == {
+        "gc-major": {"count": 1, "ms": 12.0, "over_10ms": 1},
+        "fsync": {"count": 2, "ms": 13.0, "over_10ms": 1}}
+    assert tailcause.window_counts(tr, (30.0, 40.0)) == {}
+
+
 def test_a_long_stall_that_began_before_the_request_is_found():
     tr = [(10.0, 10.5, "gc-major"), (10.45, 10.452, "busy")]
     a = tailcause.attribute([10.3], [250_000.0], tr, bound_ms=100.0)

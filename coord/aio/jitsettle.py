@@ -1,0 +1,110 @@
+"""Switch PyPy's JIT parameters once the first load's compile storm is over.
+
+Why: with PyPy's default decay (40) the hotness counters of paths that run a few to a few tens of
+times a second (the session ticker, the stall monitor, the event loop's rarer callbacks) creep up
+to their thresholds and are traced tens of seconds into a steady load, each trace a loop turn of
+5-30 ms. decay=200 keeps them from compiling, but set from the start it cuts the hot paths' traces
+differently and costs CPU per op (docs/benchmarks.md, "Session 9"). Set after the hot paths have
+compiled, it cost nothing measurable and left no jit stall of 10 ms or more. Session 9 switched at a
+fixed time after start (COORD_JIT_PARAMS_LATER), which a server left idle past that time meets its
+first load with; this module switches when the JIT itself says the load's hot paths are in: once the
+server has compiled `min_compiled` loops and bridges since it started and then no more than
+`quiet_max` in `quiet_s` seconds.
+
+COORD_JIT_SETTLE="name=value,..." sets what is applied (default decay=200), "off" never switches.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+
+from coord.runtime import set_jit_params
+
+log = logging.getLogger("coord.jitsettle")
+
+ENV = "COORD_JIT_SETTLE"
+PARAMS = "decay=200"
+MIN_COMPILED = 100      # loops + bridges since the first sample: an idle server compiles none after it
+QUIET_S = 5.0
+QUIET_MAX = 5
+PERIOD_S = 1.0
+
+
+class SettleRule:
+    """When to switch, from (time, loops and bridges compiled) samples: pure, for tests."""
+
+    def __init__(self, min_compiled: int = MIN_COMPILED, quiet_s: float = QUIET_S, quiet_max: int = QUIET_MAX):
+        self.min_compiled = min_compiled
+        self.quiet_s = quiet_s
+        self.quiet_max = quiet_max
+        self.base: int | None = None            # compiled at the first sample
+        self.samples: deque = deque()            # (t, compiled) within the last quiet_s
+        self.settled = False
+
+    def observe(self, t: float, compiled: int) -> bool:
+        """Feed one sample; True exactly once, at the sample that shows the storm over."""
+        if self.settled:
+            return False
+        if self.base is None:
+            self.base = compiled
+        self.samples.append((t, compiled))
+        while len(self.samples) > 1 and t - self.samples[1][0] >= self.quiet_s:
+            self.samples.popleft()
+        t0, c0 = self.samples[0]
+        if compiled - self.base >= self.min_compiled and t - t0 >= self.quiet_s and compiled - c0 <= self.quiet_max:
+            self.settled = True
+        return self.settled
+
+
+def compiled_count() -> int | None:
+    """Loops and bridges PyPy's JIT has compiled so far; None without a JIT."""
+    try:
+        import pypyjit
+    except ImportError:
+        return None
+    c = pypyjit.get_stats_snapshot().counters
+    return c.get("TOTAL_COMPILED_LOOPS", 0) + c.get("TOTAL_COMPILED_BRIDGES", 0)
+
+
+class JitSettle:
+    """Samples the compile count every `period_s` on the loop and applies `params` once settled."""
+
+    def __init__(self, loop, params: str, rule: SettleRule | None = None, period_s: float = PERIOD_S):
+        self.loop = loop
+        self.params = params
+        self.rule = rule or SettleRule()
+        self.period_s = period_s
+        self.applied_at: float | None = None
+        self._handle = None
+
+    def start(self) -> None:
+        self._handle = self.loop.call_later(self.period_s, self._sample)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+    def _sample(self) -> None:
+        n = compiled_count()
+        if n is None:
+            return
+        if self.rule.observe(self.loop.time(), n):
+            ok = set_jit_params(self.params)
+            self.applied_at = self.loop.time()
+            log.info("JIT settled (%d loops and bridges compiled, at most %d in the last %.0f s): %s %s",
+                     n - (self.rule.base or 0), self.rule.quiet_max, self.rule.quiet_s, self.params,
+                     "applied" if ok else "refused by PyPy")
+            return
+        self._handle = self.loop.call_later(self.period_s, self._sample)
+
+
+def install_from_env(loop) -> JitSettle | None:
+    """The server's switch, unless COORD_JIT_SETTLE=off, COORD_JIT_PARAMS_LATER (the timed switch)
+    is set, or the runtime has no JIT."""
+    params = os.environ.get(ENV, PARAMS).strip()
+    if params.lower() in ("", "off", "0") or os.environ.get("COORD_JIT_PARAMS_LATER") or compiled_count() is None:
+        return None
+    s = JitSettle(loop, params)
+    s.start()
+    return s
