@@ -63,7 +63,8 @@ GC_ENV = {"PYPY_GC_NURSERY": "8MB", "PYPY_GC_MIN": "128MB", "PYPY_GC_INCREMENT_S
 #   alone, in-process, steady state, 12 runs each on a loaded machine) create, getData, setData and
 #   delete cost 4-45% more CPU per op (exists less): the traces are cut differently, not only rare
 #   paths left out. The whole server's closed-loop CPU per op showed no difference beyond its noise;
-#   what the server pays needs a quiet machine to settle.
+#   what the server pays needs a quiet machine to settle. So the server applies it later, once the
+#   JIT's compile storm is over (coord.aio.jitsettle), not here.
 JIT_PARAMS = ""
 
 
