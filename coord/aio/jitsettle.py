@@ -22,6 +22,7 @@ from collections import deque
 from coord.runtime import set_jit_params
 
 log = logging.getLogger("coord.jitsettle")
+_active: "JitSettle | None" = None
 
 ENV = "COORD_JIT_SETTLE"
 PARAMS = "decay=200"
@@ -105,6 +106,13 @@ def install_from_env(loop) -> JitSettle | None:
     params = os.environ.get(ENV, PARAMS).strip()
     if params.lower() in ("", "off", "0") or os.environ.get("COORD_JIT_PARAMS_LATER") or compiled_count() is None:
         return None
+    global _active
     s = JitSettle(loop, params)
     s.start()
+    _active = s
     return s
+
+
+def settled() -> bool:
+    """This process's switch has applied its parameters (coord_jit_settled in /metrics)."""
+    return _active is not None and _active.applied_at is not None

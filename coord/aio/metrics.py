@@ -32,6 +32,7 @@ from collections import deque
 from coord.core.requeststats import RequestStats
 from coord.aio import limits
 from coord.aio import stalls
+from coord.aio import jitsettle
 
 log = logging.getLogger("coord.metrics")
 
@@ -543,6 +544,10 @@ class ServerMetrics:
                     _counter("coord_peer_links_made", float(tr.links_made))]
         if self.export_runtime:
             out.append(_gauge("coord_threads", float(_threads())))
+            compiled = jitsettle.compiled_count()
+            if compiled is not None:   # PyPy: the JIT's loops and bridges, and whether decay=200 is on
+                out += [_counter("coord_jit_compiled", float(compiled)),
+                        _gauge("coord_jit_settled", 1.0 if jitsettle.settled() else 0.0)]
             heap = pypy_heap()
             if heap:
                 hm = Metric("coord_pypy_memory_bytes", "coord_pypy_memory_bytes", "gauge")

@@ -68,10 +68,18 @@ def test_a_pypy_server_switches_after_a_load_and_not_before(tmp_path):
     from tests.ops.test_gcpacer import _runtime
     from tests.support.coord_server import CoordProcess
     from tests.support.kazoo_clients import connected
+    from tests.ops.prom import PROVIDER, get
+    from tests.support.real_zk import free_port
     _runtime()                                    # skips without PyPy (fails under CI=1)
-    with CoordProcess(tmp_path / "c") as srv, connected(srv.connect_string) as zk:
+    port = free_port()
+    metrics = f"http://127.0.0.1:{port}/metrics"
+    with CoordProcess(tmp_path / "c", extra_cfg={"metricsProvider.className": PROVIDER,
+                                                 "metricsProvider.httpHost": "127.0.0.1",
+                                                 "metricsProvider.httpPort": str(port)}) as srv, \
+            connected(srv.connect_string) as zk:
         time.sleep(jitsettle.QUIET_S + 2)
         assert "JIT settled" not in srv.log_text(), "switched with no load"
+        assert "coord_jit_settled 0.0" in get(metrics).decode()
         zk.create("/s", b"")
         deadline = time.monotonic() + 60
         i = 0
@@ -96,4 +104,6 @@ def test_a_pypy_server_switches_after_a_load_and_not_before(tmp_path):
                 time.sleep(0.5)
         line = next(ln for ln in srv.log_text().splitlines() if "JIT settled" in ln)
         assert f"{jitsettle.PARAMS} applied" in line, line
+        page = get(metrics).decode()
+        assert "coord_jit_settled 1.0" in page and "coord_jit_compiled " in page, page[-3000:]
         assert zk.get("/s/n0")[0] == b"y" and not zk.exists("/s/n100")
