@@ -8,8 +8,8 @@ differently and costs CPU per op (docs/benchmarks.md, "Session 9"). Set after th
 compiled, it cost nothing measurable and left no jit stall of 10 ms or more. Session 9 switched at a
 fixed time after start (COORD_JIT_PARAMS_LATER), which a server left idle past that time meets its
 first load with; this module switches when the JIT itself says the load's hot paths are in: once the
-server has compiled `min_compiled` loops and bridges since it started and then no more than
-`quiet_max` in `quiet_s` seconds.
+server has compiled `min_compiled` loops and bridges since its first sample (a second after start)
+and then no more than `quiet_max` in `quiet_s` seconds.
 
 COORD_JIT_SETTLE="name=value,..." sets what is applied (default decay=200), "off" never switches.
 """
@@ -22,7 +22,6 @@ from collections import deque
 from coord.runtime import set_jit_params
 
 log = logging.getLogger("coord.jitsettle")
-_active: "JitSettle | None" = None
 
 ENV = "COORD_JIT_SETTLE"
 PARAMS = "decay=200"
@@ -30,6 +29,8 @@ MIN_COMPILED = 100      # loops + bridges since the first sample: an idle server
 QUIET_S = 5.0
 QUIET_MAX = 5
 PERIOD_S = 1.0
+
+_active: "JitSettle | None" = None    # the server's switch (coord_jit_settled)
 
 
 class SettleRule:
@@ -77,14 +78,9 @@ class JitSettle:
         self.rule = rule or SettleRule()
         self.period_s = period_s
         self.applied_at: float | None = None
-        self._handle = None
 
     def start(self) -> None:
-        self._handle = self.loop.call_later(self.period_s, self._sample)
-
-    def stop(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
+        self.loop.call_later(self.period_s, self._sample)
 
     def _sample(self) -> None:
         n = compiled_count()
@@ -97,7 +93,7 @@ class JitSettle:
                      n - (self.rule.base or 0), self.rule.quiet_max, self.rule.quiet_s, self.params,
                      "applied" if ok else "refused by PyPy")
             return
-        self._handle = self.loop.call_later(self.period_s, self._sample)
+        self.loop.call_later(self.period_s, self._sample)
 
 
 def install_from_env(loop) -> JitSettle | None:
