@@ -30,6 +30,18 @@ def pytest_sessionfinish(session, exitstatus):
         reap_descendants()
 
 
+def pytest_terminal_summary(terminalreporter):
+    """Say why each rerun test failed the first time: a rerun that meets its own leftovers (a node the
+    first try made) fails differently, and without this the first, real reason is lost."""
+    reruns = terminalreporter.stats.get("rerun", [])
+    if reruns:
+        terminalreporter.section("why tests were rerun")
+    for rep in reruns:
+        crash = getattr(rep.longrepr, "reprcrash", None)
+        why = f"{crash.path}:{crash.lineno}: {crash.message}" if crash else str(rep.longrepr)[-600:]
+        terminalreporter.write_line(f"RERUN {rep.nodeid} ({rep.when}): {why[:1200]}")
+
+
 @pytest.fixture
 def real_zookeeper(tmp_path):
     zk = real_zk.RealZooKeeper(tmp_path / "zk")

@@ -32,22 +32,24 @@ def throttled_pair(tmp_path_factory):
 
 
 def _burst(host, port, n=300):
+    # A fresh parent per call: a rerun on the same module-scoped servers must not meet the last run's nodes.
+    rt = f"/rt-{uuid.uuid4().hex[:8]}"
     c = RawClient(host, port).start()
-    assert c.create("/rt").err in (0, TH)   # may itself wait: retried below
-    while c.exists("/rt").err != 0:
-        c.create("/rt")
+    assert c.create(rt).err in (0, TH)   # may itself wait: retried below
+    while c.exists(rt).err != 0:
+        c.create(rt)
     sent = []
     for i in range(n):
         if i % 25 == 24:
             c.submit(11, b"", -2)
             sent.append((-2, "ping", None))
         elif i % 10 == 9:
-            sent.append((c.submit(4, R.GetDataRequest("/rt", False).encode()), "read", None))
+            sent.append((c.submit(4, R.GetDataRequest(rt, False).encode()), "read", None))
         else:
             name = f"n{i:04d}"
-            sent.append((c.submit(1, R.CreateRequest(f"/rt/{name}", b"", OPEN, 0).encode()), "create", name))
+            sent.append((c.submit(1, R.CreateRequest(f"{rt}/{name}", b"", OPEN, 0).encode()), "create", name))
     got = [c._read_reply() for _ in sent]
-    made = set(decode(R.GetChildrenResponse, c.get_children("/rt").body)[0].children)
+    made = set(decode(R.GetChildrenResponse, c.get_children(rt).body)[0].children)
     c.close_socket()
     rows = dict(ln.split("\t", 1) for ln in four_letter(host, port, "mntr").splitlines() if "\t" in ln)
     kinds = {k for _, k, _ in sent}
