@@ -11,6 +11,11 @@ first load with; this module switches when the JIT itself says the load's hot pa
 server has compiled `min_compiled` loops and bridges since its first sample (a second after start)
 and then no more than `quiet_max` in `quiet_s` seconds.
 
+A load of a new kind after the switch (another op, a client after an idle spell) compiles its own
+storm, and under decay=200 compiles fewer of its bridges (docs/benchmarks.md, "Session 13"). So the
+switch re-arms: once settled, `storm_min` compiles in `quiet_s` seconds put PyPy's default values of
+the switched parameters back, and the rule waits for that storm to end before switching again.
+
 COORD_JIT_SETTLE="name=value,..." sets what is applied (default decay=200), "off" never switches.
 """
 from __future__ import annotations
@@ -28,6 +33,7 @@ PARAMS = "decay=200"
 MIN_COMPILED = 100      # loops + bridges since the first sample: an idle server compiles none after it
 QUIET_S = 5.0
 QUIET_MAX = 5
+STORM_MIN = 20          # compiles in QUIET_S after settling that mean a new load (a settled load: ~1)
 PERIOD_S = 1.0
 
 _active: "JitSettle | None" = None    # the server's switch (coord_jit_settled)
@@ -69,15 +75,49 @@ def compiled_count() -> int | None:
     return c.get("TOTAL_COMPILED_LOOPS", 0) + c.get("TOTAL_COMPILED_BRIDGES", 0)
 
 
-class JitSettle:
-    """Samples the compile count every `period_s` on the loop and applies `params` once settled."""
+class StormRule:
+    """After settling: True at the sample that shows `storm_min` compiles within `window_s` (a new
+    load's compile storm). Pure, for tests."""
 
-    def __init__(self, loop, params: str, rule: SettleRule | None = None, period_s: float = PERIOD_S):
+    def __init__(self, storm_min: int = STORM_MIN, window_s: float = QUIET_S):
+        self.storm_min = storm_min
+        self.window_s = window_s
+        self.samples: deque = deque()
+
+    def observe(self, t: float, compiled: int) -> bool:
+        self.samples.append((t, compiled))
+        while t - self.samples[0][0] > self.window_s:
+            self.samples.popleft()
+        return compiled - self.samples[0][1] >= self.storm_min
+
+
+def defaults_of(params: str) -> str | None:
+    """PyPy's default values of the parameters in `params` ("decay=200" -> "decay=40"); None without
+    a JIT or for a name PyPy does not know."""
+    try:
+        import pypyjit
+        names = [kv.split("=", 1)[0].strip() for kv in params.split(",") if kv.strip()]
+        return ",".join(f"{n}={pypyjit.defaults[n]}" for n in names)
+    except (ImportError, KeyError):
+        return None
+
+
+class JitSettle:
+    """Samples the compile count every `period_s` on the loop: applies `params` once the storm is
+    over, and PyPy's defaults again when a new storm starts after that (then waits to settle again)."""
+
+    def __init__(self, loop, params: str, rule: SettleRule | None = None, period_s: float = PERIOD_S,
+                 storm_min: int = STORM_MIN):
         self.loop = loop
         self.params = params
+        self.reset = defaults_of(params)
         self.rule = rule or SettleRule()
+        self.storm: StormRule | None = None      # while settled
+        self.storm_min = storm_min
         self.period_s = period_s
-        self.applied_at: float | None = None
+        self.applied_at: float | None = None     # the last switch, None while not settled
+        self.settles = 0
+        self.rearms = 0
 
     def start(self) -> None:
         self.loop.call_later(self.period_s, self._sample)
@@ -86,13 +126,29 @@ class JitSettle:
         n = compiled_count()
         if n is None:
             return
-        if self.rule.observe(self.loop.time(), n):
+        now = self.loop.time()
+        if self.storm is None and self.rule.observe(now, n):
             ok = set_jit_params(self.params)
-            self.applied_at = self.loop.time()
+            self.applied_at = now
+            self.settles += 1
+            self.storm = StormRule(self.storm_min, self.rule.quiet_s)
+            self.storm.observe(now, n)
             log.info("JIT settled (%d loops and bridges compiled, at most %d in the last %.0f s): %s %s",
                      n - (self.rule.base or 0), self.rule.quiet_max, self.rule.quiet_s, self.params,
                      "applied" if ok else "refused by PyPy")
-            return
+        elif self.storm is not None and self.storm.observe(now, n) and self.reset:
+            # a new load compiles: let it compile with PyPy's defaults, then settle again once it is
+            # over (its own storm counts towards min_compiled from here)
+            set_jit_params(self.reset)
+            self.applied_at = None
+            self.rearms += 1
+            t0, c0 = self.storm.samples[0]
+            log.info("JIT re-armed (%d loops and bridges compiled in the last %.0f s: a new load): %s",
+                     n - c0, self.storm.window_s, self.reset)
+            self.storm = None
+            self.rule = SettleRule(self.storm_min, self.rule.quiet_s, self.rule.quiet_max)
+            self.rule.observe(t0, c0)
+            self.rule.observe(now, n)
         self.loop.call_later(self.period_s, self._sample)
 
 
@@ -110,5 +166,10 @@ def install_from_env(loop) -> JitSettle | None:
 
 
 def settled() -> bool:
-    """This process's switch has applied its parameters (coord_jit_settled in /metrics)."""
+    """This process's switch has its parameters applied now (coord_jit_settled in /metrics)."""
     return _active is not None and _active.applied_at is not None
+
+
+def rearms() -> int:
+    """How often a new load's compile storm put PyPy's defaults back (coord_jit_rearms)."""
+    return _active.rearms if _active is not None else 0

@@ -547,7 +547,8 @@ class ServerMetrics:
             compiled = jitsettle.compiled_count()
             if compiled is not None:   # PyPy: the JIT's loops and bridges, and whether decay=200 is on
                 out += [_counter("coord_jit_compiled", float(compiled)),
-                        _gauge("coord_jit_settled", 1.0 if jitsettle.settled() else 0.0)]
+                        _gauge("coord_jit_settled", 1.0 if jitsettle.settled() else 0.0),
+                        _counter("coord_jit_rearms", float(jitsettle.rearms()))]
             heap = pypy_heap()
             if heap:
                 hm = Metric("coord_pypy_memory_bytes", "coord_pypy_memory_bytes", "gauge")

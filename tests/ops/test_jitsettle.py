@@ -1,5 +1,6 @@
-"""The JIT switch after the first load's compile storm (coord.aio.jitsettle): the rule on its own, and
-a real PyPy server that switches once a load's hot paths are compiled and stays put while idle."""
+"""The JIT switch after the first load's compile storm (coord.aio.jitsettle): the rules on their own,
+the switch's states on a fake clock, and a real PyPy server that switches once a load's hot paths are
+compiled, stays put while idle, and re-arms for a load of another kind."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +9,7 @@ import time
 import pytest
 
 from coord.aio import jitsettle
-from coord.aio.jitsettle import SettleRule
+from coord.aio.jitsettle import JitSettle, SettleRule, StormRule
 
 
 def _feed(rule: SettleRule, samples) -> list[float]:
@@ -49,6 +50,48 @@ def test_counts_from_the_first_sample():
     assert _feed(rule, [(4, 600), (5, 600), (6, 600)]) == [6]
 
 
+def test_a_storm_is_a_burst_not_a_settled_trickle():
+    rule = StormRule(storm_min=20, window_s=5)
+    assert not any(rule.observe(t, 500 + t // 5) for t in range(300))       # 1 per 5 s: settled load
+    assert [t for t in range(300, 310) if rule.observe(t, 560 + 8 * (t - 300))][0] == 303   # 8/s
+
+
+class _Loop:
+    """Just enough of an event loop for JitSettle: a clock the test moves and one pending callback."""
+    def __init__(self):
+        self.now, self.pending = 0.0, None
+
+    def time(self):
+        return self.now
+
+    def call_later(self, delay, cb):
+        self.pending = (self.now + delay, cb)
+
+    def run_until(self, t, compiled, monkeypatch):
+        while self.pending and self.pending[0] <= t:
+            self.now, cb = self.pending
+            self.pending = None
+            monkeypatch.setattr(jitsettle, "compiled_count", lambda: compiled(self.now))
+            cb()
+
+
+def test_settles_rearms_on_a_new_load_and_settles_again(monkeypatch):
+    applied = []
+    monkeypatch.setattr(jitsettle, "set_jit_params", lambda p: applied.append(p) or True)
+    def compiled(t):          # start-up 40; a storm of 30/s for 10 s; quiet; at 60 s a new one, 20/s for 5 s
+        return 40 + 30 * min(t, 10) + 20 * min(max(t - 60, 0), 5)
+    loop = _Loop()
+    s = JitSettle(loop, "decay=200", SettleRule(150, 5, 5), storm_min=20)
+    s.reset = "decay=40"      # PyPy's default (defaults_of reads it from pypyjit; CPython has none)
+    s.start()
+    loop.run_until(40, compiled, monkeypatch)
+    assert applied == ["decay=200"] and s.applied_at == 15 and s.rearms == 0
+    loop.run_until(62, compiled, monkeypatch)
+    assert applied == ["decay=200", "decay=40"] and s.applied_at is None and s.rearms == 1
+    loop.run_until(120, compiled, monkeypatch)
+    assert applied == ["decay=200", "decay=40", "decay=200"] and s.applied_at == 70 and s.settles == 2
+
+
 def test_off_and_cpython(monkeypatch):
     loop = asyncio.new_event_loop()
     try:
@@ -64,7 +107,7 @@ def test_off_and_cpython(monkeypatch):
         loop.close()
 
 
-def test_a_pypy_server_switches_after_a_load_and_not_before(tmp_path):
+def test_a_pypy_server_switches_after_a_load_not_before_and_rearms_for_a_new_one(tmp_path):
     from tests.ops.test_gcpacer import _runtime
     from tests.support.coord_server import CoordProcess
     from tests.support.kazoo_clients import connected
@@ -107,3 +150,27 @@ def test_a_pypy_server_switches_after_a_load_and_not_before(tmp_path):
         page = get(metrics).decode()
         assert "coord_jit_settled 1.0" in page and "coord_jit_compiled " in page, page[-3000:]
         assert zk.get("/s/n0")[0] == b"y" and not zk.exists("/s/n100")
+
+        # a load of another kind after the switch compiles its own storm: PyPy's defaults come back
+        # (re-armed), and once that storm is over the switch applies decay=200 again
+        deadline = time.monotonic() + 60
+        j = 0
+        while srv.log_text().count("JIT settled") < 2:
+            if time.monotonic() > deadline:
+                pytest.fail("no re-arm and second switch 60 s into a new load:\n" + srv.log_text()[-2000:])
+            if "JIT re-armed" not in srv.log_text():
+                ops = [zk.create_async("/s/q-", b"", ephemeral=True, sequence=True) for _ in range(100)]
+                ops += [zk.get_children_async("/s", include_data=True) for _ in range(20)]
+                ops += [zk.get_acls_async(f"/s/n{k}") for k in range(j % 100, j % 100 + 100)]
+                ops += [zk.sync_async("/s") for _ in range(50)]
+                ops += [zk.exists_async(f"/s/w{k}", watch=lambda e: None) for k in range(100)]
+                for op in ops:
+                    op.get(timeout=10)
+                j += 1
+            else:
+                time.sleep(0.5)
+        log_text = srv.log_text()
+        assert log_text.index("JIT re-armed") < log_text.rindex("JIT settled"), log_text[-2000:]
+        page = get(metrics).decode()
+        assert "coord_jit_rearms 1.0" in page, page[-3000:]
+        assert "coord_jit_settled 1.0" in page
