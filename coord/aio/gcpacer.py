@@ -74,12 +74,18 @@ class GcPacer:
         return True
 
     def step(self) -> None:
+        t0 = time.monotonic()
         try:
             stats = gc.collect_step()
         except Exception:  # noqa: BLE001 - a pacing aid inside select() must never stop the loop
             log.exception("gc.collect_step failed; idle GC steps off")
             self.gap_s = float("inf")
             return
+        t1 = time.monotonic()
+        idle = self.monitor.idle_steps
+        idle.append((t1, (t1 - t0) * 1000.0))     # the stall's detail tells these from PyPy's own
+        if len(idle) > 256:
+            del idle[:128]
         self.steps += 1
         self.cycle_steps += 1
         if stats.oldstate == stats.STATE_SCANNING:

@@ -72,7 +72,8 @@ class StallMonitor:
         self.recent: deque = deque(maxlen=256)     # (monotonic, cause, ms, detail)
         # Lists, read through a slice copy: a GC hook (any allocation) or the huge-page thread may
         # append while a turn is attributed, and a deque raises if mutated during iteration.
-        self.gc_events: list = []                  # (monotonic at end, "minor" | "major", ms)
+        self.gc_events: list = []                  # (monotonic at end, "minor" | "major", ms, major step's state)
+        self.idle_steps: list = []                 # (monotonic at end, ms): coord.aio.gcpacer's own steps
         self.notes: list = []                      # [start, end or None, cause]
         self.gc_listeners: list = []               # f(kind, ms): coord.aio.metrics.GcPauses
         self.turn_start = 0.0
@@ -164,7 +165,8 @@ class StallMonitor:
                 def on_gc_collect_step(self, stats):
                     # a major cycle is under way until a step ends in SCANNING (coord.aio.gcpacer)
                     mon.gc_major_active = stats.GC_STATES[stats.newstate] != "SCANNING"
-                    mon.on_gc("major", stats.duration * 1000.0)
+                    # the state the step worked in (MARKING, SWEEPING, ...): a stall's detail names it
+                    mon.on_gc("major", stats.duration * 1000.0, stats.GC_STATES[stats.oldstate])
             hooks.set(_Hooks())
         elif hasattr(gc, "callbacks"):
             gc.callbacks.append(self._cpython_gc)
@@ -187,9 +189,9 @@ class StallMonitor:
             self._cpython_t0 = 0.0
 
     # -- inputs -------------------------------------------------------------------------------------
-    def on_gc(self, kind: str, ms: float) -> None:
+    def on_gc(self, kind: str, ms: float, state: str = "") -> None:
         ev = self.gc_events
-        ev.append((time.monotonic(), kind, ms))
+        ev.append((time.monotonic(), kind, ms, state))
         if len(ev) > 512:
             del ev[:256]
         for f in self.gc_listeners:
@@ -227,9 +229,12 @@ class StallMonitor:
     def _attribute(self, t0: float, t1: float, cpu_s: float) -> None:
         ms = (t1 - t0) * 1000.0
         parts = {"gc-minor": 0.0, "gc-major": 0.0, "preempted": max(0.0, ms - cpu_s * 1000.0)}
-        for end, kind, gms in self.gc_events[:]:
+        states: dict[str, float] = {}
+        for end, kind, gms, state in self.gc_events[:]:
             if t0 <= end <= t1 + 0.0005:
                 parts["gc-" + kind] += gms
+                if state:
+                    states[state] = states.get(state, 0.0) + gms
         jit = (jit_seconds() - self.jit_base) * 1000.0
         if jit > 0:
             parts["jit"] = min(jit, ms)
@@ -246,6 +251,11 @@ class StallMonitor:
         if got < ms / 2:
             cause = "hugepages" if during_pass else "busy"
         detail = ", ".join(f"{k} {v:.1f} ms" for k, v in parts.items() if v >= 0.05)
+        if states and parts["gc-major"] >= 1.0:
+            detail += " [major steps: " + ", ".join(f"{k} {v:.1f} ms" for k, v in states.items()) + "]"
+        idle = [ims for end, ims in self.idle_steps[:] if t0 <= end <= t1 + 0.0005]
+        if idle:
+            detail += f" [idle-time steps: {len(idle)}, {sum(idle):.1f} ms]"
         if self.samples:
             detail += self._sampled(t0, t1)
         self.record(cause, ms, detail)

@@ -18,9 +18,10 @@ def test_attribution_picks_the_largest_explained_part():
     m = StallMonitor()
     m.jit_base = float("inf")   # no JIT time in these turns
     t0 = 100.0
-    m.gc_events.append((t0 + 0.004, "major", 4.0))
+    m.gc_events.append((t0 + 0.004, "major", 4.0, "SWEEPING"))
+    m.idle_steps.append((t0 + 0.004, 4.1))   # coord.aio.gcpacer ran that step while the loop was idle
     m._turn(t0, t0 + 0.005, 0.005)
-    m.gc_events.append((t0 + 1.003, "minor", 2.5))
+    m.gc_events.append((t0 + 1.003, "minor", 2.5, ""))
     m._turn(t0 + 1.0, t0 + 1.003, 0.003)
     m.note("snapshot-fork", t0 + 2.0, t0 + 2.008)
     m._turn(t0 + 2.0, t0 + 2.009, 0.009)
@@ -30,6 +31,8 @@ def test_attribution_picks_the_largest_explained_part():
     m._turn(t0 + 5.001, t0 + 5.004, 0.003)
     m._turn(t0 + 5.101, t0 + 5.104, 0.0005)  # during the pass, but measured: off the CPU
     got = [r[1] for r in m.recent]
+    assert "[major steps: SWEEPING 4.0 ms] [idle-time steps: 1, 4.1 ms]" in m.recent[0][3], m.recent[0]
+    assert "major steps" not in m.recent[1][3] and "idle-time" not in m.recent[1][3]
     assert got == ["gc-major", "gc-minor", "snapshot-fork", "preempted", "busy", "hugepages", "preempted"]
     by = m.stalls_by_cause()
     assert by["gc-major"][0] == 1 and abs(by["gc-major"][2] - 5.0) < 1e-6
