@@ -165,8 +165,10 @@ class StallMonitor:
                 def on_gc_collect_step(self, stats):
                     # a major cycle is under way until a step ends in SCANNING (coord.aio.gcpacer)
                     mon.gc_major_active = stats.GC_STATES[stats.newstate] != "SCANNING"
-                    # the state the step worked in (MARKING, SWEEPING, ...): a stall's detail names it
-                    mon.on_gc("major", stats.duration * 1000.0, stats.GC_STATES[stats.oldstate])
+                    # the state the step worked in (MARKING, SWEEPING, ...; "MARKING>SWEEPING" for the
+                    # step that ends marking, which re-traces what the loop wrote meanwhile in one go)
+                    old, new = stats.GC_STATES[stats.oldstate], stats.GC_STATES[stats.newstate]
+                    mon.on_gc("major", stats.duration * 1000.0, old if old == new else f"{old}>{new}")
             hooks.set(_Hooks())
         elif hasattr(gc, "callbacks"):
             gc.callbacks.append(self._cpython_gc)

@@ -28,6 +28,7 @@ from coord.bench.openloop import OPEN_OPS, OpenLoopClient, Plan, quantiles
 
 SYSTEMS = ("coord", "zookeeper")
 METRICS_CLASS = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"
+JIT_METRICS = ("coord_jit_compiled", "coord_jit_rearms", "coord_jit_settled")
 
 
 @dataclass
@@ -65,10 +66,12 @@ class _Sys:
     mbase: int = 0
     trace_dir: Path | None = None   # COORD_STALL_TRACE of its servers (coord, --attribute)
 
-    def stalls(self) -> dict:
-        """cause -> [count, total ms, count of 10 ms or more] summed over the members (/metrics:
-        coord_stall_ms, coord_stalls_over_10ms)."""
+    def stalls(self) -> tuple[dict, dict]:
+        """(cause -> [count, total ms, count of 10 ms or more], JIT name -> value), each summed over
+        the members (/metrics: coord_stall_ms, coord_stalls_over_10ms; on PyPy coord_jit_compiled,
+        coord_jit_rearms and coord_jit_settled, so a run says whether the JIT switch moved in it)."""
         out: dict = {}
+        jit: dict = {}
         for url in self.metrics_urls:
             try:
                 text = urllib.request.urlopen(url, timeout=5).read().decode()
@@ -76,13 +79,16 @@ class _Sys:
                 continue
             for line in text.splitlines():
                 name, _, val = line.rpartition(" ")
+                if name in JIT_METRICS:
+                    jit[name] = jit.get(name, 0.0) + float(val)
+                    continue
                 slot = {"coord_stall_ms_count": 0, "coord_stall_ms_sum": 1,
                         "coord_stalls_over_10ms": 2}.get(name.split("{")[0])
                 if slot is None or 'cause="' not in name:
                     continue
                 cause = name.split('cause="')[1].split('"')[0]
                 out.setdefault(cause, [0.0, 0.0, 0.0])[slot] += float(val)
-        return out
+        return out, jit
 
 
 def _closed(s: _Sys, op: str, paths: list[str], data: bytes) -> int:
@@ -149,18 +155,21 @@ def _calibrate(s: _Sys, cfg: TailConfig, log) -> dict:
 def _one(s: _Sys, cfg: TailConfig, op: str, frac: float, rate: float, log) -> tuple[dict, object]:
     plan = _plan(s, cfg, op, rate=rate)   # first: a delete run's pool top-up is no part of its stalls
     load0 = os.getloadavg()[0]
-    st0 = s.stalls()
+    st0, jit0 = s.stalls()
     with OpenLoopClient(s.targets, cfg.connections, cfg.procs) as cl:
         cpu0 = thread_cpu(s.pids)   # after the client's start-up: its connects are no part of the run
         res = cl.run(plan)
         cpu1 = thread_cpu(s.pids)
-    st1 = s.stalls()
+    st1, jit1 = s.stalls()
     q = quantiles(res.lat_us)
     lq = quantiles(res.late_us)
     z = [0, 0, 0]
     stalls = {c: {"count": int(v[0] - st0.get(c, z)[0]), "ms": round(v[1] - st0.get(c, z)[1], 1),
                   "over_10ms": int(v[2] - st0.get(c, z)[2])}
               for c, v in st1.items() if v[0] - st0.get(c, z)[0] > 0}
+    jit = ({"compiled": int(jit1.get("coord_jit_compiled", 0) - jit0.get("coord_jit_compiled", 0)),
+            "rearms": int(jit1.get("coord_jit_rearms", 0) - jit0.get("coord_jit_rearms", 0)),
+            "settled_at_end": int(jit1.get("coord_jit_settled", 0))} if jit1 else None)
     slow = measured = None
     if s.trace_dir is not None and res.lat_us:
         from coord.bench import tailcause
@@ -178,10 +187,12 @@ def _one(s: _Sys, cfg: TailConfig, op: str, frac: float, rate: float, log) -> tu
            "loadavg": [round(load0, 2), round(os.getloadavg()[0], 2)], "rss_mib": round(rss_mib(s.pids)),
            "server_cpu_us": cpu_per_op(cpu0, cpu1, res.sent),   # per request sent, warm-up included
            "stalls": stalls, **({"slow_by_cause": slow} if slow else {}),
-           **({"stalls_measured": measured} if measured is not None else {})}
+           **({"stalls_measured": measured} if measured is not None else {}),
+           **({"jit": jit} if jit is not None else {})}
     log(f"{s.name} {op} @{frac:.0%} ({rate:,.0f}/s): p50 {q['p50_ms']:.3f} p99 {q['p99_ms']:.3f} "
         f"p99.9 {q['p999_ms']:.3f} max {q['max_ms']:.3f} ms; client late p99 {lq['p99_ms']:.3f} ms; "
-        f"errors {res.errors}; load {load0:.1f}; server CPU {row['server_cpu_us']} us/op; stalls {stalls}")
+        f"errors {res.errors}; load {load0:.1f}; server CPU {row['server_cpu_us']} us/op; stalls {stalls}"
+        + (f"; JIT {jit}" if jit else ""))
     return row, res.lat_us
 
 

@@ -117,6 +117,8 @@ def test_bench_open_loop_command(tmp_path):
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert set(out["max_rate"]) == {"coord", "zookeeper"}
+    from coord.runtime import server_python
+    jit_runtime = "pypy" in (server_python() or "")
     runs = {(x["op"], x["system"]): x for x in out["runs"]}
     assert set(runs) == {(o, s) for o in ("getData", "multi") for s in ("coord", "zookeeper")}
     for k, x in runs.items():
@@ -129,6 +131,11 @@ def test_bench_open_loop_command(tmp_path):
             assert a["bound_ms"] == x["p99_ms"] and a["slow"] >= 1 and sum(a["by_cause"].values()) == a["slow"]
         else:
             assert "slow_by_cause" not in x
+        if k[1] == "coord" and jit_runtime:   # the JIT switch's counters, scraped around the run
+            assert set(x["jit"]) == {"compiled", "rearms", "settled_at_end"} and x["jit"]["compiled"] >= 0, x
+            assert x["jit"]["settled_at_end"] in (0, 1) and x["jit"]["rearms"] >= 0, x
+        else:
+            assert "jit" not in x, k
     assert len(out["plots"]) == 2
 
 
