@@ -66,7 +66,7 @@ class _Sys:
     mbase: int = 0
     trace_dir: Path | None = None   # COORD_STALL_TRACE of its servers (coord, --attribute)
 
-    def stalls(self) -> tuple[dict, dict]:
+    def counters(self) -> tuple[dict, dict]:
         """(cause -> [count, total ms, count of 10 ms or more], JIT name -> value), each summed over
         the members (/metrics: coord_stall_ms, coord_stalls_over_10ms; on PyPy coord_jit_compiled,
         coord_jit_rearms and coord_jit_settled, so a run says whether the JIT switch moved in it)."""
@@ -155,12 +155,12 @@ def _calibrate(s: _Sys, cfg: TailConfig, log) -> dict:
 def _one(s: _Sys, cfg: TailConfig, op: str, frac: float, rate: float, log) -> tuple[dict, object]:
     plan = _plan(s, cfg, op, rate=rate)   # first: a delete run's pool top-up is no part of its stalls
     load0 = os.getloadavg()[0]
-    st0, jit0 = s.stalls()
+    st0, jit0 = s.counters()
     with OpenLoopClient(s.targets, cfg.connections, cfg.procs) as cl:
         cpu0 = thread_cpu(s.pids)   # after the client's start-up: its connects are no part of the run
         res = cl.run(plan)
         cpu1 = thread_cpu(s.pids)
-    st1, jit1 = s.stalls()
+    st1, jit1 = s.counters()
     q = quantiles(res.lat_us)
     lq = quantiles(res.late_us)
     z = [0, 0, 0]
@@ -169,7 +169,8 @@ def _one(s: _Sys, cfg: TailConfig, op: str, frac: float, rate: float, log) -> tu
               for c, v in st1.items() if v[0] - st0.get(c, z)[0] > 0}
     jit = ({"compiled": int(jit1.get("coord_jit_compiled", 0) - jit0.get("coord_jit_compiled", 0)),
             "rearms": int(jit1.get("coord_jit_rearms", 0) - jit0.get("coord_jit_rearms", 0)),
-            "settled_at_end": int(jit1.get("coord_jit_settled", 0))} if jit1 else None)
+            "settled_at_end": int(jit1.get("coord_jit_settled", 0))}   # members with decay=200 on
+           if jit1 else None)
     slow = measured = None
     if s.trace_dir is not None and res.lat_us:
         from coord.bench import tailcause
