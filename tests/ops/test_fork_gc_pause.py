@@ -28,10 +28,10 @@ steps = []
 mon = stalls.monitor()
 mon.install_gc()
 inner = mon.on_gc
-def on_gc(kind, ms):
+def on_gc(kind, ms, state=""):
     if kind == "major":
         steps.append(ms)
-    inner(kind, ms)
+    inner(kind, ms, state)
 mon.on_gc = on_gc
 
 # 1. pause / resume: no major step while paused (PyPy's gc.disable), steps again after
