@@ -176,6 +176,18 @@ class Broker:
         except OSError:
             return ""
 
+    def exit_report(self) -> str:
+        """Why this JVM ended, as far as its logs say: its ERROR and FATAL lines (the cause is in
+        them, while the log's tail is only the shutdown that followed), then the end of stdout."""
+        errors = [line for line in self.log_text(this_run=True).splitlines()
+                  if " ERROR " in line or " FATAL " in line]
+        try:
+            stdout = (self.spec.dir / "logs" / "stdout.log").read_text(errors="replace")[-1500:]
+        except OSError:
+            stdout = ""
+        return ("ERROR/FATAL lines:\n" + "\n".join(errors[:12]) if errors else "no ERROR line in server.log") \
+            + "\nstdout ends:\n" + stdout
+
     def started(self) -> bool:
         """The server logged the end of its start-up (a ZooKeeper-mode broker, or a KRaft node)."""
         text = self.log_text(this_run=True)

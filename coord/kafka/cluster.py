@@ -123,8 +123,7 @@ class KafkaCluster:
             for i in want:
                 b = self.brokers[i]
                 if b.proc is not None and b.proc.poll() is not None:
-                    raise RuntimeError(f"broker {i} exited with {b.proc.returncode}; its log ends:\n"
-                                       + b.log_text()[-4000:])
+                    raise RuntimeError(f"broker {i} exited with {b.proc.returncode}; {b.exit_report()}")
             got = self.registered()
             starting = [i for i in want if not self.brokers[i].started()]
             if not set(want) <= set(got) or starting or self.controller() is None:

@@ -26,6 +26,8 @@ class ContinuousLoad:
         self.ack_times: list[float] = []
         self.failed: list[str] = []
         self.consumed: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        self.consume_errors: list[str] = []
+        self.final_positions: dict[int, int] = {}
         self._stop_producing = threading.Event()
         self._stop_consuming = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -59,11 +61,18 @@ class ContinuousLoad:
         try:
             while not self._stop_consuming.is_set():
                 m = c.poll(0.2)
-                if m is None or m.error():
+                if m is None:
+                    continue
+                if m.error():
+                    self.consume_errors.append(f"{time.strftime('%H:%M:%S')} {m.error()}")
                     continue
                 self.consumed[m.partition()].append((m.offset(), int(m.value())))
         finally:
-            c.close()
+            try:
+                self.final_positions = {tp.partition: tp.offset for tp in c.position(
+                    [TopicPartition(self.topic, p) for p in range(self.partitions)])}
+            finally:
+                c.close()
 
     def start(self) -> "ContinuousLoad":
         for target in (self._consume, self._produce):
@@ -121,9 +130,40 @@ class ContinuousLoad:
             assert len(values) == len(set(values)), f"partition {p}: a value consumed twice"
             seen = dict(got)
             missing = [(o, v) for o, v in self.acked[p] if seen.get(o) != v]
-            assert not missing, f"partition {p}: {len(missing)} acked messages not consumed, e.g. {missing[:5]}"
+            assert not missing, (f"partition {p}: {len(missing)} acked messages not consumed, e.g. {missing[:5]}; "
+                                 f"the load's consumer last read {got[-1][0] if got else None} and stopped at position "
+                                 f"{self.final_positions.get(p)}, its errors "
+                                 f"{self.consume_errors[-3:]}; " + self.read_back(p, missing))
             assert all(v % self.partitions == p for v in values), f"partition {p}: a foreign value"
         return self.acked_count()
+
+    def read_back(self, partition: int, missing: list[tuple[int, int]], wait: float = 60.0) -> str:
+        """Whether acked messages the load's consumer did not see are in the log: a fresh consumer reads
+        them. All there: the consumer stalled (a harness matter). Absent or other values: they were lost."""
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"read-back-{self.topic}",
+                      "enable.auto.commit": False, "auto.offset.reset": "error", "log_level": 2})
+        want = dict(missing)
+        got: dict[int, int] = {}
+        errors: list[str] = []
+        try:
+            low, high = c.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=20)
+            c.assign([TopicPartition(self.topic, partition, min(want))])
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and max(got, default=-1) < min(max(want), high - 1):
+                m = c.poll(0.5)
+                if m is None:
+                    continue
+                if m.error():
+                    errors.append(str(m.error()))
+                    continue
+                got[m.offset()] = int(m.value())
+        finally:
+            c.close()
+        there = sum(got.get(o) == v for o, v in want.items())
+        other = sum(o in got and got[o] != v for o, v in want.items())
+        return (f"read back: {there} of {len(want)} in the log, {other} with other values, "
+                f"{len(want) - there - other} absent (log offsets {low}..{high}){'; errors ' + str(errors[:3]) if errors else ''}"
+                + ("" if there == len(want) else " -- ACKED MESSAGES LOST"))
 
 
 @contextmanager
