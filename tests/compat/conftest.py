@@ -50,6 +50,23 @@ class Pair:
                 pass
 
 
+def wipe(pair: Pair, path: str) -> None:
+    """Remove what an earlier attempt of a test left under a fixed path on both servers (reruns
+    share the module's servers), for tests whose output names the path or lists the root."""
+    from kazoo.client import KazooClient
+    from kazoo.exceptions import NoNodeError
+    for _, host, port in pair.targets:
+        zk = KazooClient(f"{host}:{port}", auth_data=[("digest", SUPER_CRED)])
+        zk.start(30)
+        try:
+            zk.delete(path, recursive=True)
+        except NoNodeError:  # the usual case
+            pass
+        finally:
+            zk.stop()
+            zk.close()
+
+
 def start_pair(workdir: Path, extra_cfg: dict | None = None, *, container_check_ms: int = NO_REAPER_MS,
                start_zk: bool = True) -> Pair:
     cfg = {"DigestAuthenticationProvider.superDigest": SUPER_DIGEST}

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tests.compat.conftest import wipe
 from tests.support.real_zk import CLI_MT
 
 pytestmark = pytest.mark.realzk
@@ -121,6 +122,7 @@ def run_both(pair, commands):
 
 
 def test_cli_mt_commands(pair):
+    wipe(pair, "/cm")   # fixed: the output names /cm and lists the root; clear what a failed attempt left
     out = run_both(pair, [
         "create /cm",
         "create +e /cm/e",

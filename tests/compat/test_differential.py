@@ -36,6 +36,7 @@ from coord.jute import records as R
 from coord.jute.protocol import OpCode
 from tests.compat.conftest import SUPER_CRED, start_pair
 from tests.compat.rawclient import OPEN_ACL, READ_ACL, ConnectionClosed, RawClient
+from tests.support.names import fresh
 
 pytestmark = pytest.mark.realzk
 
@@ -889,26 +890,28 @@ def test_multi_create_modes_as_zookeeper_384(coord_shared):
     host, port = coord_shared.connect_string.split(":")
     c = RawClient(host, int(port)).start()
     open_acl = OPEN_ACL
-    r = c.multi([(15, R.CreateRequest("/m2", b"x", open_acl, 0)),
-                 (1, R.CreateRequest("/mc", b"", open_acl, 4)),
-                 (19, R.CreateRequest("/mcc", b"", open_acl, 0)),
-                 (21, R.CreateTTLRequest("/mt", b"", open_acl, 5, 10000)),
-                 (21, R.CreateTTLRequest("/mp", b"", open_acl, 0, 10000))])
+    m = fresh("/multi")   # the module's server: a rerun must not meet this run's nodes
+    assert c.create(m).err == 0
+    r = c.multi([(15, R.CreateRequest(f"{m}/m2", b"x", open_acl, 0)),
+                 (1, R.CreateRequest(f"{m}/mc", b"", open_acl, 4)),
+                 (19, R.CreateRequest(f"{m}/mcc", b"", open_acl, 0)),
+                 (21, R.CreateTTLRequest(f"{m}/mt", b"", open_acl, 5, 10000)),
+                 (21, R.CreateTTLRequest(f"{m}/mp", b"", open_acl, 0, 10000))])
     assert r.err == 0
     types = [t for t, _, _ in r.value]
     assert types == [15, 15, 15, 15, 1], r.value
     assert r.value[0][2].stat.dataLength == 1 and r.value[0][2].stat.ephemeralOwner == 0
-    for p in ("/mc/k", "/mcc/k"):
+    for p in (f"{m}/mc/k", f"{m}/mcc/k"):
         assert c.create(p).err == 0 and c.delete(p).err == 0
-    assert c.exists("/mp").value.ephemeralOwner == 0
+    assert c.exists(f"{m}/mp").value.ephemeralOwner == 0
     before = c.exists("/").zxid
-    for bad in (R.CreateRequest("/bad", b"", open_acl, 5), R.CreateRequest("/bad", b"", open_acl, 7)):
-        r = c.multi([(1, R.CreateRequest("/fine", b"", open_acl, 0)), (1, bad)])
+    for bad in (R.CreateRequest(f"{m}/bad", b"", open_acl, 5), R.CreateRequest(f"{m}/bad", b"", open_acl, 7)):
+        r = c.multi([(1, R.CreateRequest(f"{m}/fine", b"", open_acl, 0)), (1, bad)])
         assert r.err == -5 and r.zxid > before, r
         before = r.zxid
     r = c.call(1, b"\x00\x00\x00\x05/tru")  # a create whose body is cut short
     assert r.err == -5 and r.zxid > before
-    assert c.exists("/fine").err == -101 and c.exists("/bad").err == -101
+    assert c.exists(f"{m}/fine").err == -101 and c.exists(f"{m}/bad").err == -101
     c.stop()
 
 
@@ -930,9 +933,10 @@ def test_large_children_set_as_zookeeper(pair):
     (children as a sorted list, numChildren, cversion, errors, the one child event)."""
     n = 2548
     seen = {}
+    run = fresh("/bigkids")   # the module's servers: a rerun must not meet this run's nodes
     for name, host, port in pair.targets:
         c = RawClient(host, port).start()
-        base = f"/bigkids-{name}"
+        base = f"{run}-{name}"
         assert c.create(base).err == 0
 
         def pipelined(reqs):

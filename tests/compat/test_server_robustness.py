@@ -21,6 +21,7 @@ from coord.jute.protocol import Err, OpCode
 from tests.compat.conftest import start_pair
 from tests.compat.rawclient import ConnectionClosed, RawClient
 from tests.support.coord_server import CoordProcess
+from tests.support.names import fresh
 from tests.support.real_zk import four_letter
 
 pytestmark = pytest.mark.realzk
@@ -101,11 +102,12 @@ def test_client_delete_container_is_refused(pair):
     """deleteContainer (20) is the server's own cleanup op. ZooKeeper takes the path from the whole
     packet buffer, header included, so a client's request always fails BADARGUMENTS; coord refuses
     it the same way instead of letting any client delete empty containers without an ACL check."""
+    dc = fresh("/dc")   # the module's servers: a rerun must not meet this run's containers
     for name, host, port in pair.targets:
         c = RawClient(host, port).start()
-        assert c.create(f"/dc-{name}", b"", flags=4, op=OpCode.createContainer).err == 0
-        assert c.call(20, f"/dc-{name}".encode()).err == int(Err.BADARGUMENTS), name
-        assert c.exists(f"/dc-{name}").err == 0
+        assert c.create(f"{dc}-{name}", b"", flags=4, op=OpCode.createContainer).err == 0
+        assert c.call(20, f"{dc}-{name}".encode()).err == int(Err.BADARGUMENTS), name
+        assert c.exists(f"{dc}-{name}").err == 0
         c.stop()
 
 

@@ -13,9 +13,11 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.protocol.states import KazooState
 
+from coord.core.javaorder import hashset_clone_order
 from coord.jute import records as R
 from tests.compat.conftest import start_pair
 from tests.compat.rawclient import ConnectionClosed, RawClient
+from tests.support.names import fresh
 
 pytestmark = pytest.mark.realzk
 
@@ -95,17 +97,19 @@ def test_connect_response_with_and_without_read_only_byte(pair):
 
 # -- reconnects ----------------------------------------------------------------------------------------
 def test_reconnect_with_id_and_password(pair):
+    eph = fresh("/re")   # the module's servers: a rerun must not meet this run's live ephemeral
+
     def run(name, host, port):
         a = RawClient(host, port, timeout_ms=10000).start()
         sid, pw = a.session_id, a.passwd
-        assert a.create("/re", b"", flags=1).err == 0
+        assert a.create(eph, b"", flags=1).err == 0
         a.close_socket()   # no closeSession: the session lives on
         b = RawClient(host, port, timeout_ms=20000, session_id=sid, passwd=pw, last_zxid=a.last_zxid)
         resp = b.connect()
         out = [resp.timeOut, resp.sessionId == sid, resp.passwd == pw]
-        st = b.exists("/re")
+        st = b.exists(eph)
         out.append(st.err == 0 and st.value.ephemeralOwner == sid)
-        out.append(b.get_ephemerals("/").value.ephemerals == ["/re"])
+        out.append(b.get_ephemerals("/").value.ephemerals == [eph])
         b.stop()
         return out
     # the reconnect negotiates afresh: its own (clamped) timeout is answered and governs the session
@@ -126,10 +130,12 @@ def test_reconnect_moves_session_off_the_old_connection(pair):
 
 
 def test_kazoo_client_id_reuse(pair):
+    kz = fresh("/kz")
+
     def run(name, host, port):
         z1 = KazooClient(hosts=f"{host}:{port}", timeout=10)
         z1.start(timeout=15)
-        z1.create("/kz", b"e", ephemeral=True)
+        z1.create(kz, b"e", ephemeral=True)
         sid, pw = z1.client_id
         # abandon z1's socket without closing the session
         z1._connection._socket.close()
@@ -137,8 +143,8 @@ def test_kazoo_client_id_reuse(pair):
         z2.start(timeout=15)
         try:
             same_session = z2.client_id[0] == sid
-            owner = z2.exists("/kz").ephemeralOwner == sid
-            z2.set("/kz", b"still mine")
+            owner = z2.exists(kz).ephemeralOwner == sid
+            z2.set(kz, b"still mine")
         finally:
             z2.stop()
             z2.close()
@@ -199,8 +205,9 @@ def test_last_zxid_seen_ahead_of_server_is_refused(pair):
 
 # -- expiry and closeSession ---------------------------------------------------------------------------
 def test_expiry_deletes_ephemerals_and_fires_watches(fast_pair):
+    root = fresh("/exp")   # the module's servers: a rerun must not meet this run's nodes
+
     def run(name, host, port):
-        root = "/exp"
         w = RawClient(host, port, timeout_ms=4000).start()
         assert w.create(root).err == 0
         a = RawClient(host, port, timeout_ms=400).start()
@@ -229,8 +236,14 @@ def test_expiry_deletes_ephemerals_and_fires_watches(fast_pair):
 
 
 def test_close_session_deletes_ephemerals_immediately(pair):
+    # A fresh root (the module's servers: a rerun must not meet this run's nodes), one where /e1 or
+    # /e2 is deleted before /e0: ZooKeeper deletes the ephemerals in HashSet order of their paths.
+    while True:
+        root = fresh("/cls")
+        if hashset_clone_order([(f"{root}/e{i}", i) for i in range(3)])[0] != f"{root}/e0":
+            break
+
     def run(name, host, port):
-        root = "/cls"
         w = RawClient(host, port).start()
         assert w.create(root).err == 0
         a = RawClient(host, port).start()
@@ -248,7 +261,7 @@ def test_close_session_deletes_ephemerals_immediately(pair):
         return r.err, closed, kids, [(t, p[len(root):]) for t, p in events]
     got = same(each(pair, run))
     assert got[0] == 0 and got[1] and got[2] == ["keep"]
-    # ZooKeeper deletes the ephemerals in HashSet order: here /cls/e1 or /cls/e2 goes before /cls/e0
+    # ZooKeeper deletes the ephemerals in HashSet order: here <root>/e1 or <root>/e2 goes before <root>/e0
     assert got[3] == [(4, ""), (2, "/e0")]
 
 
@@ -276,8 +289,9 @@ def test_set_watches_relative_zxid_rules(pair):
     """setWatches on a resumed session: data watches fire NodeDataChanged when mzxid > relativeZxid
     (NodeDeleted when the node is gone), exist watches NodeCreated when the node exists, child
     watches NodeChildrenChanged when pzxid > relativeZxid; the rest are armed and fire later."""
+    r = fresh("/sw")   # the module's servers: a rerun must not meet this run's nodes
+
     def run(name, host, port):
-        r = "/sw"
         a = RawClient(host, port, timeout_ms=10000).start()
         w = RawClient(host, port).start()
         for p in ("", "/same", "/changed", "/gone", "/kids", "/quiet", "/born"):
@@ -319,8 +333,9 @@ def test_set_watches_relative_zxid_rules(pair):
 
 
 def test_set_watches2_persistent_replay(pair):
+    r = fresh("/sw2")   # the module's servers: a rerun must not meet this run's nodes
+
     def run(name, host, port):
-        r = "/sw2"
         w = RawClient(host, port).start()
         assert w.create(r).err == 0
         a = RawClient(host, port, timeout_ms=10000).start()
@@ -417,8 +432,9 @@ def test_kazoo_recovers_after_connection_loss(pair):
     The session survives (same id, ephemeral kept) and DataWatch/ChildrenWatch see the missed changes."""
     from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 
+    r = fresh("/kzr")   # the module's servers: a rerun must not meet this run's nodes
+
     def run(name, host, port):
-        r = "/kzr"
         w = RawClient(host, port).start()
         for p in ("", "/d", "/c"):
             assert w.create(r + p).err == 0
@@ -505,8 +521,9 @@ def test_java_client_replays_watches_after_connection_loss(pair):
     missed changes at once (mzxid/pzxid > relativeZxid, NodeCreated for an existing exist-watch)."""
     from tests.compat.zkcli import ZkCli
 
+    r = fresh("/jr")   # the module's servers: a rerun must not meet this run's nodes
+
     def run(name, host, port):
-        r = "/jr"
         w = RawClient(host, port).start()
         for p in ("", "/d", "/c", "/quiet"):
             assert w.create(r + p).err == 0

@@ -13,7 +13,7 @@ import re
 import pytest
 
 from coord.core.acl import digest_id
-from tests.compat.conftest import SUPER_CRED
+from tests.compat.conftest import SUPER_CRED, wipe
 from tests.compat.zkcli import run_script, strip_noise
 
 pytestmark = pytest.mark.realzk
@@ -68,24 +68,8 @@ def run_both(pair, commands):
 USER1 = digest_id("user1:pw1")
 
 
-def _wipe(pair, path: str) -> None:
-    """Remove what an earlier attempt of a test left (reruns share the module's servers)."""
-    from kazoo.client import KazooClient
-    from kazoo.exceptions import NoNodeError
-    for _, host, port in pair.targets:
-        zk = KazooClient(f"{host}:{port}", auth_data=[("digest", SUPER_CRED)])
-        zk.start(30)
-        try:
-            zk.delete(path, recursive=True)
-        except NoNodeError:  # the usual case
-            pass
-        finally:
-            zk.stop()
-            zk.close()
-
-
 def test_zkcli_scripts(pair):
-    _wipe(pair, "/zc")
+    wipe(pair, "/zc")
     body, events = run_both(pair, [
         'create /zc "hello"',
         'create -s /zc/seq- "s"',
@@ -174,7 +158,7 @@ def test_zkcli_scripts(pair):
 
 
 def test_zkcli_super_digest(pair):
-    _wipe(pair, "/zs")
+    wipe(pair, "/zs")
     body, _ = run_both(pair, [
         'create /zs "x"',
         "setAcl /zs world:anyone:",
@@ -190,7 +174,7 @@ def test_zkcli_super_digest(pair):
 
 
 def test_zkcli_errors_and_special_nodes(pair):
-    _wipe(pair, "/ok")
+    wipe(pair, "/ok")
     body, _ = run_both(pair, [
         "create /zookeeper/x",
         "delete /zookeeper",
@@ -216,8 +200,8 @@ def test_zkcli_errors_and_special_nodes(pair):
 def test_zkcli_quotas(pair):
     """setquota/listquota/delquota: the server keeps zookeeper_stats (count and bytes of the subtree)
     up to date on every create, delete and setData under a quota root."""
-    _wipe(pair, "/q")
-    _wipe(pair, "/zookeeper/quota/q")
+    wipe(pair, "/q")
+    wipe(pair, "/zookeeper/quota/q")
     body, _ = run_both(pair, [
         "create /q x",
         "create /q/a 12345",

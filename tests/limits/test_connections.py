@@ -18,8 +18,10 @@ from tests.support.real_zk import four_letter
 pytestmark = pytest.mark.realzk
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def capped_pair(pki, tmp_path_factory):
+    """Fresh servers per test (one test uses them): its counters (connection_rejected,
+    auth_failed_count) are compared exactly, and a rerun on used servers would count the last try's."""
     cfg = dict(ssl_keys(pki, "JKS"), maxCnxns="2")
     p = start_sasl_pair(tmp_path_factory.mktemp("maxcnxns"), None, cfg, secure=True)
     yield p

@@ -114,13 +114,14 @@ def _create_burst(host, port, n):
     """n pipelined creates on one connection: seconds until the last reply, and whether every one
     came back in order, succeeded, and made its node."""
     import time
+    burst = f"/burst-{uuid.uuid4().hex[:8]}"   # fresh: a rerun on the same servers must not meet this run's nodes
     c = RawClient(host, port).start()
-    c.create("/burst")
+    c.create(burst)
     t0 = time.monotonic()
-    xids = [c.submit(1, R.CreateRequest(f"/burst/n{i:05d}", b"", OPEN, 0).encode()) for i in range(n)]
+    xids = [c.submit(1, R.CreateRequest(f"{burst}/n{i:05d}", b"", OPEN, 0).encode()) for i in range(n)]
     got = [c._read_reply() for _ in xids]
     took = time.monotonic() - t0
-    made = len(decode(R.GetChildrenResponse, c.get_children("/burst").body)[0].children)
+    made = len(decode(R.GetChildrenResponse, c.get_children(burst).body)[0].children)
     c.close_socket()
     return took, ([r.xid for r in got] == xids, {r.err for r in got}, made)
 

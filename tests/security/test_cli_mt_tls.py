@@ -14,6 +14,7 @@ import pytest
 from tests.compat.test_cli_mt import _RESULT, CliMt, normalise
 from tests.security.certs import ssl_keys
 from tests.security.conftest import start_sasl_pair
+from tests.support.names import fresh
 
 pytestmark = pytest.mark.realzk
 
@@ -45,16 +46,18 @@ def _cli(binary, pki, port: int, who: str = "client") -> CliMt:
     return CliMt(host, [str(binary), "-h", host, "-s", f"{pki.ca_pem()},{crt},{key},unused"])
 
 
-COMMANDS = ["create /tlsc", "create +e /tlsc/a", "set /tlsc/a hello", "get /tlsc/a", "set /tlsc/a world",
-            "get /tlsc/a", "ls /tlsc", "exists /tlsc/nope", "delete /tlsc/a", "delete /tlsc", "exists /tlsc"]
+def commands(r: str) -> list[str]:
+    return [f"create {r}", f"create +e {r}/a", f"set {r}/a hello", f"get {r}/a", f"set {r}/a world",
+            f"get {r}/a", f"ls {r}", f"exists {r}/nope", f"delete {r}/a", f"delete {r}", f"exists {r}"]
 
 
 def test_cli_mt_over_tls(cli_mt_tls, pki, tls_pair):
+    r = fresh("/tlsc")   # the module's servers: a rerun must not meet this run's nodes; the same on both
     got = {}
     for name, port in (("zk", tls_pair.zk.secure_port), ("coord", tls_pair.coord.secure_port)):
-        got[name] = normalise(_cli(cli_mt_tls, pki, port).run(COMMANDS))
+        got[name] = normalise(_cli(cli_mt_tls, pki, port).run(commands(r)))
     assert any("hello" in ln for ln in got["coord"]) and any("world" in ln for ln in got["coord"]), got["coord"]
-    assert "Error -101 for /tlsc/nope" in "\n".join(got["coord"])
+    assert f"Error -101 for {r}/nope" in "\n".join(got["coord"])
     # as tests/compat's cli_mt test: the lines as a multiset, the completions in order
     assert sorted(got["zk"]) == sorted(got["coord"]), got
     assert [ln for ln in got["zk"] if _RESULT.match(ln)] == [ln for ln in got["coord"] if _RESULT.match(ln)]

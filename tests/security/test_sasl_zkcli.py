@@ -10,6 +10,7 @@ import pytest
 
 from tests.compat.zkcli import _env, strip_noise
 from tests.security.conftest import USERS, write_jaas
+from tests.support.names import fresh
 from tests.support.real_zk import ZKCLI
 
 pytestmark = pytest.mark.realzk
@@ -38,8 +39,8 @@ def split_events(lines: list[str]):
 
 def test_zkcli_jaas_client(sasl_pair, tmp_path):
     jaas = write_jaas(tmp_path / "client.conf", client=("jaasuser", USERS["jaasuser"]))
-    cmds = ["whoami", "create /zkcli-sasl v sasl:jaasuser:cdrwa", "getAcl /zkcli-sasl", "get /zkcli-sasl",
-            "delete /zkcli-sasl"]
+    node = fresh("/zkcli-sasl")   # the module's servers: a rerun must not meet this run's node; the same on both
+    cmds = ["whoami", f"create {node} v sasl:jaasuser:cdrwa", f"getAcl {node}", f"get {node}", f"delete {node}"]
     out = {name: run_zkcli(f"{h}:{p}", jaas, cmds) for name, h, p in sasl_pair.targets}
     assert split_events(out["zk"]) == split_events(out["coord"])
     text = "\n".join(out["zk"])

@@ -13,6 +13,7 @@ import pytest
 from coord.aio.server import READ_BUFFER_BYTES, ClientProtocol
 from coord.bench.client import OPS, Session, encode_batch, recv_frame, request_body
 from coord.jute import records as R
+from tests.support.names import fresh
 
 _LEN = struct.Struct(">i")
 
@@ -59,6 +60,9 @@ def _frames_cut_anywhere(connect_string: str, open_socket=_plain, check_string: 
     """open_socket(host, port): the two connections (plain, or TLS: tests/security/test_tls.py);
     check_string: where a plain session reads the results back (default connect_string)."""
     host, port = connect_string.split(":")
+    # fresh names: tests/security/test_tls.py runs this on its module's servers, where a rerun
+    # must not meet this run's nodes
+    ra, rb = fresh("/reads-a"), fresh("/reads-b")
     a = open_socket(host, int(port))
     b = open_socket(host, int(port))
     try:
@@ -73,12 +77,12 @@ def _frames_cut_anywhere(connect_string: str, open_socket=_plain, check_string: 
         for s in (a, b):
             assert struct.unpack_from(">q", recv_frame(s), 8)[0] != 0   # a session id
         # a create on each, then three requests in one send on a, cut mid-frame on b
-        a.sendall(_request(1, "create", "/reads-a", b"x"))
-        b.sendall(_request(1, "create", "/reads-b", b"y"))
+        a.sendall(_request(1, "create", ra, b"x"))
+        b.sendall(_request(1, "create", rb, b"y"))
         assert _reply(a) == (1, 0) and _reply(b) == (1, 0)
-        blob, _ = encode_batch("getData", ["/reads-a", "/reads-b", "/reads-a"], b"", 2)
+        blob, _ = encode_batch("getData", [ra, rb, ra], b"", 2)
         a.sendall(blob)
-        cut = _request(2, "setData", "/reads-b", b"z" * 1000) + _request(3, "exists", "/reads-a")
+        cut = _request(2, "setData", rb, b"z" * 1000) + _request(3, "exists", ra)
         b.sendall(cut[:17])
         time.sleep(0.05)
         b.sendall(cut[17:1020])
@@ -88,7 +92,7 @@ def _frames_cut_anywhere(connect_string: str, open_socket=_plain, check_string: 
         assert [_reply(b) for _ in range(2)] == [(2, 0), (3, 0)]
         # one frame larger than the shared buffer: 600 KB of data, read in many pieces
         big = b"".join(bytes([i % 251]) for i in range(600_000))
-        a.sendall(_request(5, "setData", "/reads-a", big))
+        a.sendall(_request(5, "setData", ra, big))
         assert _reply(a) == (5, 0)
     finally:
         a.close()
@@ -96,8 +100,8 @@ def _frames_cut_anywhere(connect_string: str, open_socket=_plain, check_string: 
     host, port = (check_string or connect_string).split(":")
     s = Session(host, int(port))
     try:
-        err, frame = s.call("getData", "/reads-a")
+        err, frame = s.call("getData", ra)
         assert err == 0 and big in frame
-        assert s.call("getData", "/reads-b")[1].find(b"z" * 1000) > 0
+        assert s.call("getData", rb)[1].find(b"z" * 1000) > 0
     finally:
         s.close()
