@@ -8,12 +8,25 @@ once, in order.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+
+class _Remember(logging.Logger):
+    """librdkafka's log lines, kept in a list (the last 200) rather than printed."""
+
+    def __init__(self, into: list[str]):
+        super().__init__("load-producer", logging.DEBUG)
+        self.into = into
+
+    def handle(self, record: logging.LogRecord) -> None:
+        self.into.append(f"{time.strftime('%H:%M:%S')} {record.getMessage()}")
+        del self.into[:-200]
 
 
 class ContinuousLoad:
@@ -25,6 +38,7 @@ class ContinuousLoad:
         self.acked: dict[int, list[tuple[int, int]]] = defaultdict(list)    # partition -> (offset, seq)
         self.ack_times: list[float] = []
         self.failed: list[str] = []
+        self.producer_log: list[str] = []     # librdkafka's warnings: an idempotence epoch bump shows here
         self.consumed: dict[int, list[tuple[int, int]]] = defaultdict(list)
         self.consume_errors: list[str] = []
         self.final_positions: dict[int, int] = {}
@@ -42,7 +56,8 @@ class ContinuousLoad:
 
     def _produce(self) -> None:
         p = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True,
-                      "linger.ms": 5, "delivery.timeout.ms": 120000, "log_level": 2})
+                      "linger.ms": 5, "delivery.timeout.ms": 120000, "log_level": 4},
+                     logger=_Remember(self.producer_log))
         seq = 0
         while not self._stop_producing.is_set():
             p.produce(self.topic, str(seq).encode(), partition=seq % self.partitions,
@@ -127,7 +142,7 @@ class ContinuousLoad:
             offsets = [o for o, _ in got]
             assert offsets == sorted(set(offsets)), f"partition {p}: offsets not strictly increasing"
             values = [v for _, v in got]
-            assert len(values) == len(set(values)), f"partition {p}: a value consumed twice"
+            assert len(values) == len(set(values)), f"partition {p}: {self.duplicates(p)}"
             seen = dict(got)
             missing = [(o, v) for o, v in self.acked[p] if seen.get(o) != v]
             assert not missing, (f"partition {p}: {len(missing)} acked messages not consumed, e.g. {missing[:5]}; "
@@ -136,6 +151,19 @@ class ContinuousLoad:
                                  f"{self.consume_errors[-3:]}; " + self.read_back(p, missing))
             assert all(v % self.partitions == p for v in values), f"partition {p}: a foreign value"
         return self.acked_count()
+
+    def duplicates(self, partition: int) -> str:
+        """Values the log holds at more than one offset (an idempotent producer's retry written twice),
+        with their offsets, which of those were acked, and the consumer's errors."""
+        at: dict[int, list[int]] = defaultdict(list)
+        for o, v in self.consumed[partition]:
+            at[v].append(o)
+        twice = {v: os for v, os in at.items() if len(os) > 1}
+        acked = dict(self.acked[partition])
+        shown = [(v, os, [o for o in os if acked.get(o) == v]) for v, os in sorted(twice.items())[:5]]
+        return (f"{len(twice)} values consumed twice (value, offsets, acked offsets): {shown}; "
+                f"producer errors {self.failed[-3:]}; consumer errors {self.consume_errors[-3:]}; producer warnings "
+                f"{[w for w in self.producer_log if any(k in w.lower() for k in ('idempot', 'epoch', 'pid', 'sequence'))][-6:]}")
 
     def read_back(self, partition: int, missing: list[tuple[int, int]], wait: float = 60.0) -> str:
         """Whether acked messages the load's consumer did not see are in the log: a fresh consumer reads
