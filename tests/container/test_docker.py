@@ -26,6 +26,7 @@ from kazoo.client import KazooClient
 
 from tests.container.compose_files import COMPOSE, IMAGE_LINE
 from tests.support.coord_server import ROOT
+from tests.support.names import fresh
 from tests.support.real_zk import four_letter
 
 IMAGE = os.environ.get("COORD_IMAGE", "coord:local")
@@ -191,7 +192,8 @@ def _kazoo(port: int) -> KazooClient:
 
 
 class TestCoordCompose:
-    """compose/coord.yml: three servers, each killed, cut off and recreated in turn."""
+    """compose/coord.yml: three servers, each killed, cut off and recreated in turn. The servers are
+    the class's: each test writes a fresh node, so a rerun does not meet its first attempt's."""
 
     def test_coord_compose_all_three_serve_and_are_healthy(self, coord_compose):
         wait_for(lambda: sorted(mode(p) for p in (2181, 2182, 2183)) == ["follower", "follower", "leader"],
@@ -202,18 +204,20 @@ class TestCoordCompose:
                      120, 1, f"{svc} healthy")
 
     def test_coord_compose_a_killed_container_restarts_with_its_data(self, coord_compose):
+        path = fresh("/killed")
         zk = _kazoo(2181)
-        zk.create("/killed", b"before", makepath=True)
+        zk.create(path, b"before", makepath=True)
         zk.stop()
         _compose(coord_compose, "kill -s SIGKILL zoo2")
         _compose(coord_compose, "start zoo2")
         wait_for(lambda: ruok(2182), 120, 0.5, "zoo2 back")
         zk = wait_for(lambda: _kazoo(2182), 120, 1, "a session on zoo2")
-        zk.sync("/killed")
-        assert zk.get("/killed")[0] == b"before"
+        zk.sync(path)
+        assert zk.get(path)[0] == b"before"
         zk.stop()
 
     def test_coord_compose_one_disconnected_leaves_two_serving(self, coord_compose):
+        path = fresh("/partitioned")
         cid = _compose(coord_compose, "ps -q zoo3").strip()
         network = next(iter(json.loads(docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", cid).stdout)))
         docker("network", "disconnect", network, cid)
@@ -221,7 +225,7 @@ class TestCoordCompose:
             def write():
                 zk = _kazoo(2181)
                 try:
-                    zk.create("/partitioned", b"two", makepath=True)
+                    zk.create(path, b"two", makepath=True)
                     return True
                 finally:
                     zk.stop()
@@ -229,21 +233,22 @@ class TestCoordCompose:
         finally:
             docker("network", "connect", "--alias", "zoo3", network, cid)
         zk = wait_for(lambda: _kazoo(2183), 120, 1, "a session on zoo3 after reconnecting")
-        zk.sync("/partitioned")
-        assert zk.get("/partitioned")[0] == b"two"
+        zk.sync(path)
+        assert zk.get(path)[0] == b"two"
         zk.stop()
 
     def test_coord_compose_data_survives_down_and_up(self, coord_compose):
+        path = fresh("/down-up")
         zk = _kazoo(2181)
-        zk.create("/down-up", b"kept", makepath=True)
+        zk.create(path, b"kept", makepath=True)
         zk.stop()
         _compose(coord_compose, "down")          # containers gone, named volumes kept
         _compose(coord_compose, "up -d")
         for port in (2181, 2182, 2183):
             wait_for(lambda: ruok(port), 120, 0.5, f"imok on {port}")
         zk = wait_for(lambda: _kazoo(2182), 120, 1, "a session after up")
-        zk.sync("/down-up")
-        assert zk.get("/down-up")[0] == b"kept"
+        zk.sync(path)
+        assert zk.get(path)[0] == b"kept"
         zk.stop()
 
 

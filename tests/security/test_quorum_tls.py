@@ -18,6 +18,7 @@ import pytest
 
 from tests.security.certs import PASSWORD
 from tests.support.ensemble import Ensemble, coord_ensemble_available
+from tests.support.names import fresh
 from tests.support.real_zk import available as zk_available
 
 KINDS = ["coord", "zookeeper"]
@@ -101,19 +102,20 @@ def tls_ens(request, tmp_path_factory, stores):
 
 def test_tls_ensemble_serves(tls_ens):
     leader = tls_ens.wait_serving(wait=60)
+    path = fresh("/qtls-serves")   # the module's ensemble: a rerun must not meet this run's node
     zk = _kazoo_on(tls_ens, tls_ens.connect_string())
     try:
-        zk.create("/qtls-serves", b"x" * 100)
+        zk.create(path, b"x" * 100)
         # the write went through the leader to every follower over TLS links
         for sid, m in tls_ens.members.items():
             z1 = _kazoo_on(tls_ens, m.connect_string)
             try:
-                z1.sync("/qtls-serves")
-                assert z1.get("/qtls-serves")[0] == b"x" * 100, sid
+                z1.sync(path)
+                assert z1.get(path)[0] == b"x" * 100, sid
             finally:
                 z1.stop()
                 z1.close()
-        zk.delete("/qtls-serves")
+        zk.delete(path)
     finally:
         zk.stop()
         zk.close()
@@ -142,9 +144,10 @@ def _garbage(port: int, payload: bytes) -> bytes:
 def test_garbage_on_tls_quorum_ports_closes_that_link_only(tls_ens):
     leader = tls_ens.wait_serving(wait=60)
     victim = tls_ens.members[leader]
+    path = fresh("/qtls-garbage")   # the module's ensemble: a rerun must not meet this run's node
     zk = _kazoo_on(tls_ens, tls_ens.connect_string())
     try:
-        zk.create("/qtls-garbage", b"before")
+        zk.create(path, b"before")
         t0 = time.monotonic()
         # a TLS record header with a bad version then junk; plain HTTP; a fake ClientHello cut short
         for port in (victim.quorum_port, victim.election_port):
@@ -156,9 +159,9 @@ def test_garbage_on_tls_quorum_ports_closes_that_link_only(tls_ens):
         # nothing else was disturbed: same leader, every server serving, writes go through
         assert tls_ens.wait_serving(wait=30) == leader
         assert all(m.mode() in ("leader", "follower") for m in tls_ens.members.values())
-        zk.set("/qtls-garbage", b"after")
-        assert zk.get("/qtls-garbage")[0] == b"after"
-        zk.delete("/qtls-garbage")
+        zk.set(path, b"after")
+        assert zk.get(path)[0] == b"after"
+        zk.delete(path)
     finally:
         zk.stop()
         zk.close()

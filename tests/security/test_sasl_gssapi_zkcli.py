@@ -7,6 +7,7 @@ import re
 import pytest
 
 from tests.security.krb import run_zkcli_krb, write_krb_jaas
+from tests.support.names import fresh
 from tests.security.test_sasl_zkcli import split_events
 
 pytestmark = pytest.mark.realzk
@@ -15,8 +16,8 @@ pytestmark = pytest.mark.realzk
 def test_zkcli_kerberos(realm, krb_pair, tmp_path):
     me = realm.principal("client")
     jaas = write_krb_jaas(tmp_path / "client.conf", client=(me, realm.keytab_of("client")))
-    cmds = ["whoami", f"create /zkcli-gss v sasl:{me}:cdrwa", "getAcl /zkcli-gss", "get /zkcli-gss",
-            "delete /zkcli-gss"]
+    node = fresh("/zkcli-gss")   # the module's servers: a rerun must not meet this run's node; the same on both
+    cmds = ["whoami", f"create {node} v sasl:{me}:cdrwa", f"getAcl {node}", f"get {node}", f"delete {node}"]
     out = {name: run_zkcli_krb(realm, f"{h}:{p}", jaas, cmds) for name, h, p in krb_pair.targets}
     assert split_events(out["zk"]) == split_events(out["coord"])
     text = "\n".join(out["zk"])

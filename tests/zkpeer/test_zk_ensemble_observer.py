@@ -11,6 +11,7 @@ import time
 import pytest
 from kazoo.client import KazooClient
 
+from tests.support.names import fresh
 from tests.support.real_zk import four_letter
 from tests.support.zk_observer import KINDS, ObservedEnsemble, zk_tree_digest
 
@@ -84,6 +85,8 @@ def observed(request, tmp_path_factory):
 
 
 def test_sync_and_digest_equal_under_write_load(observed):
+    # fresh names: the ensemble is the module's, and a rerun must not meet this run's nodes
+    tmp, via_obs = fresh("/pre/tmp"), fresh("/via-obs")
     leader = observed.voters.leader().connect_string
     ours, theirs = digests_equal(observed, leader)
     assert ours == theirs, "not equal right after the sync"
@@ -98,8 +101,8 @@ def test_sync_and_digest_equal_under_write_load(observed):
                 c.set(f"/pre/n{i % 200}", b"w%d" % i)
                 c.create("/load-", b"", sequence=True, ephemeral=(i % 3 == 0))
                 if i % 5 == 0:
-                    c.create(f"/pre/tmp{i}", b"t")
-                    c.delete(f"/pre/tmp{i}")
+                    c.create(f"{tmp}-{i}", b"t")
+                    c.delete(f"{tmp}-{i}")
                 i += 1
                 done[0] = i
         finally:
@@ -110,7 +113,7 @@ def test_sync_and_digest_equal_under_write_load(observed):
     via = client(observed.observer_connect)
     try:
         for i in range(30):      # writes through the observer interleave with the load
-            via.create(f"/via-obs-{i}", b"o", ephemeral=bool(i % 2))
+            via.create(f"{via_obs}-{i}", b"o", ephemeral=bool(i % 2))
         time.sleep(3)
     finally:
         stop.set()
@@ -124,14 +127,15 @@ def test_sync_and_digest_equal_under_write_load(observed):
 
 
 def test_kazoo_through_the_observer_ephemerals_watches_sequentials(observed):
+    app = fresh("/app")   # the module's ensemble: a rerun must not meet this run's children
     voters = client(observed.voters.connect_string)
     via = client(observed.observer_connect)
     try:
-        via.ensure_path("/app")
-        names = [via.create("/app/job-", b"", sequence=True) for _ in range(3)]
+        via.ensure_path(app)
+        names = [via.create(f"{app}/job-", b"", sequence=True) for _ in range(3)]
         assert names == sorted(names) and len(set(names)) == 3
-        voters.sync("/app")
-        assert sorted(voters.get_children("/app")) == sorted(n.rsplit("/", 1)[1] for n in names)
+        voters.sync(app)
+        assert sorted(voters.get_children(app)) == sorted(n.rsplit("/", 1)[1] for n in names)
 
         fired = threading.Event()
         seen = []
@@ -139,20 +143,20 @@ def test_kazoo_through_the_observer_ephemerals_watches_sequentials(observed):
         def watch(ev):
             seen.append((ev.type, ev.path))
             fired.set()
-        via.get("/app", watch=watch)
-        voters.set("/app", b"changed by a voter's client")
+        via.get(app, watch=watch)
+        voters.set(app, b"changed by a voter's client")
         assert fired.wait(20), "data watch set through the observer did not fire"
-        assert seen == [("CHANGED", "/app")]
-        assert via.get("/app")[0] == b"changed by a voter's client"
+        assert seen == [("CHANGED", app)]
+        assert via.get(app)[0] == b"changed by a voter's client"
 
         eph = client(observed.observer_connect)
-        eph.create("/app/alive", b"", ephemeral=True)
-        voters.sync("/app")
-        assert voters.exists("/app/alive").ephemeralOwner == eph.client_id[0]
+        eph.create(f"{app}/alive", b"", ephemeral=True)
+        voters.sync(app)
+        assert voters.exists(f"{app}/alive").ephemeralOwner == eph.client_id[0]
         eph.stop()       # closeSession through the observer: the leader removes the ephemeral
-        wait_until(lambda: voters.exists("/app/alive") is None, "ephemeral gone on the voters")
-        via.sync("/app")
-        assert via.exists("/app/alive") is None
+        wait_until(lambda: voters.exists(f"{app}/alive") is None, "ephemeral gone on the voters")
+        via.sync(app)
+        assert via.exists(f"{app}/alive") is None
     finally:
         via.stop()
         voters.stop()
@@ -161,8 +165,9 @@ def test_kazoo_through_the_observer_ephemerals_watches_sequentials(observed):
 def test_a_session_moves_from_a_voter_to_the_observer_and_keeps_writing(observed):
     """The reconnect is REVALIDATEd by the leader, which makes the observer the session's owner: its
     writes through the observer are not SESSIONMOVED, and its ephemerals survive the move."""
+    moving = fresh("/moving")   # the module's ensemble: a rerun must not meet this run's ephemerals
     first = client(observed.voters.members[0].connect_string)
-    first.create("/moving", b"", ephemeral=True)
+    first.create(moving, b"", ephemeral=True)
     sid, passwd = first.client_id
     moved = KazooClient(hosts=observed.observer_connect, timeout=10)
     _started.append(moved)
@@ -170,30 +175,32 @@ def test_a_session_moves_from_a_voter_to_the_observer_and_keeps_writing(observed
     moved.start(timeout=30)
     try:
         assert moved.client_id[0] == sid
-        moved.create("/moving-2", b"", ephemeral=True)
-        assert moved.exists("/moving").ephemeralOwner == sid
-        assert moved.exists("/moving-2").ephemeralOwner == sid
+        moved.create(f"{moving}-2", b"", ephemeral=True)
+        assert moved.exists(moving).ephemeralOwner == sid
+        assert moved.exists(f"{moving}-2").ephemeralOwner == sid
     finally:
         moved.stop()
         first.stop()
     v = client(observed.voters.connect_string)
-    wait_until(lambda: v.exists("/moving") is None and v.exists("/moving-2") is None, "ephemerals gone")
+    wait_until(lambda: v.exists(moving) is None and v.exists(f"{moving}-2") is None, "ephemerals gone")
     v.stop()
 
 
 def test_observer_restarted_syncs_again(observed):
+    down = fresh("/while-down")   # the module's ensemble: a rerun must not meet this run's nodes
+    recovered_before = observed.observer_log().count("recovered zxid")   # each start appends to the log
     observed.stop_observer()
     c = client(observed.voters.connect_string)
-    c.ensure_path("/while-down")
+    c.ensure_path(down)
     for i in range(40):
-        c.create(f"/while-down/n{i}", b"%d" % i)
+        c.create(f"{down}/n{i}", b"%d" % i)
     c.stop()
     t0 = time.monotonic()
     observed.start_observer()
     took = time.monotonic() - t0
     via = client(observed.observer_connect)
     try:
-        assert len(via.get_children("/while-down")) == 40
+        assert len(via.get_children(down)) == 40
     finally:
         via.stop()
     ours, theirs = digests_equal(observed, observed.voters.leader().connect_string)
@@ -204,7 +211,7 @@ def test_observer_restarted_syncs_again(observed):
         m = observed.observer_mntr()
         assert (m["zk_zkpeer_diff_syncs"], m["zk_zkpeer_snap_syncs"]) == ("1", "0"), m
         recovered = [ln for ln in observed.observer_log().splitlines() if "recovered zxid" in ln]
-        assert len(recovered) == 2 and "recovered zxid 0x0 " not in recovered[-1], recovered
+        assert len(recovered) == recovered_before + 1 and "recovered zxid 0x0 " not in recovered[-1], recovered
     print(f"{observed.kind} observer restarted and observing in {took:.2f}s")
 
 
