@@ -18,15 +18,20 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 
 class _Remember(logging.Logger):
-    """librdkafka's log lines, kept in a list (the last 200) rather than printed."""
+    """librdkafka's warnings and its idempotence (eos) debug lines (a PID acquired, a partition drained,
+    an epoch bumped: what lets a retried batch be written twice), kept in a list (the last 300)."""
+
+    WORDS = ("pid", "epoch", "drain", "idempot", "sequence")
 
     def __init__(self, into: list[str]):
         super().__init__("load-producer", logging.DEBUG)
         self.into = into
 
     def handle(self, record: logging.LogRecord) -> None:
-        self.into.append(f"{time.strftime('%H:%M:%S')} {record.getMessage()}")
-        del self.into[:-200]
+        line = record.getMessage()
+        if record.levelno >= logging.WARNING or any(w in line.lower() for w in self.WORDS):
+            self.into.append(f"{time.strftime('%H:%M:%S')} {line}")
+            del self.into[:-300]
 
 
 class ContinuousLoad:
@@ -55,7 +60,7 @@ class ContinuousLoad:
 
     def _produce(self) -> None:
         p = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True,
-                      "linger.ms": 5, "delivery.timeout.ms": 120000, "log_level": 4},
+                      "linger.ms": 5, "delivery.timeout.ms": 120000, "debug": "eos", "log_level": 7},
                      logger=_Remember(self.producer_log))
         seq = 0
         while not self._stop_producing.is_set():
@@ -157,7 +162,7 @@ class ContinuousLoad:
         shown = [(v, os, [o for o in os if acked.get(o) == v]) for v, os in sorted(twice.items())[:5]]
         return (f"{len(twice)} values consumed twice (value, offsets, acked offsets): {shown}; "
                 f"producer errors {self.failed[-3:]}; consumer errors {self.consume_errors[-3:]}; producer warnings "
-                f"{[w for w in self.producer_log if any(k in w.lower() for k in ('idempot', 'epoch', 'pid', 'sequence'))][-6:]}")
+                f"{[w for w in self.producer_log if any(k in w.lower() for k in _Remember.WORDS)][-8:]}")
 
     def read_back(self, partition: int, missing: list[tuple[int, int]], wait: float = 60.0) -> str:
         """Whether acked messages the load's consumer did not see are in the log: a fresh consumer reads
