@@ -55,6 +55,9 @@ class ContinuousLoad:
         if err is not None:
             self.failed.append(str(err))
         else:
+            # offset None: librdkafka can report a delivery without its offset (seen once, in a ZooKeeper
+            # run of the migration test under a rolling restart; a retried batch that the broker says it
+            # already has is answered without one): check() then looks for the value, not the offset
             self.acked[msg.partition()].append((msg.offset(), int(msg.value())))
             self.ack_times.append(time.monotonic())
 
@@ -122,7 +125,8 @@ class ContinuousLoad:
 
     def _caught_up(self) -> bool:
         for p, acks in self.acked.items():
-            if acks and (not self.consumed[p] or self.consumed[p][-1][0] < max(o for o, _ in acks)):
+            last = max((o for o, _ in acks if o is not None), default=-1)
+            if last >= 0 and (not self.consumed[p] or self.consumed[p][-1][0] < last):
                 return False
         return True
 
@@ -135,7 +139,8 @@ class ContinuousLoad:
                     if (start is None or b > start) and (end is None or a < end)), default=0.0)
 
     def check(self) -> int:
-        """Assert exactly-once, in-order consumption of every acked message; the number checked."""
+        """Assert exactly-once, in-order consumption of every acked message; the number checked. A message
+        acked without an offset (see _on_delivery) must have been consumed once, at whatever offset."""
         assert self.acked_count() > 0, "nothing was acknowledged"
         for p in range(self.partitions):
             got = self.consumed[p]
@@ -144,10 +149,14 @@ class ContinuousLoad:
             values = [v for _, v in got]
             assert len(values) == len(set(values)), f"partition {p}: {self.duplicates(p)}"
             seen = dict(got)
-            missing = [(o, v) for o, v in self.acked[p] if seen.get(o) != v]
+            missing = [(o, v) for o, v in self.acked[p] if o is not None and seen.get(o) != v]
             assert not missing, (f"partition {p}: {len(missing)} acked messages not consumed, e.g. {missing[:5]}; "
                                  f"the load's consumer last read {got[-1][0] if got else None}, its errors "
                                  f"{self.consume_errors[-3:]}; " + self.read_back(p, missing))
+            consumed_values = set(values)
+            unplaced = [v for o, v in self.acked[p] if o is None and v not in consumed_values]
+            assert not unplaced, (f"partition {p}: {len(unplaced)} messages acked without an offset are not in "
+                                  f"what was consumed, e.g. {unplaced[:5]}")
             assert all(v % self.partitions == p for v in values), f"partition {p}: a foreign value"
         return self.acked_count()
 

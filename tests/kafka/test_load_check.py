@@ -33,3 +33,12 @@ def test_the_check_tells_a_consumer_stall_from_a_loss(kafka):
     assert "1 acked messages not consumed" in str(lost.value)
     assert "read back: 0 of 1 in the log, 0 with other values, 1 absent" in str(lost.value)
     assert "ACKED MESSAGES LOST" in str(lost.value)
+
+    # A delivery reported without an offset is looked for by its value.
+    load.acked[0].pop()
+    load.acked[0].append((None, load.consumed[0][0][1]))
+    assert load.check() > 0
+    load.acked[0].append((None, 3 * 10**9))
+    with pytest.raises(AssertionError) as unplaced:
+        load.check()
+    assert "1 messages acked without an offset are not in what was consumed" in str(unplaced.value)
