@@ -33,10 +33,13 @@ EXECED_AT = "COORD_SERVER_RUNTIME_EXECED_AT"  # process_age_s() when it re-exec'
 # already in the environment wins). Measured in-process (coord.bench.core, 3 x 50,000 ops per phase,
 # under SCHED_FIFO so that the machine's load does not stretch the pauses; docs/benchmarks.md,
 # "GC configuration"):
-# - PYPY_GC_NURSERY 8MB: a minor collection copies what survives of the nursery (under writes: every
+# - PYPY_GC_NURSERY 4MB: a minor collection copies what survives of the nursery (under writes: every
 #   new znode), so its pause grows with the nursery: p99 7-8 ms and max 13-14 ms at 64 MB, 1.3-2 ms
-#   and ~2 ms at 8 MB, with CPU per op no worse (create 4.3 -> 3.2 us). The default, the L2 size (1 MB
-#   here), costs the request path 20% of CPU (create 12.9 vs 10.8 us) for no shorter pause.
+#   and ~2 ms at 8 MB, 0.7-1.5 ms at 4 MB (session 14), with CPU per op no worse. A major collection's
+#   sweep step frees 3 x the nursery of arena pages, so it halves too (p50 3.1-3.5 -> 1.6-1.7 ms in
+#   process; 8-15 ms on a server after a mass delete at 8 MB). On a server, two goal-run pairs had
+#   70-95% fewer minor-collection stalls over 2 ms at 4 MB. The default, the L2 size (1 MB here),
+#   costs the request path 20% of CPU (create 12.9 vs 10.8 us) for no shorter pause.
 # - PYPY_GC_MIN 128MB: no major collection below this heap size; PyPy's default is 8 nurseries, which
 #   at 64 MB was 512 MB: under create/delete churn RSS climbed ~25 MiB a round to ~640 MiB before the
 #   first major collection freed anything (issue 17); with 128 MB it levels at ~250 MiB.
@@ -46,7 +49,7 @@ EXECED_AT = "COORD_SERVER_RUNTIME_EXECED_AT"  # process_age_s() when it re-exec'
 #   finished write until it ends; 1 MB against 4 MB took the gc-major stalls over 2 ms of the 60 s
 #   setData goal run from 165-222 to 101-106 ms per 30 s round, and at 1M znodes (multi at
 #   14,628/s) from 211 stalls / 1,481 ms / 28 over 10 ms to 101 / 347 ms / 2 (p99 213 -> 94 ms).
-GC_ENV = {"PYPY_GC_NURSERY": "8MB", "PYPY_GC_MIN": "128MB", "PYPY_GC_INCREMENT_STEP": "1MB"}
+GC_ENV = {"PYPY_GC_NURSERY": "4MB", "PYPY_GC_MIN": "128MB", "PYPY_GC_INCREMENT_STEP": "1MB"}
 
 
 # PyPy's JIT parameters for a server: PyPy's own unless COORD_JIT_PARAMS says (pypyjit.set_param's

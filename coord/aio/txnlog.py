@@ -45,6 +45,9 @@ from coord.core import logformat
 
 log = logging.getLogger("coord.txnlog")
 FAIL_FSYNC_FLAG = os.environ.get("COORD_TEST_FAIL_FSYNC")  # test-only fault injection (see above)
+# COORD_PREALLOC=sparse: extend files with ftruncate (a hole, as ZooKeeper's one-byte padding) instead
+# of fallocate; for an A/B of the fsync tail (issue 17), not a tuning knob
+SPARSE_PREALLOC = os.environ.get("COORD_PREALLOC") == "sparse"
 
 
 class LogWriteError(OSError):
@@ -329,6 +332,8 @@ class TxnLog:
         while size < end + 4096:
             size += self.pre_alloc_bytes
         try:
+            if SPARSE_PREALLOC:
+                raise OSError(errno.EOPNOTSUPP, "sparse preallocation asked for")
             os.posix_fallocate(self.fd, self.allocated, size - self.allocated)
         except OSError as e:
             if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):

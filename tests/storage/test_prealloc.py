@@ -191,3 +191,23 @@ def test_full_disk_at_preallocation_still_writes_what_fits(tmp_path, monkeypatch
     path = list_logs(tmp_path)[-1][1]
     assert path.stat().st_size == records_end(path)[0]
     assert recover(tmp_path, tmp_path, freeze_gc=False).last_zxid == 20
+
+
+def test_sparse_preallocation_for_the_fsync_ab(tmp_path, monkeypatch):
+    """COORD_PREALLOC=sparse (an A/B of the fsync tail): the file is extended as a hole, as ZooKeeper's
+    one-byte padding does, not with fallocate; records and recovery are the same."""
+    import coord.aio.txnlog as txnlog
+    sizes = {}
+    for sparse in (False, True):
+        monkeypatch.setattr(txnlog, "SPARSE_PREALLOC", sparse)
+        d = tmp_path / f"sparse-{sparse}"
+        d.mkdir()
+        log = write_log(d, batches=3, per=9, pre_alloc_bytes=4 << 20)
+        path = list_logs(d)[-1][1]
+        st = path.stat()
+        end, records = records_end(path)
+        crash(log)
+        assert st.st_size >= 4 << 20 and len(records) == 27
+        sizes[sparse] = st.st_blocks * 512
+    assert sizes[False] >= 4 << 20, "fallocate reserves the whole block"
+    assert sizes[True] < 1 << 20, f"sparse: only the written part is allocated ({sizes[True]} bytes)"
