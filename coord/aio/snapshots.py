@@ -401,6 +401,7 @@ class SnapshotTaker:
             if mon is not None:
                 now = time.monotonic()
                 mon.note("snapshot-fork", now - fork_ms / 1000, now)
+                mon.note("snapshot-child", now)     # writing its file until the pipe closes
             os.close(wfd)
             done = loop.create_future()
 
@@ -428,6 +429,9 @@ class SnapshotTaker:
             except asyncio.TimeoutError:
                 raise RuntimeError(f"snapshot child {pid} did not finish within {self.child_timeout_s:g} s; "
                                    "killed") from None
+            finally:
+                if mon is not None:
+                    mon.end_note("snapshot-child", time.monotonic())
             try:
                 status = await _reap(pid)   # the pipe is closed: the child has exited or is exiting
             except ChildProcessError:

@@ -49,6 +49,9 @@ LOG_PER_S = 20     # INFO lines per second at most (a loaded machine can stall e
 TRACE_ENV = "COORD_STALL_TRACE"
 SAMPLE_ENV = "COORD_STALL_SAMPLE_MS"
 CAUSES = ("gc-minor", "gc-major", "jit", "snapshot-fork", "hugepages", "preempted", "busy", "fsync")
+# Notes that are windows of background work, not measured waits of the loop: never a turn's cause by
+# their overlap; named in an fsync stall's detail when the write overlapped them (the disk is shared)
+WINDOWS = ("hugepages", "snapshot-child")
 
 try:
     import pypyjit
@@ -212,12 +215,21 @@ class StallMonitor:
                 n[1] = end
                 return
 
-    def on_fsync(self, ms: float, end: float | None = None) -> None:
+    def on_fsync(self, ms: float, end: float | None = None, detail: str = "") -> None:
         """A log batch took ms; end: when its write returned (time.monotonic, the sync thread's clock
         read), not when the loop got round to the report, so the stall's window in the trace is the
-        write's own and a client's slow request that waited on the loop instead is not charged to it."""
+        write's own and a client's slow request that waited on the loop instead is not charged to it.
+        detail: what the batch did (bytes, a new file, a preallocation); background windows the write
+        overlapped (a snapshot child writing its file) are added, to line slow writes up with them."""
         if ms >= self.threshold_s * 1000.0:
-            self.record("fsync", ms, "txn log write+fdatasync", end)
+            t1 = time.monotonic() if end is None else end
+            t0 = t1 - ms / 1000.0
+            during = sorted({c for start, e, c in self.notes[:] if c in WINDOWS
+                             and start < t1 and (e is None or e > t0)})
+            text = "txn log write+fdatasync" + (f", {detail}" if detail else "")
+            if during:
+                text += ", during " + " and ".join(during)
+            self.record("fsync", ms, text, end)
 
     # -- attribution --------------------------------------------------------------------------------
     def _turn(self, t0: float, t1: float, cpu_s: float) -> None:
@@ -245,8 +257,8 @@ class StallMonitor:
             overlap = min(t1, end if end is not None else t1) - max(t0, start)
             if overlap <= 0:
                 continue
-            if cause == "hugepages":
-                during_pass = True      # a window, not a measured wait: only what nothing else explains
+            if cause in WINDOWS:        # a window, not a measured wait: only what nothing else explains
+                during_pass = during_pass or cause == "hugepages"
             else:
                 parts[cause] = parts.get(cause, 0.0) + overlap * 1000.0
         cause, got = max(parts.items(), key=lambda kv: kv[1])

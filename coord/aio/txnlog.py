@@ -102,6 +102,7 @@ class TxnLog:
         self.failed: BaseException | None = None  # the last write error (kept for diagnostics)
         self.max_fsync_ms = 0.0
         self.on_batch = None           # callback(ms, first zxid, last zxid, fsynced): coord.aio.metrics
+        self.batch_detail = ""         # what the last batch's write did (sync thread): an fsync stall's detail
         # forceSync=yes: the sync thread. `_lock` guards buffer/buffer_first/buffer_last/roll_pending
         # and the batch counters between the loop and the thread; `_hold` (set by the thread when a
         # batch failed) keeps it from writing more until the loop has failed what was buffered.
@@ -217,6 +218,7 @@ class TxnLog:
             except OSError as e:
                 err = e
             t1 = time.monotonic()
+            what = self.batch_detail
             ms = (t1 - t0) * 1000
             with cv:
                 if err is not None:
@@ -225,13 +227,14 @@ class TxnLog:
                     batch = self._take_buffer()
                     self._taken += 1
             try:
-                self._loop.call_soon_threadsafe(self._synced, first, last, ms, err, t1)
+                self._loop.call_soon_threadsafe(self._synced, first, last, ms, err, t1, what)
             except RuntimeError:   # the loop is closed: nobody is waiting for the fate any more
                 with cv:
                     self._reported = self._taken
                 return
 
-    def _synced(self, first: int, last: int, ms: float, err: OSError | None, end: float | None = None) -> None:
+    def _synced(self, first: int, last: int, ms: float, err: OSError | None, end: float | None = None,
+                what: str = "") -> None:
         """On the loop: one batch of the sync thread is durable (or failed)."""
         if err is not None:
             with self._cv:
@@ -244,7 +247,7 @@ class TxnLog:
             return
         with self._cv:
             self._reported += 1
-        self._note_ms(ms, first, last, True, end)
+        self._note_ms(ms, first, last, True, end, what)
         self._durable(last)
 
     def _write_buffered(self) -> None:
@@ -276,13 +279,13 @@ class TxnLog:
             raise LogWriteError(errno.EIO, f"txn log unusable since an earlier failure: {self.broken}")
 
     def _note_ms(self, ms: float, first: int = 0, last: int = 0, synced: bool = True,
-                 end: float | None = None) -> None:
+                 end: float | None = None, what: str = "") -> None:
         if ms > self.max_fsync_ms:
             self.max_fsync_ms = ms
         if synced and ms >= stalls.THRESHOLD_MS:
             mon = stalls.active()
             if mon is not None:
-                mon.on_fsync(ms, end)
+                mon.on_fsync(ms, end, what)
         if self.on_batch is not None:
             self.on_batch(ms, first, last, synced)
 
@@ -341,6 +344,7 @@ class TxnLog:
                 self.allocated = max(self.allocated, os.fstat(self.fd).st_size)
                 return
             os.ftruncate(self.fd, size)  # no fallocate on this file system: a sparse extension
+        self.batch_detail += f", preallocated {(size - self.allocated) >> 20} MiB"
         self.allocated = size
 
     def _unlink_quietly(self, path: Path) -> None:
@@ -354,8 +358,10 @@ class TxnLog:
 
     def _write_batch(self, data: bytes, roll_first: int | None) -> None:
         self.new_file = False
+        self.batch_detail = f"{len(data)} bytes"
         if roll_first is not None:
             self._open_new(roll_first)
+            self.batch_detail += ", new file"
         fd = self.fd
         durable = logformat.FILE_HEADER_SIZE if self.new_file else self.file_bytes
         try:

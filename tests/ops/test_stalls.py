@@ -172,3 +172,25 @@ def test_an_fsync_stall_is_traced_where_its_write_ended_not_where_the_loop_saw_i
     assert len(fsync) == 1 and float(fsync[0][1]) >= 5.0, lines
     end = float(fsync[0][0])
     assert ended and abs(end - ended[-1]) < 0.01, (end, ended)   # at the write, not ~60 ms later
+    detail = [line.split("\t", 1)[1] for line in lines if " fsync\t" in line][0]
+    # what the batch did: its size, the new file and the preallocation the first write made
+    assert "bytes, new file, preallocated 64 MiB" in detail, detail
+
+
+def test_an_fsync_stall_names_the_background_windows_it_overlapped():
+    """A snapshot child writing its file shares the disk with the txn log: a slow log write that overlapped
+    it says so. Such a window is never a loop turn's cause by its overlap (it is not a wait of the loop)."""
+    m = StallMonitor()
+    m.jit_base = float("inf")
+    now = time.monotonic()
+    m.note("snapshot-child", now - 1.0, now - 0.5)
+    m.on_fsync(30.0, now - 0.49)             # its write began 20 ms before the child ended
+    m.on_fsync(30.0, now - 0.1, "100 bytes")  # after the child
+    m.note("snapshot-child", now - 0.05)     # a child still writing
+    m.on_fsync(12.0, now)
+    m._turn(now - 0.045, now - 0.040, 0.005)  # a 5 ms turn of CPU inside the window: busy, not the child
+    details = [r[3] for r in m.recent]
+    assert details[0] == "txn log write+fdatasync, during snapshot-child", details
+    assert details[1] == "txn log write+fdatasync, 100 bytes", details
+    assert details[2].endswith("during snapshot-child"), details
+    assert m.recent[3][1] == "busy", m.recent[3]
