@@ -346,6 +346,7 @@ def test_session_of_a_dead_client_expires_once_and_promptly(ens3):
     def w(event):
         gone.append((time.monotonic(), event.type))
         ev.set()
+    watcher.sync("/")   # f2 may not have applied f1's create yet: a read elsewhere needs a sync first
     assert watcher.exists("/broker", watch=w).ephemeralOwner == dying.session_id
     t0 = time.monotonic()
     dying.sock.close()                               # the client vanishes without closeSession
