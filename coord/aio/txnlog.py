@@ -102,7 +102,9 @@ class TxnLog:
         self.failed: BaseException | None = None  # the last write error (kept for diagnostics)
         self.max_fsync_ms = 0.0
         self.on_batch = None           # callback(ms, first zxid, last zxid, fsynced): coord.aio.metrics
-        self.batch_detail = ""         # what the last batch's write did (sync thread): an fsync stall's detail
+        # what the last batch's write did (sync thread): (bytes, new file, MiB preallocated), put into
+        # words only for an fsync stall's detail
+        self.batch_did = (0, False, 0)
         # forceSync=yes: the sync thread. `_lock` guards buffer/buffer_first/buffer_last/roll_pending
         # and the batch counters between the loop and the thread; `_hold` (set by the thread when a
         # batch failed) keeps it from writing more until the loop has failed what was buffered.
@@ -218,7 +220,7 @@ class TxnLog:
             except OSError as e:
                 err = e
             t1 = time.monotonic()
-            what = self.batch_detail
+            what = self.batch_did
             ms = (t1 - t0) * 1000
             with cv:
                 if err is not None:
@@ -234,7 +236,7 @@ class TxnLog:
                 return
 
     def _synced(self, first: int, last: int, ms: float, err: OSError | None, end: float | None = None,
-                what: str = "") -> None:
+                what: tuple = (0, False, 0)) -> None:
         """On the loop: one batch of the sync thread is durable (or failed)."""
         if err is not None:
             with self._cv:
@@ -279,13 +281,15 @@ class TxnLog:
             raise LogWriteError(errno.EIO, f"txn log unusable since an earlier failure: {self.broken}")
 
     def _note_ms(self, ms: float, first: int = 0, last: int = 0, synced: bool = True,
-                 end: float | None = None, what: str = "") -> None:
+                 end: float | None = None, what: tuple = (0, False, 0)) -> None:
         if ms > self.max_fsync_ms:
             self.max_fsync_ms = ms
         if synced and ms >= stalls.THRESHOLD_MS:
             mon = stalls.active()
             if mon is not None:
-                mon.on_fsync(ms, end, what)
+                nbytes, new_file, mib = what
+                mon.on_fsync(ms, end, f"{nbytes} bytes" + (", new file" if new_file else "")
+                             + (f", preallocated {mib} MiB" if mib else ""))
         if self.on_batch is not None:
             self.on_batch(ms, first, last, synced)
 
@@ -336,15 +340,16 @@ class TxnLog:
             size += self.pre_alloc_bytes
         try:
             if SPARSE_PREALLOC:
-                raise OSError(errno.EOPNOTSUPP, "sparse preallocation asked for")
-            os.posix_fallocate(self.fd, self.allocated, size - self.allocated)
+                os.ftruncate(self.fd, size)
+            else:
+                os.posix_fallocate(self.fd, self.allocated, size - self.allocated)
         except OSError as e:
             if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                 # ENOSPC and the like: no room for a whole block; let the write try what is left
                 self.allocated = max(self.allocated, os.fstat(self.fd).st_size)
                 return
             os.ftruncate(self.fd, size)  # no fallocate on this file system: a sparse extension
-        self.batch_detail += f", preallocated {(size - self.allocated) >> 20} MiB"
+        self.batch_did = (self.batch_did[0], self.batch_did[1], (size - self.allocated) >> 20)
         self.allocated = size
 
     def _unlink_quietly(self, path: Path) -> None:
@@ -358,10 +363,9 @@ class TxnLog:
 
     def _write_batch(self, data: bytes, roll_first: int | None) -> None:
         self.new_file = False
-        self.batch_detail = f"{len(data)} bytes"
+        self.batch_did = (len(data), roll_first is not None, 0)
         if roll_first is not None:
             self._open_new(roll_first)
-            self.batch_detail += ", new file"
         fd = self.fd
         durable = logformat.FILE_HEADER_SIZE if self.new_file else self.file_bytes
         try:
