@@ -4,7 +4,7 @@ Layout (as ZooKeeper's): snapshots in <dataDir>/version-2/snapshot.<zxid hex>, l
 <dataLogDir or dataDir>/version-2/log.<first zxid hex>.
 
 Recovery rules (`recover`):
-1. Unfinished snapshot temp files are removed. The newest snapshot that loads and verifies is used;
+1. Unfinished snapshot temp files (and a log being recycled, txnlog.SPARE_TMP) are removed. The newest snapshot that loads and verifies is used;
    one that does not (truncated, empty, bad checksum, wrong digest) is renamed *.corrupt with a log
    line, and the previous one is tried.
 2. The logs from the one holding snapshot zxid + 1 onwards are replayed. Every replayed zxid must
@@ -20,7 +20,8 @@ Recovery rules (`recover`):
    Files are only changed once the whole recovery has succeeded.
 
 Retention (`purge`): keep the newest `retain` snapshots (at least 3) and the logs they need: the log
-holding the oldest kept snapshot's zxid + 1 and every later one. Corrupt and older files go.
+holding the oldest kept snapshot's zxid + 1 and every later one. Corrupt and older files go; the
+newest log that goes becomes the next log file's space (txnlog.recycle_log) if there is none yet.
 """
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coord.aio import stalls
 from coord.aio.snapshots import list_snapshots, read_snapshot, remove_temp_files
-from coord.aio.txnlog import fsync_dir, list_logs
+from coord.aio.txnlog import SPARE_TMP, fsync_dir, list_logs, recycle_log
 from coord.core import logformat, snapformat
 from coord.core.datatree import DataTree
 from coord import runtime
@@ -86,6 +88,7 @@ def recover(snap_dir: Path, log_dir: Path, *, progress=None, freeze_gc: bool = T
     snap_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
     remove_temp_files(snap_dir)
+    (log_dir / SPARE_TMP).unlink(missing_ok=True)   # a crash while recycling a log (txnlog.recycle_log)
     with runtime.cycle_collector_paused():
         rec = _recover(snap_dir, log_dir, progress, keep)
     if freeze_gc:
@@ -254,8 +257,10 @@ def _apply_actions(actions, log_dir: Path, snap_dir: Path) -> None:
         fsync_dir(snap_dir)
 
 
-def purge(snap_dir: Path, log_dir: Path, retain: int = 3) -> list[Path]:
-    """Delete snapshots beyond the newest `retain` and the logs none of the kept ones needs."""
+def purge(snap_dir: Path, log_dir: Path, retain: int = 3, recycle_bytes: int = 0) -> list[Path]:
+    """Delete snapshots beyond the newest `retain` and the logs none of the kept ones needs; with
+    recycle_bytes, the newest of those logs becomes the next log file's space instead
+    (coord.aio.txnlog.recycle_log), up to that many bytes of it."""
     retain = max(3, retain)
     snaps = list_snapshots(snap_dir)
     if len(snaps) <= retain:
@@ -272,14 +277,22 @@ def purge(snap_dir: Path, log_dir: Path, retain: int = 3) -> list[Path]:
         if first <= oldest_kept + 1:
             keep_from = i
     doomed += [p for _, p in logs[:keep_from]]
+    recycled = logs[keep_from - 1][1] if recycle_bytes and keep_from else None
+    freed = 0
     for p in doomed:
         try:
+            if p == recycled and recycle_log(p, recycle_bytes):
+                continue
+            freed += p.stat().st_blocks * 512
             p.unlink()
         except FileNotFoundError:
             pass
     if doomed:
-        log.info("retention: removed %s (keeping %d snapshots from zxid 0x%x)",
-                 ", ".join(p.name for p in doomed), retain, oldest_kept)
+        log.info("retention: removed %s, %d MiB freed (keeping %d snapshots from zxid 0x%x)",
+                 ", ".join(p.name for p in doomed), freed >> 20, retain, oldest_kept)
+        mon = stalls.active()
+        if mon is not None and freed:   # the file system frees (and may trim) them at its next commit
+            mon.on_freed(freed, time.monotonic())
     return doomed
 
 
@@ -424,7 +437,7 @@ class Storage:
 
     def purge(self) -> list[Path]:
         try:
-            return purge(self.snap_dir, self.log_dir, self.retain)
+            return purge(self.snap_dir, self.log_dir, self.retain, self.txnlog.pre_alloc_bytes)
         except OSError as e:
             log.error("retention failed: %s", e)
             return []

@@ -52,6 +52,9 @@ CAUSES = ("gc-minor", "gc-major", "jit", "snapshot-fork", "hugepages", "preempte
 # Notes that are windows of background work, not measured waits of the loop: never a turn's cause by
 # their overlap; named in an fsync stall's detail when the write overlapped them (the disk is shared)
 WINDOWS = ("hugepages", "snapshot-child")
+# An fsync stall this soon after retention unlinked files says so: ext4 commits (and frees, and with
+# `discard` trims) within its commit interval, 5 s by default
+FREED_S = 6.0
 
 try:
     import pypyjit
@@ -78,6 +81,7 @@ class StallMonitor:
         self.gc_events: list = []                  # (monotonic at end, "minor" | "major", ms, major step's state)
         self.idle_steps: list = []                 # (monotonic at end, ms): coord.aio.gcpacer's own steps
         self.notes: list = []                      # [start, end or None, cause]
+        self.freed = (0.0, 0)                      # (monotonic, bytes): the last retention's unlinks
         self.gc_listeners: list = []               # f(kind, ms): coord.aio.metrics.GcPauses
         self.turn_start = 0.0
         self.turn_cpu = 0.0
@@ -215,6 +219,12 @@ class StallMonitor:
                 n[1] = end
                 return
 
+    def on_freed(self, nbytes: int, at: float) -> None:
+        """Retention unlinked files of nbytes at `at`. The file system frees their blocks at its next
+        journal commit, which the next log fdatasync forces; with the `discard` mount option it also
+        discards them, and on some virtual disks that holds every write queued behind it."""
+        self.freed = (at, nbytes)
+
     def on_fsync(self, ms: float, end: float | None = None, detail: str = "") -> None:
         """A log batch took ms; end: when its write returned (time.monotonic, the sync thread's clock
         read), not when the loop got round to the report, so the stall's window in the trace is the
@@ -229,6 +239,9 @@ class StallMonitor:
             text = "txn log write+fdatasync" + (f", {detail}" if detail else "")
             if during:
                 text += ", during " + " and ".join(during)
+            freed_at, freed = self.freed
+            if freed and 0 <= t1 - freed_at <= FREED_S:
+                text += f", {t1 - freed_at:.1f} s after retention freed {freed / (1 << 20):.0f} MiB"
             self.record("fsync", ms, text, end)
 
     # -- attribution --------------------------------------------------------------------------------

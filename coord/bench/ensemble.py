@@ -30,11 +30,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from coord.bench.launch import stop_process, thread_cpu
+from coord.bench.launch import stop_process, thread_cpu, zookeeper_command, zookeeper_trace_flags
 from coord.bench import phases as ph
 from coord.bench import report
 from coord.bench.client import BenchError, Session
-from coord.ensemble import ZK_CONF_EXAMPLE, ZK_JAR, Planned, write_configs
+from coord.ensemble import ZK_JAR, Planned, write_configs
 
 
 def _free_ports(n: int) -> list[int]:
@@ -74,8 +74,9 @@ class LocalEnsemble:
     """N servers of one engine (coord | zookeeper) as separate processes, from generated zoo.cfg files."""
 
     def __init__(self, workdir: Path, n: int, engine: str, *, force_sync: bool = True, tick_ms: int = 2000,
-                 heap_mb: int = 1024, log_level: str = "warning"):
+                 heap_mb: int = 1024, log_level: str = "warning", trace_stalls: bool = False):
         self.workdir = Path(workdir)
+        self.trace_stalls = trace_stalls   # ZooKeeper: zookeeper_trace_flags in each member's dir
         self.log_level = log_level
         self.engine = engine
         self.heap_mb = heap_mb
@@ -91,13 +92,8 @@ class LocalEnsemble:
     def _command(self, s: Planned) -> list[str]:
         if self.engine == "coord":
             return [sys.executable, "-m", "coord.cli", "serve", "--config", str(s.config), "--log-level", self.log_level]
-        conf = s.dir / "conf"
-        conf.mkdir(exist_ok=True)
-        if (ZK_CONF_EXAMPLE / "log4j.properties").exists():
-            shutil.copy(ZK_CONF_EXAMPLE / "log4j.properties", conf / "log4j.properties")
-        return ["java", f"-Xmx{self.heap_mb}m", f"-Xms{self.heap_mb}m", f"-Dzookeeper.log.dir={s.dir}",
-                "-Dzookeeper.root.logger=WARN,CONSOLE", "-cp", f"{conf}:{ZK_JAR}",
-                "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(s.config)]
+        flags = zookeeper_trace_flags(s.dir) if self.trace_stalls else []
+        return zookeeper_command(s.dir / "conf", s.config, s.dir, self.heap_mb, flags)
 
     def start(self, sid: int) -> None:
         s = self.servers[sid]

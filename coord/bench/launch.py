@@ -40,6 +40,28 @@ def zookeeper_available() -> bool:
     return ZK_JAR.exists() and shutil.which("java") is not None
 
 
+# With these JVM flags ZooKeeper writes down its own stalls, for coord.bench.tailcause.read_zookeeper:
+# every txn-log fsync of 2 ms or more (FileTxnLog's warning: whole ms over a threshold that defaults
+# to 1 s) in its server log, and every stop-the-world pause (GC or other safepoint) in SAFEPOINT_LOG.
+SAFEPOINT_LOG = "safepoint.log"
+
+
+def zookeeper_trace_flags(workdir: Path, fsync_over_ms: int = 1) -> list[str]:
+    return [f"-Dzookeeper.fsync.warningthresholdms={fsync_over_ms}",
+            f"-Xlog:safepoint:file={Path(workdir) / SAFEPOINT_LOG}:time"]
+
+
+def zookeeper_command(conf: Path, cfg: Path, log_dir: Path, heap_mb: int, jvm_flags=()) -> list[str]:
+    """QuorumPeerMain on cfg, logging at WARN to the console (the caller's log file), with conf's
+    log4j.properties copied from Debian's example."""
+    conf.mkdir(parents=True, exist_ok=True)
+    if (ZK_CONF_EXAMPLE / "log4j.properties").exists():
+        shutil.copy(ZK_CONF_EXAMPLE / "log4j.properties", conf / "log4j.properties")
+    return ["java", f"-Xmx{heap_mb}m", f"-Xms{heap_mb}m", *jvm_flags, f"-Dzookeeper.log.dir={log_dir}",
+            "-Dzookeeper.root.logger=WARN,CONSOLE", "-cp", zk_classpath(conf),
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -226,9 +248,11 @@ class ZooKeeperProcess(_Process):
     name = "ZooKeeper"
     log_name = "zookeeper.log"
 
-    def __init__(self, workdir: Path, client_port: int | None = None, *, heap_mb: int = 1024, **kw):
+    def __init__(self, workdir: Path, client_port: int | None = None, *, heap_mb: int = 1024,
+                 jvm_flags=(), **kw):
         super().__init__(workdir, client_port, **kw)
         self.heap_mb = heap_mb
+        self.jvm_flags = list(jvm_flags)   # e.g. zookeeper_trace_flags(workdir)
 
     def _command(self) -> list[str]:
         if not zookeeper_available():
@@ -236,12 +260,7 @@ class ZooKeeperProcess(_Process):
         conf = self.workdir / "conf"
         cfg = self._write_cfg(conf / "zoo.cfg", {"admin.enableServer": "false",
                                                  "initLimit": "10", "syncLimit": "5"})
-        log4j = ZK_CONF_EXAMPLE / "log4j.properties"
-        if log4j.exists():
-            shutil.copy(log4j, conf / "log4j.properties")
-        return ["java", f"-Xmx{self.heap_mb}m", f"-Xms{self.heap_mb}m",
-                "-Dzookeeper.log.dir=" + str(self.workdir), "-Dzookeeper.root.logger=WARN,CONSOLE",
-                "-cp", f"{conf}:{ZK_JAR}", "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)]
+        return zookeeper_command(conf, cfg, self.workdir, self.heap_mb, self.jvm_flags)
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)

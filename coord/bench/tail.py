@@ -50,7 +50,7 @@ class TailConfig:
     rounds: int = 1                 # rounds of every (op, fraction) on the same servers; the table shows medians
     coord_cfg: dict | None = None   # extra zoo.cfg settings of the coord servers (coord.collapseHugePages=false): A/B runs
     preload: int = 0                # znodes created (closed loop, in the create/delete pool) before the runs: a large tree
-    attribute: bool = False         # trace coord's stalls and charge its requests over p99 to them (coord.bench.tailcause)
+    attribute: bool = False         # trace both systems' stalls and charge requests over p99 to them (coord.bench.tailcause)
 
 
 @dataclass
@@ -65,6 +65,16 @@ class _Sys:
     pool_hi: int = 0
     mbase: int = 0
     trace_dir: Path | None = None   # COORD_STALL_TRACE of its servers (coord, --attribute)
+    zk_logs: tuple[list[Path], list[Path]] | None = None   # ZooKeeper, --attribute: server and safepoint logs
+
+    def traces(self) -> list[tuple[float, float, str]] | None:
+        """Its servers' stalls over 2 ms (tailcause.read_traces / read_zookeeper), or None untraced."""
+        from coord.bench import tailcause
+        if self.trace_dir is not None:
+            return tailcause.read_traces(self.trace_dir)
+        if self.zk_logs is not None:
+            return tailcause.read_zookeeper(*self.zk_logs)
+        return None
 
     def counters(self) -> tuple[dict, dict]:
         """(cause -> [count, total ms, count of 10 ms or more], JIT name -> value), each summed over
@@ -172,11 +182,11 @@ def _one(s: _Sys, cfg: TailConfig, op: str, frac: float, rate: float, log) -> tu
             "settled_at_end": int(jit1.get("coord_jit_settled", 0))}   # members with decay=200 on
            if jit1 else None)
     slow = measured = None
-    if s.trace_dir is not None and res.lat_us:
+    traces = s.traces() if res.lat_us else None
+    if traces is not None:
         from coord.bench import tailcause
         t0 = min(res.at_s)
         t1 = max(t + lat / 1e6 for t, lat in zip(res.at_s, res.lat_us))
-        traces = tailcause.read_traces(s.trace_dir)
         slow = tailcause.attribute(res.at_s, res.lat_us, traces, q["p99_ms"], (t0, t1))
         measured = tailcause.window_counts(traces, (t0, t1))
         log(f"{s.name} {op} @{frac:.0%}: {tailcause.summary(slow)}; stalls of 10 ms or more in the measured "
@@ -273,10 +283,12 @@ def server_env(extra: dict | None):
 
 
 def _start_servers(name: str, cfg: TailConfig, base: Path, started: list) -> _Sys:
-    from coord.bench.launch import CoordServerProcess, ZooKeeperProcess, free_port
+    from coord.bench.launch import (SAFEPOINT_LOG, CoordServerProcess, ZooKeeperProcess, free_port,
+                                    zookeeper_trace_flags)
+    zk_traced = name == "zookeeper" and cfg.attribute
     if cfg.ensemble:
         from coord.bench.ensemble import LocalEnsemble
-        ens = LocalEnsemble(base / name, 3, name, force_sync=cfg.force_sync)
+        ens = LocalEnsemble(base / name, 3, name, force_sync=cfg.force_sync, trace_stalls=zk_traced)
         urls = []
         if name == "coord":
             for s in ens.servers.values():
@@ -288,7 +300,11 @@ def _start_servers(name: str, cfg: TailConfig, base: Path, started: list) -> _Sy
                 urls.append(f"http://127.0.0.1:{port}/metrics")
         started.append(ens.stop)
         ens.start_all()
-        return _Sys(name, [("127.0.0.1", s.client_port) for s in ens.servers.values()], ens.pids(), urls)
+        out = _Sys(name, [("127.0.0.1", s.client_port) for s in ens.servers.values()], ens.pids(), urls)
+        if zk_traced:
+            dirs = [s.dir for s in ens.servers.values()]
+            out.zk_logs = ([d / "server.log" for d in dirs], [d / SAFEPOINT_LOG for d in dirs])
+        return out
     if name == "coord":
         port = free_port()
         proc = CoordServerProcess(base / name, force_sync=cfg.force_sync, extra_cfg={
@@ -296,10 +312,14 @@ def _start_servers(name: str, cfg: TailConfig, base: Path, started: list) -> _Sy
             "metricsProvider.httpPort": str(port), **(cfg.coord_cfg or {})})
         urls = [f"http://127.0.0.1:{port}/metrics"]
     else:
-        proc, urls = ZooKeeperProcess(base / name, force_sync=cfg.force_sync), []
+        flags = zookeeper_trace_flags(base / name) if zk_traced else []
+        proc, urls = ZooKeeperProcess(base / name, force_sync=cfg.force_sync, jvm_flags=flags), []
     started.append(proc.stop)
     proc.start(wait=120)
-    return _Sys(name, [("127.0.0.1", proc.client_port)], [proc.pid], urls)
+    out = _Sys(name, [("127.0.0.1", proc.client_port)], [proc.pid], urls)
+    if zk_traced:
+        out.zk_logs = ([proc.workdir / proc.log_name], [proc.workdir / SAFEPOINT_LOG])
+    return out
 
 
 def _median(xs: list[float]) -> float:
@@ -331,49 +351,54 @@ def medians(out: dict) -> dict:
 
 
 def stall_table(out: dict) -> list[str]:
-    """Markdown rows: coord's stalls over 2 ms per op and fraction, by cause, summed over the rounds
-    (count / total ms / of them 10 ms or more), with the rounds' worst RSS of both systems. With
-    --attribute the measured windows alone (from the stall trace); else the server's counters over
-    each whole run, warm-up included."""
+    """Markdown rows: each system's stalls over 2 ms per op and fraction, by cause, summed over the
+    rounds (count / total ms / of them 10 ms or more), with the rounds' worst RSS of both systems.
+    With --attribute the measured windows alone, from both systems' own records (coord's stall trace;
+    ZooKeeper's slow-fsync warnings and JVM safepoint log); else coord's counters over each whole
+    run, warm-up included, and none for ZooKeeper, which has no such counters."""
     measured = any("stalls_measured" in r for r in out["runs"])
     what = "in the measured windows" if measured else "warm-up included"
     lines = [f"| op | load | rounds | coord stalls > 2 ms by cause ({what}): count / total ms / >= 10 ms | "
-             "coord RSS MiB | ZooKeeper RSS MiB |", "|---|---:|---:|---|---:|---:|"]
+             "ZooKeeper stalls > 2 ms | coord RSS MiB | ZooKeeper RSS MiB |", "|---|---:|---:|---|---|---:|---:|"]
     keys = []
     for r in out["runs"]:
         if (r["op"], r["fraction"]) not in keys:
             keys.append((r["op"], r["fraction"]))
     for op, frac in keys:
         rs = [r for r in out["runs"] if r["op"] == op and r["fraction"] == frac and "error" not in r]
-        tot: dict = {}
-        for r in rs:
-            if r["system"] != "coord":
-                continue
-            for c, v in r.get("stalls_measured" if measured else "stalls", {}).items():
-                t = tot.setdefault(c, [0, 0.0, 0])
-                t[0] += v["count"]
-                t[1] += v["ms"]
-                t[2] += v["over_10ms"]
+        text = {}
+        for name in SYSTEMS:
+            tot: dict = {}
+            for r in rs:
+                if r["system"] != name:
+                    continue
+                for c, v in r.get("stalls_measured" if measured else "stalls", {}).items():
+                    t = tot.setdefault(c, [0, 0.0, 0])
+                    t[0] += v["count"]
+                    t[1] += v["ms"]
+                    t[2] += v["over_10ms"]
+            traced = measured or name == "coord"
+            text[name] = (", ".join(f"{c} {v[0]} / {v[1]:.0f} / {v[2]}" for c, v in sorted(tot.items()))
+                          or "none") if traced else "-"
         rss = {n: max((r["rss_mib"] for r in rs if r["system"] == n), default=0) for n in SYSTEMS}
-        text = ", ".join(f"{c} {v[0]} / {v[1]:.0f} / {v[2]}" for c, v in sorted(tot.items())) or "none"
-        lines.append(f"| {op} | {frac:.0%} | {len([r for r in rs if r['system'] == 'coord'])} | {text} | "
-                     f"{rss['coord']} | {rss['zookeeper']} |")
+        lines.append(f"| {op} | {frac:.0%} | {len([r for r in rs if r['system'] == 'coord'])} | {text['coord']} | "
+                     f"{text['zookeeper']} | {rss['coord']} | {rss['zookeeper']} |")
     return lines
 
 
 def cause_table(out: dict) -> list[str]:
-    """Markdown rows (--attribute): per coord run, its requests at or over its p99 by the stall cause
-    that overlapped each most ("none": no stall of 2 ms or more did)."""
+    """Markdown rows (--attribute): per run of either system, its requests at or over its p99 by the
+    stall cause that overlapped each most ("none": no stall of 2 ms or more did)."""
     rows = [r for r in out["runs"] if r.get("slow_by_cause")]
     if not rows:
         return []
     from coord.bench.tailcause import shares
-    lines = ["| op | load | round | coord p99 ms | requests >= p99 | by the stall they waited on |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = ["| op | load | round | system | p99 ms | requests >= p99 | by the stall they waited on |",
+             "|---|---:|---:|---|---:|---:|---|"]
     for r in rows:
         a = r["slow_by_cause"]
-        lines.append(f"| {r['op']} | {r['fraction']:.0%} | {r.get('round', 0)} | {a['bound_ms']:.2f} | "
-                     f"{a['slow']:,} | {shares(a)} |")
+        lines.append(f"| {r['op']} | {r['fraction']:.0%} | {r.get('round', 0)} | {r['system']} | "
+                     f"{a['bound_ms']:.2f} | {a['slow']:,} | {shares(a)} |")
     return lines
 
 

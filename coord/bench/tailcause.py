@@ -13,6 +13,9 @@ collection hold different numbers of requests depending on when they come.
 from __future__ import annotations
 
 import bisect
+import re
+import time
+from datetime import datetime
 from pathlib import Path
 
 NONE = "none"
@@ -33,6 +36,41 @@ def read_traces(directory: Path) -> list[tuple[float, float, str]]:
             out.append((end - ms / 1000.0, end, parts[2]))
     out.sort()
     return out
+
+
+# ZooKeeper's own stall records (coord.bench.launch.zookeeper_trace_flags), both on the wall clock,
+# both written when the stall ends: FileTxnLog's slow-fsync warning in the server log (log4j's
+# ISO8601 local time; whole ms) and the JVM's safepoint log (GC and other stop-the-world pauses).
+_ZK_FSYNC = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*fsync-ing the write ahead log in \S+ took (\d+)ms")
+_SAFEPOINT = re.compile(r"^\[(\S+?)\].*Safepoint \"([^\"]*)\".* Total: (\d+) ns")
+
+
+def read_zookeeper(server_logs, safepoint_logs, min_ms: float = 2.0) -> list[tuple[float, float, str]]:
+    """ZooKeeper's stalls over min_ms as (start, end, cause) on CLOCK_MONOTONIC, like read_traces:
+    "fsync" (a txn-log fsync) and "jvm-pause" (a safepoint: GC or another stop-the-world pause)."""
+    wall_minus_mono = time.time() - time.monotonic()
+    out = []
+    for f in server_logs:
+        for line in _lines(f):
+            m = _ZK_FSYNC.match(line)
+            if m and int(m[2]) >= min_ms:
+                end = datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S,%f").timestamp() - wall_minus_mono
+                out.append((end - int(m[2]) / 1000.0, end, "fsync"))
+    for f in safepoint_logs:
+        for line in _lines(f):
+            m = _SAFEPOINT.match(line)
+            if m and int(m[3]) >= min_ms * 1e6:
+                end = datetime.strptime(m[1], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() - wall_minus_mono
+                out.append((end - int(m[3]) / 1e9, end, "jvm-pause"))
+    out.sort()
+    return out
+
+
+def _lines(path) -> list[str]:
+    try:
+        return Path(path).read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
 
 
 def attribute(at_s, lat_us, stalls: list[tuple[float, float, str]], bound_ms: float,

@@ -49,8 +49,9 @@ import click
 @click.option("--preload", default=0, show_default=True,
               help="With --open-loop: znodes created before the runs (a large tree, e.g. 1000000).")
 @click.option("--attribute", is_flag=True,
-              help="With --open-loop: trace coord's stalls (COORD_STALL_TRACE) and tell which cause each request "
-                   "over coord's p99 waited on.")
+              help="With --open-loop: trace both systems' stalls over 2 ms (coord's COORD_STALL_TRACE; "
+                   "ZooKeeper's slow-fsync warnings and JVM safepoint log) and tell which cause each request "
+                   "over its p99 waited on.")
 @click.option("--rates", default=None, metavar="OP=N,...",
               help="With --open-loop: take these ops/s as 100% instead of measuring ZooKeeper's maximum.")
 def bench(target, compare, vs_zookeeper, null_server, force_sync, connections, depth, ops, data_size,

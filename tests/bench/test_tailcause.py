@@ -5,6 +5,8 @@ from __future__ import annotations
 import array
 import os
 
+import pytest
+
 from coord.aio import stalls
 from coord.bench import tailcause
 
@@ -35,6 +37,68 @@ def test_window_counts_only_the_stalls_that_ended_in_the_measured_window():
         "gc-major": {"count": 1, "ms": 12.0, "over_10ms": 1},
         "fsync": {"count": 2, "ms": 13.0, "over_10ms": 1}}
     assert tailcause.window_counts(tr, (30.0, 40.0)) == {}
+
+
+def test_zookeeper_stalls_from_its_fsync_warnings_and_safepoint_log(tmp_path):
+    """read_zookeeper: the lines ZooKeeper 3.8 and JDK 17 write (formats taken from real logs), their
+    wall-clock end times put on CLOCK_MONOTONIC, and nothing under the bound."""
+    import time
+    from datetime import datetime, timezone
+    now = time.time()
+    local = datetime.fromtimestamp(now).strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+    utc = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+    log = tmp_path / "zookeeper.log"
+    log.write_text(
+        f"{local} - WARN  [SyncThread:0:o.a.z.s.p.FileTxnLog@402] - fsync-ing the write ahead log in SyncThread:0 "
+        "took 448ms which will adversely effect operation latency.File size is 67108880 bytes. See the ZooKeeper "
+        "troubleshooting guide\n"
+        f"{local} - WARN  [SyncThread:0:o.a.z.s.p.FileTxnLog@402] - fsync-ing the write ahead log in SyncThread:0 "
+        "took 1ms which will adversely effect operation latency.File size is 67108880 bytes. See the ZooKeeper "
+        "troubleshooting guide\n"
+        f"{local} - WARN  [main:o.a.z.s.ServerCnxnFactory@309] - maxCnxns is not configured\n")
+    sp = tmp_path / "safepoint.log"
+    sp.write_text(
+        f'[{utc}] Safepoint "G1CollectForAllocation", Time since last: 541771093 ns, Reaching safepoint: 4096 ns, '
+        "Cleanup: 95141 ns, At safepoint: 8172368 ns, Total: 8271605 ns\n"
+        f'[{utc}] Safepoint "Cleanup", Time since last: 1000 ns, Reaching safepoint: 4096 ns, Cleanup: 1 ns, '
+        "At safepoint: 200000 ns, Total: 204097 ns\n")
+    tr = tailcause.read_zookeeper([log, tmp_path / "absent.log"], [sp])
+    assert [c for _, _, c in tr] == ["fsync", "jvm-pause"]   # sorted by start: the fsync began 448 ms earlier
+    mono = time.monotonic()
+    (f0, f1, _), (p0, p1, _) = tr
+    assert abs(f1 - mono) < 5 and abs(p1 - mono) < 5, (tr, mono)   # local time and UTC both read right
+    assert f1 - f0 == pytest.approx(0.448) and p1 - p0 == pytest.approx(0.008271605)
+
+
+@pytest.mark.realzk
+def test_a_real_zookeeper_writes_down_its_fsyncs_and_pauses(tmp_path):
+    """zookeeper_trace_flags on a real ZooKeeper 3.8 (every fsync logged: threshold -1): its log and
+    safepoint log hold lines read_zookeeper understands, timed inside the test's window."""
+    import subprocess
+    import time
+
+    from kazoo.client import KazooClient
+
+    from coord.bench.launch import ZooKeeperProcess, zookeeper_trace_flags
+    t0 = time.monotonic()
+    zk = ZooKeeperProcess(tmp_path, force_sync=True, jvm_flags=zookeeper_trace_flags(tmp_path, fsync_over_ms=-1))
+    with zk:
+        c = KazooClient(hosts=zk.connect_string)
+        c.start(30)
+        try:
+            for i in range(20):
+                c.create(f"/t{i}", b"x")
+            # a short run may reach no safepoint: a full collection is one
+            subprocess.run(["jcmd", str(zk.pid), "GC.run"], check=True, capture_output=True, timeout=60)
+        finally:
+            c.stop()
+            c.close()
+    t1 = time.monotonic()
+    tr = tailcause.read_zookeeper([tmp_path / zk.log_name], [tmp_path / "safepoint.log"], min_ms=0)
+    causes = [c for _, _, c in tr]
+    assert causes.count("fsync") >= 20 and "jvm-pause" in causes, causes
+    assert all(t0 - 1 <= end <= t1 + 1 and start <= end for start, end, _ in tr), (t0, t1, tr[:3])
+    assert tailcause.read_zookeeper([tmp_path / zk.log_name], [tmp_path / "safepoint.log"], min_ms=10_000) == []
 
 
 def test_a_long_stall_that_began_before_the_request_is_found():

@@ -194,3 +194,32 @@ def test_an_fsync_stall_names_the_background_windows_it_overlapped():
     assert details[1] == "txn log write+fdatasync, 100 bytes", details
     assert details[2].endswith("during snapshot-child"), details
     assert m.recent[3][1] == "busy", m.recent[3]
+
+
+def test_an_fsync_stall_soon_after_retention_freed_files_says_so():
+    """Freed blocks go at the file system's next commit (and are trimmed with `discard`): a slow log
+    write within stalls.FREED_S of retention's unlinks names them; a later one does not."""
+    m = StallMonitor()
+    now = time.monotonic()
+    m.on_freed(48 << 20, now - 0.3)
+    m.on_fsync(30.0, now, "100 bytes")
+    m.on_fsync(30.0, now + stalls.FREED_S + 1)
+    details = [r[3] for r in m.recent]
+    assert details[0] == "txn log write+fdatasync, 100 bytes, 0.3 s after retention freed 48 MiB", details
+    assert details[1] == "txn log write+fdatasync", details
+
+
+def test_retention_reports_what_it_freed(tmp_path, monkeypatch):
+    """datadir.purge tells the monitor the bytes it unlinked (a recycled log frees nothing)."""
+    from coord.aio import datadir
+    got = []
+    m = StallMonitor()
+    monkeypatch.setattr(m, "on_freed", lambda n, at: got.append(n))
+    monkeypatch.setattr(stalls, "active", lambda: m)
+    for name in ("snapshot.1", "snapshot.2", "snapshot.3", "snapshot.4"):
+        (tmp_path / name).write_bytes(b"s" * 8192)
+    for name in ("log.1", "log.2"):
+        (tmp_path / name).write_bytes(b"\0" * 65536)
+    gone = datadir.purge(tmp_path, tmp_path, 3)
+    assert [p.name for p in gone] == ["snapshot.1", "log.1"]
+    assert got == [8192 + 65536]
