@@ -21,7 +21,7 @@ Recovery rules (`recover`):
 
 Retention (`purge`): keep the newest `retain` snapshots (at least 3) and the logs they need: the log
 holding the oldest kept snapshot's zxid + 1 and every later one. Corrupt and older files go; the
-newest log that goes becomes the next log file's space (txnlog.recycle_log) if there is none yet.
+newest logs that go become new log files' space (txnlog.recycle_log, two spares at most).
 """
 from __future__ import annotations
 
@@ -259,8 +259,8 @@ def _apply_actions(actions, log_dir: Path, snap_dir: Path) -> None:
 
 def purge(snap_dir: Path, log_dir: Path, retain: int = 3, recycle_bytes: int = 0) -> list[Path]:
     """Delete snapshots beyond the newest `retain` and the logs none of the kept ones needs; with
-    recycle_bytes, the newest of those logs becomes the next log file's space instead
-    (coord.aio.txnlog.recycle_log), up to that many bytes of it."""
+    recycle_bytes, those logs become new log files' space instead while there is room for a spare
+    (coord.aio.txnlog.recycle_log), up to that many bytes of each."""
     retain = max(3, retain)
     snaps = list_snapshots(snap_dir)
     if len(snaps) <= retain:
@@ -277,11 +277,11 @@ def purge(snap_dir: Path, log_dir: Path, retain: int = 3, recycle_bytes: int = 0
         if first <= oldest_kept + 1:
             keep_from = i
     doomed += [p for _, p in logs[:keep_from]]
-    recycled = logs[keep_from - 1][1] if recycle_bytes and keep_from else None
+    recyclable = {p for _, p in logs[:keep_from]} if recycle_bytes else set()
     freed = 0
-    for p in doomed:
+    for p in reversed(doomed):   # the newest logs first: the most recently written space
         try:
-            if p == recycled and recycle_log(p, recycle_bytes):
+            if p in recyclable and recycle_log(p, recycle_bytes):
                 continue
             freed += p.stat().st_blocks * 512
             p.unlink()

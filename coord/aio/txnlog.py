@@ -22,10 +22,12 @@ left). Recovery reads the zero bytes after the last record as the end of the log
 Recycling: blocks a file system frees cost a journal commit and, where the disk is mounted with
 `discard`, a trim that some virtual disks serve ahead of every queued write (a 1.1 s stall of every
 log write was measured behind one). So the log frees nothing while it serves: a rolled-away file keeps
-its preallocated zeros, and retention (coord.aio.datadir.purge) turns one log it no longer needs into
-SPARE with recycle_log: renamed away from the log names, zeroed in place (FALLOC_FL_ZERO_RANGE: its
-blocks stay allocated, reads give zeros) and synced, then renamed to SPARE. The next new file takes
-SPARE by rename instead of allocating. Where the file system has no ZERO_RANGE, or with
+its preallocated zeros, and retention (coord.aio.datadir.purge) turns the logs it no longer needs into
+SPARES with recycle_log: renamed away from the log names, zeroed in place (FALLOC_FL_ZERO_RANGE: their
+blocks stay allocated, reads give zeros) and synced, then renamed to a spare's name. A new file takes
+a spare by rename instead of allocating. Two spares: a snapshot rolls one file, and its purge drops
+none or two when the log holding the snapshot's zxid + 1 is the file before the roll or the one after
+it, so one spare would leave every other drop to be freed. Where the file system has no ZERO_RANGE, or with
 COORD_RECYCLE_LOGS=0, files are cut back to their records at a roll and retention unlinks them.
 A file is cut back to its records when the log is closed.
 
@@ -58,7 +60,8 @@ FAIL_FSYNC_FLAG = os.environ.get("COORD_TEST_FAIL_FSYNC")  # test-only fault inj
 # of fallocate; for an A/B of the fsync tail (issue 17), not a tuning knob
 SPARSE_PREALLOC = os.environ.get("COORD_PREALLOC") == "sparse"
 RECYCLE = os.environ.get("COORD_RECYCLE_LOGS", "1") != "0"
-SPARE = "spare.log"              # not a log name (list_logs): zeroed space for the next new log file
+SPARES = ("spare.log", "spare.1.log")   # not log names (list_logs): zeroed space for new log files
+SPARE = SPARES[0]
 SPARE_TMP = SPARE + ".tmp"       # being zeroed; recovery removes it
 _FALLOC_FL_ZERO_RANGE = 0x10
 _fallocate = None
@@ -82,11 +85,12 @@ def zero_range(fd: int, length: int) -> bool:
 
 
 def recycle_log(path: Path, keep_bytes: int) -> bool:
-    """Make a log no snapshot needs any more the next new file's space, as SPARE (see the module
-    doc); its first keep_bytes are kept. False (nothing done) when a spare exists or the file system
-    cannot zero in place: then the caller unlinks it."""
+    """Make a log no snapshot needs any more a new file's space, as one of SPARES (see the module
+    doc); its first keep_bytes are kept. False (nothing done) when both spares exist, another is
+    being made, or the file system cannot zero in place: then the caller unlinks it."""
     d = path.parent
-    if not RECYCLE or os.path.exists(d / SPARE) or os.path.exists(d / SPARE_TMP):
+    free = [n for n in SPARES if not os.path.exists(d / n)]
+    if not RECYCLE or not free or os.path.exists(d / SPARE_TMP):
         return False
     fd = os.open(path, os.O_RDWR)
     try:
@@ -101,7 +105,7 @@ def recycle_log(path: Path, keep_bytes: int) -> bool:
         os.fsync(fd)                     # zeros durable before the name says they are
     finally:
         os.close(fd)
-    os.rename(d / SPARE_TMP, d / SPARE)
+    os.rename(d / SPARE_TMP, d / free[0])
     fsync_dir(d)
     return True
 
@@ -378,11 +382,13 @@ class TxnLog:
         # (or replace it with the spare, whose zeros are durable).
         recycled = False
         if RECYCLE and self.pre_alloc_bytes:
-            try:
-                os.rename(self.dir / SPARE, path)
-                recycled = True
-            except FileNotFoundError:
-                pass
+            for name in SPARES:
+                try:
+                    os.rename(self.dir / name, path)
+                    recycled = True
+                    break
+                except FileNotFoundError:
+                    pass
         # forceSync=yes: O_DSYNC makes each write durable when it returns (as write + fdatasync) in one
         # call, so the sync thread gives up and retakes the interpreter lock once per batch, not twice.
         flags = (os.O_WRONLY | os.O_CREAT | (0 if recycled else os.O_TRUNC)

@@ -325,11 +325,20 @@ def test_observer_serves_but_does_not_vote(tmp_path):
         ens.stop()
 
 
-def test_session_of_a_dead_client_expires_once_and_promptly(ens3):
+@pytest.mark.parametrize("kind", ["coord", pytest.param("zookeeper", marks=pytest.mark.realzk)])
+def test_session_of_a_dead_client_expires_once_and_promptly(tmp_path, kind):
     """Kafka's broker registry depends on it: the ephemeral of a client that vanished goes away after
-    its session timeout (plus at most one timeout again if the leader changes), exactly once."""
+    its session timeout (plus at most one timeout again if the leader changes), exactly once. The
+    same scenario on a real ZooKeeper ensemble holds the harness to account."""
+    ens3 = Ensemble(tmp_path, 3, kind=kind, extra_cfg={"4lw.commands.whitelist": "*"}).start()
+    try:
+        _dead_client_session(ens3)
+    finally:
+        ens3.stop()
+
+
+def _dead_client_session(ens3: Ensemble) -> None:
     from kazoo.client import KazooClient
-    ens3.start()
     leader = ens3.wait_serving()
     f1, f2 = [s for s in ens3.members if s != leader]
     watcher = KazooClient(ens3.members[f2].connect_string)

@@ -10,7 +10,7 @@ import pytest
 
 from coord.aio import datadir, txnlog
 from coord.aio.datadir import purge, recover
-from coord.aio.txnlog import SPARE, SPARE_TMP, TxnLog, list_logs
+from coord.aio.txnlog import SPARE, SPARE_TMP, SPARES, TxnLog, list_logs
 from coord.core import logformat
 from tests.storage.helpers import TxnMaker
 
@@ -38,29 +38,33 @@ def _snapshot_names(d: Path, *zxids: int) -> None:
         (d / f"snapshot.{z:x}").write_bytes(b"")
 
 
-def test_retention_recycles_the_newest_doomed_log_and_unlinks_the_rest(tmp_path):
+def test_retention_recycles_dropped_logs_into_two_spares_and_unlinks_the_rest(tmp_path):
     mk = TxnMaker()
-    log = _write(tmp_path, 5, 10, mk, roll_each=True)   # 5 files: log.1, log.b, log.15, log.1f, log.29
+    log = _write(tmp_path, 6, 10, mk, roll_each=True)   # log.1, log.b, log.15, log.1f, log.29, log.33
     log.close()
     logs = list_logs(tmp_path)
-    assert len(logs) == 5
+    assert len(logs) == 6
     for _, p in logs[:-1]:
         assert p.stat().st_size == BLOCK + logformat.FILE_HEADER_SIZE, f"{p.name} kept its preallocated zeros"
-    ino = logs[1][1].stat().st_ino   # log.b, the newest log that goes
-    _snapshot_names(tmp_path, 0xa, 0x14, 0x1e, 0x28)   # the oldest kept (0x14) needs log.15 onwards
+    ino = {p.name: p.stat().st_ino for _, p in logs}
+    _snapshot_names(tmp_path, 0xa, 0x1e, 0x28, 0x32)   # the oldest kept (0x1e) needs log.1f onwards
     gone = purge(tmp_path, tmp_path, 3, recycle_bytes=BLOCK)
-    assert [p.name for p in gone] == ["snapshot.a", "log.1", "log.b"]
-    spare = tmp_path / SPARE
-    st = spare.stat()
-    assert [p.name for _, p in list_logs(tmp_path)] == ["log.15", "log.1f", "log.29"]
-    assert not (tmp_path / "log.1").exists() and not (tmp_path / SPARE_TMP).exists()
-    assert st.st_ino == ino
-    assert st.st_size == BLOCK and st.st_blocks * 512 >= BLOCK, "cut to the block, every block still allocated"
-    assert not spare.read_bytes().strip(b"\0"), "zeroed"
-    # a spare is there: the next purge unlinks
-    _snapshot_names(tmp_path, 0x32)
-    assert [p.name for p in purge(tmp_path, tmp_path, 3, recycle_bytes=BLOCK)] == ["snapshot.14", "log.15"]
-    assert spare.stat().st_ino == st.st_ino
+    assert [p.name for p in gone] == ["snapshot.a", "log.1", "log.b", "log.15"]
+    assert [p.name for _, p in list_logs(tmp_path)] == ["log.1f", "log.29", "log.33"]
+    assert sorted(os.listdir(tmp_path)) == ["log.1f", "log.29", "log.33", "snapshot.1e", "snapshot.28",
+                                            "snapshot.32", "spare.1.log", "spare.log"]
+    # the newest dropped first: log.15 and log.b are the spares, log.1 (the oldest) is unlinked
+    assert (tmp_path / SPARES[0]).stat().st_ino == ino["log.15"]
+    assert (tmp_path / SPARES[1]).stat().st_ino == ino["log.b"]
+    for name in SPARES:
+        st = (tmp_path / name).stat()
+        assert st.st_size == BLOCK and st.st_blocks * 512 >= BLOCK, "cut to the block, every block still allocated"
+        assert not (tmp_path / name).read_bytes().strip(b"\0"), "zeroed"
+    # both spares there: the next purge unlinks
+    _snapshot_names(tmp_path, 0x3c)
+    assert [p.name for p in purge(tmp_path, tmp_path, 3, recycle_bytes=BLOCK)] == ["snapshot.1e", "log.1f"]
+    assert not (tmp_path / "log.1f").exists()
+    assert (tmp_path / SPARES[0]).stat().st_ino == ino["log.15"]
 
 
 def test_a_roll_takes_the_spare_and_recovery_reads_it_as_any_log(tmp_path):
@@ -74,6 +78,7 @@ def test_a_roll_takes_the_spare_and_recovery_reads_it_as_any_log(tmp_path):
     assert [p.name for _, p in newest] == ["log.b", "log.15", "log.1f", "log.29"]
     assert newest[2][1].stat().st_ino == spare_ino and not (tmp_path / SPARE).exists()
     assert newest[2][1].stat().st_size == BLOCK, "the spare's space, not a new allocation"
+    assert newest[3][1].stat().st_size == BLOCK + logformat.FILE_HEADER_SIZE, "no spare left: allocated"
     log.close()
 
 
@@ -87,6 +92,7 @@ def test_recovery_replays_through_a_recycled_file(tmp_path):
     os.rename(keep, tmp_path / "log.0")   # a stand-in doomed log holding intact records (zxids 1-10)
     assert txnlog.recycle_log(tmp_path / "log.0", BLOCK)
     _write(tmp_path, 3, 10, mk, log=log, roll_each=True)   # log.15 is the spare
+    assert (tmp_path / "log.15").stat().st_size == BLOCK
     os.close(log.fd)
     log.fd = None
     rec = recover(tmp_path, tmp_path, freeze_gc=False)
