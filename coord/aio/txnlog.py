@@ -65,6 +65,7 @@ SPARE = SPARES[0]
 SPARE_TMP = SPARE + ".tmp"       # being zeroed; recovery removes it
 _FALLOC_FL_ZERO_RANGE = 0x10
 _fallocate = None
+_recycling = threading.Lock()
 
 
 def zero_range(fd: int, length: int) -> bool:
@@ -88,6 +89,11 @@ def recycle_log(path: Path, keep_bytes: int) -> bool:
     """Make a log no snapshot needs any more a new file's space, as one of SPARES (see the module
     doc); its first keep_bytes are kept. False (nothing done) when both spares exist, another is
     being made, or the file system cannot zero in place: then the caller unlinks it."""
+    with _recycling:   # two at once (the hourly purge and a snapshot's) would share SPARE_TMP
+        return _recycle(path, keep_bytes)
+
+
+def _recycle(path: Path, keep_bytes: int) -> bool:
     d = path.parent
     free = [n for n in SPARES if not os.path.exists(d / n)]
     if not RECYCLE or not free or os.path.exists(d / SPARE_TMP):

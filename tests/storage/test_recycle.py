@@ -129,3 +129,34 @@ def test_recycling_off_cuts_rolled_files_back_and_unlinks(tmp_path, monkeypatch)
     _snapshot_names(tmp_path, 0x5, 0xa, 0x14, 0x1e)
     assert [p.name for p in purge(tmp_path, tmp_path, 3, recycle_bytes=BLOCK)] == ["snapshot.5", "log.1"]
     assert not (tmp_path / SPARE).exists()
+
+
+def test_two_purges_at_once_never_hand_out_an_unzeroed_spare(tmp_path, monkeypatch):
+    """The hourly purge and a snapshot's run in executor threads: recycling is one at a time, so a
+    spare's name is only ever given to a file already zeroed (a roll writes into it in place)."""
+    import threading
+    zeroing = threading.Event()
+    release = threading.Event()
+    real = txnlog.zero_range
+
+    def slow_zero(fd, length):
+        zeroing.set()
+        release.wait(10)
+        return real(fd, length)
+    monkeypatch.setattr(txnlog, "zero_range", slow_zero)
+    mk = TxnMaker()
+    _write(tmp_path, 3, 10, mk, roll_each=True).close()
+    first = threading.Thread(target=txnlog.recycle_log, args=(tmp_path / "log.1", BLOCK))
+    first.start()
+    assert zeroing.wait(10)
+    second = threading.Thread(target=txnlog.recycle_log, args=(tmp_path / "log.b", BLOCK))
+    second.start()
+    second.join(0.5)
+    assert second.is_alive(), "the second waits for the first"
+    assert not any((tmp_path / n).exists() for n in SPARES)
+    release.set()
+    first.join(10)
+    second.join(10)
+    for name in SPARES:
+        assert not (tmp_path / name).read_bytes().strip(b"\0"), name
+    assert [p.name for _, p in list_logs(tmp_path)] == ["log.15"]
