@@ -129,6 +129,9 @@ def test_reconnect_moves_session_off_the_old_connection(pair):
     assert same(each(pair, run)) == (True, True, True)
 
 
+# closing z1's socket under kazoo is how the test abandons it: kazoo's connection thread then dies on
+# the closed fd (TypeError: Invalid file descriptor: -1), on both servers alike, and stops reconnecting
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_kazoo_client_id_reuse(pair):
     kz = fresh("/kz")
 

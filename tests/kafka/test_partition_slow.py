@@ -35,10 +35,31 @@ def sessions_on(member) -> set[int]:
         return set()
 
 
+def where_sessions_are(kafka, owners: dict[int, int], cut: int) -> str:
+    """For a failure: each broker's session before the cut, which members list it now (`cons`),
+    and who owns its registration now (a new owner: the session expired and the broker re-registered)."""
+    ens, c = kafka.ensemble, kafka.cluster
+    listed = {sid: sessions_on(m) for sid, m in ens.members.items()}
+    out = []
+    for i, o in sorted(owners.items()):
+        try:
+            now = c.zk.retry(c.zk.exists, f"/kafka/brokers/ids/{i}")
+            now_owner = f"0x{now.ephemeralOwner:x}" if now else "no registration"
+        except Exception as e:   # noqa: BLE001 - a diagnostic must not hide the failure it explains
+            now_owner = f"unreadable ({e!r})"
+        out.append(f"broker {i}: session 0x{o:x} listed on {sorted(s for s, v in listed.items() if o in v)}, "
+                   f"registration now owned by {now_owner}")
+    modes = {sid: m.mode() for sid, m in ens.members.items()}
+    return f"cut {cut}; modes {modes}; " + "; ".join(out) + f"; broker logs: {broker_sessions(kafka)}"
+
+
 def test_server_holding_broker_sessions_cut_off(proxied_kafka):
     kafka = proxied_kafka
     ens, c = kafka.ensemble, kafka.cluster
-    owners = {i: c.zk.exists(f"/kafka/brokers/ids/{i}").ephemeralOwner for i in c.brokers}
+    # a rerun finds the cluster as the failed try left it: wait for every broker's registration,
+    # through a harness session that may have expired meanwhile
+    c.wait_ready(wait=120)
+    owners = {i: c.zk.retry(c.zk.exists, f"/kafka/brokers/ids/{i}").ephemeralOwner for i in c.brokers}
     leader = ens.leader().sid
     held = {sid: {i for i, o in owners.items() if o in sessions_on(m)} for sid, m in ens.members.items()}
     # A follower holding a broker session when one does (the usual case), else the leader.
@@ -50,9 +71,12 @@ def test_server_holding_broker_sessions_cut_off(proxied_kafka):
         t0 = time.monotonic()
         ens.proxy.isolate(cut, list(ens.members))
         try:
-            moved = c.wait_for(lambda: all(owners[i] in set().union(*(sessions_on(m) for s, m in ens.members.items()
-                                                                      if s != cut)) for i in held[cut]), 60,
-                               describe=f"brokers {sorted(held[cut])} reconnected to another server")
+            try:
+                moved = c.wait_for(lambda: all(owners[i] in set().union(*(sessions_on(m) for s, m in ens.members.items()
+                                                                          if s != cut)) for i in held[cut]), 60,
+                                   describe=f"brokers {sorted(held[cut])} reconnected to another server")
+            except TimeoutError as e:
+                raise AssertionError(f"{e}: {where_sessions_are(kafka, owners, cut)}") from None
             time.sleep(max(0.0, SESSION_TIMEOUT_MS / 1000 + 2 - (time.monotonic() - t0)))
             assert moved and broker_sessions(kafka) == before
             load.still_flowing()
