@@ -73,6 +73,8 @@ def srvr(port: int) -> dict[str, str]:
 class LocalEnsemble:
     """N servers of one engine (coord | zookeeper) as separate processes, from generated zoo.cfg files."""
 
+    LOG_NAME = "server.log"   # each server's stdout and stderr, in its dir
+
     def __init__(self, workdir: Path, n: int, engine: str, *, force_sync: bool = True, tick_ms: int = 2000,
                  heap_mb: int = 1024, log_level: str = "warning", trace_stalls: bool = False):
         self.workdir = Path(workdir)
@@ -101,7 +103,7 @@ class LocalEnsemble:
         env.pop("JAVA_TOOL_OPTIONS", None)
         src = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        log = open(s.dir / "server.log", "ab")
+        log = open(s.dir / self.LOG_NAME, "ab")
         self.procs[sid] = subprocess.Popen(self._command(s), stdout=log, stderr=subprocess.STDOUT, cwd=s.dir,
                                            env=env, start_new_session=True)
         log.close()
@@ -143,7 +145,7 @@ class LocalEnsemble:
                 p = self.procs.get(sid)
                 if p is not None and p.poll() is not None:
                     raise BenchError(f"{self.engine} server {sid} exited ({p.returncode}); "
-                                     f"see {self.servers[sid].dir / 'server.log'}")
+                                     f"see {self.servers[sid].dir / self.LOG_NAME}")
             modes = {sid: self.mode(sid) for sid in want}
             leaders = [s for s, m in modes.items() if m == "leader"]
             if len(leaders) == 1 and all(m in ("leader", "follower") for m in modes.values()):

@@ -51,6 +51,12 @@ def zookeeper_trace_flags(workdir: Path, fsync_over_ms: int = 1) -> list[str]:
             f"-Xlog:safepoint:file={Path(workdir) / SAFEPOINT_LOG}:time"]
 
 
+def zookeeper_trace_files(servers: list[tuple[Path, Path]]) -> tuple[list[Path], list[Path]]:
+    """(server logs, safepoint logs) of servers given as (workdir, server log) traced with
+    zookeeper_trace_flags(workdir): the arguments of tailcause.read_zookeeper."""
+    return [log for _, log in servers], [Path(d) / SAFEPOINT_LOG for d, _ in servers]
+
+
 def zookeeper_command(conf: Path, cfg: Path, log_dir: Path, heap_mb: int, jvm_flags=()) -> list[str]:
     """QuorumPeerMain on cfg, logging at WARN to the console (the caller's log file), with conf's
     log4j.properties copied from Debian's example."""

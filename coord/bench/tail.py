@@ -283,7 +283,7 @@ def server_env(extra: dict | None):
 
 
 def _start_servers(name: str, cfg: TailConfig, base: Path, started: list) -> _Sys:
-    from coord.bench.launch import (SAFEPOINT_LOG, CoordServerProcess, ZooKeeperProcess, free_port,
+    from coord.bench.launch import (CoordServerProcess, ZooKeeperProcess, free_port, zookeeper_trace_files,
                                     zookeeper_trace_flags)
     zk_traced = name == "zookeeper" and cfg.attribute
     if cfg.ensemble:
@@ -302,8 +302,7 @@ def _start_servers(name: str, cfg: TailConfig, base: Path, started: list) -> _Sy
         ens.start_all()
         out = _Sys(name, [("127.0.0.1", s.client_port) for s in ens.servers.values()], ens.pids(), urls)
         if zk_traced:
-            dirs = [s.dir for s in ens.servers.values()]
-            out.zk_logs = ([d / "server.log" for d in dirs], [d / SAFEPOINT_LOG for d in dirs])
+            out.zk_logs = zookeeper_trace_files([(s.dir, s.dir / ens.LOG_NAME) for s in ens.servers.values()])
         return out
     if name == "coord":
         port = free_port()
@@ -318,7 +317,7 @@ def _start_servers(name: str, cfg: TailConfig, base: Path, started: list) -> _Sy
     proc.start(wait=120)
     out = _Sys(name, [("127.0.0.1", proc.client_port)], [proc.pid], urls)
     if zk_traced:
-        out.zk_logs = ([proc.workdir / proc.log_name], [proc.workdir / SAFEPOINT_LOG])
+        out.zk_logs = zookeeper_trace_files([(proc.workdir, proc.workdir / proc.log_name)])
     return out
 
 
